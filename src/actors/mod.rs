@@ -1,0 +1,17 @@
+//! Section actors and the registry that routes requests to them.
+//!
+//! Architecture invariants:
+//! - one actor per (event, section) owns that section's state; nothing else
+//!   reads or writes it (the HTTP layer only reads published counters);
+//! - an actor answers a change only after the journal says it is durable;
+//! - every actor's inbox is bounded (`mailbox_capacity`): a saturated
+//!   section answers `Overloaded` at once instead of queueing.
+
+mod registry;
+mod section;
+
+pub use registry::{EventEntry, Registry, RegistryError, SectionHandle, SectionSettings};
+pub use section::{
+    BookingView, Cancel, Confirm, GetBooking, GetHold, GetSeats, HoldSeats, HoldView, Release,
+    SeatsView, SectionActor, SectionError, SectionStats, WhatToHold,
+};

@@ -1,0 +1,269 @@
+//! The registry: which events exist, and the address of every section's
+//! actor. Requests are routed here by (event, section); ids carry both, so
+//! no request needs a global lookup beyond this map.
+//!
+//! Actors are started here, once per section, spread round-robin over one
+//! arbiter per core, never inside actix-web's per-worker app factory (that
+//! would start a copy of every section per worker).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::section::{SectionActor, SectionError, SectionStats};
+use crate::clock::Clock;
+use crate::domain::{EventDef, Section, SectionLayout};
+use crate::journal::{encode, IdemTag, Journal, Record};
+use crate::layout::EventSpec;
+
+#[derive(Debug, Clone)]
+pub struct SectionSettings {
+    /// Most requests in flight per section (queued or awaiting durability).
+    pub mailbox_capacity: usize,
+    /// How often a section looks for expired holds.
+    pub sweep_interval: Duration,
+    /// Fixed seed for id secrets (tests); `None` draws from the OS.
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("event {0:?} exists already")]
+    EventExists(String),
+    #[error("the journal is unavailable")]
+    Unavailable,
+}
+
+/// Routes to one section's actor, with its published counters.
+pub struct SectionHandle {
+    pub layout: Arc<SectionLayout>,
+    pub stats: Arc<SectionStats>,
+    addr: Addr<SectionActor>,
+    inflight: Arc<AtomicUsize>,
+    capacity: usize,
+}
+
+struct InflightGuard(Arc<AtomicUsize>);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl SectionHandle {
+    /// Sends a message to the section, or refuses at once when the section
+    /// already has `mailbox_capacity` requests in flight.
+    pub async fn send<M>(&self, msg: M) -> Result<M::Result, SectionError>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        SectionActor: Handler<M>,
+    {
+        if self.inflight.fetch_add(1, Ordering::Relaxed) >= self.capacity {
+            self.inflight.fetch_sub(1, Ordering::Relaxed);
+            return Err(SectionError::Overloaded);
+        }
+        let _guard = InflightGuard(Arc::clone(&self.inflight));
+        self.addr
+            .send(msg)
+            .await
+            .map_err(|_| SectionError::Unavailable)
+    }
+
+    /// Requests in flight right now.
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Relaxed)
+    }
+}
+
+pub struct EventEntry {
+    pub def: Arc<EventDef>,
+    pub created_at_ms: u64,
+    sections: Vec<SectionHandle>,
+    index: HashMap<String, usize>,
+}
+
+impl EventEntry {
+    pub fn section(&self, id: &str) -> Option<&SectionHandle> {
+        self.index.get(id).map(|&i| &self.sections[i])
+    }
+
+    /// In layout order.
+    pub fn sections(&self) -> &[SectionHandle] {
+        &self.sections
+    }
+}
+
+pub struct Registry {
+    events: RwLock<BTreeMap<String, Arc<EventEntry>>>,
+    /// Event ids being created right now, so two creations of one id race
+    /// to one winner.
+    creating: Mutex<HashSet<String>>,
+    arbiters: Vec<Arbiter>,
+    next_arbiter: AtomicUsize,
+    journal: Journal,
+    clock: Arc<dyn Clock>,
+    settings: SectionSettings,
+}
+
+impl Registry {
+    /// Starts `arbiters` arbiter threads for the section actors.
+    pub fn new(
+        journal: Journal,
+        clock: Arc<dyn Clock>,
+        settings: SectionSettings,
+        arbiters: usize,
+    ) -> Registry {
+        assert!(arbiters >= 1 && settings.mailbox_capacity >= 1);
+        Registry {
+            events: RwLock::new(BTreeMap::new()),
+            creating: Mutex::new(HashSet::new()),
+            arbiters: (0..arbiters).map(|_| Arbiter::new()).collect(),
+            next_arbiter: AtomicUsize::new(0),
+            journal,
+            clock,
+            settings,
+        }
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn get(&self, event: &str) -> Option<Arc<EventEntry>> {
+        self.events
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(event)
+            .cloned()
+    }
+
+    pub fn events(&self) -> Vec<Arc<EventEntry>> {
+        self.events
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Starts the actors of an event whose sections are already built
+    /// (fresh, or replayed from the journal).
+    pub fn start_event(
+        &self,
+        def: Arc<EventDef>,
+        sections: Vec<Section>,
+        created_at_ms: u64,
+    ) -> Arc<EventEntry> {
+        assert_eq!(def.sections.len(), sections.len());
+        let mut handles = Vec::with_capacity(sections.len());
+        for section in sections {
+            let arbiter = &self.arbiters
+                [self.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.arbiters.len()];
+            let stats = Arc::new(SectionStats::new(&section.counts()));
+            let layout = Arc::clone(section.layout());
+            let actor = SectionActor::new(
+                &def.id,
+                section,
+                self.journal.clone(),
+                Arc::clone(&self.clock),
+                self.settings.seed,
+                Arc::clone(&stats),
+                self.settings.sweep_interval,
+                self.settings.mailbox_capacity,
+            );
+            let addr = SectionActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
+            handles.push(SectionHandle {
+                layout,
+                stats,
+                addr,
+                inflight: Arc::new(AtomicUsize::new(0)),
+                capacity: self.settings.mailbox_capacity,
+            });
+        }
+        let index = handles
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.layout.id.clone(), i))
+            .collect();
+        let entry = Arc::new(EventEntry {
+            def: Arc::clone(&def),
+            created_at_ms,
+            sections: handles,
+            index,
+        });
+        self.events
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(def.id.clone(), Arc::clone(&entry));
+        entry
+    }
+
+    /// Creates a new event: journals it, then starts its sections. The
+    /// spec must already have been built into `def` (validated).
+    pub async fn create_event(
+        &self,
+        spec: &EventSpec,
+        def: EventDef,
+        idem: Option<IdemTag>,
+    ) -> Result<Arc<EventEntry>, RegistryError> {
+        let id = def.id.clone();
+        {
+            let mut creating = self.creating.lock().unwrap_or_else(|e| e.into_inner());
+            if self.get(&id).is_some() || !creating.insert(id.clone()) {
+                return Err(RegistryError::EventExists(id));
+            }
+        }
+        let result = async {
+            let now = self.clock.now_ms();
+            let bytes = encode(&Record::EventCreated {
+                spec_json: spec.to_json(),
+                at_ms: now,
+                idem,
+            });
+            let receipt = self
+                .journal
+                .append(bytes)
+                .map_err(|_| RegistryError::Unavailable)?;
+            match receipt.await {
+                Ok(Ok(_)) => {}
+                _ => return Err(RegistryError::Unavailable),
+            }
+            let def = Arc::new(def);
+            let sections = def
+                .sections
+                .iter()
+                .map(|l| Section::new(Arc::clone(l), def.limits))
+                .collect();
+            Ok(self.start_event(def, sections, now))
+        }
+        .await;
+        self.creating
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        result
+    }
+
+    /// Stops every arbiter (and so every section actor) and waits for them.
+    pub fn shutdown(&mut self) {
+        self.events
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        for a in &self.arbiters {
+            a.stop();
+        }
+        for a in self.arbiters.drain(..) {
+            let _ = a.join();
+        }
+    }
+}

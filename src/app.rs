@@ -1,0 +1,318 @@
+//! Wiring: lock the data directory, open the journal, replay it into
+//! sections, start the actors, create the demo event, bind, serve.
+//!
+//! Start-up order is the readiness contract: the listener is bound only
+//! after the journal has been replayed, so the first request ever answered
+//! already sees every change acknowledged before the last stop.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+use anyhow::{bail, Context};
+
+use crate::actors::{BookingView, HoldView, Registry, SectionSettings};
+use crate::clock::{Clock, SystemClock};
+use crate::config::ServeArgs;
+use crate::domain::{Change, EventDef, Section};
+use crate::http::{self, dto, AppState};
+use crate::idempotency::IdempotencyStore;
+use crate::journal::{JournalConfig, OpenError, Record, Store};
+use crate::layout::{EventSpec, DEMO_EVENT_JSON};
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    registry: Arc<Registry>,
+    flusher: Option<JoinHandle<()>>,
+    /// Held for the life of the process: one writer per data directory.
+    _lock: File,
+}
+
+/// What replay rebuilt, before any actor starts.
+struct Recovered {
+    events: BTreeMap<String, (Arc<EventDef>, u64, Vec<Section>)>,
+    records: u64,
+}
+
+impl Application {
+    /// Builds everything and binds the listener. Must run inside an actix
+    /// `System` (the section arbiters belong to it).
+    pub async fn build(args: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let data_dir = &args.data_dir;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+        let lock = lock_data_dir(data_dir)?;
+
+        let idempotency =
+            IdempotencyStore::new(args.idempotency_ttl_secs * 1000, args.idempotency_keys_max);
+        let mut store = Store::open(&data_dir.join("journal"))?;
+        let started = std::time::Instant::now();
+        let recovered = recover(
+            &mut store,
+            &idempotency,
+            clock.now_ms(),
+            args.idempotency_ttl_secs * 1000,
+        )?;
+        tracing::info!(
+            records = recovered.records,
+            events = recovered.events.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "journal replayed"
+        );
+
+        let (journal, flusher) = store.start(JournalConfig {
+            batch_records_max: args.batch_records_max as usize,
+            queue_capacity: 65_536,
+            sync_data: args.fdatasync,
+        });
+        let settings = SectionSettings {
+            mailbox_capacity: args.mailbox_capacity as usize,
+            sweep_interval: Duration::from_millis(args.sweep_interval_ms),
+            seed: args.seed,
+        };
+        let arbiters = if args.arbiters == 0 {
+            cores
+        } else {
+            args.arbiters
+        };
+        let registry = Arc::new(Registry::new(
+            journal,
+            Arc::clone(&clock),
+            settings,
+            arbiters,
+        ));
+        for (_, (def, created_at_ms, sections)) in recovered.events {
+            registry.start_event(def, sections, created_at_ms);
+        }
+
+        if args.demo && registry.get("demo").is_none() {
+            let mut spec = EventSpec::from_json(DEMO_EVENT_JSON.as_bytes())
+                .context("the built-in demo event")?;
+            spec.hold_ttl_secs = args.hold_ttl_secs;
+            let def = spec.build().context("the built-in demo event")?;
+            registry
+                .create_event(&spec, def, None)
+                .await
+                .context("creating the demo event")?;
+            tracing::info!("created the demo event");
+        }
+
+        let prune_store = Arc::clone(&idempotency);
+        let prune_clock = Arc::clone(&clock);
+        actix_web::rt::spawn(async move {
+            let mut tick = actix_web::rt::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                prune_store.prune(prune_clock.now_ms());
+            }
+        });
+
+        let state = web::Data::new(AppState {
+            registry: Arc::clone(&registry),
+            idempotency,
+            admin_token: args.admin_token.clone().filter(|t| !t.is_empty()),
+        });
+        let listener = TcpListener::bind(&args.listen)
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let port = listener.local_addr()?.port();
+        let workers = if args.workers == 0 {
+            cores
+        } else {
+            args.workers
+        };
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .configure(http::configure)
+        })
+        .workers(workers)
+        .backlog(4096)
+        .listen(listener)?
+        .run();
+        Ok(Application {
+            port,
+            server,
+            registry,
+            flusher: Some(flusher),
+            _lock: lock,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server is stopped (SIGINT/SIGTERM, or a handle),
+    /// then stops the sections and lets the journal drain.
+    pub async fn run_until_stopped(mut self) -> std::io::Result<()> {
+        let result = (&mut self.server).await;
+        if let Some(registry) = Arc::get_mut(&mut self.registry) {
+            registry.shutdown();
+        }
+        drop(self.registry);
+        if let Some(flusher) = self.flusher.take() {
+            // The flusher ends once the last journal handle is gone; do not
+            // wait for it on a thread that may still own one.
+            let _ = actix_web::rt::task::spawn_blocking(move || flusher.join()).await;
+        }
+        result
+    }
+}
+
+/// Runs `boxoffice serve` on the system clock until stopped.
+pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(args.clone(), Arc::new(SystemClock)).await?;
+        println!(
+            "boxoffice listening on http://{}",
+            with_port(&args.listen, app.port())
+        );
+        app.run_until_stopped().await?;
+        Ok(())
+    })
+}
+
+fn with_port(listen: &str, port: u16) -> String {
+    match listen.rsplit_once(':') {
+        Some((host, _)) => format!("{host}:{port}"),
+        None => format!("{listen}:{port}"),
+    }
+}
+
+fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
+    let path = dir.join("LOCK");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "the data directory {} is in use by another boxoffice process (one writer per directory)",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ReplayError {
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("journal batch {batch}: {message}")]
+    Invalid { batch: u64, message: String },
+}
+
+/// Rebuilds every event and section from the journal, and the remembered
+/// idempotent answers younger than `idem_ttl_ms`.
+fn recover(
+    store: &mut Store,
+    idem: &IdempotencyStore,
+    now_ms: u64,
+    idem_ttl_ms: u64,
+) -> Result<Recovered, ReplayError> {
+    let mut events: BTreeMap<String, (Arc<EventDef>, u64, Vec<Section>)> = BTreeMap::new();
+    let mut records = 0u64;
+    let fresh = |at_ms: u64| now_ms < at_ms.saturating_add(idem_ttl_ms);
+    store.replay(|batch, record| {
+        records += 1;
+        let invalid = |message: String| ReplayError::Invalid { batch, message };
+        match record {
+            Record::EventCreated {
+                spec_json,
+                at_ms,
+                idem: tag,
+            } => {
+                let spec = EventSpec::from_json(spec_json.as_bytes())
+                    .map_err(|e| invalid(format!("event spec: {e}")))?;
+                let def = Arc::new(
+                    spec.build()
+                        .map_err(|e| invalid(format!("event spec: {e}")))?,
+                );
+                if events.contains_key(&def.id) {
+                    return Err(invalid(format!("event {:?} created twice", def.id)));
+                }
+                if let Some(tag) = tag.filter(|t| fresh(t.at_ms)) {
+                    let body = http::event_body(&def, &http::fresh_counts(&def));
+                    idem.restore(&tag.key, tag.fingerprint, 201, body, tag.at_ms);
+                }
+                let sections = def
+                    .sections
+                    .iter()
+                    .map(|l| Section::new(Arc::clone(l), def.limits))
+                    .collect();
+                events.insert(def.id.clone(), (def, at_ms, sections));
+            }
+            Record::Section {
+                event,
+                section,
+                change,
+                idem: tag,
+            } => {
+                let (def, _, sections) = events
+                    .get_mut(&event)
+                    .ok_or_else(|| invalid(format!("change to unknown event {event:?}")))?;
+                let s = sections
+                    .iter_mut()
+                    .find(|s| s.layout().id == section)
+                    .ok_or_else(|| {
+                        invalid(format!("change to unknown section {event}/{section}"))
+                    })?;
+                let change = Change::from(change);
+                s.apply(&change)
+                    .map_err(|e| invalid(format!("{event}/{section}: {e}")))?;
+                if let Some(tag) = tag.filter(|t| fresh(t.at_ms)) {
+                    let layout = Arc::clone(s.layout());
+                    let answer = match &change {
+                        Change::HoldCreated { hold, .. } => s.hold(*hold).map(|h| {
+                            (
+                                201,
+                                dto::hold_body(&layout, &HoldView::new(&event, &section, h)),
+                            )
+                        }),
+                        Change::HoldConfirmed { booking, .. } => s.booking(*booking).map(|b| {
+                            (
+                                201,
+                                dto::booking_body(
+                                    def,
+                                    &layout,
+                                    &BookingView::new(&event, &section, b),
+                                ),
+                            )
+                        }),
+                        Change::BookingCancelled { booking, .. } => s.booking(*booking).map(|b| {
+                            (
+                                200,
+                                dto::booking_body(
+                                    def,
+                                    &layout,
+                                    &BookingView::new(&event, &section, b),
+                                ),
+                            )
+                        }),
+                        Change::HoldReleased { .. } | Change::HoldExpired { .. } => None,
+                    };
+                    if let Some((status, body)) = answer {
+                        idem.restore(&tag.key, tag.fingerprint, status, body, tag.at_ms);
+                    }
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(Recovered { events, records })
+}

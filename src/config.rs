@@ -1,0 +1,106 @@
+//! Command-line flags and `BOXOFFICE_*` environment variables (a flag wins
+//! over its variable, which wins over the default).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "boxoffice",
+    version,
+    about = "Seat allocator for high-demand ticket sales"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the REST API (the default when no subcommand is given).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, env = "BOXOFFICE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+
+    /// Directory for the journal; created if missing.
+    #[arg(long, env = "BOXOFFICE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Bearer token for the admin endpoints (`POST /v1/events`); they are
+    /// disabled without one.
+    #[arg(long, env = "BOXOFFICE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Create the demo event `demo` on first start.
+    #[arg(long, env = "BOXOFFICE_DEMO", default_value_t = true, action = clap::ArgAction::Set)]
+    pub demo: bool,
+
+    /// Hold time-to-live of the demo event, in seconds (events created over
+    /// the API carry their own).
+    #[arg(long, env = "BOXOFFICE_HOLD_TTL_SECS", default_value_t = 420,
+          value_parser = clap::value_parser!(u64).range(10..=3600))]
+    pub hold_ttl_secs: u64,
+
+    /// How often each section looks for expired holds, in milliseconds.
+    #[arg(long, env = "BOXOFFICE_SWEEP_INTERVAL_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub sweep_interval_ms: u64,
+
+    /// HTTP worker threads; 0 means one per core.
+    #[arg(long, env = "BOXOFFICE_WORKERS", default_value_t = 0)]
+    pub workers: usize,
+
+    /// Arbiter threads for the section actors; 0 means one per core.
+    #[arg(long, env = "BOXOFFICE_ARBITERS", default_value_t = 0)]
+    pub arbiters: usize,
+
+    /// Most requests in flight per section before it answers 503.
+    #[arg(long, env = "BOXOFFICE_MAILBOX_CAPACITY", default_value_t = 4096,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub mailbox_capacity: u64,
+
+    /// Most records in one group commit.
+    #[arg(long, env = "BOXOFFICE_BATCH_RECORDS_MAX", default_value_t = 4096,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub batch_records_max: u64,
+
+    /// fdatasync sled's data file after every group commit, so that a 2xx
+    /// survives power loss. Turning it off keeps crash (not power) safety.
+    #[arg(long, env = "BOXOFFICE_FDATASYNC", default_value_t = true, action = clap::ArgAction::Set)]
+    pub fdatasync: bool,
+
+    /// How long an Idempotency-Key's answer is kept, in seconds.
+    #[arg(long, env = "BOXOFFICE_IDEMPOTENCY_TTL_SECS", default_value_t = 86_400)]
+    pub idempotency_ttl_secs: u64,
+
+    /// Most Idempotency-Keys remembered at once.
+    #[arg(
+        long,
+        env = "BOXOFFICE_IDEMPOTENCY_KEYS_MAX",
+        default_value_t = 2_000_000
+    )]
+    pub idempotency_keys_max: usize,
+
+    /// Seed for the secrets in ids (tests only: fixed seeds make ids
+    /// guessable).
+    #[arg(long, env = "BOXOFFICE_SEED", hide = true)]
+    pub seed: Option<u64>,
+}
+
+impl Default for ServeArgs {
+    fn default() -> Self {
+        // Parse an empty command line so the defaults live in one place.
+        match Cli::try_parse_from(["boxoffice", "serve"]) {
+            Ok(Cli {
+                command: Some(Command::Serve(args)),
+            }) => args,
+            other => panic!("default arguments parse: {other:?}"),
+        }
+    }
+}

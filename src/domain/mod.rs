@@ -1,0 +1,23 @@
+//! The seat allocator's pure core: venues, events, sections, holds, bookings.
+//!
+//! Architecture invariant: nothing in `domain` does I/O, reads a clock, draws
+//! randomness or knows about actix, sled, tokio or serde. Time and secrets
+//! come in as arguments, so every function here is deterministic and can be
+//! unit-, property- and bench-tested at memory speed.
+//!
+//! A section is changed in two steps, in the manner of event sourcing:
+//! `Section::decide_*` validates a command against the current state and
+//! returns a [`Change`] (or a domain error), and [`Section::apply`] applies a
+//! `Change`. The live path runs both; journal replay runs only `apply`, so
+//! what was decided once is reproduced exactly after a restart.
+
+mod ids;
+mod section;
+mod venue;
+
+pub use ids::{is_valid_name, BookingRef, HoldRef, IdError, RefKind};
+pub use section::{
+    Booking, BookingStatus, CategoryCounts, Change, Claim, CommandError, Hold, HoldEnd, Section,
+    SectionCounts,
+};
+pub use venue::{Category, EventDef, Limits, Row, Seat, SeatMap, SectionKind, SectionLayout};

@@ -1,0 +1,813 @@
+//! One section's seats, holds and bookings, and the rules that change them.
+//!
+//! Invariants kept here (checked by [`Section::check_invariants`] after every
+//! `apply` in debug builds and in every test):
+//! - a seat is owned by at most one hold or booking, and the owner knows it;
+//! - free + held + sold = capacity, per category and per row;
+//! - a standing section never holds or sells more than its capacity.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use super::venue::{Limits, SectionKind, SectionLayout};
+
+/// How many ended holds a section remembers, so that confirming a hold that
+/// expired answers "expired" rather than "not found". Oldest forgotten first.
+pub const HOLD_TOMBSTONES_MAX: usize = 65_536;
+
+/// What a hold claims: explicit seats of a seated section (as indices into
+/// its `SeatMap`), or a number of places in a standing section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    Seats(Box<[u32]>),
+    Quantity(u32),
+}
+
+impl Claim {
+    pub fn count(&self) -> u32 {
+        match self {
+            Claim::Seats(seats) => seats.len() as u32,
+            Claim::Quantity(n) => *n,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    pub seq: u64,
+    pub secret: u64,
+    pub claim: Claim,
+    pub created_at_ms: u64,
+    pub expires_at_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BookingStatus {
+    Confirmed,
+    Cancelled { at_ms: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Booking {
+    pub seq: u64,
+    pub secret: u64,
+    pub hold_seq: u64,
+    pub claim: Claim,
+    pub email: String,
+    pub payment_ref: String,
+    pub confirmed_at_ms: u64,
+    pub status: BookingStatus,
+}
+
+/// How a hold ended; remembered (bounded) so later requests get the right
+/// answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldEnd {
+    Released,
+    Expired,
+    Confirmed { booking: u64 },
+}
+
+/// Everything that can happen to a section. A `Change` is decided once,
+/// written to the journal, and applied both live and on replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    HoldCreated {
+        hold: u64,
+        secret: u64,
+        claim: Claim,
+        created_at_ms: u64,
+        expires_at_ms: u64,
+    },
+    HoldReleased {
+        hold: u64,
+        at_ms: u64,
+    },
+    HoldExpired {
+        hold: u64,
+        at_ms: u64,
+    },
+    HoldConfirmed {
+        hold: u64,
+        booking: u64,
+        secret: u64,
+        email: String,
+        payment_ref: String,
+        at_ms: u64,
+    },
+    BookingCancelled {
+        booking: u64,
+        at_ms: u64,
+    },
+}
+
+/// Why a command was refused. Every variant is the client's business (a 4xx
+/// at the HTTP edge), never a fault of the server.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("a hold needs at least one seat")]
+    Empty,
+    #[error("at most {max} seats per hold")]
+    TooMany { max: u32 },
+    #[error("seat listed twice")]
+    DuplicateSeat(u32),
+    #[error("seats are not free")]
+    SeatsUnavailable(Vec<u32>),
+    #[error("no {wanted} adjacent seats are free; the largest free block has {largest}")]
+    NoAdjacentBlock { wanted: u32, largest: u32 },
+    #[error("only {available} places are free")]
+    NotEnoughPlaces { wanted: u32, available: u32 },
+    #[error("this is a standing section: ask for a quantity, not seats")]
+    StandingSection,
+    #[error("hold not found")]
+    HoldNotFound,
+    #[error("hold expired")]
+    HoldExpired,
+    #[error("hold was released")]
+    HoldReleased,
+    #[error("hold was already confirmed")]
+    HoldConfirmed { booking: u64, booking_secret: u64 },
+    #[error("booking not found")]
+    BookingNotFound,
+    #[error("booking already cancelled")]
+    BookingCancelled,
+}
+
+/// A change that does not fit the state it is applied to. Live, that is a
+/// bug (decide and apply disagree); on replay, a journal that does not
+/// belong to this layout.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("change does not apply: {0}")]
+pub struct ApplyError(pub String);
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CategoryCounts {
+    pub free: u32,
+    pub held: u32,
+    pub sold: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SectionCounts {
+    pub total: CategoryCounts,
+    /// Indexed by the event's category index.
+    pub by_category: Vec<CategoryCounts>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Free,
+    Held(u64),
+    Sold(u64),
+}
+
+/// One step of a place's life; see `Section::move_places`.
+#[derive(Debug, Clone, Copy)]
+enum Move {
+    Hold(u64),
+    Unhold,
+    Sell(u64),
+    Cancel,
+}
+
+impl CategoryCounts {
+    fn slot(&mut self, o: Owner) -> &mut u32 {
+        match o {
+            Owner::Free => &mut self.free,
+            Owner::Held(_) => &mut self.held,
+            Owner::Sold(_) => &mut self.sold,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Places {
+    Seated {
+        owner: Vec<Owner>,
+        /// Free seats per row, so best-available skips full rows at once.
+        row_free: Vec<u32>,
+    },
+    Standing {
+        held: u32,
+        sold: u32,
+    },
+}
+
+#[derive(Debug)]
+pub struct Section {
+    layout: Arc<SectionLayout>,
+    limits: Limits,
+    places: Places,
+    holds: FxHashMap<u64, Hold>,
+    bookings: FxHashMap<u64, Booking>,
+    /// Ended holds: seq → (secret, how), bounded by `HOLD_TOMBSTONES_MAX`.
+    ended: FxHashMap<u64, (u64, HoldEnd)>,
+    ended_order: VecDeque<u64>,
+    /// Min-heap of (expires_at_ms, hold seq). Entries of holds that ended
+    /// otherwise stay until they surface and are skipped (lazy deletion).
+    expiries: BinaryHeap<Reverse<(u64, u64)>>,
+    next_hold: u64,
+    next_booking: u64,
+    counts: Vec<CategoryCounts>,
+}
+
+impl Section {
+    pub fn new(layout: Arc<SectionLayout>, limits: Limits) -> Section {
+        assert!(limits.seats_per_hold_max >= 1);
+        let mut counts = vec![CategoryCounts::default(); usize::from(layout.category_count)];
+        let places = match &layout.kind {
+            SectionKind::Seated(map) => {
+                for seat in &map.seats {
+                    counts[usize::from(seat.category)].free += 1;
+                }
+                Places::Seated {
+                    owner: vec![Owner::Free; map.seats.len()],
+                    row_free: map.rows.iter().map(|r| r.len).collect(),
+                }
+            }
+            SectionKind::Standing { capacity, category } => {
+                counts[usize::from(*category)].free = *capacity;
+                Places::Standing { held: 0, sold: 0 }
+            }
+        };
+        Section {
+            layout,
+            limits,
+            places,
+            holds: FxHashMap::default(),
+            bookings: FxHashMap::default(),
+            ended: FxHashMap::default(),
+            ended_order: VecDeque::new(),
+            expiries: BinaryHeap::new(),
+            next_hold: 0,
+            next_booking: 0,
+            counts,
+        }
+    }
+
+    pub fn layout(&self) -> &Arc<SectionLayout> {
+        &self.layout
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    pub fn hold(&self, seq: u64) -> Option<&Hold> {
+        self.holds.get(&seq)
+    }
+
+    pub fn booking(&self, seq: u64) -> Option<&Booking> {
+        self.bookings.get(&seq)
+    }
+
+    pub fn holds(&self) -> impl Iterator<Item = &Hold> {
+        self.holds.values()
+    }
+
+    pub fn bookings(&self) -> impl Iterator<Item = &Booking> {
+        self.bookings.values()
+    }
+
+    pub fn counts(&self) -> SectionCounts {
+        let mut total = CategoryCounts::default();
+        for c in &self.counts {
+            total.free += c.free;
+            total.held += c.held;
+            total.sold += c.sold;
+        }
+        SectionCounts {
+            total,
+            by_category: self.counts.clone(),
+        }
+    }
+
+    /// One character per seat, in seat order: `f` free, `h` held, `s` sold.
+    /// Empty for a standing section. This is what a seat map draws.
+    pub fn seat_states(&self) -> String {
+        match &self.places {
+            Places::Seated { owner, .. } => owner
+                .iter()
+                .map(|o| match o {
+                    Owner::Free => 'f',
+                    Owner::Held(_) => 'h',
+                    Owner::Sold(_) => 's',
+                })
+                .collect(),
+            Places::Standing { .. } => String::new(),
+        }
+    }
+
+    // ---- decide: validate a command, return the change it makes ----
+
+    /// Hold the given seats (indices into the seat map), all or none.
+    pub fn decide_hold_seats(
+        &self,
+        seats: &[u32],
+        now_ms: u64,
+        secret: u64,
+    ) -> Result<Change, CommandError> {
+        let Places::Seated { owner, .. } = &self.places else {
+            return Err(CommandError::StandingSection);
+        };
+        self.check_count(seats.len())?;
+        let mut sorted: Vec<u32> = seats.to_vec();
+        sorted.sort_unstable();
+        if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+            return Err(CommandError::DuplicateSeat(w[0]));
+        }
+        let taken: Vec<u32> = seats
+            .iter()
+            .copied()
+            .filter(|&s| owner[s as usize] != Owner::Free)
+            .collect();
+        if !taken.is_empty() {
+            return Err(CommandError::SeatsUnavailable(taken));
+        }
+        Ok(self.hold_created(Claim::Seats(seats.into()), now_ms, secret))
+    }
+
+    /// Hold `quantity` places: the best `quantity` adjacent seats of one row
+    /// (nearest the stage first, then nearest the middle of the row) in a
+    /// seated section, or `quantity` places in a standing section. A group
+    /// is never split: when no block is large enough the error names the
+    /// largest block still free.
+    pub fn decide_hold_best(
+        &self,
+        quantity: u32,
+        now_ms: u64,
+        secret: u64,
+    ) -> Result<Change, CommandError> {
+        self.check_count(quantity as usize)?;
+        let claim = match &self.places {
+            Places::Seated { .. } => Claim::Seats(self.best_block(quantity)?.into()),
+            Places::Standing { held, sold } => {
+                let available = self.layout.capacity() - held - sold;
+                if quantity > available {
+                    return Err(CommandError::NotEnoughPlaces {
+                        wanted: quantity,
+                        available,
+                    });
+                }
+                Claim::Quantity(quantity)
+            }
+        };
+        Ok(self.hold_created(claim, now_ms, secret))
+    }
+
+    pub fn decide_release(
+        &self,
+        hold: u64,
+        secret: u64,
+        now_ms: u64,
+    ) -> Result<Change, CommandError> {
+        self.live_hold(hold, secret)?;
+        Ok(Change::HoldReleased {
+            hold,
+            at_ms: now_ms,
+        })
+    }
+
+    pub fn decide_confirm(
+        &self,
+        hold: u64,
+        secret: u64,
+        email: String,
+        payment_ref: String,
+        now_ms: u64,
+        booking_secret: u64,
+    ) -> Result<Change, CommandError> {
+        let h = self.live_hold(hold, secret)?;
+        // The actor expires due holds before every command; this is the
+        // belt to those braces, for a caller that did not.
+        if now_ms >= h.expires_at_ms {
+            return Err(CommandError::HoldExpired);
+        }
+        Ok(Change::HoldConfirmed {
+            hold,
+            booking: self.next_booking,
+            secret: booking_secret,
+            email,
+            payment_ref,
+            at_ms: now_ms,
+        })
+    }
+
+    pub fn decide_cancel(
+        &self,
+        booking: u64,
+        secret: u64,
+        now_ms: u64,
+    ) -> Result<Change, CommandError> {
+        let b = self.find_booking(booking, secret)?;
+        if b.status != BookingStatus::Confirmed {
+            return Err(CommandError::BookingCancelled);
+        }
+        Ok(Change::BookingCancelled {
+            booking,
+            at_ms: now_ms,
+        })
+    }
+
+    /// The holds whose time has come, as `HoldExpired` changes to journal
+    /// and apply. Takes `&mut self` only to drop stale heap entries.
+    pub fn decide_expiries(&mut self, now_ms: u64, max: usize) -> Vec<Change> {
+        let mut due = Vec::new();
+        while due.len() < max {
+            let Some(&Reverse((at, seq))) = self.expiries.peek() else {
+                break;
+            };
+            if at > now_ms {
+                break;
+            }
+            self.expiries.pop();
+            if self.holds.get(&seq).is_some_and(|h| h.expires_at_ms == at) {
+                due.push(Change::HoldExpired {
+                    hold: seq,
+                    at_ms: now_ms,
+                });
+            }
+        }
+        due
+    }
+
+    /// The earliest expiry still pending, if any (may be a stale entry).
+    pub fn next_expiry_ms(&self) -> Option<u64> {
+        self.expiries.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// A live hold by seq and secret, or why there is none.
+    pub fn find_hold(&self, seq: u64, secret: u64) -> Result<&Hold, CommandError> {
+        self.live_hold(seq, secret)
+    }
+
+    pub fn find_booking(&self, seq: u64, secret: u64) -> Result<&Booking, CommandError> {
+        match self.bookings.get(&seq) {
+            Some(b) if b.secret == secret => Ok(b),
+            _ => Err(CommandError::BookingNotFound),
+        }
+    }
+
+    fn live_hold(&self, seq: u64, secret: u64) -> Result<&Hold, CommandError> {
+        if let Some(h) = self.holds.get(&seq) {
+            if h.secret == secret {
+                return Ok(h);
+            }
+            return Err(CommandError::HoldNotFound);
+        }
+        match self.ended.get(&seq) {
+            Some(&(s, end)) if s == secret => Err(match end {
+                HoldEnd::Released => CommandError::HoldReleased,
+                HoldEnd::Expired => CommandError::HoldExpired,
+                HoldEnd::Confirmed { booking } => CommandError::HoldConfirmed {
+                    booking,
+                    booking_secret: self.bookings.get(&booking).map_or(0, |b| b.secret),
+                },
+            }),
+            _ => Err(CommandError::HoldNotFound),
+        }
+    }
+
+    fn check_count(&self, n: usize) -> Result<(), CommandError> {
+        if n == 0 {
+            return Err(CommandError::Empty);
+        }
+        if n > self.limits.seats_per_hold_max as usize {
+            return Err(CommandError::TooMany {
+                max: self.limits.seats_per_hold_max,
+            });
+        }
+        Ok(())
+    }
+
+    fn hold_created(&self, claim: Claim, now_ms: u64, secret: u64) -> Change {
+        Change::HoldCreated {
+            hold: self.next_hold,
+            secret,
+            claim,
+            created_at_ms: now_ms,
+            expires_at_ms: now_ms.saturating_add(self.limits.hold_ttl_ms),
+        }
+    }
+
+    fn best_block(&self, n: u32) -> Result<Vec<u32>, CommandError> {
+        let (SectionKind::Seated(map), Places::Seated { owner, row_free }) =
+            (&self.layout.kind, &self.places)
+        else {
+            unreachable!("seated places belong to a seated layout")
+        };
+        let mut largest = 0;
+        for (ri, row) in map.rows.iter().enumerate() {
+            if row_free[ri] < n {
+                largest = largest.max(row_free[ri].min(longest_run(owner, row.first, row.len)));
+                continue;
+            }
+            // Doubled coordinates keep the centre arithmetic in integers.
+            let centre2 = i64::from(row.len) - 1;
+            let mut best: Option<(i64, u32)> = None; // (distance, start)
+            let mut run_start = None;
+            for i in 0..=row.len {
+                let free = i < row.len && owner[(row.first + i) as usize] == Owner::Free;
+                match (free, run_start) {
+                    (true, None) => run_start = Some(i),
+                    (false, Some(a)) => {
+                        run_start = None;
+                        let len = i - a;
+                        largest = largest.max(len);
+                        if len < n {
+                            continue;
+                        }
+                        let ideal = (centre2 - i64::from(n - 1)).div_euclid(2);
+                        let start = ideal.clamp(i64::from(a), i64::from(i - n));
+                        let distance = (2 * start + i64::from(n - 1) - centre2).abs();
+                        if best.is_none_or(|(d, _)| distance < d) {
+                            best = Some((distance, start as u32));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if let Some((_, start)) = best {
+                return Ok((0..n).map(|k| row.first + start + k).collect());
+            }
+        }
+        Err(CommandError::NoAdjacentBlock { wanted: n, largest })
+    }
+
+    // ---- apply: the one place state changes ----
+
+    pub fn apply(&mut self, change: &Change) -> Result<(), ApplyError> {
+        let result = self.apply_inner(change);
+        #[cfg(debug_assertions)]
+        self.check_invariants();
+        result
+    }
+
+    fn apply_inner(&mut self, change: &Change) -> Result<(), ApplyError> {
+        match change {
+            Change::HoldCreated {
+                hold,
+                secret,
+                claim,
+                created_at_ms,
+                expires_at_ms,
+            } => {
+                if self.holds.contains_key(hold)
+                    || self.ended.contains_key(hold)
+                    || *hold < self.next_hold
+                {
+                    return Err(ApplyError(format!("hold {hold} exists already")));
+                }
+                self.check_claim_free(claim)?;
+                self.move_places(claim, Move::Hold(*hold));
+                self.holds.insert(
+                    *hold,
+                    Hold {
+                        seq: *hold,
+                        secret: *secret,
+                        claim: claim.clone(),
+                        created_at_ms: *created_at_ms,
+                        expires_at_ms: *expires_at_ms,
+                    },
+                );
+                self.expiries.push(Reverse((*expires_at_ms, *hold)));
+                self.next_hold = hold + 1;
+            }
+            Change::HoldReleased { hold, .. } | Change::HoldExpired { hold, .. } => {
+                let h = self
+                    .holds
+                    .remove(hold)
+                    .ok_or_else(|| ApplyError(format!("hold {hold} is not live")))?;
+                self.move_places(&h.claim, Move::Unhold);
+                let end = if matches!(change, Change::HoldReleased { .. }) {
+                    HoldEnd::Released
+                } else {
+                    HoldEnd::Expired
+                };
+                self.remember_end(h.seq, h.secret, end);
+            }
+            Change::HoldConfirmed {
+                hold,
+                booking,
+                secret,
+                email,
+                payment_ref,
+                at_ms,
+            } => {
+                if self.bookings.contains_key(booking) || *booking < self.next_booking {
+                    return Err(ApplyError(format!("booking {booking} exists already")));
+                }
+                let h = self
+                    .holds
+                    .remove(hold)
+                    .ok_or_else(|| ApplyError(format!("hold {hold} is not live")))?;
+                self.move_places(&h.claim, Move::Sell(*booking));
+                self.remember_end(h.seq, h.secret, HoldEnd::Confirmed { booking: *booking });
+                self.bookings.insert(
+                    *booking,
+                    Booking {
+                        seq: *booking,
+                        secret: *secret,
+                        hold_seq: *hold,
+                        claim: h.claim,
+                        email: email.clone(),
+                        payment_ref: payment_ref.clone(),
+                        confirmed_at_ms: *at_ms,
+                        status: BookingStatus::Confirmed,
+                    },
+                );
+                self.next_booking = booking + 1;
+            }
+            Change::BookingCancelled { booking, at_ms } => {
+                let b = self
+                    .bookings
+                    .get_mut(booking)
+                    .filter(|b| b.status == BookingStatus::Confirmed)
+                    .ok_or_else(|| ApplyError(format!("booking {booking} is not confirmed")))?;
+                b.status = BookingStatus::Cancelled { at_ms: *at_ms };
+                let claim = b.claim.clone();
+                self.move_places(&claim, Move::Cancel);
+            }
+        }
+        Ok(())
+    }
+
+    fn check_claim_free(&self, claim: &Claim) -> Result<(), ApplyError> {
+        match (&self.places, claim) {
+            (Places::Seated { owner, .. }, Claim::Seats(seats)) => {
+                for &s in seats.iter() {
+                    if owner.get(s as usize) != Some(&Owner::Free) {
+                        return Err(ApplyError(format!("seat {s} is not free")));
+                    }
+                }
+                Ok(())
+            }
+            (Places::Standing { held, sold }, Claim::Quantity(n)) => {
+                if held + sold + n > self.layout.capacity() || *n == 0 {
+                    return Err(ApplyError(format!("{n} places are not free")));
+                }
+                Ok(())
+            }
+            _ => Err(ApplyError("claim does not match the section kind".into())),
+        }
+    }
+
+    /// Moves the claimed places one step along free → held → sold → free,
+    /// keeping every count in step. The caller has checked the move is
+    /// legal; the assertions here catch a caller that did not.
+    fn move_places(&mut self, claim: &Claim, mv: Move) {
+        let (from, to) = match mv {
+            Move::Hold(h) => (Owner::Free, Owner::Held(h)),
+            Move::Unhold => (Owner::Held(0), Owner::Free),
+            Move::Sell(b) => (Owner::Held(0), Owner::Sold(b)),
+            Move::Cancel => (Owner::Sold(0), Owner::Free),
+        };
+        match (&mut self.places, &self.layout.kind) {
+            (Places::Seated { owner, row_free }, SectionKind::Seated(map)) => {
+                let Claim::Seats(seats) = claim else {
+                    unreachable!("seated claims are seats")
+                };
+                for &s in seats.iter() {
+                    let seat = &map.seats[s as usize];
+                    let was = owner[s as usize];
+                    assert_eq!(
+                        std::mem::discriminant(&was),
+                        std::mem::discriminant(&from),
+                        "seat {s}: {mv:?} from {was:?}"
+                    );
+                    let c = &mut self.counts[usize::from(seat.category)];
+                    *c.slot(was) -= 1;
+                    *c.slot(to) += 1;
+                    match (was, to) {
+                        (Owner::Free, _) => row_free[seat.row as usize] -= 1,
+                        (_, Owner::Free) => row_free[seat.row as usize] += 1,
+                        _ => {}
+                    }
+                    owner[s as usize] = to;
+                }
+            }
+            (Places::Standing { held, sold }, SectionKind::Standing { category, .. }) => {
+                let Claim::Quantity(n) = *claim else {
+                    unreachable!("standing claims are quantities")
+                };
+                let c = &mut self.counts[usize::from(*category)];
+                *c.slot(from) -= n;
+                *c.slot(to) += n;
+                *held = c.held;
+                *sold = c.sold;
+            }
+            _ => unreachable!("places match the layout kind"),
+        }
+    }
+
+    fn remember_end(&mut self, seq: u64, secret: u64, end: HoldEnd) {
+        if self.ended_order.len() == HOLD_TOMBSTONES_MAX {
+            if let Some(old) = self.ended_order.pop_front() {
+                self.ended.remove(&old);
+            }
+        }
+        self.ended.insert(seq, (secret, end));
+        self.ended_order.push_back(seq);
+    }
+
+    /// Recounts everything from the seats, holds and bookings and panics on
+    /// any disagreement. O(seats + holds + bookings): debug builds and tests.
+    pub fn check_invariants(&self) {
+        let mut counts = vec![CategoryCounts::default(); self.counts.len()];
+        match (&self.places, &self.layout.kind) {
+            (Places::Seated { owner, row_free }, SectionKind::Seated(map)) => {
+                assert_eq!(owner.len(), map.seats.len());
+                let mut rows = vec![0u32; map.rows.len()];
+                for (i, o) in owner.iter().enumerate() {
+                    let seat = &map.seats[i];
+                    let c = &mut counts[usize::from(seat.category)];
+                    match *o {
+                        Owner::Free => {
+                            c.free += 1;
+                            rows[seat.row as usize] += 1;
+                        }
+                        Owner::Held(h) => {
+                            c.held += 1;
+                            let hold = self.holds.get(&h).expect("held seat has a live hold");
+                            assert!(
+                                matches!(&hold.claim, Claim::Seats(s) if s.contains(&(i as u32)))
+                            );
+                        }
+                        Owner::Sold(b) => {
+                            c.sold += 1;
+                            let booking = self.bookings.get(&b).expect("sold seat has a booking");
+                            assert_eq!(booking.status, BookingStatus::Confirmed);
+                            assert!(
+                                matches!(&booking.claim, Claim::Seats(s) if s.contains(&(i as u32)))
+                            );
+                        }
+                    }
+                }
+                assert_eq!(&rows, row_free, "free seats per row");
+                for h in self.holds.values() {
+                    let Claim::Seats(seats) = &h.claim else {
+                        panic!("seated hold claims seats")
+                    };
+                    for &s in seats.iter() {
+                        assert_eq!(owner[s as usize], Owner::Held(h.seq), "hold owns its seats");
+                    }
+                }
+                for b in self.bookings.values() {
+                    if b.status == BookingStatus::Confirmed {
+                        let Claim::Seats(seats) = &b.claim else {
+                            panic!("seated booking claims seats")
+                        };
+                        for &s in seats.iter() {
+                            assert_eq!(
+                                owner[s as usize],
+                                Owner::Sold(b.seq),
+                                "booking owns its seats"
+                            );
+                        }
+                    }
+                }
+            }
+            (Places::Standing { held, sold }, SectionKind::Standing { capacity, category }) => {
+                let h: u32 = self.holds.values().map(|h| h.claim.count()).sum();
+                let s: u32 = self
+                    .bookings
+                    .values()
+                    .filter(|b| b.status == BookingStatus::Confirmed)
+                    .map(|b| b.claim.count())
+                    .sum();
+                assert_eq!((*held, *sold), (h, s));
+                assert!(held + sold <= *capacity);
+                let c = &mut counts[usize::from(*category)];
+                *c = CategoryCounts {
+                    free: capacity - held - sold,
+                    held: *held,
+                    sold: *sold,
+                };
+            }
+            _ => panic!("places match the layout kind"),
+        }
+        assert_eq!(counts, self.counts, "counts per category");
+        assert!(self.holds.keys().all(|&h| h < self.next_hold));
+        assert!(self.bookings.keys().all(|&b| b < self.next_booking));
+        assert_eq!(self.ended.len(), self.ended_order.len());
+        assert!(self.ended_order.len() <= HOLD_TOMBSTONES_MAX);
+    }
+}
+
+/// Longest run of free seats in `owner[first..first+len]`.
+fn longest_run(owner: &[Owner], first: u32, len: u32) -> u32 {
+    let mut best = 0;
+    let mut run = 0;
+    for o in &owner[first as usize..(first + len) as usize] {
+        if *o == Owner::Free {
+            run += 1;
+            best = best.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    best
+}

@@ -1,0 +1,230 @@
+//! Wire types of the REST API, and their rendering from domain views.
+//!
+//! A compatibility boundary: these types change only in ways old clients
+//! survive, and they are converted from domain values by hand here.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::actors::{BookingView, HoldView};
+use crate::clock::rfc3339_ms;
+use crate::domain::{BookingStatus, Claim, EventDef, SectionKind, SectionLayout};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HoldRequest {
+    /// The section to hold in; a hold never spans sections.
+    pub section: String,
+    /// Explicit seat ids (`section/row/number`), all or none. Exactly one
+    /// of `seats` and `quantity`.
+    #[serde(default)]
+    pub seats: Option<Vec<String>>,
+    /// Best available N seats together (same row, adjacent, nearest the
+    /// stage first), or N standing places.
+    #[serde(default)]
+    pub quantity: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmRequest {
+    pub email: String,
+    /// The payment provider's reference; payment itself is outside
+    /// boxoffice.
+    pub payment_ref: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HoldDto {
+    pub id: String,
+    pub event: String,
+    pub section: String,
+    /// Seat ids; empty for a standing section.
+    pub seats: Vec<String>,
+    /// Number of places held.
+    pub quantity: u32,
+    pub created_at: String,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BookingDto {
+    pub id: String,
+    pub event: String,
+    pub section: String,
+    pub seats: Vec<String>,
+    pub quantity: u32,
+    pub email: String,
+    pub payment_ref: String,
+    /// `confirmed` or `cancelled`.
+    pub status: String,
+    pub confirmed_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancelled_at: Option<String>,
+    pub currency: String,
+    /// Sum of the seats' category prices, in the currency's minor unit.
+    pub total_price: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Availability {
+    pub capacity: u32,
+    pub free: u32,
+    pub held: u32,
+    pub sold: u32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventSummary {
+    pub id: String,
+    pub name: String,
+    pub starts_at: String,
+    pub venue: String,
+    pub currency: String,
+    #[serde(flatten)]
+    pub availability: Availability,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CategoryDto {
+    pub id: String,
+    pub name: String,
+    pub price: u64,
+    #[serde(flatten)]
+    pub availability: Availability,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SectionSummary {
+    pub id: String,
+    pub name: String,
+    /// `seated` or `standing`.
+    pub kind: String,
+    #[serde(flatten)]
+    pub availability: Availability,
+    /// Availability per category present in the section.
+    pub categories: Vec<SectionCategoryDto>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SectionCategoryDto {
+    pub category: String,
+    #[serde(flatten)]
+    pub availability: Availability,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventDetail {
+    #[serde(flatten)]
+    pub summary: EventSummary,
+    pub hold_ttl_secs: u64,
+    pub seats_per_hold_max: u32,
+    pub categories: Vec<CategoryDto>,
+    pub sections: Vec<SectionSummary>,
+}
+
+/// A section's seats in columns: `ids[i]`, `category[i]`, `x[i]`, `y[i]`
+/// and `states[i]` describe seat i. States are one character per seat:
+/// `f` free, `h` held, `s` sold. Standing sections have no seats.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeatMapDto {
+    pub event: String,
+    pub section: String,
+    pub kind: String,
+    #[serde(flatten)]
+    pub availability: Availability,
+    /// Category ids, indexed by the numbers in `category`.
+    pub categories: Vec<String>,
+    pub ids: Vec<String>,
+    pub category: Vec<u8>,
+    pub x: Vec<f32>,
+    pub y: Vec<f32>,
+    pub states: String,
+}
+
+pub fn kind_name(layout: &SectionLayout) -> &'static str {
+    match layout.kind {
+        SectionKind::Seated(_) => "seated",
+        SectionKind::Standing { .. } => "standing",
+    }
+}
+
+/// Seat ids of a claim, and the number of places.
+pub fn claim_seats(layout: &SectionLayout, claim: &Claim) -> (Vec<String>, u32) {
+    match (claim, &layout.kind) {
+        (Claim::Seats(seats), SectionKind::Seated(map)) => (
+            seats
+                .iter()
+                .map(|&s| map.seats[s as usize].id.clone())
+                .collect(),
+            seats.len() as u32,
+        ),
+        (claim, _) => (Vec::new(), claim.count()),
+    }
+}
+
+pub fn claim_price(def: &EventDef, layout: &SectionLayout, claim: &Claim) -> u64 {
+    match (claim, &layout.kind) {
+        (Claim::Seats(seats), SectionKind::Seated(map)) => seats
+            .iter()
+            .map(|&s| def.categories[usize::from(map.seats[s as usize].category)].price_minor)
+            .sum(),
+        (Claim::Quantity(n), SectionKind::Standing { category, .. }) => {
+            def.categories[usize::from(*category)].price_minor * u64::from(*n)
+        }
+        _ => 0,
+    }
+}
+
+pub fn hold_dto(layout: &SectionLayout, h: &HoldView) -> HoldDto {
+    let (seats, quantity) = claim_seats(layout, &h.claim);
+    HoldDto {
+        id: h.id.to_string(),
+        event: h.id.event().to_owned(),
+        section: h.id.section().to_owned(),
+        seats,
+        quantity,
+        created_at: rfc3339_ms(h.created_at_ms),
+        expires_at: rfc3339_ms(h.expires_at_ms),
+    }
+}
+
+pub fn booking_dto(def: &EventDef, layout: &SectionLayout, b: &BookingView) -> BookingDto {
+    let (seats, quantity) = claim_seats(layout, &b.claim);
+    let (status, cancelled_at) = match b.status {
+        BookingStatus::Confirmed => ("confirmed", None),
+        BookingStatus::Cancelled { at_ms } => ("cancelled", Some(rfc3339_ms(at_ms))),
+    };
+    BookingDto {
+        id: b.id.to_string(),
+        event: b.id.event().to_owned(),
+        section: b.id.section().to_owned(),
+        seats,
+        quantity,
+        email: b.email.clone(),
+        payment_ref: b.payment_ref.clone(),
+        status: status.to_owned(),
+        confirmed_at: rfc3339_ms(b.confirmed_at_ms),
+        cancelled_at,
+        currency: def.currency.clone(),
+        total_price: claim_price(def, layout, &b.claim),
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> actix_web::web::Bytes {
+    actix_web::web::Bytes::from(serde_json::to_vec(value).expect("DTOs always serialize"))
+}
+
+/// The body of a `201 Created` hold: used live and when the journal
+/// restores an idempotent answer, so both are the same bytes.
+pub fn hold_body(layout: &SectionLayout, h: &HoldView) -> actix_web::web::Bytes {
+    to_json(&hold_dto(layout, h))
+}
+
+pub fn booking_body(
+    def: &EventDef,
+    layout: &SectionLayout,
+    b: &BookingView,
+) -> actix_web::web::Bytes {
+    to_json(&booking_dto(def, layout, b))
+}

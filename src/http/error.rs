@@ -1,0 +1,247 @@
+//! `ApiError`: every refusal as an RFC 9457 `application/problem+json`
+//! answer with a stable `type` per kind of problem.
+//!
+//! Client mistakes map to 4xx with a message that says what to fix; a fault
+//! of ours maps to a 500 that reveals nothing (the detail is logged).
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::actors::SectionError;
+use crate::domain::{CommandError, SectionKind, SectionLayout};
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+const TYPE_PREFIX: &str = "urn:boxoffice:problem:";
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// `urn:boxoffice:problem:<kind>`, stable per kind of problem.
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub detail: String,
+    /// Extension members, e.g. the seats that were taken.
+    pub extra: Map<String, Value>,
+    pub retry_after_secs: Option<u32>,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}): {}",
+            self.title,
+            self.status.as_u16(),
+            self.detail
+        )
+    }
+}
+
+impl ApiError {
+    pub fn new(
+        status: StatusCode,
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> ApiError {
+        ApiError {
+            status,
+            kind,
+            title,
+            detail: detail.into(),
+            extra: Map::new(),
+            retry_after_secs: None,
+        }
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> ApiError {
+        self.extra.insert(key.to_owned(), value.into());
+        self
+    }
+
+    pub fn retry_after(mut self, secs: u32) -> ApiError {
+        self.retry_after_secs = Some(secs);
+        self
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "Malformed request",
+            detail,
+        )
+    }
+
+    pub fn invalid(detail: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-request",
+            "Invalid request",
+            detail,
+        )
+    }
+
+    pub fn not_found(kind: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, kind, "Not found", detail)
+    }
+
+    pub fn overloaded() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "Too busy",
+            "this section is at capacity right now; retry shortly with the same Idempotency-Key",
+        )
+        .retry_after(1)
+    }
+
+    pub fn unavailable() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service unavailable",
+            "changes cannot be made durable right now",
+        )
+        .retry_after(5)
+    }
+
+    pub fn internal() -> ApiError {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            "the server failed; the fault is logged",
+        )
+    }
+
+    /// Maps a section's refusal; `layout` turns seat indices into ids.
+    pub fn from_section(err: SectionError, event: &str, layout: &SectionLayout) -> ApiError {
+        let seat_id = |s: u32| match &layout.kind {
+            SectionKind::Seated(map) => map.seats[s as usize].id.clone(),
+            SectionKind::Standing { .. } => s.to_string(),
+        };
+        let command = match err {
+            SectionError::Overloaded => return ApiError::overloaded(),
+            SectionError::Unavailable => return ApiError::unavailable(),
+            SectionError::Command(c) => c,
+        };
+        let message = command.to_string();
+        match command {
+            CommandError::Empty => ApiError::invalid(message),
+            CommandError::TooMany { max } => {
+                ApiError::invalid(message).with("seats_per_hold_max", max)
+            }
+            CommandError::DuplicateSeat(s) => {
+                ApiError::invalid(format!("seat {} is listed twice", seat_id(s)))
+            }
+            CommandError::StandingSection => ApiError::invalid(message),
+            CommandError::SeatsUnavailable(seats) => {
+                let ids: Vec<String> = seats.into_iter().map(seat_id).collect();
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "seats-unavailable",
+                    "Seats not available",
+                    format!("already held or sold: {}", ids.join(", ")),
+                )
+                .with("seats", ids)
+            }
+            CommandError::NoAdjacentBlock { wanted, largest } => ApiError::new(
+                StatusCode::CONFLICT,
+                "no-adjacent-seats",
+                "Not enough seats together",
+                message,
+            )
+            .with("wanted", wanted)
+            .with("largest_block", largest),
+            CommandError::NotEnoughPlaces { wanted, available } => ApiError::new(
+                StatusCode::CONFLICT,
+                "not-enough-places",
+                "Not enough places",
+                message,
+            )
+            .with("wanted", wanted)
+            .with("available", available),
+            CommandError::HoldNotFound => ApiError::not_found("hold-not-found", "no such hold"),
+            CommandError::HoldExpired => ApiError::new(
+                StatusCode::GONE,
+                "hold-expired",
+                "Hold expired",
+                "the hold expired and its seats were returned",
+            ),
+            CommandError::HoldReleased => ApiError::new(
+                StatusCode::GONE,
+                "hold-released",
+                "Hold released",
+                "the hold was released",
+            ),
+            CommandError::HoldConfirmed {
+                booking,
+                booking_secret,
+            } => ApiError::new(
+                StatusCode::CONFLICT,
+                "hold-confirmed",
+                "Hold already confirmed",
+                "the hold was already confirmed into a booking",
+            )
+            .with(
+                "booking_id",
+                crate::domain::BookingRef::new(event, &layout.id, booking, booking_secret)
+                    .to_string(),
+            ),
+            CommandError::BookingNotFound => {
+                ApiError::not_found("booking-not-found", "no such booking")
+            }
+            CommandError::BookingCancelled => ApiError::new(
+                StatusCode::CONFLICT,
+                "booking-cancelled",
+                "Booking cancelled",
+                "the booking was already cancelled",
+            ),
+        }
+    }
+
+    pub fn body(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("type".into(), format!("{TYPE_PREFIX}{}", self.kind).into());
+        m.insert("title".into(), self.title.into());
+        m.insert("status".into(), self.status.as_u16().into());
+        m.insert("detail".into(), self.detail.clone().into());
+        for (k, v) in &self.extra {
+            m.insert(k.clone(), v.clone());
+        }
+        Value::Object(m)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status);
+        res.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));
+        if let Some(secs) = self.retry_after_secs {
+            res.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        res.body(self.body().to_string())
+    }
+}

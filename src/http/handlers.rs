@@ -1,0 +1,584 @@
+//! The endpoints. Each parses and validates its request, routes it to one
+//! section actor (or reads published counters), and renders the answer.
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use serde::Deserialize;
+
+use super::dto::*;
+use super::error::Problem;
+use super::{idempotent, read_json, ApiError, AppState, BODY_LEN_MAX, EVENT_BODY_LEN_MAX};
+use crate::actors::{
+    Cancel, Confirm, EventEntry, GetBooking, GetHold, GetSeats, HoldSeats, Release, SectionHandle,
+    WhatToHold,
+};
+use crate::domain::{BookingRef, EventDef, HoldRef, SectionKind};
+use crate::layout::EventSpec;
+
+/// Longest email address (RFC 5321 path limit).
+const EMAIL_LEN_MAX: usize = 254;
+const PAYMENT_REF_LEN_MAX: usize = 128;
+
+fn to_json<T: serde::Serialize>(value: &T) -> Bytes {
+    Bytes::from(serde_json::to_vec(value).expect("DTOs always serialize"))
+}
+
+/// (free, held, sold) per category of every section of a new event.
+pub fn fresh_counts(def: &EventDef) -> Vec<Vec<(u32, u32, u32)>> {
+    def.sections
+        .iter()
+        .map(|s| {
+            let mut counts = vec![(0, 0, 0); def.categories.len()];
+            match &s.kind {
+                SectionKind::Seated(map) => {
+                    for seat in &map.seats {
+                        counts[usize::from(seat.category)].0 += 1;
+                    }
+                }
+                SectionKind::Standing { capacity, category } => {
+                    counts[usize::from(*category)].0 = *capacity
+                }
+            }
+            counts
+        })
+        .collect()
+}
+
+/// The body of a `201 Created` event, live and when restored from the
+/// journal.
+pub fn event_body(def: &EventDef, per_section: &[Vec<(u32, u32, u32)>]) -> Bytes {
+    to_json(&event_detail_from(def, per_section))
+}
+
+fn event_entry(state: &AppState, id: &str) -> Result<Arc<EventEntry>, ApiError> {
+    state
+        .registry
+        .get(id)
+        .ok_or_else(|| ApiError::not_found("event-not-found", format!("no event {id:?}")))
+}
+
+fn availability(counts: impl Iterator<Item = (u32, u32, u32)>) -> Availability {
+    let mut a = Availability {
+        capacity: 0,
+        free: 0,
+        held: 0,
+        sold: 0,
+    };
+    for (f, h, s) in counts {
+        a.free += f;
+        a.held += h;
+        a.sold += s;
+    }
+    a.capacity = a.free + a.held + a.sold;
+    a
+}
+
+fn event_summary(e: &EventEntry) -> EventSummary {
+    event_detail(e).summary
+}
+
+fn event_detail(e: &EventEntry) -> EventDetail {
+    let per_section: Vec<Vec<(u32, u32, u32)>> =
+        e.sections().iter().map(|s| s.stats.by_category()).collect();
+    event_detail_from(&e.def, &per_section)
+}
+
+/// An event's detail from its sections' (free, held, sold) per category.
+pub fn event_detail_from(def: &EventDef, per_section: &[Vec<(u32, u32, u32)>]) -> EventDetail {
+    let categories = def
+        .categories
+        .iter()
+        .enumerate()
+        .map(|(i, c)| CategoryDto {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            price: c.price_minor,
+            availability: availability(per_section.iter().map(|s| s[i])),
+        })
+        .collect();
+    let sections = def
+        .sections
+        .iter()
+        .zip(per_section)
+        .map(|(s, counts)| SectionSummary {
+            id: s.id.clone(),
+            name: s.name.clone(),
+            kind: kind_name(s).to_owned(),
+            availability: availability(counts.iter().copied()),
+            categories: counts
+                .iter()
+                .enumerate()
+                .filter(|(_, (f, h, s))| f + h + s > 0)
+                .map(|(i, c)| SectionCategoryDto {
+                    category: def.categories[i].id.clone(),
+                    availability: availability(std::iter::once(*c)),
+                })
+                .collect(),
+        })
+        .collect();
+    EventDetail {
+        summary: EventSummary {
+            id: def.id.clone(),
+            name: def.name.clone(),
+            starts_at: def.starts_at.clone(),
+            venue: def.venue_name.clone(),
+            currency: def.currency.clone(),
+            availability: availability(per_section.iter().flatten().copied()),
+        },
+        hold_ttl_secs: def.limits.hold_ttl_ms / 1000,
+        seats_per_hold_max: def.limits.seats_per_hold_max,
+        categories,
+        sections,
+    }
+}
+
+/// List events on sale.
+#[utoipa::path(get, path = "/v1/events", tag = "events",
+    responses((status = 200, description = "Events with their availability", body = [EventSummary])))]
+pub async fn list_events(state: web::Data<AppState>) -> HttpResponse {
+    let events: Vec<EventSummary> = state
+        .registry
+        .events()
+        .iter()
+        .map(|e| event_summary(e))
+        .collect();
+    HttpResponse::Ok().json(events)
+}
+
+/// One event with availability by section and category.
+#[utoipa::path(get, path = "/v1/events/{event}", tag = "events",
+    params(("event" = String, Path, description = "Event id")),
+    responses((status = 200, body = EventDetail), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_event(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let e = event_entry(&state, &path)?;
+    Ok(HttpResponse::Ok().json(event_detail(&e)))
+}
+
+/// Create an event from a `boxoffice.event/1` document (admin).
+#[utoipa::path(post, path = "/v1/events", tag = "admin",
+    request_body = EventSpec,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry key")),
+    security(("admin_token" = [])),
+    responses((status = 201, body = EventDetail),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The event exists", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn create_event(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    check_admin(&state, &req)?;
+    let (spec, raw): (EventSpec, Bytes) =
+        read_json(&req, payload, EVENT_BODY_LEN_MAX, false).await?;
+    let def = spec
+        .build()
+        .map_err(|e| ApiError::invalid(e.to_string()).with("field", e.path.clone()))?;
+    let registry = Arc::clone(&state.registry);
+    idempotent(&state, &req, &raw, move |idem| async move {
+        let entry = registry
+            .create_event(&spec, def, idem)
+            .await
+            .map_err(|e| match e {
+                crate::actors::RegistryError::EventExists(id) => ApiError::new(
+                    StatusCode::CONFLICT,
+                    "event-exists",
+                    "Event exists",
+                    format!("an event {id:?} exists already"),
+                ),
+                crate::actors::RegistryError::Unavailable => ApiError::unavailable(),
+            })?;
+        Ok((
+            StatusCode::CREATED,
+            event_body(&entry.def, &fresh_counts(&entry.def)),
+        ))
+    })
+    .await
+}
+
+fn check_admin(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+    let Some(token) = &state.admin_token else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "admin-disabled",
+            "Admin API disabled",
+            "start the server with --admin-token (BOXOFFICE_ADMIN_TOKEN) to enable it",
+        ));
+    };
+    let given = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Compare in time independent of where the strings differ.
+    let same = given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Unauthorized",
+            "send Authorization: Bearer <admin token>",
+        ))
+    }
+}
+
+/// Every seat of a section with its state, in columns.
+#[utoipa::path(get, path = "/v1/events/{event}/sections/{section}/seats", tag = "events",
+    params(("event" = String, Path), ("section" = String, Path)),
+    responses((status = 200, body = SeatMapDto), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_seats(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (event, section) = path.into_inner();
+    let e = event_entry(&state, &event)?;
+    let s = e.section(&section).ok_or_else(|| {
+        ApiError::not_found(
+            "section-not-found",
+            format!("event {event:?} has no section {section:?}"),
+        )
+    })?;
+    let view = s
+        .send(GetSeats)
+        .await
+        .map_err(|err| ApiError::from_section(err, &event, &s.layout))?;
+    let mut dto = SeatMapDto {
+        event: event.clone(),
+        section: section.clone(),
+        kind: kind_name(&s.layout).to_owned(),
+        availability: availability(
+            view.counts
+                .by_category
+                .iter()
+                .map(|c| (c.free, c.held, c.sold)),
+        ),
+        categories: e.def.categories.iter().map(|c| c.id.clone()).collect(),
+        ids: Vec::new(),
+        category: Vec::new(),
+        x: Vec::new(),
+        y: Vec::new(),
+        states: view.states,
+    };
+    if let SectionKind::Seated(map) = &s.layout.kind {
+        dto.ids = map.seats.iter().map(|s| s.id.clone()).collect();
+        dto.category = map.seats.iter().map(|s| s.category).collect();
+        dto.x = map.seats.iter().map(|s| s.x).collect();
+        dto.y = map.seats.iter().map(|s| s.y).collect();
+    }
+    Ok(HttpResponse::Ok().json(dto))
+}
+
+/// Hold seats for a few minutes: explicit seats, or the best N together.
+#[utoipa::path(post, path = "/v1/events/{event}/holds", tag = "holds",
+    params(("event" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "Retry key: the same key and body get the first answer again")),
+    request_body = HoldRequest,
+    responses((status = 201, body = HoldDto),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such event", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Seats taken, or no block large enough (`largest_block`)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Saturated; see Retry-After", body = Problem, content_type = "application/problem+json")))]
+pub async fn create_hold(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let event = path.into_inner();
+    let (body, raw): (HoldRequest, Bytes) = read_json(&req, payload, BODY_LEN_MAX, false).await?;
+    let e = event_entry(&state, &event)?;
+    let Some(section) = e.section(&body.section) else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown-section",
+            "Unknown section",
+            format!("event {event:?} has no section {:?}", body.section),
+        ));
+    };
+    let what = match (&body.seats, body.quantity) {
+        (Some(seats), None) => WhatToHold::Seats(seat_indices(
+            section,
+            seats,
+            e.def.limits.seats_per_hold_max,
+        )?),
+        (None, Some(n)) => WhatToHold::Best(n),
+        _ => {
+            return Err(ApiError::invalid(
+                "give exactly one of `seats` and `quantity`",
+            ))
+        }
+    };
+    idempotent(&state, &req, &raw, move |idem| async move {
+        let s = e.section(&body.section).expect("checked above");
+        let view = s
+            .send(HoldSeats { what, idem })
+            .await
+            .and_then(|r| r)
+            .map_err(|err| ApiError::from_section(err, &e.def.id, &s.layout))?;
+        Ok((StatusCode::CREATED, hold_body(&s.layout, &view)))
+    })
+    .await
+}
+
+fn seat_indices(section: &SectionHandle, seats: &[String], max: u32) -> Result<Vec<u32>, ApiError> {
+    let SectionKind::Seated(map) = &section.layout.kind else {
+        return Err(ApiError::invalid(format!(
+            "section {:?} is standing: ask for a quantity, not seats",
+            section.layout.id
+        )));
+    };
+    if seats.len() > max as usize {
+        return Err(ApiError::invalid(format!("at most {max} seats per hold"))
+            .with("seats_per_hold_max", max));
+    }
+    seats
+        .iter()
+        .map(|id| {
+            map.lookup(id).ok_or_else(|| {
+                let other = id.split('/').next().is_some_and(|s| s != section.layout.id);
+                let detail = if other {
+                    format!("seat {id:?} is not in section {:?}", section.layout.id)
+                } else {
+                    format!("section {:?} has no seat {id:?}", section.layout.id)
+                };
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "unknown-seat",
+                    "Unknown seat",
+                    detail,
+                )
+                .with("seat", id.clone())
+            })
+        })
+        .collect()
+}
+
+fn hold_target(state: &AppState, id: &str) -> Result<(Arc<EventEntry>, HoldRef), ApiError> {
+    let not_found = || ApiError::not_found("hold-not-found", "no such hold");
+    let r = HoldRef::parse(id).map_err(|_| not_found())?;
+    let e = state.registry.get(r.event()).ok_or_else(not_found)?;
+    e.section(r.section()).ok_or_else(not_found)?;
+    Ok((e, r))
+}
+
+fn booking_target(state: &AppState, id: &str) -> Result<(Arc<EventEntry>, BookingRef), ApiError> {
+    let not_found = || ApiError::not_found("booking-not-found", "no such booking");
+    let r = BookingRef::parse(id).map_err(|_| not_found())?;
+    let e = state.registry.get(r.event()).ok_or_else(not_found)?;
+    e.section(r.section()).ok_or_else(not_found)?;
+    Ok((e, r))
+}
+
+/// A hold; 410 once it expired or was released.
+#[utoipa::path(get, path = "/v1/holds/{id}", tag = "holds", params(("id" = String, Path)),
+    responses((status = 200, body = HoldDto), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 410, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_hold(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (e, r) = hold_target(&state, &path)?;
+    let s = e.section(r.section()).expect("checked");
+    let view = s
+        .send(GetHold {
+            hold: r.seq(),
+            secret: r.secret(),
+        })
+        .await
+        .and_then(|r| r)
+        .map_err(|err| ApiError::from_section(err, &e.def.id, &s.layout))?;
+    Ok(HttpResponse::Ok().json(hold_dto(&s.layout, &view)))
+}
+
+/// Release a hold: its seats return to free.
+#[utoipa::path(delete, path = "/v1/holds/{id}", tag = "holds", params(("id" = String, Path)),
+    responses((status = 204, description = "Released"), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"), (status = 410, body = Problem, content_type = "application/problem+json")))]
+pub async fn release_hold(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (e, r) = hold_target(&state, &path)?;
+    let s = e.section(r.section()).expect("checked");
+    s.send(Release {
+        hold: r.seq(),
+        secret: r.secret(),
+    })
+    .await
+    .and_then(|r| r)
+    .map_err(|err| ApiError::from_section(err, &e.def.id, &s.layout))?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Confirm a hold into a booking.
+#[utoipa::path(post, path = "/v1/holds/{id}/confirm", tag = "bookings",
+    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = ConfirmRequest,
+    responses((status = 201, body = BookingDto), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already confirmed", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "Expired or released", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn confirm_hold(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (body, raw): (ConfirmRequest, Bytes) =
+        read_json(&req, payload, BODY_LEN_MAX, false).await?;
+    let (e, r) = hold_target(&state, &path)?;
+    check_email(&body.email)?;
+    check_payment_ref(&body.payment_ref)?;
+    idempotent(&state, &req, &raw, move |idem| async move {
+        let s = e.section(r.section()).expect("checked");
+        let view = s
+            .send(Confirm {
+                hold: r.seq(),
+                secret: r.secret(),
+                email: body.email,
+                payment_ref: body.payment_ref,
+                idem,
+            })
+            .await
+            .and_then(|r| r)
+            .map_err(|err| ApiError::from_section(err, &e.def.id, &s.layout))?;
+        Ok((StatusCode::CREATED, booking_body(&e.def, &s.layout, &view)))
+    })
+    .await
+}
+
+/// Plausible, not verified: one `@`, a dotted domain, no spaces.
+fn check_email(email: &str) -> Result<(), ApiError> {
+    let bad =
+        || ApiError::invalid(format!("{email:?} is not an email address")).with("field", "email");
+    if email.len() > EMAIL_LEN_MAX || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad());
+    }
+    let (local, domain) = email.split_once('@').ok_or_else(bad)?;
+    if local.is_empty()
+        || local.len() > 64
+        || domain.contains('@')
+        || !domain.contains('.')
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+        || domain.contains("..")
+    {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+fn check_payment_ref(r: &str) -> Result<(), ApiError> {
+    if r.is_empty() || r.len() > PAYMENT_REF_LEN_MAX || !r.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::invalid(format!(
+            "payment_ref must be 1-{PAYMENT_REF_LEN_MAX} visible ASCII characters"
+        ))
+        .with("field", "payment_ref"));
+    }
+    Ok(())
+}
+
+/// A booking.
+#[utoipa::path(get, path = "/v1/bookings/{id}", tag = "bookings", params(("id" = String, Path)),
+    responses((status = 200, body = BookingDto), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_booking(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (e, r) = booking_target(&state, &path)?;
+    let s = e.section(r.section()).expect("checked");
+    let view = s
+        .send(GetBooking {
+            booking: r.seq(),
+            secret: r.secret(),
+        })
+        .await
+        .and_then(|r| r)
+        .map_err(|err| ApiError::from_section(err, &e.def.id, &s.layout))?;
+    Ok(HttpResponse::Ok().json(booking_dto(&e.def, &s.layout, &view)))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {}
+
+/// Cancel a booking: its seats return to free. The body may be empty.
+#[utoipa::path(post, path = "/v1/bookings/{id}/cancel", tag = "bookings",
+    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = BookingDto), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already cancelled", body = Problem, content_type = "application/problem+json")))]
+pub async fn cancel_booking(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (_, raw): (CancelRequest, Bytes) = read_json(&req, payload, BODY_LEN_MAX, true).await?;
+    let (e, r) = booking_target(&state, &path)?;
+    idempotent(&state, &req, &raw, move |idem| async move {
+        let s = e.section(r.section()).expect("checked");
+        let view = s
+            .send(Cancel {
+                booking: r.seq(),
+                secret: r.secret(),
+                idem,
+            })
+            .await
+            .and_then(|r| r)
+            .map_err(|err| ApiError::from_section(err, &e.def.id, &s.layout))?;
+        Ok((StatusCode::OK, booking_body(&e.def, &s.layout, &view)))
+    })
+    .await
+}
+
+/// The process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "Alive")))]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok\n")
+}
+
+/// The journal is replayed and writable.
+#[utoipa::path(get, path = "/readyz", tag = "ops",
+    responses((status = 200, description = "Ready"), (status = 503, description = "Journal failed")))]
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if state.registry.journal().is_failed() {
+        HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body("journal failed\n")
+    } else {
+        HttpResponse::Ok()
+            .content_type("text/plain")
+            .body("ready\n")
+    }
+}
+
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    ApiError::not_found("not-found", format!("no resource at {}", req.path())).error_response()
+}
+
+pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        format!("{} is not allowed on {}", req.method(), req.path()),
+    )
+    .error_response()
+}

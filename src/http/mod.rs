@@ -1,0 +1,253 @@
+//! The REST API under `/v1`: routing, request parsing, idempotency, errors.
+//!
+//! Architecture invariants:
+//! - handlers parse and validate everything a client sends before a section
+//!   sees it; a client's mistake is a 4xx problem+json and changes nothing;
+//! - handlers never touch section state: they route to the section's actor
+//!   by (event, section) and render what it answers;
+//! - [`configure`] is the one place routes are declared, used by the server
+//!   and by tests alike.
+
+pub mod dto;
+pub mod error;
+mod handlers;
+pub use handlers::{event_body, fresh_counts};
+pub mod openapi;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::StatusCode;
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use crate::actors::Registry;
+use crate::idempotency::{Begin, IdempotencyStore};
+use crate::journal::IdemTag;
+pub use error::ApiError;
+
+/// Largest body of a fan's request.
+pub const BODY_LEN_MAX: usize = 16 << 10;
+/// Largest event document accepted by `POST /v1/events`.
+pub const EVENT_BODY_LEN_MAX: usize = 16 << 20;
+/// Longest `Idempotency-Key`.
+pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
+
+/// Shared by every worker; built once, outside the `HttpServer` factory.
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub idempotency: Arc<IdempotencyStore>,
+    /// Bearer token for admin endpoints; `None` disables them.
+    pub admin_token: Option<String>,
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    use handlers::*;
+    fn resource(path: &str) -> actix_web::Resource {
+        web::resource(path).default_service(web::to(method_not_allowed))
+    }
+    cfg.service(
+        resource("/v1/events")
+            .route(web::get().to(list_events))
+            .route(web::post().to(create_event)),
+    )
+    .service(resource("/v1/events/{event}").route(web::get().to(get_event)))
+    .service(
+        resource("/v1/events/{event}/sections/{section}/seats").route(web::get().to(get_seats)),
+    )
+    .service(resource("/v1/events/{event}/holds").route(web::post().to(create_hold)))
+    .service(
+        resource("/v1/holds/{id}")
+            .route(web::get().to(get_hold))
+            .route(web::delete().to(release_hold)),
+    )
+    .service(resource("/v1/holds/{id}/confirm").route(web::post().to(confirm_hold)))
+    .service(resource("/v1/bookings/{id}").route(web::get().to(get_booking)))
+    .service(resource("/v1/bookings/{id}/cancel").route(web::post().to(cancel_booking)))
+    .service(resource("/v1/openapi.json").route(web::get().to(openapi::serve)))
+    .service(resource("/healthz").route(web::get().to(healthz)))
+    .service(resource("/readyz").route(web::get().to(readyz)))
+    .default_service(web::to(not_found));
+}
+
+/// Reads a JSON body: checks the media type (415), the size (413), the
+/// syntax (400) and the shape (422). Returns the value and the raw bytes
+/// (for the idempotency fingerprint).
+pub async fn read_json<T: DeserializeOwned>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+    empty_ok: bool,
+) -> Result<(T, Bytes), ApiError> {
+    let bytes = read_body(req, payload, limit).await?;
+    if bytes.is_empty() && empty_ok {
+        return serde_json::from_slice(b"{}")
+            .map(|v| (v, bytes))
+            .map_err(|e| ApiError::invalid(e.to_string()));
+    }
+    check_json_content_type(req.headers())?;
+    match serde_json::from_slice::<T>(&bytes) {
+        Ok(v) => Ok((v, bytes)),
+        Err(e) => match e.classify() {
+            serde_json::error::Category::Data => Err(ApiError::invalid(e.to_string())),
+            _ => Err(ApiError::bad_request(format!("malformed JSON: {e}"))),
+        },
+    }
+}
+
+fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let unsupported = || {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "send the body as application/json",
+        )
+    };
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(unsupported)?;
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(unsupported())
+    }
+}
+
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "Request body too large",
+            format!("the body may have at most {limit} bytes"),
+        )
+    };
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > limit as u64 {
+            return Err(too_large());
+        }
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(v) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::bad_request(format!(
+            "Idempotency-Key must be 1-{IDEMPOTENCY_KEY_LEN_MAX} visible ASCII characters"
+        ))
+    };
+    let s = v.to_str().map_err(|_| bad())?;
+    if s.is_empty() || s.len() > IDEMPOTENCY_KEY_LEN_MAX || !s.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(bad());
+    }
+    Ok(Some(s.to_owned()))
+}
+
+fn fingerprint(req: &HttpRequest, body: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(req.method().as_str());
+    h.update([0]);
+    h.update(req.path());
+    h.update([0]);
+    h.update(body);
+    h.finalize().into()
+}
+
+pub fn json_response(status: StatusCode, body: Bytes) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .body(body)
+}
+
+/// Runs a change at most once per `Idempotency-Key`.
+///
+/// The change runs in a detached task: if the client hangs up, a change
+/// that became durable still has its answer remembered, so the retry finds
+/// it instead of changing things twice.
+pub async fn idempotent<F, Fut>(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    body: &Bytes,
+    change: F,
+) -> Result<HttpResponse, ApiError>
+where
+    F: FnOnce(Option<IdemTag>) -> Fut + 'static,
+    Fut: Future<Output = Result<(StatusCode, Bytes), ApiError>> + 'static,
+{
+    let Some(key) = idempotency_key(req)? else {
+        let (status, body) = change(None).await?;
+        return Ok(json_response(status, body));
+    };
+    let now = state.registry.clock().now_ms();
+    let fp = fingerprint(req, body);
+    match state.idempotency.begin(&key, fp, now) {
+        Begin::Replay { status, body } => {
+            let status = StatusCode::from_u16(status).map_err(|_| ApiError::internal())?;
+            let mut res = json_response(status, body);
+            res.headers_mut().insert(
+                header::HeaderName::from_static("idempotent-replayed"),
+                header::HeaderValue::from_static("true"),
+            );
+            Ok(res)
+        }
+        Begin::Mismatch => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency-key-reused",
+            "Idempotency-Key reused",
+            "this Idempotency-Key was used for a different request",
+        )),
+        Begin::InFlight => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency-key-in-use",
+            "Request in progress",
+            "a request with this Idempotency-Key is still being answered",
+        )
+        .retry_after(1)),
+        Begin::Full => Err(ApiError::overloaded()),
+        Begin::Fresh(pending) => {
+            let tag = IdemTag {
+                key: pending.key().to_owned(),
+                fingerprint: pending.fingerprint(),
+                at_ms: now,
+            };
+            let task = actix_web::rt::spawn(async move {
+                let result = change(Some(tag)).await;
+                if let Ok((status, body)) = &result {
+                    pending.complete(status.as_u16(), body.clone(), now);
+                }
+                result
+            });
+            let (status, body) = task.await.map_err(|_| ApiError::internal())??;
+            Ok(json_response(status, body))
+        }
+    }
+}

@@ -1,0 +1,472 @@
+//! The journal: every change is written ahead to sled, and made durable,
+//! before anyone is told it happened.
+//!
+//! Section actors encode their records on their own threads and hand them
+//! to the one flusher thread through a bounded crossbeam channel. The
+//! flusher takes everything waiting (up to `batch_records_max`), writes it
+//! as one sled batch, flushes sled, `fdatasync`s sled's data file, and only
+//! then completes every waiting [`Receipt`]: a 2xx means on stable storage.
+//!
+//! Architecture invariants:
+//! - only the flusher thread writes to or flushes sled (sled 0.34.7 can
+//!   deadlock on concurrent `flush_async`, spacejam/sled#1308; sled's own
+//!   periodic flusher is turned off);
+//! - sled's `flush()` only `sync_file_range`s (spacejam/sled#1351), so the
+//!   flusher also `fdatasync`s the data file;
+//! - no batch chunk exceeds `CHUNK_BYTES`, so sled never moves a value into
+//!   a separate blob file, which it writes without any sync;
+//! - after the first failed write the journal refuses everything
+//!   (fail-stop): memory may be ahead of disk, so nothing more may be
+//!   acknowledged.
+
+pub mod record;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use tokio::sync::oneshot;
+
+pub use record::{decode_all, encode, encode_into, ChangeRecord, ClaimRecord, IdemTag, Record};
+
+/// Largest value the journal hands sled. sled 0.34 writes any page above
+/// segment_size / 4 (128 KiB by default) as a blob file without fsync, and
+/// a leaf page holds up to 17 values before it splits: 17 × 4 KiB stays
+/// well below, so every byte lands in the data file we sync.
+pub const CHUNK_BYTES: usize = 4 << 10;
+
+#[derive(Debug, Clone)]
+pub struct JournalConfig {
+    /// Most records in one group commit.
+    pub batch_records_max: usize,
+    /// Capacity of the queue in front of the flusher.
+    pub queue_capacity: usize,
+    /// `fdatasync` sled's data file after every flush. Off only for
+    /// measuring what it costs.
+    pub sync_data: bool,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            batch_records_max: 4096,
+            queue_capacity: 65_536,
+            sync_data: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum JournalError {
+    #[error("the journal failed to write and refuses further changes")]
+    Failed,
+    #[error("the journal is closed")]
+    Closed,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open the journal in {path}: {source}")]
+    Sled { path: PathBuf, source: sled::Error },
+    #[error("cannot open sled's data file {path} for syncing: {source}")]
+    DataFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("journal batch {batch} is corrupt: {message}")]
+    Corrupt { batch: u64, message: String },
+    #[error("reading the journal failed: {0}")]
+    Read(sled::Error),
+}
+
+/// Counters the flusher keeps, for benches and metrics.
+#[derive(Debug, Default)]
+pub struct JournalStats {
+    pub batches: AtomicU64,
+    pub records: AtomicU64,
+    pub bytes: AtomicU64,
+    pub flush_ns: AtomicU64,
+}
+
+struct Entry {
+    bytes: Vec<u8>,
+    done: Option<oneshot::Sender<Result<u64, JournalError>>>,
+}
+
+/// A pending durability promise: resolves to the batch position once the
+/// record is on stable storage.
+pub type Receipt = oneshot::Receiver<Result<u64, JournalError>>;
+
+struct Shared {
+    tx: Sender<Entry>,
+    failed: AtomicBool,
+    capacity: usize,
+    stats: JournalStats,
+}
+
+/// A cheap, clonable handle for appending records.
+#[derive(Clone)]
+pub struct Journal {
+    shared: Arc<Shared>,
+}
+
+/// The journal's sled store before the flusher starts: replay it, then
+/// `start` it.
+pub struct Store {
+    db: sled::Db,
+    data_file: File,
+    next_batch: u64,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Store, OpenError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(64 << 20)
+            .mode(sled::Mode::HighThroughput)
+            // Only our flusher flushes (spacejam/sled#1308).
+            .flush_every_ms(None)
+            .open()
+            .map_err(|source| OpenError::Sled {
+                path: dir.to_owned(),
+                source,
+            })?;
+        let data_path = dir.join("db");
+        let data_file = File::open(&data_path).map_err(|source| OpenError::DataFile {
+            path: data_path,
+            source,
+        })?;
+        Ok(Store {
+            db,
+            data_file,
+            next_batch: 0,
+        })
+    }
+
+    /// Calls `f` with every record in journal order, with the position of
+    /// its batch. Stops at the first error.
+    pub fn replay<E: From<OpenError>>(
+        &mut self,
+        mut f: impl FnMut(u64, Record) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut current: Option<(u64, u32, Vec<u8>)> = None;
+        let finish = |batch: u64, bytes: &[u8], f: &mut dyn FnMut(u64, Record) -> Result<(), E>| {
+            let records = decode_all(bytes).map_err(|e| OpenError::Corrupt {
+                batch,
+                message: e.to_string(),
+            })?;
+            for r in records {
+                f(batch, r)?;
+            }
+            Ok::<(), E>(())
+        };
+        for item in self.db.iter() {
+            let (key, value) = item.map_err(OpenError::Read)?;
+            let Some((batch, chunk)) = parse_key(&key) else {
+                return Err(OpenError::Corrupt {
+                    batch: self.next_batch,
+                    message: format!("unexpected key of {} bytes", key.len()),
+                }
+                .into());
+            };
+            match &mut current {
+                Some((b, c, buf)) if *b == batch => {
+                    if chunk != *c + 1 {
+                        return Err(OpenError::Corrupt {
+                            batch,
+                            message: format!("chunk {chunk} follows chunk {c}"),
+                        }
+                        .into());
+                    }
+                    *c = chunk;
+                    buf.extend_from_slice(&value);
+                }
+                _ => {
+                    if let Some((b, _, buf)) = current.take() {
+                        finish(b, &buf, &mut f)?;
+                    }
+                    if chunk != 0 {
+                        return Err(OpenError::Corrupt {
+                            batch,
+                            message: format!("batch starts at chunk {chunk}"),
+                        }
+                        .into());
+                    }
+                    current = Some((batch, 0, value.to_vec()));
+                }
+            }
+            self.next_batch = batch + 1;
+        }
+        if let Some((b, _, buf)) = current.take() {
+            finish(b, &buf, &mut f)?;
+        }
+        Ok(())
+    }
+
+    /// Position the next batch will get.
+    pub fn next_batch(&self) -> u64 {
+        self.next_batch
+    }
+
+    /// Writes one batch durably: one sled batch, one flush, one fdatasync.
+    fn write(&mut self, bytes: &[u8], sync_data: bool) -> Result<u64, std::io::Error> {
+        let batch = self.next_batch;
+        let mut b = sled::Batch::default();
+        for (i, chunk) in bytes.chunks(CHUNK_BYTES).enumerate() {
+            b.insert(&key(batch, i as u32)[..], chunk);
+        }
+        self.db.apply_batch(b).map_err(io_error)?;
+        self.db.flush().map_err(io_error)?;
+        if sync_data {
+            self.data_file.sync_data()?;
+        }
+        self.next_batch += 1;
+        Ok(batch)
+    }
+
+    /// Starts the flusher thread and returns the append handle and the
+    /// thread, which ends once every `Journal` clone is dropped and the
+    /// queue is drained.
+    pub fn start(self, config: JournalConfig) -> (Journal, JoinHandle<()>) {
+        assert!(config.batch_records_max >= 1 && config.queue_capacity >= 1);
+        let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity);
+        let shared = Arc::new(Shared {
+            tx,
+            failed: AtomicBool::new(false),
+            capacity: config.queue_capacity,
+            stats: JournalStats::default(),
+        });
+        let weak = Arc::downgrade(&shared);
+        let thread = std::thread::Builder::new()
+            .name("journal-flusher".into())
+            .spawn(move || flusher(self, rx, weak, config))
+            .expect("spawn the journal flusher");
+        (Journal { shared }, thread)
+    }
+}
+
+fn io_error(e: sled::Error) -> std::io::Error {
+    match e {
+        sled::Error::Io(io) => io,
+        other => std::io::Error::other(other.to_string()),
+    }
+}
+
+fn key(batch: u64, chunk: u32) -> [u8; 12] {
+    let mut k = [0; 12];
+    k[..8].copy_from_slice(&batch.to_be_bytes());
+    k[8..].copy_from_slice(&chunk.to_be_bytes());
+    k
+}
+
+fn parse_key(k: &[u8]) -> Option<(u64, u32)> {
+    if k.len() != 12 {
+        return None;
+    }
+    Some((
+        u64::from_be_bytes(k[..8].try_into().ok()?),
+        u32::from_be_bytes(k[8..].try_into().ok()?),
+    ))
+}
+
+fn flusher(
+    mut store: Store,
+    rx: Receiver<Entry>,
+    shared: std::sync::Weak<Shared>,
+    config: JournalConfig,
+) {
+    let mut batch: Vec<Entry> = Vec::with_capacity(config.batch_records_max);
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < config.batch_records_max {
+            match rx.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
+        }
+        buf.clear();
+        for e in &batch {
+            buf.extend_from_slice(&e.bytes);
+        }
+        let started = Instant::now();
+        let result = store.write(&buf, config.sync_data);
+        let elapsed = started.elapsed();
+        if let Some(s) = shared.upgrade() {
+            s.stats.batches.fetch_add(1, Ordering::Relaxed);
+            s.stats
+                .records
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            s.stats.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+            s.stats
+                .flush_ns
+                .fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
+        }
+        match result {
+            Ok(position) => {
+                for e in batch.drain(..) {
+                    if let Some(done) = e.done {
+                        // The requester may have gone (client hung up):
+                        // the change is durable all the same.
+                        let _ = done.send(Ok(position));
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, records = batch.len(), "journal write failed; refusing all further changes");
+                if let Some(s) = shared.upgrade() {
+                    s.failed.store(true, Ordering::SeqCst);
+                }
+                for e in batch.drain(..).chain(rx.iter()) {
+                    if let Some(done) = e.done {
+                        let _ = done.send(Err(JournalError::Failed));
+                    }
+                }
+                return;
+            }
+        }
+    }
+}
+
+impl Journal {
+    /// Queues an encoded record (see [`record::encode`]); the receipt
+    /// resolves once it is durable.
+    pub fn append(&self, bytes: Vec<u8>) -> Result<Receipt, JournalError> {
+        let (done, receipt) = oneshot::channel();
+        self.push(Entry {
+            bytes,
+            done: Some(done),
+        })?;
+        Ok(receipt)
+    }
+
+    /// Queues a record nobody waits for (an expiry). Later receipts still
+    /// imply it is durable: the journal is written in order.
+    pub fn append_unacked(&self, bytes: Vec<u8>) -> Result<(), JournalError> {
+        self.push(Entry { bytes, done: None })
+    }
+
+    fn push(&self, entry: Entry) -> Result<(), JournalError> {
+        if self.is_failed() {
+            return Err(JournalError::Failed);
+        }
+        match self.shared.tx.try_send(entry) {
+            Ok(()) => Ok(()),
+            // Callers check `has_room` before deciding a change, so a full
+            // queue here is a race between sections: wait for the flusher
+            // rather than lose a change that is already applied in memory.
+            Err(TrySendError::Full(entry)) => {
+                self.shared.tx.send(entry).map_err(|_| JournalError::Closed)
+            }
+            Err(TrySendError::Disconnected(_)) => Err(JournalError::Closed),
+        }
+    }
+
+    /// Whether the queue has room to take a new change without waiting.
+    /// Sections refuse work (503) when it has not, instead of queueing.
+    pub fn has_room(&self) -> bool {
+        self.shared.tx.len() < self.shared.capacity / 4 * 3
+    }
+
+    pub fn is_failed(&self) -> bool {
+        self.shared.failed.load(Ordering::Relaxed)
+    }
+
+    pub fn stats(&self) -> &JournalStats {
+        &self.shared.stats
+    }
+
+    /// Records queued but not yet taken by the flusher.
+    pub fn queue_len(&self) -> usize {
+        self.shared.tx.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(i: u64) -> Record {
+        Record::EventCreated {
+            spec_json: "x".repeat((i as usize * 7919) % 50_000),
+            at_ms: i,
+            idem: None,
+        }
+    }
+
+    #[test]
+    fn records_survive_reopen_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let (journal, thread) = store.start(JournalConfig::default());
+            let receipts: Vec<Receipt> = (0..200)
+                .map(|i| journal.append(encode(&rec(i))).unwrap())
+                .collect();
+            for r in receipts {
+                r.blocking_recv().unwrap().unwrap();
+            }
+            assert!(journal.stats().batches.load(Ordering::Relaxed) <= 200);
+            drop(journal);
+            thread.join().unwrap();
+        }
+        let mut store = Store::open(dir.path()).unwrap();
+        let mut seen = Vec::new();
+        store
+            .replay(|_, r| {
+                seen.push(r);
+                Ok::<(), OpenError>(())
+            })
+            .unwrap();
+        assert_eq!(seen, (0..200).map(rec).collect::<Vec<_>>());
+        assert!(store.next_batch() >= 1);
+    }
+
+    #[test]
+    fn big_records_are_chunked_below_the_blob_threshold() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = Record::EventCreated {
+            spec_json: "y".repeat(1 << 20),
+            at_ms: 1,
+            idem: None,
+        };
+        {
+            let (journal, thread) = Store::open(dir.path())
+                .unwrap()
+                .start(JournalConfig::default());
+            journal
+                .append(encode(&big))
+                .unwrap()
+                .blocking_recv()
+                .unwrap()
+                .unwrap();
+            drop(journal);
+            thread.join().unwrap();
+        }
+        let blobs = dir.path().join("blobs");
+        let blob_count = std::fs::read_dir(&blobs).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(blob_count, 0, "sled wrote blob files");
+        let mut store = Store::open(dir.path()).unwrap();
+        let mut seen = Vec::new();
+        store
+            .replay(|_, r| {
+                seen.push(r);
+                Ok::<(), OpenError>(())
+            })
+            .unwrap();
+        assert_eq!(seen, vec![big]);
+    }
+
+    #[test]
+    fn second_open_of_the_same_directory_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(dir.path()).unwrap();
+        let second = Store::open(dir.path());
+        assert!(matches!(second, Err(OpenError::Sled { .. })));
+    }
+}

@@ -1,0 +1,464 @@
+//! The event file format (`boxoffice.event/1`): a versioned JSON document
+//! holding an event and its venue layout, as shipped in `snapshots/`, sent
+//! to `POST /v1/events` and kept in the journal's `EventCreated` record.
+//!
+//! This is a compatibility boundary: the serde types here are the wire
+//! format and stay separate from the domain types, and [`EventSpec::build`]
+//! is the only way from one to the other. It validates everything (parse,
+//! don't validate), so the domain can assert instead of check.
+//! `snapshots/README.md` documents the format.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{
+    is_valid_name, Category, EventDef, Limits, Row, Seat, SeatMap, SectionKind, SectionLayout,
+};
+
+pub const FORMAT: &str = "boxoffice.event/1";
+
+pub const SECTIONS_PER_EVENT_MAX: usize = 512;
+pub const CATEGORIES_PER_EVENT_MAX: usize = 32;
+pub const ROWS_PER_SECTION_MAX: usize = 1_000;
+pub const SEATS_PER_ROW_MAX: u32 = 1_000;
+pub const SEATS_PER_SECTION_MAX: usize = 100_000;
+pub const SEATS_PER_EVENT_MAX: u64 = 2_000_000;
+pub const SEATS_PER_HOLD_MAX: u32 = 16;
+pub const HOLD_TTL_SECS_MIN: u64 = 10;
+pub const HOLD_TTL_SECS_MAX: u64 = 3_600;
+pub const TEXT_LEN_MAX: usize = 200;
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventSpec {
+    /// Always `boxoffice.event/1`.
+    pub format: String,
+    /// 1-32 of `[A-Za-z0-9_-]`.
+    pub id: String,
+    pub name: String,
+    /// RFC 3339 in UTC, e.g. `2026-12-24T10:00:00Z`.
+    pub starts_at: String,
+    /// ISO 4217 code, e.g. `KRW`.
+    pub currency: String,
+    pub hold_ttl_secs: u64,
+    pub seats_per_hold_max: u32,
+    pub categories: Vec<CategorySpec>,
+    pub venue: VenueSpec,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CategorySpec {
+    pub id: String,
+    pub name: String,
+    /// In the currency's minor unit.
+    pub price: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VenueSpec {
+    pub name: String,
+    /// Nearest the stage first.
+    pub sections: Vec<SectionSpec>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SectionSpec {
+    pub id: String,
+    pub name: String,
+    /// Default category of the section's rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// Rows, nearest the stage first. Exactly one of `rows` and `standing`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<Vec<RowSpec>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standing: Option<StandingSpec>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RowSpec {
+    /// 1-8 of `[A-Za-z0-9]`.
+    pub label: String,
+    /// Number of seats; they are numbered `first_number`, `first_number+1`, ...
+    pub seats: u32,
+    #[serde(default = "one")]
+    pub first_number: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// Map position of the row's first seat.
+    pub x: f32,
+    pub y: f32,
+    /// Step from one seat to the next on the map.
+    #[serde(default = "unit")]
+    pub dx: f32,
+    #[serde(default)]
+    pub dy: f32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StandingSpec {
+    pub capacity: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+fn unit() -> f32 {
+    1.0
+}
+
+/// What is wrong with an event file, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct LayoutError {
+    pub path: String,
+    pub message: String,
+}
+
+fn fail<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, LayoutError> {
+    Err(LayoutError {
+        path: path.into(),
+        message: message.into(),
+    })
+}
+
+fn check_text(path: &str, s: &str) -> Result<(), LayoutError> {
+    if s.trim().is_empty() || s.len() > TEXT_LEN_MAX || s.chars().any(char::is_control) {
+        return fail(
+            path,
+            format!("must be 1-{TEXT_LEN_MAX} bytes of printable text"),
+        );
+    }
+    Ok(())
+}
+
+impl EventSpec {
+    /// Parses an event file. Syntax and type errors come back as
+    /// `serde_json::Error`; the caller decides how to report them.
+    pub fn from_json(bytes: &[u8]) -> Result<EventSpec, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("event specs always serialize")
+    }
+
+    /// Validates the spec and builds the immutable event definition.
+    pub fn build(&self) -> Result<EventDef, LayoutError> {
+        if self.format != FORMAT {
+            return fail(
+                "format",
+                format!("unsupported format {:?}, expected {FORMAT:?}", self.format),
+            );
+        }
+        if !is_valid_name(&self.id) {
+            return fail("id", "must be 1-32 of A-Z, a-z, 0-9, '_' and '-'");
+        }
+        check_text("name", &self.name)?;
+        check_text("venue.name", &self.venue.name)?;
+        if humantime::parse_rfc3339(&self.starts_at).is_err() {
+            return fail(
+                "starts_at",
+                "must be an RFC 3339 time in UTC, e.g. 2026-12-24T10:00:00Z",
+            );
+        }
+        if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return fail("currency", "must be an ISO 4217 code such as KRW");
+        }
+        if !(HOLD_TTL_SECS_MIN..=HOLD_TTL_SECS_MAX).contains(&self.hold_ttl_secs) {
+            return fail(
+                "hold_ttl_secs",
+                format!("must be {HOLD_TTL_SECS_MIN}..={HOLD_TTL_SECS_MAX}"),
+            );
+        }
+        if !(1..=SEATS_PER_HOLD_MAX).contains(&self.seats_per_hold_max) {
+            return fail(
+                "seats_per_hold_max",
+                format!("must be 1..={SEATS_PER_HOLD_MAX}"),
+            );
+        }
+        if self.categories.is_empty() || self.categories.len() > CATEGORIES_PER_EVENT_MAX {
+            return fail(
+                "categories",
+                format!("must have 1-{CATEGORIES_PER_EVENT_MAX} entries"),
+            );
+        }
+        let mut categories = Vec::new();
+        let mut category_ix = HashMap::new();
+        for (i, c) in self.categories.iter().enumerate() {
+            let path = format!("categories[{i}]");
+            if !is_valid_name(&c.id) {
+                return fail(
+                    format!("{path}.id"),
+                    "must be 1-32 of A-Z, a-z, 0-9, '_' and '-'",
+                );
+            }
+            check_text(&format!("{path}.name"), &c.name)?;
+            if category_ix.insert(c.id.clone(), i as u8).is_some() {
+                return fail(
+                    format!("{path}.id"),
+                    format!("duplicate category {:?}", c.id),
+                );
+            }
+            categories.push(Category {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                price_minor: c.price,
+            });
+        }
+        let lookup = |path: String, id: Option<&String>| -> Result<u8, LayoutError> {
+            match id {
+                None => fail(path, "no category given (set it on the row or the section)"),
+                Some(id) => match category_ix.get(id) {
+                    Some(&ix) => Ok(ix),
+                    None => fail(path, format!("unknown category {id:?}")),
+                },
+            }
+        };
+
+        let sections_in = &self.venue.sections;
+        if sections_in.is_empty() || sections_in.len() > SECTIONS_PER_EVENT_MAX {
+            return fail(
+                "venue.sections",
+                format!("must have 1-{SECTIONS_PER_EVENT_MAX} entries"),
+            );
+        }
+        let mut section_ids = HashSet::new();
+        let mut total: u64 = 0;
+        let mut sections = Vec::new();
+        for (si, s) in sections_in.iter().enumerate() {
+            let path = format!("venue.sections[{si}]");
+            if !is_valid_name(&s.id) {
+                return fail(
+                    format!("{path}.id"),
+                    "must be 1-32 of A-Z, a-z, 0-9, '_' and '-'",
+                );
+            }
+            if !section_ids.insert(s.id.as_str()) {
+                return fail(
+                    format!("{path}.id"),
+                    format!("duplicate section {:?}", s.id),
+                );
+            }
+            check_text(&format!("{path}.name"), &s.name)?;
+            let kind = match (&s.rows, &s.standing) {
+                (Some(rows), None) => SectionKind::Seated(build_rows(&path, s, rows, &lookup)?),
+                (None, Some(st)) => {
+                    if st.capacity == 0 || u64::from(st.capacity) > SEATS_PER_EVENT_MAX {
+                        return fail(
+                            format!("{path}.standing.capacity"),
+                            format!("must be 1..={SEATS_PER_EVENT_MAX}"),
+                        );
+                    }
+                    SectionKind::Standing {
+                        capacity: st.capacity,
+                        category: lookup(format!("{path}.category"), s.category.as_ref())?,
+                    }
+                }
+                _ => return fail(path, "needs exactly one of `rows` and `standing`"),
+            };
+            let layout = SectionLayout {
+                id: s.id.clone(),
+                name: s.name.clone(),
+                kind,
+                category_count: categories.len() as u8,
+            };
+            total += u64::from(layout.capacity());
+            if total > SEATS_PER_EVENT_MAX {
+                return fail(
+                    "venue.sections",
+                    format!("more than {SEATS_PER_EVENT_MAX} places"),
+                );
+            }
+            sections.push(Arc::new(layout));
+        }
+        Ok(EventDef {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            starts_at: self.starts_at.clone(),
+            venue_name: self.venue.name.clone(),
+            currency: self.currency.clone(),
+            categories,
+            limits: Limits {
+                seats_per_hold_max: self.seats_per_hold_max,
+                hold_ttl_ms: self.hold_ttl_secs * 1000,
+            },
+            sections,
+        })
+    }
+}
+
+/// Finds a category's index by id, reporting `path` when it is missing.
+type CategoryLookup<'a> = dyn Fn(String, Option<&String>) -> Result<u8, LayoutError> + 'a;
+
+fn build_rows(
+    path: &str,
+    s: &SectionSpec,
+    rows_in: &[RowSpec],
+    lookup: &CategoryLookup,
+) -> Result<SeatMap, LayoutError> {
+    if rows_in.is_empty() || rows_in.len() > ROWS_PER_SECTION_MAX {
+        return fail(
+            format!("{path}.rows"),
+            format!("must have 1-{ROWS_PER_SECTION_MAX} rows"),
+        );
+    }
+    let mut labels = HashSet::new();
+    let mut rows = Vec::with_capacity(rows_in.len());
+    let mut seats = Vec::new();
+    for (ri, r) in rows_in.iter().enumerate() {
+        let rpath = format!("{path}.rows[{ri}]");
+        if r.label.is_empty()
+            || r.label.len() > 8
+            || !r.label.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return fail(format!("{rpath}.label"), "must be 1-8 of A-Z, a-z, 0-9");
+        }
+        if !labels.insert(r.label.as_str()) {
+            return fail(
+                format!("{rpath}.label"),
+                format!("duplicate row {:?}", r.label),
+            );
+        }
+        if r.seats == 0 || r.seats > SEATS_PER_ROW_MAX {
+            return fail(
+                format!("{rpath}.seats"),
+                format!("must be 1..={SEATS_PER_ROW_MAX}"),
+            );
+        }
+        if r.first_number == 0 || r.first_number > 100_000 {
+            return fail(format!("{rpath}.first_number"), "must be 1..=100000");
+        }
+        if ![r.x, r.y, r.dx, r.dy].iter().all(|v| v.is_finite()) {
+            return fail(rpath, "coordinates must be finite numbers");
+        }
+        let category = lookup(
+            format!("{rpath}.category"),
+            r.category.as_ref().or(s.category.as_ref()),
+        )?;
+        if seats.len() + r.seats as usize > SEATS_PER_SECTION_MAX {
+            return fail(
+                format!("{path}.rows"),
+                format!("more than {SEATS_PER_SECTION_MAX} seats"),
+            );
+        }
+        rows.push(Row {
+            label: r.label.clone(),
+            first: seats.len() as u32,
+            len: r.seats,
+        });
+        for k in 0..r.seats {
+            seats.push(Seat {
+                id: format!("{}/{}/{}", s.id, r.label, r.first_number + k),
+                row: ri as u32,
+                category,
+                x: r.x + r.dx * k as f32,
+                y: r.y + r.dy * k as f32,
+            });
+        }
+    }
+    Ok(SeatMap::new(rows, seats))
+}
+
+/// The demo event served by `boxoffice serve` on first start, compiled in so
+/// the binary needs no files beside it.
+pub const DEMO_EVENT_JSON: &str = include_str!("../snapshots/demo-arena.event.json");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> serde_json::Value {
+        serde_json::json!({
+            "format": FORMAT, "id": "t", "name": "Test", "starts_at": "2026-12-24T10:00:00Z",
+            "currency": "KRW", "hold_ttl_secs": 60, "seats_per_hold_max": 4,
+            "categories": [{"id": "R", "name": "R seat", "price": 150000}],
+            "venue": {"name": "Hall", "sections": [
+                {"id": "A", "name": "A", "category": "R", "rows": [
+                    {"label": "1", "seats": 3, "x": 0.0, "y": 0.0},
+                    {"label": "2", "seats": 2, "first_number": 10, "x": 0.0, "y": 1.0}]},
+                {"id": "F", "name": "Floor", "category": "R", "standing": {"capacity": 5}}]}
+        })
+    }
+
+    fn check_err(mutate: impl FnOnce(&mut serde_json::Value), path: &str) {
+        let mut v = small();
+        mutate(&mut v);
+        let spec: EventSpec = serde_json::from_value(v).expect("well-typed");
+        let err = spec.build().expect_err("must be refused");
+        assert_eq!(err.path, path, "{err}");
+    }
+
+    #[test]
+    fn builds_small_event() {
+        let spec: EventSpec = serde_json::from_value(small()).unwrap();
+        let def = spec.build().unwrap();
+        assert_eq!(def.capacity(), 10);
+        let SectionKind::Seated(map) = &def.section("A").unwrap().kind else {
+            panic!()
+        };
+        let ids: Vec<&str> = map.seats.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["A/1/1", "A/1/2", "A/1/3", "A/2/10", "A/2/11"]);
+        assert_eq!(map.lookup("A/2/11"), Some(4));
+        assert_eq!(map.lookup("A/2/12"), None);
+        assert_eq!(map.seats[4].x, 1.0);
+    }
+
+    #[test]
+    fn refuses_bad_specs_naming_the_field() {
+        check_err(|v| v["format"] = "boxoffice.event/2".into(), "format");
+        check_err(|v| v["id"] = "a.b".into(), "id");
+        check_err(|v| v["starts_at"] = "tomorrow".into(), "starts_at");
+        check_err(|v| v["currency"] = "won".into(), "currency");
+        check_err(|v| v["hold_ttl_secs"] = 1.into(), "hold_ttl_secs");
+        check_err(|v| v["seats_per_hold_max"] = 0.into(), "seats_per_hold_max");
+        check_err(|v| v["categories"] = serde_json::json!([]), "categories");
+        check_err(
+            |v| v["venue"]["sections"][1]["id"] = "A".into(),
+            "venue.sections[1].id",
+        );
+        check_err(
+            |v| v["venue"]["sections"][0]["rows"][1]["label"] = "1".into(),
+            "venue.sections[0].rows[1].label",
+        );
+        check_err(
+            |v| v["venue"]["sections"][0]["rows"][0]["category"] = "Z".into(),
+            "venue.sections[0].rows[0].category",
+        );
+        check_err(
+            |v| v["venue"]["sections"][1]["rows"] = serde_json::json!([]),
+            "venue.sections[1]",
+        );
+        check_err(
+            |v| v["venue"]["sections"][0]["rows"][0]["seats"] = 0.into(),
+            "venue.sections[0].rows[0].seats",
+        );
+    }
+
+    #[test]
+    fn demo_event_is_a_real_arena() {
+        let spec = EventSpec::from_json(DEMO_EVENT_JSON.as_bytes()).unwrap();
+        let def = spec.build().unwrap();
+        assert_eq!(def.id, "demo");
+        let seated: u64 = def
+            .sections
+            .iter()
+            .filter(|s| matches!(s.kind, SectionKind::Seated(_)))
+            .map(|s| u64::from(s.capacity()))
+            .sum();
+        assert!((14_000..=16_000).contains(&seated), "{seated} seats");
+        assert!((18..=24).contains(&def.sections.len()));
+        assert!((3..=4).contains(&def.categories.len()));
+        assert!(def
+            .sections
+            .iter()
+            .any(|s| matches!(s.kind, SectionKind::Standing { .. })));
+    }
+}

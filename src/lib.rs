@@ -1,0 +1,26 @@
+//! boxoffice: a seat allocator for high-demand ticket sales.
+//!
+//! Crate map, from the pure core outwards:
+//! - [`domain`]: venues, sections, holds, bookings, best-available search.
+//!   Pure: no I/O, no clock, no actix, no sled.
+//! - [`layout`]: the versioned event/venue file format and its validation
+//!   into domain types.
+//! - [`clock`]: the injected clock (system time, or a manual one in tests).
+//! - [`journal`]: journal records, the sled store with group commit, and
+//!   replay on start-up.
+//! - [`actors`]: one actix actor per section, and the registry that routes
+//!   to them.
+//! - [`http`]: the REST API under `/v1`: routes, DTOs, problem+json errors,
+//!   idempotency, OpenAPI.
+//! - [`app`]: wiring: open the journal, replay, start actors, bind, serve.
+//! - [`config`]: command-line flags and `BOXOFFICE_*` environment variables.
+
+pub mod actors;
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod idempotency;
+pub mod journal;
+pub mod layout;

@@ -1,0 +1,22 @@
+//! The `boxoffice` binary: parse flags, set up logging, run a subcommand.
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use boxoffice::config::{Cli, Command, ServeArgs};
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli
+        .command
+        .unwrap_or_else(|| Command::Serve(ServeArgs::default()))
+    {
+        Command::Serve(args) => boxoffice::app::serve(args),
+    }
+}

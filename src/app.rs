@@ -158,15 +158,16 @@ impl Application {
     /// then stops the sections and lets the journal drain.
     pub async fn run_until_stopped(mut self) -> std::io::Result<()> {
         let result = (&mut self.server).await;
-        if let Some(registry) = Arc::get_mut(&mut self.registry) {
+        let registry = Arc::clone(&self.registry);
+        let flusher = self.flusher.take();
+        // Joining threads blocks: keep it off the runtime's thread.
+        let _ = actix_web::rt::task::spawn_blocking(move || {
             registry.shutdown();
-        }
-        drop(self.registry);
-        if let Some(flusher) = self.flusher.take() {
-            // The flusher ends once the last journal handle is gone; do not
-            // wait for it on a thread that may still own one.
-            let _ = actix_web::rt::task::spawn_blocking(move || flusher.join()).await;
-        }
+            if let Some(f) = flusher {
+                let _ = f.join();
+            }
+        })
+        .await;
         result
     }
 }

@@ -103,7 +103,7 @@ pub struct Registry {
     /// Event ids being created right now, so two creations of one id race
     /// to one winner.
     creating: Mutex<HashSet<String>>,
-    arbiters: Vec<Arbiter>,
+    arbiters: Mutex<Vec<Arbiter>>,
     next_arbiter: AtomicUsize,
     journal: Journal,
     clock: Arc<dyn Clock>,
@@ -122,7 +122,7 @@ impl Registry {
         Registry {
             events: RwLock::new(BTreeMap::new()),
             creating: Mutex::new(HashSet::new()),
-            arbiters: (0..arbiters).map(|_| Arbiter::new()).collect(),
+            arbiters: Mutex::new((0..arbiters).map(|_| Arbiter::new()).collect()),
             next_arbiter: AtomicUsize::new(0),
             journal,
             clock,
@@ -165,9 +165,11 @@ impl Registry {
     ) -> Arc<EventEntry> {
         assert_eq!(def.sections.len(), sections.len());
         let mut handles = Vec::with_capacity(sections.len());
+        let arbiters = self.arbiters.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(!arbiters.is_empty(), "events start only before shutdown");
         for section in sections {
-            let arbiter = &self.arbiters
-                [self.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.arbiters.len()];
+            let arbiter =
+                &arbiters[self.next_arbiter.fetch_add(1, Ordering::Relaxed) % arbiters.len()];
             let stats = Arc::new(SectionStats::new(&section.counts()));
             let layout = Arc::clone(section.layout());
             let actor = SectionActor::new(
@@ -189,6 +191,7 @@ impl Registry {
                 capacity: self.settings.mailbox_capacity,
             });
         }
+        drop(arbiters);
         let index = handles
             .iter()
             .enumerate()
@@ -253,17 +256,26 @@ impl Registry {
         result
     }
 
-    /// Stops every arbiter (and so every section actor) and waits for them.
-    pub fn shutdown(&mut self) {
+    /// Stops every arbiter (and so every section actor), waits for them,
+    /// then closes the journal: what is queued is written, then the flusher
+    /// ends and lets go of sled.
+    pub fn shutdown(&self) {
         self.events
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
-        for a in &self.arbiters {
+        let arbiters: Vec<Arbiter> = self
+            .arbiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        for a in &arbiters {
             a.stop();
         }
-        for a in self.arbiters.drain(..) {
+        for a in arbiters {
             let _ = a.join();
         }
+        self.journal.close();
     }
 }

@@ -93,8 +93,15 @@ pub struct JournalStats {
 }
 
 struct Entry {
+    /// Empty bytes with no `done` is the stop marker sent by `close`.
     bytes: Vec<u8>,
     done: Option<oneshot::Sender<Result<u64, JournalError>>>,
+}
+
+impl Entry {
+    fn is_stop(&self) -> bool {
+        self.bytes.is_empty()
+    }
 }
 
 /// A pending durability promise: resolves to the batch position once the
@@ -282,10 +289,18 @@ fn flusher(
 ) {
     let mut batch: Vec<Entry> = Vec::with_capacity(config.batch_records_max);
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+    let mut stopping = false;
     while let Ok(first) = rx.recv() {
+        if first.is_stop() {
+            break;
+        }
         batch.push(first);
         while batch.len() < config.batch_records_max {
             match rx.try_recv() {
+                Ok(e) if e.is_stop() => {
+                    stopping = true;
+                    break;
+                }
                 Ok(e) => batch.push(e),
                 Err(_) => break,
             }
@@ -316,6 +331,9 @@ fn flusher(
                         let _ = done.send(Ok(position));
                     }
                 }
+                if stopping {
+                    break;
+                }
             }
             Err(error) => {
                 tracing::error!(%error, records = batch.len(), "journal write failed; refusing all further changes");
@@ -337,6 +355,7 @@ impl Journal {
     /// Queues an encoded record (see [`record::encode`]); the receipt
     /// resolves once it is durable.
     pub fn append(&self, bytes: Vec<u8>) -> Result<Receipt, JournalError> {
+        assert!(!bytes.is_empty(), "records are framed, never empty");
         let (done, receipt) = oneshot::channel();
         self.push(Entry {
             bytes,
@@ -365,6 +384,16 @@ impl Journal {
             }
             Err(TrySendError::Disconnected(_)) => Err(JournalError::Closed),
         }
+    }
+
+    /// Asks the flusher to write what is queued and stop, releasing sled
+    /// (and its file lock) once the thread ends. Later appends fail.
+    pub fn close(&self) {
+        self.shared.failed.store(true, Ordering::SeqCst);
+        let _ = self.shared.tx.send(Entry {
+            bytes: Vec::new(),
+            done: None,
+        });
     }
 
     /// Whether the queue has room to take a new change without waiting.

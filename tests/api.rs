@@ -1,0 +1,762 @@
+//! The REST API over a real socket: every endpoint, every error path.
+//! Each test starts its own server on port 0 with a fresh data directory and
+//! a manual clock.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+/// Asserts an RFC 9457 answer with the given status and problem kind.
+#[track_caller]
+fn check_problem(r: &Resp, status: u16, kind: &str) {
+    assert_eq!(r.status, status, "{r:?}");
+    assert_eq!(r.content_type, "application/problem+json", "{r:?}");
+    assert_eq!(
+        r.body["type"],
+        format!("urn:boxoffice:problem:{kind}"),
+        "{r:?}"
+    );
+    assert_eq!(r.body["status"], status);
+    assert!(r.body["title"].is_string() && r.body["detail"].is_string());
+}
+
+fn availability(s: &TestServer, event: &str) -> (u64, u64, u64) {
+    let e = s.get(&format!("/v1/events/{event}")).body;
+    (
+        e["free"].as_u64().unwrap(),
+        e["held"].as_u64().unwrap(),
+        e["sold"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn events_and_seat_maps() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path());
+    let list = s.get("/v1/events");
+    assert_eq!(list.status, 200);
+    assert_eq!(list.body.as_array().unwrap().len(), 1);
+    assert_eq!(list.body[0]["id"], "demo");
+    assert_eq!(list.body[0]["capacity"], 17_500);
+
+    let e = s.get("/v1/events/demo");
+    assert_eq!(e.status, 200);
+    assert_eq!(e.body["free"], 17_500);
+    assert_eq!(e.body["seats_per_hold_max"], 4);
+    let sections = e.body["sections"].as_array().unwrap();
+    assert_eq!(sections.len(), 21);
+    assert_eq!(sections[0]["id"], "FLOOR");
+    assert_eq!(sections[0]["kind"], "standing");
+    assert_eq!(sections[1]["capacity"], 720);
+    let cats: Vec<&str> = e.body["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(cats, ["VIP", "R", "S", "A"]);
+
+    let m = s.get("/v1/events/demo/sections/A/seats");
+    assert_eq!(m.status, 200);
+    assert_eq!(m.body["ids"].as_array().unwrap().len(), 720);
+    assert_eq!(m.body["ids"][0], "A/1/1");
+    assert_eq!(m.body["states"].as_str().unwrap(), "f".repeat(720));
+    assert_eq!(m.body["x"].as_array().unwrap().len(), 720);
+    let f = s.get("/v1/events/demo/sections/FLOOR/seats");
+    assert_eq!(f.body["kind"], "standing");
+    assert_eq!(f.body["capacity"], 2500);
+
+    check_problem(&s.get("/v1/events/nope"), 404, "event-not-found");
+    check_problem(
+        &s.get("/v1/events/demo/sections/ZZ/seats"),
+        404,
+        "section-not-found",
+    );
+    check_problem(&s.get("/v1/nothing"), 404, "not-found");
+    check_problem(
+        &s.raw("PUT", "/v1/events", None, &[]),
+        405,
+        "method-not-allowed",
+    );
+}
+
+#[test]
+fn hold_get_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path());
+    let h = s.hold("A", &["A/1/1", "A/1/2"]);
+    assert_eq!(h["event"], "demo");
+    assert_eq!(h["section"], "A");
+    assert_eq!(h["seats"], json!(["A/1/1", "A/1/2"]));
+    assert_eq!(h["quantity"], 2);
+    assert_eq!(h["expires_at"], "2026-11-23T00:07:00.000Z");
+    let id = h["id"].as_str().unwrap();
+    assert!(id.starts_with("demo.A.h"));
+    assert!(s.states("A").starts_with("hhf"));
+    assert_eq!(availability(&s, "demo"), (17_498, 2, 0));
+
+    let g = s.get(&format!("/v1/holds/{id}"));
+    assert_eq!(g.status, 200);
+    assert_eq!(g.body, h);
+
+    // Taken seats are refused, naming them.
+    let r = s.post(
+        "/v1/events/demo/holds",
+        &json!({"section": "A", "seats": ["A/1/2", "A/1/3"]}),
+    );
+    check_problem(&r, 409, "seats-unavailable");
+    assert_eq!(r.body["seats"], json!(["A/1/2"]));
+
+    let d = s.delete(&format!("/v1/holds/{id}"));
+    assert_eq!(d.status, 204);
+    assert!(s.states("A").starts_with("fff"));
+    check_problem(&s.get(&format!("/v1/holds/{id}")), 410, "hold-released");
+    check_problem(&s.delete(&format!("/v1/holds/{id}")), 410, "hold-released");
+    // A forged secret is just "not found".
+    let forged = format!("{}0000000000000000", &id[..id.len() - 16]);
+    check_problem(
+        &s.get(&format!("/v1/holds/{forged}")),
+        404,
+        "hold-not-found",
+    );
+    check_problem(&s.get("/v1/holds/garbage"), 404, "hold-not-found");
+    check_problem(
+        &s.get("/v1/holds/nope.A.h1.0000000000000000"),
+        404,
+        "hold-not-found",
+    );
+    assert_eq!(availability(&s, "demo"), (17_500, 0, 0));
+}
+
+#[test]
+fn best_available_and_standing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path());
+    let r = s.post_with("/v1/events", &small_event("small", &[5, 3], 3, 4), &admin());
+    assert_eq!(r.status, 201, "{r:?}");
+    // Row 1 (nearest the stage), centred: seats 2-4 of 5.
+    let h = s.post(
+        "/v1/events/small/holds",
+        &json!({"section": "S", "quantity": 3}),
+    );
+    assert_eq!(h.status, 201, "{h:?}");
+    assert_eq!(h.body["seats"], json!(["S/1/2", "S/1/3", "S/1/4"]));
+    // Row 1 now has runs of 1: the next pair goes to row 2.
+    let h2 = s.post(
+        "/v1/events/small/holds",
+        &json!({"section": "S", "quantity": 2}),
+    );
+    assert_eq!(h2.body["seats"], json!(["S/2/1", "S/2/2"]));
+    // No 2 together anywhere: 409 naming the largest block, never split.
+    let r = s.post(
+        "/v1/events/small/holds",
+        &json!({"section": "S", "quantity": 2}),
+    );
+    check_problem(&r, 409, "no-adjacent-seats");
+    assert_eq!(r.body["largest_block"], 1);
+    assert_eq!(r.body["wanted"], 2);
+
+    let f = s.post(
+        "/v1/events/small/holds",
+        &json!({"section": "F", "quantity": 2}),
+    );
+    assert_eq!(f.status, 201);
+    assert_eq!(f.body["seats"], json!([]));
+    assert_eq!(f.body["quantity"], 2);
+    let r = s.post(
+        "/v1/events/small/holds",
+        &json!({"section": "F", "quantity": 2}),
+    );
+    check_problem(&r, 409, "not-enough-places");
+    assert_eq!(r.body["available"], 1);
+    let r = s.post(
+        "/v1/events/small/holds",
+        &json!({"section": "F", "seats": ["F/1/1"]}),
+    );
+    check_problem(&r, 422, "invalid-request");
+}
+
+#[test]
+fn confirm_and_cancel() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path());
+    let h = s.hold("A", &["A/1/1", "A/11/1"]);
+    let id = h["id"].as_str().unwrap();
+    let body = json!({"email": "fan@example.com", "payment_ref": "pay_123"});
+    let b = s.post(&format!("/v1/holds/{id}/confirm"), &body);
+    assert_eq!(b.status, 201, "{b:?}");
+    assert_eq!(b.body["seats"], json!(["A/1/1", "A/11/1"]));
+    assert_eq!(b.body["email"], "fan@example.com");
+    assert_eq!(b.body["status"], "confirmed");
+    assert_eq!(b.body["currency"], "KRW");
+    // Row 1 is category R (165,000), row 11 category S (143,000).
+    assert_eq!(b.body["total_price"], 308_000);
+    let bid = b.body["id"].as_str().unwrap().to_owned();
+    assert!(bid.starts_with("demo.A.b"));
+    assert_eq!(availability(&s, "demo"), (17_498, 0, 2));
+    assert!(s.states("A").starts_with('s'));
+
+    let again = s.post(&format!("/v1/holds/{id}/confirm"), &body);
+    check_problem(&again, 409, "hold-confirmed");
+    assert_eq!(again.body["booking_id"], bid.as_str());
+    check_problem(&s.delete(&format!("/v1/holds/{id}")), 409, "hold-confirmed");
+
+    let g = s.get(&format!("/v1/bookings/{bid}"));
+    assert_eq!(g.status, 200);
+    assert_eq!(g.body, b.body);
+
+    let c = s.raw("POST", &format!("/v1/bookings/{bid}/cancel"), None, &[]);
+    assert_eq!(c.status, 200, "{c:?}");
+    assert_eq!(c.body["status"], "cancelled");
+    assert!(c.body["cancelled_at"].is_string());
+    assert_eq!(availability(&s, "demo"), (17_500, 0, 0));
+    check_problem(
+        &s.raw("POST", &format!("/v1/bookings/{bid}/cancel"), None, &[]),
+        409,
+        "booking-cancelled",
+    );
+    check_problem(
+        &s.get("/v1/bookings/demo.A.b9.0000000000000000"),
+        404,
+        "booking-not-found",
+    );
+    check_problem(
+        &s.post("/v1/bookings/x/cancel", &json!({})),
+        404,
+        "booking-not-found",
+    );
+    check_problem(
+        &s.post(&format!("/v1/bookings/{bid}/cancel"), &json!({"why": 1})),
+        422,
+        "invalid-request",
+    );
+}
+
+#[test]
+fn holds_expire_on_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path());
+    let h = s.hold("B", &["B/3/3"]);
+    let id = h["id"].as_str().unwrap();
+    s.clock.advance_ms(420_000 - 1);
+    assert_eq!(s.get(&format!("/v1/holds/{id}")).status, 200);
+    s.clock.advance_ms(1);
+    // The sweep runs every 50 ms; a request that looks expires it at once.
+    let r = s.post(
+        &format!("/v1/holds/{id}/confirm"),
+        &json!({"email": "fan@example.com", "payment_ref": "p"}),
+    );
+    check_problem(&r, 410, "hold-expired");
+    assert_eq!(availability(&s, "demo"), (17_500, 0, 0));
+    // And the seat is free for the next fan.
+    s.hold("B", &["B/3/3"]);
+
+    // Without any request, the sweep returns seats within its interval.
+    let h2 = s.hold("C", &["C/1/1"]);
+    s.clock.advance_ms(420_000);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while availability(&s, "demo").1 > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sweep did not expire the hold"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    check_problem(
+        &s.get(&format!("/v1/holds/{}", h2["id"].as_str().unwrap())),
+        410,
+        "hold-expired",
+    );
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path());
+    let h = s.hold("A", &["A/2/1"]);
+    let hold_id = h["id"].as_str().unwrap().to_owned();
+    let before = (availability(&s, "demo"), s.states("A"));
+    let json_ct = [("Content-Type", "application/json")];
+    let post = |path: &str, body: &str| s.raw("POST", path, Some(body.to_owned()), &json_ct);
+
+    let cases: Vec<(Resp, u16, &str)> = vec![
+        (
+            post("/v1/events/demo/holds", "{\"section\": \"A\", "),
+            400,
+            "bad-request",
+        ),
+        (
+            post("/v1/events/demo/holds", "not json"),
+            400,
+            "bad-request",
+        ),
+        (
+            post(
+                "/v1/events/demo/holds",
+                r#"{"section":"A","seats":["A/1/1"],"vip":true}"#,
+            ),
+            422,
+            "invalid-request",
+        ),
+        (
+            post(
+                "/v1/events/demo/holds",
+                r#"{"section":"A","seats":"A/1/1"}"#,
+            ),
+            422,
+            "invalid-request",
+        ),
+        (
+            post("/v1/events/demo/holds", r#"{"seats":["A/1/1"]}"#),
+            422,
+            "invalid-request",
+        ),
+        (
+            post("/v1/events/demo/holds", r#"{"section":"A","quantity":-1}"#),
+            422,
+            "invalid-request",
+        ),
+        (
+            s.raw(
+                "POST",
+                "/v1/events/demo/holds",
+                Some(r#"{"section":"A","quantity":1}"#.into()),
+                &[("Content-Type", "text/plain")],
+            ),
+            415,
+            "unsupported-media-type",
+        ),
+        (
+            s.raw(
+                "POST",
+                "/v1/events/demo/holds",
+                Some(r#"{"section":"A","quantity":1}"#.into()),
+                &[],
+            ),
+            415,
+            "unsupported-media-type",
+        ),
+        (
+            post(
+                "/v1/events/demo/holds",
+                &format!(r#"{{"section":"A","seats":["{}"]}}"#, "A/1/1".repeat(5000)),
+            ),
+            413,
+            "payload-too-large",
+        ),
+        (
+            post("/v1/events/nope/holds", r#"{"section":"A","quantity":1}"#),
+            404,
+            "event-not-found",
+        ),
+        (
+            post("/v1/events/demo/holds", r#"{"section":"ZZ","quantity":1}"#),
+            422,
+            "unknown-section",
+        ),
+        (
+            post(
+                "/v1/events/demo/holds",
+                r#"{"section":"A","seats":["B/1/1"]}"#,
+            ),
+            422,
+            "unknown-seat",
+        ),
+        (
+            post(
+                "/v1/events/demo/holds",
+                r#"{"section":"A","seats":["A/99/1"]}"#,
+            ),
+            422,
+            "unknown-seat",
+        ),
+        (
+            post(
+                "/v1/events/demo/holds",
+                r#"{"section":"A","seats":["A/1/1","A/1/1"]}"#,
+            ),
+            422,
+            "invalid-request",
+        ),
+        (
+            post("/v1/events/demo/holds", r#"{"section":"A","seats":[]}"#),
+            422,
+            "invalid-request",
+        ),
+        (
+            post(
+                "/v1/events/demo/holds",
+                r#"{"section":"A","seats":["A/1/1"],"quantity":1}"#,
+            ),
+            422,
+            "invalid-request",
+        ),
+        (
+            post("/v1/events/demo/holds", r#"{"section":"A"}"#),
+            422,
+            "invalid-request",
+        ),
+        (
+            post("/v1/events/demo/holds", r#"{"section":"A","quantity":0}"#),
+            422,
+            "invalid-request",
+        ),
+        (
+            post("/v1/events/demo/holds", r#"{"section":"A","quantity":5}"#),
+            422,
+            "invalid-request",
+        ),
+        (
+            post(
+                "/v1/events/demo/holds",
+                r#"{"section":"A","seats":["A/1/1","A/1/2","A/1/3","A/1/4","A/1/5"]}"#,
+            ),
+            422,
+            "invalid-request",
+        ),
+        (
+            post(
+                &format!("/v1/holds/{hold_id}/confirm"),
+                r#"{"email":"nope","payment_ref":"p"}"#,
+            ),
+            422,
+            "invalid-request",
+        ),
+        (
+            post(
+                &format!("/v1/holds/{hold_id}/confirm"),
+                r#"{"email":"a@b.c","payment_ref":""}"#,
+            ),
+            422,
+            "invalid-request",
+        ),
+        (
+            post(
+                &format!("/v1/holds/{hold_id}/confirm"),
+                r#"{"email":"a@b.c"}"#,
+            ),
+            422,
+            "invalid-request",
+        ),
+        (
+            post(
+                "/v1/holds/demo.A.h77.0000000000000001/confirm",
+                r#"{"email":"a@b.c","payment_ref":"p"}"#,
+            ),
+            404,
+            "hold-not-found",
+        ),
+        (
+            s.raw(
+                "POST",
+                "/v1/events/demo/holds",
+                Some(r#"{"section":"A","quantity":1}"#.into()),
+                &[
+                    ("Content-Type", "application/json"),
+                    ("Idempotency-Key", ""),
+                ],
+            ),
+            400,
+            "bad-request",
+        ),
+        (
+            s.raw(
+                "POST",
+                "/v1/events/demo/holds",
+                Some(r#"{"section":"A","quantity":1}"#.into()),
+                &[
+                    ("Content-Type", "application/json"),
+                    ("Idempotency-Key", &"k".repeat(300)),
+                ],
+            ),
+            400,
+            "bad-request",
+        ),
+        (
+            s.raw("DELETE", "/v1/events/demo", None, &[]),
+            405,
+            "method-not-allowed",
+        ),
+    ];
+    for (i, (r, status, kind)) in cases.iter().enumerate() {
+        assert!(r.status < 500, "case {i}: {r:?}");
+        assert_eq!(
+            (r.status, r.body["type"].as_str().unwrap_or("")),
+            (*status, format!("urn:boxoffice:problem:{kind}").as_str()),
+            "case {i}: {r:?}"
+        );
+        check_problem(r, *status, kind);
+    }
+    assert_eq!(
+        (availability(&s, "demo"), s.states("A")),
+        before,
+        "bad input changed state"
+    );
+    // The hold is untouched and still confirms.
+    let ok = post(
+        &format!("/v1/holds/{hold_id}/confirm"),
+        r#"{"email":"a@b.c","payment_ref":"p"}"#,
+    );
+    assert_eq!(ok.status, 201);
+}
+
+#[test]
+fn idempotency_keys_replay_refuse_and_survive_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = json!({"section": "D", "quantity": 2});
+    let key = [("Idempotency-Key", "fan-42-attempt")];
+    let first;
+    {
+        let s = TestServer::start(dir.path());
+        first = s.post_with("/v1/events/demo/holds", &body, &key);
+        assert_eq!(first.status, 201);
+        assert!(!first.replayed);
+        let again = s.post_with("/v1/events/demo/holds", &body, &key);
+        assert_eq!(again.status, 201);
+        assert!(again.replayed);
+        assert_eq!(again.text, first.text);
+        assert_eq!(availability(&s, "demo").1, 2, "a retry must not hold twice");
+        let other = s.post_with(
+            "/v1/events/demo/holds",
+            &json!({"section": "D", "quantity": 3}),
+            &key,
+        );
+        check_problem(&other, 422, "idempotency-key-reused");
+        // A refused request does not use up its key.
+        let k2 = [("Idempotency-Key", "k2")];
+        check_problem(
+            &s.post_with(
+                "/v1/events/demo/holds",
+                &json!({"section": "D", "quantity": 9}),
+                &k2,
+            ),
+            422,
+            "invalid-request",
+        );
+        assert_eq!(
+            s.post_with(
+                "/v1/events/demo/holds",
+                &json!({"section": "D", "quantity": 1}),
+                &k2
+            )
+            .status,
+            201
+        );
+        // Confirm is idempotent too.
+        let id = first.body["id"].as_str().unwrap();
+        let ck = [("Idempotency-Key", "confirm-1")];
+        let cb = json!({"email": "fan@example.com", "payment_ref": "p1"});
+        let c1 = s.post_with(&format!("/v1/holds/{id}/confirm"), &cb, &ck);
+        let c2 = s.post_with(&format!("/v1/holds/{id}/confirm"), &cb, &ck);
+        assert_eq!((c1.status, c2.status), (201, 201));
+        assert!(c2.replayed);
+        assert_eq!(c1.text, c2.text);
+        s.stop();
+    }
+    // After a restart the journal still knows the key.
+    let s = TestServer::start(dir.path());
+    let after = s.post_with("/v1/events/demo/holds", &body, &key);
+    assert_eq!(after.status, 201);
+    assert!(after.replayed);
+    assert_eq!(after.text, first.text);
+    assert_eq!(availability(&s, "demo"), (17_500 - 3, 1, 2));
+}
+
+#[test]
+fn state_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hold, booking, released, cancelled);
+    {
+        let s = TestServer::start(dir.path());
+        hold = s.hold("E", &["E/1/1", "E/1/2"]);
+        let h2 = s.hold("E", &["E/2/1"]);
+        booking = s
+            .post(
+                &format!("/v1/holds/{}/confirm", h2["id"].as_str().unwrap()),
+                &json!({"email": "a@b.co", "payment_ref": "x"}),
+            )
+            .body;
+        released = s.hold("E", &["E/3/1"]);
+        assert_eq!(
+            s.delete(&format!("/v1/holds/{}", released["id"].as_str().unwrap()))
+                .status,
+            204
+        );
+        let h4 = s
+            .post(
+                "/v1/events/demo/holds",
+                &json!({"section": "FLOOR", "quantity": 4}),
+            )
+            .body;
+        cancelled = s
+            .post(
+                &format!("/v1/holds/{}/confirm", h4["id"].as_str().unwrap()),
+                &json!({"email": "b@b.co", "payment_ref": "y"}),
+            )
+            .body;
+        let c = s.raw(
+            "POST",
+            &format!("/v1/bookings/{}/cancel", cancelled["id"].as_str().unwrap()),
+            None,
+            &[],
+        );
+        assert_eq!(c.status, 200);
+        s.stop();
+    }
+    let s = TestServer::start(dir.path());
+    assert_eq!(
+        s.get(&format!("/v1/holds/{}", hold["id"].as_str().unwrap()))
+            .body,
+        hold
+    );
+    assert_eq!(
+        s.get(&format!("/v1/bookings/{}", booking["id"].as_str().unwrap()))
+            .body,
+        booking
+    );
+    check_problem(
+        &s.get(&format!("/v1/holds/{}", released["id"].as_str().unwrap())),
+        410,
+        "hold-released",
+    );
+    assert_eq!(
+        s.get(&format!(
+            "/v1/bookings/{}",
+            cancelled["id"].as_str().unwrap()
+        ))
+        .body["status"],
+        "cancelled"
+    );
+    assert!(s.states("E").starts_with("hhf"));
+    assert_eq!(availability(&s, "demo"), (17_497, 2, 1));
+    // Holds that expired while the server was down are released at start.
+    s.stop();
+    let clock = std::sync::Arc::new(boxoffice::clock::ManualClock::new(T0_MS + 3_600_000));
+    let s = TestServer::start_with(args(dir.path()), clock);
+    assert_eq!(availability(&s, "demo"), (17_499, 0, 1));
+    check_problem(
+        &s.get(&format!("/v1/holds/{}", hold["id"].as_str().unwrap())),
+        410,
+        "hold-expired",
+    );
+}
+
+#[test]
+fn admin_creates_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path());
+    let ev = small_event("tour-1", &[10], 5, 4);
+    check_problem(&s.post("/v1/events", &ev), 401, "unauthorized");
+    check_problem(
+        &s.post_with("/v1/events", &ev, &[("Authorization", "Bearer wrong")]),
+        401,
+        "unauthorized",
+    );
+    let r = s.post_with("/v1/events", &ev, &admin());
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.body["capacity"], 15);
+    check_problem(
+        &s.post_with("/v1/events", &ev, &admin()),
+        409,
+        "event-exists",
+    );
+    let mut bad = small_event("tour-2", &[10], 5, 4);
+    bad["venue"]["sections"][1]["id"] = "S".into();
+    let r = s.post_with("/v1/events", &bad, &admin());
+    check_problem(&r, 422, "invalid-request");
+    assert_eq!(r.body["field"], "venue.sections[1].id");
+    let mut bad = small_event("tour-2", &[10], 5, 4);
+    bad["format"] = "boxoffice.event/9".into();
+    check_problem(
+        &s.post_with("/v1/events", &bad, &admin()),
+        422,
+        "invalid-request",
+    );
+    assert_eq!(s.get("/v1/events").body.as_array().unwrap().len(), 2);
+    s.stop();
+
+    // Without a configured token the admin API is off.
+    let dir2 = tempfile::tempdir().unwrap();
+    let mut a = args(dir2.path());
+    a.admin_token = None;
+    let s = TestServer::start_with(
+        a,
+        std::sync::Arc::new(boxoffice::clock::ManualClock::new(T0_MS)),
+    );
+    check_problem(
+        &s.post_with("/v1/events", &ev, &admin()),
+        403,
+        "admin-disabled",
+    );
+}
+
+#[test]
+fn openapi_document_describes_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path());
+    let r = s.get("/v1/openapi.json");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["openapi"], "3.1.0");
+    let paths: Vec<&String> = r.body["paths"].as_object().unwrap().keys().collect();
+    for p in [
+        "/v1/events",
+        "/v1/events/{event}",
+        "/v1/events/{event}/sections/{section}/seats",
+        "/v1/events/{event}/holds",
+        "/v1/holds/{id}",
+        "/v1/holds/{id}/confirm",
+        "/v1/bookings/{id}",
+        "/v1/bookings/{id}/cancel",
+    ] {
+        assert!(
+            paths.iter().any(|k| k.as_str() == p),
+            "{p} missing from {paths:?}"
+        );
+    }
+    assert!(r.body["components"]["schemas"]["HoldRequest"].is_object());
+    assert_eq!(s.get("/healthz").status, 200);
+    assert_eq!(s.get("/readyz").status, 200);
+}
+
+#[test]
+fn saturated_section_answers_503_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = args(dir.path());
+    a.mailbox_capacity = 1;
+    let s = TestServer::start_with(
+        a,
+        std::sync::Arc::new(boxoffice::clock::ManualClock::new(T0_MS)),
+    );
+    let base = s.base.clone();
+    let results: Vec<Resp> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..48)
+            .map(|i| {
+                let base = base.clone();
+                scope.spawn(move || {
+                    let seat = format!("G/{}/{}", i / 30 + 1, i % 30 + 1);
+                    request(
+                        "POST",
+                        &format!("{base}/v1/events/demo/holds"),
+                        Some(json!({"section": "G", "seats": [seat]}).to_string()),
+                        &[("Content-Type", "application/json")],
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let created = results.iter().filter(|r| r.status == 201).count();
+    let shed: Vec<&Resp> = results.iter().filter(|r| r.status == 503).collect();
+    assert_eq!(created + shed.len(), 48, "only 201 or 503: {results:?}");
+    assert!(
+        !shed.is_empty(),
+        "48 concurrent requests against capacity 1 shed none"
+    );
+    for r in shed {
+        check_problem(r, 503, "overloaded");
+        assert_eq!(r.retry_after.as_deref(), Some("1"));
+    }
+    // Exactly the acknowledged holds are held.
+    assert_eq!(availability(&s, "demo").1, created as u64);
+}

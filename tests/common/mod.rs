@@ -1,0 +1,228 @@
+//! Shared helpers for the black-box tests: a server on a real socket
+//! (in-process with a manual clock, or the real binary), and a tiny JSON
+//! client on ureq.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use boxoffice::app::Application;
+use boxoffice::clock::ManualClock;
+use boxoffice::config::ServeArgs;
+use serde_json::Value;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// Start of the manual clock: 2026-11-23T00:00:00Z.
+pub const T0_MS: u64 = 1_795_392_000_000;
+
+pub struct TestServer {
+    pub base: String,
+    pub clock: Arc<ManualClock>,
+    pub data_dir: PathBuf,
+    handle: ServerHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+pub fn args(data_dir: &Path) -> ServeArgs {
+    ServeArgs {
+        listen: "127.0.0.1:0".into(),
+        data_dir: data_dir.to_owned(),
+        admin_token: Some(ADMIN_TOKEN.into()),
+        workers: 2,
+        arbiters: 2,
+        sweep_interval_ms: 50,
+        seed: Some(7),
+        ..ServeArgs::default()
+    }
+}
+
+impl TestServer {
+    pub fn start(data_dir: &Path) -> TestServer {
+        Self::start_with(args(data_dir), Arc::new(ManualClock::new(T0_MS)))
+    }
+
+    pub fn start_with(args: ServeArgs, clock: Arc<ManualClock>) -> TestServer {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let data_dir = args.data_dir.clone();
+        let c = Arc::clone(&clock);
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let app = match Application::build(args, c).await {
+                    Ok(app) => app,
+                    Err(e) => {
+                        tx.send(Err(format!("{e:#}"))).unwrap();
+                        return;
+                    }
+                };
+                tx.send(Ok((app.port(), app.handle()))).unwrap();
+                app.run_until_stopped().await.unwrap();
+            })
+        });
+        let (port, handle) = rx.recv().unwrap().expect("server starts");
+        TestServer {
+            base: format!("http://127.0.0.1:{port}"),
+            clock,
+            data_dir,
+            handle,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the server gracefully and waits until it has let go of the
+    /// data directory.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let h = self.handle.clone();
+            actix_web::rt::System::new().block_on(h.stop(true));
+            t.join().unwrap();
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        request("GET", &format!("{}{path}", self.base), None, &[])
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Resp {
+        self.post_with(path, body, &[])
+    }
+
+    pub fn post_with(&self, path: &str, body: &Value, headers: &[(&str, &str)]) -> Resp {
+        let mut h = vec![("Content-Type", "application/json")];
+        h.extend_from_slice(headers);
+        request(
+            "POST",
+            &format!("{}{path}", self.base),
+            Some(body.to_string()),
+            &h,
+        )
+    }
+
+    pub fn delete(&self, path: &str) -> Resp {
+        request("DELETE", &format!("{}{path}", self.base), None, &[])
+    }
+
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        request(method, &format!("{}{path}", self.base), body, headers)
+    }
+
+    /// Holds `seats` in a section of the demo event; panics unless 201.
+    pub fn hold(&self, section: &str, seats: &[&str]) -> Value {
+        let r = self.post(
+            "/v1/events/demo/holds",
+            &serde_json::json!({"section": section, "seats": seats}),
+        );
+        assert_eq!(r.status, 201, "{r:?}");
+        r.body
+    }
+
+    /// The seat map's state string of a section of the demo event.
+    pub fn states(&self, section: &str) -> String {
+        let r = self.get(&format!("/v1/events/demo/sections/{section}/seats"));
+        assert_eq!(r.status, 200);
+        r.body["states"].as_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub content_type: String,
+    pub retry_after: Option<String>,
+    pub replayed: bool,
+    pub body: Value,
+    pub text: String,
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .max_idle_connections_per_host(64)
+        .build()
+}
+
+thread_local! {
+    static AGENT: ureq::Agent = agent();
+}
+
+pub fn request(method: &str, url: &str, body: Option<String>, headers: &[(&str, &str)]) -> Resp {
+    try_request(method, url, body, headers).unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+}
+
+/// Like `request`, but a transport failure (refused, reset) is an `Err`.
+pub fn try_request(
+    method: &str,
+    url: &str,
+    body: Option<String>,
+    headers: &[(&str, &str)],
+) -> Result<Resp, String> {
+    let mut req = AGENT.with(|a| a.request(method, url));
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    let result = match body {
+        Some(b) => req.send_string(&b),
+        None => req.call(),
+    };
+    let resp = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => return Err(e.to_string()),
+    };
+    let status = resp.status();
+    let content_type = resp.header("content-type").unwrap_or("").to_owned();
+    let retry_after = resp.header("retry-after").map(str::to_owned);
+    let replayed = resp.header("idempotent-replayed") == Some("true");
+    let text = resp.into_string().map_err(|e| e.to_string())?;
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Ok(Resp {
+        status,
+        content_type,
+        retry_after,
+        replayed,
+        body,
+        text,
+    })
+}
+
+/// A small event for tests: section `S` with rows of the given sizes, and
+/// a standing section `F` of `standing` places.
+pub fn small_event(id: &str, rows: &[u32], standing: u32, max: u32) -> Value {
+    let rows: Vec<Value> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, n)| serde_json::json!({"label": (i + 1).to_string(), "seats": n, "x": 0.0, "y": i as f32}))
+        .collect();
+    serde_json::json!({
+        "format": "boxoffice.event/1", "id": id, "name": "Small hall", "starts_at": "2026-12-24T10:00:00Z",
+        "currency": "KRW", "hold_ttl_secs": 60, "seats_per_hold_max": max,
+        "categories": [{"id": "R", "name": "R seat", "price": 1000}, {"id": "GA", "name": "Standing", "price": 500}],
+        "venue": {"name": "Small", "sections": [
+            {"id": "S", "name": "Seats", "category": "R", "rows": rows},
+            {"id": "F", "name": "Floor", "category": "GA", "standing": {"capacity": standing}}
+        ]}
+    })
+}
+
+pub fn admin() -> [(&'static str, &'static str); 1] {
+    [("Authorization", "Bearer test-admin-token")]
+}

@@ -1,0 +1,505 @@
+//! Property test: a section, driven by random commands with clock jumps and
+//! restarts (replay of the journal records), against a plain model.
+//!
+//! After every step: `check_invariants`, and the section and the model agree
+//! on every seat's state and every answer. A restart rebuilds the section
+//! from the encoded records alone, as start-up does, and must give back the
+//! same section.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use boxoffice::domain::{Change, Claim, CommandError, Section, SectionKind};
+use boxoffice::journal::{decode_all, encode_into, ChangeRecord, Record};
+use boxoffice::layout::EventSpec;
+use proptest::prelude::*;
+
+const TTL_MS: u64 = 60_000;
+const MAX: u32 = 4;
+
+fn event(standing: bool) -> Arc<boxoffice::domain::EventDef> {
+    let section = if standing {
+        serde_json::json!({"id": "F", "name": "Floor", "category": "R", "standing": {"capacity": 9}})
+    } else {
+        serde_json::json!({"id": "A", "name": "A", "category": "R", "rows": [
+            {"label": "1", "seats": 5, "x": 0.0, "y": 0.0},
+            {"label": "2", "seats": 6, "x": 0.0, "y": 1.0},
+            {"label": "3", "seats": 4, "x": 0.0, "y": 2.0}]})
+    };
+    let spec: EventSpec = serde_json::from_value(serde_json::json!({
+        "format": "boxoffice.event/1", "id": "t", "name": "T", "starts_at": "2026-12-24T10:00:00Z",
+        "currency": "KRW", "hold_ttl_secs": TTL_MS / 1000, "seats_per_hold_max": MAX,
+        "categories": [{"id": "R", "name": "R", "price": 1}],
+        "venue": {"name": "V", "sections": [section]}
+    }))
+    .unwrap();
+    Arc::new(spec.build().unwrap())
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    HoldSeats(Vec<u32>),
+    HoldBest(u32),
+    Release(usize),
+    Confirm(usize),
+    Cancel(usize),
+    /// A wrong secret must never work.
+    ConfirmWrongSecret(usize),
+    Advance(u64),
+    Restart,
+}
+
+fn op(seats: u32) -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => prop::collection::vec(0..seats, 0..6).prop_map(Op::HoldSeats),
+        3 => (0u32..7).prop_map(Op::HoldBest),
+        2 => any::<usize>().prop_map(Op::Release),
+        3 => any::<usize>().prop_map(Op::Confirm),
+        1 => any::<usize>().prop_map(Op::Cancel),
+        1 => any::<usize>().prop_map(Op::ConfirmWrongSecret),
+        2 => prop_oneof![Just(1_000u64), Just(30_000), Just(TTL_MS), Just(TTL_MS + 1)].prop_map(Op::Advance),
+        1 => Just(Op::Restart),
+    ]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Free,
+    Held(u64),
+    Sold(u64),
+}
+
+/// The model: seats as a flat array (or a standing count), holds and
+/// bookings as plain maps.
+#[derive(Debug, Default)]
+struct Model {
+    seats: Vec<Place>,
+    capacity: u32,
+    holds: BTreeMap<u64, (u64, Vec<u32>, u32, u64)>, // seq -> (secret, seats, quantity, expires_at)
+    bookings: BTreeMap<u64, (u64, Vec<u32>, u32, bool)>, // seq -> (secret, seats, quantity, cancelled)
+    expired: BTreeMap<u64, u64>,                         // hold seq -> secret
+}
+
+impl Model {
+    fn standing_used(&self) -> u32 {
+        self.holds.values().map(|h| h.2).sum::<u32>()
+            + self
+                .bookings
+                .values()
+                .filter(|b| !b.3)
+                .map(|b| b.2)
+                .sum::<u32>()
+    }
+}
+
+struct Harness {
+    def: Arc<boxoffice::domain::EventDef>,
+    section: Section,
+    log: Vec<u8>,
+    now: u64,
+    model: Model,
+    secret: u64,
+}
+
+impl Harness {
+    fn new(standing: bool) -> Harness {
+        let def = event(standing);
+        let section = Section::new(Arc::clone(&def.sections[0]), def.limits);
+        let mut model = Model::default();
+        match &def.sections[0].kind {
+            SectionKind::Seated(map) => model.seats = vec![Place::Free; map.seats.len()],
+            SectionKind::Standing { capacity, .. } => model.capacity = *capacity,
+        }
+        Harness {
+            def,
+            section,
+            log: Vec::new(),
+            now: 1_000_000,
+            model,
+            secret: 1,
+        }
+    }
+
+    fn commit(&mut self, change: Change) {
+        encode_into(
+            &Record::Section {
+                event: "t".into(),
+                section: self.section.layout().id.clone(),
+                change: ChangeRecord::from(&change),
+                idem: None,
+            },
+            &mut self.log,
+        );
+        self.section.apply(&change).expect("decided changes apply");
+    }
+
+    fn next_secret(&mut self) -> u64 {
+        self.secret = self
+            .secret
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.secret
+    }
+
+    /// What the actor does before every command.
+    fn expire(&mut self) {
+        for c in self.section.decide_expiries(self.now, usize::MAX) {
+            self.commit(c);
+        }
+        let now = self.now;
+        let due: Vec<u64> = self
+            .model
+            .holds
+            .iter()
+            .filter(|(_, h)| h.3 <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in due {
+            let (secret, seats, _, _) = self.model.holds.remove(&k).unwrap();
+            for s in seats {
+                self.model.seats[s as usize] = Place::Free;
+            }
+            self.model.expired.insert(k, secret);
+        }
+    }
+
+    fn nth_hold(&self, i: usize) -> Option<(u64, u64)> {
+        let all: Vec<(u64, u64)> = self
+            .model
+            .holds
+            .iter()
+            .map(|(k, h)| (*k, h.0))
+            .chain(self.model.expired.iter().map(|(k, s)| (*k, *s)))
+            .collect();
+        (!all.is_empty()).then(|| all[i % all.len()])
+    }
+
+    fn step(&mut self, op: &Op) {
+        self.expire();
+        match op {
+            Op::HoldSeats(seats) => {
+                let secret = self.next_secret();
+                let got = self.section.decide_hold_seats(seats, self.now, secret);
+                if self.model.seats.is_empty() {
+                    assert_eq!(got, Err(CommandError::StandingSection));
+                    return;
+                }
+                let mut sorted = seats.clone();
+                sorted.sort();
+                sorted.dedup();
+                let expected_ok = !seats.is_empty()
+                    && seats.len() <= MAX as usize
+                    && sorted.len() == seats.len()
+                    && seats
+                        .iter()
+                        .all(|&s| self.model.seats[s as usize] == Place::Free);
+                match got {
+                    Ok(change) => {
+                        assert!(expected_ok, "hold of {seats:?} accepted against the model");
+                        let Change::HoldCreated { hold, .. } = change else {
+                            panic!()
+                        };
+                        self.commit(change);
+                        for &s in seats {
+                            self.model.seats[s as usize] = Place::Held(hold);
+                        }
+                        self.model.holds.insert(
+                            hold,
+                            (secret, seats.clone(), seats.len() as u32, self.now + TTL_MS),
+                        );
+                    }
+                    Err(e) => {
+                        assert!(!expected_ok, "hold of {seats:?} refused: {e:?}");
+                        if let CommandError::SeatsUnavailable(taken) = e {
+                            let mut want: Vec<u32> = seats
+                                .iter()
+                                .copied()
+                                .filter(|&s| self.model.seats[s as usize] != Place::Free)
+                                .collect();
+                            want.sort();
+                            let mut taken = taken;
+                            taken.sort();
+                            assert_eq!(taken, want);
+                        }
+                    }
+                }
+            }
+            Op::HoldBest(n) => {
+                let secret = self.next_secret();
+                let got = self.section.decide_hold_best(*n, self.now, secret);
+                if *n == 0 || *n > MAX {
+                    assert!(matches!(
+                        got,
+                        Err(CommandError::Empty | CommandError::TooMany { .. })
+                    ));
+                    return;
+                }
+                if self.model.seats.is_empty() {
+                    let free = self.model.capacity - self.model.standing_used();
+                    match got {
+                        Ok(change) => {
+                            assert!(*n <= free);
+                            let Change::HoldCreated {
+                                hold, ref claim, ..
+                            } = change
+                            else {
+                                panic!()
+                            };
+                            assert_eq!(claim, &Claim::Quantity(*n));
+                            self.commit(change);
+                            self.model
+                                .holds
+                                .insert(hold, (secret, vec![], *n, self.now + TTL_MS));
+                        }
+                        Err(e) => assert_eq!(
+                            e,
+                            CommandError::NotEnoughPlaces {
+                                wanted: *n,
+                                available: free
+                            }
+                        ),
+                    }
+                    return;
+                }
+                let SectionKind::Seated(map) = &self.def.sections[0].kind else {
+                    panic!()
+                };
+                // The model's view: free runs per row, nearest the stage first.
+                let mut first_row_with_block = None;
+                let mut largest = 0;
+                for (ri, row) in map.rows.iter().enumerate() {
+                    let mut run = 0;
+                    for i in row.first..row.first + row.len {
+                        if self.model.seats[i as usize] == Place::Free {
+                            run += 1;
+                            largest = largest.max(run);
+                            if run >= *n && first_row_with_block.is_none() {
+                                first_row_with_block = Some(ri);
+                            }
+                        } else {
+                            run = 0;
+                        }
+                    }
+                }
+                match (got, first_row_with_block) {
+                    (Ok(change), Some(row)) => {
+                        let Change::HoldCreated {
+                            hold, ref claim, ..
+                        } = change
+                        else {
+                            panic!()
+                        };
+                        let Claim::Seats(seats) = claim.clone() else {
+                            panic!()
+                        };
+                        assert_eq!(seats.len() as u32, *n);
+                        assert!(
+                            seats.windows(2).all(|w| w[1] == w[0] + 1),
+                            "adjacent: {seats:?}"
+                        );
+                        assert!(
+                            seats
+                                .iter()
+                                .all(|&s| map.seats[s as usize].row as usize == row),
+                            "nearest row first"
+                        );
+                        assert!(seats
+                            .iter()
+                            .all(|&s| self.model.seats[s as usize] == Place::Free));
+                        self.commit(change);
+                        for &s in seats.iter() {
+                            self.model.seats[s as usize] = Place::Held(hold);
+                        }
+                        self.model
+                            .holds
+                            .insert(hold, (secret, seats.to_vec(), *n, self.now + TTL_MS));
+                    }
+                    (Err(e), None) => assert_eq!(
+                        e,
+                        CommandError::NoAdjacentBlock {
+                            wanted: *n,
+                            largest
+                        }
+                    ),
+                    (got, want) => panic!("best {n}: got {got:?}, model says row {want:?}"),
+                }
+            }
+            Op::Release(i) => {
+                let Some((hold, secret)) = self.nth_hold(*i) else {
+                    return;
+                };
+                let got = self.section.decide_release(hold, secret, self.now);
+                if let Some((_, seats, _, _)) = self.model.holds.remove(&hold) {
+                    self.commit(got.expect("live hold releases"));
+                    for s in seats {
+                        self.model.seats[s as usize] = Place::Free;
+                    }
+                } else {
+                    assert!(
+                        matches!(
+                            got,
+                            Err(CommandError::HoldExpired
+                                | CommandError::HoldReleased
+                                | CommandError::HoldConfirmed { .. })
+                        ),
+                        "{got:?}"
+                    );
+                }
+            }
+            Op::Confirm(i) | Op::ConfirmWrongSecret(i) => {
+                let Some((hold, secret)) = self.nth_hold(*i) else {
+                    return;
+                };
+                let wrong = matches!(op, Op::ConfirmWrongSecret(_));
+                let secret = if wrong { secret ^ 1 } else { secret };
+                let bsecret = self.next_secret();
+                let got = self.section.decide_confirm(
+                    hold,
+                    secret,
+                    "a@b.c".into(),
+                    "p".into(),
+                    self.now,
+                    bsecret,
+                );
+                if wrong {
+                    assert_eq!(got, Err(CommandError::HoldNotFound));
+                    return;
+                }
+                if let Some((_, seats, qty, _)) = self.model.holds.remove(&hold) {
+                    let change = got.expect("live hold confirms");
+                    let Change::HoldConfirmed { booking, .. } = change else {
+                        panic!()
+                    };
+                    self.commit(change);
+                    for &s in &seats {
+                        self.model.seats[s as usize] = Place::Sold(booking);
+                    }
+                    self.model
+                        .bookings
+                        .insert(booking, (bsecret, seats, qty, false));
+                } else if self.model.expired.contains_key(&hold) {
+                    // Expired, or released/confirmed earlier (which the
+                    // model also keeps in `expired` only when it expired).
+                    assert!(got.is_err());
+                } else {
+                    assert!(got.is_err());
+                }
+            }
+            Op::Cancel(i) => {
+                let all: Vec<u64> = self.model.bookings.keys().copied().collect();
+                if all.is_empty() {
+                    return;
+                }
+                let b = all[i % all.len()];
+                let (secret, seats, _, cancelled) = self.model.bookings[&b].clone();
+                let got = self.section.decide_cancel(b, secret, self.now);
+                if cancelled {
+                    assert_eq!(got, Err(CommandError::BookingCancelled));
+                } else {
+                    self.commit(got.expect("confirmed booking cancels"));
+                    for s in seats {
+                        self.model.seats[s as usize] = Place::Free;
+                    }
+                    self.model.bookings.get_mut(&b).unwrap().3 = true;
+                }
+            }
+            Op::Advance(ms) => {
+                self.now += ms;
+                // The sweep timer, as the actor runs it.
+                self.expire();
+            }
+            Op::Restart => {
+                let mut replayed = Section::new(Arc::clone(&self.def.sections[0]), self.def.limits);
+                for r in decode_all(&self.log).expect("the log decodes") {
+                    let Record::Section { change, .. } = r else {
+                        panic!()
+                    };
+                    replayed
+                        .apply(&Change::from(change))
+                        .expect("replay applies");
+                }
+                assert_eq!(replayed.seat_states(), self.section.seat_states());
+                assert_eq!(replayed.counts(), self.section.counts());
+                let mut a: Vec<_> = replayed.holds().cloned().collect();
+                let mut b: Vec<_> = self.section.holds().cloned().collect();
+                a.sort_by_key(|h| h.seq);
+                b.sort_by_key(|h| h.seq);
+                assert_eq!(a, b);
+                let mut a: Vec<_> = replayed.bookings().cloned().collect();
+                let mut b: Vec<_> = self.section.bookings().cloned().collect();
+                a.sort_by_key(|h| h.seq);
+                b.sort_by_key(|h| h.seq);
+                assert_eq!(a, b);
+                self.section = replayed;
+            }
+        }
+    }
+
+    fn check(&self) {
+        self.section.check_invariants();
+        let counts = self.section.counts().total;
+        if self.model.seats.is_empty() {
+            let held: u32 = self.model.holds.values().map(|h| h.2).sum();
+            let sold: u32 = self
+                .model
+                .bookings
+                .values()
+                .filter(|b| !b.3)
+                .map(|b| b.2)
+                .sum();
+            assert_eq!((counts.held, counts.sold), (held, sold));
+            assert_eq!(counts.free + counts.held + counts.sold, self.model.capacity);
+        } else {
+            let states: String = self
+                .model
+                .seats
+                .iter()
+                .map(|p| match p {
+                    Place::Free => 'f',
+                    Place::Held(_) => 'h',
+                    Place::Sold(_) => 's',
+                })
+                .collect();
+            assert_eq!(self.section.seat_states(), states);
+            // Invariant 1: no seat in two live holds or bookings.
+            let mut owners = vec![0u32; self.model.seats.len()];
+            for h in self.section.holds() {
+                if let Claim::Seats(s) = &h.claim {
+                    s.iter().for_each(|&i| owners[i as usize] += 1);
+                }
+            }
+            for b in self.section.bookings() {
+                if let (Claim::Seats(s), boxoffice::domain::BookingStatus::Confirmed) =
+                    (&b.claim, b.status)
+                {
+                    s.iter().for_each(|&i| owners[i as usize] += 1);
+                }
+            }
+            assert!(owners.iter().all(|&n| n <= 1), "a seat with two owners");
+        }
+        // Invariant 3: nothing live past its expiry.
+        assert!(self.section.holds().all(|h| h.expires_at_ms > self.now));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn seated_section_matches_model(ops in prop::collection::vec(op(15), 1..80)) {
+        let mut h = Harness::new(false);
+        for op in &ops {
+            h.step(op);
+            h.check();
+        }
+    }
+
+    #[test]
+    fn standing_section_matches_model(ops in prop::collection::vec(op(1), 1..80)) {
+        let mut h = Harness::new(true);
+        for op in &ops {
+            h.step(op);
+            h.check();
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! Crash safety of the real binary: clients hold, confirm and release while
+//! the server is killed with SIGKILL at a random moment; after each restart
+//! every acknowledged change must be there, nothing unacknowledged may be
+//! half there, and no seat may have two owners.
+//!
+//! Replay a failure with `BOXOFFICE_CRASH_SEED=<seed printed> cargo test
+//! --test crash`. `BOXOFFICE_CRASH_CYCLES` sets the number of kills (20).
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{try_request, Resp};
+use serde_json::json;
+
+const CLIENTS: usize = 4;
+const SECTIONS: &[&str] = &[
+    "A", "B", "C", "D", "E", "F", "G", "H", "I", "J", "K", "L", "M", "N", "O", "P", "Q", "R", "S",
+    "T",
+];
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+fn start(dir: &Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the boxoffice binary");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(url) = line.strip_prefix("boxoffice listening on ") {
+                    break url.to_owned();
+                }
+            }
+            other => panic!("server exited before listening: {other:?}"),
+        }
+    };
+    Server { child, base }
+}
+
+#[derive(Debug, Default)]
+struct History {
+    /// Acknowledged holds: id -> seats.
+    holds: HashMap<String, Vec<String>>,
+    /// Acknowledged (or since discovered) bookings: hold id -> (booking id, seats).
+    confirmed: HashMap<String, (String, Vec<String>)>,
+    released: HashSet<String>,
+    /// Confirms and releases whose answer never came: hold ids.
+    confirm_unknown: HashSet<String>,
+    release_unknown: HashSet<String>,
+    /// Holds whose answer never came: at most this many seats may be held
+    /// by holds nobody knows the id of.
+    unknown_hold_seats_max: usize,
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+fn post(base: &str, path: &str, body: serde_json::Value) -> Result<Resp, String> {
+    try_request(
+        "POST",
+        &format!("{base}{path}"),
+        Some(body.to_string()),
+        &[("Content-Type", "application/json")],
+    )
+}
+
+fn seats_of(r: &Resp) -> Vec<String> {
+    r.body["seats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// One client until the server dies: every acknowledged change goes into
+/// the history, every unanswered one into its "unknown" sets.
+fn client(base: &str, seed: u64, history: &Mutex<History>, stop: &AtomicBool) {
+    let mut rng = Rng(seed);
+    while !stop.load(Ordering::Relaxed) {
+        let section = SECTIONS[(rng.next() % SECTIONS.len() as u64) as usize];
+        let qty = 1 + rng.next() % 4;
+        let r = match post(
+            base,
+            "/v1/events/demo/holds",
+            json!({"section": section, "quantity": qty}),
+        ) {
+            Ok(r) => r,
+            Err(_) => {
+                history.lock().unwrap().unknown_hold_seats_max += qty as usize;
+                return;
+            }
+        };
+        if r.status != 201 {
+            assert!(matches!(r.status, 409 | 503), "{r:?}");
+            continue;
+        }
+        let id = r.body["id"].as_str().unwrap().to_owned();
+        history
+            .lock()
+            .unwrap()
+            .holds
+            .insert(id.clone(), seats_of(&r));
+        match rng.next() % 10 {
+            0..=4 => {
+                history.lock().unwrap().confirm_unknown.insert(id.clone());
+                match post(
+                    base,
+                    &format!("/v1/holds/{id}/confirm"),
+                    json!({"email": "fan@example.com", "payment_ref": "p"}),
+                ) {
+                    Ok(b) => {
+                        assert_eq!(b.status, 201, "{b:?}");
+                        let mut h = history.lock().unwrap();
+                        h.confirm_unknown.remove(&id);
+                        h.confirmed.insert(
+                            id,
+                            (b.body["id"].as_str().unwrap().to_owned(), seats_of(&b)),
+                        );
+                    }
+                    Err(_) => return,
+                }
+            }
+            5..=6 => {
+                history.lock().unwrap().release_unknown.insert(id.clone());
+                match try_request("DELETE", &format!("{base}/v1/holds/{id}"), None, &[]) {
+                    Ok(d) => {
+                        assert_eq!(d.status, 204, "{d:?}");
+                        let mut h = history.lock().unwrap();
+                        h.release_unknown.remove(&id);
+                        h.released.insert(id);
+                    }
+                    Err(_) => return,
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn get(base: &str, path: &str) -> Resp {
+    try_request("GET", &format!("{base}{path}"), None, &[])
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// Checks the restarted server against everything acknowledged so far, and
+/// settles the unanswered changes one way or the other.
+fn verify(base: &str, h: &mut History) {
+    let mut expected: HashMap<String, char> = HashMap::new();
+    let mut own = |seat: &String, state: char, who: &str| {
+        assert!(
+            expected.insert(seat.clone(), state).is_none(),
+            "seat {seat} has two owners (second: {who})"
+        );
+    };
+    let ids: Vec<String> = h.holds.keys().cloned().collect();
+    for id in ids {
+        let seats = h.holds[&id].clone();
+        if let Some((bid, bseats)) = h.confirmed.get(&id) {
+            let b = get(base, &format!("/v1/bookings/{bid}"));
+            assert_eq!(b.status, 200, "acknowledged booking {bid} lost: {b:?}");
+            assert_eq!(&seats_of(&b), bseats);
+            assert_eq!(b.body["status"], "confirmed");
+            bseats.iter().for_each(|s| own(s, 's', bid));
+            continue;
+        }
+        if h.released.contains(&id) {
+            let r = get(base, &format!("/v1/holds/{id}"));
+            assert_eq!(
+                (r.status, r.body["type"].as_str()),
+                (410, Some("urn:boxoffice:problem:hold-released")),
+                "acknowledged release of {id} lost"
+            );
+            continue;
+        }
+        let r = get(base, &format!("/v1/holds/{id}"));
+        match r.status {
+            200 => {
+                assert_eq!(seats_of(&r), seats, "hold {id} changed seats");
+                h.confirm_unknown.remove(&id);
+                h.release_unknown.remove(&id);
+                seats.iter().for_each(|s| own(s, 'h', &id));
+            }
+            409 if h.confirm_unknown.remove(&id) => {
+                // The unanswered confirm was made durable: whole booking.
+                let bid = r.body["booking_id"].as_str().unwrap().to_owned();
+                let b = get(base, &format!("/v1/bookings/{bid}"));
+                assert_eq!(b.status, 200);
+                assert_eq!(seats_of(&b), seats);
+                seats.iter().for_each(|s| own(s, 's', &bid));
+                h.confirmed.insert(id.clone(), (bid, seats));
+            }
+            410 if h.release_unknown.remove(&id) => {
+                h.released.insert(id.clone());
+            }
+            _ => panic!("acknowledged hold {id} is in an unexpected state: {r:?}"),
+        }
+    }
+    // Seat maps: every known owner shows; unknown holds hold at most what
+    // was asked by requests that never got an answer.
+    let mut unknown_held = 0;
+    for section in SECTIONS {
+        let m = get(base, &format!("/v1/events/demo/sections/{section}/seats")).body;
+        let ids = m["ids"].as_array().unwrap();
+        for (seat, st) in ids.iter().zip(m["states"].as_str().unwrap().chars()) {
+            let seat = seat.as_str().unwrap();
+            match (expected.get(seat), st) {
+                (Some(&want), got) => assert_eq!(got, want, "seat {seat}"),
+                (None, 'f') => {}
+                (None, 'h') => unknown_held += 1,
+                (None, got) => panic!("seat {seat} is {got} with no acknowledged owner"),
+            }
+        }
+    }
+    assert!(
+        unknown_held <= h.unknown_hold_seats_max,
+        "{unknown_held} seats held by unknown holds, but only {} seats were asked for without an answer",
+        h.unknown_hold_seats_max
+    );
+    let e = get(base, "/v1/events/demo").body;
+    assert_eq!(
+        e["free"].as_u64().unwrap() + e["held"].as_u64().unwrap() + e["sold"].as_u64().unwrap(),
+        17_500
+    );
+}
+
+#[test]
+fn acknowledged_changes_survive_sigkill() {
+    let seed: u64 = std::env::var("BOXOFFICE_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    let cycles: usize = std::env::var("BOXOFFICE_CRASH_CYCLES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    eprintln!("crash test: BOXOFFICE_CRASH_SEED={seed} cycles={cycles}");
+    let mut rng = Rng(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let history = Mutex::new(History::default());
+    let mut server = start(dir.path());
+    let started = Instant::now();
+    for cycle in 0..cycles {
+        let stop = AtomicBool::new(false);
+        let kill_after = Duration::from_millis(50 + rng.next() % 350);
+        let client_seeds: Vec<u64> = (0..CLIENTS).map(|_| rng.next()).collect();
+        std::thread::scope(|scope| {
+            for s in &client_seeds {
+                let (base, history, stop) = (&server.base, &history, &stop);
+                scope.spawn(move || client(base, *s, history, stop));
+            }
+            std::thread::sleep(kill_after);
+            // SIGKILL: no chance to flush, close or say goodbye.
+            server.child.kill().unwrap();
+            server.child.wait().unwrap();
+            stop.store(true, Ordering::Relaxed);
+        });
+        server = start(dir.path());
+        let mut h = history.lock().unwrap();
+        verify(&server.base, &mut h);
+        eprintln!(
+            "cycle {cycle}: killed after {kill_after:?}; {} holds, {} bookings, {} releases acknowledged so far",
+            h.holds.len(),
+            h.confirmed.len(),
+            h.released.len()
+        );
+    }
+    let h = history.lock().unwrap();
+    assert!(
+        h.holds.len() >= cycles,
+        "the clients barely got through: {} holds",
+        h.holds.len()
+    );
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    eprintln!("crash test: {cycles} kills in {:?}", started.elapsed());
+}

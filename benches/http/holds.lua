@@ -1,0 +1,8 @@
+-- wrk script: every request asks for the best available seat in one of 20
+-- sections, in turn, so each one is a new durable hold.
+local n = 0
+request = function()
+  n = n + 1
+  local body = string.format('{"section":"S%02d","quantity":1}', (n % 20) + 1)
+  return wrk.format("POST", "/v1/events/bench/holds", {["Content-Type"] = "application/json"}, body)
+end

@@ -72,6 +72,7 @@ impl Application {
             batch_records_max: args.batch_records_max as usize,
             queue_capacity: 65_536,
             sync_data: args.fdatasync,
+            fail_after_batches: args.journal_fail_after_batches,
         });
         let settings = SectionSettings {
             mailbox_capacity: args.mailbox_capacity as usize,

@@ -91,6 +91,10 @@ pub struct ServeArgs {
     /// guessable).
     #[arg(long, env = "BOXOFFICE_SEED", hide = true)]
     pub seed: Option<u64>,
+
+    /// Failpoint for tests: journal writes fail after this many batches.
+    #[arg(long, hide = true)]
+    pub journal_fail_after_batches: Option<u64>,
 }
 
 impl Default for ServeArgs {

@@ -29,6 +29,10 @@ pub const SEATS_PER_HOLD_MAX: u32 = 16;
 pub const HOLD_TTL_SECS_MIN: u64 = 10;
 pub const HOLD_TTL_SECS_MAX: u64 = 3_600;
 pub const TEXT_LEN_MAX: usize = 200;
+/// Highest category price in minor units (10^12: a trillion won). With at
+/// most `SEATS_PER_HOLD_MAX` seats per booking, totals stay far from
+/// `u64::MAX`, so price arithmetic never overflows.
+pub const PRICE_MINOR_MAX: u64 = 1_000_000_000_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -205,6 +209,12 @@ impl EventSpec {
                 return fail(
                     format!("{path}.id"),
                     format!("duplicate category {:?}", c.id),
+                );
+            }
+            if c.price > PRICE_MINOR_MAX {
+                return fail(
+                    format!("{path}.price"),
+                    format!("must be at most {PRICE_MINOR_MAX} (minor units)"),
                 );
             }
             categories.push(Category {
@@ -420,6 +430,10 @@ mod tests {
         check_err(|v| v["hold_ttl_secs"] = 1.into(), "hold_ttl_secs");
         check_err(|v| v["seats_per_hold_max"] = 0.into(), "seats_per_hold_max");
         check_err(|v| v["categories"] = serde_json::json!([]), "categories");
+        check_err(
+            |v| v["categories"][0]["price"] = u64::MAX.into(),
+            "categories[0].price",
+        );
         check_err(
             |v| v["venue"]["sections"][1]["id"] = "A".into(),
             "venue.sections[1].id",

@@ -760,3 +760,66 @@ fn saturated_section_answers_503_with_retry_after() {
     // Exactly the acknowledged holds are held.
     assert_eq!(availability(&s, "demo").1, created as u64);
 }
+
+#[test]
+fn a_second_process_on_the_same_data_dir_fails_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let _s = TestServer::start(dir.path());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("a second server on the same data directory kept running");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains("is in use by another boxoffice process"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_failed_journal_write_stops_acknowledging() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut a = args(dir.path());
+        // Batch 0 creates the demo event; every write after it fails.
+        a.journal_fail_after_batches = Some(1);
+        let s = TestServer::start_with(
+            a,
+            std::sync::Arc::new(boxoffice::clock::ManualClock::new(T0_MS)),
+        );
+        let r = s.post(
+            "/v1/events/demo/holds",
+            &json!({"section": "A", "seats": ["A/1/1"]}),
+        );
+        check_problem(&r, 503, "unavailable");
+        assert!(r.retry_after.is_some());
+        // Fail-stop: nothing is acknowledged any more, not even elsewhere.
+        let r = s.post(
+            "/v1/events/demo/holds",
+            &json!({"section": "B", "quantity": 1}),
+        );
+        check_problem(&r, 503, "unavailable");
+        assert_eq!(s.get("/readyz").status, 503);
+        s.stop();
+    }
+    // What was never acknowledged is not there after a restart.
+    let s = TestServer::start(dir.path());
+    assert_eq!(availability(&s, "demo"), (17_500, 0, 0));
+    s.hold("A", &["A/1/1"]);
+}

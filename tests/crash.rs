@@ -32,7 +32,16 @@ struct Server {
 
 fn start(dir: &Path) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        // Holds must outlive the whole run: the check counts every
+        // acknowledged hold as held (or sold) after the last restart.
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--hold-ttl-secs",
+            "3600",
+        ])
+        .arg("--data-dir")
         .arg(dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())

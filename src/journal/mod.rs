@@ -48,6 +48,9 @@ pub struct JournalConfig {
     /// `fdatasync` sled's data file after every flush. Off only for
     /// measuring what it costs.
     pub sync_data: bool,
+    /// Failpoint for tests: every write after this many batches (in this
+    /// run) fails, as a full or broken disk would.
+    pub fail_after_batches: Option<u64>,
 }
 
 impl Default for JournalConfig {
@@ -56,6 +59,7 @@ impl Default for JournalConfig {
             batch_records_max: 4096,
             queue_capacity: 65_536,
             sync_data: true,
+            fail_after_batches: None,
         }
     }
 }
@@ -290,6 +294,7 @@ fn flusher(
     let mut batch: Vec<Entry> = Vec::with_capacity(config.batch_records_max);
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
     let mut stopping = false;
+    let mut written = 0u64;
     while let Ok(first) = rx.recv() {
         if first.is_stop() {
             break;
@@ -310,7 +315,12 @@ fn flusher(
             buf.extend_from_slice(&e.bytes);
         }
         let started = Instant::now();
-        let result = store.write(&buf, config.sync_data);
+        let result = if config.fail_after_batches.is_some_and(|n| written >= n) {
+            Err(std::io::Error::other("failpoint: journal write refused"))
+        } else {
+            store.write(&buf, config.sync_data)
+        };
+        written += 1;
         let elapsed = started.elapsed();
         if let Some(s) = shared.upgrade() {
             s.stats.batches.fetch_add(1, Ordering::Relaxed);
@@ -340,7 +350,21 @@ fn flusher(
                 if let Some(s) = shared.upgrade() {
                     s.failed.store(true, Ordering::SeqCst);
                 }
-                for e in batch.drain(..).chain(rx.iter()) {
+                for e in batch.drain(..) {
+                    if let Some(done) = e.done {
+                        let _ = done.send(Err(JournalError::Failed));
+                    }
+                }
+                if stopping {
+                    return;
+                }
+                // Refuse what is still queued or racing in, until `close`
+                // sends its stop marker (or every handle is gone): shutdown
+                // must not wait for senders that live as long as it does.
+                for e in rx.iter() {
+                    if e.is_stop() {
+                        return;
+                    }
                     if let Some(done) = e.done {
                         let _ = done.send(Err(JournalError::Failed));
                     }
@@ -489,6 +513,47 @@ mod tests {
             })
             .unwrap();
         assert_eq!(seen, vec![big]);
+    }
+
+    #[test]
+    fn a_failed_write_stops_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, thread) = Store::open(dir.path()).unwrap().start(JournalConfig {
+            fail_after_batches: Some(1),
+            ..JournalConfig::default()
+        });
+        assert!(journal
+            .append(encode(&rec(1)))
+            .unwrap()
+            .blocking_recv()
+            .unwrap()
+            .is_ok());
+        let r = journal
+            .append(encode(&rec(2)))
+            .unwrap()
+            .blocking_recv()
+            .unwrap();
+        assert_eq!(r, Err(JournalError::Failed));
+        assert!(journal.is_failed());
+        assert_eq!(
+            journal.append(encode(&rec(3))).err(),
+            Some(JournalError::Failed)
+        );
+        // A failed journal still shuts down while handles to it live on.
+        let alive = journal.clone();
+        journal.close();
+        thread.join().unwrap();
+        drop(alive);
+        // Only the acknowledged record is there.
+        let mut store = Store::open(dir.path()).unwrap();
+        let mut seen = Vec::new();
+        store
+            .replay(|_, r| {
+                seen.push(r);
+                Ok::<(), OpenError>(())
+            })
+            .unwrap();
+        assert_eq!(seen, vec![rec(1)]);
     }
 
     #[test]

@@ -478,6 +478,16 @@ fn bad_input_is_refused_and_changes_nothing() {
             405,
             "method-not-allowed",
         ),
+        // A path segment that is not UTF-8 once decoded.
+        (
+            post(
+                "/v1/holds/%FF%FE/confirm",
+                r#"{"email":"a@b.c","payment_ref":"p"}"#,
+            ),
+            404,
+            "hold-not-found",
+        ),
+        (s.get("/v1/events/%C3%28"), 404, "event-not-found"),
     ];
     for (i, (r, status, kind)) in cases.iter().enumerate() {
         assert!(r.status < 500, "case {i}: {r:?}");

@@ -811,3 +811,229 @@ fn longest_run(owner: &[Owner], first: u32, len: u32) -> u32 {
     }
     best
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::venue::{Row, Seat, SeatMap};
+
+    const TTL_MS: u64 = 60_000;
+
+    /// A seated section drawn as rows, nearest the stage first: `.` a free
+    /// seat, `x` a seat held by someone else.
+    fn seated(rows: &[&str]) -> Section {
+        let mut map_rows = Vec::new();
+        let mut seats = Vec::new();
+        for (r, line) in rows.iter().enumerate() {
+            map_rows.push(Row {
+                label: (r + 1).to_string(),
+                first: seats.len() as u32,
+                len: line.len() as u32,
+            });
+            for k in 0..line.len() {
+                seats.push(Seat {
+                    id: format!("T/{}/{}", r + 1, k + 1),
+                    row: r as u32,
+                    category: 0,
+                    x: k as f32,
+                    y: r as f32,
+                });
+            }
+        }
+        let layout = Arc::new(SectionLayout {
+            id: "T".into(),
+            name: "Test".into(),
+            kind: SectionKind::Seated(SeatMap::new(map_rows, seats)),
+            category_count: 1,
+        });
+        let mut s = Section::new(layout, limits());
+        let taken: Vec<u32> = rows
+            .concat()
+            .bytes()
+            .enumerate()
+            .filter(|&(_, b)| b == b'x')
+            .map(|(i, _)| i as u32)
+            .collect();
+        for seat in taken {
+            let c = s.decide_hold_seats(&[seat], 0, 7).unwrap();
+            s.apply(&c).unwrap();
+        }
+        s
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            seats_per_hold_max: 6,
+            hold_ttl_ms: TTL_MS,
+        }
+    }
+
+    /// Asks `rows` for the best `n` seats and draws the answer: the chosen
+    /// seats as `#`, or the error.
+    fn check_best(rows: &[&str], n: u32, expect: &[&str]) {
+        let s = seated(rows);
+        let got: Vec<String> = match s.decide_hold_best(n, 0, 1) {
+            Ok(Change::HoldCreated {
+                claim: Claim::Seats(seats),
+                ..
+            }) => {
+                let mut pic: Vec<u8> = rows.concat().into_bytes();
+                for &seat in seats.iter() {
+                    pic[seat as usize] = b'#';
+                }
+                let mut out = Vec::new();
+                let mut at = 0;
+                for r in rows {
+                    out.push(String::from_utf8(pic[at..at + r.len()].to_vec()).unwrap());
+                    at += r.len();
+                }
+                out
+            }
+            Ok(other) => panic!("unexpected change {other:?}"),
+            Err(e) => vec![format!("{e:?}")],
+        };
+        assert_eq!(got, expect);
+    }
+
+    #[test]
+    fn best_available_takes_the_front_row_centre() {
+        check_best(&["........", "........"], 2, &["...##...", "........"]);
+        check_best(&[".......", "......."], 3, &["..###..", "......."]);
+        // Odd leftovers lean to the stage-left side of the middle.
+        check_best(&["........"], 3, &["..###..."]);
+    }
+
+    #[test]
+    fn best_available_never_splits_a_group() {
+        // Four free seats in the front row, but not together.
+        check_best(&["..xx..", "x....x"], 4, &["..xx..", "x####x"]);
+        // The nearest block to the middle wins within a row.
+        check_best(&["...x.x.....x"], 2, &["...x.x##...x"]);
+        check_best(&["..x...xx"], 3, &["..x###xx"]);
+    }
+
+    #[test]
+    fn best_available_answers_the_largest_block_when_none_fits() {
+        check_best(
+            &["..x..", "x...x"],
+            4,
+            &["NoAdjacentBlock { wanted: 4, largest: 3 }"],
+        );
+        check_best(
+            &["xxxx", "xxxx"],
+            1,
+            &["NoAdjacentBlock { wanted: 1, largest: 0 }"],
+        );
+    }
+
+    #[test]
+    fn hold_counts_are_checked_before_the_seats() {
+        let s = seated(&["........"]);
+        assert_eq!(s.decide_hold_best(0, 0, 1), Err(CommandError::Empty));
+        assert_eq!(
+            s.decide_hold_best(7, 0, 1),
+            Err(CommandError::TooMany { max: 6 })
+        );
+        assert_eq!(
+            s.decide_hold_seats(&[1, 2, 1], 0, 1),
+            Err(CommandError::DuplicateSeat(1))
+        );
+    }
+
+    #[test]
+    fn a_hold_lives_until_it_is_confirmed_released_or_expired() {
+        let mut s = seated(&["....", "...."]);
+        let c = s.decide_hold_seats(&[0, 1], 1_000, 11).unwrap();
+        s.apply(&c).unwrap();
+        let h = s.holds().next().unwrap().seq;
+        // Taken seats are refused, naming them.
+        assert_eq!(
+            s.decide_hold_seats(&[1, 2], 1_000, 12),
+            Err(CommandError::SeatsUnavailable(vec![1]))
+        );
+        // A wrong secret is no hold at all.
+        assert_eq!(s.find_hold(h, 99), Err(CommandError::HoldNotFound));
+        // Expiry is due exactly at created + TTL, not a millisecond before.
+        assert!(s.decide_expiries(1_000 + TTL_MS - 1, 16).is_empty());
+        let due = s.decide_expiries(1_000 + TTL_MS, 16);
+        assert_eq!(due.len(), 1);
+        for c in &due {
+            s.apply(c).unwrap();
+        }
+        assert_eq!(s.counts().by_category[0].free, 8);
+        assert_eq!(
+            s.decide_confirm(h, 11, "a@b.c".into(), "p".into(), 1_000 + TTL_MS, 5),
+            Err(CommandError::HoldExpired)
+        );
+        assert_eq!(
+            s.decide_release(h, 11, 1_000 + TTL_MS),
+            Err(CommandError::HoldExpired)
+        );
+    }
+
+    #[test]
+    fn confirm_then_cancel_returns_the_seats() {
+        let mut s = seated(&["...."]);
+        let c = s.decide_hold_best(2, 0, 11).unwrap();
+        s.apply(&c).unwrap();
+        let h = s.holds().next().unwrap().seq;
+        let c = s
+            .decide_confirm(h, 11, "a@b.c".into(), "pay-1".into(), 10, 21)
+            .unwrap();
+        s.apply(&c).unwrap();
+        assert_eq!(s.seat_states(), "fssf");
+        let Change::HoldConfirmed { booking, .. } = c else {
+            panic!()
+        };
+        // Confirming twice names the booking it already made.
+        assert_eq!(
+            s.decide_confirm(h, 11, "a@b.c".into(), "pay-1".into(), 20, 22),
+            Err(CommandError::HoldConfirmed {
+                booking,
+                booking_secret: 21
+            })
+        );
+        let c = s.decide_cancel(booking, 21, 30).unwrap();
+        s.apply(&c).unwrap();
+        assert_eq!(s.seat_states(), "ffff");
+        assert_eq!(
+            s.decide_cancel(booking, 21, 40),
+            Err(CommandError::BookingCancelled)
+        );
+        assert_eq!(
+            s.decide_cancel(booking, 22, 40),
+            Err(CommandError::BookingNotFound)
+        );
+    }
+
+    #[test]
+    fn a_standing_section_never_exceeds_its_capacity() {
+        let layout = Arc::new(SectionLayout {
+            id: "F".into(),
+            name: "Floor".into(),
+            kind: SectionKind::Standing {
+                capacity: 5,
+                category: 0,
+            },
+            category_count: 1,
+        });
+        let mut s = Section::new(layout, limits());
+        let c = s.decide_hold_best(4, 0, 1).unwrap();
+        s.apply(&c).unwrap();
+        assert_eq!(
+            s.decide_hold_best(2, 0, 2),
+            Err(CommandError::NotEnoughPlaces {
+                wanted: 2,
+                available: 1
+            })
+        );
+        assert_eq!(
+            s.decide_hold_seats(&[0], 0, 3),
+            Err(CommandError::StandingSection)
+        );
+        let c = s.decide_hold_best(1, 0, 2).unwrap();
+        s.apply(&c).unwrap();
+        let counts = s.counts().by_category[0];
+        assert_eq!((counts.free, counts.held, counts.sold), (0, 5, 0));
+    }
+}

@@ -50,6 +50,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     fn resource(path: &str) -> actix_web::Resource {
         web::resource(path).default_service(web::to(method_not_allowed))
     }
+    // A path segment that does not decode (say `%FF`, not UTF-8) names no
+    // resource: answer as every other 404 does, in problem+json.
+    cfg.app_data(web::PathConfig::default().error_handler(|err, req| {
+        ApiError::not_found("not-found", format!("no resource at {}: {err}", req.path())).into()
+    }));
     cfg.service(
         resource("/v1/events")
             .route(web::get().to(list_events))

@@ -17,7 +17,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use anyhow::{bail, Context};
 
-use crate::actors::{BookingView, HoldView, Registry, SectionSettings};
+use crate::actors::{mail_entry, BookingView, HoldView, Registry, SectionSettings};
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServeArgs;
 use crate::domain::{Change, EventDef, Section};
@@ -25,12 +25,18 @@ use crate::http::{self, dto, AppState};
 use crate::idempotency::IdempotencyStore;
 use crate::journal::{JournalConfig, OpenError, Record, Store};
 use crate::layout::{EventSpec, DEMO_EVENT_JSON};
+use crate::mail::{
+    MailKey, MailKind, MailSettings, MailStats, Mailer, Outbox, Renderer, TicketKey, TransportSpec,
+};
 
 pub struct Application {
     port: u16,
     server: Server,
     registry: Arc<Registry>,
     flusher: Option<JoinHandle<()>>,
+    /// The mailer and its thread; stopped before the journal closes.
+    mailer: actix::Addr<Mailer>,
+    mail_arbiter: Option<actix::Arbiter>,
     /// Held for the life of the process: one writer per data directory.
     _lock: File,
 }
@@ -38,6 +44,7 @@ pub struct Application {
 /// What replay rebuilt, before any actor starts.
 struct Recovered {
     events: BTreeMap<String, (Arc<EventDef>, u64, Vec<Section>)>,
+    outbox: Outbox,
     records: u64,
 }
 
@@ -50,6 +57,7 @@ impl Application {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
         let lock = lock_data_dir(data_dir)?;
+        let mail_setup = MailSetup::from_args(&args)?;
 
         let idempotency =
             IdempotencyStore::new(args.idempotency_ttl_secs * 1000, args.idempotency_keys_max);
@@ -64,6 +72,7 @@ impl Application {
         tracing::info!(
             records = recovered.records,
             events = recovered.events.len(),
+            unsent_emails = recovered.outbox.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "journal replayed"
         );
@@ -84,11 +93,35 @@ impl Application {
         } else {
             args.arbiters
         };
+        let mail_stats = Arc::new(MailStats::default());
+        let mail_arbiter = actix::Arbiter::new();
+        let mailer = {
+            let (outbox, journal, clock, stats) = (
+                recovered.outbox,
+                journal.clone(),
+                Arc::clone(&clock),
+                Arc::clone(&mail_stats),
+            );
+            <Mailer as actix::Actor>::start_in_arbiter(&mail_arbiter.handle(), move |_| {
+                // On the mailer's own runtime: the SMTP pool lives there.
+                let transport = mail_setup.transport.build(&mail_setup.settings);
+                Mailer::new(
+                    outbox,
+                    transport,
+                    Arc::new(mail_setup.renderer),
+                    journal,
+                    clock,
+                    mail_setup.settings,
+                    stats,
+                )
+            })
+        };
         let registry = Arc::new(Registry::new(
             journal,
             Arc::clone(&clock),
             settings,
             arbiters,
+            Some(mailer.clone().recipient()),
         ));
         for (_, (def, created_at_ms, sections)) in recovered.events {
             registry.start_event(def, sections, created_at_ms);
@@ -120,6 +153,8 @@ impl Application {
             registry: Arc::clone(&registry),
             idempotency,
             admin_token: args.admin_token.clone().filter(|t| !t.is_empty()),
+            mailer: mailer.clone(),
+            mail_stats,
         });
         let listener = TcpListener::bind(&args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -143,6 +178,8 @@ impl Application {
             server,
             registry,
             flusher: Some(flusher),
+            mailer,
+            mail_arbiter: Some(mail_arbiter),
             _lock: lock,
         })
     }
@@ -159,10 +196,18 @@ impl Application {
     /// then stops the sections and lets the journal drain.
     pub async fn run_until_stopped(mut self) -> std::io::Result<()> {
         let result = (&mut self.server).await;
+        let _ = self.mailer.send(crate::mail::StopMailer).await;
         let registry = Arc::clone(&self.registry);
         let flusher = self.flusher.take();
+        let mail_arbiter = self.mail_arbiter.take();
         // Joining threads blocks: keep it off the runtime's thread.
         let _ = actix_web::rt::task::spawn_blocking(move || {
+            // Sends in flight are abandoned: unsent entries stay in the
+            // journal and go out after the restart.
+            if let Some(a) = mail_arbiter {
+                a.stop();
+                let _ = a.join();
+            }
             registry.shutdown();
             if let Some(f) = flusher {
                 let _ = f.join();
@@ -228,6 +273,7 @@ fn recover(
     idem_ttl_ms: u64,
 ) -> Result<Recovered, ReplayError> {
     let mut events: BTreeMap<String, (Arc<EventDef>, u64, Vec<Section>)> = BTreeMap::new();
+    let mut outbox = Outbox::new();
     let mut records = 0u64;
     let fresh = |at_ms: u64| now_ms < at_ms.saturating_add(idem_ttl_ms);
     store.replay(|batch, record| {
@@ -277,6 +323,22 @@ fn recover(
                 let change = Change::from(change);
                 s.apply(&change)
                     .map_err(|e| invalid(format!("{event}/{section}: {e}")))?;
+                // The booking change is its email's outbox entry.
+                let mail = match &change {
+                    Change::HoldConfirmed { booking, .. } => {
+                        Some((*booking, MailKind::Confirmation))
+                    }
+                    Change::BookingCancelled { booking, .. } => {
+                        Some((*booking, MailKind::Cancellation))
+                    }
+                    _ => None,
+                };
+                if let Some((booking, kind)) = mail {
+                    let b = s.booking(booking).ok_or_else(|| {
+                        invalid(format!("{event}/{section}: booking {booking} vanished"))
+                    })?;
+                    outbox.add(mail_entry(def, s, b, kind), now_ms);
+                }
                 if let Some(tag) = tag.filter(|t| fresh(t.at_ms)) {
                     let layout = Arc::clone(s.layout());
                     let answer = match &change {
@@ -313,8 +375,73 @@ fn recover(
                     }
                 }
             }
+            Record::Mail {
+                event,
+                section,
+                booking,
+                kind,
+                outcome,
+            } => {
+                let key = MailKey {
+                    event: event.as_str().into(),
+                    section: section.as_str().into(),
+                    booking,
+                    kind: kind.into(),
+                };
+                outbox.apply(&key, &outcome.into());
+            }
         }
         Ok(())
     })?;
-    Ok(Recovered { events, records })
+    Ok(Recovered {
+        events,
+        outbox,
+        records,
+    })
+}
+
+/// The mailer's parts, built and checked before anything else starts, so a
+/// bad setting is refused at once with the setting's name.
+struct MailSetup {
+    transport: TransportSpec,
+    renderer: Renderer,
+    settings: MailSettings,
+}
+
+impl MailSetup {
+    fn from_args(args: &ServeArgs) -> anyhow::Result<MailSetup> {
+        let settings = MailSettings {
+            concurrency: args.mail_concurrency as usize,
+            send_timeout: Duration::from_millis(args.mail_send_timeout_ms),
+            attempts_max: args.mail_attempts_max,
+            backoff_base_ms: args.mail_backoff_ms,
+            backoff_max_ms: args.mail_backoff_max_ms.max(args.mail_backoff_ms),
+            seed: args.seed,
+        };
+        let from = args.mail_from.parse().map_err(|e| {
+            anyhow::anyhow!(
+                "--mail-from (BOXOFFICE_MAIL_FROM): {:?} is not an email address: {e}",
+                args.mail_from
+            )
+        })?;
+        let key = match &args.ticket_key {
+            Some(hex) => TicketKey::from_hex(hex)
+                .map_err(|e| anyhow::anyhow!("--ticket-key (BOXOFFICE_TICKET_KEY): {e}"))?,
+            None => TicketKey::load_or_create(&args.data_dir)?,
+        };
+        let transport = match args.smtp_url.as_deref().filter(|u| !u.is_empty()) {
+            Some(url) => TransportSpec::smtp(url)
+                .map_err(|e| anyhow::anyhow!("--smtp-url (BOXOFFICE_SMTP_URL): {e}"))?,
+            None => {
+                let dir = args.data_dir.join("mail");
+                TransportSpec::files(&dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?
+            }
+        };
+        Ok(MailSetup {
+            transport,
+            renderer: Renderer::new(from, key),
+            settings,
+        })
+    }
 }

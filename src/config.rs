@@ -20,6 +20,63 @@ pub struct Cli {
 pub enum Command {
     /// Serve the REST API (the default when no subcommand is given).
     Serve(ServeArgs),
+    /// Look at and retry the email outbox of a running server.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+    /// Check a ticket token (the content of a ticket's QR code).
+    #[command(subcommand)]
+    Ticket(TicketCommand),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AdminClient {
+    /// Base URL of the running server.
+    #[arg(
+        long,
+        env = "BOXOFFICE_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub server: String,
+    /// The server's admin token.
+    #[arg(long, env = "BOXOFFICE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// List outbox entries (`--state dead` for the dead letters).
+    List {
+        #[command(flatten)]
+        client: AdminClient,
+        /// `pending`, `dead` or `all`.
+        #[arg(long, default_value = "all")]
+        state: String,
+        /// Print the server's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a dead letter back in the queue.
+    Retry {
+        #[command(flatten)]
+        client: AdminClient,
+        /// The entry's id, e.g. `demo.A.b42.confirmation`.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TicketCommand {
+    /// Verify a ticket token's signature and print what it admits.
+    Verify {
+        /// The token, `BXT1.…`.
+        token: String,
+        /// Data directory whose `ticket.key` signed it.
+        #[arg(long, env = "BOXOFFICE_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+        /// The key itself (64 hex digits), instead of the data directory's.
+        #[arg(long, env = "BOXOFFICE_TICKET_KEY", hide_env_values = true)]
+        ticket_key: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -86,6 +143,52 @@ pub struct ServeArgs {
         default_value_t = 2_000_000
     )]
     pub idempotency_keys_max: usize,
+
+    /// SMTP server for the emails, in lettre's URL form:
+    /// `smtp://127.0.0.1:2525`, `smtps://user:pass@host`,
+    /// `smtp://host?tls=required` (STARTTLS). Without it, emails are written
+    /// as `.eml` files under `<data-dir>/mail/`.
+    #[arg(long, env = "BOXOFFICE_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// The From of every email, e.g. `Tickets <tickets@example.com>`.
+    #[arg(
+        long,
+        env = "BOXOFFICE_MAIL_FROM",
+        default_value = "boxoffice <tickets@boxoffice.localhost>"
+    )]
+    pub mail_from: String,
+
+    /// Most emails being sent at once (and pooled SMTP connections).
+    #[arg(long, env = "BOXOFFICE_MAIL_CONCURRENCY", default_value_t = 4,
+          value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub mail_concurrency: u64,
+
+    /// Deadline of one whole send (connect to final 250), in milliseconds.
+    #[arg(long, env = "BOXOFFICE_MAIL_SEND_TIMEOUT_MS", default_value_t = 20_000,
+          value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub mail_send_timeout_ms: u64,
+
+    /// Attempts before an email becomes a dead letter.
+    #[arg(long, env = "BOXOFFICE_MAIL_ATTEMPTS_MAX", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub mail_attempts_max: u32,
+
+    /// First retry delay in milliseconds; doubles per attempt, with jitter.
+    #[arg(long, env = "BOXOFFICE_MAIL_BACKOFF_MS", default_value_t = 2_000,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub mail_backoff_ms: u64,
+
+    /// Longest retry delay in milliseconds.
+    #[arg(long, env = "BOXOFFICE_MAIL_BACKOFF_MAX_MS", default_value_t = 600_000,
+          value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    pub mail_backoff_max_ms: u64,
+
+    /// Key that signs the ticket tokens in the QR codes (64 hex digits).
+    /// Without it, a key is made on first start and kept in
+    /// `<data-dir>/ticket.key`.
+    #[arg(long, env = "BOXOFFICE_TICKET_KEY", hide_env_values = true)]
+    pub ticket_key: Option<String>,
 
     /// Seed for the secrets in ids (tests only: fixed seeds make ids
     /// guessable).

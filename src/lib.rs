@@ -12,11 +12,16 @@
 //!   to them.
 //! - [`http`]: the REST API under `/v1`: routes, DTOs, problem+json errors,
 //!   idempotency, OpenAPI.
+//! - [`mail`]: the durable outbox and the mailer actor that sends the
+//!   confirmation and cancellation emails (SMTP via lettre, or `.eml` files).
 //! - [`app`]: wiring: open the journal, replay, start actors, bind, serve.
+//! - [`cli`]: operator commands against a running server or a data
+//!   directory (`outbox list|retry`, `ticket verify`).
 //! - [`config`]: command-line flags and `BOXOFFICE_*` environment variables.
 
 pub mod actors;
 pub mod app;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;
@@ -24,3 +29,4 @@ pub mod http;
 pub mod idempotency;
 pub mod journal;
 pub mod layout;
+pub mod mail;

@@ -18,5 +18,7 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| Command::Serve(ServeArgs::default()))
     {
         Command::Serve(args) => boxoffice::app::serve(args),
+        Command::Outbox(cmd) => boxoffice::cli::outbox(cmd),
+        Command::Ticket(cmd) => boxoffice::cli::ticket(cmd),
     }
 }

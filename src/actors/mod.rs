@@ -12,6 +12,6 @@ mod section;
 
 pub use registry::{EventEntry, Registry, RegistryError, SectionHandle, SectionSettings};
 pub use section::{
-    BookingView, Cancel, Confirm, GetBooking, GetHold, GetSeats, HoldSeats, HoldView, Release,
-    SeatsView, SectionActor, SectionError, SectionStats, WhatToHold,
+    mail_entry, BookingView, Cancel, Confirm, GetBooking, GetHold, GetSeats, HoldSeats, HoldView,
+    Release, SeatsView, SectionActor, SectionError, SectionStats, WhatToHold,
 };

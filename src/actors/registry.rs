@@ -18,6 +18,7 @@ use crate::clock::Clock;
 use crate::domain::{EventDef, Section, SectionLayout};
 use crate::journal::{encode, IdemTag, Journal, Record};
 use crate::layout::EventSpec;
+use crate::mail::Enqueue;
 
 #[derive(Debug, Clone)]
 pub struct SectionSettings {
@@ -108,6 +109,8 @@ pub struct Registry {
     journal: Journal,
     clock: Arc<dyn Clock>,
     settings: SectionSettings,
+    /// The mailer, handed to every section for its bookings' emails.
+    mail: Option<Recipient<Enqueue>>,
 }
 
 impl Registry {
@@ -117,6 +120,7 @@ impl Registry {
         clock: Arc<dyn Clock>,
         settings: SectionSettings,
         arbiters: usize,
+        mail: Option<Recipient<Enqueue>>,
     ) -> Registry {
         assert!(arbiters >= 1 && settings.mailbox_capacity >= 1);
         Registry {
@@ -127,6 +131,7 @@ impl Registry {
             journal,
             clock,
             settings,
+            mail,
         }
     }
 
@@ -173,7 +178,8 @@ impl Registry {
             let stats = Arc::new(SectionStats::new(&section.counts()));
             let layout = Arc::clone(section.layout());
             let actor = SectionActor::new(
-                &def.id,
+                Arc::clone(&def),
+                self.mail.clone(),
                 section,
                 self.journal.clone(),
                 Arc::clone(&self.clock),

@@ -18,10 +18,14 @@ use rand::{Rng, SeedableRng};
 
 use crate::clock::Clock;
 use crate::domain::{
-    Booking, BookingRef, BookingStatus, Change, Claim, CommandError, Hold, HoldRef, Section,
-    SectionCounts,
+    Booking, BookingRef, BookingStatus, Change, Claim, CommandError, EventDef, Hold, HoldRef,
+    Section, SectionCounts,
 };
 use crate::journal::{encode, IdemTag, Journal, Receipt, Record};
+use crate::mail::{Enqueue, MailEntry, MailKey, MailKind};
+
+/// An email to hand to the mailer once its change is durable.
+type MailTo = (Recipient<Enqueue>, MailEntry);
 
 /// Most expiries one sweep journals before yielding to other messages.
 const EXPIRIES_PER_SWEEP_MAX: usize = 1024;
@@ -191,6 +195,9 @@ pub struct GetSeats;
 
 pub struct SectionActor {
     event: Arc<str>,
+    def: Arc<EventDef>,
+    /// Where the emails of durable bookings and cancellations go.
+    mail: Option<Recipient<Enqueue>>,
     section_id: Arc<str>,
     section: Section,
     journal: Journal,
@@ -207,7 +214,8 @@ pub struct SectionActor {
 impl SectionActor {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        event: &str,
+        def: Arc<EventDef>,
+        mail: Option<Recipient<Enqueue>>,
         section: Section,
         journal: Journal,
         clock: Arc<dyn Clock>,
@@ -216,6 +224,7 @@ impl SectionActor {
         sweep_interval: Duration,
         mailbox_capacity: usize,
     ) -> SectionActor {
+        let event = def.id.as_str();
         let section_id: Arc<str> = section.layout().id.as_str().into();
         let rng = match seed {
             Some(seed) => {
@@ -230,6 +239,8 @@ impl SectionActor {
         };
         SectionActor {
             event: event.into(),
+            def: Arc::clone(&def),
+            mail,
             section_id,
             section,
             journal,
@@ -309,16 +320,35 @@ impl SectionActor {
     fn change_reply<T: Send + 'static>(
         result: Result<(Option<Receipt>, T), SectionError>,
     ) -> ResponseFuture<Result<T, SectionError>> {
+        Self::change_reply_mailing(result.map(|(r, v)| (r, v, None)))
+    }
+
+    /// Like `change_reply`, and once the change is durable (never before:
+    /// no email for a booking a crash could still erase) hands its email
+    /// to the mailer. Nothing waits for the mailer.
+    fn change_reply_mailing<T: Send + 'static>(
+        result: Result<(Option<Receipt>, T, Option<MailTo>), SectionError>,
+    ) -> ResponseFuture<Result<T, SectionError>> {
         Box::pin(async move {
-            let (receipt, value) = result?;
+            let (receipt, value, mail) = result?;
             if let Some(receipt) = receipt {
                 match receipt.await {
                     Ok(Ok(_position)) => {}
                     _ => return Err(SectionError::Unavailable),
                 }
             }
+            if let Some((to, entry)) = mail {
+                to.do_send(Enqueue(entry));
+            }
             Ok(value)
         })
+    }
+
+    /// The outbox entry of a booking's confirmation or cancellation.
+    fn mail_for(&self, booking: u64, kind: MailKind) -> Option<MailTo> {
+        let to = self.mail.clone()?;
+        let b = self.section.booking(booking)?;
+        Some((to, mail_entry(&self.def, &self.section, b, kind)))
     }
 
     pub fn section(&self) -> &Section {
@@ -406,9 +436,13 @@ impl Handler<Confirm> for SectionActor {
                 &self.section_id,
                 self.section.booking(booking).expect("just created"),
             );
-            Ok((receipt, view))
+            Ok((
+                receipt,
+                view,
+                self.mail_for(booking, MailKind::Confirmation),
+            ))
         })();
-        Self::change_reply(result)
+        Self::change_reply_mailing(result)
     }
 }
 
@@ -428,9 +462,13 @@ impl Handler<Cancel> for SectionActor {
                 &self.section_id,
                 self.section.booking(msg.booking).expect("exists"),
             );
-            Ok((receipt, view))
+            Ok((
+                receipt,
+                view,
+                self.mail_for(msg.booking, MailKind::Cancellation),
+            ))
         })();
-        Self::change_reply(result)
+        Self::change_reply_mailing(result)
     }
 }
 
@@ -462,5 +500,34 @@ impl Handler<GetSeats> for SectionActor {
             states: self.section.seat_states(),
             counts: self.section.counts(),
         })
+    }
+}
+
+/// The outbox entry for booking `b`'s email of `kind`: used live (once the
+/// change is durable) and on replay, so both queue the same email.
+pub fn mail_entry(
+    def: &Arc<EventDef>,
+    section: &Section,
+    b: &Booking,
+    kind: MailKind,
+) -> MailEntry {
+    let at_ms = match (kind, b.status) {
+        (MailKind::Cancellation, BookingStatus::Cancelled { at_ms }) => at_ms,
+        _ => b.confirmed_at_ms,
+    };
+    MailEntry {
+        key: MailKey {
+            event: def.id.as_str().into(),
+            section: section.layout().id.as_str().into(),
+            booking: b.seq,
+            kind,
+        },
+        booking_secret: b.secret,
+        email: b.email.clone(),
+        payment_ref: b.payment_ref.clone(),
+        claim: b.claim.clone(),
+        at_ms,
+        def: Arc::clone(def),
+        layout: Arc::clone(section.layout()),
     }
 }

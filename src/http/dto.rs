@@ -228,3 +228,50 @@ pub fn booking_body(
 ) -> actix_web::web::Bytes {
     to_json(&booking_dto(def, layout, b))
 }
+
+/// One email still owed, as operators see it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OutboxEntryDto {
+    /// `event.section.b<booking>.<kind>`; no secret.
+    pub id: String,
+    /// `confirmation` or `cancellation`.
+    pub kind: String,
+    pub email: String,
+    /// `pending`, `sending` or `dead`.
+    pub state: String,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// When the next attempt is due (pending entries).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OutboxListDto {
+    /// Entries waiting to be sent (or being sent), in all.
+    pub pending: usize,
+    /// Dead letters, in all.
+    pub dead: usize,
+    /// The entries asked for, by id, at most `limit`.
+    pub entries: Vec<OutboxEntryDto>,
+}
+
+pub fn outbox_entry_dto(item: &crate::mail::OutboxItem) -> OutboxEntryDto {
+    use crate::mail::SlotState;
+    OutboxEntryDto {
+        id: item.id.clone(),
+        kind: item.kind.as_str().to_owned(),
+        email: item.email.clone(),
+        state: match item.state {
+            SlotState::Pending => "pending",
+            SlotState::Sending => "sending",
+            SlotState::Dead => "dead",
+        }
+        .to_owned(),
+        attempts: item.attempts,
+        next_attempt_at: (item.state == SlotState::Pending).then(|| rfc3339_ms(item.next_at_ms)),
+        last_error: item.last_error.clone(),
+    }
+}

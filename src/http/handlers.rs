@@ -203,6 +203,105 @@ pub async fn create_event(
     .await
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxQuery {
+    /// `pending`, `dead` or `all` (the default).
+    state: Option<String>,
+    /// 1-1000, default 100.
+    limit: Option<usize>,
+}
+
+/// Lists the email outbox (admin).
+#[utoipa::path(get, path = "/v1/admin/outbox", tag = "admin",
+    params(("state" = Option<String>, Query, description = "pending, dead or all"),
+           ("limit" = Option<usize>, Query, description = "1-1000, default 100")),
+    security(("admin_token" = [])),
+    responses((status = 200, body = OutboxListDto),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json")))]
+pub async fn list_outbox(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    check_admin(&state, &req)?;
+    let q = web::Query::<OutboxQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::bad_request(format!("query: {e}")))?
+        .into_inner();
+    let dead = match q.state.as_deref().unwrap_or("all") {
+        "all" => None,
+        "dead" => Some(true),
+        "pending" => Some(false),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "state must be pending, dead or all, not {other:?}"
+            ))
+            .with("field", "state"))
+        }
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=crate::mail::LIST_LEN_MAX).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be 1-{}",
+            crate::mail::LIST_LEN_MAX
+        ))
+        .with("field", "limit"));
+    }
+    let list = state
+        .mailer
+        .send(crate::mail::ListOutbox { dead, limit })
+        .await
+        .map_err(|_| ApiError::unavailable())?;
+    Ok(HttpResponse::Ok().json(OutboxListDto {
+        pending: list.pending,
+        dead: list.dead,
+        entries: list.items.iter().map(outbox_entry_dto).collect(),
+    }))
+}
+
+/// Puts a dead letter back in the queue (admin).
+#[utoipa::path(post, path = "/v1/admin/outbox/{id}/retry", tag = "admin",
+    params(("id" = String, Path, description = "Outbox entry id, e.g. demo.A.b42.confirmation")),
+    security(("admin_token" = [])),
+    responses((status = 200, body = OutboxEntryDto),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not a dead letter", body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json")))]
+pub async fn retry_outbox(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    use crate::mail::{MailAdminError, RetryError};
+    check_admin(&state, &req)?;
+    let not_found = || {
+        ApiError::not_found(
+            "outbox-entry-not-found",
+            "no such outbox entry (sent entries leave the outbox)",
+        )
+    };
+    let key = crate::mail::MailKey::parse(&path).ok_or_else(not_found)?;
+    let result = state
+        .mailer
+        .send(crate::mail::RetryDead(key))
+        .await
+        .map_err(|_| ApiError::unavailable())?;
+    match result {
+        Ok(item) => Ok(HttpResponse::Ok().json(outbox_entry_dto(&item))),
+        Err(MailAdminError::Retry(RetryError::NotFound)) => Err(not_found()),
+        Err(MailAdminError::Retry(RetryError::NotDead)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "outbox-entry-not-dead",
+            "Not a dead letter",
+            "the entry is still being tried; only dead letters can be retried",
+        )),
+        Err(MailAdminError::Unavailable) => Err(ApiError::unavailable()),
+    }
+}
+
 fn check_admin(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
     let Some(token) = &state.admin_token else {
         return Err(ApiError::new(
@@ -469,6 +568,10 @@ fn check_email(email: &str) -> Result<(), ApiError> {
     let bad =
         || ApiError::invalid(format!("{email:?} is not an email address")).with("field", "email");
     if email.len() > EMAIL_LEN_MAX || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad());
+    }
+    // Every address taken must be one the mailer can send to.
+    if email.parse::<lettre::Address>().is_err() {
         return Err(bad());
     }
     let (local, domain) = email.split_once('@').ok_or_else(bad)?;

@@ -43,6 +43,8 @@ pub struct AppState {
     pub idempotency: Arc<IdempotencyStore>,
     /// Bearer token for admin endpoints; `None` disables them.
     pub admin_token: Option<String>,
+    pub mailer: actix::Addr<crate::mail::Mailer>,
+    pub mail_stats: Arc<crate::mail::MailStats>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -73,6 +75,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/v1/holds/{id}/confirm").route(web::post().to(confirm_hold)))
     .service(resource("/v1/bookings/{id}").route(web::get().to(get_booking)))
     .service(resource("/v1/bookings/{id}/cancel").route(web::post().to(cancel_booking)))
+    .service(resource("/v1/admin/outbox").route(web::get().to(list_outbox)))
+    .service(resource("/v1/admin/outbox/{id}/retry").route(web::post().to(retry_outbox)))
     .service(resource("/v1/openapi.json").route(web::get().to(openapi::serve)))
     .service(resource("/healthz").route(web::get().to(healthz)))
     .service(resource("/readyz").route(web::get().to(readyz)))

@@ -31,7 +31,10 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::oneshot;
 
-pub use record::{decode_all, encode, encode_into, ChangeRecord, ClaimRecord, IdemTag, Record};
+pub use record::{
+    decode_all, encode, encode_into, ChangeRecord, ClaimRecord, IdemTag, MailKindRecord,
+    MailOutcomeRecord, Record,
+};
 
 /// Largest value the journal hands sled. sled 0.34 writes any page above
 /// segment_size / 4 (128 KiB by default) as a blob file without fsync, and

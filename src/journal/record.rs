@@ -14,6 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Change, Claim};
+use crate::mail::{MailKind, MailOutcome};
 
 pub const RECORD_VERSION: u8 = 1;
 const FRAME_HEADER_LEN: usize = 8;
@@ -43,6 +44,40 @@ pub enum Record {
         section: String,
         change: ChangeRecord,
         idem: Option<IdemTag>,
+    },
+    /// What happened to one outbox email (the entry itself is born from
+    /// the `HoldConfirmed` or `BookingCancelled` change of its booking).
+    Mail {
+        event: String,
+        section: String,
+        booking: u64,
+        kind: MailKindRecord,
+        outcome: MailOutcomeRecord,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MailKindRecord {
+    Confirmation,
+    Cancellation,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MailOutcomeRecord {
+    Sent {
+        at_ms: u64,
+    },
+    Failed {
+        attempts: u32,
+        error: String,
+        next_at_ms: u64,
+    },
+    Dead {
+        attempts: u32,
+        error: String,
+    },
+    Requeued {
+        at_ms: u64,
     },
 }
 
@@ -176,6 +211,65 @@ impl From<ChangeRecord> for Change {
     }
 }
 
+impl From<MailKind> for MailKindRecord {
+    fn from(k: MailKind) -> MailKindRecord {
+        match k {
+            MailKind::Confirmation => MailKindRecord::Confirmation,
+            MailKind::Cancellation => MailKindRecord::Cancellation,
+        }
+    }
+}
+
+impl From<MailKindRecord> for MailKind {
+    fn from(k: MailKindRecord) -> MailKind {
+        match k {
+            MailKindRecord::Confirmation => MailKind::Confirmation,
+            MailKindRecord::Cancellation => MailKind::Cancellation,
+        }
+    }
+}
+
+impl From<&MailOutcome> for MailOutcomeRecord {
+    fn from(o: &MailOutcome) -> MailOutcomeRecord {
+        match o {
+            MailOutcome::Sent { at_ms } => MailOutcomeRecord::Sent { at_ms: *at_ms },
+            MailOutcome::Failed {
+                attempts,
+                error,
+                next_at_ms,
+            } => MailOutcomeRecord::Failed {
+                attempts: *attempts,
+                error: error.clone(),
+                next_at_ms: *next_at_ms,
+            },
+            MailOutcome::Dead { attempts, error } => MailOutcomeRecord::Dead {
+                attempts: *attempts,
+                error: error.clone(),
+            },
+            MailOutcome::Requeued { at_ms } => MailOutcomeRecord::Requeued { at_ms: *at_ms },
+        }
+    }
+}
+
+impl From<MailOutcomeRecord> for MailOutcome {
+    fn from(o: MailOutcomeRecord) -> MailOutcome {
+        match o {
+            MailOutcomeRecord::Sent { at_ms } => MailOutcome::Sent { at_ms },
+            MailOutcomeRecord::Failed {
+                attempts,
+                error,
+                next_at_ms,
+            } => MailOutcome::Failed {
+                attempts,
+                error,
+                next_at_ms,
+            },
+            MailOutcomeRecord::Dead { attempts, error } => MailOutcome::Dead { attempts, error },
+            MailOutcomeRecord::Requeued { at_ms } => MailOutcome::Requeued { at_ms },
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("frame truncated at byte {0}")]
@@ -294,6 +388,22 @@ mod tests {
                 }),
             },
         ]
+    }
+
+    #[test]
+    fn mail_records_round_trip() {
+        let r = Record::Mail {
+            event: "demo".into(),
+            section: "A".into(),
+            booking: 9,
+            kind: MailKindRecord::Cancellation,
+            outcome: MailOutcomeRecord::Failed {
+                attempts: 3,
+                error: "451 try later".into(),
+                next_at_ms: 77,
+            },
+        };
+        assert_eq!(decode_all(&encode(&r)).unwrap(), vec![r]);
     }
 
     #[test]

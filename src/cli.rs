@@ -1,0 +1,111 @@
+//! The operator commands that talk to a running server or read a data
+//! directory: `boxoffice outbox ...` and `boxoffice ticket verify`.
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+
+use crate::config::{AdminClient, OutboxCommand, TicketCommand};
+use crate::mail::TicketKey;
+
+pub fn outbox(cmd: OutboxCommand) -> anyhow::Result<()> {
+    match cmd {
+        OutboxCommand::List {
+            client,
+            state,
+            json,
+        } => {
+            let body = call(
+                &client,
+                "GET",
+                &format!("/v1/admin/outbox?state={state}&limit=1000"),
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&body)?);
+                return Ok(());
+            }
+            println!(
+                "{} pending, {} dead",
+                body["pending"].as_u64().unwrap_or(0),
+                body["dead"].as_u64().unwrap_or(0)
+            );
+            for e in body["entries"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<40} {:<8} attempts {:<3} {} {}",
+                    e["id"].as_str().unwrap_or(""),
+                    e["state"].as_str().unwrap_or(""),
+                    e["attempts"].as_u64().unwrap_or(0),
+                    e["email"].as_str().unwrap_or(""),
+                    e["last_error"].as_str().unwrap_or(""),
+                );
+            }
+            Ok(())
+        }
+        OutboxCommand::Retry { client, id } => {
+            let body = call(&client, "POST", &format!("/v1/admin/outbox/{id}/retry"))?;
+            println!(
+                "{} is {} again",
+                body["id"].as_str().unwrap_or(&id),
+                body["state"].as_str().unwrap_or("queued")
+            );
+            Ok(())
+        }
+    }
+}
+
+/// One admin call; a problem+json answer becomes an error with its detail.
+fn call(client: &AdminClient, method: &str, path: &str) -> anyhow::Result<Value> {
+    let url = format!("{}{path}", client.server.trim_end_matches('/'));
+    let result = ureq::request(method, &url)
+        .set("Authorization", &format!("Bearer {}", client.admin_token))
+        .timeout(std::time::Duration::from_secs(30))
+        .call();
+    match result {
+        Ok(resp) => resp
+            .into_json()
+            .with_context(|| format!("{url} answered something other than JSON")),
+        Err(ureq::Error::Status(code, resp)) => {
+            let body: Value = resp.into_json().unwrap_or(Value::Null);
+            bail!(
+                "{url}: {code} {}",
+                body["detail"]
+                    .as_str()
+                    .or(body["title"].as_str())
+                    .unwrap_or("")
+            )
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot reach {url}")),
+    }
+}
+
+pub fn ticket(cmd: TicketCommand) -> anyhow::Result<()> {
+    match cmd {
+        TicketCommand::Verify {
+            token,
+            data_dir,
+            ticket_key,
+        } => {
+            let key = match ticket_key {
+                Some(hex) => {
+                    TicketKey::from_hex(&hex).map_err(|e| anyhow::anyhow!("--ticket-key: {e}"))?
+                }
+                None => {
+                    let path = data_dir.join("ticket.key");
+                    let hex = std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    TicketKey::from_hex(&hex)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                }
+            };
+            let t = key.verify(&token)?;
+            let what = match t.qty {
+                Some(n) => format!("{n} standing place(s)"),
+                None => format!("seats {}", t.seats.join(", ")),
+            };
+            println!(
+                "valid: event {}, section {}, booking {}, {what}",
+                t.e, t.s, t.b
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,508 @@
+//! Confirmation emails: the durable outbox, rendering, transports and the
+//! mailer actor that sends.
+//!
+//! - [`outbox`]: which emails are still owed (pure state);
+//! - [`render`]: entry → email (templates, QR code, Message-ID);
+//! - [`ticket`]: the signed ticket token the QR code carries;
+//! - [`Mailer`]: the actor that takes due entries, sends them over SMTP
+//!   (or into `.eml` files), and journals what happened.
+//!
+//! Architecture invariants:
+//! - an outbox entry is born from the journal record of its booking change,
+//!   and the section hands it to the mailer only once that record is
+//!   durable: no booking without its email, no email for a lost booking;
+//! - an entry leaves the outbox only after the server's final `250`;
+//!   after a crash every entry not yet journaled as sent is sent again,
+//!   with the same Message-ID;
+//! - the mailer runs on its own arbiter and nothing waits for it: a slow
+//!   or dead mail server never slows down a hold or a confirm;
+//! - every send has its own timeout (lettre's covers only the connect,
+//!   lettre#1027) and at most `concurrency` sends are in flight.
+
+pub mod outbox;
+pub mod render;
+pub mod ticket;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use lettre::transport::smtp::PoolConfig;
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+pub use outbox::{MailEntry, MailKey, MailKind, MailOutcome, Outbox, RetryError, SlotState};
+pub use render::Renderer;
+pub use ticket::{Ticket, TicketError, TicketKey};
+
+use crate::clock::Clock;
+use crate::journal::{encode, Journal, Record};
+
+/// How often the mailer looks for entries whose retry time has come.
+const TICK: Duration = Duration::from_millis(50);
+/// Longest error text kept per entry (SMTP servers can be chatty).
+const ERROR_LEN_MAX: usize = 300;
+/// Most entries one admin listing returns.
+pub const LIST_LEN_MAX: usize = 1000;
+
+#[derive(Debug, Clone)]
+pub struct MailSettings {
+    /// Most sends in flight at once (and SMTP connections in the pool).
+    pub concurrency: usize,
+    /// Deadline of one whole send: connect, greeting, envelope, data.
+    pub send_timeout: Duration,
+    /// Attempts before an entry becomes a dead letter.
+    pub attempts_max: u32,
+    /// First retry delay; doubles per attempt, with jitter.
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Seed for the jitter (tests); `None` draws from the OS.
+    pub seed: Option<u64>,
+}
+
+/// Where messages go, checked but not yet connected: the SMTP pool spawns
+/// a task on the runtime that builds it, so the mailer builds it on its
+/// own arbiter ([`TransportSpec::build`]).
+#[derive(Debug, Clone)]
+pub enum TransportSpec {
+    Smtp(String),
+    Files(std::path::PathBuf),
+}
+
+impl TransportSpec {
+    /// An SMTP server in lettre's URL form (`smtp://host:port`,
+    /// `smtps://user:pass@host`, `smtp://host?tls=required`).
+    pub fn smtp(url: &str) -> Result<TransportSpec, String> {
+        AsyncSmtpTransport::<Tokio1Executor>::from_url(url).map_err(|e| format!("{e}"))?;
+        Ok(TransportSpec::Smtp(url.to_owned()))
+    }
+
+    /// `.eml` files in `dir` (created now, so a bad path fails at start).
+    pub fn files(dir: &Path) -> std::io::Result<TransportSpec> {
+        std::fs::create_dir_all(dir)?;
+        Ok(TransportSpec::Files(dir.to_owned()))
+    }
+
+    /// Builds the transport; call it on the runtime that will use it.
+    pub fn build(&self, settings: &MailSettings) -> Transport {
+        match self {
+            TransportSpec::Smtp(url) => Transport::Smtp(
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+                    .expect("checked by TransportSpec::smtp")
+                    .timeout(Some(settings.send_timeout))
+                    .pool_config(PoolConfig::new().max_size(settings.concurrency as u32))
+                    .build(),
+            ),
+            TransportSpec::Files(dir) => Transport::File(AsyncFileTransport::new(dir)),
+        }
+    }
+}
+
+/// Where messages go.
+#[derive(Clone)]
+pub enum Transport {
+    /// Pooled SMTP connections.
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// `.eml` files in a directory: the embedded default.
+    File(AsyncFileTransport<Tokio1Executor>),
+}
+
+impl Transport {
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Transport::Smtp(_) => "smtp",
+            Transport::File(_) => "eml files",
+        }
+    }
+
+    async fn send(&self, msg: Message) -> Result<(), String> {
+        match self {
+            Transport::Smtp(t) => t.send(msg).await.map(|_| ()).map_err(|e| e.to_string()),
+            Transport::File(t) => t.send(msg).await.map(|_| ()).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// Send latency buckets, upper bounds in milliseconds (the last is +Inf).
+pub const LATENCY_BUCKETS_MS: [u64; 10] = [5, 10, 25, 50, 100, 250, 500, 1000, 5000, 30000];
+
+/// Counters and gauges of the mailer, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct MailStats {
+    pub queued: AtomicU64,
+    pub attempts: AtomicU64,
+    pub sent: AtomicU64,
+    pub failures: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    /// Entries not yet sent (dead letters included).
+    pub depth: AtomicU64,
+    pub dead: AtomicU64,
+    pub in_flight: AtomicU64,
+    /// Cumulative counts per `LATENCY_BUCKETS_MS` bucket, then +Inf.
+    pub latency_buckets: [AtomicU64; LATENCY_BUCKETS_MS.len() + 1],
+    pub latency_sum_us: AtomicU64,
+}
+
+impl MailStats {
+    fn observe(&self, elapsed: Duration) {
+        let ms = elapsed.as_millis() as u64;
+        let i = LATENCY_BUCKETS_MS
+            .iter()
+            .position(|&b| ms <= b)
+            .unwrap_or(LATENCY_BUCKETS_MS.len());
+        self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Hands a durable booking change's email to the mailer.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Enqueue(pub MailEntry);
+
+/// One outbox entry as operators see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxItem {
+    pub id: String,
+    pub kind: MailKind,
+    pub email: String,
+    pub state: SlotState,
+    pub attempts: u32,
+    pub next_at_ms: u64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxList {
+    pub items: Vec<OutboxItem>,
+    pub pending: usize,
+    pub dead: usize,
+}
+
+/// Lists the outbox: `dead: Some(true)` only dead letters, `Some(false)`
+/// only live ones, `None` all.
+#[derive(Message)]
+#[rtype(result = "OutboxList")]
+pub struct ListOutbox {
+    pub dead: Option<bool>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MailAdminError {
+    #[error(transparent)]
+    Retry(#[from] RetryError),
+    #[error("the journal is unavailable")]
+    Unavailable,
+}
+
+/// Puts a dead letter back in the queue, durably.
+#[derive(Message)]
+#[rtype(result = "Result<OutboxItem, MailAdminError>")]
+pub struct RetryDead(pub MailKey);
+
+/// Stops the mailer on its own runtime, dropping the SMTP pool there (its
+/// drop spawns a task, which needs the runtime). Sends in flight are
+/// abandoned; their entries are still in the journal and go out after the
+/// restart.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopMailer;
+
+pub struct Mailer {
+    outbox: Outbox,
+    /// `None` once stopped.
+    transport: Option<Transport>,
+    renderer: Arc<Renderer>,
+    journal: Journal,
+    clock: Arc<dyn Clock>,
+    settings: MailSettings,
+    in_flight: usize,
+    /// Draws the retry jitter.
+    rng: StdRng,
+    stats: Arc<MailStats>,
+}
+
+impl Mailer {
+    pub fn new(
+        outbox: Outbox,
+        transport: Transport,
+        renderer: Arc<Renderer>,
+        journal: Journal,
+        clock: Arc<dyn Clock>,
+        settings: MailSettings,
+        stats: Arc<MailStats>,
+    ) -> Mailer {
+        assert!(settings.concurrency >= 1 && settings.attempts_max >= 1);
+        let rng = match settings.seed {
+            Some(s) => StdRng::seed_from_u64(s),
+            None => StdRng::from_os_rng(),
+        };
+        let m = Mailer {
+            outbox,
+            transport: Some(transport),
+            renderer,
+            journal,
+            clock,
+            settings,
+            in_flight: 0,
+            rng,
+            stats,
+        };
+        m.publish();
+        m
+    }
+
+    fn publish(&self) {
+        self.stats
+            .depth
+            .store(self.outbox.len() as u64, Ordering::Relaxed);
+        self.stats
+            .dead
+            .store(self.outbox.dead_len() as u64, Ordering::Relaxed);
+        self.stats
+            .in_flight
+            .store(self.in_flight as u64, Ordering::Relaxed);
+    }
+
+    /// Journals an outcome (nobody waits for it: if it is lost in a crash,
+    /// the email is sent again, same Message-ID) and applies it.
+    fn record(&mut self, key: &MailKey, outcome: MailOutcome) {
+        let bytes = encode(&Record::Mail {
+            event: key.event.to_string(),
+            section: key.section.to_string(),
+            booking: key.booking,
+            kind: key.kind.into(),
+            outcome: (&outcome).into(),
+        });
+        if self.journal.append_unacked(bytes).is_err() {
+            // Fail-stop: the journal refuses everything now; pump() stops.
+            tracing::error!(mail = %key, "cannot journal a mail outcome");
+        }
+        self.outbox.apply(key, &outcome);
+        #[cfg(debug_assertions)]
+        self.outbox.check_invariants();
+        self.publish();
+    }
+
+    /// Retry delay after `attempts` failures: exponential, capped, with
+    /// "equal jitter" (half fixed, half random) so that a server coming
+    /// back is not hit by every entry at once.
+    fn backoff_ms(&mut self, attempts: u32) -> u64 {
+        let exp = self
+            .settings
+            .backoff_base_ms
+            .saturating_mul(1u64 << attempts.saturating_sub(1).min(32))
+            .min(self.settings.backoff_max_ms)
+            .max(1);
+        exp / 2 + self.rng.random_range(0..=exp - exp / 2)
+    }
+
+    /// Starts sends for due entries, up to the concurrency bound.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.journal.is_failed() {
+            return;
+        }
+        let Some(transport) = self.transport.clone() else {
+            return;
+        };
+        let free = self.settings.concurrency.saturating_sub(self.in_flight);
+        if free == 0 {
+            return;
+        }
+        let now = self.clock.now_ms();
+        for entry in self.outbox.take_due(now, free) {
+            let key = entry.key.clone();
+            let message = match self.renderer.render(&entry) {
+                Ok(m) => m,
+                Err(e) => {
+                    // Rendering is deterministic: trying again cannot help.
+                    tracing::error!(mail = %key, error = %e, "cannot render; dead-lettered");
+                    self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    let attempts = self.outbox.get(&key).map_or(0, |s| s.attempts) + 1;
+                    self.record(
+                        &key,
+                        MailOutcome::Dead {
+                            attempts,
+                            error: truncate(e.to_string()),
+                        },
+                    );
+                    continue;
+                }
+            };
+            self.in_flight += 1;
+            self.stats.attempts.fetch_add(1, Ordering::Relaxed);
+            let transport = transport.clone();
+            let timeout = self.settings.send_timeout;
+            let span = tracing::info_span!("mail.send", mail = %key, to = %entry.email);
+            let fut = async move {
+                let started = Instant::now();
+                let result = match tokio::time::timeout(timeout, transport.send(message)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+                };
+                (result, started.elapsed())
+            };
+            let fut = tracing::Instrument::instrument(fut, span);
+            ctx.spawn(
+                fut.into_actor(self)
+                    .map(move |(result, elapsed), act, ctx| {
+                        act.finished(key, result, elapsed);
+                        act.pump(ctx);
+                    }),
+            );
+        }
+        self.publish();
+    }
+
+    fn finished(&mut self, key: MailKey, result: Result<(), String>, elapsed: Duration) {
+        self.in_flight -= 1;
+        self.stats.observe(elapsed);
+        let now = self.clock.now_ms();
+        let outcome = match result {
+            Ok(()) => {
+                tracing::info!(mail = %key, elapsed_ms = elapsed.as_millis() as u64, "sent");
+                self.stats.sent.fetch_add(1, Ordering::Relaxed);
+                MailOutcome::Sent { at_ms: now }
+            }
+            Err(error) => {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                let attempts = self.outbox.get(&key).map_or(0, |s| s.attempts) + 1;
+                let error = truncate(error);
+                if attempts >= self.settings.attempts_max {
+                    tracing::error!(mail = %key, attempts, %error, "giving up; dead-lettered");
+                    self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    MailOutcome::Dead { attempts, error }
+                } else {
+                    let next_at_ms = now + self.backoff_ms(attempts);
+                    tracing::warn!(mail = %key, attempts, %error, next_at_ms, "send failed; will retry");
+                    MailOutcome::Failed {
+                        attempts,
+                        error,
+                        next_at_ms,
+                    }
+                }
+            }
+        };
+        self.record(&key, outcome);
+    }
+
+    fn item(slot: &outbox::Slot) -> OutboxItem {
+        OutboxItem {
+            id: slot.entry.key.to_string(),
+            kind: slot.entry.key.kind,
+            email: slot.entry.email.clone(),
+            state: slot.state,
+            attempts: slot.attempts,
+            next_at_ms: slot.next_at_ms,
+            last_error: slot.last_error.clone(),
+        }
+    }
+}
+
+fn truncate(mut s: String) -> String {
+    if s.len() > ERROR_LEN_MAX {
+        let mut end = ERROR_LEN_MAX;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+impl Actor for Mailer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        tracing::info!(
+            transport = self.transport.as_ref().map_or("none", Transport::describe),
+            unsent = self.outbox.len(),
+            dead = self.outbox.dead_len(),
+            "mailer started"
+        );
+        self.pump(ctx);
+        ctx.run_interval(TICK, |act, ctx| act.pump(ctx));
+    }
+}
+
+impl Handler<StopMailer> for Mailer {
+    type Result = ();
+
+    fn handle(&mut self, _: StopMailer, ctx: &mut Context<Self>) {
+        self.transport = None;
+        ctx.stop();
+    }
+}
+
+impl Handler<Enqueue> for Mailer {
+    type Result = ();
+
+    fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) {
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        self.outbox.add(msg.0, self.clock.now_ms());
+        self.publish();
+        self.pump(ctx);
+    }
+}
+
+impl Handler<ListOutbox> for Mailer {
+    type Result = MessageResult<ListOutbox>;
+
+    fn handle(&mut self, msg: ListOutbox, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(OutboxList {
+            items: self
+                .outbox
+                .list(msg.dead, msg.limit.min(LIST_LEN_MAX))
+                .into_iter()
+                .map(Mailer::item)
+                .collect(),
+            pending: self.outbox.len() - self.outbox.dead_len(),
+            dead: self.outbox.dead_len(),
+        })
+    }
+}
+
+impl Handler<RetryDead> for Mailer {
+    type Result = ResponseFuture<Result<OutboxItem, MailAdminError>>;
+
+    fn handle(&mut self, msg: RetryDead, ctx: &mut Context<Self>) -> Self::Result {
+        let key = msg.0;
+        let result = (|| {
+            self.outbox.check_retry(&key)?;
+            if self.journal.is_failed() {
+                return Err(MailAdminError::Unavailable);
+            }
+            let outcome = MailOutcome::Requeued {
+                at_ms: self.clock.now_ms(),
+            };
+            let bytes = encode(&Record::Mail {
+                event: key.event.to_string(),
+                section: key.section.to_string(),
+                booking: key.booking,
+                kind: key.kind.into(),
+                outcome: (&outcome).into(),
+            });
+            let receipt = self
+                .journal
+                .append(bytes)
+                .map_err(|_| MailAdminError::Unavailable)?;
+            self.outbox.apply(&key, &outcome);
+            self.publish();
+            let item = self.outbox.get(&key).map(Mailer::item);
+            Ok((receipt, item))
+        })();
+        self.pump(ctx);
+        Box::pin(async move {
+            let (receipt, item) = result?;
+            match receipt.await {
+                Ok(Ok(_)) => item.ok_or(MailAdminError::Retry(RetryError::NotFound)),
+                _ => Err(MailAdminError::Unavailable),
+            }
+        })
+    }
+}

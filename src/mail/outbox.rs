@@ -1,0 +1,429 @@
+//! The outbox: which confirmation and cancellation emails still have to be
+//! sent, and which gave up (dead letters). Pure state, no I/O.
+//!
+//! An entry is born from the journal record of the booking change itself
+//! (a `HoldConfirmed` or `BookingCancelled`), so there is never a durable
+//! booking without its queued email, nor an email for a change that was
+//! not durable. What happens to it afterwards (sent, failed and when to try
+//! again, dead, requeued by an operator) is a [`MailOutcome`], journaled
+//! and then applied here, live and on replay alike.
+//!
+//! Bounded by construction: one entry per booking change, and bookings are
+//! bounded by the seats on sale.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::fmt;
+use std::sync::Arc;
+
+use crate::domain::{Claim, EventDef, SectionLayout};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MailKind {
+    Confirmation,
+    Cancellation,
+}
+
+impl MailKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MailKind::Confirmation => "confirmation",
+            MailKind::Cancellation => "cancellation",
+        }
+    }
+}
+
+/// Names one email: `demo.A.b2a.confirmation` (the booking number in hex,
+/// as in booking ids). Carries no secret, so it is safe in logs and admin
+/// listings.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MailKey {
+    pub event: Arc<str>,
+    pub section: Arc<str>,
+    pub booking: u64,
+    pub kind: MailKind,
+}
+
+impl fmt::Display for MailKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}.{}.b{:x}.{}",
+            self.event,
+            self.section,
+            self.booking,
+            self.kind.as_str()
+        )
+    }
+}
+
+impl MailKey {
+    /// Parses the `Display` form; `None` for anything else.
+    pub fn parse(s: &str) -> Option<MailKey> {
+        let mut parts = s.split('.');
+        let (event, section, booking, kind) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some()
+            || !crate::domain::is_valid_name(event)
+            || !crate::domain::is_valid_name(section)
+        {
+            return None;
+        }
+        let digits = booking.strip_prefix('b')?;
+        if digits.is_empty()
+            || digits.len() > 16
+            || !digits
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return None;
+        }
+        let kind = match kind {
+            "confirmation" => MailKind::Confirmation,
+            "cancellation" => MailKind::Cancellation,
+            _ => return None,
+        };
+        Some(MailKey {
+            event: event.into(),
+            section: section.into(),
+            booking: u64::from_str_radix(digits, 16).ok()?,
+            kind,
+        })
+    }
+}
+
+/// Everything needed to render one email.
+#[derive(Debug, Clone)]
+pub struct MailEntry {
+    pub key: MailKey,
+    pub booking_secret: u64,
+    pub email: String,
+    pub payment_ref: String,
+    pub claim: Claim,
+    /// When the booking was confirmed (or cancelled): the email's Date, so
+    /// that a resend is the same message.
+    pub at_ms: u64,
+    pub def: Arc<EventDef>,
+    pub layout: Arc<SectionLayout>,
+}
+
+/// What happened to an entry; journaled, then applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailOutcome {
+    /// The server's final 250 arrived.
+    Sent { at_ms: u64 },
+    /// Attempt `attempts` failed; try again at `next_at_ms`.
+    Failed {
+        attempts: u32,
+        error: String,
+        next_at_ms: u64,
+    },
+    /// Gave up after `attempts`; waits for an operator.
+    Dead { attempts: u32, error: String },
+    /// An operator asked for a dead letter to be tried again.
+    Requeued { at_ms: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotState {
+    /// Waiting for `next_at_ms`.
+    Pending,
+    /// A send is in flight (never journaled: after a crash it is pending).
+    Sending,
+    Dead,
+}
+
+#[derive(Debug, Clone)]
+pub struct Slot {
+    pub entry: MailEntry,
+    pub state: SlotState,
+    pub attempts: u32,
+    pub next_at_ms: u64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RetryError {
+    #[error("no such outbox entry (it may have been sent)")]
+    NotFound,
+    #[error("the entry is not a dead letter; it is still being tried")]
+    NotDead,
+}
+
+#[derive(Debug, Default)]
+pub struct Outbox {
+    slots: BTreeMap<MailKey, Slot>,
+    /// (next_at_ms, key) of pending slots; stale entries are skipped.
+    schedule: BinaryHeap<Reverse<(u64, MailKey)>>,
+    dead: usize,
+}
+
+impl Outbox {
+    pub fn new() -> Outbox {
+        Outbox::default()
+    }
+
+    /// Queues a new entry, due at once. A second add of the same key (a
+    /// replayed change) keeps the first.
+    pub fn add(&mut self, entry: MailEntry, now_ms: u64) {
+        let key = entry.key.clone();
+        if self.slots.contains_key(&key) {
+            return;
+        }
+        self.slots.insert(
+            key.clone(),
+            Slot {
+                entry,
+                state: SlotState::Pending,
+                attempts: 0,
+                next_at_ms: now_ms,
+                last_error: None,
+            },
+        );
+        self.schedule.push(Reverse((now_ms, key)));
+    }
+
+    /// Up to `max` pending entries whose time has come, now marked as
+    /// sending, oldest due first.
+    pub fn take_due(&mut self, now_ms: u64, max: usize) -> Vec<MailEntry> {
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(Reverse((at, _))) = self.schedule.peek() else {
+                break;
+            };
+            if *at > now_ms {
+                break;
+            }
+            let Some(Reverse((at, key))) = self.schedule.pop() else {
+                break;
+            };
+            if let Some(slot) = self.slots.get_mut(&key) {
+                if slot.state == SlotState::Pending && slot.next_at_ms == at {
+                    slot.state = SlotState::Sending;
+                    out.push(slot.entry.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// When the next pending entry is due, if any (may be stale).
+    pub fn next_due_ms(&self) -> Option<u64> {
+        self.schedule.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Applies what happened to `key`. Unknown keys are ignored: the
+    /// outcome of an entry that is gone changes nothing.
+    pub fn apply(&mut self, key: &MailKey, outcome: &MailOutcome) {
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        let was_dead = slot.state == SlotState::Dead;
+        match outcome {
+            MailOutcome::Sent { .. } => {
+                self.slots.remove(key);
+            }
+            MailOutcome::Failed {
+                attempts,
+                error,
+                next_at_ms,
+            } => {
+                slot.state = SlotState::Pending;
+                slot.attempts = *attempts;
+                slot.last_error = Some(error.clone());
+                slot.next_at_ms = *next_at_ms;
+                self.schedule.push(Reverse((*next_at_ms, key.clone())));
+            }
+            MailOutcome::Dead { attempts, error } => {
+                slot.state = SlotState::Dead;
+                slot.attempts = *attempts;
+                slot.last_error = Some(error.clone());
+            }
+            MailOutcome::Requeued { at_ms } => {
+                slot.state = SlotState::Pending;
+                slot.attempts = 0;
+                slot.next_at_ms = *at_ms;
+                self.schedule.push(Reverse((*at_ms, key.clone())));
+            }
+        }
+        let is_dead = self
+            .slots
+            .get(key)
+            .is_some_and(|s| s.state == SlotState::Dead);
+        match (was_dead, is_dead) {
+            (false, true) => self.dead += 1,
+            (true, false) => self.dead -= 1,
+            _ => {}
+        }
+    }
+
+    /// Checks that `key` may be requeued.
+    pub fn check_retry(&self, key: &MailKey) -> Result<(), RetryError> {
+        match self.slots.get(key) {
+            None => Err(RetryError::NotFound),
+            Some(s) if s.state != SlotState::Dead => Err(RetryError::NotDead),
+            Some(_) => Ok(()),
+        }
+    }
+
+    pub fn get(&self, key: &MailKey) -> Option<&Slot> {
+        self.slots.get(key)
+    }
+
+    /// Entries not yet sent, dead ones included.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub fn dead_len(&self) -> usize {
+        self.dead
+    }
+
+    /// Slots in key order, optionally only dead (or only live) ones, at
+    /// most `limit`.
+    pub fn list(&self, dead: Option<bool>, limit: usize) -> Vec<&Slot> {
+        self.slots
+            .values()
+            .filter(|s| dead.is_none_or(|d| (s.state == SlotState::Dead) == d))
+            .take(limit)
+            .collect()
+    }
+
+    /// Recounts and panics on disagreement (tests, debug builds).
+    pub fn check_invariants(&self) {
+        let dead = self
+            .slots
+            .values()
+            .filter(|s| s.state == SlotState::Dead)
+            .count();
+        assert_eq!(dead, self.dead, "dead-letter count");
+        for (k, s) in &self.slots {
+            assert_eq!(k, &s.entry.key);
+            if s.state == SlotState::Pending {
+                assert!(
+                    self.schedule
+                        .iter()
+                        .any(|Reverse((at, key))| key == k && *at == s.next_at_ms),
+                    "pending {k} is scheduled"
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Limits, SectionKind};
+
+    fn entry(booking: u64) -> MailEntry {
+        let layout = Arc::new(SectionLayout {
+            id: "F".into(),
+            name: "Floor".into(),
+            kind: SectionKind::Standing {
+                capacity: 10,
+                category: 0,
+            },
+            category_count: 1,
+        });
+        MailEntry {
+            key: MailKey {
+                event: "demo".into(),
+                section: "F".into(),
+                booking,
+                kind: MailKind::Confirmation,
+            },
+            booking_secret: 1,
+            email: "a@b.c".into(),
+            payment_ref: "p".into(),
+            claim: Claim::Quantity(1),
+            at_ms: 0,
+            def: Arc::new(EventDef {
+                id: "demo".into(),
+                name: "Demo".into(),
+                starts_at: "2026-12-24T10:00:00Z".into(),
+                venue_name: "Hall".into(),
+                currency: "KRW".into(),
+                categories: vec![],
+                limits: Limits {
+                    seats_per_hold_max: 4,
+                    hold_ttl_ms: 1,
+                },
+                sections: vec![Arc::clone(&layout)],
+            }),
+            layout,
+        }
+    }
+
+    #[test]
+    fn keys_round_trip_and_refuse_garbage() {
+        let k = entry(42).key;
+        assert_eq!(k.to_string(), "demo.F.b2a.confirmation");
+        assert_eq!(MailKey::parse("demo.F.b2a.confirmation"), Some(k));
+        for bad in [
+            "",
+            "demo.F.42.confirmation",
+            "demo.F.b.confirmation",
+            "demo.F.b42.invoice",
+            "demo.F.b42.confirmation.x",
+            "de mo.F.b42.confirmation",
+            "demo.F.b99999999999999999.confirmation",
+            "demo.F.bA.confirmation",
+        ] {
+            assert_eq!(MailKey::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_entry_is_sent_retried_dead_and_requeued() {
+        let mut o = Outbox::new();
+        o.add(entry(1), 100);
+        o.add(entry(1), 200); // a replayed duplicate changes nothing
+        o.add(entry(2), 150);
+        assert_eq!(o.take_due(99, 8).len(), 0);
+        let due: Vec<u64> = o.take_due(150, 8).iter().map(|e| e.key.booking).collect();
+        assert_eq!(due, [1, 2]);
+        // In flight: not handed out twice.
+        assert!(o.take_due(10_000, 8).is_empty());
+        o.apply(&entry(1).key, &MailOutcome::Sent { at_ms: 0 });
+        o.apply(
+            &entry(2).key,
+            &MailOutcome::Failed {
+                attempts: 1,
+                error: "451".into(),
+                next_at_ms: 500,
+            },
+        );
+        o.check_invariants();
+        assert_eq!(o.len(), 1);
+        assert!(o.take_due(499, 8).is_empty());
+        assert_eq!(o.take_due(500, 8).len(), 1);
+        assert_eq!(o.check_retry(&entry(2).key), Err(RetryError::NotDead));
+        o.apply(
+            &entry(2).key,
+            &MailOutcome::Dead {
+                attempts: 2,
+                error: "550".into(),
+            },
+        );
+        assert_eq!(o.dead_len(), 1);
+        assert!(o.take_due(u64::MAX, 8).is_empty());
+        assert_eq!(o.list(Some(true), 10).len(), 1);
+        assert_eq!(o.list(Some(false), 10).len(), 0);
+        assert_eq!(o.check_retry(&entry(2).key), Ok(()));
+        assert_eq!(o.check_retry(&entry(1).key), Err(RetryError::NotFound));
+        o.apply(&entry(2).key, &MailOutcome::Requeued { at_ms: 900 });
+        o.check_invariants();
+        assert_eq!(o.dead_len(), 0);
+        let again = o.take_due(900, 8);
+        assert_eq!(again.len(), 1);
+        assert_eq!(o.get(&entry(2).key).unwrap().attempts, 0);
+        // Outcomes for entries that are gone are ignored.
+        o.apply(&entry(1).key, &MailOutcome::Sent { at_ms: 0 });
+        o.check_invariants();
+    }
+}

@@ -1,0 +1,355 @@
+//! Renders an outbox entry into the email itself: subject, plain text and
+//! HTML alternatives from the templates in `templates/mail/`, and for a
+//! confirmation the ticket's QR code as an inline PNG.
+//!
+//! Rendering is deterministic: the same entry always gives the same
+//! Message-ID, Date and body, so a resend after a crash is a recognisable
+//! duplicate of the first message, never a different email.
+
+use std::time::{Duration, SystemTime};
+
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+use lettre::Message;
+use minijinja::{context, Environment};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::outbox::{MailEntry, MailKind};
+use super::ticket::{Ticket, TicketKey};
+use crate::domain::{BookingRef, Claim, SectionKind};
+
+/// Content-ID of the inline QR image.
+pub const QR_CID: &str = "ticket-qr";
+/// Pixels per QR module, and the quiet zone in modules.
+const QR_SCALE: usize = 6;
+const QR_QUIET: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("the recipient address {0:?} is not one SMTP accepts")]
+    Recipient(String),
+    #[error("template {name}: {source}")]
+    Template {
+        name: &'static str,
+        source: minijinja::Error,
+    },
+    #[error("the QR code cannot be drawn: {0}")]
+    Qr(String),
+    #[error("building the message: {0}")]
+    Build(String),
+}
+
+pub struct Renderer {
+    env: Environment<'static>,
+    from: Mailbox,
+    /// Right-hand side of every Message-ID.
+    domain: String,
+    key: TicketKey,
+}
+
+#[derive(Serialize)]
+struct Line {
+    category: String,
+    count: u32,
+    unit_price: String,
+    subtotal: String,
+}
+
+impl Renderer {
+    pub fn new(from: Mailbox, key: TicketKey) -> Renderer {
+        let mut env = Environment::new();
+        for (name, source) in [
+            (
+                "confirmation.subject.txt",
+                include_str!("../../templates/mail/confirmation.subject.txt"),
+            ),
+            (
+                "confirmation.txt",
+                include_str!("../../templates/mail/confirmation.txt"),
+            ),
+            (
+                "confirmation.html",
+                include_str!("../../templates/mail/confirmation.html"),
+            ),
+            (
+                "cancellation.subject.txt",
+                include_str!("../../templates/mail/cancellation.subject.txt"),
+            ),
+            (
+                "cancellation.txt",
+                include_str!("../../templates/mail/cancellation.txt"),
+            ),
+            (
+                "cancellation.html",
+                include_str!("../../templates/mail/cancellation.html"),
+            ),
+        ] {
+            env.add_template(name, source)
+                .expect("the built-in mail templates parse");
+        }
+        let domain = from.email.domain().to_owned();
+        Renderer {
+            env,
+            from,
+            domain,
+            key,
+        }
+    }
+
+    pub fn from(&self) -> &Mailbox {
+        &self.from
+    }
+
+    pub fn ticket_key(&self) -> &TicketKey {
+        &self.key
+    }
+
+    /// `<confirmation.demo.A.b42.1f2e3d4c5b6a7988@example.com>`: a pure
+    /// function of the booking, so a resend carries the same id. The hash
+    /// part keeps ids of different data directories apart without putting
+    /// the booking's secret in a header.
+    pub fn message_id(&self, entry: &MailEntry) -> String {
+        let mut h = Sha256::new();
+        h.update(entry.key.to_string().as_bytes());
+        h.update(entry.booking_secret.to_le_bytes());
+        let digest = h.finalize();
+        let tag: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        format!("<{}.{tag}@{}>", entry.key, self.domain)
+    }
+
+    /// The ticket a confirmation's QR code carries.
+    pub fn ticket(&self, entry: &MailEntry) -> Ticket {
+        let (seats, qty) = seats_of(entry);
+        Ticket {
+            e: entry.key.event.to_string(),
+            s: entry.key.section.to_string(),
+            b: entry.key.booking,
+            seats,
+            qty,
+        }
+    }
+
+    pub fn render(&self, entry: &MailEntry) -> Result<Message, RenderError> {
+        let to: Mailbox = entry
+            .email
+            .parse()
+            .map_err(|_| RenderError::Recipient(entry.email.clone()))?;
+        let def = &entry.def;
+        let layout = &entry.layout;
+        let (seats, qty) = seats_of(entry);
+        let lines = price_lines(entry);
+        let total: u64 = lines.iter().map(|(_, n, p)| u64::from(*n) * p).sum();
+        let booking_id = BookingRef::new(
+            &entry.key.event,
+            &entry.key.section,
+            entry.key.booking,
+            entry.booking_secret,
+        )
+        .to_string();
+        let token = match entry.key.kind {
+            MailKind::Confirmation => Some(self.key.sign(&self.ticket(entry))),
+            MailKind::Cancellation => None,
+        };
+        let qr = token.as_deref().map(qr_png).transpose()?;
+        let ctx = context! {
+            event => context! {
+                id => def.id, name => def.name, starts_at => def.starts_at,
+                venue => def.venue_name,
+            },
+            section => context! { id => layout.id, name => layout.name },
+            seats => seats,
+            quantity => qty.unwrap_or(0),
+            lines => lines.iter().map(|(c, n, p)| Line {
+                category: c.clone(),
+                count: *n,
+                unit_price: money(*p, &def.currency),
+                subtotal: money(u64::from(*n) * p, &def.currency),
+            }).collect::<Vec<_>>(),
+            total => money(total, &def.currency),
+            booking => context! {
+                id => booking_id,
+                number => format!("{}/{}/{}", def.id, layout.id, entry.key.booking),
+                payment_ref => entry.payment_ref,
+            },
+            ticket_token => token,
+            qr_cid => QR_CID,
+            qr_width => qr.as_ref().map_or(0, |(_, w)| *w),
+        };
+        let kind = entry.key.kind.as_str();
+        let render = |name: &'static str| {
+            self.env
+                .get_template(name)
+                .and_then(|t| t.render(&ctx))
+                .map_err(|source| RenderError::Template { name, source })
+        };
+        let (subject, text, html) = match entry.key.kind {
+            MailKind::Confirmation => (
+                render("confirmation.subject.txt")?,
+                render("confirmation.txt")?,
+                render("confirmation.html")?,
+            ),
+            MailKind::Cancellation => (
+                render("cancellation.subject.txt")?,
+                render("cancellation.txt")?,
+                render("cancellation.html")?,
+            ),
+        };
+        let html_part = match qr {
+            Some((png, _)) => MultiPart::related()
+                .singlepart(SinglePart::html(html))
+                .singlepart(
+                    Attachment::new_inline(QR_CID.to_owned())
+                        .body(png, ContentType::parse("image/png").expect("a valid type")),
+                ),
+            None => MultiPart::related().singlepart(SinglePart::html(html)),
+        };
+        Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(subject.trim())
+            .message_id(Some(self.message_id(entry)))
+            .date(SystemTime::UNIX_EPOCH + Duration::from_millis(entry.at_ms))
+            .header(BoxofficeMail(format!("{kind} {}", entry.key)))
+            .multipart(
+                MultiPart::alternative()
+                    .singlepart(SinglePart::plain(text))
+                    .multipart(html_part),
+            )
+            .map_err(|e| RenderError::Build(e.to_string()))
+    }
+}
+
+/// `X-Boxoffice-Mail: confirmation demo.A.b42.confirmation`, so operators
+/// can trace a message in a mail server's logs back to its outbox entry.
+#[derive(Clone)]
+struct BoxofficeMail(String);
+
+impl lettre::message::header::Header for BoxofficeMail {
+    fn name() -> lettre::message::header::HeaderName {
+        lettre::message::header::HeaderName::new_from_ascii_str("X-Boxoffice-Mail")
+    }
+
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(BoxofficeMail(s.to_owned()))
+    }
+
+    fn display(&self) -> lettre::message::header::HeaderValue {
+        lettre::message::header::HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
+fn seats_of(entry: &MailEntry) -> (Vec<String>, Option<u32>) {
+    match (&entry.claim, &entry.layout.kind) {
+        (Claim::Seats(seats), SectionKind::Seated(map)) => (
+            seats
+                .iter()
+                .map(|&s| map.seats[s as usize].id.clone())
+                .collect(),
+            None,
+        ),
+        (claim, _) => (Vec::new(), Some(claim.count())),
+    }
+}
+
+/// (category name, count, unit price) per category, in category order.
+fn price_lines(entry: &MailEntry) -> Vec<(String, u32, u64)> {
+    let cats = &entry.def.categories;
+    let mut counts = vec![0u32; cats.len()];
+    match (&entry.claim, &entry.layout.kind) {
+        (Claim::Seats(seats), SectionKind::Seated(map)) => {
+            for &s in seats.iter() {
+                counts[usize::from(map.seats[s as usize].category)] += 1;
+            }
+        }
+        (Claim::Quantity(n), SectionKind::Standing { category, .. }) => {
+            counts[usize::from(*category)] += n;
+        }
+        _ => {}
+    }
+    counts
+        .iter()
+        .enumerate()
+        .filter(|(_, &n)| n > 0)
+        .map(|(i, &n)| (cats[i].name.clone(), n, cats[i].price_minor))
+        .collect()
+}
+
+/// ISO 4217 currencies without minor units; all others have two.
+const ZERO_DECIMAL: &[&str] = &[
+    "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND",
+    "VUV", "XAF", "XOF", "XPF",
+];
+
+/// `150,000 KRW`, `1,234.50 EUR`.
+pub fn money(minor: u64, currency: &str) -> String {
+    let group = |n: u64| {
+        let digits = n.to_string();
+        let mut out = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    };
+    if ZERO_DECIMAL.contains(&currency) {
+        format!("{} {currency}", group(minor))
+    } else {
+        format!("{}.{:02} {currency}", group(minor / 100), minor % 100)
+    }
+}
+
+/// The QR code of `token` as a greyscale PNG, and its width in pixels.
+fn qr_png(token: &str) -> Result<(Vec<u8>, u32), RenderError> {
+    let code = qrcode::QrCode::with_error_correction_level(token.as_bytes(), qrcode::EcLevel::M)
+        .map_err(|e| RenderError::Qr(e.to_string()))?;
+    let modules = code.width();
+    let colors = code.to_colors();
+    let side = (modules + 2 * QR_QUIET) * QR_SCALE;
+    let mut pixels = vec![255u8; side * side];
+    for (i, c) in colors.iter().enumerate() {
+        if *c == qrcode::Color::Dark {
+            let (mx, my) = (i % modules + QR_QUIET, i / modules + QR_QUIET);
+            for y in my * QR_SCALE..(my + 1) * QR_SCALE {
+                pixels[y * side + mx * QR_SCALE..y * side + (mx + 1) * QR_SCALE].fill(0);
+            }
+        }
+    }
+    let mut png = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut png, side as u32, side as u32);
+        enc.set_color(png::ColorType::Grayscale);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut w = enc
+            .write_header()
+            .map_err(|e| RenderError::Qr(e.to_string()))?;
+        w.write_image_data(&pixels)
+            .map_err(|e| RenderError::Qr(e.to_string()))?;
+    }
+    Ok((png, side as u32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_is_grouped_and_knows_zero_decimal_currencies() {
+        assert_eq!(money(150_000, "KRW"), "150,000 KRW");
+        assert_eq!(money(0, "KRW"), "0 KRW");
+        assert_eq!(money(123_456_789, "EUR"), "1,234,567.89 EUR");
+        assert_eq!(money(5, "USD"), "0.05 USD");
+    }
+
+    #[test]
+    fn qr_png_is_a_square_greyscale_image() {
+        let (png, side) = qr_png("BXT1.payload.mac").unwrap();
+        let decoder = png::Decoder::new(&png[..]);
+        let reader = decoder.read_info().unwrap();
+        let info = reader.info();
+        assert_eq!((info.width, info.height), (side, side));
+        assert_eq!(info.color_type, png::ColorType::Grayscale);
+    }
+}

@@ -1,0 +1,199 @@
+//! Signed ticket tokens: what the QR code in a confirmation email carries
+//! and what a door scanner verifies offline.
+//!
+//! A token is `BXT1.<payload>.<mac>`: the payload is base64url (no padding)
+//! of a small JSON object naming the booking and its seats, the mac is
+//! base64url of HMAC-SHA256 over `BXT1.<payload>` with the server's ticket
+//! key. Anyone with the key can check a ticket without asking the server;
+//! nobody without it can make one. (A scanner that must also refuse
+//! cancelled bookings asks the server for the booking's status.)
+
+use std::io::Write;
+use std::path::Path;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+const PREFIX: &str = "BXT1";
+pub const KEY_LEN: usize = 32;
+/// Longest token `verify` looks at; real ones are a few hundred bytes.
+pub const TOKEN_LEN_MAX: usize = 4096;
+
+/// What a ticket says. Seat ids for a seated booking, a quantity for a
+/// standing one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ticket {
+    /// Event id.
+    pub e: String,
+    /// Section id.
+    pub s: String,
+    /// Booking number within the section (the public part of its id).
+    pub b: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seats: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qty: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TicketError {
+    #[error("not a boxoffice ticket (expected BXT1.<payload>.<mac>)")]
+    Malformed,
+    #[error("the ticket's signature does not match: forged, altered or from another server")]
+    BadSignature,
+    #[error("the ticket's content does not decode: {0}")]
+    Payload(String),
+}
+
+#[derive(Clone)]
+pub struct TicketKey([u8; KEY_LEN]);
+
+impl std::fmt::Debug for TicketKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TicketKey(..)")
+    }
+}
+
+impl TicketKey {
+    pub fn from_bytes(bytes: [u8; KEY_LEN]) -> TicketKey {
+        TicketKey(bytes)
+    }
+
+    /// Parses 64 hex digits.
+    pub fn from_hex(hex: &str) -> Result<TicketKey, String> {
+        let hex = hex.trim();
+        if hex.len() != KEY_LEN * 2 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("must be {} hex digits", KEY_LEN * 2));
+        }
+        let mut key = [0u8; KEY_LEN];
+        for (i, k) in key.iter_mut().enumerate() {
+            *k = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+        }
+        Ok(TicketKey(key))
+    }
+
+    /// The key in `dir/ticket.key`, made from fresh randomness (and synced)
+    /// on first use, so tickets issued before a restart still verify.
+    pub fn load_or_create(dir: &Path) -> anyhow::Result<TicketKey> {
+        use anyhow::Context;
+        let path = dir.join("ticket.key");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                TicketKey::from_hex(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut key = [0u8; KEY_LEN];
+                rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut key)
+                    .map_err(|e| anyhow::anyhow!("no randomness for the ticket key: {e}"))?;
+                let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+                let tmp = dir.join("ticket.key.tmp");
+                let mut f = std::fs::File::create(&tmp)
+                    .with_context(|| format!("cannot create {}", tmp.display()))?;
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+                }
+                f.write_all(hex.as_bytes())?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, &path)
+                    .with_context(|| format!("cannot create {}", path.display()))?;
+                std::fs::File::open(dir)?.sync_all()?;
+                Ok(TicketKey(key))
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length")
+    }
+
+    pub fn sign(&self, ticket: &Ticket) -> String {
+        let json = serde_json::to_vec(ticket).expect("tickets serialize");
+        let signed = format!("{PREFIX}.{}", URL_SAFE_NO_PAD.encode(json));
+        let mut mac = self.mac();
+        mac.update(signed.as_bytes());
+        let tag = mac.finalize().into_bytes();
+        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(tag))
+    }
+
+    /// Checks the signature in constant time, then decodes the ticket.
+    pub fn verify(&self, token: &str) -> Result<Ticket, TicketError> {
+        let token = token.trim();
+        if token.len() > TOKEN_LEN_MAX {
+            return Err(TicketError::Malformed);
+        }
+        let (signed, tag) = token.rsplit_once('.').ok_or(TicketError::Malformed)?;
+        let payload = signed
+            .strip_prefix(PREFIX)
+            .and_then(|p| p.strip_prefix('.'))
+            .ok_or(TicketError::Malformed)?;
+        let tag = URL_SAFE_NO_PAD
+            .decode(tag)
+            .map_err(|_| TicketError::Malformed)?;
+        let mut mac = self.mac();
+        mac.update(signed.as_bytes());
+        mac.verify_slice(&tag)
+            .map_err(|_| TicketError::BadSignature)?;
+        let json = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|e| TicketError::Payload(e.to_string()))?;
+        serde_json::from_slice(&json).map_err(|e| TicketError::Payload(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticket() -> Ticket {
+        Ticket {
+            e: "demo".into(),
+            s: "A".into(),
+            b: 42,
+            seats: vec!["A/1/1".into(), "A/1/2".into()],
+            qty: None,
+        }
+    }
+
+    #[test]
+    fn a_signed_ticket_verifies_with_its_key_only() {
+        let key = TicketKey::from_bytes([7; KEY_LEN]);
+        let token = key.sign(&ticket());
+        assert!(token.starts_with("BXT1."));
+        assert_eq!(key.verify(&token), Ok(ticket()));
+        let other = TicketKey::from_bytes([8; KEY_LEN]);
+        assert_eq!(other.verify(&token), Err(TicketError::BadSignature));
+    }
+
+    #[test]
+    fn every_altered_character_is_refused() {
+        let key = TicketKey::from_bytes([7; KEY_LEN]);
+        let token = key.sign(&ticket());
+        for i in 0..token.len() {
+            let mut t = token.clone().into_bytes();
+            t[i] = if t[i] == b'A' { b'B' } else { b'A' };
+            let t = String::from_utf8(t).unwrap();
+            assert!(key.verify(&t).is_err(), "altered at {i}: {t}");
+        }
+        assert_eq!(key.verify("hello"), Err(TicketError::Malformed));
+        assert_eq!(key.verify(""), Err(TicketError::Malformed));
+    }
+
+    #[test]
+    fn keys_parse_from_hex_and_persist() {
+        assert!(TicketKey::from_hex("00").is_err());
+        assert!(TicketKey::from_hex(&"zz".repeat(32)).is_err());
+        let k = TicketKey::from_hex(&"ab".repeat(32)).unwrap();
+        assert_eq!(k.0, [0xab; 32]);
+        let dir = tempfile::tempdir().unwrap();
+        let a = TicketKey::load_or_create(dir.path()).unwrap();
+        let b = TicketKey::load_or_create(dir.path()).unwrap();
+        assert_eq!(a.0, b.0);
+    }
+}

@@ -1,0 +1,519 @@
+//! The mailer against a real SMTP server over TCP (tests/common/smtp.rs):
+//! what is delivered, and that every confirmation arrives through refusals,
+//! stalls, dropped connections, outages and SIGKILL, with duplicates only
+//! ever carrying the same Message-ID.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use boxoffice::clock::ManualClock;
+use boxoffice::mail::TicketKey;
+use common::smtp::{Fault, SmtpSink};
+use common::*;
+use mail_parser::{MessageParser, MimeHeaders};
+use serde_json::{json, Value};
+
+const KEY_HEX: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+const WAIT: Duration = Duration::from_secs(60);
+
+fn mail_args(dir: &Path, sink: &SmtpSink) -> boxoffice::config::ServeArgs {
+    let mut a = args(dir);
+    a.smtp_url = Some(sink.url());
+    a.ticket_key = Some(KEY_HEX.into());
+    a.mail_from = "Tickets <tickets@boxoffice.test>".into();
+    a.mail_send_timeout_ms = 1_000;
+    a.mail_backoff_ms = 100;
+    a.mail_backoff_max_ms = 400;
+    a.mail_attempts_max = 3;
+    a
+}
+
+fn start(dir: &Path, sink: &SmtpSink) -> TestServer {
+    TestServer::start_with(mail_args(dir, sink), Arc::new(ManualClock::new(T0_MS)))
+}
+
+/// Holds `seats` (or a quantity in `F`) and confirms; returns the booking.
+fn book(s: &TestServer, section: &str, what: Value, email: &str) -> Value {
+    let mut body = json!({"section": section});
+    body.as_object_mut()
+        .unwrap()
+        .extend(what.as_object().unwrap().clone());
+    let h = s.post("/v1/events/demo/holds", &body);
+    assert_eq!(h.status, 201, "{h:?}");
+    let id = h.body["id"].as_str().unwrap();
+    let b = s.post(
+        &format!("/v1/holds/{id}/confirm"),
+        &json!({"email": email, "payment_ref": "pay-1"}),
+    );
+    assert_eq!(b.status, 201, "{b:?}");
+    b.body
+}
+
+/// Moves the test clock past any retry backoff.
+fn tick(s: &TestServer) -> impl FnMut() + '_ {
+    move || s.clock.advance_ms(500)
+}
+
+/// `demo.A.b0` from a booking id `demo.A.b0.<secret>`.
+fn public_id(booking_id: &str) -> String {
+    booking_id.rsplit_once('.').unwrap().0.to_owned()
+}
+
+/// Message-ID and X-Boxoffice-Mail of every message.
+fn ids(messages: &[Vec<u8>]) -> Vec<(String, String)> {
+    messages
+        .iter()
+        .map(|m| {
+            let p = MessageParser::default()
+                .parse(m)
+                .expect("a parsable message");
+            let mid = p.message_id().expect("a Message-ID").to_owned();
+            let tag = p
+                .header_raw("X-Boxoffice-Mail")
+                .expect("the outbox tag")
+                .trim()
+                .to_owned();
+            (mid, tag)
+        })
+        .collect()
+}
+
+/// Each outbox entry maps to exactly one Message-ID, however often it
+/// arrived. Returns entry → Message-ID.
+fn one_id_per_entry(messages: &[Vec<u8>]) -> BTreeMap<String, String> {
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    for (mid, tag) in ids(messages) {
+        let entry = tag.split_whitespace().nth(1).unwrap().to_owned();
+        if let Some(prev) = seen.insert(entry.clone(), mid.clone()) {
+            assert_eq!(
+                prev, mid,
+                "{entry} arrived twice with different Message-IDs"
+            );
+        }
+    }
+    seen
+}
+
+fn entries(messages: &[Vec<u8>]) -> BTreeSet<String> {
+    one_id_per_entry(messages).into_keys().collect()
+}
+
+fn qr_token(png_bytes: &[u8]) -> String {
+    let decoder = png::Decoder::new(png_bytes);
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Grayscale);
+    let (w, h) = (info.width as usize, info.height as usize);
+    let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| buf[y * w + x]);
+    let grids = img.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code in the image");
+    grids[0].decode().expect("the QR code decodes").1
+}
+
+#[test]
+fn a_confirmation_arrives_with_both_parts_and_a_ticket_that_verifies() {
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &sink);
+    let b = book(
+        &s,
+        "A",
+        json!({"seats": ["A/3/4", "A/3/5"]}),
+        "fan@example.com",
+    );
+    let booking_id = b["id"].as_str().unwrap();
+
+    let m = sink.wait_for(WAIT, tick(&s), |m| !m.is_empty());
+    assert_eq!(m.len(), 1);
+    let msg = MessageParser::default().parse(&m[0]).unwrap();
+    assert_eq!(
+        msg.from().unwrap().first().unwrap().address(),
+        Some("tickets@boxoffice.test")
+    );
+    assert_eq!(
+        msg.to().unwrap().first().unwrap().address(),
+        Some("fan@example.com")
+    );
+    let subject = msg.subject().unwrap();
+    assert!(
+        subject.starts_with("Your tickets for Fan-club presale"),
+        "{subject}"
+    );
+    let mid = msg.message_id().unwrap();
+    assert!(
+        mid.starts_with(&format!("{}.confirmation.", public_id(booking_id)))
+            && mid.ends_with("@boxoffice.test"),
+        "{mid}"
+    );
+    // Both alternatives, each with the facts of the booking.
+    let text = msg.body_text(0).unwrap();
+    // HTML escapes the slashes of seat ids.
+    let html = msg.body_html(0).unwrap().replace("&#x2f;", "/");
+    for body in [text.as_ref(), html.as_str()] {
+        for needle in [
+            "Fan-club presale: Seoul encore night",
+            "2026-12-24T10:00:00Z",
+            "Seoul Olympic Arena",
+            "A/3/4",
+            "A/3/5",
+            booking_id,
+            "pay-1",
+            "330,000 KRW",
+        ] {
+            assert!(body.contains(needle), "{needle:?} missing from\n{body}");
+        }
+    }
+    assert!(
+        text.contains("2 x R seat at 165,000 KRW = 330,000 KRW"),
+        "{text}"
+    );
+    assert!(html.contains("cid:ticket-qr"), "{html}");
+    // The inline QR code decodes to a ticket the server's key signed.
+    let qr = msg
+        .attachments()
+        .find(|p| p.content_id() == Some("ticket-qr"))
+        .expect("an inline part with Content-ID ticket-qr");
+    assert_eq!(qr.content_type().unwrap().ctype(), "image");
+    let token = qr_token(qr.contents());
+    let key = TicketKey::from_hex(KEY_HEX).unwrap();
+    let ticket = key.verify(&token).expect("the ticket verifies");
+    assert_eq!(
+        (ticket.e.as_str(), ticket.s.as_str(), ticket.seats.clone()),
+        ("demo", "A", vec!["A/3/4".to_owned(), "A/3/5".to_owned()])
+    );
+    assert!(text.contains(&token), "the text part carries the token too");
+    assert!(TicketKey::from_bytes([1; 32]).verify(&token).is_err());
+
+    // Cancelling sends a cancellation, its own message.
+    let r = s.post(&format!("/v1/bookings/{booking_id}/cancel"), &json!({}));
+    assert_eq!(r.status, 200, "{r:?}");
+    let m = sink.wait_for(WAIT, tick(&s), |m| m.len() == 2);
+    let msg = MessageParser::default().parse(&m[1]).unwrap();
+    assert!(msg.subject().unwrap().contains("cancelled"));
+    assert!(msg
+        .message_id()
+        .unwrap()
+        .starts_with(&format!("{}.cancellation.", public_id(booking_id))));
+    assert!(msg.body_text(0).unwrap().contains("A/3/4, A/3/5"));
+
+    // Standing bookings name their quantity.
+    book(&s, "FLOOR", json!({"quantity": 3}), "floor@example.com");
+    let m = sink.wait_for(WAIT, tick(&s), |m| m.len() == 3);
+    let msg = MessageParser::default().parse(&m[2]).unwrap();
+    let text = msg.body_text(0).unwrap();
+    assert!(text.contains("Standing places: 3"), "{text}");
+    let qr = msg
+        .attachments()
+        .find(|p| p.content_id() == Some("ticket-qr"))
+        .unwrap();
+    let ticket = key.verify(&qr_token(qr.contents())).unwrap();
+    assert_eq!((ticket.s.as_str(), ticket.qty), ("FLOOR", Some(3)));
+    assert_eq!(one_id_per_entry(&m).len(), 3);
+}
+
+#[test]
+fn refusals_are_retried_and_dead_letters_wait_for_an_operator() {
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &sink);
+
+    // Two temporary refusals, then delivered: exactly once.
+    sink.set_fault(Fault::Reply(451), Some(2));
+    let b1 = book(&s, "A", json!({"quantity": 2}), "one@example.com");
+    let m = sink.wait_for(WAIT, tick(&s), |m| !m.is_empty());
+    assert_eq!(m.len(), 1);
+    assert_eq!(sink.data_received(), 3);
+    let want1 = format!("{}.confirmation", public_id(b1["id"].as_str().unwrap()));
+    assert_eq!(entries(&m), BTreeSet::from([want1.clone()]));
+
+    // A permanent refusal: after 3 attempts the entry is a dead letter.
+    sink.set_fault(Fault::Reply(550), None);
+    let b2 = book(&s, "B", json!({"quantity": 1}), "two@example.com");
+    let want2 = format!("{}.confirmation", public_id(b2["id"].as_str().unwrap()));
+    let dead = |s: &TestServer| s.raw("GET", "/v1/admin/outbox?state=dead", None, &admin());
+    let deadline = std::time::Instant::now() + WAIT;
+    let listed = loop {
+        let r = dead(&s);
+        assert_eq!(r.status, 200, "{r:?}");
+        if r.body["dead"] == 1 {
+            break r.body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never dead-lettered: {r:?}"
+        );
+        s.clock.advance_ms(500);
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let e = &listed["entries"][0];
+    assert_eq!(e["id"], want2.as_str());
+    assert_eq!(e["state"], "dead");
+    assert_eq!(e["attempts"], 3);
+    assert_eq!(e["email"], "two@example.com");
+    assert!(e["last_error"].as_str().unwrap().contains("550"), "{e}");
+    assert_eq!(sink.messages().len(), 1);
+
+    // Admin errors: no token, bad state, unknown id, malformed id.
+    let r = s.get("/v1/admin/outbox");
+    assert_eq!(
+        (r.status, r.content_type.as_str()),
+        (401, "application/problem+json")
+    );
+    let r = s.raw("GET", "/v1/admin/outbox?state=lost", None, &admin());
+    assert_eq!(r.status, 400, "{r:?}");
+    let r = s.raw("GET", "/v1/admin/outbox?limit=0", None, &admin());
+    assert_eq!(r.status, 400, "{r:?}");
+    let r = s.raw("GET", "/v1/admin/outbox?color=red", None, &admin());
+    assert_eq!(r.status, 400, "{r:?}");
+    let r = s.raw(
+        "POST",
+        "/v1/admin/outbox/demo.A.b999.confirmation/retry",
+        None,
+        &admin(),
+    );
+    assert_eq!(
+        r.body["type"], "urn:boxoffice:problem:outbox-entry-not-found",
+        "{r:?}"
+    );
+    let r = s.raw("POST", "/v1/admin/outbox/nonsense/retry", None, &admin());
+    assert_eq!(r.status, 404, "{r:?}");
+    let r = s.raw(
+        "POST",
+        &format!("/v1/admin/outbox/{want2}/retry"),
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 401, "{r:?}");
+
+    // The server is fixed; the operator retries; the email arrives.
+    sink.set_fault(Fault::None, None);
+    let r = s.raw(
+        "POST",
+        &format!("/v1/admin/outbox/{want2}/retry"),
+        None,
+        &admin(),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["id"], want2.as_str());
+    assert_eq!(r.body["attempts"], 0);
+    let m = sink.wait_for(WAIT, tick(&s), |m| m.len() == 2);
+    assert_eq!(entries(&m), BTreeSet::from([want1, want2.clone()]));
+    let deadline = std::time::Instant::now() + WAIT;
+    while dead(&s).body["dead"] != 0 || dead(&s).body["pending"] != 0 {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Retrying what is not a dead letter (here: gone, since sent) is refused.
+    let r = s.raw(
+        "POST",
+        &format!("/v1/admin/outbox/{want2}/retry"),
+        None,
+        &admin(),
+    );
+    assert_eq!(r.status, 404, "{r:?}");
+}
+
+#[test]
+fn a_stalled_server_never_blocks_confirms_and_gets_everything_later() {
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &sink);
+    sink.set_fault(Fault::Stall, None);
+    let mut want = BTreeSet::new();
+    let first = book(&s, "C", json!({"quantity": 1}), "c0@example.com");
+    want.insert(format!(
+        "{}.confirmation",
+        public_id(first["id"].as_str().unwrap())
+    ));
+    // Wait until the mail server really hangs on a message...
+    let deadline = std::time::Instant::now() + WAIT;
+    while sink.stalled() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mailer never reached the sink"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // ...then every confirm still answers while it hangs.
+    for i in 1..12 {
+        let b = book(
+            &s,
+            "C",
+            json!({"quantity": 1}),
+            &format!("c{i}@example.com"),
+        );
+        want.insert(format!(
+            "{}.confirmation",
+            public_id(b["id"].as_str().unwrap())
+        ));
+    }
+    assert!(sink.stalled() >= 1, "the server was still hanging");
+    assert!(sink.messages().is_empty());
+    // The server recovers: every confirmation arrives.
+    sink.set_fault(Fault::None, None);
+    let m = sink.wait_for(WAIT, tick(&s), |m| entries(m) == want);
+    assert!(m.len() >= want.len());
+}
+
+#[test]
+fn a_connection_dropped_after_data_resends_the_same_message() {
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &sink);
+    sink.set_fault(Fault::DropAfterData, Some(1));
+    book(&s, "D", json!({"quantity": 2}), "d@example.com");
+    let m = sink.wait_for(WAIT, tick(&s), |m| m.len() == 2);
+    // The same email twice: same Message-ID, same bytes but for the
+    // transport's multipart boundaries.
+    let ids = ids(&m);
+    assert_eq!(ids[0], ids[1]);
+    assert_eq!(one_id_per_entry(&m).len(), 1);
+}
+
+#[test]
+fn a_server_that_was_down_gets_every_email_once_back() {
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = mail_args(dir.path(), &sink);
+    a.mail_attempts_max = 1000;
+    let s = TestServer::start_with(a, Arc::new(ManualClock::new(T0_MS)));
+    sink.down();
+    let mut want = BTreeSet::new();
+    for i in 0..5 {
+        let b = book(
+            &s,
+            "E",
+            json!({"quantity": 1}),
+            &format!("e{i}@example.com"),
+        );
+        want.insert(format!(
+            "{}.confirmation",
+            public_id(b["id"].as_str().unwrap())
+        ));
+    }
+    // A while of refused connections (the clock runs past several retries).
+    for _ in 0..10 {
+        s.clock.advance_ms(200);
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let r = s.raw("GET", "/v1/admin/outbox?state=pending", None, &admin());
+    assert_eq!(r.body["pending"], 5, "{r:?}");
+    assert!(r.body["entries"][0]["last_error"].is_string(), "{r:?}");
+    sink.up();
+    let m = sink.wait_for(WAIT, tick(&s), |m| entries(m) == want);
+    assert_eq!(m.len(), 5, "each delivered once");
+}
+
+#[test]
+fn emails_survive_a_restart_with_the_outbox_full() {
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut want = BTreeSet::new();
+    {
+        let s = start(dir.path(), &sink);
+        sink.down();
+        for i in 0..4 {
+            let b = book(
+                &s,
+                "G",
+                json!({"quantity": 1}),
+                &format!("g{i}@example.com"),
+            );
+            want.insert(format!(
+                "{}.confirmation",
+                public_id(b["id"].as_str().unwrap())
+            ));
+        }
+        s.stop();
+    }
+    sink.up();
+    let s = start(dir.path(), &sink);
+    let m = sink.wait_for(WAIT, tick(&s), |m| entries(m) == want);
+    assert_eq!(m.len(), 4);
+}
+
+/// The real binary, killed with SIGKILL while the outbox has unsent
+/// entries and sends are in flight: after the restart every booking's
+/// email arrives, duplicates carrying the same Message-ID.
+#[test]
+fn every_email_arrives_after_sigkill() {
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    sink.set_fault(Fault::Stall, None);
+    let (mut child, base) = spawn_server(dir.path(), &sink);
+    let mut want = BTreeSet::new();
+    for i in 0..10 {
+        let h = request(
+            "POST",
+            &format!("{base}/v1/events/demo/holds"),
+            Some(json!({"section": "H", "quantity": 1}).to_string()),
+            &[("Content-Type", "application/json")],
+        );
+        assert_eq!(h.status, 201, "{h:?}");
+        let b = request(
+            "POST",
+            &format!("{base}/v1/holds/{}/confirm", h.body["id"].as_str().unwrap()),
+            Some(json!({"email": format!("h{i}@example.com"), "payment_ref": "p"}).to_string()),
+            &[("Content-Type", "application/json")],
+        );
+        assert_eq!(b.status, 201, "{b:?}");
+        want.insert(format!(
+            "{}.confirmation",
+            public_id(b.body["id"].as_str().unwrap())
+        ));
+    }
+    let deadline = std::time::Instant::now() + WAIT;
+    while sink.stalled() == 0 {
+        assert!(std::time::Instant::now() < deadline, "no send in flight");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(sink.messages().is_empty());
+    sink.set_fault(Fault::None, None);
+    let (mut child, _) = spawn_server(dir.path(), &sink);
+    let m = sink.wait_for(WAIT, || {}, |m| entries(m) == want);
+    assert!(m.len() >= want.len());
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+fn spawn_server(dir: &Path, sink: &SmtpSink) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--smtp-url",
+            &sink.url(),
+        ])
+        .args(["--mail-send-timeout-ms", "500", "--mail-backoff-ms", "50"])
+        .args(["--mail-backoff-max-ms", "200", "--mail-concurrency", "2"])
+        .arg("--data-dir")
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the boxoffice binary");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(url) = line.strip_prefix("boxoffice listening on ") {
+                    break url.to_owned();
+                }
+            }
+            _ => panic!("the server exited before listening"),
+        }
+    };
+    (child, base)
+}

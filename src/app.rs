@@ -102,9 +102,10 @@ impl Application {
                 Arc::clone(&clock),
                 Arc::clone(&mail_stats),
             );
+            let enabled = args.mail_enabled;
             <Mailer as actix::Actor>::start_in_arbiter(&mail_arbiter.handle(), move |_| {
                 // On the mailer's own runtime: the SMTP pool lives there.
-                let transport = mail_setup.transport.build(&mail_setup.settings);
+                let transport = enabled.then(|| mail_setup.transport.build(&mail_setup.settings));
                 Mailer::new(
                     outbox,
                     transport,
@@ -121,7 +122,7 @@ impl Application {
             Arc::clone(&clock),
             settings,
             arbiters,
-            Some(mailer.clone().recipient()),
+            args.mail_enabled.then(|| mailer.clone().recipient()),
         ));
         for (_, (def, created_at_ms, sections)) in recovered.events {
             registry.start_event(def, sections, created_at_ms);

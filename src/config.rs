@@ -151,6 +151,11 @@ pub struct ServeArgs {
     #[arg(long, env = "BOXOFFICE_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
 
+    /// Send emails. Off, bookings still queue theirs in the journal, and
+    /// the next start with it on sends them all (a pause, not a loss).
+    #[arg(long, env = "BOXOFFICE_MAIL_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub mail_enabled: bool,
+
     /// The From of every email, e.g. `Tickets <tickets@example.com>`.
     #[arg(
         long,
@@ -160,7 +165,7 @@ pub struct ServeArgs {
     pub mail_from: String,
 
     /// Most emails being sent at once (and pooled SMTP connections).
-    #[arg(long, env = "BOXOFFICE_MAIL_CONCURRENCY", default_value_t = 4,
+    #[arg(long, env = "BOXOFFICE_MAIL_CONCURRENCY", default_value_t = 16,
           value_parser = clap::value_parser!(u64).range(1..=256))]
     pub mail_concurrency: u64,
 

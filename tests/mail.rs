@@ -105,7 +105,8 @@ fn entries(messages: &[Vec<u8>]) -> BTreeSet<String> {
 }
 
 fn qr_token(png_bytes: &[u8]) -> String {
-    let decoder = png::Decoder::new(png_bytes);
+    let mut decoder = png::Decoder::new(png_bytes);
+    decoder.set_transformations(png::Transformations::EXPAND);
     let mut reader = decoder.read_info().unwrap();
     let mut buf = vec![0; reader.output_buffer_size()];
     let info = reader.next_frame(&mut buf).unwrap();
@@ -516,4 +517,114 @@ fn spawn_server(dir: &Path, sink: &SmtpSink) -> (Child, String) {
         }
     };
     (child, base)
+}
+
+/// Runs the binary with `args` and expects it to refuse to start, naming
+/// the setting.
+fn refuses(args: &[&str], needle: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} started");
+    assert!(stderr.contains(needle), "{args:?}: {stderr}");
+}
+
+#[test]
+fn bad_mail_settings_are_refused_at_start_by_name() {
+    refuses(&["--mail-from", "not an address"], "--mail-from");
+    refuses(&["--smtp-url", "gopher://mail"], "--smtp-url");
+    refuses(&["--smtp-url", "::"], "--smtp-url");
+    refuses(&["--ticket-key", "abc"], "--ticket-key");
+    refuses(&["--mail-concurrency", "0"], "--mail-concurrency");
+    refuses(&["--mail-attempts-max", "0"], "--mail-attempts-max");
+}
+
+#[test]
+fn ticket_verify_checks_tokens_against_the_data_dir_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = TicketKey::load_or_create(dir.path()).unwrap();
+    let token = key.sign(&boxoffice::mail::Ticket {
+        e: "demo".into(),
+        s: "A".into(),
+        b: 7,
+        seats: vec!["A/1/1".into()],
+        qty: None,
+    });
+    let verify = |token: &str| {
+        Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+            .args(["ticket", "verify", token, "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let ok = verify(&token);
+    assert!(ok.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout).trim(),
+        "valid: event demo, section A, booking 7, seats A/1/1"
+    );
+    let forged = verify(&token.replace("BXT1.ey", "BXT1.ez"));
+    assert!(!forged.status.success());
+    let bad = verify("hello");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a boxoffice ticket"));
+}
+
+#[test]
+fn outbox_commands_list_and_retry_over_the_admin_api() {
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &sink);
+    sink.down();
+    let b = book(&s, "J", json!({"quantity": 1}), "j@example.com");
+    let id = format!("{}.confirmation", public_id(b["id"].as_str().unwrap()));
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+            .args(["outbox"])
+            .args(args)
+            .args(["--server", &s.base, "--admin-token", ADMIN_TOKEN])
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["list", "--state", "pending"]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("1 pending, 0 dead"), "{stdout}");
+    assert!(
+        stdout.contains(&id) && stdout.contains("j@example.com"),
+        "{stdout}"
+    );
+    let out = cli(&["list", "--state", "dead", "--json"]);
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed["entries"], json!([]));
+    // Only dead letters can be retried: the server's reason is shown.
+    let out = cli(&["retry", &id]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("409"),
+        "{out:?}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+        .args([
+            "outbox",
+            "list",
+            "--server",
+            &s.base,
+            "--admin-token",
+            "wrong",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("401"),
+        "{out:?}"
+    );
+    sink.up();
 }

@@ -41,6 +41,11 @@ pub use ticket::{Ticket, TicketError, TicketKey};
 use crate::clock::Clock;
 use crate::journal::{encode, Journal, Record};
 
+/// Nice value of the mailer's thread. Emails are background work: under a
+/// sale's full CPU load the sections come first and the mailer catches up
+/// after the rush (measured in BENCHMARKS.md).
+pub const MAILER_NICE: i32 = 10;
+
 /// How often the mailer looks for entries whose retry time has come.
 const TICK: Duration = Duration::from_millis(50);
 /// Longest error text kept per entry (SMTP servers can be chatty).
@@ -228,9 +233,10 @@ pub struct Mailer {
 }
 
 impl Mailer {
+    /// A mailer without a transport keeps its outbox and sends nothing.
     pub fn new(
         outbox: Outbox,
-        transport: Transport,
+        transport: Option<Transport>,
         renderer: Arc<Renderer>,
         journal: Journal,
         clock: Arc<dyn Clock>,
@@ -244,7 +250,7 @@ impl Mailer {
         };
         let m = Mailer {
             outbox,
-            transport: Some(transport),
+            transport,
             renderer,
             journal,
             clock,
@@ -404,6 +410,26 @@ impl Mailer {
     }
 }
 
+/// Lowers the calling thread's scheduling priority (Linux: a thread id
+/// given to `setpriority` names that thread alone). Best effort: a failure
+/// costs only priority, so it is logged, not fatal.
+pub fn lower_thread_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority take no pointers and only affect
+        // the scheduling of the calling thread.
+        let rc = unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
+        };
+        if rc != 0 {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "cannot lower the mailer's priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+}
+
 fn truncate(mut s: String) -> String {
     if s.len() > ERROR_LEN_MAX {
         let mut end = ERROR_LEN_MAX;
@@ -419,6 +445,7 @@ impl Actor for Mailer {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        lower_thread_priority(MAILER_NICE);
         tracing::info!(
             transport = self.transport.as_ref().map_or("none", Transport::describe),
             unsent = self.outbox.len(),

@@ -39,6 +39,8 @@ struct State {
     data_received: usize,
     /// Connections currently stalled.
     stalled: usize,
+    /// Connections accepted so far.
+    connections: usize,
 }
 
 struct Shared {
@@ -50,12 +52,20 @@ struct Shared {
 
 pub struct SmtpSink {
     pub addr: SocketAddr,
+
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl SmtpSink {
     pub fn start() -> SmtpSink {
+        Self::start_niced(0)
+    }
+
+    /// A sink whose threads run at `nice` (benches: the sink stands in for
+    /// a mail server on another machine, so it should take as little CPU
+    /// as it can from the server under test).
+    pub fn start_niced(nice: i32) -> SmtpSink {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
@@ -65,7 +75,10 @@ impl SmtpSink {
             stop: AtomicBool::new(false),
         });
         let s = Arc::clone(&shared);
-        let thread = std::thread::spawn(move || accept_loop(listener, addr, s));
+        let thread = std::thread::spawn(move || {
+            set_nice(nice);
+            accept_loop(listener, addr, s, nice)
+        });
         SmtpSink {
             addr,
             shared,
@@ -96,6 +109,16 @@ impl SmtpSink {
 
     pub fn messages(&self) -> Vec<Vec<u8>> {
         self.shared.state.lock().unwrap().messages.clone()
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.shared.state.lock().unwrap().connections
+    }
+
+    /// Messages accepted so far.
+    pub fn count(&self) -> usize {
+        self.shared.state.lock().unwrap().messages.len()
     }
 
     pub fn data_received(&self) -> usize {
@@ -142,7 +165,16 @@ impl Drop for SmtpSink {
     }
 }
 
-fn accept_loop(listener: TcpListener, addr: SocketAddr, shared: Arc<Shared>) {
+fn set_nice(nice: i32) {
+    if nice != 0 {
+        // SAFETY: affects only the calling thread's scheduling.
+        unsafe {
+            libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice);
+        }
+    }
+}
+
+fn accept_loop(listener: TcpListener, addr: SocketAddr, shared: Arc<Shared>, nice: i32) {
     let mut listener = Some(listener);
     while !shared.stop.load(Ordering::SeqCst) {
         if shared.down.load(Ordering::SeqCst) {
@@ -164,12 +196,14 @@ fn accept_loop(listener: TcpListener, addr: SocketAddr, shared: Arc<Shared>) {
         match l.accept() {
             Ok((stream, _)) => {
                 stream.set_nonblocking(false).unwrap();
+                shared.state.lock().unwrap().connections += 1;
                 let s = Arc::clone(&shared);
                 std::thread::spawn(move || {
+                    set_nice(nice);
                     let _ = session(stream, s);
                 });
             }
-            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
         }
     }
 }

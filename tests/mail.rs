@@ -628,3 +628,39 @@ fn outbox_commands_list_and_retry_over_the_admin_api() {
     );
     sink.up();
 }
+
+#[test]
+fn without_smtp_emails_are_eml_files_in_the_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path());
+    let b = book(&s, "K", json!({"quantity": 2}), "k@example.com");
+    let mail_dir = dir.path().join("mail");
+    let deadline = std::time::Instant::now() + WAIT;
+    let files = loop {
+        let files: Vec<_> = std::fs::read_dir(&mail_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+            .collect();
+        if !files.is_empty() {
+            break files;
+        }
+        assert!(std::time::Instant::now() < deadline, "no .eml written");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(files.len(), 1);
+    let raw = std::fs::read(&files[0]).unwrap();
+    let msg = MessageParser::default().parse(&raw).unwrap();
+    let mid = msg.message_id().unwrap();
+    assert!(
+        mid.starts_with(&format!(
+            "{}.confirmation.",
+            public_id(b["id"].as_str().unwrap())
+        )),
+        "{mid}"
+    );
+    assert_eq!(
+        msg.to().unwrap().first().unwrap().address(),
+        Some("k@example.com")
+    );
+}

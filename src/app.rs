@@ -28,6 +28,7 @@ use crate::layout::{EventSpec, DEMO_EVENT_JSON};
 use crate::mail::{
     MailKey, MailKind, MailSettings, MailStats, Mailer, Outbox, Renderer, TicketKey, TransportSpec,
 };
+use crate::snapshot;
 
 pub struct Application {
     port: u16,
@@ -41,11 +42,17 @@ pub struct Application {
     _lock: File,
 }
 
+/// One event as recovery rebuilt it: definition, creation time, sections,
+/// and the document it was created from (snapshots keep that).
+type EventParts = (Arc<EventDef>, u64, Vec<Section>, String);
+
 /// What replay rebuilt, before any actor starts.
 struct Recovered {
-    events: BTreeMap<String, (Arc<EventDef>, u64, Vec<Section>)>,
+    events: BTreeMap<String, EventParts>,
     outbox: Outbox,
     records: u64,
+    /// Journal position of the snapshot recovery started from, if any.
+    snapshot: Option<u64>,
 }
 
 impl Application {
@@ -54,6 +61,7 @@ impl Application {
     pub async fn build(args: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let data_dir = &args.data_dir;
+        repair_interrupted_restore(data_dir)?;
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
         let lock = lock_data_dir(data_dir)?;
@@ -64,6 +72,7 @@ impl Application {
         let mut store = Store::open(&data_dir.join("journal"))?;
         let started = std::time::Instant::now();
         let recovered = recover(
+            data_dir,
             &mut store,
             &idempotency,
             clock.now_ms(),
@@ -73,6 +82,7 @@ impl Application {
             records = recovered.records,
             events = recovered.events.len(),
             unsent_emails = recovered.outbox.len(),
+            snapshot = ?recovered.snapshot,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "journal replayed"
         );
@@ -124,7 +134,7 @@ impl Application {
             arbiters,
             args.mail_enabled.then(|| mailer.clone().recipient()),
         ));
-        for (_, (def, created_at_ms, sections)) in recovered.events {
+        for (_, (def, created_at_ms, sections, _)) in recovered.events {
             registry.start_event(def, sections, created_at_ms);
         }
 
@@ -263,21 +273,81 @@ enum ReplayError {
     Open(#[from] OpenError),
     #[error("journal batch {batch}: {message}")]
     Invalid { batch: u64, message: String },
+    #[error("snapshot {path}: {message}")]
+    Snapshot { path: String, message: String },
+    #[error("the journal starts at batch {first}, but no usable snapshot reaches it (snapshots: {tried})")]
+    Gap { first: u64, tried: String },
 }
 
 /// Rebuilds every event and section from the journal, and the remembered
 /// idempotent answers younger than `idem_ttl_ms`.
 fn recover(
+    data_dir: &Path,
     store: &mut Store,
     idem: &IdempotencyStore,
     now_ms: u64,
     idem_ttl_ms: u64,
 ) -> Result<Recovered, ReplayError> {
-    let mut events: BTreeMap<String, (Arc<EventDef>, u64, Vec<Section>)> = BTreeMap::new();
+    let mut events: BTreeMap<String, EventParts> = BTreeMap::new();
     let mut outbox = Outbox::new();
     let mut records = 0u64;
     let fresh = |at_ms: u64| now_ms < at_ms.saturating_add(idem_ttl_ms);
-    store.replay(|batch, record| {
+
+    // The newest snapshot that reads, checks and rebuilds; a damaged one
+    // is skipped (logged) in favour of an older one.
+    let mut start = 0;
+    let mut snapshot_pos = None;
+    let mut tried = Vec::new();
+    let listed = snapshot::list(data_dir).map_err(|e| ReplayError::Snapshot {
+        path: data_dir.join(snapshot::DIR).display().to_string(),
+        message: e.to_string(),
+    })?;
+    for (_, path) in listed {
+        let loaded = snapshot::read(&path).and_then(|snap| {
+            let restored = snap.restore()?;
+            Ok((snap, restored))
+        });
+        match loaded {
+            Ok((snap, restored)) => {
+                load_snapshot(&snap, restored, &mut events, &mut outbox, idem, &fresh).map_err(
+                    |message| ReplayError::Snapshot {
+                        path: path.display().to_string(),
+                        message,
+                    },
+                )?;
+                start = snap.header.journal_position;
+                snapshot_pos = Some(start);
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "skipping an unusable snapshot");
+                tried.push(format!("{}: {e}", path.display()));
+            }
+        }
+    }
+    let first = store.first_batch()?;
+    if snapshot_pos.is_none() && !tried.is_empty() && first != Some(0) {
+        // Snapshots exist, none loads, and the journal alone does not
+        // reach back to the start: starting would silently lose data.
+        return Err(ReplayError::Gap {
+            first: first.unwrap_or(0),
+            tried: tried.join("; "),
+        });
+    }
+    if let Some(first) = first {
+        if first > start {
+            return Err(ReplayError::Gap {
+                first,
+                tried: if tried.is_empty() {
+                    "none".into()
+                } else {
+                    tried.join("; ")
+                },
+            });
+        }
+    }
+
+    store.replay_from(start, |batch, record| {
         records += 1;
         let invalid = |message: String| ReplayError::Invalid { batch, message };
         match record {
@@ -304,7 +374,7 @@ fn recover(
                     .iter()
                     .map(|l| Section::new(Arc::clone(l), def.limits))
                     .collect();
-                events.insert(def.id.clone(), (def, at_ms, sections));
+                events.insert(def.id.clone(), (def, at_ms, sections, spec_json));
             }
             Record::Section {
                 event,
@@ -312,7 +382,7 @@ fn recover(
                 change,
                 idem: tag,
             } => {
-                let (def, _, sections) = events
+                let (def, _, sections, _) = events
                     .get_mut(&event)
                     .ok_or_else(|| invalid(format!("change to unknown event {event:?}")))?;
                 let s = sections
@@ -398,7 +468,179 @@ fn recover(
         events,
         outbox,
         records,
+        snapshot: snapshot_pos,
     })
+}
+
+/// Puts a checked snapshot's state in place of an empty start.
+fn load_snapshot(
+    snap: &snapshot::Snapshot,
+    restored: snapshot::Restored,
+    events: &mut BTreeMap<String, EventParts>,
+    outbox: &mut Outbox,
+    idem: &IdempotencyStore,
+    fresh: &dyn Fn(u64) -> bool,
+) -> Result<(), String> {
+    for e in restored.events {
+        events.insert(
+            e.def.id.clone(),
+            (e.def, e.created_at_ms, e.sections, e.spec_json),
+        );
+    }
+    for a in &snap.body.idempotency {
+        if fresh(a.at_ms) {
+            idem.restore(
+                &a.key,
+                a.fingerprint,
+                a.status,
+                actix_web::web::Bytes::from(a.body.clone()),
+                a.at_ms,
+            );
+        }
+    }
+    for m in &snap.body.outbox {
+        let (def, _, sections, _) = events
+            .get(&m.event)
+            .ok_or_else(|| format!("outbox entry for unknown event {:?}", m.event))?;
+        let section = sections
+            .iter()
+            .find(|s| s.layout().id == m.section)
+            .ok_or_else(|| format!("outbox entry for unknown section {}/{}", m.event, m.section))?;
+        let booking = section.booking(m.booking).ok_or_else(|| {
+            format!(
+                "outbox entry for unknown booking {}/{}/{}",
+                m.event, m.section, m.booking
+            )
+        })?;
+        outbox.restore(
+            mail_entry(def, section, booking, m.kind.into()),
+            m.attempts,
+            m.next_at_ms,
+            m.last_error.clone(),
+            m.dead,
+        );
+    }
+    Ok(())
+}
+
+/// `boxoffice snapshot create --data-dir`: a snapshot of a stopped data
+/// directory (the lock keeps a running server out), at the end of its
+/// journal. Returns the header written.
+pub fn snapshot_data_dir(
+    data_dir: &Path,
+    out: &Path,
+    now_ms: u64,
+) -> anyhow::Result<snapshot::Header> {
+    if !data_dir.join("journal").exists() {
+        bail!("{} holds no boxoffice journal", data_dir.display());
+    }
+    let _lock = lock_data_dir(data_dir)
+        .context("stop the server first, or ask it with --server (admin API)")?;
+    let defaults = ServeArgs::default();
+    let idem = IdempotencyStore::new(
+        defaults.idempotency_ttl_secs * 1000,
+        defaults.idempotency_keys_max,
+    );
+    let mut store = Store::open(&data_dir.join("journal"))?;
+    // Keep every remembered answer (time 0 finds them all fresh): the
+    // snapshot stays a function of the journal alone, and whoever loads
+    // it drops what is stale by its own clock.
+    let recovered = recover(
+        data_dir,
+        &mut store,
+        &idem,
+        0,
+        defaults.idempotency_ttl_secs * 1000,
+    )?;
+    let answers = idem.answers(0);
+    let (header, body) = snapshot::capture(
+        recovered
+            .events
+            .values()
+            .map(|(def, created, sections, spec)| snapshot::EventState {
+                spec_json: spec,
+                def,
+                created_at_ms: *created,
+                sections,
+            }),
+        &answers,
+        &recovered.outbox,
+        store.next_batch(),
+        now_ms,
+    );
+    let bytes = snapshot::encode(&header, &body);
+    snapshot::write_atomic(out, &bytes)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(header)
+}
+
+/// `boxoffice snapshot restore`: checks `file`, builds a fresh data
+/// directory beside `data_dir` holding only that snapshot, and swaps it
+/// in when complete. A non-empty `data_dir` is replaced only with `force`,
+/// and never while a server holds it.
+pub fn restore_snapshot(
+    file: &Path,
+    data_dir: &Path,
+    force: bool,
+) -> anyhow::Result<snapshot::Header> {
+    repair_interrupted_restore(data_dir)?;
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let snap = snapshot::decode(&bytes).with_context(|| format!("{}", file.display()))?;
+    snap.restore()
+        .with_context(|| format!("{}", file.display()))?;
+    let non_empty = std::fs::read_dir(data_dir)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    if non_empty && !force {
+        bail!(
+            "{} is not empty: restoring replaces everything in it; pass --force to do that",
+            data_dir.display()
+        );
+    }
+    let _lock = if non_empty {
+        Some(lock_data_dir(data_dir)?)
+    } else {
+        None
+    };
+    let name = data_dir
+        .file_name()
+        .context("the data directory needs a name")?
+        .to_string_lossy()
+        .into_owned();
+    let parent = data_dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
+    let tmp = parent.join(format!(".{name}.restoring"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).with_context(|| format!("cannot clear {}", tmp.display()))?;
+    }
+    std::fs::create_dir_all(tmp.join(snapshot::DIR))?;
+    snapshot::write_atomic(
+        &snapshot::path_for(&tmp, snap.header.journal_position),
+        &bytes,
+    )?;
+    File::open(&tmp)?.sync_all()?;
+    // Swap: the old directory moves aside, the new one takes its name, and
+    // only then is the old one removed. A crash in between leaves either
+    // the old directory in place or the new one (and a leftover to clean).
+    let old = parent.join(format!(".{name}.replaced"));
+    if data_dir.exists() {
+        if old.exists() {
+            std::fs::remove_dir_all(&old)?;
+        }
+        std::fs::rename(data_dir, &old)
+            .with_context(|| format!("cannot move {} aside", data_dir.display()))?;
+    }
+    std::fs::rename(&tmp, data_dir)
+        .with_context(|| format!("cannot move the restored data into {}", data_dir.display()))?;
+    File::open(parent)?.sync_all()?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old)?;
+    }
+    Ok(snap.header)
 }
 
 /// The mailer's parts, built and checked before anything else starts, so a
@@ -445,4 +687,44 @@ impl MailSetup {
             settings,
         })
     }
+}
+
+/// The names a restore uses beside `data_dir`: the directory being built,
+/// and the old directory moved aside during the swap.
+fn restore_names(data_dir: &Path) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let name = data_dir.file_name()?.to_string_lossy().into_owned();
+    let parent = data_dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    Some((
+        parent.join(format!(".{name}.restoring")),
+        parent.join(format!(".{name}.replaced")),
+    ))
+}
+
+/// Finishes or undoes a restore that a crash interrupted, so the data
+/// directory is the old state or the new one, never missing or mixed: a
+/// half-built new directory is dropped; if the crash fell between moving
+/// the old directory aside and moving the new one in, the old one comes
+/// back.
+pub fn repair_interrupted_restore(data_dir: &Path) -> anyhow::Result<()> {
+    let Some((restoring, replaced)) = restore_names(data_dir) else {
+        return Ok(());
+    };
+    if replaced.exists() {
+        if data_dir.exists() {
+            std::fs::remove_dir_all(&replaced)
+                .with_context(|| format!("cannot remove {}", replaced.display()))?;
+        } else {
+            tracing::warn!(dir = %data_dir.display(), "a restore was interrupted mid-swap; putting the old data back");
+            std::fs::rename(&replaced, data_dir)
+                .with_context(|| format!("cannot move {} back", replaced.display()))?;
+        }
+    }
+    if restoring.exists() {
+        std::fs::remove_dir_all(&restoring)
+            .with_context(|| format!("cannot remove {}", restoring.display()))?;
+    }
+    Ok(())
 }

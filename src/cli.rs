@@ -4,7 +4,7 @@
 use anyhow::{bail, Context};
 use serde_json::Value;
 
-use crate::config::{AdminClient, OutboxCommand, TicketCommand};
+use crate::config::{AdminClient, OutboxCommand, SnapshotCommand, TicketCommand};
 use crate::mail::TicketKey;
 
 pub fn outbox(cmd: OutboxCommand) -> anyhow::Result<()> {
@@ -108,4 +108,90 @@ pub fn ticket(cmd: TicketCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+pub fn snapshot(cmd: SnapshotCommand) -> anyhow::Result<()> {
+    use crate::snapshot;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    match cmd {
+        SnapshotCommand::Create { out, data_dir } => {
+            let started = std::time::Instant::now();
+            eprintln!("replaying {} ...", data_dir.display());
+            let h = crate::app::snapshot_data_dir(&data_dir, &out, now_ms)?;
+            println!(
+                "wrote {} at journal position {} in {:.1} s: {}",
+                out.display(),
+                h.journal_position,
+                started.elapsed().as_secs_f64(),
+                summary(&h)
+            );
+            Ok(())
+        }
+        SnapshotCommand::Verify { file } => {
+            let started = std::time::Instant::now();
+            let snap = snapshot::read(&file)?;
+            snap.restore()?;
+            println!(
+                "{}: valid ({}, journal position {}, checked in {:.1} s): {}",
+                file.display(),
+                snap.header.format,
+                snap.header.journal_position,
+                started.elapsed().as_secs_f64(),
+                summary(&snap.header)
+            );
+            Ok(())
+        }
+        SnapshotCommand::Inspect { file, json } => {
+            let snap = snapshot::read(&file)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&snap.header)?);
+                return Ok(());
+            }
+            let h = &snap.header;
+            println!("format            {}", h.format);
+            println!("created           {}", h.created_at);
+            println!("journal position  {}", h.journal_position);
+            println!("idempotency keys  {}", h.idempotency_answers);
+            println!("unsent emails     {}", h.outbox_entries);
+            println!(
+                "{:<24} {:>8} {:>9} {:>8} {:>8} {:>8} {:>9}",
+                "event", "sections", "capacity", "held", "sold", "holds", "bookings"
+            );
+            for e in &h.events {
+                println!(
+                    "{:<24} {:>8} {:>9} {:>8} {:>8} {:>8} {:>9}",
+                    e.id, e.sections, e.capacity, e.held, e.sold, e.holds, e.bookings
+                );
+            }
+            Ok(())
+        }
+        SnapshotCommand::Restore {
+            file,
+            data_dir,
+            force,
+        } => {
+            let h = crate::app::restore_snapshot(&file, &data_dir, force)?;
+            println!(
+                "restored {} into {} (journal position {}): {}",
+                file.display(),
+                data_dir.display(),
+                h.journal_position,
+                summary(&h)
+            );
+            Ok(())
+        }
+    }
+}
+
+fn summary(h: &crate::snapshot::Header) -> String {
+    let sold: u64 = h.events.iter().map(|e| e.sold).sum();
+    let held: u64 = h.events.iter().map(|e| e.held).sum();
+    let bookings: u64 = h.events.iter().map(|e| e.bookings).sum();
+    format!(
+        "{} events, {sold} places sold, {held} held, {bookings} bookings, {} unsent emails",
+        h.events.len(),
+        h.outbox_entries
+    )
 }

@@ -26,6 +26,40 @@ pub enum Command {
     /// Check a ticket token (the content of a ticket's QR code).
     #[command(subcommand)]
     Ticket(TicketCommand),
+    /// Create, verify, inspect and restore snapshots.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Snapshot a stopped server's data directory.
+    Create {
+        /// Where to write the snapshot.
+        #[arg(long)]
+        out: PathBuf,
+        /// The data directory (the server must be stopped).
+        #[arg(long, env = "BOXOFFICE_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// Check a snapshot: checksum, version, and every section's state.
+    Verify { file: PathBuf },
+    /// Summarize a snapshot.
+    Inspect {
+        file: PathBuf,
+        /// Print the header as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a data directory hold exactly a snapshot's state.
+    Restore {
+        file: PathBuf,
+        #[arg(long, env = "BOXOFFICE_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Replace a non-empty data directory.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

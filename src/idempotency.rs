@@ -27,6 +27,16 @@ enum Slot {
     },
 }
 
+/// A remembered answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub key: String,
+    pub fingerprint: [u8; 32],
+    pub status: u16,
+    pub body: Bytes,
+    pub at_ms: u64,
+}
+
 #[derive(Debug)]
 pub struct IdempotencyStore {
     shards: Vec<Mutex<HashMap<String, Slot>>>,
@@ -108,6 +118,36 @@ impl IdempotencyStore {
             fingerprint,
             finished: false,
         })
+    }
+
+    /// Every remembered answer still fresh at `now_ms`, sorted by key:
+    /// what a snapshot keeps.
+    pub fn answers(&self, now_ms: u64) -> Vec<Answer> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            let map = shard.lock().unwrap_or_else(|e| e.into_inner());
+            for (key, slot) in map.iter() {
+                if let Slot::Done {
+                    fingerprint,
+                    status,
+                    body,
+                    at_ms,
+                } = slot
+                {
+                    if now_ms < at_ms.saturating_add(self.ttl_ms) {
+                        out.push(Answer {
+                            key: key.clone(),
+                            fingerprint: *fingerprint,
+                            status: *status,
+                            body: body.clone(),
+                            at_ms: *at_ms,
+                        });
+                    }
+                }
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
     }
 
     /// Puts back an answer found in the journal on start-up.

@@ -14,6 +14,8 @@
 //!   idempotency, OpenAPI.
 //! - [`mail`]: the durable outbox and the mailer actor that sends the
 //!   confirmation and cancellation emails (SMTP via lettre, or `.eml` files).
+//! - [`snapshot`]: the snapshot file format: a checksummed logical dump of
+//!   every section at a journal position; create, verify, restore.
 //! - [`app`]: wiring: open the journal, replay, start actors, bind, serve.
 //! - [`cli`]: operator commands against a running server or a data
 //!   directory (`outbox list|retry`, `ticket verify`).
@@ -30,3 +32,4 @@ pub mod idempotency;
 pub mod journal;
 pub mod layout;
 pub mod mail;
+pub mod snapshot;

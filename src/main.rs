@@ -20,5 +20,6 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => boxoffice::app::serve(args),
         Command::Outbox(cmd) => boxoffice::cli::outbox(cmd),
         Command::Ticket(cmd) => boxoffice::cli::ticket(cmd),
+        Command::Snapshot(cmd) => boxoffice::cli::snapshot(cmd),
     }
 }

@@ -12,7 +12,19 @@ use std::sync::Arc;
 use boxoffice::domain::{Change, Claim, CommandError, Section, SectionKind};
 use boxoffice::journal::{decode_all, encode_into, ChangeRecord, Record};
 use boxoffice::layout::EventSpec;
+use boxoffice::snapshot::wire::SectionSnap;
 use proptest::prelude::*;
+
+/// Section → its snapshot record → postcard bytes → back: what a
+/// snapshot file does to each section.
+fn snapshot_round_trip(def: &boxoffice::domain::EventDef, s: &Section) -> Section {
+    let snap = SectionSnap::from_parts(&s.layout().id, &s.parts());
+    let bytes = postcard::to_stdvec(&snap).unwrap();
+    let back: SectionSnap = postcard::from_bytes(&bytes).unwrap();
+    assert_eq!(back, snap);
+    let parts = back.to_parts(s.layout()).expect("parts fit the layout");
+    Section::from_parts(Arc::clone(s.layout()), def.limits, parts).expect("a snapshot restores")
+}
 
 const TTL_MS: u64 = 60_000;
 const MAX: u32 = 4;
@@ -430,6 +442,12 @@ impl Harness {
                 a.sort_by_key(|h| h.seq);
                 b.sort_by_key(|h| h.seq);
                 assert_eq!(a, b);
+                assert_eq!(replayed.parts(), self.section.parts());
+                // A snapshot of the same state rebuilds it exactly too.
+                let restored = snapshot_round_trip(&self.def, &self.section);
+                assert_eq!(restored.parts(), self.section.parts());
+                assert_eq!(restored.seat_states(), self.section.seat_states());
+                assert_eq!(restored.counts(), self.section.counts());
                 self.section = replayed;
             }
         }

@@ -18,6 +18,6 @@ mod venue;
 pub use ids::{is_valid_name, BookingRef, HoldRef, IdError, RefKind};
 pub use section::{
     Booking, BookingStatus, CategoryCounts, Change, Claim, CommandError, Hold, HoldEnd, Section,
-    SectionCounts,
+    SectionCounts, SectionParts,
 };
 pub use venue::{Category, EventDef, Limits, Row, Seat, SeatMap, SectionKind, SectionLayout};

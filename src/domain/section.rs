@@ -71,6 +71,18 @@ pub enum HoldEnd {
     Confirmed { booking: u64 },
 }
 
+/// The whole state of a section, as a snapshot keeps it; see
+/// [`Section::parts`] and [`Section::from_parts`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SectionParts {
+    pub next_hold: u64,
+    pub next_booking: u64,
+    pub holds: Vec<Hold>,
+    pub bookings: Vec<Booking>,
+    /// (hold, secret, how it ended), oldest first.
+    pub ended: Vec<(u64, u64, HoldEnd)>,
+}
+
 /// Everything that can happen to a section. A `Change` is decided once,
 /// written to the journal, and applied both live and on replay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -535,6 +547,89 @@ impl Section {
             }
         }
         Err(CommandError::NoAdjacentBlock { wanted: n, largest })
+    }
+
+    // ---- parts: the whole state, for snapshots ----
+
+    /// Everything needed to rebuild this section exactly, in a canonical
+    /// order (holds and bookings by number, ended holds oldest first).
+    pub fn parts(&self) -> SectionParts {
+        let mut holds: Vec<Hold> = self.holds.values().cloned().collect();
+        holds.sort_by_key(|h| h.seq);
+        let mut bookings: Vec<Booking> = self.bookings.values().cloned().collect();
+        bookings.sort_by_key(|b| b.seq);
+        let ended = self
+            .ended_order
+            .iter()
+            .map(|seq| {
+                let (secret, end) = self.ended[seq];
+                (*seq, secret, end)
+            })
+            .collect();
+        SectionParts {
+            next_hold: self.next_hold,
+            next_booking: self.next_booking,
+            holds,
+            bookings,
+            ended,
+        }
+    }
+
+    /// Rebuilds a section from `parts`, which may come from a file: every
+    /// claim is checked (seats exist, are not listed twice and have one
+    /// owner; standing places fit) and an inconsistent state is an error,
+    /// never a panic.
+    pub fn from_parts(
+        layout: Arc<SectionLayout>,
+        limits: Limits,
+        parts: SectionParts,
+    ) -> Result<Section, ApplyError> {
+        let mut s = Section::new(layout, limits);
+        let check_claim = |s: &Section, claim: &Claim, what: &str| -> Result<(), ApplyError> {
+            if let Claim::Seats(seats) = claim {
+                let mut sorted = seats.to_vec();
+                sorted.sort_unstable();
+                if sorted.is_empty() || sorted.windows(2).any(|w| w[0] == w[1]) {
+                    return Err(ApplyError(format!("{what}: empty or repeated seats")));
+                }
+            }
+            s.check_claim_free(claim)
+                .map_err(|e| ApplyError(format!("{what}: {}", e.0)))
+        };
+        for b in parts.bookings {
+            if b.seq >= parts.next_booking || s.bookings.contains_key(&b.seq) {
+                return Err(ApplyError(format!("booking {} is out of sequence", b.seq)));
+            }
+            if b.status == BookingStatus::Confirmed {
+                check_claim(&s, &b.claim, &format!("booking {}", b.seq))?;
+                s.move_places(&b.claim, Move::Hold(b.seq));
+                s.move_places(&b.claim, Move::Sell(b.seq));
+            }
+            s.bookings.insert(b.seq, b);
+        }
+        for h in parts.holds {
+            if h.seq >= parts.next_hold || s.holds.contains_key(&h.seq) {
+                return Err(ApplyError(format!("hold {} is out of sequence", h.seq)));
+            }
+            check_claim(&s, &h.claim, &format!("hold {}", h.seq))?;
+            s.move_places(&h.claim, Move::Hold(h.seq));
+            s.expiries.push(Reverse((h.expires_at_ms, h.seq)));
+            s.holds.insert(h.seq, h);
+        }
+        if parts.ended.len() > HOLD_TOMBSTONES_MAX {
+            return Err(ApplyError("too many ended holds".into()));
+        }
+        for (seq, secret, end) in parts.ended {
+            if seq >= parts.next_hold || s.holds.contains_key(&seq) || s.ended.contains_key(&seq) {
+                return Err(ApplyError(format!("ended hold {seq} is out of sequence")));
+            }
+            s.remember_end(seq, secret, end);
+        }
+        s.next_hold = parts.next_hold;
+        s.next_booking = parts.next_booking;
+        #[cfg(debug_assertions)]
+        s.check_invariants();
+        Ok(s)
     }
 
     // ---- apply: the one place state changes ----

@@ -166,8 +166,33 @@ impl Store {
     /// its batch. Stops at the first error.
     pub fn replay<E: From<OpenError>>(
         &mut self,
+        f: impl FnMut(u64, Record) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.replay_from(0, f)
+    }
+
+    /// The first batch position still in the journal, if any.
+    pub fn first_batch(&self) -> Result<Option<u64>, OpenError> {
+        match self.db.first().map_err(OpenError::Read)? {
+            Some((k, _)) => Ok(parse_key(&k).map(|(b, _)| b)),
+            None => Ok(None),
+        }
+    }
+
+    /// Never hands out a batch position below `position` (after loading a
+    /// snapshot that reaches there, new batches must come after it).
+    pub fn advance_to(&mut self, position: u64) {
+        self.next_batch = self.next_batch.max(position);
+    }
+
+    /// Like [`Store::replay`], from batch `start` on (earlier batches are
+    /// covered by a snapshot).
+    pub fn replay_from<E: From<OpenError>>(
+        &mut self,
+        start: u64,
         mut f: impl FnMut(u64, Record) -> Result<(), E>,
     ) -> Result<(), E> {
+        self.next_batch = self.next_batch.max(start);
         let mut current: Option<(u64, u32, Vec<u8>)> = None;
         let finish = |batch: u64, bytes: &[u8], f: &mut dyn FnMut(u64, Record) -> Result<(), E>| {
             let records = decode_all(bytes).map_err(|e| OpenError::Corrupt {
@@ -179,7 +204,7 @@ impl Store {
             }
             Ok::<(), E>(())
         };
-        for item in self.db.iter() {
+        for item in self.db.range(key(start, 0)..) {
             let (key, value) = item.map_err(OpenError::Read)?;
             let Some((batch, chunk)) = parse_key(&key) else {
                 return Err(OpenError::Corrupt {

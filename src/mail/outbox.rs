@@ -183,6 +183,44 @@ impl Outbox {
         self.schedule.push(Reverse((now_ms, key)));
     }
 
+    /// Puts back an entry as a snapshot kept it (a sending entry is kept
+    /// as pending: its send may not have finished).
+    pub fn restore(
+        &mut self,
+        entry: MailEntry,
+        attempts: u32,
+        next_at_ms: u64,
+        last_error: Option<String>,
+        dead: bool,
+    ) {
+        let key = entry.key.clone();
+        if self.slots.contains_key(&key) {
+            return;
+        }
+        let state = if dead {
+            self.dead += 1;
+            SlotState::Dead
+        } else {
+            self.schedule.push(Reverse((next_at_ms, key.clone())));
+            SlotState::Pending
+        };
+        self.slots.insert(
+            key,
+            Slot {
+                entry,
+                state,
+                attempts,
+                next_at_ms,
+                last_error,
+            },
+        );
+    }
+
+    /// Every slot in key order.
+    pub fn slots(&self) -> impl Iterator<Item = &Slot> {
+        self.slots.values()
+    }
+
     /// Up to `max` pending entries whose time has come, now marked as
     /// sending, oldest due first.
     pub fn take_due(&mut self, now_ms: u64, max: usize) -> Vec<MailEntry> {

@@ -23,7 +23,7 @@ use crate::config::ServeArgs;
 use crate::domain::{Change, EventDef, Section};
 use crate::http::{self, dto, AppState};
 use crate::idempotency::IdempotencyStore;
-use crate::journal::{JournalConfig, OpenError, Record, Store};
+use crate::journal::{JournalConfig, JournalReader, OpenError, Record, Store};
 use crate::layout::{EventSpec, DEMO_EVENT_JSON};
 use crate::mail::{
     MailKey, MailKind, MailSettings, MailStats, Mailer, Outbox, Renderer, TicketKey, TransportSpec,
@@ -38,6 +38,8 @@ pub struct Application {
     /// The mailer and its thread; stopped before the journal closes.
     mailer: actix::Addr<Mailer>,
     mail_arbiter: Option<actix::Arbiter>,
+    /// Takes snapshots in the background, and a last one at shutdown.
+    snapshotter: Arc<Snapshotter>,
     /// Held for the life of the process: one writer per data directory.
     _lock: File,
 }
@@ -53,6 +55,8 @@ struct Recovered {
     records: u64,
     /// Journal position of the snapshot recovery started from, if any.
     snapshot: Option<u64>,
+    /// Position after the last batch replayed (or the snapshot's).
+    position: u64,
 }
 
 impl Application {
@@ -71,13 +75,16 @@ impl Application {
             IdempotencyStore::new(args.idempotency_ttl_secs * 1000, args.idempotency_keys_max);
         let mut store = Store::open(&data_dir.join("journal"))?;
         let started = std::time::Instant::now();
+        let reader = store.reader();
         let recovered = recover(
             data_dir,
-            &mut store,
+            &reader,
             &idempotency,
             clock.now_ms(),
             args.idempotency_ttl_secs * 1000,
+            None,
         )?;
+        store.advance_to(recovered.position);
         tracing::info!(
             records = recovered.records,
             events = recovered.events.len(),
@@ -87,6 +94,7 @@ impl Application {
             "journal replayed"
         );
 
+        let snapshot_reader = store.reader();
         let (journal, flusher) = store.start(JournalConfig {
             batch_records_max: args.batch_records_max as usize,
             queue_capacity: 65_536,
@@ -103,6 +111,21 @@ impl Application {
         } else {
             args.arbiters
         };
+        let snapshotter = Arc::new(Snapshotter::start(SnapshotWorker {
+            data_dir: data_dir.to_owned(),
+            reader: snapshot_reader,
+            journal: journal.clone(),
+            clock: Arc::clone(&clock),
+            idem_ttl_ms: args.idempotency_ttl_secs * 1000,
+            settings: SnapshotSettings {
+                every_records: args.snapshot_every_records,
+                every: Duration::from_secs(args.snapshot_every_secs),
+                keep: args.snapshot_keep as usize,
+            },
+            last_position: recovered.snapshot.unwrap_or(0),
+            last_records: 0,
+            last_at: std::time::Instant::now(),
+        }));
         let mail_stats = Arc::new(MailStats::default());
         let mail_arbiter = actix::Arbiter::new();
         let mailer = {
@@ -166,6 +189,8 @@ impl Application {
             admin_token: args.admin_token.clone().filter(|t| !t.is_empty()),
             mailer: mailer.clone(),
             mail_stats,
+            snapshotter: Arc::clone(&snapshotter),
+            data_dir: data_dir.to_owned(),
         });
         let listener = TcpListener::bind(&args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -191,6 +216,7 @@ impl Application {
             flusher: Some(flusher),
             mailer,
             mail_arbiter: Some(mail_arbiter),
+            snapshotter,
             _lock: lock,
         })
     }
@@ -211,6 +237,7 @@ impl Application {
         let registry = Arc::clone(&self.registry);
         let flusher = self.flusher.take();
         let mail_arbiter = self.mail_arbiter.take();
+        let snapshotter = Arc::clone(&self.snapshotter);
         // Joining threads blocks: keep it off the runtime's thread.
         let _ = actix_web::rt::task::spawn_blocking(move || {
             // Sends in flight are abandoned: unsent entries stay in the
@@ -223,6 +250,8 @@ impl Application {
             if let Some(f) = flusher {
                 let _ = f.join();
             }
+            // The journal has drained: the last snapshot holds everything.
+            snapshotter.stop_with_snapshot();
         })
         .await;
         result
@@ -283,10 +312,11 @@ enum ReplayError {
 /// idempotent answers younger than `idem_ttl_ms`.
 fn recover(
     data_dir: &Path,
-    store: &mut Store,
+    store: &JournalReader,
     idem: &IdempotencyStore,
     now_ms: u64,
     idem_ttl_ms: u64,
+    end: Option<u64>,
 ) -> Result<Recovered, ReplayError> {
     let mut events: BTreeMap<String, EventParts> = BTreeMap::new();
     let mut outbox = Outbox::new();
@@ -347,7 +377,7 @@ fn recover(
         }
     }
 
-    store.replay_from(start, |batch, record| {
+    let position = store.replay_range(start, end, |batch, record| {
         records += 1;
         let invalid = |message: String| ReplayError::Invalid { batch, message };
         match record {
@@ -469,6 +499,7 @@ fn recover(
         outbox,
         records,
         snapshot: snapshot_pos,
+        position,
     })
 }
 
@@ -537,21 +568,34 @@ pub fn snapshot_data_dir(
     let _lock = lock_data_dir(data_dir)
         .context("stop the server first, or ask it with --server (admin API)")?;
     let defaults = ServeArgs::default();
-    let idem = IdempotencyStore::new(
-        defaults.idempotency_ttl_secs * 1000,
-        defaults.idempotency_keys_max,
-    );
-    let mut store = Store::open(&data_dir.join("journal"))?;
-    // Keep every remembered answer (time 0 finds them all fresh): the
-    // snapshot stays a function of the journal alone, and whoever loads
-    // it drops what is stale by its own clock.
-    let recovered = recover(
+    let store = Store::open(&data_dir.join("journal"))?;
+    let (header, bytes) = take_snapshot(
         data_dir,
-        &mut store,
-        &idem,
-        0,
+        &store.reader(),
         defaults.idempotency_ttl_secs * 1000,
+        None,
+        now_ms,
     )?;
+    snapshot::write_atomic(out, &bytes)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(header)
+}
+
+/// Replays the data directory's newest snapshot and the journal up to
+/// `end` (all of it: `None`) into a fresh state, and encodes it: a
+/// snapshot is a function of the journal alone. Runs beside a live
+/// server too (the snapshotter), reading only durable batches.
+fn take_snapshot(
+    data_dir: &Path,
+    reader: &JournalReader,
+    idem_ttl_ms: u64,
+    end: Option<u64>,
+    now_ms: u64,
+) -> anyhow::Result<(snapshot::Header, Vec<u8>)> {
+    // Keep every remembered answer (time 0 finds them all fresh); whoever
+    // loads the snapshot drops what is stale by its own clock.
+    let idem = IdempotencyStore::new(idem_ttl_ms, usize::MAX);
+    let recovered = recover(data_dir, reader, &idem, 0, idem_ttl_ms, end)?;
     let answers = idem.answers(0);
     let (header, body) = snapshot::capture(
         recovered
@@ -565,13 +609,190 @@ pub fn snapshot_data_dir(
             }),
         &answers,
         &recovered.outbox,
-        store.next_batch(),
+        end.unwrap_or(recovered.position).max(recovered.position),
         now_ms,
     );
     let bytes = snapshot::encode(&header, &body);
-    snapshot::write_atomic(out, &bytes)
-        .with_context(|| format!("cannot write {}", out.display()))?;
-    Ok(header)
+    Ok((header, bytes))
+}
+
+/// When the server snapshots itself.
+#[derive(Debug, Clone)]
+pub struct SnapshotSettings {
+    /// After this many journal records since the last snapshot.
+    pub every_records: u64,
+    /// And at least this often while anything changed.
+    pub every: Duration,
+    /// Snapshots kept in `<data-dir>/snapshots`; the journal keeps what
+    /// the oldest of them needs.
+    pub keep: usize,
+}
+
+enum SnapshotRequest {
+    Take(tokio::sync::oneshot::Sender<Result<snapshot::Header, String>>),
+    /// A last snapshot (if anything changed), then stop: graceful shutdown.
+    FinalAndStop,
+}
+
+/// The snapshotter thread: takes snapshots of the live server in the
+/// background (a replay of the durable journal, so no section stops),
+/// prunes old ones and lets the journal drop what they cover.
+pub struct Snapshotter {
+    tx: crossbeam_channel::Sender<SnapshotRequest>,
+    thread: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Snapshotter {
+    fn start(worker: SnapshotWorker) -> Snapshotter {
+        let (tx, rx) = crossbeam_channel::bounded::<SnapshotRequest>(16);
+        let mut worker = worker;
+        let thread = std::thread::Builder::new()
+            .name("snapshotter".into())
+            .spawn(move || {
+                // Background work: the sections come first.
+                crate::mail::lower_thread_priority(crate::mail::MAILER_NICE);
+                worker.compact();
+                loop {
+                    match rx.recv_timeout(Duration::from_millis(200)) {
+                        Ok(SnapshotRequest::Take(reply)) => {
+                            let _ = reply.send(worker.take().map_err(|e| format!("{e:#}")));
+                        }
+                        Ok(SnapshotRequest::FinalAndStop) => {
+                            if worker.journal.durable_position() > worker.last_position {
+                                if let Err(e) = worker.take() {
+                                    tracing::error!(error = %format!("{e:#}"), "shutdown snapshot failed");
+                                }
+                            }
+                            break;
+                        }
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                            if worker.due() {
+                                if let Err(e) = worker.take() {
+                                    tracing::error!(error = %format!("{e:#}"), "automatic snapshot failed");
+                                }
+                            }
+                        }
+                    }
+                }
+            })
+            .expect("spawn the snapshotter");
+        Snapshotter {
+            tx,
+            thread: std::sync::Mutex::new(Some(thread)),
+        }
+    }
+
+    /// Takes a snapshot now and waits for it.
+    pub async fn take(&self) -> Result<snapshot::Header, String> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .try_send(SnapshotRequest::Take(reply))
+            .map_err(|_| "the snapshotter is busy or stopped".to_owned())?;
+        rx.await.map_err(|_| "the snapshotter stopped".to_owned())?
+    }
+
+    /// Takes a last snapshot if anything changed, then stops the thread.
+    /// Call once the journal has drained.
+    pub fn stop_with_snapshot(&self) {
+        let _ = self.tx.send(SnapshotRequest::FinalAndStop);
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
+struct SnapshotWorker {
+    data_dir: std::path::PathBuf,
+    reader: JournalReader,
+    journal: crate::journal::Journal,
+    clock: Arc<dyn Clock>,
+    idem_ttl_ms: u64,
+    settings: SnapshotSettings,
+    last_position: u64,
+    last_records: u64,
+    last_at: std::time::Instant,
+}
+
+impl SnapshotWorker {
+    fn records(&self) -> u64 {
+        self.journal
+            .stats()
+            .records
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn due(&self) -> bool {
+        let changed = self.journal.durable_position() > self.last_position;
+        changed
+            && (self.records() - self.last_records >= self.settings.every_records
+                || self.last_at.elapsed() >= self.settings.every)
+    }
+
+    /// Snapshots everything durable now, unless nothing changed since the
+    /// last snapshot (then that one is the answer).
+    fn take(&mut self) -> anyhow::Result<snapshot::Header> {
+        let started = std::time::Instant::now();
+        let records = self.records();
+        let end = self.journal.durable_position();
+        if end <= self.last_position {
+            if let Some((_, path)) = snapshot::list(&self.data_dir)?.first() {
+                if let Ok(s) = snapshot::read(path) {
+                    if s.header.journal_position == self.last_position {
+                        return Ok(s.header);
+                    }
+                }
+            }
+        }
+        let (header, bytes) = take_snapshot(
+            &self.data_dir,
+            &self.reader,
+            self.idem_ttl_ms,
+            Some(end),
+            self.clock.now_ms(),
+        )?;
+        std::fs::create_dir_all(self.data_dir.join(snapshot::DIR))?;
+        let path = snapshot::path_for(&self.data_dir, header.journal_position);
+        snapshot::write_atomic(&path, &bytes)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        self.last_position = header.journal_position;
+        self.last_records = records;
+        self.last_at = std::time::Instant::now();
+        tracing::info!(
+            path = %path.display(),
+            position = header.journal_position,
+            bytes = bytes.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "snapshot written"
+        );
+        self.prune()?;
+        self.compact();
+        Ok(header)
+    }
+
+    fn prune(&self) -> anyhow::Result<()> {
+        let listed = snapshot::list(&self.data_dir)?;
+        for (_, path) in listed.iter().skip(self.settings.keep.max(1)) {
+            std::fs::remove_file(path)
+                .with_context(|| format!("cannot remove {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// The journal keeps what the oldest kept snapshot needs, so that any
+    /// of them can still start the server.
+    fn compact(&self) {
+        let listed = snapshot::list(&self.data_dir).unwrap_or_default();
+        let oldest = listed
+            .iter()
+            .take(self.settings.keep.max(1))
+            .map(|(p, _)| *p)
+            .min();
+        if let Some(below) = oldest.map(|o| o.min(self.last_position)) {
+            self.journal.compact_below(below);
+        }
+    }
 }
 
 /// `boxoffice snapshot restore`: checks `file`, builds a fresh data

@@ -77,6 +77,20 @@ fn call(client: &AdminClient, method: &str, path: &str) -> anyhow::Result<Value>
     }
 }
 
+/// Downloads a binary admin resource.
+fn download(client: &AdminClient, path: &str) -> anyhow::Result<Vec<u8>> {
+    let url = format!("{}{path}", client.server.trim_end_matches('/'));
+    let resp = ureq::get(&url)
+        .set("Authorization", &format!("Bearer {}", client.admin_token))
+        .timeout(std::time::Duration::from_secs(600))
+        .call()
+        .with_context(|| format!("cannot download {url}"))?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut resp.into_reader(), &mut bytes)
+        .with_context(|| format!("reading {url}"))?;
+    Ok(bytes)
+}
+
 pub fn ticket(cmd: TicketCommand) -> anyhow::Result<()> {
     match cmd {
         TicketCommand::Verify {
@@ -116,10 +130,38 @@ pub fn snapshot(cmd: SnapshotCommand) -> anyhow::Result<()> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     match cmd {
-        SnapshotCommand::Create { out, data_dir } => {
+        SnapshotCommand::Create {
+            out,
+            data_dir,
+            server,
+            admin_token,
+        } => {
             let started = std::time::Instant::now();
-            eprintln!("replaying {} ...", data_dir.display());
-            let h = crate::app::snapshot_data_dir(&data_dir, &out, now_ms)?;
+            let h = match (data_dir, server) {
+                (Some(dir), _) => {
+                    eprintln!("replaying {} ...", dir.display());
+                    crate::app::snapshot_data_dir(&dir, &out, now_ms)?
+                }
+                (None, Some(server)) => {
+                    let client = AdminClient {
+                        server,
+                        admin_token: admin_token
+                            .context("--admin-token is needed with --server")?,
+                    };
+                    eprintln!("asking {} for a snapshot ...", client.server);
+                    let header = call(&client, "POST", "/v1/admin/snapshots")?;
+                    let position = header["journal_position"]
+                        .as_u64()
+                        .context("the server's answer names no journal position")?;
+                    let bytes = download(&client, &format!("/v1/admin/snapshots/{position}"))?;
+                    let snap = snapshot::decode(&bytes).context("the downloaded snapshot")?;
+                    snap.restore().context("the downloaded snapshot")?;
+                    snapshot::write_atomic(&out, &bytes)
+                        .with_context(|| format!("cannot write {}", out.display()))?;
+                    snap.header
+                }
+                (None, None) => bail!("give --data-dir (stopped server) or --server URL"),
+            };
             println!(
                 "wrote {} at journal position {} in {:.1} s: {}",
                 out.display(),

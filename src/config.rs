@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the REST API (the default when no subcommand is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Look at and retry the email outbox of a running server.
     #[command(subcommand)]
     Outbox(OutboxCommand),
@@ -33,14 +33,21 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum SnapshotCommand {
-    /// Snapshot a stopped server's data directory.
+    /// Snapshot a running server (`--server`) or a stopped data directory
+    /// (`--data-dir`).
     Create {
         /// Where to write the snapshot.
         #[arg(long)]
         out: PathBuf,
-        /// The data directory (the server must be stopped).
-        #[arg(long, env = "BOXOFFICE_DATA_DIR")]
-        data_dir: PathBuf,
+        /// The data directory of a stopped server.
+        #[arg(long, conflicts_with = "server", required_unless_present = "server")]
+        data_dir: Option<PathBuf>,
+        /// Base URL of a running server (asks its admin API).
+        #[arg(long)]
+        server: Option<String>,
+        /// The running server's admin token.
+        #[arg(long, env = "BOXOFFICE_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
     },
     /// Check a snapshot: checksum, version, and every section's state.
     Verify { file: PathBuf },
@@ -229,6 +236,22 @@ pub struct ServeArgs {
     #[arg(long, env = "BOXOFFICE_TICKET_KEY", hide_env_values = true)]
     pub ticket_key: Option<String>,
 
+    /// Take a snapshot after this many journal records.
+    #[arg(long, env = "BOXOFFICE_SNAPSHOT_EVERY_RECORDS", default_value_t = 1_000_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub snapshot_every_records: u64,
+
+    /// Take a snapshot at least this often (seconds) while anything changed.
+    #[arg(long, env = "BOXOFFICE_SNAPSHOT_EVERY_SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub snapshot_every_secs: u64,
+
+    /// Snapshots kept in `<data-dir>/snapshots` (the journal keeps what the
+    /// oldest of them needs).
+    #[arg(long, env = "BOXOFFICE_SNAPSHOT_KEEP", default_value_t = 3,
+          value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub snapshot_keep: u64,
+
     /// Seed for the secrets in ids (tests only: fixed seeds make ids
     /// guessable).
     #[arg(long, env = "BOXOFFICE_SEED", hide = true)]
@@ -245,7 +268,7 @@ impl Default for ServeArgs {
         match Cli::try_parse_from(["boxoffice", "serve"]) {
             Ok(Cli {
                 command: Some(Command::Serve(args)),
-            }) => args,
+            }) => *args,
             other => panic!("default arguments parse: {other:?}"),
         }
     }

@@ -3,7 +3,7 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use boxoffice::config::{Cli, Command, ServeArgs};
+use boxoffice::config::{Cli, Command};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -15,9 +15,9 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli
         .command
-        .unwrap_or_else(|| Command::Serve(ServeArgs::default()))
+        .unwrap_or_else(|| Command::Serve(Box::default()))
     {
-        Command::Serve(args) => boxoffice::app::serve(args),
+        Command::Serve(args) => boxoffice::app::serve(*args),
         Command::Outbox(cmd) => boxoffice::cli::outbox(cmd),
         Command::Ticket(cmd) => boxoffice::cli::ticket(cmd),
         Command::Snapshot(cmd) => boxoffice::cli::snapshot(cmd),

@@ -428,3 +428,154 @@ fn sigkill_during_restore_or_create_leaves_old_or_new() {
         }
     }
 }
+
+fn admin_post(s: &TestServer, path: &str) -> Resp {
+    s.raw("POST", path, None, &admin())
+}
+
+/// Holds (and confirms every other one) in a loop until `stop`; returns
+/// the acknowledged hold ids.
+fn fan(
+    base: String,
+    section: &'static str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<String> {
+    let mut acked = Vec::new();
+    let mut i = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 400 {
+        let r = request(
+            "POST",
+            &format!("{base}/v1/events/demo/holds"),
+            Some(json!({"section": section, "quantity": 1}).to_string()),
+            &[("Content-Type", "application/json")],
+        );
+        if r.status != 201 {
+            break;
+        }
+        let id = r.body["id"].as_str().unwrap().to_owned();
+        if i % 2 == 0 {
+            let c = request(
+                "POST",
+                &format!("{base}/v1/holds/{id}/confirm"),
+                Some(json!({"email": "f@example.com", "payment_ref": "p"}).to_string()),
+                &[("Content-Type", "application/json")],
+            );
+            assert_eq!(c.status, 201, "{c:?}");
+        }
+        acked.push(id);
+        i += 1;
+    }
+    acked
+}
+
+#[test]
+fn a_live_snapshot_plus_the_journal_after_it_is_the_live_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let fans: Vec<_> = ["D", "E", "F"]
+        .into_iter()
+        .map(|sec| {
+            let (b, st) = (s.base.clone(), std::sync::Arc::clone(&stop));
+            std::thread::spawn(move || fan(b, sec, st))
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Mid-load: snapshot through the admin API, and download it.
+    let r = admin_post(&s, "/v1/admin/snapshots");
+    assert_eq!(r.status, 201, "{r:?}");
+    let mid = r.body["journal_position"].as_u64().unwrap();
+    assert!(mid > 0);
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("live.snap");
+    let o = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+        .args([
+            "snapshot",
+            "create",
+            "--server",
+            &s.base,
+            "--admin-token",
+            ADMIN_TOKEN,
+            "--out",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    ok(&o);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked: Vec<String> = fans.into_iter().flat_map(|f| f.join().unwrap()).collect();
+    assert!(acked.len() > 10, "the fans did work: {}", acked.len());
+    let live = visible_state(&s);
+    let r = s.raw("GET", "/v1/admin/snapshots", None, &admin());
+    assert_eq!(r.status, 200);
+    assert!(r.body["snapshots"].as_array().unwrap().len() >= 2, "{r:?}");
+    s.stop();
+    // The graceful stop took a last snapshot; drop every snapshot after
+    // the mid-load one, so that start-up is that snapshot + journal tail.
+    for (pos, path) in snapshot::list(dir.path()).unwrap() {
+        if pos > mid {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    assert_eq!(snapshot::list(dir.path()).unwrap()[0].0, mid);
+    let s = TestServer::start(dir.path());
+    assert_eq!(visible_state(&s), live);
+    for id in &acked {
+        let r = s.get(&format!("/v1/holds/{id}"));
+        // Live, or confirmed into a booking: either way the server knows it.
+        assert!(r.status == 200 || r.status == 409, "{id}: {r:?}");
+    }
+    s.stop();
+    // The downloaded snapshot verifies on its own.
+    ok(&cli(&["verify"], &[&file]));
+}
+
+#[test]
+fn old_snapshots_are_pruned_and_the_journal_compacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = args(dir.path());
+    a.snapshot_keep = 1;
+    let s = TestServer::start_with(
+        a.clone(),
+        std::sync::Arc::new(boxoffice::clock::ManualClock::new(T0_MS)),
+    );
+    s.hold("A", &["A/1/1"]);
+    let p1 = admin_post(&s, "/v1/admin/snapshots").body["journal_position"]
+        .as_u64()
+        .unwrap();
+    s.hold("A", &["A/1/2"]);
+    s.hold("A", &["A/1/3"]);
+    let p2 = admin_post(&s, "/v1/admin/snapshots").body["journal_position"]
+        .as_u64()
+        .unwrap();
+    assert!(p2 > p1);
+    // Nothing changed: the same snapshot answers.
+    let again = admin_post(&s, "/v1/admin/snapshots");
+    assert_eq!(
+        again.body["journal_position"].as_u64(),
+        Some(p2),
+        "{again:?}"
+    );
+    let listed = snapshot::list(dir.path()).unwrap();
+    assert_eq!(listed.iter().map(|l| l.0).collect::<Vec<_>>(), vec![p2]);
+    // The flusher drops the covered batches while idle.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let state = visible_state(&s);
+    s.stop();
+    {
+        let store = boxoffice::journal::Store::open(&dir.path().join("journal")).unwrap();
+        let first = store.reader().first_batch().unwrap();
+        assert!(
+            first.is_none_or(|f| f >= p2),
+            "first batch {first:?}, snapshot at {p2}"
+        );
+    }
+    let s = TestServer::start_with(
+        a,
+        std::sync::Arc::new(boxoffice::clock::ManualClock::new(T0_MS)),
+    );
+    assert_eq!(visible_state(&s), state);
+    s.hold("A", &["A/1/4"]);
+    s.stop();
+}

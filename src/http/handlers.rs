@@ -302,6 +302,87 @@ pub async fn retry_outbox(
     }
 }
 
+/// Takes a snapshot of the running server now (admin): a background
+/// replay of the durable journal, so no section stops.
+#[utoipa::path(post, path = "/v1/admin/snapshots", tag = "admin",
+    security(("admin_token" = [])),
+    responses((status = 201, description = "The snapshot's header"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json")))]
+pub async fn create_snapshot(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    check_admin(&state, &req)?;
+    match state.snapshotter.take().await {
+        Ok(header) => Ok(HttpResponse::Created().json(header)),
+        Err(e) => {
+            tracing::error!(error = %e, "snapshot on request failed");
+            Err(ApiError::unavailable())
+        }
+    }
+}
+
+/// Lists the snapshots in the data directory, newest first (admin).
+#[utoipa::path(get, path = "/v1/admin/snapshots", tag = "admin",
+    security(("admin_token" = [])),
+    responses((status = 200, description = "Snapshot files with their headers"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json")))]
+pub async fn list_snapshots(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    check_admin(&state, &req)?;
+    let dir = state.data_dir.clone();
+    let listed = web::block(move || {
+        crate::snapshot::list(&dir).map(|l| {
+            l.into_iter()
+                .map(|(position, path)| {
+                    let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+                    let header = crate::snapshot::read_header(&path)
+                        .map(|h| serde_json::to_value(h).unwrap_or_default())
+                        .unwrap_or_else(|e| serde_json::json!({"error": e.to_string()}));
+                    serde_json::json!({"position": position, "bytes": bytes, "header": header})
+                })
+                .collect::<Vec<_>>()
+        })
+    })
+    .await
+    .map_err(|_| ApiError::internal())?
+    .map_err(|e| {
+        tracing::error!(error = %e, "cannot list snapshots");
+        ApiError::internal()
+    })?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "snapshots": listed })))
+}
+
+/// Downloads one snapshot file by its journal position (admin).
+#[utoipa::path(get, path = "/v1/admin/snapshots/{position}", tag = "admin",
+    params(("position" = u64, Path, description = "Journal position, from the listing")),
+    security(("admin_token" = [])),
+    responses((status = 200, description = "The snapshot file", content_type = "application/octet-stream"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_snapshot(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    check_admin(&state, &req)?;
+    let not_found = || ApiError::not_found("snapshot-not-found", "no snapshot at that position");
+    let position: u64 = path.parse().map_err(|_| not_found())?;
+    let file = crate::snapshot::path_for(&state.data_dir, position);
+    let bytes = web::block(move || std::fs::read(file))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(|_| not_found())?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .body(bytes))
+}
+
 fn check_admin(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
     let Some(token) = &state.admin_token else {
         return Err(ApiError::new(

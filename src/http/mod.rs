@@ -45,6 +45,8 @@ pub struct AppState {
     pub admin_token: Option<String>,
     pub mailer: actix::Addr<crate::mail::Mailer>,
     pub mail_stats: Arc<crate::mail::MailStats>,
+    pub snapshotter: Arc<crate::app::Snapshotter>,
+    pub data_dir: std::path::PathBuf,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -77,6 +79,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/v1/bookings/{id}/cancel").route(web::post().to(cancel_booking)))
     .service(resource("/v1/admin/outbox").route(web::get().to(list_outbox)))
     .service(resource("/v1/admin/outbox/{id}/retry").route(web::post().to(retry_outbox)))
+    .service(
+        resource("/v1/admin/snapshots")
+            .route(web::get().to(list_snapshots))
+            .route(web::post().to(create_snapshot)),
+    )
+    .service(resource("/v1/admin/snapshots/{position}").route(web::get().to(get_snapshot)))
     .service(resource("/v1/openapi.json").route(web::get().to(openapi::serve)))
     .service(resource("/healthz").route(web::get().to(healthz)))
     .service(resource("/readyz").route(web::get().to(readyz)))

@@ -42,6 +42,10 @@ pub use record::{
 /// well below, so every byte lands in the data file we sync.
 pub const CHUNK_BYTES: usize = 4 << 10;
 
+/// Most old journal keys one compaction step removes while the flusher is
+/// idle.
+pub const COMPACT_KEYS_PER_STEP: usize = 1024;
+
 #[derive(Debug, Clone)]
 pub struct JournalConfig {
     /// Most records in one group commit.
@@ -120,6 +124,12 @@ struct Shared {
     failed: AtomicBool,
     capacity: usize,
     stats: JournalStats,
+    /// Position after the last durable batch: every batch below it is on
+    /// stable storage (what a snapshot may read up to).
+    durable: AtomicU64,
+    /// Batches below this are covered by a durable snapshot and may be
+    /// dropped; the flusher removes them a little at a time.
+    compact_below: AtomicU64,
 }
 
 /// A cheap, clonable handle for appending records.
@@ -190,61 +200,19 @@ impl Store {
     pub fn replay_from<E: From<OpenError>>(
         &mut self,
         start: u64,
-        mut f: impl FnMut(u64, Record) -> Result<(), E>,
+        f: impl FnMut(u64, Record) -> Result<(), E>,
     ) -> Result<(), E> {
-        self.next_batch = self.next_batch.max(start);
-        let mut current: Option<(u64, u32, Vec<u8>)> = None;
-        let finish = |batch: u64, bytes: &[u8], f: &mut dyn FnMut(u64, Record) -> Result<(), E>| {
-            let records = decode_all(bytes).map_err(|e| OpenError::Corrupt {
-                batch,
-                message: e.to_string(),
-            })?;
-            for r in records {
-                f(batch, r)?;
-            }
-            Ok::<(), E>(())
-        };
-        for item in self.db.range(key(start, 0)..) {
-            let (key, value) = item.map_err(OpenError::Read)?;
-            let Some((batch, chunk)) = parse_key(&key) else {
-                return Err(OpenError::Corrupt {
-                    batch: self.next_batch,
-                    message: format!("unexpected key of {} bytes", key.len()),
-                }
-                .into());
-            };
-            match &mut current {
-                Some((b, c, buf)) if *b == batch => {
-                    if chunk != *c + 1 {
-                        return Err(OpenError::Corrupt {
-                            batch,
-                            message: format!("chunk {chunk} follows chunk {c}"),
-                        }
-                        .into());
-                    }
-                    *c = chunk;
-                    buf.extend_from_slice(&value);
-                }
-                _ => {
-                    if let Some((b, _, buf)) = current.take() {
-                        finish(b, &buf, &mut f)?;
-                    }
-                    if chunk != 0 {
-                        return Err(OpenError::Corrupt {
-                            batch,
-                            message: format!("batch starts at chunk {chunk}"),
-                        }
-                        .into());
-                    }
-                    current = Some((batch, 0, value.to_vec()));
-                }
-            }
-            self.next_batch = batch + 1;
-        }
-        if let Some((b, _, buf)) = current.take() {
-            finish(b, &buf, &mut f)?;
-        }
+        let next = replay_range(&self.db, start, None, f)?;
+        self.next_batch = self.next_batch.max(start).max(next);
         Ok(())
+    }
+
+    /// A read-only view of the journal that stays valid after `start`
+    /// (sled allows reads beside the one writer).
+    pub fn reader(&self) -> JournalReader {
+        JournalReader {
+            db: self.db.clone(),
+        }
     }
 
     /// Position the next batch will get.
@@ -279,6 +247,8 @@ impl Store {
             failed: AtomicBool::new(false),
             capacity: config.queue_capacity,
             stats: JournalStats::default(),
+            durable: AtomicU64::new(self.next_batch),
+            compact_below: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&shared);
         let thread = std::thread::Builder::new()
@@ -287,6 +257,114 @@ impl Store {
             .expect("spawn the journal flusher");
         (Journal { shared }, thread)
     }
+}
+
+/// A read-only handle on the journal, for replays beside the flusher (the
+/// snapshotter). Only ever reads batches the flusher has made durable.
+#[derive(Clone)]
+pub struct JournalReader {
+    db: sled::Db,
+}
+
+impl JournalReader {
+    /// Replays batches in `[start, end)` (`end: None`: to the last one) and
+    /// returns the position after the last batch seen.
+    pub fn replay_range<E: From<OpenError>>(
+        &self,
+        start: u64,
+        end: Option<u64>,
+        f: impl FnMut(u64, Record) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        replay_range(&self.db, start, end, f)
+    }
+
+    pub fn first_batch(&self) -> Result<Option<u64>, OpenError> {
+        match self.db.first().map_err(OpenError::Read)? {
+            Some((k, _)) => Ok(parse_key(&k).map(|(b, _)| b)),
+            None => Ok(None),
+        }
+    }
+}
+
+fn replay_range<E: From<OpenError>>(
+    db: &sled::Db,
+    start: u64,
+    end: Option<u64>,
+    mut f: impl FnMut(u64, Record) -> Result<(), E>,
+) -> Result<u64, E> {
+    let mut next = start;
+    let mut current: Option<(u64, u32, Vec<u8>)> = None;
+    let finish = |batch: u64, bytes: &[u8], f: &mut dyn FnMut(u64, Record) -> Result<(), E>| {
+        let records = decode_all(bytes).map_err(|e| OpenError::Corrupt {
+            batch,
+            message: e.to_string(),
+        })?;
+        for r in records {
+            f(batch, r)?;
+        }
+        Ok::<(), E>(())
+    };
+    let range = match end {
+        Some(end) => db.range(key(start, 0)..key(end, 0)),
+        None => db.range(key(start, 0)..),
+    };
+    for item in range {
+        let (k, value) = item.map_err(OpenError::Read)?;
+        let Some((batch, chunk)) = parse_key(&k) else {
+            return Err(OpenError::Corrupt {
+                batch: next,
+                message: format!("unexpected key of {} bytes", k.len()),
+            }
+            .into());
+        };
+        match &mut current {
+            Some((b, c, buf)) if *b == batch => {
+                if chunk != *c + 1 {
+                    return Err(OpenError::Corrupt {
+                        batch,
+                        message: format!("chunk {chunk} follows chunk {c}"),
+                    }
+                    .into());
+                }
+                *c = chunk;
+                buf.extend_from_slice(&value);
+            }
+            _ => {
+                if let Some((b, _, buf)) = current.take() {
+                    finish(b, &buf, &mut f)?;
+                }
+                if chunk != 0 {
+                    return Err(OpenError::Corrupt {
+                        batch,
+                        message: format!("batch starts at chunk {chunk}"),
+                    }
+                    .into());
+                }
+                current = Some((batch, 0, value.to_vec()));
+            }
+        }
+        next = batch + 1;
+    }
+    if let Some((b, _, buf)) = current.take() {
+        finish(b, &buf, &mut f)?;
+    }
+    Ok(next)
+}
+
+/// Removes up to `max` journal keys below batch `below`; returns how many.
+/// Only the flusher calls it (it is a write).
+fn compact_step(db: &sled::Db, below: u64, max: usize) -> Result<usize, sled::Error> {
+    let mut batch = sled::Batch::default();
+    let mut n = 0;
+    for item in db.range(..key(below, 0)).keys().take(max) {
+        batch.remove(item?);
+        n += 1;
+    }
+    if n > 0 {
+        db.apply_batch(batch)?;
+        db.flush()?;
+    }
+    Ok(n)
 }
 
 fn io_error(e: sled::Error) -> std::io::Error {
@@ -323,7 +401,38 @@ fn flusher(
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
     let mut stopping = false;
     let mut written = 0u64;
-    while let Ok(first) = rx.recv() {
+    // Batches below this are already removed (or never existed).
+    let mut compacted = 0u64;
+    loop {
+        let below = shared
+            .upgrade()
+            .map_or(0, |s| s.compact_below.load(Ordering::Relaxed));
+        let first = if below > compacted {
+            // Compaction pending: remove a slice of old batches whenever
+            // the queue is idle, so commits never wait behind it.
+            match rx.recv_timeout(std::time::Duration::from_millis(5)) {
+                Ok(e) => e,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    match compact_step(&store.db, below, COMPACT_KEYS_PER_STEP) {
+                        Ok(n) if n < COMPACT_KEYS_PER_STEP => compacted = below,
+                        Ok(_) => {}
+                        Err(error) => {
+                            tracing::error!(%error, "journal compaction failed; old batches stay");
+                            compacted = below;
+                        }
+                    }
+                    continue;
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            // Wake now and then to notice new compaction work.
+            match rx.recv_timeout(std::time::Duration::from_millis(50)) {
+                Ok(e) => e,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            }
+        };
         if first.is_stop() {
             break;
         }
@@ -362,6 +471,9 @@ fn flusher(
         }
         match result {
             Ok(position) => {
+                if let Some(s) = shared.upgrade() {
+                    s.durable.store(position + 1, Ordering::Release);
+                }
                 for e in batch.drain(..) {
                     if let Some(done) = e.done {
                         // The requester may have gone (client hung up):
@@ -446,6 +558,20 @@ impl Journal {
             bytes: Vec::new(),
             done: None,
         });
+    }
+
+    /// Position after the last durable batch: a snapshot may read every
+    /// batch below it.
+    pub fn durable_position(&self) -> u64 {
+        self.shared.durable.load(Ordering::Acquire)
+    }
+
+    /// Lets the flusher drop batches below `position` (covered by a
+    /// durable snapshot), a little at a time when it is idle.
+    pub fn compact_below(&self, position: u64) {
+        self.shared
+            .compact_below
+            .fetch_max(position, Ordering::Relaxed);
     }
 
     /// Whether the queue has room to take a new change without waiting.

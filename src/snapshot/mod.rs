@@ -184,6 +184,31 @@ pub fn read(path: &Path) -> Result<Snapshot, SnapshotError> {
     decode(&bytes)
 }
 
+/// Reads only the header of a snapshot file (for listings; the checksum
+/// is not checked, so this says what a file claims, not that it is good).
+pub fn read_header(path: &Path) -> Result<Header, SnapshotError> {
+    use std::io::Read;
+    let io = |source| SnapshotError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut f = File::open(path).map_err(io)?;
+    let mut prefix = [0u8; 12];
+    f.read_exact(&mut prefix)
+        .map_err(|_| SnapshotError::Truncated("the header length is cut short".into()))?;
+    if &prefix[..8] != MAGIC {
+        return Err(SnapshotError::NotASnapshot);
+    }
+    let len = u32::from_le_bytes(prefix[8..12].try_into().expect("4 bytes")) as usize;
+    if len > HEADER_LEN_MAX {
+        return Err(SnapshotError::Header("header over the limit".into()));
+    }
+    let mut header = vec![0u8; len];
+    f.read_exact(&mut header)
+        .map_err(|_| SnapshotError::Truncated("the header is cut short".into()))?;
+    serde_json::from_slice(&header).map_err(|e| SnapshotError::Header(e.to_string()))
+}
+
 /// Writes `bytes` to `path` so that a crash leaves either no file or the
 /// whole file: temporary name, fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

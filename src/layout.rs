@@ -363,10 +363,10 @@ fn build_rows(
             label: r.label.clone(),
             first: seats.len() as u32,
             len: r.seats,
+            first_number: r.first_number,
         });
         for k in 0..r.seats {
             seats.push(Seat {
-                id: format!("{}/{}/{}", s.id, r.label, r.first_number + k),
                 row: ri as u32,
                 category,
                 x: r.x + r.dx * k as f32,
@@ -374,7 +374,7 @@ fn build_rows(
             });
         }
     }
-    Ok(SeatMap::new(rows, seats))
+    Ok(SeatMap::new(&s.id, rows, seats))
 }
 
 /// The demo event served by `boxoffice serve` on first start, compiled in so
@@ -414,10 +414,20 @@ mod tests {
         let SectionKind::Seated(map) = &def.section("A").unwrap().kind else {
             panic!()
         };
-        let ids: Vec<&str> = map.seats.iter().map(|s| s.id.as_str()).collect();
+        let ids: Vec<String> = (0..map.seats.len() as u32)
+            .map(|i| map.seat_id(i))
+            .collect();
         assert_eq!(ids, ["A/1/1", "A/1/2", "A/1/3", "A/2/10", "A/2/11"]);
         assert_eq!(map.lookup("A/2/11"), Some(4));
         assert_eq!(map.lookup("A/2/12"), None);
+        for bad in [
+            "F/1/1", "A/1/0", "A/1/x", "A/1/", "A/1/1/1", "A/9/1", "A/2/9", "A", "",
+        ] {
+            assert_eq!(map.lookup(bad), None, "{bad}");
+        }
+        for i in 0..map.seats.len() as u32 {
+            assert_eq!(map.lookup(&map.seat_id(i)), Some(i));
+        }
         assert_eq!(map.seats[4].x, 1.0);
     }
 

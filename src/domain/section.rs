@@ -924,10 +924,10 @@ mod tests {
                 label: (r + 1).to_string(),
                 first: seats.len() as u32,
                 len: line.len() as u32,
+                first_number: 1,
             });
             for k in 0..line.len() {
                 seats.push(Seat {
-                    id: format!("T/{}/{}", r + 1, k + 1),
                     row: r as u32,
                     category: 0,
                     x: k as f32,
@@ -938,7 +938,7 @@ mod tests {
         let layout = Arc::new(SectionLayout {
             id: "T".into(),
             name: "Test".into(),
-            kind: SectionKind::Seated(SeatMap::new(map_rows, seats)),
+            kind: SectionKind::Seated(SeatMap::new("T", map_rows, seats)),
             category_count: 1,
         });
         let mut s = Section::new(layout, limits());

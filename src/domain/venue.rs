@@ -82,38 +82,75 @@ pub enum SectionKind {
 
 #[derive(Debug)]
 pub struct SeatMap {
+    /// The section's id: the first part of every seat id.
+    section: String,
     /// Nearest the stage first.
     pub rows: Vec<Row>,
     /// Every seat of the section, row by row; a seat's index here is its
-    /// identity inside the process and in the journal.
+    /// identity inside the process and in the journal. Seat ids are not
+    /// stored (at a million seats they would be most of the memory): they
+    /// are `section/row label/number`, computed by [`SeatMap::seat_id`].
     pub seats: Vec<Seat>,
-    index: HashMap<String, u32>,
+    /// Row label → row index.
+    row_index: HashMap<String, u32>,
 }
 
 impl SeatMap {
-    /// Builds the map; `rows` must be non-empty and seat ids unique (the
-    /// layout parser checks both and reports them as input errors).
-    pub fn new(rows: Vec<Row>, seats: Vec<Seat>) -> SeatMap {
-        let index: HashMap<String, u32> = seats
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.id.clone(), i as u32))
-            .collect();
-        assert_eq!(index.len(), seats.len(), "seat ids are unique");
+    /// Builds the map; `rows` must be non-empty, cover `seats` in order,
+    /// and have unique labels (the layout parser checks all of it and
+    /// reports them as input errors).
+    pub fn new(section: &str, rows: Vec<Row>, seats: Vec<Seat>) -> SeatMap {
         assert!(!rows.is_empty());
         let mut next = 0;
-        for row in &rows {
+        for (ri, row) in rows.iter().enumerate() {
             assert_eq!(row.first, next, "rows cover the seats in order");
             assert!(row.len > 0);
+            for seat in &seats[row.first as usize..(row.first + row.len) as usize] {
+                assert_eq!(seat.row as usize, ri, "a seat belongs to its row");
+            }
             next += row.len;
         }
         assert_eq!(next as usize, seats.len());
-        SeatMap { rows, seats, index }
+        let row_index: HashMap<String, u32> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.label.clone(), i as u32))
+            .collect();
+        assert_eq!(row_index.len(), rows.len(), "row labels are unique");
+        SeatMap {
+            section: section.to_owned(),
+            rows,
+            seats,
+            row_index,
+        }
+    }
+
+    /// The id of seat `i`, such as `A/12/7`.
+    pub fn seat_id(&self, i: u32) -> String {
+        let seat = &self.seats[i as usize];
+        let row = &self.rows[seat.row as usize];
+        format!(
+            "{}/{}/{}",
+            self.section,
+            row.label,
+            row.first_number + (i - row.first)
+        )
     }
 
     /// The index of a seat id such as `A/12/7`.
     pub fn lookup(&self, id: &str) -> Option<u32> {
-        self.index.get(id).copied()
+        let mut parts = id.split('/');
+        let (section, label, number) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || section != self.section {
+            return None;
+        }
+        if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let number: u32 = number.parse().ok()?;
+        let row = &self.rows[*self.row_index.get(label)? as usize];
+        let k = number.checked_sub(row.first_number)?;
+        (k < row.len).then_some(row.first + k)
     }
 }
 
@@ -123,12 +160,13 @@ pub struct Row {
     /// Index of the row's first seat in `SeatMap::seats`.
     pub first: u32,
     pub len: u32,
+    /// Number of the row's first seat; the others follow one by one.
+    pub first_number: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Seat {
-    /// `section/row/number`, e.g. `A/12/7`.
-    pub id: String,
+    /// Index of the seat's row in `SeatMap::rows`.
     pub row: u32,
     pub category: u8,
     pub x: f32,

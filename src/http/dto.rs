@@ -153,10 +153,7 @@ pub fn kind_name(layout: &SectionLayout) -> &'static str {
 pub fn claim_seats(layout: &SectionLayout, claim: &Claim) -> (Vec<String>, u32) {
     match (claim, &layout.kind) {
         (Claim::Seats(seats), SectionKind::Seated(map)) => (
-            seats
-                .iter()
-                .map(|&s| map.seats[s as usize].id.clone())
-                .collect(),
+            seats.iter().map(|&s| map.seat_id(s)).collect(),
             seats.len() as u32,
         ),
         (claim, _) => (Vec::new(), claim.count()),

@@ -132,7 +132,7 @@ impl ApiError {
     /// Maps a section's refusal; `layout` turns seat indices into ids.
     pub fn from_section(err: SectionError, event: &str, layout: &SectionLayout) -> ApiError {
         let seat_id = |s: u32| match &layout.kind {
-            SectionKind::Seated(map) => map.seats[s as usize].id.clone(),
+            SectionKind::Seated(map) => map.seat_id(s),
             SectionKind::Standing { .. } => s.to_string(),
         };
         let command = match err {

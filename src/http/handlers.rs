@@ -455,7 +455,9 @@ pub async fn get_seats(
         states: view.states,
     };
     if let SectionKind::Seated(map) = &s.layout.kind {
-        dto.ids = map.seats.iter().map(|s| s.id.clone()).collect();
+        dto.ids = (0..map.seats.len() as u32)
+            .map(|i| map.seat_id(i))
+            .collect();
         dto.category = map.seats.iter().map(|s| s.category).collect();
         dto.x = map.seats.iter().map(|s| s.x).collect();
         dto.y = map.seats.iter().map(|s| s.y).collect();

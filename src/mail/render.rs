@@ -241,13 +241,9 @@ impl lettre::message::header::Header for BoxofficeMail {
 
 fn seats_of(entry: &MailEntry) -> (Vec<String>, Option<u32>) {
     match (&entry.claim, &entry.layout.kind) {
-        (Claim::Seats(seats), SectionKind::Seated(map)) => (
-            seats
-                .iter()
-                .map(|&s| map.seats[s as usize].id.clone())
-                .collect(),
-            None,
-        ),
+        (Claim::Seats(seats), SectionKind::Seated(map)) => {
+            (seats.iter().map(|&s| map.seat_id(s)).collect(), None)
+        }
         (claim, _) => (Vec::new(), Some(claim.count())),
     }
 }

@@ -264,8 +264,14 @@ fn main() {
         restarts[1] * 1000.0
     );
     println!("| RSS empty server | {:.1} MB |", rss_empty as f64 / 1024.0);
-    println!("| RSS loaded from the snapshot alone | {:.1} MB |", rss_bare as f64 / 1024.0);
+    println!(
+        "| RSS loaded from the snapshot alone | {:.1} MB |",
+        rss_bare as f64 / 1024.0
+    );
     println!("| RSS per seat, snapshot alone (loaded - empty) | {per_seat_bare:.0} bytes |");
-    println!("| RSS loaded, snapshot + tail | {:.1} MB |", rss as f64 / 1024.0);
+    println!(
+        "| RSS loaded, snapshot + tail | {:.1} MB |",
+        rss as f64 / 1024.0
+    );
     println!("| RSS per seat, snapshot + tail | {per_seat:.0} bytes |");
 }

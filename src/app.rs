@@ -592,11 +592,16 @@ fn take_snapshot(
     end: Option<u64>,
     now_ms: u64,
 ) -> anyhow::Result<(snapshot::Header, Vec<u8>)> {
-    // Keep every remembered answer (time 0 finds them all fresh); whoever
-    // loads the snapshot drops what is stale by its own clock.
+    // Answers are kept for one TTL before the newest one: a pure function
+    // of the journal (no wall clock), and bounded, so snapshots do not
+    // carry every answer ever given. Whoever loads the snapshot drops
+    // what is stale by its own clock.
     let idem = IdempotencyStore::new(idem_ttl_ms, usize::MAX);
     let recovered = recover(data_dir, reader, &idem, 0, idem_ttl_ms, end)?;
-    let answers = idem.answers(0);
+    let mut answers = idem.answers(0);
+    if let Some(newest) = answers.iter().map(|a| a.at_ms).max() {
+        answers.retain(|a| a.at_ms.saturating_add(idem_ttl_ms) > newest);
+    }
     let (header, body) = snapshot::capture(
         recovered
             .events

@@ -37,7 +37,12 @@ fn fails(out: &Output, needle: &str) {
 fn visible_state(s: &TestServer) -> Vec<Value> {
     let ev = s.get("/v1/events/demo");
     assert_eq!(ev.status, 200);
-    let mut out = vec![ev.body["availability"].clone(), ev.body["sections"].clone()];
+    // The whole event document: totals, per section and per category.
+    assert!(
+        ev.body["free"].is_u64() && ev.body["sections"].is_array(),
+        "{ev:?}"
+    );
+    let mut out = vec![ev.body.clone()];
     for sec in ["A", "B", "C"] {
         out.push(json!(s.states(sec)));
     }
@@ -577,5 +582,29 @@ fn old_snapshots_are_pruned_and_the_journal_compacted() {
     );
     assert_eq!(visible_state(&s), state);
     s.hold("A", &["A/1/4"]);
+    s.stop();
+}
+
+/// `snapshots/demo.snap` is what the README tells a new operator to
+/// restore: it must stay readable by this build.
+#[test]
+fn the_shipped_demo_snapshot_restores_and_serves() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots/demo.snap");
+    ok(&cli(&["verify"], &[&file]));
+    let target = tempfile::tempdir().unwrap();
+    let data = target.path().join("data");
+    ok(&cli(&["restore"], &[&file, Path::new("--data-dir"), &data]));
+    let mut a = args(&data);
+    a.demo = false; // the event comes from the snapshot, not the built-in
+    let s = TestServer::start_with(
+        a,
+        std::sync::Arc::new(boxoffice::clock::ManualClock::new(T0_MS)),
+    );
+    let r = s.get("/v1/events");
+    assert_eq!(r.status, 200);
+    let ev = s.get("/v1/events/demo");
+    assert_eq!(ev.status, 200, "{ev:?}");
+    assert_eq!(ev.body["free"], 17_500, "{ev:?}");
+    s.hold("A", &["A/1/1"]);
     s.stop();
 }

@@ -183,6 +183,10 @@ impl Application {
             }
         });
 
+        let metrics = Arc::new(crate::metrics::Metrics::new(
+            registry.journal(),
+            &mail_stats,
+        ));
         let state = web::Data::new(AppState {
             registry: Arc::clone(&registry),
             idempotency,
@@ -191,6 +195,7 @@ impl Application {
             mail_stats,
             snapshotter: Arc::clone(&snapshotter),
             data_dir: data_dir.to_owned(),
+            metrics,
         });
         let listener = TcpListener::bind(&args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -203,6 +208,7 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .wrap(actix_web::middleware::from_fn(http::observe))
                 .configure(http::configure)
         })
         .workers(workers)

@@ -14,6 +14,7 @@
 //!   idempotency, OpenAPI.
 //! - [`mail`]: the durable outbox and the mailer actor that sends the
 //!   confirmation and cancellation emails (SMTP via lettre, or `.eml` files).
+//! - [`metrics`]: Prometheus metrics at `/metrics`.
 //! - [`snapshot`]: the snapshot file format: a checksummed logical dump of
 //!   every section at a journal position; create, verify, restore.
 //! - [`app`]: wiring: open the journal, replay, start actors, bind, serve.
@@ -32,4 +33,5 @@ pub mod idempotency;
 pub mod journal;
 pub mod layout;
 pub mod mail;
+pub mod metrics;
 pub mod snapshot;

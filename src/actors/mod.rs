@@ -13,5 +13,5 @@ mod section;
 pub use registry::{EventEntry, Registry, RegistryError, SectionHandle, SectionSettings};
 pub use section::{
     mail_entry, BookingView, Cancel, Confirm, GetBooking, GetHold, GetSeats, HoldSeats, HoldView,
-    Release, SeatsView, SectionActor, SectionError, SectionStats, WhatToHold,
+    Release, SeatsView, SectionActor, SectionError, SectionStats, WhatToHold, CHANGE_KINDS,
 };

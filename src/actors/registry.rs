@@ -45,6 +45,8 @@ pub struct SectionHandle {
     addr: Addr<SectionActor>,
     inflight: Arc<AtomicUsize>,
     capacity: usize,
+    /// Requests refused because the section was saturated.
+    shed: std::sync::atomic::AtomicU64,
 }
 
 struct InflightGuard(Arc<AtomicUsize>);
@@ -66,6 +68,7 @@ impl SectionHandle {
     {
         if self.inflight.fetch_add(1, Ordering::Relaxed) >= self.capacity {
             self.inflight.fetch_sub(1, Ordering::Relaxed);
+            self.shed.fetch_add(1, Ordering::Relaxed);
             return Err(SectionError::Overloaded);
         }
         let _guard = InflightGuard(Arc::clone(&self.inflight));
@@ -78,6 +81,11 @@ impl SectionHandle {
     /// Requests in flight right now.
     pub fn inflight(&self) -> usize {
         self.inflight.load(Ordering::Relaxed)
+    }
+
+    /// Requests refused since start because the section was saturated.
+    pub fn shed(&self) -> u64 {
+        self.shed.load(Ordering::Relaxed)
     }
 }
 
@@ -195,6 +203,7 @@ impl Registry {
                 addr,
                 inflight: Arc::new(AtomicUsize::new(0)),
                 capacity: self.settings.mailbox_capacity,
+                shed: std::sync::atomic::AtomicU64::new(0),
             });
         }
         drop(arbiters);

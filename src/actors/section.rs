@@ -8,7 +8,7 @@
 //! because the journal is written in order, so a reply that depends on an
 //! earlier change is released only after that change is durable too.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,7 +48,13 @@ pub enum SectionError {
 pub struct SectionStats {
     /// Per category: free, held, sold.
     counts: Vec<[AtomicU32; 3]>,
+    /// Changes applied since start, by kind: holds, releases, expiries,
+    /// confirms, cancels (`CHANGE_KINDS`).
+    changes: [AtomicU64; 5],
 }
+
+/// Names of the change counters, in `SectionStats::changes` order.
+pub const CHANGE_KINDS: [&str; 5] = ["hold", "release", "expiry", "confirm", "cancel"];
 
 impl SectionStats {
     pub fn new(counts: &SectionCounts) -> SectionStats {
@@ -58,6 +64,7 @@ impl SectionStats {
                 .iter()
                 .map(|_| [AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)])
                 .collect(),
+            changes: Default::default(),
         };
         s.publish(counts);
         s
@@ -69,6 +76,22 @@ impl SectionStats {
             slot[1].store(c.held, Ordering::Relaxed);
             slot[2].store(c.sold, Ordering::Relaxed);
         }
+    }
+
+    fn count_change(&self, change: &Change) {
+        let i = match change {
+            Change::HoldCreated { .. } => 0,
+            Change::HoldReleased { .. } => 1,
+            Change::HoldExpired { .. } => 2,
+            Change::HoldConfirmed { .. } => 3,
+            Change::BookingCancelled { .. } => 4,
+        };
+        self.changes[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Changes applied since start, in `CHANGE_KINDS` order.
+    pub fn changes(&self) -> [u64; 5] {
+        std::array::from_fn(|i| self.changes[i].load(Ordering::Relaxed))
     }
 
     /// (free, held, sold) for each category.
@@ -283,6 +306,7 @@ impl SectionActor {
             .apply(&change)
             .expect("a change this section decided applies to it");
         self.stats.publish(&self.section.counts());
+        self.stats.count_change(&change);
         if acked {
             self.journal
                 .append(bytes)

@@ -755,6 +755,18 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
+/// Prometheus metrics, text format.
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let text = state
+        .metrics
+        .render(&state.registry, state.registry.journal(), &state.mail_stats);
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text)
+}
+
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
     ApiError::not_found("not-found", format!("no resource at {}", req.path())).error_response()
 }

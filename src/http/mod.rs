@@ -47,6 +47,7 @@ pub struct AppState {
     pub mail_stats: Arc<crate::mail::MailStats>,
     pub snapshotter: Arc<crate::app::Snapshotter>,
     pub data_dir: std::path::PathBuf,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -86,6 +87,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(resource("/v1/admin/snapshots/{position}").route(web::get().to(get_snapshot)))
     .service(resource("/v1/openapi.json").route(web::get().to(openapi::serve)))
+    .service(resource("/metrics").route(web::get().to(metrics)))
     .service(resource("/healthz").route(web::get().to(healthz)))
     .service(resource("/readyz").route(web::get().to(readyz)))
     .default_service(web::to(not_found));
@@ -267,4 +269,66 @@ where
             Ok(json_response(status, body))
         }
     }
+}
+
+/// Longest `X-Request-Id` taken from a client; longer or odd ones are
+/// replaced by a fresh id.
+pub const REQUEST_ID_LEN_MAX: usize = 128;
+
+fn request_id(headers: &HeaderMap) -> String {
+    let given = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= REQUEST_ID_LEN_MAX
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        });
+    match given {
+        Some(v) => v.to_owned(),
+        None => {
+            use rand::{Rng, SeedableRng};
+            thread_local! {
+                static RNG: std::cell::RefCell<rand::rngs::StdRng> =
+                    std::cell::RefCell::new(rand::rngs::StdRng::from_os_rng());
+            }
+            RNG.with(|r| format!("{:016x}", r.borrow_mut().random::<u64>()))
+        }
+    }
+}
+
+/// Middleware around every request: a request id (the client's
+/// `X-Request-Id`, or a fresh one) in a tracing span and on the response,
+/// and the request counter and latency histogram by route.
+pub async fn observe(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use tracing::Instrument;
+    let started = std::time::Instant::now();
+    // Patterns, not paths: ids would make a label per hold.
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().as_str().to_owned();
+    let id = request_id(req.headers());
+    let metrics = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| Arc::clone(&s.metrics));
+    let span = tracing::info_span!("request", request_id = %id, %method, %route);
+    let mut res = next.call(req).instrument(span).await?;
+    if let Ok(v) = header::HeaderValue::from_str(&id) {
+        res.headers_mut()
+            .insert(header::HeaderName::from_static("x-request-id"), v);
+    }
+    if let Some(m) = metrics {
+        m.http_requests
+            .with_label_values(&[&route, &method, res.status().as_str()])
+            .inc();
+        m.http_seconds
+            .with_label_values(&[&route])
+            .observe(started.elapsed().as_secs_f64());
+    }
+    Ok(res)
 }

@@ -95,12 +95,43 @@ pub enum OpenError {
 }
 
 /// Counters the flusher keeps, for benches and metrics.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct JournalStats {
     pub batches: AtomicU64,
     pub records: AtomicU64,
     pub bytes: AtomicU64,
     pub flush_ns: AtomicU64,
+    /// Seconds per group commit (write + flush + fdatasync).
+    pub flush_seconds: prometheus::Histogram,
+    /// Records per group commit.
+    pub batch_records: prometheus::Histogram,
+}
+
+impl Default for JournalStats {
+    fn default() -> Self {
+        let h = |name: &str, help: &str, buckets: Vec<f64>| {
+            prometheus::Histogram::with_opts(
+                prometheus::HistogramOpts::new(name, help).buckets(buckets),
+            )
+            .expect("a valid histogram")
+        };
+        JournalStats {
+            batches: AtomicU64::new(0),
+            records: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            flush_ns: AtomicU64::new(0),
+            flush_seconds: h(
+                "boxoffice_journal_flush_seconds",
+                "Time of one group commit: sled write, flush and fdatasync",
+                prometheus::exponential_buckets(0.000_1, 2.0, 14).expect("valid buckets"),
+            ),
+            batch_records: h(
+                "boxoffice_journal_batch_records",
+                "Records per group commit",
+                prometheus::exponential_buckets(1.0, 2.0, 14).expect("valid buckets"),
+            ),
+        }
+    }
 }
 
 struct Entry {
@@ -461,6 +492,8 @@ fn flusher(
         let elapsed = started.elapsed();
         if let Some(s) = shared.upgrade() {
             s.stats.batches.fetch_add(1, Ordering::Relaxed);
+            s.stats.flush_seconds.observe(elapsed.as_secs_f64());
+            s.stats.batch_records.observe(batch.len() as f64);
             s.stats
                 .records
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);

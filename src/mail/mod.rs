@@ -131,11 +131,8 @@ impl Transport {
     }
 }
 
-/// Send latency buckets, upper bounds in milliseconds (the last is +Inf).
-pub const LATENCY_BUCKETS_MS: [u64; 10] = [5, 10, 25, 50, 100, 250, 500, 1000, 5000, 30000];
-
 /// Counters and gauges of the mailer, for `/metrics`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MailStats {
     pub queued: AtomicU64,
     pub attempts: AtomicU64,
@@ -146,21 +143,38 @@ pub struct MailStats {
     pub depth: AtomicU64,
     pub dead: AtomicU64,
     pub in_flight: AtomicU64,
-    /// Cumulative counts per `LATENCY_BUCKETS_MS` bucket, then +Inf.
-    pub latency_buckets: [AtomicU64; LATENCY_BUCKETS_MS.len() + 1],
-    pub latency_sum_us: AtomicU64,
+    /// Seconds per send attempt, success or not.
+    pub send_seconds: prometheus::Histogram,
+}
+
+impl Default for MailStats {
+    fn default() -> Self {
+        MailStats {
+            queued: AtomicU64::new(0),
+            attempts: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+            depth: AtomicU64::new(0),
+            dead: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            send_seconds: prometheus::Histogram::with_opts(
+                prometheus::HistogramOpts::new(
+                    "boxoffice_mail_send_seconds",
+                    "Time of one email send attempt",
+                )
+                .buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+                ]),
+            )
+            .expect("a valid histogram"),
+        }
+    }
 }
 
 impl MailStats {
     fn observe(&self, elapsed: Duration) {
-        let ms = elapsed.as_millis() as u64;
-        let i = LATENCY_BUCKETS_MS
-            .iter()
-            .position(|&b| ms <= b)
-            .unwrap_or(LATENCY_BUCKETS_MS.len());
-        self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_us
-            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        self.send_seconds.observe(elapsed.as_secs_f64());
     }
 }
 

@@ -1,0 +1,230 @@
+//! Prometheus metrics at `GET /metrics` (the `prometheus` crate's text
+//! format).
+//!
+//! Request counters and latencies are recorded as requests finish (the
+//! HTTP middleware in `http::observe`). Everything the actors, the journal
+//! and the mailer already count in atomics is copied into the registry at
+//! scrape time, so the hot paths pay nothing for metrics they already keep.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::actors::{Registry as Sections, CHANGE_KINDS};
+use crate::journal::Journal;
+use crate::mail::MailStats;
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_seconds: HistogramVec,
+    seats: IntGaugeVec,
+    changes: IntCounterVec,
+    inflight: IntGaugeVec,
+    shed: IntCounterVec,
+    journal_batches: prometheus::IntCounter,
+    journal_records: prometheus::IntCounter,
+    journal_bytes: prometheus::IntCounter,
+    journal_durable_position: IntGauge,
+    mail_counters: IntCounterVec,
+    mail_gauges: IntGaugeVec,
+    /// Scrapes copy counters in with reset + add; one at a time.
+    scrape: Mutex<()>,
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("metric names are unique");
+    c
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("a valid metric");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("metric names are unique");
+    g
+}
+
+impl Metrics {
+    pub fn new(journal: &Journal, mail: &MailStats) -> Metrics {
+        let registry = Registry::new();
+        let http_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "boxoffice_http_request_seconds",
+                "Time to answer a request, by route",
+            )
+            .buckets(vec![
+                0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 5.0,
+            ]),
+            &["route"],
+        )
+        .expect("a valid metric");
+        registry
+            .register(Box::new(http_seconds.clone()))
+            .expect("unique");
+        let counter = |name: &str, help: &str| {
+            let c = prometheus::IntCounter::new(name, help).expect("a valid metric");
+            registry.register(Box::new(c.clone())).expect("unique");
+            c
+        };
+        let journal_batches = counter(
+            "boxoffice_journal_batches_total",
+            "Group commits (durable flushes) since start",
+        );
+        let journal_records = counter(
+            "boxoffice_journal_records_total",
+            "Journal records made durable since start",
+        );
+        let journal_bytes = counter(
+            "boxoffice_journal_bytes_total",
+            "Journal bytes made durable since start",
+        );
+        let journal_durable_position = IntGauge::new(
+            "boxoffice_journal_durable_position",
+            "Position after the last durable journal batch",
+        )
+        .expect("a valid metric");
+        registry
+            .register(Box::new(journal_durable_position.clone()))
+            .expect("unique");
+        for h in [
+            &journal.stats().flush_seconds,
+            &journal.stats().batch_records,
+            &mail.send_seconds,
+        ] {
+            registry.register(Box::new(h.clone())).expect("unique");
+        }
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("unique");
+        Metrics {
+            http_requests: counter_vec(
+                &registry,
+                "boxoffice_http_requests_total",
+                "HTTP requests answered, by route, method and status",
+                &["route", "method", "status"],
+            ),
+            http_seconds,
+            seats: gauge_vec(
+                &registry,
+                "boxoffice_seats",
+                "Places by event, section and state (free, held, sold)",
+                &["event", "section", "state"],
+            ),
+            changes: counter_vec(
+                &registry,
+                "boxoffice_changes_total",
+                "Changes applied since start, by event, section and kind (hold, release, expiry, confirm, cancel)",
+                &["event", "section", "kind"],
+            ),
+            inflight: gauge_vec(
+                &registry,
+                "boxoffice_section_inflight",
+                "Requests queued at or in flight through a section's actor",
+                &["event", "section"],
+            ),
+            shed: counter_vec(
+                &registry,
+                "boxoffice_section_shed_total",
+                "Requests refused with 503 because a section was saturated",
+                &["event", "section"],
+            ),
+            journal_batches,
+            journal_records,
+            journal_bytes,
+            journal_durable_position,
+            mail_counters: counter_vec(
+                &registry,
+                "boxoffice_mail_total",
+                "Mailer events since start: queued, attempts, sent, failures, dead_lettered",
+                &["event"],
+            ),
+            mail_gauges: gauge_vec(
+                &registry,
+                "boxoffice_mail_outbox",
+                "Emails in the outbox: unsent (dead letters included), dead, in_flight",
+                &["state"],
+            ),
+            registry,
+            scrape: Mutex::new(()),
+        }
+    }
+
+    /// Copies the counters kept elsewhere into the registry and renders
+    /// the Prometheus text format.
+    pub fn render(&self, sections: &Sections, journal: &Journal, mail: &MailStats) -> String {
+        let _one_at_a_time = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
+        let set = |c: &prometheus::IntCounter, v: u64| {
+            c.reset();
+            c.inc_by(v);
+        };
+        for e in sections.events() {
+            for s in e.sections() {
+                let (event, section) = (e.def.id.as_str(), s.layout.id.as_str());
+                let (mut free, mut held, mut sold) = (0i64, 0i64, 0i64);
+                for (f, h, so) in s.stats.by_category() {
+                    free += i64::from(f);
+                    held += i64::from(h);
+                    sold += i64::from(so);
+                }
+                for (state, v) in [("free", free), ("held", held), ("sold", sold)] {
+                    self.seats
+                        .with_label_values(&[event, section, state])
+                        .set(v);
+                }
+                for (kind, v) in CHANGE_KINDS.iter().zip(s.stats.changes()) {
+                    set(&self.changes.with_label_values(&[event, section, kind]), v);
+                }
+                self.inflight
+                    .with_label_values(&[event, section])
+                    .set(s.inflight() as i64);
+                set(&self.shed.with_label_values(&[event, section]), s.shed());
+            }
+        }
+        let js = journal.stats();
+        set(&self.journal_batches, js.batches.load(Ordering::Relaxed));
+        set(&self.journal_records, js.records.load(Ordering::Relaxed));
+        set(&self.journal_bytes, js.bytes.load(Ordering::Relaxed));
+        self.journal_durable_position
+            .set(journal.durable_position() as i64);
+        for (name, v) in [
+            ("queued", &mail.queued),
+            ("attempts", &mail.attempts),
+            ("sent", &mail.sent),
+            ("failures", &mail.failures),
+            ("dead_lettered", &mail.dead_lettered),
+        ] {
+            set(
+                &self.mail_counters.with_label_values(&[name]),
+                v.load(Ordering::Relaxed),
+            );
+        }
+        for (name, v) in [
+            ("unsent", &mail.depth),
+            ("dead", &mail.dead),
+            ("in_flight", &mail.in_flight),
+        ] {
+            self.mail_gauges
+                .with_label_values(&[name])
+                .set(v.load(Ordering::Relaxed) as i64);
+        }
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("the text format always encodes");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+/// Shared handle, as `AppState` holds it.
+pub type SharedMetrics = Arc<Metrics>;

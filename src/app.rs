@@ -40,6 +40,10 @@ pub struct Application {
     mail_arbiter: Option<actix::Arbiter>,
     /// Takes snapshots in the background, and a last one at shutdown.
     snapshotter: Arc<Snapshotter>,
+    /// Set when a stop signal arrives; `/readyz` reads it.
+    shutting_down: Arc<std::sync::atomic::AtomicBool>,
+    /// How long to keep serving, not ready, before stopping.
+    shutdown_delay: Duration,
     /// Held for the life of the process: one writer per data directory.
     _lock: File,
 }
@@ -187,6 +191,7 @@ impl Application {
             registry.journal(),
             &mail_stats,
         ));
+        let shutting_down = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let state = web::Data::new(AppState {
             registry: Arc::clone(&registry),
             idempotency,
@@ -196,6 +201,7 @@ impl Application {
             snapshotter: Arc::clone(&snapshotter),
             data_dir: data_dir.to_owned(),
             metrics,
+            shutting_down: Arc::clone(&shutting_down),
         });
         let listener = TcpListener::bind(&args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -213,6 +219,9 @@ impl Application {
         })
         .workers(workers)
         .backlog(4096)
+        // Signals are ours (`serve`): readiness must turn 503 first.
+        .disable_signals()
+        .shutdown_timeout(args.shutdown_timeout_secs)
         .listen(listener)?
         .run();
         Ok(Application {
@@ -223,6 +232,8 @@ impl Application {
             mailer,
             mail_arbiter: Some(mail_arbiter),
             snapshotter,
+            shutting_down,
+            shutdown_delay: Duration::from_millis(args.shutdown_delay_ms),
             _lock: lock,
         })
     }
@@ -233,6 +244,23 @@ impl Application {
 
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
+    }
+
+    /// On SIGTERM or SIGINT: mark not ready, wait the shutdown delay,
+    /// then stop gracefully (stop accepting, finish in-flight requests
+    /// within the shutdown timeout; `run_until_stopped` then drains the
+    /// journal and takes a last snapshot).
+    pub fn stop_on_signals(&self) {
+        let handle = self.server.handle();
+        let flag = Arc::clone(&self.shutting_down);
+        let delay = self.shutdown_delay;
+        actix_web::rt::spawn(async move {
+            let signal = wait_for_stop_signal().await;
+            tracing::info!(signal, "stopping: not ready, finishing in-flight requests");
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            actix_web::rt::time::sleep(delay).await;
+            handle.stop(true).await;
+        });
     }
 
     /// Serves until the server is stopped (SIGINT/SIGTERM, or a handle),
@@ -272,9 +300,34 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "boxoffice listening on http://{}",
             with_port(&args.listen, app.port())
         );
+        app.stop_on_signals();
         app.run_until_stopped().await?;
+        tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Waits for SIGTERM (Kubernetes, systemd) or SIGINT (a terminal).
+async fn wait_for_stop_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
 }
 
 fn with_port(listen: &str, port: u16) -> String {

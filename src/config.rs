@@ -236,6 +236,19 @@ pub struct ServeArgs {
     #[arg(long, env = "BOXOFFICE_TICKET_KEY", hide_env_values = true)]
     pub ticket_key: Option<String>,
 
+    /// On SIGTERM or SIGINT: how long in-flight requests may take before
+    /// the server stops anyway, in seconds (below Kubernetes' default 30 s
+    /// grace period, which must also cover the last snapshot).
+    #[arg(long, env = "BOXOFFICE_SHUTDOWN_TIMEOUT_SECS", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub shutdown_timeout_secs: u64,
+
+    /// On SIGTERM: how long to keep serving while `/readyz` already says
+    /// 503, so load balancers stop sending traffic first, in milliseconds.
+    #[arg(long, env = "BOXOFFICE_SHUTDOWN_DELAY_MS", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub shutdown_delay_ms: u64,
+
     /// Take a snapshot after this many journal records.
     #[arg(long, env = "BOXOFFICE_SNAPSHOT_EVERY_RECORDS", default_value_t = 1_000_000,
           value_parser = clap::value_parser!(u64).range(1..))]

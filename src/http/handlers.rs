@@ -740,14 +740,22 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok\n")
 }
 
-/// The journal is replayed and writable.
+/// The journal is replayed and writable, and the server is not shutting
+/// down.
 #[utoipa::path(get, path = "/readyz", tag = "ops",
-    responses((status = 200, description = "Ready"), (status = 503, description = "Journal failed")))]
+    responses((status = 200, description = "Ready"), (status = 503, description = "Journal failed, or shutting down")))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if state.registry.journal().is_failed() {
         HttpResponse::ServiceUnavailable()
             .content_type("text/plain")
             .body("journal failed\n")
+    } else if state
+        .shutting_down
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body("shutting down\n")
     } else {
         HttpResponse::Ok()
             .content_type("text/plain")

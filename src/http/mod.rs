@@ -48,6 +48,8 @@ pub struct AppState {
     pub snapshotter: Arc<crate::app::Snapshotter>,
     pub data_dir: std::path::PathBuf,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Set on SIGTERM/SIGINT: `/readyz` answers 503 from then on.
+    pub shutting_down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

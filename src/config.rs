@@ -122,6 +122,12 @@ pub enum TicketCommand {
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    /// A TOML file of settings (keys are the flag names, with `-` or `_`):
+    /// flags win over environment variables, which win over the file,
+    /// which wins over the defaults.
+    #[arg(long, env = "BOXOFFICE_CONFIG")]
+    pub config: Option<PathBuf>,
+
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, env = "BOXOFFICE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
@@ -284,5 +290,135 @@ impl Default for ServeArgs {
             }) => *args,
             other => panic!("default arguments parse: {other:?}"),
         }
+    }
+}
+
+/// Parses the command line with the configuration file layered in: every
+/// `serve` setting not given as a flag or an environment variable is taken
+/// from the `--config` / `BOXOFFICE_CONFIG` TOML file, if it names it.
+/// The file's values go through the same parsing and validation as flags,
+/// so a bad value is refused with the setting's name.
+pub fn parse_with_config<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::parser::ValueSource;
+    use clap::{CommandFactory, FromArgMatches};
+    let mut argv: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    if argv.len() <= 1 {
+        // Bare `boxoffice` runs `serve`, with a configuration file too.
+        argv.push("serve".into());
+    }
+    let matches = Cli::command().try_get_matches_from(&argv)?;
+    let Some(serve) = matches.subcommand_matches("serve") else {
+        return Cli::from_arg_matches(&matches);
+    };
+    let Some(path) = serve.get_one::<PathBuf>("config").cloned() else {
+        return Cli::from_arg_matches(&matches);
+    };
+    let config_error = |message: String| {
+        Cli::command().error(
+            clap::error::ErrorKind::InvalidValue,
+            format!("--config {}: {message}", path.display()),
+        )
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| config_error(e.to_string()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| config_error(e.to_string()))?;
+    let command = Cli::command();
+    let serve_cmd = command
+        .find_subcommand("serve")
+        .expect("serve is a subcommand");
+    let mut extra: Vec<std::ffi::OsString> = Vec::new();
+    for (key, value) in &table {
+        let id = key.replace('-', "_");
+        let Some(arg) = serve_cmd
+            .get_arguments()
+            .find(|a| a.get_id().as_str() == id && !a.is_hide_set() && id != "config")
+        else {
+            return Err(config_error(format!("unknown setting {key:?}")));
+        };
+        let value = match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            _ => {
+                return Err(config_error(format!(
+                    "{key}: expected a string, number or boolean"
+                )))
+            }
+        };
+        if serve.value_source(&id) == Some(ValueSource::DefaultValue)
+            || serve.value_source(&id).is_none()
+        {
+            let long = arg.get_long().expect("serve settings are long flags");
+            extra.push(format!("--{long}").into());
+            extra.push(value.into());
+        }
+    }
+    argv.extend(extra);
+    let matches = Cli::command().try_get_matches_from(&argv).map_err(|e| {
+        config_error(
+            e.to_string()
+                .trim_start_matches("error: ")
+                .trim()
+                .to_owned(),
+        )
+    })?;
+    Cli::from_arg_matches(&matches)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str], file: &str) -> Result<ServeArgs, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("boxoffice.toml");
+        std::fs::write(&path, file).unwrap();
+        let mut argv = vec!["boxoffice", "serve", "--config", path.to_str().unwrap()];
+        argv.extend_from_slice(args);
+        match parse_with_config(argv).map_err(|e| e.to_string())? {
+            Cli {
+                command: Some(Command::Serve(a)),
+            } => Ok(*a),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_file_fills_what_flags_leave_and_flags_win() {
+        let a = serve(
+            &["--listen", "127.0.0.1:9"],
+            "listen = \"0.0.0.0:80\"\nmail-concurrency = 7\nfdatasync = false\ndata_dir = \"/srv/bx\"\n",
+        )
+        .unwrap();
+        assert_eq!(a.listen, "127.0.0.1:9");
+        assert_eq!(a.mail_concurrency, 7);
+        assert!(!a.fdatasync);
+        assert_eq!(a.data_dir, PathBuf::from("/srv/bx"));
+        // Untouched settings keep their defaults.
+        assert_eq!(a.hold_ttl_secs, 420);
+    }
+
+    #[test]
+    fn bad_files_are_refused_naming_the_setting() {
+        let e = serve(&[], "mail_concurrency = 0\n").unwrap_err();
+        assert!(
+            e.contains("--mail-concurrency") && e.contains("boxoffice.toml"),
+            "{e}"
+        );
+        let e = serve(&[], "colour = \"blue\"\n").unwrap_err();
+        assert!(e.contains("unknown setting \"colour\""), "{e}");
+        let e = serve(&[], "listen = [1, 2]\n").unwrap_err();
+        assert!(e.contains("listen"), "{e}");
+        let e = serve(&[], "listen = \n").unwrap_err();
+        assert!(e.contains("--config"), "{e}");
+        // Hidden test settings cannot come from a file.
+        let e = serve(&[], "seed = 1\n").unwrap_err();
+        assert!(e.contains("unknown setting \"seed\""), "{e}");
     }
 }

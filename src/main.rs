@@ -1,12 +1,12 @@
 //! The `boxoffice` binary: parse flags, set up logging, run a subcommand.
 
-use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use boxoffice::config::{Cli, Command};
+use boxoffice::config::Command;
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli =
+        boxoffice::config::parse_with_config(std::env::args_os()).unwrap_or_else(|e| e.exit());
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),

@@ -270,3 +270,69 @@ fn sigterm_under_load_finishes_what_it_accepted() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Precedence through the real binary: a flag beats its environment
+/// variable, which beats the configuration file, which beats the default.
+#[test]
+fn configuration_file_environment_and_flags_layer_in_order() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("from-file");
+    let file = dir.path().join("boxoffice.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen = \"127.0.0.1:1\"\ndata-dir = {:?}\nmail_enabled = false\n",
+            data.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let listening = |cmd: &mut Command| {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let line = BufReader::new(child.stdout.take().unwrap())
+            .lines()
+            .next()
+            .map(|l| l.unwrap());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        line.unwrap_or_default()
+    };
+    // The environment beats the file's port 1 (which would not bind);
+    // the file still gives the data directory.
+    let line = listening(
+        Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+            .args(["serve", "--config"])
+            .arg(&file)
+            .env("BOXOFFICE_LISTEN", "127.0.0.1:0"),
+    );
+    assert!(
+        line.starts_with("boxoffice listening on http://127.0.0.1:"),
+        "{line}"
+    );
+    assert!(!line.ends_with(":1"), "{line}");
+    assert!(data.join("journal").exists());
+    // A flag beats the environment.
+    let line = listening(
+        Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&file)
+            .env("BOXOFFICE_LISTEN", "127.0.0.1:1"),
+    );
+    assert!(line.starts_with("boxoffice listening on"), "{line}");
+    assert!(!line.ends_with(":1"), "{line}");
+    // A bad value in the file is refused, naming it.
+    std::fs::write(&file, "hold_ttl_secs = 5\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+        .args(["serve", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--hold-ttl-secs"), "{err}");
+}

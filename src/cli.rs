@@ -237,3 +237,17 @@ fn summary(h: &crate::snapshot::Header) -> String {
         h.outbox_entries
     )
 }
+
+/// `boxoffice probe`: one GET with a short timeout; any answer but 200 is
+/// a failure.
+pub fn probe(server: &str, path: &str) -> anyhow::Result<()> {
+    let url = format!("{}{path}", server.trim_end_matches('/'));
+    let resp = ureq::get(&url)
+        .timeout(std::time::Duration::from_secs(3))
+        .call()
+        .with_context(|| format!("{url} did not answer 200"))?;
+    if resp.status() != 200 {
+        bail!("{url} answered {}", resp.status());
+    }
+    Ok(())
+}

@@ -29,6 +29,14 @@ pub enum Command {
     /// Create, verify, inspect and restore snapshots.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Exit 0 if the server answers `/healthz` (or `--path`) with 200: the
+    /// container health check, which needs no curl in the image.
+    Probe {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        #[arg(long, default_value = "/healthz")]
+        path: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -21,5 +21,6 @@ fn main() -> anyhow::Result<()> {
         Command::Outbox(cmd) => boxoffice::cli::outbox(cmd),
         Command::Ticket(cmd) => boxoffice::cli::ticket(cmd),
         Command::Snapshot(cmd) => boxoffice::cli::snapshot(cmd),
+        Command::Probe { server, path } => boxoffice::cli::probe(&server, &path),
     }
 }

@@ -336,3 +336,24 @@ fn configuration_file_environment_and_flags_layer_in_order() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--hold-ttl-secs"), "{err}");
 }
+
+/// `boxoffice probe` is the container health check.
+#[test]
+fn probe_succeeds_against_a_live_server_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path());
+    let probe = |server: &str, path: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+            .args(["probe", "--server", server, "--path", path])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(probe(&s.base, "/healthz"));
+    assert!(probe(&s.base, "/readyz"));
+    assert!(!probe(&s.base, "/nothing"));
+    let base = s.base.clone();
+    s.stop();
+    assert!(!probe(&base, "/healthz"));
+}

@@ -357,3 +357,135 @@ fn probe_succeeds_against_a_live_server_only() {
     s.stop();
     assert!(!probe(&base, "/healthz"));
 }
+
+/// A restart (SIGTERM, start again on the same port) under load, with
+/// clients that retry with the same Idempotency-Key as a phone app would:
+/// no fan request ends in failure, no hold is made twice. Prints the
+/// unavailable window (goal: under a second for the demo arena).
+#[test]
+fn restart_under_load_with_idempotent_retries_loses_nothing() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let base = format!("http://{listen}");
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+            .args(["serve", "--listen", &listen, "--hold-ttl-secs", "3600"])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        loop {
+            let line = lines.next().expect("a listening line").unwrap();
+            if line.starts_with("boxoffice listening on ") {
+                break;
+            }
+        }
+        child
+    };
+    let mut child = start();
+    let stop = Arc::new(AtomicBool::new(false));
+    // (first failure, next success) per retried request.
+    let outages: Arc<Mutex<Vec<(Instant, Instant)>>> = Arc::default();
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let (base, stop, outages) = (base.clone(), Arc::clone(&stop), Arc::clone(&outages));
+            std::thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new()
+                    .max_idle_connections(0)
+                    .timeout(Duration::from_secs(10))
+                    .build();
+                let mut done: Vec<(String, String)> = Vec::new();
+                let section = ["A", "B", "C", "D"][c];
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let key = format!("fan-{c}-{i}");
+                    i += 1;
+                    let mut failed_at = None;
+                    let deadline = Instant::now() + Duration::from_secs(30);
+                    let id = loop {
+                        let r = agent
+                            .post(&format!("{base}/v1/events/demo/holds"))
+                            .set("Idempotency-Key", &key)
+                            .send_json(json!({"section": section, "quantity": 1}));
+                        match r {
+                            Ok(resp) => {
+                                let v: serde_json::Value = resp.into_json().unwrap();
+                                break v["id"].as_str().unwrap().to_owned();
+                            }
+                            Err(ureq::Error::Status(503 | 409, _))
+                            | Err(ureq::Error::Transport(_)) => {
+                                // 409: the first attempt is still in flight.
+                                failed_at.get_or_insert_with(Instant::now);
+                                assert!(Instant::now() < deadline, "{key} never succeeded");
+                                std::thread::sleep(Duration::from_millis(10));
+                            }
+                            Err(ureq::Error::Status(code, resp)) => {
+                                panic!("{key}: {code} {}", resp.into_string().unwrap_or_default())
+                            }
+                        }
+                    };
+                    if let Some(t) = failed_at {
+                        outages.lock().unwrap().push((t, Instant::now()));
+                    }
+                    done.push((key, id));
+                }
+                done
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(400));
+    // SAFETY: a signal to our own child.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    assert!(child.wait().unwrap().success());
+    let mut child = start();
+    std::thread::sleep(Duration::from_millis(400));
+    stop.store(true, Ordering::Relaxed);
+    let done: Vec<(String, String)> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    // Every request got its hold, each key exactly one, each hold one key.
+    let ids: std::collections::HashSet<&String> = done.iter().map(|(_, id)| id).collect();
+    assert_eq!(ids.len(), done.len(), "a hold answered two keys");
+    let ev = request("GET", &format!("{base}/v1/events/demo"), None, &[]);
+    assert_eq!(
+        ev.body["held"].as_u64(),
+        Some(done.len() as u64),
+        "duplicate or lost holds"
+    );
+    let outages = outages.lock().unwrap();
+    let window = outages
+        .iter()
+        .map(|(a, b)| *b - *a)
+        .max()
+        .unwrap_or_default();
+    eprintln!(
+        "restart under load: {} holds, {} retried requests, longest unavailable window {:?}",
+        done.len(),
+        outages.len(),
+        window
+    );
+    assert!(
+        window < Duration::from_secs(10),
+        "unavailable for {window:?}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -29,6 +29,8 @@ pub enum Command {
     /// Create, verify, inspect and restore snapshots.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Flash-sale load generator against a running server.
+    Loadgen(LoadgenArgs),
     /// Exit 0 if the server answers `/healthz` (or `--path`) with 200: the
     /// container health check, which needs no curl in the image.
     Probe {
@@ -75,6 +77,54 @@ pub enum SnapshotCommand {
         #[arg(long)]
         force: bool,
     },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LoadgenArgs {
+    /// Base URL of the server under load.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// The event on sale.
+    #[arg(long, default_value = "demo")]
+    pub event: String,
+    /// Fans arriving.
+    #[arg(long, default_value_t = 10_000)]
+    pub fans: usize,
+    /// Fans arrive evenly over this many seconds (0: all at once).
+    #[arg(long, default_value_t = 0.0)]
+    pub ramp_secs: f64,
+    /// Stop after this many seconds even if fans are left.
+    #[arg(long)]
+    pub duration_secs: Option<u64>,
+    /// Concurrent connections (one worker thread each).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub connections: u64,
+    /// Each fan holds 1..=this many seats together.
+    #[arg(long, default_value_t = 4)]
+    pub quantity_max: u32,
+    /// Popularity skew over sections in layout order (0: uniform; 1:
+    /// Zipf, the first section hottest).
+    #[arg(long, default_value_t = 1.0)]
+    pub skew: f64,
+    /// Share of holds confirmed.
+    #[arg(long, default_value_t = 0.7)]
+    pub confirm_ratio: f64,
+    /// Share of holds released (the rest expire).
+    #[arg(long, default_value_t = 0.2)]
+    pub release_ratio: f64,
+    /// Per-request timeout, after which the fan retries with the same key.
+    #[arg(long, default_value_t = 10)]
+    pub timeout_secs: u64,
+    /// Places already sold before this run (for the consistency check on
+    /// a server that was not fresh).
+    #[arg(long, default_value_t = 0)]
+    pub sold_before: u64,
+    /// Seed of the run; printed, so a run can be repeated.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -12,6 +12,7 @@
 //!   to them.
 //! - [`http`]: the REST API under `/v1`: routes, DTOs, problem+json errors,
 //!   idempotency, OpenAPI.
+//! - [`loadgen`]: `boxoffice loadgen`, the flash-sale load generator.
 //! - [`mail`]: the durable outbox and the mailer actor that sends the
 //!   confirmation and cancellation emails (SMTP via lettre, or `.eml` files).
 //! - [`metrics`]: Prometheus metrics at `/metrics`.
@@ -32,6 +33,7 @@ pub mod http;
 pub mod idempotency;
 pub mod journal;
 pub mod layout;
+pub mod loadgen;
 pub mod mail;
 pub mod metrics;
 pub mod snapshot;

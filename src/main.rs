@@ -21,6 +21,7 @@ fn main() -> anyhow::Result<()> {
         Command::Outbox(cmd) => boxoffice::cli::outbox(cmd),
         Command::Ticket(cmd) => boxoffice::cli::ticket(cmd),
         Command::Snapshot(cmd) => boxoffice::cli::snapshot(cmd),
+        Command::Loadgen(args) => boxoffice::loadgen::run(args),
         Command::Probe { server, path } => boxoffice::cli::probe(&server, &path),
     }
 }

@@ -1,0 +1,81 @@
+//! A short flash sale through `boxoffice loadgen` against the real
+//! binary: a small venue sells out with no seat sold twice, the server's
+//! sold count equals the bookings, and no answer is a 5xx.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use common::*;
+use serde_json::Value;
+
+#[test]
+fn a_short_flash_sale_sells_out_consistently() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-token",
+            ADMIN_TOKEN,
+        ])
+        .args(["--demo", "false", "--mail-enabled", "false", "--data-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next().expect("a listening line").unwrap();
+        if let Some(url) = line.strip_prefix("boxoffice listening on ") {
+            break url.to_owned();
+        }
+    };
+    // 3 rows of 20 seats and 40 standing places: 100 places.
+    let r = request(
+        "POST",
+        &format!("{base}/v1/events"),
+        Some(small_event("flash", &[20, 20, 20], 40, 4).to_string()),
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &format!("Bearer {ADMIN_TOKEN}")),
+        ],
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+        .args([
+            "loadgen", "--server", &base, "--event", "flash", "--fans", "300",
+        ])
+        .args(["--connections", "8", "--ramp-secs", "0.5", "--seed", "7"])
+        .args(["--confirm-ratio", "0.9", "--release-ratio", "0.1", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "loadgen failed: {stderr}");
+    assert!(stderr.contains("seed 7"), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["seed"], 7);
+    assert_eq!(report["fans"], 300);
+    assert_eq!(report["server_errors"], 0);
+    let c = &report["consistency"];
+    assert_eq!(c["ok"], true, "{c}");
+    assert_eq!(c["seats_sold_twice"], serde_json::json!([]));
+    assert_eq!(c["places_in_bookings"], c["places_sold_by_server"]);
+    // 300 fans for 100 places: the venue sells out, and the rest are told
+    // so (409), not failed.
+    let sold = c["places_sold_by_server"].as_u64().unwrap();
+    assert!((90..=100).contains(&sold), "sold {sold}: {report}");
+    assert!(report["statuses"]["409"].as_u64().unwrap() > 0, "{report}");
+    for (status, _) in report["statuses"].as_object().unwrap() {
+        assert!(!status.starts_with('5'), "{report}");
+    }
+    assert!(report["latency"]["hold"]["p99_ms"].as_f64().unwrap() > 0.0);
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

@@ -186,6 +186,12 @@ pub struct ServeArgs {
     #[arg(long, env = "BOXOFFICE_CONFIG")]
     pub config: Option<PathBuf>,
 
+    /// Log format: `text` (human-readable) or `json` (one object a line,
+    /// for log collectors). The level comes from `RUST_LOG`.
+    #[arg(long, env = "BOXOFFICE_LOG_FORMAT", default_value = "text",
+          value_parser = ["text", "json"])]
+    pub log_format: String,
+
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, env = "BOXOFFICE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,

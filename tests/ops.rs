@@ -489,3 +489,54 @@ fn restart_under_load_with_idempotent_retries_loses_nothing() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// `--log-format json` writes one JSON object a line.
+#[test]
+fn json_logs_are_one_object_a_line() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("RUST_LOG", "info,boxoffice=debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next().expect("a listening line").unwrap();
+        if let Some(url) = line.strip_prefix("boxoffice listening on ") {
+            break url.to_owned();
+        }
+    };
+    let h = request(
+        "POST",
+        &format!("{base}/v1/events/demo/holds"),
+        Some(json!({"section": "A", "quantity": 1}).to_string()),
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Request-Id", "trace-me-1"),
+        ],
+    );
+    assert_eq!(h.status, 201);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: a signal to our own child.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(child.wait().unwrap().success());
+    let mut objects = 0;
+    for line in stderr.lines().filter(|l| !l.is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+        objects += 1;
+    }
+    assert!(objects >= 3, "{stderr}");
+    assert!(stderr.contains("\"stopping: not ready"), "{stderr}");
+}

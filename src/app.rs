@@ -801,10 +801,12 @@ impl SnapshotWorker {
         let records = self.records();
         let end = self.journal.durable_position();
         if end <= self.last_position {
+            // Only the header is needed: no reason to read and check the
+            // whole file (it was checked when written or loaded).
             if let Some((_, path)) = snapshot::list(&self.data_dir)?.first() {
-                if let Ok(s) = snapshot::read(path) {
-                    if s.header.journal_position == self.last_position {
-                        return Ok(s.header);
+                if let Ok(h) = snapshot::read_header(path) {
+                    if h.journal_position == self.last_position {
+                        return Ok(h);
                     }
                 }
             }

@@ -9,14 +9,13 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{try_request, Resp};
+use common::{spawn_listening, try_request, Resp};
 use serde_json::json;
 
 const CLIENTS: usize = 4;
@@ -31,38 +30,24 @@ struct Server {
 }
 
 fn start(dir: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
-        // Holds must outlive the whole run: the check counts every
-        // acknowledged hold as held (or sold) after the last restart.
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--hold-ttl-secs",
-            "3600",
-        ])
-        // Snapshot and compact all the time, so that kills also land
-        // during snapshots and restarts start from one.
-        .args(["--snapshot-every-records", "50", "--snapshot-keep", "2"])
-        .arg("--data-dir")
-        .arg(dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the boxoffice binary");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        match lines.next() {
-            Some(Ok(line)) => {
-                if let Some(url) = line.strip_prefix("boxoffice listening on ") {
-                    break url.to_owned();
-                }
-            }
-            other => panic!("server exited before listening: {other:?}"),
-        }
-    };
+    let (child, base) = spawn_listening(
+        Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+            // Holds must outlive the whole run: the check counts every
+            // acknowledged hold as held (or sold) after the last restart.
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--hold-ttl-secs",
+                "3600",
+            ])
+            // Snapshot and compact all the time, so that kills also land
+            // during snapshots and restarts start from one.
+            .args(["--snapshot-every-records", "50", "--snapshot-keep", "2"])
+            .arg("--data-dir")
+            .arg(dir)
+            .env("RUST_LOG", "warn"),
+    );
     Server { child, base }
 }
 

@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
 use serde_json::Value;
@@ -13,28 +12,19 @@ use serde_json::Value;
 #[test]
 fn a_short_flash_sale_sells_out_consistently() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-token",
-            ADMIN_TOKEN,
-        ])
-        .args(["--demo", "false", "--mail-enabled", "false", "--data-dir"])
-        .arg(dir.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("a listening line").unwrap();
-        if let Some(url) = line.strip_prefix("boxoffice listening on ") {
-            break url.to_owned();
-        }
-    };
+    let (mut server, base) = spawn_listening(
+        Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-token",
+                ADMIN_TOKEN,
+            ])
+            .args(["--demo", "false", "--mail-enabled", "false", "--data-dir"])
+            .arg(dir.path())
+            .env("RUST_LOG", "warn"),
+    );
     // 3 rows of 20 seats and 40 standing places: 100 places.
     let r = request(
         "POST",

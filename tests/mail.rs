@@ -6,9 +6,8 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -487,36 +486,21 @@ fn every_email_arrives_after_sigkill() {
 }
 
 fn spawn_server(dir: &Path, sink: &SmtpSink) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--smtp-url",
-            &sink.url(),
-        ])
-        .args(["--mail-send-timeout-ms", "500", "--mail-backoff-ms", "50"])
-        .args(["--mail-backoff-max-ms", "200", "--mail-concurrency", "2"])
-        .arg("--data-dir")
-        .arg(dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the boxoffice binary");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        match lines.next() {
-            Some(Ok(line)) => {
-                if let Some(url) = line.strip_prefix("boxoffice listening on ") {
-                    break url.to_owned();
-                }
-            }
-            _ => panic!("the server exited before listening"),
-        }
-    };
-    (child, base)
+    spawn_listening(
+        Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--smtp-url",
+                &sink.url(),
+            ])
+            .args(["--mail-send-timeout-ms", "500", "--mail-backoff-ms", "50"])
+            .args(["--mail-backoff-max-ms", "200", "--mail-concurrency", "2"])
+            .arg("--data-dir")
+            .arg(dir)
+            .env("RUST_LOG", "warn"),
+    )
 }
 
 /// Runs the binary with `args` and expects it to refuse to start, naming

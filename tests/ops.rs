@@ -153,36 +153,20 @@ fn every_answer_carries_a_request_id() {
 /// exactly the acknowledged holds are there after a restart.
 #[test]
 fn sigterm_under_load_finishes_what_it_accepted() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
     let dir = tempfile::tempdir().unwrap();
     let start = |dir: &std::path::Path| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--shutdown-delay-ms",
-                "400",
-            ])
-            .args(["--hold-ttl-secs", "3600", "--data-dir"])
-            .arg(dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let base = loop {
-            let line = lines.next().expect("a listening line").unwrap();
-            if let Some(url) = line.strip_prefix("boxoffice listening on ") {
-                break url.to_owned();
-            }
-        };
-        (child, base)
+        spawn_listening(
+            Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+                .args(["serve", "--listen", "127.0.0.1:0"])
+                .args(["--shutdown-delay-ms", "400", "--hold-ttl-secs", "3600"])
+                .arg("--data-dir")
+                .arg(dir)
+                .env("RUST_LOG", "warn"),
+        )
     };
     let (mut child, base) = start(dir.path());
     let stop = Arc::new(AtomicBool::new(false));
@@ -364,8 +348,7 @@ fn probe_succeeds_against_a_live_server_only() {
 /// unavailable window (goal: under a second for the demo arena).
 #[test]
 fn restart_under_load_with_idempotent_retries_loses_nothing() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
@@ -379,23 +362,14 @@ fn restart_under_load_with_idempotent_retries_loses_nothing() {
     let base = format!("http://{listen}");
     let dir = tempfile::tempdir().unwrap();
     let start = || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
-            .args(["serve", "--listen", &listen, "--hold-ttl-secs", "3600"])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        loop {
-            let line = lines.next().expect("a listening line").unwrap();
-            if line.starts_with("boxoffice listening on ") {
-                break;
-            }
-        }
-        child
+        spawn_listening(
+            Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+                .args(["serve", "--listen", &listen, "--hold-ttl-secs", "3600"])
+                .arg("--data-dir")
+                .arg(dir.path())
+                .env("RUST_LOG", "warn"),
+        )
+        .0
     };
     let mut child = start();
     let stop = Arc::new(AtomicBool::new(false));
@@ -493,25 +467,16 @@ fn restart_under_load_with_idempotent_retries_loses_nothing() {
 /// `--log-format json` writes one JSON object a line.
 #[test]
 fn json_logs_are_one_object_a_line() {
-    use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("RUST_LOG", "info,boxoffice=debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("a listening line").unwrap();
-        if let Some(url) = line.strip_prefix("boxoffice listening on ") {
-            break url.to_owned();
-        }
-    };
+    let (mut child, base) = spawn_listening(
+        Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("RUST_LOG", "info,boxoffice=debug")
+            .stderr(Stdio::piped()),
+    );
     let h = request(
         "POST",
         &format!("{base}/v1/events/demo/holds"),

@@ -214,10 +214,7 @@ impl Store {
 
     /// The first batch position still in the journal, if any.
     pub fn first_batch(&self) -> Result<Option<u64>, OpenError> {
-        match self.db.first().map_err(OpenError::Read)? {
-            Some((k, _)) => Ok(parse_key(&k).map(|(b, _)| b)),
-            None => Ok(None),
-        }
+        self.reader().first_batch()
     }
 
     /// Never hands out a batch position below `position` (after loading a

@@ -292,14 +292,11 @@ impl Mailer {
     /// Journals an outcome (nobody waits for it: if it is lost in a crash,
     /// the email is sent again, same Message-ID) and applies it.
     fn record(&mut self, key: &MailKey, outcome: MailOutcome) {
-        let bytes = encode(&Record::Mail {
-            event: key.event.to_string(),
-            section: key.section.to_string(),
-            booking: key.booking,
-            kind: key.kind.into(),
-            outcome: (&outcome).into(),
-        });
-        if self.journal.append_unacked(bytes).is_err() {
+        if self
+            .journal
+            .append_unacked(mail_record(key, &outcome))
+            .is_err()
+        {
             // Fail-stop: the journal refuses everything now; pump() stops.
             tracing::error!(mail = %key, "cannot journal a mail outcome");
         }
@@ -444,6 +441,17 @@ pub fn lower_thread_priority(nice: i32) {
     let _ = nice;
 }
 
+/// The journal record of what happened to one outbox entry.
+fn mail_record(key: &MailKey, outcome: &MailOutcome) -> Vec<u8> {
+    encode(&Record::Mail {
+        event: key.event.to_string(),
+        section: key.section.to_string(),
+        booking: key.booking,
+        kind: key.kind.into(),
+        outcome: outcome.into(),
+    })
+}
+
 fn truncate(mut s: String) -> String {
     if s.len() > ERROR_LEN_MAX {
         let mut end = ERROR_LEN_MAX;
@@ -521,16 +529,9 @@ impl Handler<RetryDead> for Mailer {
             let outcome = MailOutcome::Requeued {
                 at_ms: self.clock.now_ms(),
             };
-            let bytes = encode(&Record::Mail {
-                event: key.event.to_string(),
-                section: key.section.to_string(),
-                booking: key.booking,
-                kind: key.kind.into(),
-                outcome: (&outcome).into(),
-            });
             let receipt = self
                 .journal
-                .append(bytes)
+                .append(mail_record(&key, &outcome))
                 .map_err(|_| MailAdminError::Unavailable)?;
             self.outbox.apply(&key, &outcome);
             self.publish();

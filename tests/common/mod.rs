@@ -6,7 +6,9 @@
 
 pub mod smtp;
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -227,4 +229,28 @@ pub fn small_event(id: &str, rows: &[u32], standing: u32, max: u32) -> Value {
 
 pub fn admin() -> [(&'static str, &'static str); 1] {
     [("Authorization", "Bearer test-admin-token")]
+}
+
+/// Spawns `cmd` (the real binary, `serve ...`) with stdout piped, waits
+/// for its "listening" line, and returns the child and its base URL.
+pub fn spawn_listening(cmd: &mut Command) -> (Child, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the boxoffice binary");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(url) = line.strip_prefix("boxoffice listening on ") {
+                    return (child, url.to_owned());
+                }
+            }
+            other => {
+                let _ = child.kill();
+                let status = child.wait();
+                panic!("the server exited before listening: {other:?}, {status:?}")
+            }
+        }
+    }
 }

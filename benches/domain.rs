@@ -1,34 +1,23 @@
-//! The pure core at memory speed: single-seat hold/release, and the
-//! best-available search. No I/O, no actors.
+//! The pure core at memory speed: hold and release, hold + confirm +
+//! cancel, best-available search on sections of 100 to 10,000 seats, and
+//! the expiry sweep. No I/O, no actors; one core.
+//!
+//!     cargo bench --bench domain
+//!     cargo bench --bench domain -- --warm-up-time 1 --measurement-time 2   # quick
 
-use std::sync::Arc;
+#[path = "support/mod.rs"]
+mod support;
 
-use boxoffice::domain::{Change, Section};
-use boxoffice::layout::EventSpec;
+use boxoffice::domain::Change;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-
-fn section(rows: u32, per_row: u32) -> Section {
-    let rows: Vec<serde_json::Value> = (0..rows)
-        .map(|r| serde_json::json!({"label": (r + 1).to_string(), "seats": per_row, "x": 0.0, "y": r as f32}))
-        .collect();
-    let spec: EventSpec = serde_json::from_value(serde_json::json!({
-        "format": "boxoffice.event/1", "id": "b", "name": "Bench", "starts_at": "2026-12-24T10:00:00Z",
-        "currency": "KRW", "hold_ttl_secs": 600, "seats_per_hold_max": 8,
-        "categories": [{"id": "R", "name": "R", "price": 1}],
-        "venue": {"name": "V", "sections": [{"id": "S", "name": "S", "category": "R", "rows": rows}]}
-    }))
-    .unwrap();
-    let def = spec.build().unwrap();
-    Section::new(Arc::clone(&def.sections[0]), def.limits)
-}
 
 fn hold_release(c: &mut Criterion) {
     let mut g = c.benchmark_group("domain");
     g.throughput(Throughput::Elements(1));
-    let mut s = section(40, 25);
+    let mut s = support::section(40, 25);
     let seats = s.layout().capacity();
     let mut i = 0u32;
-    let mut live: Vec<u64> = Vec::new();
+    let mut live: std::collections::VecDeque<u64> = Default::default();
     // Alternate: hold a seat, then release the oldest hold, so the section
     // stays half full. Each iteration is one decide + apply.
     g.bench_function("hold_or_release_1_seat", |b| {
@@ -38,15 +27,38 @@ fn hold_release(c: &mut Criterion) {
                 i = i.wrapping_add(1);
                 if let Ok(change) = s.decide_hold_seats(&seat, 1_000, 42) {
                     if let Change::HoldCreated { hold, .. } = change {
-                        live.push(hold);
+                        live.push_back(hold);
                     }
                     s.apply(&change).unwrap();
                 }
             } else {
-                let hold = live.swap_remove(0);
+                let hold = live.pop_front().unwrap();
                 let change = s.decide_release(hold, 42, 2_000).unwrap();
                 s.apply(&change).unwrap();
             }
+        })
+    });
+    // Best 2 together, confirm, cancel: one fan's whole purchase (and
+    // its refund), three changes; the seats end free again.
+    let mut s = support::section(40, 25);
+    let mut n = 0u64;
+    g.bench_function("hold_confirm_cancel", |b| {
+        b.iter(|| {
+            n += 1;
+            let hold = s.decide_hold_best(2, n, n).unwrap();
+            s.apply(&hold).unwrap();
+            let Change::HoldCreated { hold, .. } = hold else {
+                unreachable!()
+            };
+            let confirm = s
+                .decide_confirm(hold, n, "fan@example.com".into(), "pay".into(), n, n)
+                .unwrap();
+            s.apply(&confirm).unwrap();
+            let Change::HoldConfirmed { booking, .. } = confirm else {
+                unreachable!()
+            };
+            let cancel = s.decide_cancel(booking, n, n).unwrap();
+            s.apply(&cancel).unwrap();
         })
     });
     g.finish();
@@ -56,22 +68,55 @@ fn best_available(c: &mut Criterion) {
     let mut g = c.benchmark_group("best_available_4");
     g.throughput(Throughput::Elements(1));
     for (rows, per_row) in [(4, 25), (40, 25), (100, 100)] {
-        let mut s = section(rows, per_row);
-        // Fragment the front half: every third seat held, so the search has
-        // to walk past rows with free seats but no block of 4.
+        let mut s = support::section(rows, per_row);
+        support::fragment_front_half(&mut s);
         let cap = s.layout().capacity();
-        let mut seat = 0;
-        while seat < cap / 2 {
-            let change = s.decide_hold_seats(&[seat], 0, 1).unwrap();
-            s.apply(&change).unwrap();
-            seat += 3;
-        }
         g.bench_with_input(BenchmarkId::from_parameter(cap), &s, |b, s| {
             b.iter(|| black_box(s.decide_hold_best(4, 0, 7).unwrap()))
         });
     }
     g.finish();
+    // Late in a sale: the front 90 of 100 rows are full.
+    let mut g = c.benchmark_group("best_available_2_behind_full_rows");
+    g.throughput(Throughput::Elements(1));
+    let mut s = support::section(100, 100);
+    support::fill_front_rows(&mut s, 90);
+    g.bench_function("10000", |b| {
+        b.iter(|| black_box(s.decide_hold_best(2, 0, 7).unwrap()))
+    });
+    g.finish();
 }
 
-criterion_group!(benches, hold_release, best_available);
+/// The sweep a section runs every `--sweep-interval-ms`: 1,000 holds come
+/// due at once and are expired (decided and applied). Throughput counts
+/// expired holds.
+fn expiry_sweep(c: &mut Criterion) {
+    let mut g = c.benchmark_group("expiry_sweep");
+    const DUE: u32 = 1_000;
+    g.throughput(Throughput::Elements(u64::from(DUE)));
+    g.bench_function("1000_due_holds", |b| {
+        b.iter_batched_ref(
+            || {
+                let mut s = support::section(100, 100);
+                for k in 0..DUE {
+                    let c = s.decide_hold_seats(&[k * 3], 0, 1).unwrap();
+                    s.apply(&c).unwrap();
+                }
+                s
+            },
+            |s| {
+                let ttl = s.limits().hold_ttl_ms;
+                let due = s.decide_expiries(ttl, DUE as usize);
+                assert_eq!(due.len(), DUE as usize);
+                for c in &due {
+                    s.apply(c).unwrap();
+                }
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, hold_release, best_available, expiry_sweep);
 criterion_main!(benches);

@@ -514,7 +514,12 @@ impl Section {
         let mut largest = 0;
         for (ri, row) in map.rows.iter().enumerate() {
             if row_free[ri] < n {
-                largest = largest.max(row_free[ri].min(longest_run(owner, row.first, row.len)));
+                // A row cannot hold a block longer than its free seats:
+                // only walk it when that could raise `largest` (a full
+                // row, the common case in a sale, costs nothing).
+                if row_free[ri] > largest {
+                    largest = largest.max(longest_run(owner, row.first, row.len));
+                }
                 continue;
             }
             // Doubled coordinates keep the centre arithmetic in integers.

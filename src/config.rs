@@ -81,27 +81,44 @@ pub enum SnapshotCommand {
 
 #[derive(Debug, Clone, Args)]
 pub struct LoadgenArgs {
-    /// Base URL of the server under load.
+    /// Base URL of the server under load (plain http://).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub server: String,
     /// The event on sale.
     #[arg(long, default_value = "demo")]
     pub event: String,
-    /// Fans arriving.
+    /// Fans arriving (at most).
     #[arg(long, default_value_t = 10_000)]
     pub fans: usize,
     /// Fans arrive evenly over this many seconds (0: all at once).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, conflicts_with = "rate")]
     pub ramp_secs: f64,
-    /// Stop after this many seconds even if fans are left.
+    /// Fans arriving per second (instead of --ramp-secs): a rate limit on
+    /// arrivals. Without either, every fan arrives at once (open loop,
+    /// bounded by --connections).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Stop arrivals after this many seconds even if fans are left.
     #[arg(long)]
     pub duration_secs: Option<u64>,
-    /// Concurrent connections (one worker thread each).
+    /// Stop arrivals once the event has no free place left.
+    #[arg(long)]
+    pub until_sold_out: bool,
+    /// Concurrent keep-alive connections; each runs one fan at a time.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub connections: u64,
+    /// Threads the generator runs its connections on.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub threads: u64,
     /// Each fan holds 1..=this many seats together.
     #[arg(long, default_value_t = 4)]
     pub quantity_max: u32,
+    /// Share of fans in seated sections who pick their seats from the seat
+    /// map (GET .../seats, then a hold of those seat ids; someone faster
+    /// means a fresh map and another pick) instead of asking for the best
+    /// available.
+    #[arg(long, default_value_t = 0.1)]
+    pub explicit_ratio: f64,
     /// Popularity skew over sections in layout order (0: uniform; 1:
     /// Zipf, the first section hottest).
     #[arg(long, default_value_t = 1.0)]

@@ -42,6 +42,7 @@ fn a_short_flash_sale_sells_out_consistently() {
             "loadgen", "--server", &base, "--event", "flash", "--fans", "300",
         ])
         .args(["--connections", "8", "--ramp-secs", "0.5", "--seed", "7"])
+        .args(["--explicit-ratio", "0.5"])
         .args(["--confirm-ratio", "0.9", "--release-ratio", "0.1", "--json"])
         .output()
         .unwrap();
@@ -65,6 +66,26 @@ fn a_short_flash_sale_sells_out_consistently() {
         assert!(!status.starts_with('5'), "{report}");
     }
     assert!(report["latency"]["hold"]["p99_ms"].as_f64().unwrap() > 0.0);
+    // Every fan is answered, and accounted for once.
+    let o = &report["outcomes"];
+    let total: u64 = [
+        "bought",
+        "released",
+        "held_only",
+        "refused",
+        "shed",
+        "unanswered",
+    ]
+    .iter()
+    .map(|k| o[k].as_u64().unwrap())
+    .sum();
+    assert_eq!(total, 300, "{o}");
+    assert_eq!(o["unanswered"], 0, "{o}");
+    assert_eq!(o["bought"], report["confirms"], "{report}");
+    assert_eq!(c["bookings"], report["confirms"], "{report}");
+    // Half the fans in the seated section pick seats on the map.
+    assert!(report["explicit_holds"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["latency"]["seat_map"]["count"].as_u64().unwrap() > 0);
 
     server.kill().unwrap();
     server.wait().unwrap();

@@ -1,0 +1,383 @@
+//! What a load run measured: latency percentiles, status counts, fan
+//! outcomes, and the consistency check read back from the server. Pure
+//! functions, unit-tested.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Serialize;
+
+/// Latency samples of one operation, in microseconds.
+#[derive(Debug, Default, Clone)]
+pub struct Samples(Vec<u64>);
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Percentiles {
+    pub count: usize,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Samples {
+    pub fn push(&mut self, us: u64) {
+        self.0.push(us);
+    }
+
+    pub fn extend(&mut self, other: Samples) {
+        self.0.extend(other.0);
+    }
+
+    /// Nearest-rank percentiles (the smallest sample with at least p of
+    /// the samples at or below it).
+    pub fn percentiles(&self) -> Percentiles {
+        let mut v = self.0.clone();
+        v.sort_unstable();
+        let at = |p: f64| -> f64 {
+            if v.is_empty() {
+                return 0.0;
+            }
+            let rank = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
+            v[rank - 1] as f64 / 1000.0
+        };
+        Percentiles {
+            count: v.len(),
+            p50_ms: at(0.50),
+            p90_ms: at(0.90),
+            p99_ms: at(0.99),
+            p999_ms: at(0.999),
+            max_ms: v.last().map_or(0.0, |&m| m as f64 / 1000.0),
+        }
+    }
+}
+
+/// What a booking read back from the server holds.
+#[derive(Debug, Clone)]
+pub struct BookedPlaces {
+    pub section: String,
+    pub seats: Vec<String>,
+    pub quantity: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Consistency {
+    pub bookings: usize,
+    pub places_in_bookings: u64,
+    pub places_sold_by_server: u64,
+    pub seats_sold_twice: Vec<String>,
+    pub ok: bool,
+}
+
+/// No seat in two bookings, and the server's sold count equals the
+/// places in the bookings.
+pub fn check_consistency(bookings: &[BookedPlaces], sold_by_server: u64) -> Consistency {
+    let mut seen = HashSet::new();
+    let mut twice = Vec::new();
+    let mut places = 0u64;
+    for b in bookings {
+        places += b.quantity;
+        for s in &b.seats {
+            if !seen.insert(s.clone()) {
+                twice.push(s.clone());
+            }
+        }
+    }
+    twice.sort();
+    Consistency {
+        bookings: bookings.len(),
+        places_in_bookings: places,
+        places_sold_by_server: sold_by_server,
+        ok: twice.is_empty() && places == sold_by_server,
+        seats_sold_twice: twice,
+    }
+}
+
+/// How each fan's visit ended. Every fan that arrived is in exactly one
+/// of these.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Outcomes {
+    /// Held, then confirmed: a booking.
+    pub bought: u64,
+    /// Held, then released on purpose.
+    pub released: u64,
+    /// Held, then left to expire (or a confirm or release that was
+    /// refused, as when the hold had expired).
+    pub held_only: u64,
+    /// Told no (409 no seats, 410, 422) on the hold: a clear answer.
+    pub refused: u64,
+    /// Still 503 after every retry: a clear "try later".
+    pub shed: u64,
+    /// No HTTP answer after every retry (timeouts, refused connections),
+    /// or a 5xx other than 503.
+    pub unanswered: u64,
+}
+
+impl Outcomes {
+    pub fn add(&mut self, o: &Outcomes) {
+        self.bought += o.bought;
+        self.released += o.released;
+        self.held_only += o.held_only;
+        self.refused += o.refused;
+        self.shed += o.shed;
+        self.unanswered += o.unanswered;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.bought + self.released + self.held_only + self.refused + self.shed + self.unanswered
+    }
+}
+
+/// Counters one connection keeps while it runs fans; merged at the end,
+/// so the hot path takes no lock.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub statuses: BTreeMap<String, u64>,
+    pub latency: BTreeMap<&'static str, Samples>,
+    pub retries: u64,
+    pub holds: u64,
+    pub explicit_holds: u64,
+    pub confirms: u64,
+    pub releases: u64,
+    pub expiring: u64,
+    pub outcomes: Outcomes,
+    /// Ids of the bookings made, for the read-back.
+    pub bookings: Vec<String>,
+}
+
+impl Tally {
+    pub fn count(&mut self, status: &str) {
+        *self.statuses.entry(status.to_owned()).or_default() += 1;
+    }
+
+    pub fn merge(&mut self, other: Tally) {
+        for (k, v) in other.statuses {
+            *self.statuses.entry(k).or_default() += v;
+        }
+        for (k, v) in other.latency {
+            self.latency.entry(k).or_default().extend(v);
+        }
+        self.retries += other.retries;
+        self.holds += other.holds;
+        self.explicit_holds += other.explicit_holds;
+        self.confirms += other.confirms;
+        self.releases += other.releases;
+        self.expiring += other.expiring;
+        self.outcomes.add(&other.outcomes);
+        self.bookings.extend(other.bookings);
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub seed: u64,
+    /// Fans that arrived (fewer than asked when a deadline or the
+    /// sell-out stopped arrivals).
+    pub fans: usize,
+    pub connections: u64,
+    pub elapsed_s: f64,
+    pub requests: u64,
+    pub requests_per_s: f64,
+    pub statuses: BTreeMap<String, u64>,
+    pub latency: BTreeMap<&'static str, Percentiles>,
+    pub holds: u64,
+    /// Holds of explicit seats picked from the seat map.
+    pub explicit_holds: u64,
+    pub confirms: u64,
+    pub releases: u64,
+    pub expiring: u64,
+    pub retries: u64,
+    pub outcomes: Outcomes,
+    pub sold_out_after_s: Option<f64>,
+    pub server_errors: u64,
+    pub consistency: Consistency,
+}
+
+impl Report {
+    /// Why the run failed, if it did: a double sale or miscount, a 5xx
+    /// other than 503, or a fan left without an answer.
+    pub fn failure(&self) -> Option<String> {
+        if !self.consistency.ok {
+            return Some(format!("consistency check failed: {:?}", self.consistency));
+        }
+        if self.server_errors > 0 {
+            return Some(format!(
+                "{} answers were 5xx other than 503",
+                self.server_errors
+            ));
+        }
+        if self.outcomes.unanswered > 0 {
+            return Some(format!(
+                "{} fans got no answer after every retry",
+                self.outcomes.unanswered
+            ));
+        }
+        None
+    }
+}
+
+/// Section weights: front sections (listed first) are hot. Zipf-like with
+/// exponent `skew`; 0 is uniform.
+pub fn section_weights(n: usize, skew: f64) -> Vec<f64> {
+    (0..n).map(|i| 1.0 / ((i + 1) as f64).powf(skew)).collect()
+}
+
+pub fn print_report(r: &Report) {
+    println!(
+        "seed {}  fans {}  connections {}  elapsed {:.2} s",
+        r.seed, r.fans, r.connections, r.elapsed_s
+    );
+    println!(
+        "requests {}  ({:.0}/s)  retries {}",
+        r.requests, r.requests_per_s, r.retries
+    );
+    println!(
+        "holds {} ({} of picked seats)  confirms {}  releases {}  left to expire {}",
+        r.holds, r.explicit_holds, r.confirms, r.releases, r.expiring
+    );
+    let o = &r.outcomes;
+    println!(
+        "fans: bought {}  released {}  held only {}  refused {}  shed (503) {}  unanswered {}",
+        o.bought, o.released, o.held_only, o.refused, o.shed, o.unanswered
+    );
+    match r.sold_out_after_s {
+        Some(s) => println!("sold out after {s:.2} s"),
+        None => println!("not sold out"),
+    }
+    println!("statuses: {:?}", r.statuses);
+    println!(
+        "{:<8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "op", "count", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"
+    );
+    for (op, p) in &r.latency {
+        println!(
+            "{:<8} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+            op, p.count, p.p50_ms, p.p90_ms, p.p99_ms, p.p999_ms, p.max_ms
+        );
+    }
+    let c = &r.consistency;
+    println!(
+        "consistency: {} bookings, {} places booked, {} sold by the server, {} seats sold twice: {}",
+        c.bookings,
+        c.places_in_bookings,
+        c.places_sold_by_server,
+        c.seats_sold_twice.len(),
+        if c.ok { "OK" } else { "FAILED" }
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let mut s = Samples::default();
+        for us in 1..=1000u64 {
+            s.push(us * 1000);
+        }
+        let p = s.percentiles();
+        assert_eq!(p.count, 1000);
+        assert_eq!(p.p50_ms, 500.0);
+        assert_eq!(p.p90_ms, 900.0);
+        assert_eq!(p.p99_ms, 990.0);
+        assert_eq!(p.p999_ms, 999.0);
+        assert_eq!(p.max_ms, 1000.0);
+        assert_eq!(Samples::default().percentiles().p99_ms, 0.0);
+        let mut one = Samples::default();
+        one.push(2500);
+        assert_eq!(one.percentiles().p50_ms, 2.5);
+    }
+
+    fn booked(seats: &[&str]) -> BookedPlaces {
+        BookedPlaces {
+            section: "A".into(),
+            seats: seats.iter().map(|s| s.to_string()).collect(),
+            quantity: seats.len() as u64,
+        }
+    }
+
+    #[test]
+    fn consistency_catches_double_sales_and_miscounts() {
+        let ok = check_consistency(&[booked(&["A/1/1", "A/1/2"]), booked(&["A/1/3"])], 3);
+        assert!(ok.ok, "{ok:?}");
+        let twice = check_consistency(&[booked(&["A/1/1"]), booked(&["A/1/1"])], 2);
+        assert!(!twice.ok);
+        assert_eq!(twice.seats_sold_twice, vec!["A/1/1".to_owned()]);
+        let miscount = check_consistency(&[booked(&["A/1/1"])], 2);
+        assert!(!miscount.ok);
+        let standing = BookedPlaces {
+            section: "F".into(),
+            seats: vec![],
+            quantity: 4,
+        };
+        assert!(check_consistency(&[standing], 4).ok);
+    }
+
+    #[test]
+    fn tallies_merge_without_losing_a_count() {
+        let mut a = Tally::default();
+        a.count("201");
+        a.latency.entry("hold").or_default().push(1_000);
+        a.outcomes.bought = 1;
+        a.bookings.push("b1".into());
+        let mut b = Tally::default();
+        b.count("201");
+        b.count("409");
+        b.latency.entry("hold").or_default().push(3_000);
+        b.outcomes.refused = 1;
+        b.retries = 2;
+        a.merge(b);
+        assert_eq!(a.statuses["201"], 2);
+        assert_eq!(a.statuses["409"], 1);
+        assert_eq!(a.latency["hold"].percentiles().count, 2);
+        assert_eq!(a.latency["hold"].percentiles().max_ms, 3.0);
+        assert_eq!(a.outcomes.total(), 2);
+        assert_eq!(a.retries, 2);
+        assert_eq!(a.bookings, vec!["b1".to_owned()]);
+    }
+
+    fn report(consistency: Consistency, server_errors: u64, unanswered: u64) -> Report {
+        Report {
+            seed: 1,
+            fans: 1,
+            connections: 1,
+            elapsed_s: 1.0,
+            requests: 1,
+            requests_per_s: 1.0,
+            statuses: BTreeMap::new(),
+            latency: BTreeMap::new(),
+            holds: 0,
+            explicit_holds: 0,
+            confirms: 0,
+            releases: 0,
+            expiring: 0,
+            retries: 0,
+            outcomes: Outcomes {
+                unanswered,
+                ..Outcomes::default()
+            },
+            sold_out_after_s: None,
+            server_errors,
+            consistency,
+        }
+    }
+
+    #[test]
+    fn a_run_fails_on_double_sales_5xx_or_unanswered_fans() {
+        let ok = check_consistency(&[booked(&["A/1/1"])], 1);
+        assert_eq!(report(ok.clone(), 0, 0).failure(), None);
+        let twice = check_consistency(&[booked(&["A/1/1"]), booked(&["A/1/1"])], 2);
+        assert!(report(twice, 0, 0)
+            .failure()
+            .is_some_and(|f| f.starts_with("consistency check failed")));
+        assert_eq!(
+            report(ok.clone(), 3, 0).failure().as_deref(),
+            Some("3 answers were 5xx other than 503")
+        );
+        assert_eq!(
+            report(ok, 0, 2).failure().as_deref(),
+            Some("2 fans got no answer after every retry")
+        );
+    }
+}

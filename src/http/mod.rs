@@ -309,17 +309,22 @@ pub async fn observe(
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
     use tracing::Instrument;
     let started = std::time::Instant::now();
-    // Patterns, not paths: ids would make a label per hold.
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().as_str().to_owned();
     let id = request_id(req.headers());
     let metrics = req
         .app_data::<web::Data<AppState>>()
         .map(|s| Arc::clone(&s.metrics));
-    let span = tracing::info_span!("request", request_id = %id, %method, %route);
-    let mut res = next.call(req).instrument(span).await?;
+    // The route is known once routing is done (inside `next`); asking
+    // before would match the path against every pattern a second time.
+    let span =
+        tracing::info_span!("request", request_id = %id, %method, route = tracing::field::Empty);
+    let mut res = next.call(req).instrument(span.clone()).await?;
+    // Patterns, not paths: ids would make a label per hold.
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    span.record("route", route.as_str());
     if let Ok(v) = header::HeaderValue::from_str(&id) {
         res.headers_mut()
             .insert(header::HeaderName::from_static("x-request-id"), v);

@@ -94,7 +94,10 @@ struct Live {
     stop: AtomicBool,
     /// Every connection is done.
     done: AtomicBool,
+    /// When no place was left to hold (seconds from the start).
     sold_out_at: Mutex<Option<f64>>,
+    /// When every place was sold: no hold left either.
+    all_sold_at: Mutex<Option<f64>>,
 }
 
 /// How a request ended without a usable answer, after every retry.
@@ -232,6 +235,7 @@ pub async fn execute(args: LoadgenArgs) -> anyhow::Result<Report> {
     let consistency = check_consistency(&booked, sold.saturating_sub(plan.args.sold_before));
     let requests = live.requests.load(Ordering::Relaxed);
     let sold_out_after_s = *live.sold_out_at.lock().unwrap_or_else(|e| e.into_inner());
+    let all_sold_after_s = *live.all_sold_at.lock().unwrap_or_else(|e| e.into_inner());
     Ok(Report {
         seed,
         fans: live.arrived.load(Ordering::Relaxed),
@@ -253,6 +257,7 @@ pub async fn execute(args: LoadgenArgs) -> anyhow::Result<Report> {
         retries: tally.retries,
         outcomes: tally.outcomes,
         sold_out_after_s,
+        all_sold_after_s,
         server_errors: live.server_errors.load(Ordering::Relaxed),
         consistency,
     })
@@ -288,9 +293,15 @@ async fn progress(plan: Arc<Plan>, live: Arc<Live>, event_path: String) {
             )
         });
         if ev.is_some() && free == 0 {
+            let at = plan.started.elapsed().as_secs_f64();
+            let first = |m: &Mutex<Option<f64>>| {
+                m.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert(at);
+            };
+            first(&live.sold_out_at);
             if held == 0 {
-                let mut s = live.sold_out_at.lock().unwrap_or_else(|e| e.into_inner());
-                s.get_or_insert(plan.started.elapsed().as_secs_f64());
+                first(&live.all_sold_at);
             }
             if plan.args.until_sold_out {
                 live.stop.store(true, Ordering::Relaxed);

@@ -188,7 +188,11 @@ pub struct Report {
     pub expiring: u64,
     pub retries: u64,
     pub outcomes: Outcomes,
+    /// When no place was left to hold, as the progress task saw it (every
+    /// 250 ms): the sell-out a fan sees. Held places may still return.
     pub sold_out_after_s: Option<f64>,
+    /// When every place was sold (none free, none held).
+    pub all_sold_after_s: Option<f64>,
     pub server_errors: u64,
     pub consistency: Consistency,
 }
@@ -240,9 +244,10 @@ pub fn print_report(r: &Report) {
         "fans: bought {}  released {}  held only {}  refused {}  shed (503) {}  unanswered {}",
         o.bought, o.released, o.held_only, o.refused, o.shed, o.unanswered
     );
-    match r.sold_out_after_s {
-        Some(s) => println!("sold out after {s:.2} s"),
-        None => println!("not sold out"),
+    match (r.sold_out_after_s, r.all_sold_after_s) {
+        (Some(s), Some(a)) => println!("sold out after {s:.2} s (every place sold after {a:.2} s)"),
+        (Some(s), None) => println!("sold out after {s:.2} s (some places still held)"),
+        _ => println!("not sold out"),
     }
     println!("statuses: {:?}", r.statuses);
     println!(
@@ -358,6 +363,7 @@ mod tests {
                 ..Outcomes::default()
             },
             sold_out_after_s: None,
+            all_sold_after_s: None,
             server_errors,
             consistency,
         }

@@ -42,6 +42,10 @@ pub use record::{
 /// well below, so every byte lands in the data file we sync.
 pub const CHUNK_BYTES: usize = 4 << 10;
 
+/// How long `Store::open` waits for sled to let go of a store this
+/// process closed.
+pub const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Most old journal keys one compaction step removes while the flusher is
 /// idle.
 pub const COMPACT_KEYS_PER_STEP: usize = 1024;
@@ -179,18 +183,35 @@ pub struct Store {
 
 impl Store {
     /// Opens (or creates) the store in `dir`.
+    ///
+    /// sled 0.34 lets go of its file lock only when its IO threads have
+    /// finished with a dropped `Db`, a little after the drop
+    /// (spacejam/sled#1234, #1289), so opening a store this process just
+    /// closed can find it locked. Another process is kept out earlier, by
+    /// the data directory's own lock, so a locked store here is our own
+    /// closing one: wait for it, up to `SLED_LOCK_WAIT`.
     pub fn open(dir: &Path) -> Result<Store, OpenError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(64 << 20)
             .mode(sled::Mode::HighThroughput)
             // Only our flusher flushes (spacejam/sled#1308).
-            .flush_every_ms(None)
-            .open()
-            .map_err(|source| OpenError::Sled {
-                path: dir.to_owned(),
-                source,
-            })?;
+            .flush_every_ms(None);
+        let waited = Instant::now();
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(source) if is_lock_held(&source) && waited.elapsed() < SLED_LOCK_WAIT => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(source) => {
+                    return Err(OpenError::Sled {
+                        path: dir.to_owned(),
+                        source,
+                    })
+                }
+            }
+        };
         let data_path = dir.join("db");
         let data_file = File::open(&data_path).map_err(|source| OpenError::DataFile {
             path: data_path,
@@ -393,6 +414,12 @@ fn compact_step(db: &sled::Db, below: u64, max: usize) -> Result<usize, sled::Er
         db.flush()?;
     }
     Ok(n)
+}
+
+/// sled's error for a store whose file lock is held (it words it, with
+/// the OS error inside, as an `Other` IO error).
+fn is_lock_held(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock"))
 }
 
 fn io_error(e: sled::Error) -> std::io::Error {

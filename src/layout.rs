@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    is_valid_name, Category, EventDef, Limits, Row, Seat, SeatMap, SectionKind, SectionLayout,
+    is_valid_name, Category, EventDef, Limits, Row, SeatMap, SectionKind, SectionLayout,
 };
 
 pub const FORMAT: &str = "boxoffice.event/1";
@@ -322,7 +322,7 @@ fn build_rows(
     }
     let mut labels = HashSet::new();
     let mut rows = Vec::with_capacity(rows_in.len());
-    let mut seats = Vec::new();
+    let mut seats = 0u32;
     for (ri, r) in rows_in.iter().enumerate() {
         let rpath = format!("{path}.rows[{ri}]");
         if r.label.is_empty()
@@ -353,7 +353,7 @@ fn build_rows(
             format!("{rpath}.category"),
             r.category.as_ref().or(s.category.as_ref()),
         )?;
-        if seats.len() + r.seats as usize > SEATS_PER_SECTION_MAX {
+        if seats as usize + r.seats as usize > SEATS_PER_SECTION_MAX {
             return fail(
                 format!("{path}.rows"),
                 format!("more than {SEATS_PER_SECTION_MAX} seats"),
@@ -361,20 +361,18 @@ fn build_rows(
         }
         rows.push(Row {
             label: r.label.clone(),
-            first: seats.len() as u32,
+            first: seats,
             len: r.seats,
             first_number: r.first_number,
+            category,
+            x: r.x,
+            y: r.y,
+            dx: r.dx,
+            dy: r.dy,
         });
-        for k in 0..r.seats {
-            seats.push(Seat {
-                row: ri as u32,
-                category,
-                x: r.x + r.dx * k as f32,
-                y: r.y + r.dy * k as f32,
-            });
-        }
+        seats += r.seats;
     }
-    Ok(SeatMap::new(&s.id, rows, seats))
+    Ok(SeatMap::new(&s.id, rows))
 }
 
 /// The demo event served by `boxoffice serve` on first start, compiled in so
@@ -414,9 +412,7 @@ mod tests {
         let SectionKind::Seated(map) = &def.section("A").unwrap().kind else {
             panic!()
         };
-        let ids: Vec<String> = (0..map.seats.len() as u32)
-            .map(|i| map.seat_id(i))
-            .collect();
+        let ids: Vec<String> = (0..map.len()).map(|i| map.seat_id(i)).collect();
         assert_eq!(ids, ["A/1/1", "A/1/2", "A/1/3", "A/2/10", "A/2/11"]);
         assert_eq!(map.lookup("A/2/11"), Some(4));
         assert_eq!(map.lookup("A/2/12"), None);
@@ -425,10 +421,14 @@ mod tests {
         ] {
             assert_eq!(map.lookup(bad), None, "{bad}");
         }
-        for i in 0..map.seats.len() as u32 {
+        for i in 0..map.len() {
             assert_eq!(map.lookup(&map.seat_id(i)), Some(i));
         }
-        assert_eq!(map.seats[4].x, 1.0);
+        // Seat 4 is row 2's second: one step (dx = 1) from its first.
+        assert_eq!(map.position(4), (1.0, 1.0));
+        assert_eq!(map.position(0), (0.0, 0.0));
+        assert_eq!((map.row_of(2), map.row_of(3)), (0, 1));
+        assert_eq!(map.category(4), 0);
     }
 
     #[test]

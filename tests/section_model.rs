@@ -119,7 +119,7 @@ impl Harness {
         let section = Section::new(Arc::clone(&def.sections[0]), def.limits);
         let mut model = Model::default();
         match &def.sections[0].kind {
-            SectionKind::Seated(map) => model.seats = vec![Place::Free; map.seats.len()],
+            SectionKind::Seated(map) => model.seats = vec![Place::Free; map.len() as usize],
             SectionKind::Standing { capacity, .. } => model.capacity = *capacity,
         }
         Harness {
@@ -310,9 +310,7 @@ impl Harness {
                             "adjacent: {seats:?}"
                         );
                         assert!(
-                            seats
-                                .iter()
-                                .all(|&s| map.seats[s as usize].row as usize == row),
+                            seats.iter().all(|&s| map.row_of(s) as usize == row),
                             "nearest row first"
                         );
                         assert!(seats

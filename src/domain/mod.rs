@@ -20,4 +20,4 @@ pub use section::{
     Booking, BookingStatus, CategoryCounts, Change, Claim, CommandError, Hold, HoldEnd, Section,
     SectionCounts, SectionParts,
 };
-pub use venue::{Category, EventDef, Limits, Row, Seat, SeatMap, SectionKind, SectionLayout};
+pub use venue::{Category, EventDef, Limits, Row, SeatMap, SectionKind, SectionLayout};

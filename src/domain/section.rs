@@ -169,28 +169,33 @@ pub struct SectionCounts {
     pub by_category: Vec<CategoryCounts>,
 }
 
+/// The state of one seat: one byte, since a stadium has a million of
+/// them. Which hold or booking owns a held or sold seat is written in the
+/// hold or booking (its claim), not here: nothing on a hot path asks, and
+/// `check_invariants` proves the two agree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Owner {
+#[repr(u8)]
+enum Place {
     Free,
-    Held(u64),
-    Sold(u64),
+    Held,
+    Sold,
 }
 
 /// One step of a place's life; see `Section::move_places`.
 #[derive(Debug, Clone, Copy)]
 enum Move {
-    Hold(u64),
+    Hold,
     Unhold,
-    Sell(u64),
+    Sell,
     Cancel,
 }
 
 impl CategoryCounts {
-    fn slot(&mut self, o: Owner) -> &mut u32 {
-        match o {
-            Owner::Free => &mut self.free,
-            Owner::Held(_) => &mut self.held,
-            Owner::Sold(_) => &mut self.sold,
+    fn slot(&mut self, p: Place) -> &mut u32 {
+        match p {
+            Place::Free => &mut self.free,
+            Place::Held => &mut self.held,
+            Place::Sold => &mut self.sold,
         }
     }
 }
@@ -198,7 +203,8 @@ impl CategoryCounts {
 #[derive(Debug)]
 enum Places {
     Seated {
-        owner: Vec<Owner>,
+        /// One per seat of the map, in seat order.
+        owner: Vec<Place>,
         /// Free seats per row, so best-available skips full rows at once.
         row_free: Vec<u32>,
     },
@@ -232,11 +238,11 @@ impl Section {
         let mut counts = vec![CategoryCounts::default(); usize::from(layout.category_count)];
         let places = match &layout.kind {
             SectionKind::Seated(map) => {
-                for seat in &map.seats {
-                    counts[usize::from(seat.category)].free += 1;
+                for row in &map.rows {
+                    counts[usize::from(row.category)].free += row.len;
                 }
                 Places::Seated {
-                    owner: vec![Owner::Free; map.seats.len()],
+                    owner: vec![Place::Free; map.len() as usize],
                     row_free: map.rows.iter().map(|r| r.len).collect(),
                 }
             }
@@ -304,9 +310,9 @@ impl Section {
             Places::Seated { owner, .. } => owner
                 .iter()
                 .map(|o| match o {
-                    Owner::Free => 'f',
-                    Owner::Held(_) => 'h',
-                    Owner::Sold(_) => 's',
+                    Place::Free => 'f',
+                    Place::Held => 'h',
+                    Place::Sold => 's',
                 })
                 .collect(),
             Places::Standing { .. } => String::new(),
@@ -334,7 +340,7 @@ impl Section {
         let taken: Vec<u32> = seats
             .iter()
             .copied()
-            .filter(|&s| owner[s as usize] != Owner::Free)
+            .filter(|&s| owner[s as usize] != Place::Free)
             .collect();
         if !taken.is_empty() {
             return Err(CommandError::SeatsUnavailable(taken));
@@ -527,7 +533,7 @@ impl Section {
             let mut best: Option<(i64, u32)> = None; // (distance, start)
             let mut run_start = None;
             for i in 0..=row.len {
-                let free = i < row.len && owner[(row.first + i) as usize] == Owner::Free;
+                let free = i < row.len && owner[(row.first + i) as usize] == Place::Free;
                 match (free, run_start) {
                     (true, None) => run_start = Some(i),
                     (false, Some(a)) => {
@@ -591,13 +597,6 @@ impl Section {
     ) -> Result<Section, ApplyError> {
         let mut s = Section::new(layout, limits);
         let check_claim = |s: &Section, claim: &Claim, what: &str| -> Result<(), ApplyError> {
-            if let Claim::Seats(seats) = claim {
-                let mut sorted = seats.to_vec();
-                sorted.sort_unstable();
-                if sorted.is_empty() || sorted.windows(2).any(|w| w[0] == w[1]) {
-                    return Err(ApplyError(format!("{what}: empty or repeated seats")));
-                }
-            }
             s.check_claim_free(claim)
                 .map_err(|e| ApplyError(format!("{what}: {}", e.0)))
         };
@@ -607,8 +606,8 @@ impl Section {
             }
             if b.status == BookingStatus::Confirmed {
                 check_claim(&s, &b.claim, &format!("booking {}", b.seq))?;
-                s.move_places(&b.claim, Move::Hold(b.seq));
-                s.move_places(&b.claim, Move::Sell(b.seq));
+                s.move_places(&b.claim, Move::Hold);
+                s.move_places(&b.claim, Move::Sell);
             }
             s.bookings.insert(b.seq, b);
         }
@@ -617,7 +616,7 @@ impl Section {
                 return Err(ApplyError(format!("hold {} is out of sequence", h.seq)));
             }
             check_claim(&s, &h.claim, &format!("hold {}", h.seq))?;
-            s.move_places(&h.claim, Move::Hold(h.seq));
+            s.move_places(&h.claim, Move::Hold);
             s.expiries.push(Reverse((h.expires_at_ms, h.seq)));
             s.holds.insert(h.seq, h);
         }
@@ -662,7 +661,7 @@ impl Section {
                     return Err(ApplyError(format!("hold {hold} exists already")));
                 }
                 self.check_claim_free(claim)?;
-                self.move_places(claim, Move::Hold(*hold));
+                self.move_places(claim, Move::Hold);
                 self.holds.insert(
                     *hold,
                     Hold {
@@ -704,7 +703,7 @@ impl Section {
                     .holds
                     .remove(hold)
                     .ok_or_else(|| ApplyError(format!("hold {hold} is not live")))?;
-                self.move_places(&h.claim, Move::Sell(*booking));
+                self.move_places(&h.claim, Move::Sell);
                 self.remember_end(h.seq, h.secret, HoldEnd::Confirmed { booking: *booking });
                 self.bookings.insert(
                     *booking,
@@ -735,18 +734,32 @@ impl Section {
         Ok(())
     }
 
+    /// Whether `claim` may move from free to held: within the hold limit,
+    /// every seat exists, is free and is listed once (or the standing
+    /// places fit). Changes come from the journal and snapshots too, so
+    /// this is an error, never a panic.
     fn check_claim_free(&self, claim: &Claim) -> Result<(), ApplyError> {
+        let max = self.limits.seats_per_hold_max;
         match (&self.places, claim) {
             (Places::Seated { owner, .. }, Claim::Seats(seats)) => {
-                for &s in seats.iter() {
-                    if owner.get(s as usize) != Some(&Owner::Free) {
+                if seats.is_empty() || seats.len() > max as usize {
+                    return Err(ApplyError(format!(
+                        "a claim of {} seats (1..={max})",
+                        seats.len()
+                    )));
+                }
+                for (k, &s) in seats.iter().enumerate() {
+                    if owner.get(s as usize) != Some(&Place::Free) {
                         return Err(ApplyError(format!("seat {s} is not free")));
+                    }
+                    if seats[..k].contains(&s) {
+                        return Err(ApplyError(format!("seat {s} is claimed twice")));
                     }
                 }
                 Ok(())
             }
             (Places::Standing { held, sold }, Claim::Quantity(n)) => {
-                if held + sold + n > self.layout.capacity() || *n == 0 {
+                if *n == 0 || *n > max || held + sold + n > self.layout.capacity() {
                     return Err(ApplyError(format!("{n} places are not free")));
                 }
                 Ok(())
@@ -760,30 +773,32 @@ impl Section {
     /// legal; the assertions here catch a caller that did not.
     fn move_places(&mut self, claim: &Claim, mv: Move) {
         let (from, to) = match mv {
-            Move::Hold(h) => (Owner::Free, Owner::Held(h)),
-            Move::Unhold => (Owner::Held(0), Owner::Free),
-            Move::Sell(b) => (Owner::Held(0), Owner::Sold(b)),
-            Move::Cancel => (Owner::Sold(0), Owner::Free),
+            Move::Hold => (Place::Free, Place::Held),
+            Move::Unhold => (Place::Held, Place::Free),
+            Move::Sell => (Place::Held, Place::Sold),
+            Move::Cancel => (Place::Sold, Place::Free),
         };
         match (&mut self.places, &self.layout.kind) {
             (Places::Seated { owner, row_free }, SectionKind::Seated(map)) => {
                 let Claim::Seats(seats) = claim else {
                     unreachable!("seated claims are seats")
                 };
+                // A claim's seats are mostly one row: look the row up
+                // once, not per seat.
+                let mut ri = map.row_of(seats[0]) as usize;
                 for &s in seats.iter() {
-                    let seat = &map.seats[s as usize];
                     let was = owner[s as usize];
-                    assert_eq!(
-                        std::mem::discriminant(&was),
-                        std::mem::discriminant(&from),
-                        "seat {s}: {mv:?} from {was:?}"
-                    );
-                    let c = &mut self.counts[usize::from(seat.category)];
-                    *c.slot(was) -= 1;
+                    assert_eq!(was, from, "seat {s}: {mv:?} from {was:?}");
+                    let row = &map.rows[ri];
+                    if !(row.first..row.first + row.len).contains(&s) {
+                        ri = map.row_of(s) as usize;
+                    }
+                    let c = &mut self.counts[usize::from(map.rows[ri].category)];
+                    *c.slot(from) -= 1;
                     *c.slot(to) += 1;
-                    match (was, to) {
-                        (Owner::Free, _) => row_free[seat.row as usize] -= 1,
-                        (_, Owner::Free) => row_free[seat.row as usize] += 1,
+                    match (from, to) {
+                        (Place::Free, _) => row_free[ri] -= 1,
+                        (_, Place::Free) => row_free[ri] += 1,
                         _ => {}
                     }
                     owner[s as usize] = to;
@@ -819,56 +834,44 @@ impl Section {
         let mut counts = vec![CategoryCounts::default(); self.counts.len()];
         match (&self.places, &self.layout.kind) {
             (Places::Seated { owner, row_free }, SectionKind::Seated(map)) => {
-                assert_eq!(owner.len(), map.seats.len());
-                let mut rows = vec![0u32; map.rows.len()];
-                for (i, o) in owner.iter().enumerate() {
-                    let seat = &map.seats[i];
-                    let c = &mut counts[usize::from(seat.category)];
-                    match *o {
-                        Owner::Free => {
-                            c.free += 1;
-                            rows[seat.row as usize] += 1;
-                        }
-                        Owner::Held(h) => {
-                            c.held += 1;
-                            let hold = self.holds.get(&h).expect("held seat has a live hold");
-                            assert!(
-                                matches!(&hold.claim, Claim::Seats(s) if s.contains(&(i as u32)))
-                            );
-                        }
-                        Owner::Sold(b) => {
-                            c.sold += 1;
-                            let booking = self.bookings.get(&b).expect("sold seat has a booking");
-                            assert_eq!(booking.status, BookingStatus::Confirmed);
-                            assert!(
-                                matches!(&booking.claim, Claim::Seats(s) if s.contains(&(i as u32)))
-                            );
-                        }
-                    }
-                }
-                assert_eq!(&rows, row_free, "free seats per row");
-                for h in self.holds.values() {
-                    let Claim::Seats(seats) = &h.claim else {
-                        panic!("seated hold claims seats")
+                assert_eq!(owner.len(), map.len() as usize);
+                // Who claims each seat, from the holds and bookings: a
+                // seat in two claims, or a claim whose seat's state says
+                // otherwise, is a broken invariant.
+                let mut claimed: Vec<Option<Place>> = vec![None; owner.len()];
+                let mut claim = |seats: &Claim, state: Place, who: String| {
+                    let Claim::Seats(seats) = seats else {
+                        panic!("{who}: a seated claim is seats")
                     };
                     for &s in seats.iter() {
-                        assert_eq!(owner[s as usize], Owner::Held(h.seq), "hold owns its seats");
+                        let slot = &mut claimed[s as usize];
+                        assert!(slot.is_none(), "seat {s} is claimed twice ({who})");
+                        *slot = Some(state);
+                        assert_eq!(owner[s as usize], state, "{who} owns seat {s}");
                     }
+                };
+                for h in self.holds.values() {
+                    claim(&h.claim, Place::Held, format!("hold {}", h.seq));
                 }
                 for b in self.bookings.values() {
                     if b.status == BookingStatus::Confirmed {
-                        let Claim::Seats(seats) = &b.claim else {
-                            panic!("seated booking claims seats")
-                        };
-                        for &s in seats.iter() {
-                            assert_eq!(
-                                owner[s as usize],
-                                Owner::Sold(b.seq),
-                                "booking owns its seats"
-                            );
-                        }
+                        claim(&b.claim, Place::Sold, format!("booking {}", b.seq));
                     }
                 }
+                let mut rows = vec![0u32; map.rows.len()];
+                for (i, (o, c)) in owner.iter().zip(&claimed).enumerate() {
+                    let ri = map.row_of(i as u32) as usize;
+                    assert_eq!(
+                        *o,
+                        c.unwrap_or(Place::Free),
+                        "seat {i}: its state matches its claim"
+                    );
+                    *counts[usize::from(map.rows[ri].category)].slot(*o) += 1;
+                    if *o == Place::Free {
+                        rows[ri] += 1;
+                    }
+                }
+                assert_eq!(&rows, row_free, "free seats per row");
             }
             (Places::Standing { held, sold }, SectionKind::Standing { capacity, category }) => {
                 let h: u32 = self.holds.values().map(|h| h.claim.count()).sum();
@@ -898,11 +901,11 @@ impl Section {
 }
 
 /// Longest run of free seats in `owner[first..first+len]`.
-fn longest_run(owner: &[Owner], first: u32, len: u32) -> u32 {
+fn longest_run(owner: &[Place], first: u32, len: u32) -> u32 {
     let mut best = 0;
     let mut run = 0;
     for o in &owner[first as usize..(first + len) as usize] {
-        if *o == Owner::Free {
+        if *o == Place::Free {
             run += 1;
             best = best.max(run);
         } else {
@@ -915,7 +918,7 @@ fn longest_run(owner: &[Owner], first: u32, len: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::venue::{Row, Seat, SeatMap};
+    use crate::domain::venue::{Row, SeatMap};
 
     const TTL_MS: u64 = 60_000;
 
@@ -923,27 +926,25 @@ mod tests {
     /// seat, `x` a seat held by someone else.
     fn seated(rows: &[&str]) -> Section {
         let mut map_rows = Vec::new();
-        let mut seats = Vec::new();
+        let mut first = 0;
         for (r, line) in rows.iter().enumerate() {
             map_rows.push(Row {
                 label: (r + 1).to_string(),
-                first: seats.len() as u32,
+                first,
                 len: line.len() as u32,
                 first_number: 1,
+                category: 0,
+                x: 0.0,
+                y: r as f32,
+                dx: 1.0,
+                dy: 0.0,
             });
-            for k in 0..line.len() {
-                seats.push(Seat {
-                    row: r as u32,
-                    category: 0,
-                    x: k as f32,
-                    y: r as f32,
-                });
-            }
+            first += line.len() as u32;
         }
         let layout = Arc::new(SectionLayout {
             id: "T".into(),
             name: "Test".into(),
-            kind: SectionKind::Seated(SeatMap::new("T", map_rows, seats)),
+            kind: SectionKind::Seated(SeatMap::new("T", map_rows)),
             category_count: 1,
         });
         let mut s = Section::new(layout, limits());
@@ -1107,17 +1108,58 @@ mod tests {
     }
 
     #[test]
-    fn a_standing_section_never_exceeds_its_capacity() {
+    fn a_change_from_a_file_that_does_not_fit_is_an_error_not_a_panic() {
+        let mut s = seated(&["....", "...."]);
+        let created = |claim: Claim| Change::HoldCreated {
+            hold: 0,
+            secret: 1,
+            claim,
+            created_at_ms: 0,
+            expires_at_ms: TTL_MS,
+        };
+        for (claim, why) in [
+            (Claim::Seats(Box::new([])), "a claim of 0 seats (1..=6)"),
+            (
+                Claim::Seats(vec![0; 7].into()),
+                "a claim of 7 seats (1..=6)",
+            ),
+            (
+                Claim::Seats(vec![1, 2, 1].into()),
+                "seat 1 is claimed twice",
+            ),
+            (Claim::Seats(vec![8].into()), "seat 8 is not free"),
+            (Claim::Quantity(2), "claim does not match the section kind"),
+        ] {
+            assert_eq!(
+                s.apply(&created(claim)),
+                Err(ApplyError(why.into())),
+                "{why}"
+            );
+        }
+        assert_eq!(s.seat_states(), "ffffffff", "nothing changed");
+        let mut floor = standing(5);
+        for n in [0, 6, u32::MAX] {
+            assert!(floor.apply(&created(Claim::Quantity(n))).is_err(), "{n}");
+        }
+        assert_eq!(floor.counts().by_category[0].free, 5);
+    }
+
+    fn standing(capacity: u32) -> Section {
         let layout = Arc::new(SectionLayout {
             id: "F".into(),
             name: "Floor".into(),
             kind: SectionKind::Standing {
-                capacity: 5,
+                capacity,
                 category: 0,
             },
             category_count: 1,
         });
-        let mut s = Section::new(layout, limits());
+        Section::new(layout, limits())
+    }
+
+    #[test]
+    fn a_standing_section_never_exceeds_its_capacity() {
+        let mut s = standing(5);
         let c = s.decide_hold_best(4, 0, 1).unwrap();
         s.apply(&c).unwrap();
         assert_eq!(

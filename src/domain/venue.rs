@@ -64,7 +64,7 @@ pub struct SectionLayout {
 impl SectionLayout {
     pub fn capacity(&self) -> u32 {
         match &self.kind {
-            SectionKind::Seated(map) => map.seats.len() as u32,
+            SectionKind::Seated(map) => map.len(),
             SectionKind::Standing { capacity, .. } => *capacity,
         }
     }
@@ -86,31 +86,28 @@ pub struct SeatMap {
     section: String,
     /// Nearest the stage first.
     pub rows: Vec<Row>,
-    /// Every seat of the section, row by row; a seat's index here is its
-    /// identity inside the process and in the journal. Seat ids are not
-    /// stored (at a million seats they would be most of the memory): they
-    /// are `section/row label/number`, computed by [`SeatMap::seat_id`].
-    pub seats: Vec<Seat>,
+    /// Seats in all rows. A seat is its index, row by row: its identity
+    /// inside the process and in the journal. Nothing is stored per seat
+    /// (at a million seats that would be most of the memory): the id
+    /// (`section/row label/number`), category and map position follow
+    /// from the seat's row, found by a binary search over `rows`.
+    seat_count: u32,
     /// Row label → row index.
     row_index: HashMap<String, u32>,
 }
 
 impl SeatMap {
-    /// Builds the map; `rows` must be non-empty, cover `seats` in order,
-    /// and have unique labels (the layout parser checks all of it and
-    /// reports them as input errors).
-    pub fn new(section: &str, rows: Vec<Row>, seats: Vec<Seat>) -> SeatMap {
+    /// Builds the map; `rows` must be non-empty, follow each other without
+    /// gaps from seat 0, and have unique labels (the layout parser checks
+    /// all of it and reports them as input errors).
+    pub fn new(section: &str, rows: Vec<Row>) -> SeatMap {
         assert!(!rows.is_empty());
         let mut next = 0;
-        for (ri, row) in rows.iter().enumerate() {
+        for row in &rows {
             assert_eq!(row.first, next, "rows cover the seats in order");
             assert!(row.len > 0);
-            for seat in &seats[row.first as usize..(row.first + row.len) as usize] {
-                assert_eq!(seat.row as usize, ri, "a seat belongs to its row");
-            }
             next += row.len;
         }
-        assert_eq!(next as usize, seats.len());
         let row_index: HashMap<String, u32> = rows
             .iter()
             .enumerate()
@@ -120,15 +117,52 @@ impl SeatMap {
         SeatMap {
             section: section.to_owned(),
             rows,
-            seats,
+            seat_count: next,
             row_index,
         }
     }
 
+    /// Number of seats.
+    pub fn len(&self) -> u32 {
+        self.seat_count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seat_count == 0
+    }
+
+    /// The index of seat `i`'s row. `i` must be a seat of this map.
+    pub fn row_of(&self, i: u32) -> u32 {
+        debug_assert!(i < self.seat_count);
+        (self.rows.partition_point(|r| r.first <= i) - 1) as u32
+    }
+
+    /// Seat `i`'s row.
+    pub fn row(&self, i: u32) -> &Row {
+        &self.rows[self.row_of(i) as usize]
+    }
+
+    /// Seat `i`'s price category (an index into the event's categories).
+    pub fn category(&self, i: u32) -> u8 {
+        self.row(i).category
+    }
+
+    /// Seat `i`'s position on the map.
+    pub fn position(&self, i: u32) -> (f32, f32) {
+        let row = self.row(i);
+        row.position(i - row.first)
+    }
+
+    /// Every seat in order: its category and position on the map.
+    pub fn seats(&self) -> impl Iterator<Item = (u8, (f32, f32))> + '_ {
+        self.rows
+            .iter()
+            .flat_map(|r| (0..r.len).map(move |k| (r.category, r.position(k))))
+    }
+
     /// The id of seat `i`, such as `A/12/7`.
     pub fn seat_id(&self, i: u32) -> String {
-        let seat = &self.seats[i as usize];
-        let row = &self.rows[seat.row as usize];
+        let row = self.row(i);
         format!(
             "{}/{}/{}",
             self.section,
@@ -154,21 +188,29 @@ impl SeatMap {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One row of seats. Its seats are `first..first + len` in the map,
+/// numbered from `first_number`, all of one category, on a straight line
+/// on the map from (x, y) in steps of (dx, dy).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     pub label: String,
-    /// Index of the row's first seat in `SeatMap::seats`.
+    /// Index of the row's first seat in the map.
     pub first: u32,
     pub len: u32,
     /// Number of the row's first seat; the others follow one by one.
     pub first_number: u32,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Seat {
-    /// Index of the seat's row in `SeatMap::rows`.
-    pub row: u32,
+    /// Price category of every seat in the row.
     pub category: u8,
     pub x: f32,
     pub y: f32,
+    pub dx: f32,
+    pub dy: f32,
+}
+
+impl Row {
+    /// The position of the row's `k`-th seat on the map.
+    pub fn position(&self, k: u32) -> (f32, f32) {
+        let k = k as f32;
+        (self.x + self.dx * k, self.y + self.dy * k)
+    }
 }

@@ -164,7 +164,7 @@ pub fn claim_price(def: &EventDef, layout: &SectionLayout, claim: &Claim) -> u64
     match (claim, &layout.kind) {
         (Claim::Seats(seats), SectionKind::Seated(map)) => seats
             .iter()
-            .map(|&s| def.categories[usize::from(map.seats[s as usize].category)].price_minor)
+            .map(|&s| def.categories[usize::from(map.category(s))].price_minor)
             .sum(),
         (Claim::Quantity(n), SectionKind::Standing { category, .. }) => {
             def.categories[usize::from(*category)].price_minor * u64::from(*n)

@@ -34,8 +34,8 @@ pub fn fresh_counts(def: &EventDef) -> Vec<Vec<(u32, u32, u32)>> {
             let mut counts = vec![(0, 0, 0); def.categories.len()];
             match &s.kind {
                 SectionKind::Seated(map) => {
-                    for seat in &map.seats {
-                        counts[usize::from(seat.category)].0 += 1;
+                    for row in &map.rows {
+                        counts[usize::from(row.category)].0 += row.len;
                     }
                 }
                 SectionKind::Standing { capacity, category } => {
@@ -455,12 +455,12 @@ pub async fn get_seats(
         states: view.states,
     };
     if let SectionKind::Seated(map) = &s.layout.kind {
-        dto.ids = (0..map.seats.len() as u32)
-            .map(|i| map.seat_id(i))
-            .collect();
-        dto.category = map.seats.iter().map(|s| s.category).collect();
-        dto.x = map.seats.iter().map(|s| s.x).collect();
-        dto.y = map.seats.iter().map(|s| s.y).collect();
+        dto.ids = (0..map.len()).map(|i| map.seat_id(i)).collect();
+        for (category, (x, y)) in map.seats() {
+            dto.category.push(category);
+            dto.x.push(x);
+            dto.y.push(y);
+        }
     }
     Ok(HttpResponse::Ok().json(dto))
 }

@@ -255,7 +255,7 @@ fn price_lines(entry: &MailEntry) -> Vec<(String, u32, u64)> {
     match (&entry.claim, &entry.layout.kind) {
         (Claim::Seats(seats), SectionKind::Seated(map)) => {
             for &s in seats.iter() {
-                counts[usize::from(map.seats[s as usize].category)] += 1;
+                counts[usize::from(map.category(s))] += 1;
             }
         }
         (Claim::Quantity(n), SectionKind::Standing { category, .. }) => {

@@ -5,7 +5,6 @@
 //! after the journal has been replayed, so the first request ever answered
 //! already sees every change acknowledged before the last stop.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::TcpListener;
 use std::path::Path;
@@ -17,17 +16,15 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use anyhow::{bail, Context};
 
-use crate::actors::{mail_entry, BookingView, HoldView, Registry, SectionSettings};
+use crate::actors::{Registry, SectionSettings};
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServeArgs;
-use crate::domain::{Change, EventDef, Section};
-use crate::http::{self, dto, AppState};
+use crate::http::{self, AppState};
 use crate::idempotency::IdempotencyStore;
-use crate::journal::{JournalConfig, JournalReader, OpenError, Record, Store};
+use crate::journal::{JournalConfig, JournalReader, Store};
 use crate::layout::{EventSpec, DEMO_EVENT_JSON};
-use crate::mail::{
-    MailKey, MailKind, MailSettings, MailStats, Mailer, Outbox, Renderer, TicketKey, TransportSpec,
-};
+use crate::mail::{MailSettings, MailStats, Mailer, Renderer, TicketKey, TransportSpec};
+use crate::recovery;
 use crate::snapshot;
 
 pub struct Application {
@@ -48,21 +45,6 @@ pub struct Application {
     _lock: File,
 }
 
-/// One event as recovery rebuilt it: definition, creation time, sections,
-/// and the document it was created from (snapshots keep that).
-type EventParts = (Arc<EventDef>, u64, Vec<Section>, String);
-
-/// What replay rebuilt, before any actor starts.
-struct Recovered {
-    events: BTreeMap<String, EventParts>,
-    outbox: Outbox,
-    records: u64,
-    /// Journal position of the snapshot recovery started from, if any.
-    snapshot: Option<u64>,
-    /// Position after the last batch replayed (or the snapshot's).
-    position: u64,
-}
-
 impl Application {
     /// Builds everything and binds the listener. Must run inside an actix
     /// `System` (the section arbiters belong to it).
@@ -80,7 +62,7 @@ impl Application {
         let mut store = Store::open(&data_dir.join("journal"))?;
         let started = std::time::Instant::now();
         let reader = store.reader();
-        let recovered = recover(
+        let recovered = recovery::recover(
             data_dir,
             &reader,
             &idempotency,
@@ -91,8 +73,8 @@ impl Application {
         store.advance_to(recovered.position);
         tracing::info!(
             records = recovered.records,
-            events = recovered.events.len(),
-            unsent_emails = recovered.outbox.len(),
+            events = recovered.state.events.len(),
+            unsent_emails = recovered.state.outbox.len(),
             snapshot = ?recovered.snapshot,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "journal replayed"
@@ -135,7 +117,7 @@ impl Application {
         let mail_arbiter = actix::Arbiter::new();
         let mailer = {
             let (outbox, journal, clock, stats) = (
-                recovered.outbox,
+                recovered.state.outbox,
                 journal.clone(),
                 Arc::clone(&clock),
                 Arc::clone(&mail_stats),
@@ -162,8 +144,8 @@ impl Application {
             arbiters,
             args.mail_enabled.then(|| mailer.clone().recipient()),
         ));
-        for (_, (def, created_at_ms, sections, _)) in recovered.events {
-            registry.start_event(def, sections, created_at_ms);
+        for (_, e) in recovered.state.events {
+            registry.start_event(e.def, e.sections, e.created_at_ms);
         }
 
         if args.demo && registry.get("demo").is_none() {
@@ -370,264 +352,6 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-enum ReplayError {
-    #[error(transparent)]
-    Open(#[from] OpenError),
-    #[error("journal batch {batch}: {message}")]
-    Invalid { batch: u64, message: String },
-    #[error("snapshot {path}: {message}")]
-    Snapshot { path: String, message: String },
-    #[error("the journal starts at batch {first}, but no usable snapshot reaches it (snapshots: {tried})")]
-    Gap { first: u64, tried: String },
-}
-
-/// Rebuilds every event and section from the journal, and the remembered
-/// idempotent answers younger than `idem_ttl_ms`.
-fn recover(
-    data_dir: &Path,
-    store: &JournalReader,
-    idem: &IdempotencyStore,
-    now_ms: u64,
-    idem_ttl_ms: u64,
-    end: Option<u64>,
-) -> Result<Recovered, ReplayError> {
-    let mut events: BTreeMap<String, EventParts> = BTreeMap::new();
-    let mut outbox = Outbox::new();
-    let mut records = 0u64;
-    let fresh = |at_ms: u64| now_ms < at_ms.saturating_add(idem_ttl_ms);
-
-    // The newest snapshot that reads, checks and rebuilds; a damaged one
-    // is skipped (logged) in favour of an older one.
-    let mut start = 0;
-    let mut snapshot_pos = None;
-    let mut tried = Vec::new();
-    let listed = snapshot::list(data_dir).map_err(|e| ReplayError::Snapshot {
-        path: data_dir.join(snapshot::DIR).display().to_string(),
-        message: e.to_string(),
-    })?;
-    for (_, path) in listed {
-        let loaded = snapshot::read(&path).and_then(|snap| {
-            let restored = snap.restore()?;
-            Ok((snap, restored))
-        });
-        match loaded {
-            Ok((snap, restored)) => {
-                load_snapshot(&snap, restored, &mut events, &mut outbox, idem, &fresh).map_err(
-                    |message| ReplayError::Snapshot {
-                        path: path.display().to_string(),
-                        message,
-                    },
-                )?;
-                start = snap.header.journal_position;
-                snapshot_pos = Some(start);
-                break;
-            }
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "skipping an unusable snapshot");
-                tried.push(format!("{}: {e}", path.display()));
-            }
-        }
-    }
-    let first = store.first_batch()?;
-    if snapshot_pos.is_none() && !tried.is_empty() && first != Some(0) {
-        // Snapshots exist, none loads, and the journal alone does not
-        // reach back to the start: starting would silently lose data.
-        return Err(ReplayError::Gap {
-            first: first.unwrap_or(0),
-            tried: tried.join("; "),
-        });
-    }
-    if let Some(first) = first {
-        if first > start {
-            return Err(ReplayError::Gap {
-                first,
-                tried: if tried.is_empty() {
-                    "none".into()
-                } else {
-                    tried.join("; ")
-                },
-            });
-        }
-    }
-
-    let position = store.replay_range(start, end, |batch, record| {
-        records += 1;
-        let invalid = |message: String| ReplayError::Invalid { batch, message };
-        match record {
-            Record::EventCreated {
-                spec_json,
-                at_ms,
-                idem: tag,
-            } => {
-                let spec = EventSpec::from_json(spec_json.as_bytes())
-                    .map_err(|e| invalid(format!("event spec: {e}")))?;
-                let def = Arc::new(
-                    spec.build()
-                        .map_err(|e| invalid(format!("event spec: {e}")))?,
-                );
-                if events.contains_key(&def.id) {
-                    return Err(invalid(format!("event {:?} created twice", def.id)));
-                }
-                if let Some(tag) = tag.filter(|t| fresh(t.at_ms)) {
-                    let body = http::event_body(&def, &http::fresh_counts(&def));
-                    idem.restore(&tag.key, tag.fingerprint, 201, body, tag.at_ms);
-                }
-                let sections = def
-                    .sections
-                    .iter()
-                    .map(|l| Section::new(Arc::clone(l), def.limits))
-                    .collect();
-                events.insert(def.id.clone(), (def, at_ms, sections, spec_json));
-            }
-            Record::Section {
-                event,
-                section,
-                change,
-                idem: tag,
-            } => {
-                let (def, _, sections, _) = events
-                    .get_mut(&event)
-                    .ok_or_else(|| invalid(format!("change to unknown event {event:?}")))?;
-                let s = sections
-                    .iter_mut()
-                    .find(|s| s.layout().id == section)
-                    .ok_or_else(|| {
-                        invalid(format!("change to unknown section {event}/{section}"))
-                    })?;
-                let change = Change::from(change);
-                s.apply(&change)
-                    .map_err(|e| invalid(format!("{event}/{section}: {e}")))?;
-                // The booking change is its email's outbox entry.
-                let mail = match &change {
-                    Change::HoldConfirmed { booking, .. } => {
-                        Some((*booking, MailKind::Confirmation))
-                    }
-                    Change::BookingCancelled { booking, .. } => {
-                        Some((*booking, MailKind::Cancellation))
-                    }
-                    _ => None,
-                };
-                if let Some((booking, kind)) = mail {
-                    let b = s.booking(booking).ok_or_else(|| {
-                        invalid(format!("{event}/{section}: booking {booking} vanished"))
-                    })?;
-                    outbox.add(mail_entry(def, s, b, kind), now_ms);
-                }
-                if let Some(tag) = tag.filter(|t| fresh(t.at_ms)) {
-                    let layout = Arc::clone(s.layout());
-                    let answer = match &change {
-                        Change::HoldCreated { hold, .. } => s.hold(*hold).map(|h| {
-                            (
-                                201,
-                                dto::hold_body(&layout, &HoldView::new(&event, &section, h)),
-                            )
-                        }),
-                        Change::HoldConfirmed { booking, .. } => s.booking(*booking).map(|b| {
-                            (
-                                201,
-                                dto::booking_body(
-                                    def,
-                                    &layout,
-                                    &BookingView::new(&event, &section, b),
-                                ),
-                            )
-                        }),
-                        Change::BookingCancelled { booking, .. } => s.booking(*booking).map(|b| {
-                            (
-                                200,
-                                dto::booking_body(
-                                    def,
-                                    &layout,
-                                    &BookingView::new(&event, &section, b),
-                                ),
-                            )
-                        }),
-                        Change::HoldReleased { .. } | Change::HoldExpired { .. } => None,
-                    };
-                    if let Some((status, body)) = answer {
-                        idem.restore(&tag.key, tag.fingerprint, status, body, tag.at_ms);
-                    }
-                }
-            }
-            Record::Mail {
-                event,
-                section,
-                booking,
-                kind,
-                outcome,
-            } => {
-                let key = MailKey {
-                    event: event.as_str().into(),
-                    section: section.as_str().into(),
-                    booking,
-                    kind: kind.into(),
-                };
-                outbox.apply(&key, &outcome.into());
-            }
-        }
-        Ok(())
-    })?;
-    Ok(Recovered {
-        events,
-        outbox,
-        records,
-        snapshot: snapshot_pos,
-        position,
-    })
-}
-
-/// Puts a checked snapshot's state in place of an empty start.
-fn load_snapshot(
-    snap: &snapshot::Snapshot,
-    restored: snapshot::Restored,
-    events: &mut BTreeMap<String, EventParts>,
-    outbox: &mut Outbox,
-    idem: &IdempotencyStore,
-    fresh: &dyn Fn(u64) -> bool,
-) -> Result<(), String> {
-    for e in restored.events {
-        events.insert(
-            e.def.id.clone(),
-            (e.def, e.created_at_ms, e.sections, e.spec_json),
-        );
-    }
-    for a in &snap.body.idempotency {
-        if fresh(a.at_ms) {
-            idem.restore(
-                &a.key,
-                a.fingerprint,
-                a.status,
-                actix_web::web::Bytes::from(a.body.clone()),
-                a.at_ms,
-            );
-        }
-    }
-    for m in &snap.body.outbox {
-        let (def, _, sections, _) = events
-            .get(&m.event)
-            .ok_or_else(|| format!("outbox entry for unknown event {:?}", m.event))?;
-        let section = sections
-            .iter()
-            .find(|s| s.layout().id == m.section)
-            .ok_or_else(|| format!("outbox entry for unknown section {}/{}", m.event, m.section))?;
-        let booking = section.booking(m.booking).ok_or_else(|| {
-            format!(
-                "outbox entry for unknown booking {}/{}/{}",
-                m.event, m.section, m.booking
-            )
-        })?;
-        outbox.restore(
-            mail_entry(def, section, booking, m.kind.into()),
-            m.attempts,
-            m.next_at_ms,
-            m.last_error.clone(),
-            m.dead,
-        );
-    }
-    Ok(())
-}
-
 /// `boxoffice snapshot create --data-dir`: a snapshot of a stopped data
 /// directory (the lock keeps a running server out), at the end of its
 /// journal. Returns the header written.
@@ -643,7 +367,7 @@ pub fn snapshot_data_dir(
         .context("stop the server first, or ask it with --server (admin API)")?;
     let defaults = ServeArgs::default();
     let store = Store::open(&data_dir.join("journal"))?;
-    let (header, bytes) = take_snapshot(
+    let (header, bytes) = recovery::take_snapshot(
         data_dir,
         &store.reader(),
         defaults.idempotency_ttl_secs * 1000,
@@ -653,46 +377,6 @@ pub fn snapshot_data_dir(
     snapshot::write_atomic(out, &bytes)
         .with_context(|| format!("cannot write {}", out.display()))?;
     Ok(header)
-}
-
-/// Replays the data directory's newest snapshot and the journal up to
-/// `end` (all of it: `None`) into a fresh state, and encodes it: a
-/// snapshot is a function of the journal alone. Runs beside a live
-/// server too (the snapshotter), reading only durable batches.
-fn take_snapshot(
-    data_dir: &Path,
-    reader: &JournalReader,
-    idem_ttl_ms: u64,
-    end: Option<u64>,
-    now_ms: u64,
-) -> anyhow::Result<(snapshot::Header, Vec<u8>)> {
-    // Answers are kept for one TTL before the newest one: a pure function
-    // of the journal (no wall clock), and bounded, so snapshots do not
-    // carry every answer ever given. Whoever loads the snapshot drops
-    // what is stale by its own clock.
-    let idem = IdempotencyStore::new(idem_ttl_ms, usize::MAX);
-    let recovered = recover(data_dir, reader, &idem, 0, idem_ttl_ms, end)?;
-    let mut answers = idem.answers(0);
-    if let Some(newest) = answers.iter().map(|a| a.at_ms).max() {
-        answers.retain(|a| a.at_ms.saturating_add(idem_ttl_ms) > newest);
-    }
-    let (header, body) = snapshot::capture(
-        recovered
-            .events
-            .values()
-            .map(|(def, created, sections, spec)| snapshot::EventState {
-                spec_json: spec,
-                def,
-                created_at_ms: *created,
-                sections,
-            }),
-        &answers,
-        &recovered.outbox,
-        end.unwrap_or(recovered.position).max(recovered.position),
-        now_ms,
-    );
-    let bytes = snapshot::encode(&header, &body);
-    Ok((header, bytes))
 }
 
 /// When the server snapshots itself.
@@ -826,7 +510,7 @@ impl SnapshotWorker {
                 }
             }
         }
-        let (header, bytes) = take_snapshot(
+        let (header, bytes) = recovery::take_snapshot(
             &self.data_dir,
             &self.reader,
             self.idem_ttl_ms,

@@ -18,7 +18,9 @@
 //! - [`metrics`]: Prometheus metrics at `/metrics`.
 //! - [`snapshot`]: the snapshot file format: a checksummed logical dump of
 //!   every section at a journal position; create, verify, restore.
-//! - [`app`]: wiring: open the journal, replay, start actors, bind, serve.
+//! - [`recovery`]: the state rebuilt from the newest snapshot and the
+//!   journal after it (start-up, the snapshotter, offline tools).
+//! - [`app`]: wiring: open the journal, recover, start actors, bind, serve.
 //! - [`cli`]: operator commands against a running server or a data
 //!   directory (`outbox list|retry`, `ticket verify`).
 //! - [`config`]: command-line flags and `BOXOFFICE_*` environment variables.
@@ -36,4 +38,5 @@ pub mod layout;
 pub mod loadgen;
 pub mod mail;
 pub mod metrics;
+pub mod recovery;
 pub mod snapshot;

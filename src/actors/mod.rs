@@ -12,6 +12,6 @@ mod section;
 
 pub use registry::{EventEntry, Registry, RegistryError, SectionHandle, SectionSettings};
 pub use section::{
-    mail_entry, BookingView, Cancel, Confirm, GetBooking, GetHold, GetSeats, HoldSeats, HoldView,
+    BookingView, Cancel, Confirm, GetBooking, GetHold, GetSeats, HoldSeats, HoldView, MailSource,
     Release, SeatsView, SectionActor, SectionError, SectionStats, WhatToHold, CHANGE_KINDS,
 };

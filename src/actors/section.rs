@@ -19,10 +19,10 @@ use rand::{Rng, SeedableRng};
 use crate::clock::Clock;
 use crate::domain::{
     Booking, BookingRef, BookingStatus, Change, Claim, CommandError, EventDef, Hold, HoldRef,
-    Section, SectionCounts,
+    Section, SectionCounts, SectionLayout,
 };
 use crate::journal::{encode, IdemTag, Journal, Receipt, Record};
-use crate::mail::{Enqueue, MailEntry, MailKey, MailKind};
+use crate::mail::{Enqueue, MailEntry, MailKey, MailKind, SectionName};
 
 /// An email to hand to the mailer once its change is durable.
 type MailTo = (Recipient<Enqueue>, MailEntry);
@@ -218,7 +218,8 @@ pub struct GetSeats;
 
 pub struct SectionActor {
     event: Arc<str>,
-    def: Arc<EventDef>,
+    /// The event, and the ids every outbox key of this section shares.
+    mail_source: MailSource,
     /// Where the emails of durable bookings and cancellations go.
     mail: Option<Recipient<Enqueue>>,
     section_id: Arc<str>,
@@ -247,6 +248,7 @@ impl SectionActor {
         sweep_interval: Duration,
         mailbox_capacity: usize,
     ) -> SectionActor {
+        let mail_source = MailSource::new(&def, &section);
         let event = def.id.as_str();
         let section_id: Arc<str> = section.layout().id.as_str().into();
         let rng = match seed {
@@ -262,7 +264,7 @@ impl SectionActor {
         };
         SectionActor {
             event: event.into(),
-            def: Arc::clone(&def),
+            mail_source,
             mail,
             section_id,
             section,
@@ -371,8 +373,8 @@ impl SectionActor {
     /// The outbox entry of a booking's confirmation or cancellation.
     fn mail_for(&self, booking: u64, kind: MailKind) -> Option<MailTo> {
         let to = self.mail.clone()?;
-        let b = self.section.booking(booking)?;
-        Some((to, mail_entry(&self.def, &self.section, b, kind)))
+        let b = self.section.booking_shared(booking)?;
+        Some((to, self.mail_source.entry(self.section.layout(), b, kind)))
     }
 
     pub fn section(&self) -> &Section {
@@ -527,31 +529,42 @@ impl Handler<GetSeats> for SectionActor {
     }
 }
 
-/// The outbox entry for booking `b`'s email of `kind`: used live (once the
-/// change is durable) and on replay, so both queue the same email.
-pub fn mail_entry(
-    def: &Arc<EventDef>,
-    section: &Section,
-    b: &Booking,
-    kind: MailKind,
-) -> MailEntry {
-    let at_ms = match (kind, b.status) {
-        (MailKind::Cancellation, BookingStatus::Cancelled { at_ms }) => at_ms,
-        _ => b.confirmed_at_ms,
-    };
-    MailEntry {
-        key: MailKey {
-            event: def.id.as_str().into(),
-            section: section.layout().id.as_str().into(),
-            booking: b.seq,
-            kind,
-        },
-        booking_secret: b.secret,
-        email: b.email.clone(),
-        payment_ref: b.payment_ref.clone(),
-        claim: b.claim.clone(),
-        at_ms,
-        def: Arc::clone(def),
-        layout: Arc::clone(section.layout()),
+/// Where a section's emails come from: its event, and the event and
+/// section ids every outbox key of the section shares.
+#[derive(Debug, Clone)]
+pub struct MailSource {
+    pub def: Arc<EventDef>,
+    pub name: Arc<SectionName>,
+}
+
+impl MailSource {
+    pub fn new(def: &Arc<EventDef>, section: &Section) -> MailSource {
+        MailSource {
+            def: Arc::clone(def),
+            name: Arc::new(SectionName {
+                event: def.id.as_str().into(),
+                section: section.layout().id.as_str().into(),
+            }),
+        }
+    }
+
+    /// The outbox entry for `b`'s email of `kind`: used live (once the
+    /// change is durable) and on replay, so both queue the same email.
+    pub fn entry(
+        &self,
+        layout: &Arc<SectionLayout>,
+        b: &Arc<Booking>,
+        kind: MailKind,
+    ) -> MailEntry {
+        MailEntry {
+            key: MailKey {
+                name: Arc::clone(&self.name),
+                booking: b.seq,
+                kind,
+            },
+            booking: Arc::clone(b),
+            def: Arc::clone(&self.def),
+            layout: Arc::clone(layout),
+        }
     }
 }

@@ -14,9 +14,15 @@ use rustc_hash::FxHashMap;
 
 use super::venue::{Limits, SectionKind, SectionLayout};
 
-/// How many ended holds a section remembers, so that confirming a hold that
-/// expired answers "expired" rather than "not found". Oldest forgotten first.
+/// How many holds, by number, a section remembers the end of, so that
+/// confirming a hold that expired answers "expired" rather than "not
+/// found": the last `HOLD_TOMBSTONES_MAX` holds created. Older ones are
+/// forgotten (16 bytes each are kept, live or ended).
 pub const HOLD_TOMBSTONES_MAX: usize = 65_536;
+
+/// Stale expiry entries (of holds that ended otherwise) a section keeps
+/// beyond twice its live holds before it rebuilds the expiry heap.
+const EXPIRIES_STALE_MAX: usize = 1_024;
 
 /// What a hold claims: explicit seats of a seated section (as indices into
 /// its `SeatMap`), or a number of places in a standing section.
@@ -214,18 +220,83 @@ enum Places {
     },
 }
 
+/// How the holds numbered `first..first + ends.len()` ended: a window
+/// over the last `HOLD_TOMBSTONES_MAX` hold numbers, one slot each, so a
+/// slot is found by subtraction and costs 16 bytes.
+#[derive(Debug, Default)]
+struct Tombstones {
+    first: u64,
+    /// (secret, `end_code`), by hold number from `first`.
+    ends: VecDeque<(u64, u64)>,
+}
+
+/// A hold's end as one number: 0 not ended (live, or never known),
+/// 1 released, 2 expired, 3 + n confirmed as booking n.
+fn end_code(end: HoldEnd) -> u64 {
+    match end {
+        HoldEnd::Released => 1,
+        HoldEnd::Expired => 2,
+        HoldEnd::Confirmed { booking } => 3 + booking,
+    }
+}
+
+fn end_of(code: u64) -> Option<HoldEnd> {
+    match code {
+        0 => None,
+        1 => Some(HoldEnd::Released),
+        2 => Some(HoldEnd::Expired),
+        n => Some(HoldEnd::Confirmed { booking: n - 3 }),
+    }
+}
+
+impl Tombstones {
+    /// Makes room for hold `seq`, the next one; forgets the oldest beyond
+    /// the window.
+    fn created(&mut self, seq: u64) {
+        debug_assert_eq!(seq, self.first + self.ends.len() as u64);
+        self.ends.push_back((0, 0));
+        if self.ends.len() > HOLD_TOMBSTONES_MAX {
+            self.ends.pop_front();
+            self.first += 1;
+        }
+    }
+
+    fn slot(&mut self, seq: u64) -> Option<&mut (u64, u64)> {
+        let i = usize::try_from(seq.checked_sub(self.first)?).ok()?;
+        self.ends.get_mut(i)
+    }
+
+    fn ended(&self, seq: u64) -> Option<(u64, HoldEnd)> {
+        let i = usize::try_from(seq.checked_sub(self.first)?).ok()?;
+        let &(secret, code) = self.ends.get(i)?;
+        Some((secret, end_of(code)?))
+    }
+
+    /// (seq, secret, end) of every remembered end, by hold number.
+    fn iter(&self) -> impl Iterator<Item = (u64, u64, HoldEnd)> + '_ {
+        self.ends
+            .iter()
+            .zip(self.first..)
+            .filter_map(|(&(secret, code), seq)| Some((seq, secret, end_of(code)?)))
+    }
+}
+
 #[derive(Debug)]
 pub struct Section {
     layout: Arc<SectionLayout>,
     limits: Limits,
     places: Places,
     holds: FxHashMap<u64, Hold>,
-    bookings: FxHashMap<u64, Booking>,
-    /// Ended holds: seq → (secret, how), bounded by `HOLD_TOMBSTONES_MAX`.
-    ended: FxHashMap<u64, (u64, HoldEnd)>,
-    ended_order: VecDeque<u64>,
+    /// Every booking ever made here, by number (a booking is never
+    /// removed; a cancelled one stays, cancelled). Shared with the emails
+    /// the outbox owes for them, so a pending email costs no copy.
+    bookings: Vec<Arc<Booking>>,
+    /// How recent holds ended.
+    ended: Tombstones,
     /// Min-heap of (expires_at_ms, hold seq). Entries of holds that ended
-    /// otherwise stay until they surface and are skipped (lazy deletion).
+    /// otherwise stay until they surface and are skipped (lazy deletion),
+    /// or until there are too many (`EXPIRIES_STALE_MAX`) and the heap is
+    /// rebuilt from the live holds.
     expiries: BinaryHeap<Reverse<(u64, u64)>>,
     next_hold: u64,
     next_booking: u64,
@@ -256,9 +327,8 @@ impl Section {
             limits,
             places,
             holds: FxHashMap::default(),
-            bookings: FxHashMap::default(),
-            ended: FxHashMap::default(),
-            ended_order: VecDeque::new(),
+            bookings: Vec::new(),
+            ended: Tombstones::default(),
             expiries: BinaryHeap::new(),
             next_hold: 0,
             next_booking: 0,
@@ -279,15 +349,21 @@ impl Section {
     }
 
     pub fn booking(&self, seq: u64) -> Option<&Booking> {
-        self.bookings.get(&seq)
+        self.booking_shared(seq).map(|b| &**b)
+    }
+
+    /// A booking as the shared value the outbox keeps for its emails.
+    pub fn booking_shared(&self, seq: u64) -> Option<&Arc<Booking>> {
+        self.bookings.get(usize::try_from(seq).ok()?)
     }
 
     pub fn holds(&self) -> impl Iterator<Item = &Hold> {
         self.holds.values()
     }
 
+    /// By number.
     pub fn bookings(&self) -> impl Iterator<Item = &Booking> {
-        self.bookings.values()
+        self.bookings.iter().map(|b| &**b)
     }
 
     pub fn counts(&self) -> SectionCounts {
@@ -463,7 +539,7 @@ impl Section {
     }
 
     pub fn find_booking(&self, seq: u64, secret: u64) -> Result<&Booking, CommandError> {
-        match self.bookings.get(&seq) {
+        match self.booking(seq) {
             Some(b) if b.secret == secret => Ok(b),
             _ => Err(CommandError::BookingNotFound),
         }
@@ -476,13 +552,13 @@ impl Section {
             }
             return Err(CommandError::HoldNotFound);
         }
-        match self.ended.get(&seq) {
-            Some(&(s, end)) if s == secret => Err(match end {
+        match self.ended.ended(seq) {
+            Some((s, end)) if s == secret => Err(match end {
                 HoldEnd::Released => CommandError::HoldReleased,
                 HoldEnd::Expired => CommandError::HoldExpired,
                 HoldEnd::Confirmed { booking } => CommandError::HoldConfirmed {
                     booking,
-                    booking_secret: self.bookings.get(&booking).map_or(0, |b| b.secret),
+                    booking_secret: self.booking(booking).map_or(0, |b| b.secret),
                 },
             }),
             _ => Err(CommandError::HoldNotFound),
@@ -563,20 +639,12 @@ impl Section {
     // ---- parts: the whole state, for snapshots ----
 
     /// Everything needed to rebuild this section exactly, in a canonical
-    /// order (holds and bookings by number, ended holds oldest first).
+    /// order (holds, bookings and ended holds by number).
     pub fn parts(&self) -> SectionParts {
         let mut holds: Vec<Hold> = self.holds.values().cloned().collect();
         holds.sort_by_key(|h| h.seq);
-        let mut bookings: Vec<Booking> = self.bookings.values().cloned().collect();
-        bookings.sort_by_key(|b| b.seq);
-        let ended = self
-            .ended_order
-            .iter()
-            .map(|seq| {
-                let (secret, end) = self.ended[seq];
-                (*seq, secret, end)
-            })
-            .collect();
+        let bookings: Vec<Booking> = self.bookings().cloned().collect();
+        let ended = self.ended.iter().collect();
         SectionParts {
             next_hold: self.next_hold,
             next_booking: self.next_booking,
@@ -600,8 +668,15 @@ impl Section {
             s.check_claim_free(claim)
                 .map_err(|e| ApplyError(format!("{what}: {}", e.0)))
         };
-        for b in parts.bookings {
-            if b.seq >= parts.next_booking || s.bookings.contains_key(&b.seq) {
+        if parts.bookings.len() as u64 != parts.next_booking {
+            return Err(ApplyError(format!(
+                "{} bookings, numbered up to {}",
+                parts.bookings.len(),
+                parts.next_booking
+            )));
+        }
+        for (i, b) in parts.bookings.into_iter().enumerate() {
+            if b.seq != i as u64 {
                 return Err(ApplyError(format!("booking {} is out of sequence", b.seq)));
             }
             if b.status == BookingStatus::Confirmed {
@@ -609,7 +684,7 @@ impl Section {
                 s.move_places(&b.claim, Move::Hold);
                 s.move_places(&b.claim, Move::Sell);
             }
-            s.bookings.insert(b.seq, b);
+            s.bookings.push(Arc::new(b));
         }
         for h in parts.holds {
             if h.seq >= parts.next_hold || s.holds.contains_key(&h.seq) {
@@ -623,11 +698,22 @@ impl Section {
         if parts.ended.len() > HOLD_TOMBSTONES_MAX {
             return Err(ApplyError("too many ended holds".into()));
         }
+        // The window over the last hold numbers, as live operation leaves
+        // it; ends older than the window (which only a snapshot of an
+        // older version can hold) are forgotten, as they would have been.
+        let window = parts.next_hold.min(HOLD_TOMBSTONES_MAX as u64);
+        s.ended.first = parts.next_hold - window;
+        s.ended.ends = std::iter::repeat_n((0, 0), window as usize).collect();
         for (seq, secret, end) in parts.ended {
-            if seq >= parts.next_hold || s.holds.contains_key(&seq) || s.ended.contains_key(&seq) {
+            if seq >= parts.next_hold || s.holds.contains_key(&seq) {
                 return Err(ApplyError(format!("ended hold {seq} is out of sequence")));
             }
-            s.remember_end(seq, secret, end);
+            if let Some(slot) = s.ended.slot(seq) {
+                if slot.1 != 0 {
+                    return Err(ApplyError(format!("hold {seq} ended twice")));
+                }
+                *slot = (secret, end_code(end));
+            }
         }
         s.next_hold = parts.next_hold;
         s.next_booking = parts.next_booking;
@@ -654,11 +740,11 @@ impl Section {
                 created_at_ms,
                 expires_at_ms,
             } => {
-                if self.holds.contains_key(hold)
-                    || self.ended.contains_key(hold)
-                    || *hold < self.next_hold
-                {
-                    return Err(ApplyError(format!("hold {hold} exists already")));
+                if *hold != self.next_hold {
+                    return Err(ApplyError(format!(
+                        "hold {hold} is out of sequence (the next is {})",
+                        self.next_hold
+                    )));
                 }
                 self.check_claim_free(claim)?;
                 self.move_places(claim, Move::Hold);
@@ -673,6 +759,7 @@ impl Section {
                     },
                 );
                 self.expiries.push(Reverse((*expires_at_ms, *hold)));
+                self.ended.created(*hold);
                 self.next_hold = hold + 1;
             }
             Change::HoldReleased { hold, .. } | Change::HoldExpired { hold, .. } => {
@@ -687,6 +774,7 @@ impl Section {
                     HoldEnd::Expired
                 };
                 self.remember_end(h.seq, h.secret, end);
+                self.compact_expiries();
             }
             Change::HoldConfirmed {
                 hold,
@@ -696,8 +784,11 @@ impl Section {
                 payment_ref,
                 at_ms,
             } => {
-                if self.bookings.contains_key(booking) || *booking < self.next_booking {
-                    return Err(ApplyError(format!("booking {booking} exists already")));
+                if *booking != self.next_booking {
+                    return Err(ApplyError(format!(
+                        "booking {booking} is out of sequence (the next is {})",
+                        self.next_booking
+                    )));
                 }
                 let h = self
                     .holds
@@ -705,28 +796,28 @@ impl Section {
                     .ok_or_else(|| ApplyError(format!("hold {hold} is not live")))?;
                 self.move_places(&h.claim, Move::Sell);
                 self.remember_end(h.seq, h.secret, HoldEnd::Confirmed { booking: *booking });
-                self.bookings.insert(
-                    *booking,
-                    Booking {
-                        seq: *booking,
-                        secret: *secret,
-                        hold_seq: *hold,
-                        claim: h.claim,
-                        email: email.clone(),
-                        payment_ref: payment_ref.clone(),
-                        confirmed_at_ms: *at_ms,
-                        status: BookingStatus::Confirmed,
-                    },
-                );
+                self.bookings.push(Arc::new(Booking {
+                    seq: *booking,
+                    secret: *secret,
+                    hold_seq: *hold,
+                    claim: h.claim,
+                    email: email.clone(),
+                    payment_ref: payment_ref.clone(),
+                    confirmed_at_ms: *at_ms,
+                    status: BookingStatus::Confirmed,
+                }));
                 self.next_booking = booking + 1;
+                self.compact_expiries();
             }
             Change::BookingCancelled { booking, at_ms } => {
-                let b = self
-                    .bookings
-                    .get_mut(booking)
+                let b = usize::try_from(*booking)
+                    .ok()
+                    .and_then(|i| self.bookings.get_mut(i))
                     .filter(|b| b.status == BookingStatus::Confirmed)
                     .ok_or_else(|| ApplyError(format!("booking {booking} is not confirmed")))?;
-                b.status = BookingStatus::Cancelled { at_ms: *at_ms };
+                // An email still owed for the confirmation keeps the
+                // booking as it was; this copies it only then.
+                Arc::make_mut(b).status = BookingStatus::Cancelled { at_ms: *at_ms };
                 let claim = b.claim.clone();
                 self.move_places(&claim, Move::Cancel);
             }
@@ -819,13 +910,25 @@ impl Section {
     }
 
     fn remember_end(&mut self, seq: u64, secret: u64, end: HoldEnd) {
-        if self.ended_order.len() == HOLD_TOMBSTONES_MAX {
-            if let Some(old) = self.ended_order.pop_front() {
-                self.ended.remove(&old);
-            }
+        // A hold older than the window is forgotten, as if it had ended
+        // long ago.
+        if let Some(slot) = self.ended.slot(seq) {
+            *slot = (secret, end_code(end));
         }
-        self.ended.insert(seq, (secret, end));
-        self.ended_order.push_back(seq);
+    }
+
+    /// Rebuilds the expiry heap from the live holds once the entries of
+    /// holds that ended otherwise (released, confirmed) outnumber them, so
+    /// the heap stays within twice the live holds (plus slack), however
+    /// long the sale.
+    fn compact_expiries(&mut self) {
+        if self.expiries.len() > 2 * self.holds.len() + EXPIRIES_STALE_MAX {
+            self.expiries = self
+                .holds
+                .values()
+                .map(|h| Reverse((h.expires_at_ms, h.seq)))
+                .collect();
+        }
     }
 
     /// Recounts everything from the seats, holds and bookings and panics on
@@ -853,7 +956,7 @@ impl Section {
                 for h in self.holds.values() {
                     claim(&h.claim, Place::Held, format!("hold {}", h.seq));
                 }
-                for b in self.bookings.values() {
+                for b in self.bookings() {
                     if b.status == BookingStatus::Confirmed {
                         claim(&b.claim, Place::Sold, format!("booking {}", b.seq));
                     }
@@ -876,8 +979,7 @@ impl Section {
             (Places::Standing { held, sold }, SectionKind::Standing { capacity, category }) => {
                 let h: u32 = self.holds.values().map(|h| h.claim.count()).sum();
                 let s: u32 = self
-                    .bookings
-                    .values()
+                    .bookings()
                     .filter(|b| b.status == BookingStatus::Confirmed)
                     .map(|b| b.claim.count())
                     .sum();
@@ -894,9 +996,19 @@ impl Section {
         }
         assert_eq!(counts, self.counts, "counts per category");
         assert!(self.holds.keys().all(|&h| h < self.next_hold));
-        assert!(self.bookings.keys().all(|&b| b < self.next_booking));
-        assert_eq!(self.ended.len(), self.ended_order.len());
-        assert!(self.ended_order.len() <= HOLD_TOMBSTONES_MAX);
+        assert!(self.bookings().zip(0..).all(|(b, i)| b.seq == i));
+        assert_eq!(self.bookings.len() as u64, self.next_booking);
+        assert!(self.ended.ends.len() <= HOLD_TOMBSTONES_MAX);
+        assert_eq!(
+            self.ended.first + self.ended.ends.len() as u64,
+            self.next_hold,
+            "the tombstone window ends at the next hold"
+        );
+        assert!(
+            self.holds.keys().all(|&h| self.ended.ended(h).is_none()),
+            "a live hold has not ended"
+        );
+        assert!(self.expiries.len() <= 2 * self.holds.len() + EXPIRIES_STALE_MAX + 1);
     }
 }
 
@@ -1142,6 +1254,32 @@ mod tests {
             assert!(floor.apply(&created(Claim::Quantity(n))).is_err(), "{n}");
         }
         assert_eq!(floor.counts().by_category[0].free, 5);
+    }
+
+    #[test]
+    fn the_last_holds_are_remembered_and_older_ones_forgotten() {
+        let mut s = seated(&["...."]);
+        let n = HOLD_TOMBSTONES_MAX as u64 + 10;
+        for i in 0..n {
+            let c = s.decide_hold_best(1, i, i).unwrap();
+            s.apply(&c).unwrap();
+            let c = s.decide_release(i, i, i).unwrap();
+            s.apply(&c).unwrap();
+        }
+        // The ten oldest fell out of the window; the rest say how they
+        // ended, to their holder only.
+        assert_eq!(s.find_hold(9, 9), Err(CommandError::HoldNotFound));
+        assert_eq!(s.find_hold(10, 10), Err(CommandError::HoldReleased));
+        assert_eq!(s.find_hold(n - 1, n - 1), Err(CommandError::HoldReleased));
+        assert_eq!(s.find_hold(n - 1, 7), Err(CommandError::HoldNotFound));
+        // Released holds leave no pile of expiry entries behind.
+        assert!(s.expiries.len() <= EXPIRIES_STALE_MAX + 1);
+        // A snapshot of it rebuilds the same window.
+        let parts = s.parts();
+        assert_eq!(parts.ended.len(), HOLD_TOMBSTONES_MAX);
+        let back = Section::from_parts(Arc::clone(s.layout()), s.limits(), parts.clone()).unwrap();
+        assert_eq!(back.parts(), parts);
+        assert_eq!(back.find_hold(10, 10), Err(CommandError::HoldReleased));
     }
 
     fn standing(capacity: u32) -> Section {

@@ -34,7 +34,9 @@ use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, To
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-pub use outbox::{MailEntry, MailKey, MailKind, MailOutcome, Outbox, RetryError, SlotState};
+pub use outbox::{
+    MailEntry, MailKey, MailKind, MailOutcome, Outbox, RetryError, SectionName, SlotState,
+};
 pub use render::Renderer;
 pub use ticket::{Ticket, TicketError, TicketKey};
 
@@ -355,7 +357,7 @@ impl Mailer {
             self.stats.attempts.fetch_add(1, Ordering::Relaxed);
             let transport = transport.clone();
             let timeout = self.settings.send_timeout;
-            let span = tracing::info_span!("mail.send", mail = %key, to = %entry.email);
+            let span = tracing::info_span!("mail.send", mail = %key, to = %entry.booking.email);
             let fut = async move {
                 let started = Instant::now();
                 let result = match tokio::time::timeout(timeout, transport.send(message)).await {
@@ -408,11 +410,11 @@ impl Mailer {
         self.record(&key, outcome);
     }
 
-    fn item(slot: &outbox::Slot) -> OutboxItem {
+    fn item((key, slot): (&MailKey, &outbox::Slot)) -> OutboxItem {
         OutboxItem {
-            id: slot.entry.key.to_string(),
-            kind: slot.entry.key.kind,
-            email: slot.entry.email.clone(),
+            id: key.to_string(),
+            kind: key.kind,
+            email: slot.booking.email.clone(),
             state: slot.state,
             attempts: slot.attempts,
             next_at_ms: slot.next_at_ms,
@@ -444,8 +446,8 @@ pub fn lower_thread_priority(nice: i32) {
 /// The journal record of what happened to one outbox entry.
 fn mail_record(key: &MailKey, outcome: &MailOutcome) -> Vec<u8> {
     encode(&Record::Mail {
-        event: key.event.to_string(),
-        section: key.section.to_string(),
+        event: key.event().to_string(),
+        section: key.section().to_string(),
         booking: key.booking,
         kind: key.kind.into(),
         outcome: outcome.into(),
@@ -535,7 +537,7 @@ impl Handler<RetryDead> for Mailer {
                 .map_err(|_| MailAdminError::Unavailable)?;
             self.outbox.apply(&key, &outcome);
             self.publish();
-            let item = self.outbox.get(&key).map(Mailer::item);
+            let item = self.outbox.get(&key).map(|slot| Mailer::item((&key, slot)));
             Ok((receipt, item))
         })();
         self.pump(ctx);

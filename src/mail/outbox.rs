@@ -9,14 +9,20 @@
 //! and then applied here, live and on replay alike.
 //!
 //! Bounded by construction: one entry per booking change, and bookings are
-//! bounded by the seats on sale.
+//! bounded by the seats on sale. Small by construction too, since a sale
+//! can leave a hundred thousand emails waiting for a slow mail server: an
+//! entry points at its booking (shared with the section), its section's
+//! name (shared by the section's keys), its event and its layout, and
+//! copies nothing.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BinaryHeap;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::domain::{Claim, EventDef, SectionLayout};
+use rustc_hash::FxHashMap;
+
+use crate::domain::{Booking, BookingStatus, EventDef, SectionLayout};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum MailKind {
@@ -33,13 +39,20 @@ impl MailKind {
     }
 }
 
+/// The event and section part of mail keys, allocated once per section
+/// and shared by every key of it.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SectionName {
+    pub event: Box<str>,
+    pub section: Box<str>,
+}
+
 /// Names one email: `demo.A.b2a.confirmation` (the booking number in hex,
 /// as in booking ids). Carries no secret, so it is safe in logs and admin
-/// listings.
+/// listings. Ordered by event, section, booking, kind.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MailKey {
-    pub event: Arc<str>,
-    pub section: Arc<str>,
+    pub name: Arc<SectionName>,
     pub booking: u64,
     pub kind: MailKind,
 }
@@ -49,8 +62,8 @@ impl fmt::Display for MailKey {
         write!(
             f,
             "{}.{}.b{:x}.{}",
-            self.event,
-            self.section,
+            self.name.event,
+            self.name.section,
             self.booking,
             self.kind.as_str()
         )
@@ -58,6 +71,25 @@ impl fmt::Display for MailKey {
 }
 
 impl MailKey {
+    pub fn new(event: &str, section: &str, booking: u64, kind: MailKind) -> MailKey {
+        MailKey {
+            name: Arc::new(SectionName {
+                event: event.into(),
+                section: section.into(),
+            }),
+            booking,
+            kind,
+        }
+    }
+
+    pub fn event(&self) -> &str {
+        &self.name.event
+    }
+
+    pub fn section(&self) -> &str {
+        &self.name.section
+    }
+
     /// Parses the `Display` form; `None` for anything else.
     pub fn parse(s: &str) -> Option<MailKey> {
         let mut parts = s.split('.');
@@ -83,12 +115,12 @@ impl MailKey {
             "cancellation" => MailKind::Cancellation,
             _ => return None,
         };
-        Some(MailKey {
-            event: event.into(),
-            section: section.into(),
-            booking: u64::from_str_radix(digits, 16).ok()?,
+        Some(MailKey::new(
+            event,
+            section,
+            u64::from_str_radix(digits, 16).ok()?,
             kind,
-        })
+        ))
     }
 }
 
@@ -96,15 +128,23 @@ impl MailKey {
 #[derive(Debug, Clone)]
 pub struct MailEntry {
     pub key: MailKey,
-    pub booking_secret: u64,
-    pub email: String,
-    pub payment_ref: String,
-    pub claim: Claim,
-    /// When the booking was confirmed (or cancelled): the email's Date, so
-    /// that a resend is the same message.
-    pub at_ms: u64,
+    /// The booking as its change left it, shared with the section that
+    /// owns it (a booking cancelled meanwhile is copied by the section, so
+    /// this stays as it was).
+    pub booking: Arc<Booking>,
     pub def: Arc<EventDef>,
     pub layout: Arc<SectionLayout>,
+}
+
+impl MailEntry {
+    /// When the booking was confirmed (or cancelled): the email's Date, so
+    /// that a resend is the same message.
+    pub fn at_ms(&self) -> u64 {
+        match (self.key.kind, self.booking.status) {
+            (MailKind::Cancellation, BookingStatus::Cancelled { at_ms }) => at_ms,
+            _ => self.booking.confirmed_at_ms,
+        }
+    }
 }
 
 /// What happened to an entry; journaled, then applied.
@@ -133,13 +173,40 @@ pub enum SlotState {
     Dead,
 }
 
+/// One email owed: what to render (less the key, which the outbox keys it
+/// by) and where its sending stands.
 #[derive(Debug, Clone)]
 pub struct Slot {
-    pub entry: MailEntry,
+    pub booking: Arc<Booking>,
+    pub def: Arc<EventDef>,
+    pub layout: Arc<SectionLayout>,
     pub state: SlotState,
     pub attempts: u32,
     pub next_at_ms: u64,
     pub last_error: Option<String>,
+}
+
+impl Slot {
+    fn new(entry: MailEntry, state: SlotState, attempts: u32, next_at_ms: u64) -> Slot {
+        Slot {
+            booking: entry.booking,
+            def: entry.def,
+            layout: entry.layout,
+            state,
+            attempts,
+            next_at_ms,
+            last_error: None,
+        }
+    }
+
+    pub fn entry(&self, key: &MailKey) -> MailEntry {
+        MailEntry {
+            key: key.clone(),
+            booking: Arc::clone(&self.booking),
+            def: Arc::clone(&self.def),
+            layout: Arc::clone(&self.layout),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -152,7 +219,7 @@ pub enum RetryError {
 
 #[derive(Debug, Default)]
 pub struct Outbox {
-    slots: BTreeMap<MailKey, Slot>,
+    slots: FxHashMap<MailKey, Slot>,
     /// (next_at_ms, key) of pending slots; stale entries are skipped.
     schedule: BinaryHeap<Reverse<(u64, MailKey)>>,
     dead: usize,
@@ -166,21 +233,13 @@ impl Outbox {
     /// Queues a new entry, due at once. A second add of the same key (a
     /// replayed change) keeps the first.
     pub fn add(&mut self, entry: MailEntry, now_ms: u64) {
-        let key = entry.key.clone();
-        if self.slots.contains_key(&key) {
+        if self.slots.contains_key(&entry.key) {
             return;
         }
-        self.slots.insert(
-            key.clone(),
-            Slot {
-                entry,
-                state: SlotState::Pending,
-                attempts: 0,
-                next_at_ms: now_ms,
-                last_error: None,
-            },
-        );
-        self.schedule.push(Reverse((now_ms, key)));
+        let key = entry.key.clone();
+        self.schedule.push(Reverse((now_ms, key.clone())));
+        self.slots
+            .insert(key, Slot::new(entry, SlotState::Pending, 0, now_ms));
     }
 
     /// Puts back an entry as a snapshot kept it (a sending entry is kept
@@ -193,10 +252,10 @@ impl Outbox {
         last_error: Option<String>,
         dead: bool,
     ) {
-        let key = entry.key.clone();
-        if self.slots.contains_key(&key) {
+        if self.slots.contains_key(&entry.key) {
             return;
         }
+        let key = entry.key.clone();
         let state = if dead {
             self.dead += 1;
             SlotState::Dead
@@ -204,21 +263,16 @@ impl Outbox {
             self.schedule.push(Reverse((next_at_ms, key.clone())));
             SlotState::Pending
         };
-        self.slots.insert(
-            key,
-            Slot {
-                entry,
-                state,
-                attempts,
-                next_at_ms,
-                last_error,
-            },
-        );
+        let mut slot = Slot::new(entry, state, attempts, next_at_ms);
+        slot.last_error = last_error;
+        self.slots.insert(key, slot);
     }
 
-    /// Every slot in key order.
-    pub fn slots(&self) -> impl Iterator<Item = &Slot> {
-        self.slots.values()
+    /// Every slot, in key order.
+    pub fn slots(&self) -> Vec<(&MailKey, &Slot)> {
+        let mut all: Vec<(&MailKey, &Slot)> = self.slots.iter().collect();
+        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        all
     }
 
     /// Up to `max` pending entries whose time has come, now marked as
@@ -238,7 +292,7 @@ impl Outbox {
             if let Some(slot) = self.slots.get_mut(&key) {
                 if slot.state == SlotState::Pending && slot.next_at_ms == at {
                     slot.state = SlotState::Sending;
-                    out.push(slot.entry.clone());
+                    out.push(slot.entry(&key));
                 }
             }
         }
@@ -323,12 +377,18 @@ impl Outbox {
 
     /// Slots in key order, optionally only dead (or only live) ones, at
     /// most `limit`.
-    pub fn list(&self, dead: Option<bool>, limit: usize) -> Vec<&Slot> {
-        self.slots
-            .values()
-            .filter(|s| dead.is_none_or(|d| (s.state == SlotState::Dead) == d))
-            .take(limit)
-            .collect()
+    pub fn list(&self, dead: Option<bool>, limit: usize) -> Vec<(&MailKey, &Slot)> {
+        let mut found: Vec<(&MailKey, &Slot)> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| dead.is_none_or(|d| (s.state == SlotState::Dead) == d))
+            .collect();
+        if found.len() > limit && limit > 0 {
+            found.select_nth_unstable_by(limit - 1, |a, b| a.0.cmp(b.0));
+        }
+        found.truncate(limit);
+        found.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        found
     }
 
     /// Recounts and panics on disagreement (tests, debug builds).
@@ -340,7 +400,7 @@ impl Outbox {
             .count();
         assert_eq!(dead, self.dead, "dead-letter count");
         for (k, s) in &self.slots {
-            assert_eq!(k, &s.entry.key);
+            assert_eq!(k.booking, s.booking.seq);
             if s.state == SlotState::Pending {
                 assert!(
                     self.schedule
@@ -356,7 +416,7 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Limits, SectionKind};
+    use crate::domain::{BookingStatus, Claim, Limits, SectionKind};
 
     fn entry(booking: u64) -> MailEntry {
         let layout = Arc::new(SectionLayout {
@@ -369,17 +429,17 @@ mod tests {
             category_count: 1,
         });
         MailEntry {
-            key: MailKey {
-                event: "demo".into(),
-                section: "F".into(),
-                booking,
-                kind: MailKind::Confirmation,
-            },
-            booking_secret: 1,
-            email: "a@b.c".into(),
-            payment_ref: "p".into(),
-            claim: Claim::Quantity(1),
-            at_ms: 0,
+            key: MailKey::new("demo", "F", booking, MailKind::Confirmation),
+            booking: Arc::new(Booking {
+                seq: booking,
+                secret: 1,
+                hold_seq: 0,
+                claim: Claim::Quantity(1),
+                email: "a@b.c".into(),
+                payment_ref: "p".into(),
+                confirmed_at_ms: 0,
+                status: BookingStatus::Confirmed,
+            }),
             def: Arc::new(EventDef {
                 id: "demo".into(),
                 name: "Demo".into(),

@@ -112,7 +112,7 @@ impl Renderer {
     pub fn message_id(&self, entry: &MailEntry) -> String {
         let mut h = Sha256::new();
         h.update(entry.key.to_string().as_bytes());
-        h.update(entry.booking_secret.to_le_bytes());
+        h.update(entry.booking.secret.to_le_bytes());
         let digest = h.finalize();
         let tag: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
         format!("<{}.{tag}@{}>", entry.key, self.domain)
@@ -122,8 +122,8 @@ impl Renderer {
     pub fn ticket(&self, entry: &MailEntry) -> Ticket {
         let (seats, qty) = seats_of(entry);
         Ticket {
-            e: entry.key.event.to_string(),
-            s: entry.key.section.to_string(),
+            e: entry.key.event().to_string(),
+            s: entry.key.section().to_string(),
             b: entry.key.booking,
             seats,
             qty,
@@ -132,19 +132,20 @@ impl Renderer {
 
     pub fn render(&self, entry: &MailEntry) -> Result<Message, RenderError> {
         let to: Mailbox = entry
+            .booking
             .email
             .parse()
-            .map_err(|_| RenderError::Recipient(entry.email.clone()))?;
+            .map_err(|_| RenderError::Recipient(entry.booking.email.clone()))?;
         let def = &entry.def;
         let layout = &entry.layout;
         let (seats, qty) = seats_of(entry);
         let lines = price_lines(entry);
         let total: u64 = lines.iter().map(|(_, n, p)| u64::from(*n) * p).sum();
         let booking_id = BookingRef::new(
-            &entry.key.event,
-            &entry.key.section,
+            entry.key.event(),
+            entry.key.section(),
             entry.key.booking,
-            entry.booking_secret,
+            entry.booking.secret,
         )
         .to_string();
         let token = match entry.key.kind {
@@ -170,7 +171,7 @@ impl Renderer {
             booking => context! {
                 id => booking_id,
                 number => format!("{}/{}/{}", def.id, layout.id, entry.key.booking),
-                payment_ref => entry.payment_ref,
+                payment_ref => entry.booking.payment_ref,
             },
             ticket_token => token,
             qr_cid => QR_CID,
@@ -209,7 +210,7 @@ impl Renderer {
             .to(to)
             .subject(subject.trim())
             .message_id(Some(self.message_id(entry)))
-            .date(SystemTime::UNIX_EPOCH + Duration::from_millis(entry.at_ms))
+            .date(SystemTime::UNIX_EPOCH + Duration::from_millis(entry.at_ms()))
             .header(BoxofficeMail(format!("{kind} {}", entry.key)))
             .multipart(
                 MultiPart::alternative()
@@ -240,7 +241,7 @@ impl lettre::message::header::Header for BoxofficeMail {
 }
 
 fn seats_of(entry: &MailEntry) -> (Vec<String>, Option<u32>) {
-    match (&entry.claim, &entry.layout.kind) {
+    match (&entry.booking.claim, &entry.layout.kind) {
         (Claim::Seats(seats), SectionKind::Seated(map)) => {
             (seats.iter().map(|&s| map.seat_id(s)).collect(), None)
         }
@@ -252,7 +253,7 @@ fn seats_of(entry: &MailEntry) -> (Vec<String>, Option<u32>) {
 fn price_lines(entry: &MailEntry) -> Vec<(String, u32, u64)> {
     let cats = &entry.def.categories;
     let mut counts = vec![0u32; cats.len()];
-    match (&entry.claim, &entry.layout.kind) {
+    match (&entry.booking.claim, &entry.layout.kind) {
         (Claim::Seats(seats), SectionKind::Seated(map)) => {
             for &s in seats.iter() {
                 counts[usize::from(map.category(s))] += 1;

@@ -389,11 +389,12 @@ pub fn capture<'a>(
         .collect();
     let outbox: Vec<wire::MailSnap> = outbox
         .slots()
-        .map(|slot| wire::MailSnap {
-            event: slot.entry.key.event.to_string(),
-            section: slot.entry.key.section.to_string(),
-            booking: slot.entry.key.booking,
-            kind: slot.entry.key.kind.into(),
+        .into_iter()
+        .map(|(key, slot)| wire::MailSnap {
+            event: key.event().to_string(),
+            section: key.section().to_string(),
+            booking: key.booking,
+            kind: key.kind.into(),
             attempts: slot.attempts,
             next_at_ms: slot.next_at_ms,
             last_error: slot.last_error.clone(),

@@ -1,0 +1,421 @@
+//! Recovery: the whole state rebuilt from the newest usable snapshot and
+//! the journal after it. Start-up, the snapshotter and the offline
+//! `snapshot create` all run it, so a snapshot is exactly what a restart
+//! would have rebuilt.
+//!
+//! [`Replay`] applies one journal record at a time to a [`State`] (events,
+//! their sections, the outbox, remembered idempotent answers); it is the
+//! only code that turns records back into state.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::actors::{BookingView, HoldView, MailSource};
+use crate::domain::{Change, EventDef, Section};
+use crate::http::{self, dto};
+use crate::idempotency::IdempotencyStore;
+use crate::journal::{IdemTag, JournalReader, OpenError, Record};
+use crate::layout::EventSpec;
+use crate::mail::{MailKey, MailKind, Outbox};
+use crate::snapshot;
+
+/// One event as recovery rebuilt it.
+pub struct RecoveredEvent {
+    pub def: Arc<EventDef>,
+    pub created_at_ms: u64,
+    /// The document it was created from (snapshots keep it).
+    pub spec_json: String,
+    /// In layout order.
+    pub sections: Vec<Section>,
+    /// Section id → index in `sections`: a record finds its section
+    /// without a scan (a stadium has a hundred).
+    index: HashMap<String, usize>,
+    /// The ids every outbox key of a section shares, by section.
+    mail: Vec<MailSource>,
+}
+
+impl RecoveredEvent {
+    fn new(
+        def: Arc<EventDef>,
+        created_at_ms: u64,
+        spec_json: String,
+        sections: Vec<Section>,
+    ) -> RecoveredEvent {
+        let index = sections
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.layout().id.clone(), i))
+            .collect();
+        let mail = sections.iter().map(|s| MailSource::new(&def, s)).collect();
+        RecoveredEvent {
+            def,
+            created_at_ms,
+            spec_json,
+            sections,
+            index,
+            mail,
+        }
+    }
+
+    fn section_index(&self, id: &str) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+}
+
+/// Everything recovery rebuilds, before any actor starts.
+#[derive(Default)]
+pub struct State {
+    pub events: BTreeMap<String, RecoveredEvent>,
+    pub outbox: Outbox,
+}
+
+/// What [`recover`] rebuilt, and from where.
+pub struct Recovered {
+    pub state: State,
+    /// Journal records replayed after the snapshot.
+    pub records: u64,
+    /// Journal position of the snapshot recovery started from, if any.
+    pub snapshot: Option<u64>,
+    /// Position after the last batch replayed (or the snapshot's).
+    pub position: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("journal batch {batch}: {message}")]
+    Invalid { batch: u64, message: String },
+    #[error("snapshot {path}: {message}")]
+    Snapshot { path: String, message: String },
+    #[error("the journal starts at batch {first}, but no usable snapshot reaches it (snapshots: {tried})")]
+    Gap { first: u64, tried: String },
+}
+
+/// Applies journal records, in order, to a [`State`].
+pub struct Replay<'a> {
+    state: State,
+    idem: &'a IdempotencyStore,
+    /// Answers older than `idem_ttl_ms` before `now_ms` are not restored.
+    now_ms: u64,
+    idem_ttl_ms: u64,
+}
+
+impl<'a> Replay<'a> {
+    pub fn new(state: State, idem: &'a IdempotencyStore, now_ms: u64, idem_ttl_ms: u64) -> Self {
+        Replay {
+            state,
+            idem,
+            now_ms,
+            idem_ttl_ms,
+        }
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn into_state(self) -> State {
+        self.state
+    }
+
+    fn fresh(&self, tag: &IdemTag) -> bool {
+        self.now_ms < tag.at_ms.saturating_add(self.idem_ttl_ms)
+    }
+
+    /// Applies one record of journal batch `batch`. A record that does not
+    /// fit the state (an unknown event, a change that does not apply) is
+    /// an error naming the batch, never a guess.
+    pub fn apply(&mut self, batch: u64, record: Record) -> Result<(), ReplayError> {
+        let invalid = |message: String| ReplayError::Invalid { batch, message };
+        match record {
+            Record::EventCreated {
+                spec_json,
+                at_ms,
+                idem: tag,
+            } => {
+                let spec = EventSpec::from_json(spec_json.as_bytes())
+                    .map_err(|e| invalid(format!("event spec: {e}")))?;
+                let def = Arc::new(
+                    spec.build()
+                        .map_err(|e| invalid(format!("event spec: {e}")))?,
+                );
+                if self.state.events.contains_key(&def.id) {
+                    return Err(invalid(format!("event {:?} created twice", def.id)));
+                }
+                if let Some(tag) = tag.filter(|t| self.fresh(t)) {
+                    let body = http::event_body(&def, &http::fresh_counts(&def));
+                    self.idem
+                        .restore(&tag.key, tag.fingerprint, 201, body, tag.at_ms);
+                }
+                let sections = def
+                    .sections
+                    .iter()
+                    .map(|l| Section::new(Arc::clone(l), def.limits))
+                    .collect();
+                self.state.events.insert(
+                    def.id.clone(),
+                    RecoveredEvent::new(Arc::clone(&def), at_ms, spec_json, sections),
+                );
+            }
+            Record::Section {
+                event,
+                section,
+                change,
+                idem: tag,
+            } => {
+                let fresh_tag = tag.filter(|t| self.fresh(t));
+                let e = self
+                    .state
+                    .events
+                    .get_mut(&event)
+                    .ok_or_else(|| invalid(format!("change to unknown event {event:?}")))?;
+                let i = e.section_index(&section).ok_or_else(|| {
+                    invalid(format!("change to unknown section {event}/{section}"))
+                })?;
+                let s = &mut e.sections[i];
+                let change = Change::from(change);
+                s.apply(&change)
+                    .map_err(|e| invalid(format!("{event}/{section}: {e}")))?;
+                // The booking change is its email's outbox entry.
+                let mail = match &change {
+                    Change::HoldConfirmed { booking, .. } => {
+                        Some((*booking, MailKind::Confirmation))
+                    }
+                    Change::BookingCancelled { booking, .. } => {
+                        Some((*booking, MailKind::Cancellation))
+                    }
+                    _ => None,
+                };
+                if let Some((booking, kind)) = mail {
+                    let b = s.booking_shared(booking).ok_or_else(|| {
+                        invalid(format!("{event}/{section}: booking {booking} vanished"))
+                    })?;
+                    self.state
+                        .outbox
+                        .add(e.mail[i].entry(s.layout(), b, kind), self.now_ms);
+                }
+                if let Some(tag) = fresh_tag {
+                    let layout = s.layout();
+                    let answer = match &change {
+                        Change::HoldCreated { hold, .. } => s.hold(*hold).map(|h| {
+                            (
+                                201,
+                                dto::hold_body(layout, &HoldView::new(&event, &section, h)),
+                            )
+                        }),
+                        Change::HoldConfirmed { booking, .. } => s.booking(*booking).map(|b| {
+                            (
+                                201,
+                                dto::booking_body(
+                                    &e.def,
+                                    layout,
+                                    &BookingView::new(&event, &section, b),
+                                ),
+                            )
+                        }),
+                        Change::BookingCancelled { booking, .. } => s.booking(*booking).map(|b| {
+                            (
+                                200,
+                                dto::booking_body(
+                                    &e.def,
+                                    layout,
+                                    &BookingView::new(&event, &section, b),
+                                ),
+                            )
+                        }),
+                        Change::HoldReleased { .. } | Change::HoldExpired { .. } => None,
+                    };
+                    if let Some((status, body)) = answer {
+                        self.idem
+                            .restore(&tag.key, tag.fingerprint, status, body, tag.at_ms);
+                    }
+                }
+            }
+            Record::Mail {
+                event,
+                section,
+                booking,
+                kind,
+                outcome,
+            } => {
+                let key = MailKey::new(&event, &section, booking, kind.into());
+                self.state.outbox.apply(&key, &outcome.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts a checked snapshot's state in place of an empty start.
+    fn load_snapshot(
+        &mut self,
+        snap: &snapshot::Snapshot,
+        restored: snapshot::Restored,
+    ) -> Result<(), String> {
+        for e in restored.events {
+            self.state.events.insert(
+                e.def.id.clone(),
+                RecoveredEvent::new(e.def, e.created_at_ms, e.spec_json, e.sections),
+            );
+        }
+        for a in &snap.body.idempotency {
+            if self.now_ms < a.at_ms.saturating_add(self.idem_ttl_ms) {
+                self.idem.restore(
+                    &a.key,
+                    a.fingerprint,
+                    a.status,
+                    actix_web::web::Bytes::from(a.body.clone()),
+                    a.at_ms,
+                );
+            }
+        }
+        for m in &snap.body.outbox {
+            let e = self
+                .state
+                .events
+                .get(&m.event)
+                .ok_or_else(|| format!("outbox entry for unknown event {:?}", m.event))?;
+            let i = e.section_index(&m.section).ok_or_else(|| {
+                format!("outbox entry for unknown section {}/{}", m.event, m.section)
+            })?;
+            let section = &e.sections[i];
+            let booking = section.booking_shared(m.booking).ok_or_else(|| {
+                format!(
+                    "outbox entry for unknown booking {}/{}/{}",
+                    m.event, m.section, m.booking
+                )
+            })?;
+            let entry = e.mail[i].entry(section.layout(), booking, m.kind.into());
+            self.state.outbox.restore(
+                entry,
+                m.attempts,
+                m.next_at_ms,
+                m.last_error.clone(),
+                m.dead,
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Rebuilds every event and section from the newest usable snapshot and
+/// the journal after it, up to batch `end` (all of it: `None`), and the
+/// remembered idempotent answers younger than `idem_ttl_ms` at `now_ms`.
+pub fn recover(
+    data_dir: &Path,
+    store: &JournalReader,
+    idem: &IdempotencyStore,
+    now_ms: u64,
+    idem_ttl_ms: u64,
+    end: Option<u64>,
+) -> Result<Recovered, ReplayError> {
+    let mut replay = Replay::new(State::default(), idem, now_ms, idem_ttl_ms);
+    let mut records = 0u64;
+
+    // The newest snapshot that reads, checks and rebuilds; a damaged one
+    // is skipped (logged) in favour of an older one.
+    let mut start = 0;
+    let mut snapshot_pos = None;
+    let mut tried = Vec::new();
+    let listed = snapshot::list(data_dir).map_err(|e| ReplayError::Snapshot {
+        path: data_dir.join(snapshot::DIR).display().to_string(),
+        message: e.to_string(),
+    })?;
+    for (_, path) in listed {
+        let loaded = snapshot::read(&path).and_then(|snap| {
+            let restored = snap.restore()?;
+            Ok((snap, restored))
+        });
+        match loaded {
+            Ok((snap, restored)) => {
+                replay
+                    .load_snapshot(&snap, restored)
+                    .map_err(|message| ReplayError::Snapshot {
+                        path: path.display().to_string(),
+                        message,
+                    })?;
+                start = snap.header.journal_position;
+                snapshot_pos = Some(start);
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "skipping an unusable snapshot");
+                tried.push(format!("{}: {e}", path.display()));
+            }
+        }
+    }
+    let first = store.first_batch()?;
+    if snapshot_pos.is_none() && !tried.is_empty() && first != Some(0) {
+        // Snapshots exist, none loads, and the journal alone does not
+        // reach back to the start: starting would silently lose data.
+        return Err(ReplayError::Gap {
+            first: first.unwrap_or(0),
+            tried: tried.join("; "),
+        });
+    }
+    if let Some(first) = first {
+        if first > start {
+            return Err(ReplayError::Gap {
+                first,
+                tried: if tried.is_empty() {
+                    "none".into()
+                } else {
+                    tried.join("; ")
+                },
+            });
+        }
+    }
+
+    let position = store.replay_range(start, end, |batch, record| {
+        records += 1;
+        replay.apply(batch, record)
+    })?;
+    Ok(Recovered {
+        state: replay.into_state(),
+        records,
+        snapshot: snapshot_pos,
+        position,
+    })
+}
+
+/// Replays the data directory's newest snapshot and the journal up to
+/// `end` (all of it: `None`) into a fresh state, and encodes it: a
+/// snapshot is a function of the journal alone. Runs beside a live
+/// server too (the snapshotter), reading only durable batches.
+pub fn take_snapshot(
+    data_dir: &Path,
+    reader: &JournalReader,
+    idem_ttl_ms: u64,
+    end: Option<u64>,
+    now_ms: u64,
+) -> anyhow::Result<(snapshot::Header, Vec<u8>)> {
+    // Answers are kept for one TTL before the newest one: a pure function
+    // of the journal (no wall clock), and bounded, so snapshots do not
+    // carry every answer ever given. Whoever loads the snapshot drops
+    // what is stale by its own clock.
+    let idem = IdempotencyStore::new(idem_ttl_ms, usize::MAX);
+    let recovered = recover(data_dir, reader, &idem, 0, idem_ttl_ms, end)?;
+    let mut answers = idem.answers(0);
+    if let Some(newest) = answers.iter().map(|a| a.at_ms).max() {
+        answers.retain(|a| a.at_ms.saturating_add(idem_ttl_ms) > newest);
+    }
+    let (header, body) = snapshot::capture(
+        recovered
+            .state
+            .events
+            .values()
+            .map(|e| snapshot::EventState {
+                spec_json: &e.spec_json,
+                def: &e.def,
+                created_at_ms: e.created_at_ms,
+                sections: &e.sections,
+            }),
+        &answers,
+        &recovered.state.outbox,
+        end.unwrap_or(recovered.position).max(recovered.position),
+        now_ms,
+    );
+    let bytes = snapshot::encode(&header, &body);
+    Ok((header, bytes))
+}

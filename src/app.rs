@@ -71,6 +71,8 @@ impl Application {
             None,
         )?;
         store.advance_to(recovered.position);
+        drop(reader);
+        let store = store.reopen()?;
         tracing::info!(
             records = recovered.records,
             events = recovered.state.events.len(),

@@ -16,8 +16,8 @@ use super::venue::{Limits, SectionKind, SectionLayout};
 
 /// How many holds, by number, a section remembers the end of, so that
 /// confirming a hold that expired answers "expired" rather than "not
-/// found": the last `HOLD_TOMBSTONES_MAX` holds created. Older ones are
-/// forgotten (16 bytes each are kept, live or ended).
+/// found": at least the last `HOLD_TOMBSTONES_MAX` holds created. Older
+/// ones are forgotten (16 bytes each are kept, live or ended).
 pub const HOLD_TOMBSTONES_MAX: usize = 65_536;
 
 /// Stale expiry entries (of holds that ended otherwise) a section keeps
@@ -220,14 +220,24 @@ enum Places {
     },
 }
 
-/// How the holds numbered `first..first + ends.len()` ended: a window
-/// over the last `HOLD_TOMBSTONES_MAX` hold numbers, one slot each, so a
-/// slot is found by subtraction and costs 16 bytes.
+/// Slots per chunk of the tombstone window (4 KiB): the window grows and
+/// drops a chunk at a time, so it costs 16 bytes a hold and at most one
+/// chunk of slack, where a ring that doubles would keep up to twice that.
+const TOMBSTONE_CHUNK: usize = 256;
+
+type TombstoneChunk = Box<[(u64, u64); TOMBSTONE_CHUNK]>;
+
+/// How the holds numbered `first..first + len` ended: a window over at
+/// least the last `HOLD_TOMBSTONES_MAX` hold numbers (and fewer than
+/// `TOMBSTONE_CHUNK` more), one 16-byte slot each, found by subtraction.
 #[derive(Debug, Default)]
 struct Tombstones {
+    /// A multiple of `TOMBSTONE_CHUNK`.
     first: u64,
-    /// (secret, `end_code`), by hold number from `first`.
-    ends: VecDeque<(u64, u64)>,
+    len: usize,
+    /// (secret, `end_code`) by hold number from `first`; the last chunk
+    /// may be partly used.
+    chunks: VecDeque<TombstoneChunk>,
 }
 
 /// A hold's end as one number: 0 not ended (live, or never known),
@@ -250,32 +260,58 @@ fn end_of(code: u64) -> Option<HoldEnd> {
 }
 
 impl Tombstones {
-    /// Makes room for hold `seq`, the next one; forgets the oldest beyond
-    /// the window.
-    fn created(&mut self, seq: u64) {
-        debug_assert_eq!(seq, self.first + self.ends.len() as u64);
-        self.ends.push_back((0, 0));
-        if self.ends.len() > HOLD_TOMBSTONES_MAX {
-            self.ends.pop_front();
-            self.first += 1;
+    /// The window live operation leaves once holds `0..next` were
+    /// created, with no end known.
+    fn before(next: u64) -> Tombstones {
+        let first = next.saturating_sub(HOLD_TOMBSTONES_MAX as u64) / TOMBSTONE_CHUNK as u64
+            * TOMBSTONE_CHUNK as u64;
+        let len = (next - first) as usize;
+        Tombstones {
+            first,
+            len,
+            chunks: (0..len.div_ceil(TOMBSTONE_CHUNK))
+                .map(|_| Box::new([(0, 0); TOMBSTONE_CHUNK]))
+                .collect(),
         }
     }
 
-    fn slot(&mut self, seq: u64) -> Option<&mut (u64, u64)> {
+    /// Makes room for hold `seq`, the next one; forgets the oldest chunk
+    /// once the window is a chunk longer than it needs to be.
+    fn created(&mut self, seq: u64) {
+        debug_assert_eq!(seq, self.first + self.len as u64);
+        if self.len.is_multiple_of(TOMBSTONE_CHUNK) {
+            self.chunks.push_back(Box::new([(0, 0); TOMBSTONE_CHUNK]));
+        }
+        self.len += 1;
+        if self.len >= HOLD_TOMBSTONES_MAX + TOMBSTONE_CHUNK {
+            self.chunks.pop_front();
+            self.first += TOMBSTONE_CHUNK as u64;
+            self.len -= TOMBSTONE_CHUNK;
+        }
+    }
+
+    fn index(&self, seq: u64) -> Option<usize> {
         let i = usize::try_from(seq.checked_sub(self.first)?).ok()?;
-        self.ends.get_mut(i)
+        (i < self.len).then_some(i)
+    }
+
+    fn slot(&mut self, seq: u64) -> Option<&mut (u64, u64)> {
+        let i = self.index(seq)?;
+        Some(&mut self.chunks[i / TOMBSTONE_CHUNK][i % TOMBSTONE_CHUNK])
     }
 
     fn ended(&self, seq: u64) -> Option<(u64, HoldEnd)> {
-        let i = usize::try_from(seq.checked_sub(self.first)?).ok()?;
-        let &(secret, code) = self.ends.get(i)?;
+        let i = self.index(seq)?;
+        let (secret, code) = self.chunks[i / TOMBSTONE_CHUNK][i % TOMBSTONE_CHUNK];
         Some((secret, end_of(code)?))
     }
 
     /// (seq, secret, end) of every remembered end, by hold number.
     fn iter(&self) -> impl Iterator<Item = (u64, u64, HoldEnd)> + '_ {
-        self.ends
+        self.chunks
             .iter()
+            .flat_map(|c| c.iter())
+            .take(self.len)
             .zip(self.first..)
             .filter_map(|(&(secret, code), seq)| Some((seq, secret, end_of(code)?)))
     }
@@ -695,15 +731,13 @@ impl Section {
             s.expiries.push(Reverse((h.expires_at_ms, h.seq)));
             s.holds.insert(h.seq, h);
         }
-        if parts.ended.len() > HOLD_TOMBSTONES_MAX {
+        if parts.ended.len() >= HOLD_TOMBSTONES_MAX + TOMBSTONE_CHUNK {
             return Err(ApplyError("too many ended holds".into()));
         }
         // The window over the last hold numbers, as live operation leaves
         // it; ends older than the window (which only a snapshot of an
         // older version can hold) are forgotten, as they would have been.
-        let window = parts.next_hold.min(HOLD_TOMBSTONES_MAX as u64);
-        s.ended.first = parts.next_hold - window;
-        s.ended.ends = std::iter::repeat_n((0, 0), window as usize).collect();
+        s.ended = Tombstones::before(parts.next_hold);
         for (seq, secret, end) in parts.ended {
             if seq >= parts.next_hold || s.holds.contains_key(&seq) {
                 return Err(ApplyError(format!("ended hold {seq} is out of sequence")));
@@ -998,9 +1032,12 @@ impl Section {
         assert!(self.holds.keys().all(|&h| h < self.next_hold));
         assert!(self.bookings().zip(0..).all(|(b, i)| b.seq == i));
         assert_eq!(self.bookings.len() as u64, self.next_booking);
-        assert!(self.ended.ends.len() <= HOLD_TOMBSTONES_MAX);
+        let t = &self.ended;
+        assert!(t.len < HOLD_TOMBSTONES_MAX + TOMBSTONE_CHUNK);
+        assert_eq!(t.first % TOMBSTONE_CHUNK as u64, 0);
+        assert_eq!(t.chunks.len(), t.len.div_ceil(TOMBSTONE_CHUNK));
         assert_eq!(
-            self.ended.first + self.ended.ends.len() as u64,
+            t.first + t.len as u64,
             self.next_hold,
             "the tombstone window ends at the next hold"
         );
@@ -1259,27 +1296,51 @@ mod tests {
     #[test]
     fn the_last_holds_are_remembered_and_older_ones_forgotten() {
         let mut s = seated(&["...."]);
-        let n = HOLD_TOMBSTONES_MAX as u64 + 10;
+        let n = (HOLD_TOMBSTONES_MAX + TOMBSTONE_CHUNK + 10) as u64;
         for i in 0..n {
             let c = s.decide_hold_best(1, i, i).unwrap();
             s.apply(&c).unwrap();
             let c = s.decide_release(i, i, i).unwrap();
             s.apply(&c).unwrap();
         }
-        // The ten oldest fell out of the window; the rest say how they
-        // ended, to their holder only.
-        assert_eq!(s.find_hold(9, 9), Err(CommandError::HoldNotFound));
-        assert_eq!(s.find_hold(10, 10), Err(CommandError::HoldReleased));
+        // The oldest chunk fell out of the window once it was a chunk
+        // longer than needed; the rest say how they ended, to their
+        // holder only.
+        let oldest = TOMBSTONE_CHUNK as u64;
+        assert_eq!(
+            s.find_hold(oldest - 1, oldest - 1),
+            Err(CommandError::HoldNotFound)
+        );
+        assert_eq!(s.find_hold(oldest, oldest), Err(CommandError::HoldReleased));
         assert_eq!(s.find_hold(n - 1, n - 1), Err(CommandError::HoldReleased));
         assert_eq!(s.find_hold(n - 1, 7), Err(CommandError::HoldNotFound));
         // Released holds leave no pile of expiry entries behind.
         assert!(s.expiries.len() <= EXPIRIES_STALE_MAX + 1);
         // A snapshot of it rebuilds the same window.
         let parts = s.parts();
-        assert_eq!(parts.ended.len(), HOLD_TOMBSTONES_MAX);
+        assert_eq!(parts.ended.len(), HOLD_TOMBSTONES_MAX + 10);
         let back = Section::from_parts(Arc::clone(s.layout()), s.limits(), parts.clone()).unwrap();
         assert_eq!(back.parts(), parts);
-        assert_eq!(back.find_hold(10, 10), Err(CommandError::HoldReleased));
+        assert_eq!(
+            back.find_hold(oldest, oldest),
+            Err(CommandError::HoldReleased)
+        );
+        assert_eq!(
+            back.find_hold(oldest - 1, oldest - 1),
+            Err(CommandError::HoldNotFound)
+        );
+        // A window that has not yet dropped a chunk rebuilds whole, too.
+        let mut t = seated(&["...."]);
+        for i in 0..(TOMBSTONE_CHUNK as u64 + 3) {
+            let c = t.decide_hold_best(1, i, i).unwrap();
+            t.apply(&c).unwrap();
+            let c = t.decide_release(i, i, i).unwrap();
+            t.apply(&c).unwrap();
+        }
+        let parts = t.parts();
+        let back = Section::from_parts(Arc::clone(t.layout()), t.limits(), parts.clone()).unwrap();
+        assert_eq!(back.parts(), parts);
+        assert_eq!(back.find_hold(0, 0), Err(CommandError::HoldReleased));
     }
 
     fn standing(capacity: u32) -> Section {

@@ -23,7 +23,9 @@ use crate::http::{self, AppState};
 use crate::idempotency::IdempotencyStore;
 use crate::journal::{JournalConfig, JournalReader, Store};
 use crate::layout::{EventSpec, DEMO_EVENT_JSON};
-use crate::mail::{MailSettings, MailStats, Mailer, Renderer, TicketKey, TransportSpec};
+use crate::mail::{
+    MailSettings, MailStats, Mailer, Renderer, TicketKey, TransportSpec, TICKET_KEY_FILE,
+};
 use crate::recovery;
 use crate::snapshot;
 
@@ -610,6 +612,15 @@ pub fn restore_snapshot(
         &snapshot::path_for(&tmp, snap.header.journal_position),
         &bytes,
     )?;
+    // The ticket key is not in the snapshot (a secret stays out of backup
+    // files): the directory being replaced keeps its own, or the tickets
+    // already in fans' emails would stop verifying at the door.
+    let key = data_dir.join(TICKET_KEY_FILE);
+    if key.exists() {
+        let copied = tmp.join(TICKET_KEY_FILE);
+        std::fs::copy(&key, &copied).with_context(|| format!("cannot keep {}", key.display()))?;
+        File::open(&copied)?.sync_all()?;
+    }
     File::open(&tmp)?.sync_all()?;
     // Swap: the old directory moves aside, the new one takes its name, and
     // only then is the old one removed. A crash in between leaves either

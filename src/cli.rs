@@ -103,7 +103,7 @@ pub fn ticket(cmd: TicketCommand) -> anyhow::Result<()> {
                     TicketKey::from_hex(&hex).map_err(|e| anyhow::anyhow!("--ticket-key: {e}"))?
                 }
                 None => {
-                    let path = data_dir.join("ticket.key");
+                    let path = data_dir.join(crate::mail::TICKET_KEY_FILE);
                     let hex = std::fs::read_to_string(&path)
                         .with_context(|| format!("cannot read {}", path.display()))?;
                     TicketKey::from_hex(&hex)

@@ -159,6 +159,8 @@ fn restore_refuses_a_non_empty_directory_without_force() {
     ));
     let target = tempfile::tempdir().unwrap();
     std::fs::write(target.path().join("precious"), b"keep me").unwrap();
+    let key = "ab".repeat(32);
+    std::fs::write(target.path().join("ticket.key"), &key).unwrap();
     fails(
         &cli(
             &["restore"],
@@ -175,6 +177,12 @@ fn restore_refuses_a_non_empty_directory_without_force() {
         &[&file, Path::new("--data-dir"), target.path()],
     ));
     assert!(!target.path().join("precious").exists());
+    // The directory keeps its ticket key: tickets already emailed still
+    // verify after the restore.
+    assert_eq!(
+        std::fs::read_to_string(target.path().join("ticket.key")).unwrap(),
+        key
+    );
     // Creating a snapshot of a running server's directory is refused.
     let s = TestServer::start(dir.path());
     fails(
@@ -268,6 +276,8 @@ fn every_kind_of_damage_is_named_and_loads_nothing() {
     // leaves the target as it was.
     let target = tempfile::tempdir().unwrap();
     std::fs::write(target.path().join("precious"), b"keep me").unwrap();
+    let key = "ab".repeat(32);
+    std::fs::write(target.path().join("ticket.key"), &key).unwrap();
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (good[..good.len() / 2].to_vec(), "truncated"),
         (

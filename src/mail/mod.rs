@@ -38,7 +38,7 @@ pub use outbox::{
     MailEntry, MailKey, MailKind, MailOutcome, Outbox, RetryError, SectionName, SlotState,
 };
 pub use render::Renderer;
-pub use ticket::{Ticket, TicketError, TicketKey};
+pub use ticket::{Ticket, TicketError, TicketKey, TICKET_KEY_FILE};
 
 use crate::clock::Clock;
 use crate::journal::{encode, Journal, Record};

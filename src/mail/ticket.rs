@@ -49,6 +49,9 @@ pub enum TicketError {
     Payload(String),
 }
 
+/// The file in a data directory that holds its ticket key (64 hex digits).
+pub const TICKET_KEY_FILE: &str = "ticket.key";
+
 #[derive(Clone)]
 pub struct TicketKey([u8; KEY_LEN]);
 
@@ -80,7 +83,7 @@ impl TicketKey {
     /// on first use, so tickets issued before a restart still verify.
     pub fn load_or_create(dir: &Path) -> anyhow::Result<TicketKey> {
         use anyhow::Context;
-        let path = dir.join("ticket.key");
+        let path = dir.join(TICKET_KEY_FILE);
         match std::fs::read_to_string(&path) {
             Ok(text) => {
                 TicketKey::from_hex(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))

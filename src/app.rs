@@ -71,6 +71,9 @@ impl Application {
             clock.now_ms(),
             args.idempotency_ttl_secs * 1000,
             None,
+            &mut recovery::at_most_every_second(|records| {
+                tracing::info!(records, "replaying the journal");
+            }),
         )?;
         store.advance_to(recovered.position);
         drop(reader);
@@ -363,6 +366,7 @@ pub fn snapshot_data_dir(
     data_dir: &Path,
     out: &Path,
     now_ms: u64,
+    progress: &mut dyn FnMut(u64),
 ) -> anyhow::Result<snapshot::Header> {
     if !data_dir.join("journal").exists() {
         bail!("{} holds no boxoffice journal", data_dir.display());
@@ -377,6 +381,7 @@ pub fn snapshot_data_dir(
         defaults.idempotency_ttl_secs * 1000,
         None,
         now_ms,
+        progress,
     )?;
     snapshot::write_atomic(out, &bytes)
         .with_context(|| format!("cannot write {}", out.display()))?;
@@ -520,6 +525,7 @@ impl SnapshotWorker {
             self.idem_ttl_ms,
             Some(end),
             self.clock.now_ms(),
+            &mut |_| {},
         )?;
         std::fs::create_dir_all(self.data_dir.join(snapshot::DIR))?;
         let path = snapshot::path_for(&self.data_dir, header.journal_position);

@@ -140,7 +140,13 @@ pub fn snapshot(cmd: SnapshotCommand) -> anyhow::Result<()> {
             let h = match (data_dir, server) {
                 (Some(dir), _) => {
                     eprintln!("replaying {} ...", dir.display());
-                    crate::app::snapshot_data_dir(&dir, &out, now_ms)?
+                    let mut progress = crate::recovery::at_most_every_second(|records| {
+                        eprintln!(
+                            "  {records} journal records replayed ({:.0} s)",
+                            started.elapsed().as_secs_f64()
+                        );
+                    });
+                    crate::app::snapshot_data_dir(&dir, &out, now_ms, &mut progress)?
                 }
                 (None, Some(server)) => {
                     let client = AdminClient {

@@ -299,9 +299,25 @@ impl<'a> Replay<'a> {
     }
 }
 
+/// How often, in records replayed, recovery reports its progress.
+pub const PROGRESS_EVERY: u64 = 4_096;
+
+/// `report` at most once a second: progress for people watching a long
+/// replay, not a log line per `PROGRESS_EVERY` records.
+pub fn at_most_every_second(mut report: impl FnMut(u64)) -> impl FnMut(u64) {
+    let mut last = std::time::Instant::now();
+    move |records| {
+        if last.elapsed() >= std::time::Duration::from_secs(1) {
+            last = std::time::Instant::now();
+            report(records);
+        }
+    }
+}
+
 /// Rebuilds every event and section from the newest usable snapshot and
 /// the journal after it, up to batch `end` (all of it: `None`), and the
 /// remembered idempotent answers younger than `idem_ttl_ms` at `now_ms`.
+/// `progress` hears the records replayed so far, every `PROGRESS_EVERY`.
 pub fn recover(
     data_dir: &Path,
     store: &JournalReader,
@@ -309,6 +325,7 @@ pub fn recover(
     now_ms: u64,
     idem_ttl_ms: u64,
     end: Option<u64>,
+    progress: &mut dyn FnMut(u64),
 ) -> Result<Recovered, ReplayError> {
     let mut replay = Replay::new(State::default(), idem, now_ms, idem_ttl_ms);
     let mut records = 0u64;
@@ -369,6 +386,9 @@ pub fn recover(
 
     let position = store.replay_range(start, end, |batch, record| {
         records += 1;
+        if records.is_multiple_of(PROGRESS_EVERY) {
+            progress(records);
+        }
         replay.apply(batch, record)
     })?;
     Ok(Recovered {
@@ -389,13 +409,14 @@ pub fn take_snapshot(
     idem_ttl_ms: u64,
     end: Option<u64>,
     now_ms: u64,
+    progress: &mut dyn FnMut(u64),
 ) -> anyhow::Result<(snapshot::Header, Vec<u8>)> {
     // Answers are kept for one TTL before the newest one: a pure function
     // of the journal (no wall clock), and bounded, so snapshots do not
     // carry every answer ever given. Whoever loads the snapshot drops
     // what is stale by its own clock.
     let idem = IdempotencyStore::new(idem_ttl_ms, usize::MAX);
-    let recovered = recover(data_dir, reader, &idem, 0, idem_ttl_ms, end)?;
+    let recovered = recover(data_dir, reader, &idem, 0, idem_ttl_ms, end, progress)?;
     let mut answers = idem.answers(0);
     if let Some(newest) = answers.iter().map(|a| a.at_ms).max() {
         answers.retain(|a| a.at_ms.saturating_add(idem_ttl_ms) > newest);

@@ -8,12 +8,16 @@
 //!
 //! Bounded: at most `entries_max` keys, each kept for `ttl_ms`.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix_web::web::Bytes;
 
 const SHARDS: usize = 16;
+
+/// Claims a shard's order queue may hold beyond twice its live keys (the
+/// rest are of keys since freed or reclaimed) before it is compacted.
+const ORDER_STALE_MAX: usize = 1_024;
 
 #[derive(Debug, Clone)]
 enum Slot {
@@ -25,6 +29,81 @@ enum Slot {
         body: Bytes,
         at_ms: u64,
     },
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// Which claim of the key this is (see `Shard::order`).
+    seq: u64,
+    slot: Slot,
+}
+
+/// One lock's worth of keys.
+#[derive(Debug, Default)]
+struct Shard {
+    map: HashMap<Arc<str>, Entry>,
+    /// (seq, claimed at, key) of every claim, oldest first: expiry pops
+    /// from the front instead of scanning the map. A claim whose key was
+    /// freed or claimed again since is stale and skipped; stale claims are
+    /// bounded by compaction.
+    order: VecDeque<(u64, u64, Arc<str>)>,
+    next_seq: u64,
+}
+
+impl Shard {
+    fn is_current(&self, seq: u64, key: &str) -> bool {
+        self.map.get(key).is_some_and(|e| e.seq == seq)
+    }
+
+    /// Drops answers older than `ttl_ms` at `now_ms`, oldest first, and
+    /// stale claims; stops at the first claim younger than the TTL (an
+    /// answer is never older than its claim), so a live store pays one
+    /// comparison.
+    fn expire(&mut self, now_ms: u64, ttl_ms: u64) {
+        while let Some((seq, claimed_at_ms, key)) = self.order.front() {
+            if now_ms < claimed_at_ms.saturating_add(ttl_ms) {
+                break;
+            }
+            match self.map.get(&**key) {
+                Some(e) if e.seq == *seq => match e.slot {
+                    Slot::Done { at_ms, .. } if now_ms >= at_ms.saturating_add(ttl_ms) => {
+                        self.map.remove(&**key);
+                    }
+                    _ => break,
+                },
+                _ => {}
+            }
+            self.order.pop_front();
+        }
+        if self.order.len() > 2 * self.map.len() + ORDER_STALE_MAX {
+            let order = std::mem::take(&mut self.order);
+            self.order = order
+                .into_iter()
+                .filter(|(seq, _, key)| self.is_current(*seq, key))
+                .collect();
+        }
+    }
+
+    /// A new claim of `key`, which is not in the map.
+    fn claim(&mut self, key: &str, slot: Slot, at_ms: u64) -> Arc<str> {
+        let key: Arc<str> = key.into();
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.map.insert(Arc::clone(&key), Entry { seq, slot });
+        self.order.push_back((seq, at_ms, Arc::clone(&key)));
+        key
+    }
+
+    /// Puts `slot` under `key`: in place if the key is claimed (its place
+    /// in the order kept), else as a new claim.
+    fn put(&mut self, key: &str, slot: Slot, at_ms: u64) {
+        match self.map.get_mut(key) {
+            Some(e) => e.slot = slot,
+            None => {
+                self.claim(key, slot, at_ms);
+            }
+        }
+    }
 }
 
 /// A remembered answer.
@@ -39,7 +118,7 @@ pub struct Answer {
 
 #[derive(Debug)]
 pub struct IdempotencyStore {
-    shards: Vec<Mutex<HashMap<String, Slot>>>,
+    shards: Vec<Mutex<Shard>>,
     ttl_ms: u64,
     entries_max_per_shard: usize,
 }
@@ -55,29 +134,33 @@ pub enum Begin {
     Mismatch,
     /// The first request with this key has not finished yet.
     InFlight,
-    /// No room for another key right now.
+    /// No room for another key right now: every remembered answer is
+    /// younger than the TTL. Refused rather than forgetting one, since a
+    /// forgotten answer would let a retry apply twice.
     Full,
 }
 
 impl IdempotencyStore {
     pub fn new(ttl_ms: u64, entries_max: usize) -> Arc<IdempotencyStore> {
         Arc::new(IdempotencyStore {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             ttl_ms,
             entries_max_per_shard: entries_max.div_ceil(SHARDS),
         })
     }
 
-    fn shard(&self, key: &str) -> &Mutex<HashMap<String, Slot>> {
+    fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
         let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
         });
-        &self.shards[(h % SHARDS as u64) as usize]
+        self.shards[(h % SHARDS as u64) as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn begin(self: &Arc<Self>, key: &str, fingerprint: [u8; 32], now_ms: u64) -> Begin {
-        let mut map = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
-        match map.get(key) {
+        let mut shard = self.shard(key);
+        match shard.map.get(key).map(|e| &e.slot) {
             Some(Slot::Done {
                 fingerprint: f,
                 status,
@@ -99,22 +182,20 @@ impl IdempotencyStore {
                     Begin::Mismatch
                 };
             }
-            _ => {}
-        }
-        if map.len() >= self.entries_max_per_shard {
-            let ttl = self.ttl_ms;
-            map.retain(|_, s| match s {
-                Slot::Done { at_ms, .. } => now_ms < at_ms.saturating_add(ttl),
-                Slot::InFlight { .. } => true,
-            });
-            if map.len() >= self.entries_max_per_shard {
-                return Begin::Full;
+            Some(Slot::Done { .. }) => {
+                // Expired: the key is free; its old claim goes stale.
+                shard.map.remove(key);
             }
+            None => {}
         }
-        map.insert(key.to_owned(), Slot::InFlight { fingerprint });
+        shard.expire(now_ms, self.ttl_ms);
+        if shard.map.len() >= self.entries_max_per_shard {
+            return Begin::Full;
+        }
+        let key = shard.claim(key, Slot::InFlight { fingerprint }, now_ms);
         Begin::Fresh(Pending {
             store: Arc::clone(self),
-            key: key.to_owned(),
+            key,
             fingerprint,
             finished: false,
         })
@@ -125,18 +206,18 @@ impl IdempotencyStore {
     pub fn answers(&self, now_ms: u64) -> Vec<Answer> {
         let mut out = Vec::new();
         for shard in &self.shards {
-            let map = shard.lock().unwrap_or_else(|e| e.into_inner());
-            for (key, slot) in map.iter() {
+            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            for (key, e) in shard.map.iter() {
                 if let Slot::Done {
                     fingerprint,
                     status,
                     body,
                     at_ms,
-                } = slot
+                } = &e.slot
                 {
                     if now_ms < at_ms.saturating_add(self.ttl_ms) {
                         out.push(Answer {
-                            key: key.clone(),
+                            key: key.to_string(),
                             fingerprint: *fingerprint,
                             status: *status,
                             body: body.clone(),
@@ -150,35 +231,36 @@ impl IdempotencyStore {
         out
     }
 
-    /// Puts back an answer found in the journal on start-up.
+    /// Remembers an answer: a request's own (`Pending::complete`), or one
+    /// found in the journal or a snapshot on start-up (give those oldest
+    /// first: expiry goes in the order answers were remembered).
     pub fn restore(&self, key: &str, fingerprint: [u8; 32], status: u16, body: Bytes, at_ms: u64) {
-        let mut map = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
-        map.insert(
-            key.to_owned(),
+        self.shard(key).put(
+            key,
             Slot::Done {
                 fingerprint,
                 status,
                 body,
                 at_ms,
             },
+            at_ms,
         );
     }
 
     /// Drops every answer older than the TTL.
     pub fn prune(&self, now_ms: u64) {
         for shard in &self.shards {
-            let mut map = shard.lock().unwrap_or_else(|e| e.into_inner());
-            map.retain(|_, s| match s {
-                Slot::Done { at_ms, .. } => now_ms < at_ms.saturating_add(self.ttl_ms),
-                Slot::InFlight { .. } => true,
-            });
+            shard
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .expire(now_ms, self.ttl_ms);
         }
     }
 
     pub fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).map.len())
             .sum()
     }
 
@@ -192,7 +274,7 @@ impl IdempotencyStore {
 #[derive(Debug)]
 pub struct Pending {
     store: Arc<IdempotencyStore>,
-    key: String,
+    key: Arc<str>,
     fingerprint: [u8; 32],
     finished: bool,
 }
@@ -216,13 +298,12 @@ impl Pending {
 impl Drop for Pending {
     fn drop(&mut self) {
         if !self.finished {
-            let mut map = self
-                .store
-                .shard(&self.key)
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if matches!(map.get(&self.key), Some(Slot::InFlight { .. })) {
-                map.remove(&self.key);
+            let mut shard = self.store.shard(&self.key);
+            if matches!(
+                shard.map.get(&*self.key).map(|e| &e.slot),
+                Some(Slot::InFlight { .. })
+            ) {
+                shard.map.remove(&*self.key);
             }
         }
     }
@@ -269,5 +350,67 @@ mod tests {
             (16..200).any(|i| matches!(store.begin(&format!("k{i}"), [0; 32], 0), Begin::Full));
         assert!(full);
         assert!(store.len() <= 16 + SHARDS);
+    }
+
+    /// Tries 1,000 new keys; answers those that fit.
+    fn fill(store: &Arc<IdempotencyStore>, prefix: &str, now_ms: u64) -> usize {
+        let mut answered = 0;
+        for i in 0..1_000 {
+            match store.begin(&format!("{prefix}{i}"), [0; 32], now_ms) {
+                Begin::Fresh(p) => {
+                    p.complete(201, Bytes::from_static(b"{}"), now_ms);
+                    answered += 1;
+                }
+                Begin::Full => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        answered
+    }
+
+    #[test]
+    fn a_full_store_refuses_until_answers_expire_then_makes_room() {
+        let store = IdempotencyStore::new(1_000, 64);
+        let first = fill(&store, "a", 0);
+        // Every shard full: 64 keys over 16 shards.
+        assert_eq!(first, 64);
+        // Still fresh: refused, and every answer is still there.
+        assert!(matches!(store.begin("late", [0; 32], 999), Begin::Full));
+        assert!(matches!(
+            store.begin("a0", [0; 32], 999),
+            Begin::Replay { status: 201, .. }
+        ));
+        // At the TTL the old answers go, oldest first, and make room.
+        assert_eq!(fill(&store, "b", 1_000), first);
+        assert!(matches!(store.begin("a0", [0; 32], 1_000), Begin::Full));
+        assert_eq!(store.len(), first);
+        assert!(store.answers(1_000).iter().all(|a| a.key.starts_with('b')));
+    }
+
+    #[test]
+    fn refused_requests_leave_nothing_behind() {
+        let store = IdempotencyStore::new(86_400_000, 100_000);
+        for i in 0..100_000 {
+            let Begin::Fresh(p) = store.begin(&format!("k{i}"), [0; 32], 0) else {
+                panic!()
+            };
+            if i % 100 == 0 {
+                p.complete(201, Bytes::from_static(b"{}"), 0);
+            } else {
+                drop(p); // a 409: the key is free again
+            }
+        }
+        assert_eq!(store.len(), 1_000);
+        for shard in &store.shards {
+            let shard = shard.lock().unwrap();
+            assert!(shard.order.len() <= 2 * shard.map.len() + ORDER_STALE_MAX + 1);
+            // Every live key is still in the order, once.
+            let current = shard
+                .order
+                .iter()
+                .filter(|(seq, _, key)| shard.is_current(*seq, key))
+                .count();
+            assert_eq!(current, shard.map.len());
+        }
     }
 }

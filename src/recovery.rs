@@ -259,7 +259,10 @@ impl<'a> Replay<'a> {
                 RecoveredEvent::new(e.def, e.created_at_ms, e.spec_json, e.sections),
             );
         }
-        for a in &snap.body.idempotency {
+        // Oldest first: the store expires answers in the order it got them.
+        let mut answers: Vec<_> = snap.body.idempotency.iter().collect();
+        answers.sort_by_key(|a| a.at_ms);
+        for a in answers {
             if self.now_ms < a.at_ms.saturating_add(self.idem_ttl_ms) {
                 self.idem.restore(
                     &a.key,

@@ -22,10 +22,6 @@ use crate::layout::EventSpec;
 const EMAIL_LEN_MAX: usize = 254;
 const PAYMENT_REF_LEN_MAX: usize = 128;
 
-fn to_json<T: serde::Serialize>(value: &T) -> Bytes {
-    Bytes::from(serde_json::to_vec(value).expect("DTOs always serialize"))
-}
-
 /// (free, held, sold) per category of every section of a new event.
 pub fn fresh_counts(def: &EventDef) -> Vec<Vec<(u32, u32, u32)>> {
     def.sections

@@ -282,8 +282,9 @@ impl Application {
     }
 }
 
-/// Hands memory freed by recovery back to the OS. Decoding a snapshot and
-/// replaying the journal allocate and free a copy of the state; glibc keeps
+/// Hands memory freed by recovery (at start-up, and in the snapshotter)
+/// back to the OS. Decoding a snapshot and replaying the journal allocate
+/// and free a copy of the state; glibc keeps
 /// freed memory mapped (below the heap top, in per-thread arenas) unless
 /// asked, and a server that just recovered a stadium would carry that copy
 /// as resident memory for its whole life.
@@ -531,13 +532,19 @@ impl SnapshotWorker {
         let path = snapshot::path_for(&self.data_dir, header.journal_position);
         snapshot::write_atomic(&path, &bytes)
             .with_context(|| format!("cannot write {}", path.display()))?;
+        let size = bytes.len();
+        // The replayed copy of the state and its encoding are gone now;
+        // without this their pages stay resident (glibc keeps them in this
+        // thread's arena), and RSS ratchets up by a state per snapshot.
+        drop(bytes);
+        release_freed_memory();
         self.last_position = header.journal_position;
         self.last_records = records;
         self.last_at = std::time::Instant::now();
         tracing::info!(
             path = %path.display(),
             position = header.journal_position,
-            bytes = bytes.len(),
+            bytes = size,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "snapshot written"
         );

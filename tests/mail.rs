@@ -633,6 +633,11 @@ fn without_smtp_emails_are_eml_files_in_the_data_dir() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(files.len(), 1);
+    // Named by its outbox key, and whole once it has that name.
+    assert_eq!(
+        files[0].file_name().unwrap().to_string_lossy(),
+        format!("{}.confirmation.eml", public_id(b["id"].as_str().unwrap()))
+    );
     let raw = std::fs::read(&files[0]).unwrap();
     let msg = MessageParser::default().parse(&raw).unwrap();
     let mid = msg.message_id().unwrap();

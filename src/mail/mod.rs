@@ -23,14 +23,14 @@ pub mod outbox;
 pub mod render;
 pub mod ticket;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -103,7 +103,7 @@ impl TransportSpec {
                     .pool_config(PoolConfig::new().max_size(settings.concurrency as u32))
                     .build(),
             ),
-            TransportSpec::Files(dir) => Transport::File(AsyncFileTransport::new(dir)),
+            TransportSpec::Files(dir) => Transport::File(Arc::new(dir.clone())),
         }
     }
 }
@@ -113,8 +113,12 @@ impl TransportSpec {
 pub enum Transport {
     /// Pooled SMTP connections.
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
-    /// `.eml` files in a directory: the embedded default.
-    File(AsyncFileTransport<Tokio1Executor>),
+    /// `.eml` files in a directory: the embedded default. One file per
+    /// email, named by its outbox key and written whole (synced, then
+    /// renamed into place): a reader never sees half a message, and a
+    /// resend after a crash replaces the file rather than adding one.
+    /// (lettre's file transport writes in place, under a random name.)
+    File(Arc<PathBuf>),
 }
 
 impl Transport {
@@ -125,10 +129,24 @@ impl Transport {
         }
     }
 
-    async fn send(&self, msg: Message) -> Result<(), String> {
+    async fn send(&self, key: &MailKey, msg: Message) -> Result<(), String> {
         match self {
             Transport::Smtp(t) => t.send(msg).await.map(|_| ()).map_err(|e| e.to_string()),
-            Transport::File(t) => t.send(msg).await.map(|_| ()).map_err(|e| e.to_string()),
+            Transport::File(dir) => {
+                let path = dir.join(format!("{key}.eml"));
+                let tmp = dir.join(format!(".{key}.eml.tmp"));
+                let bytes = msg.formatted();
+                let write = move || -> std::io::Result<()> {
+                    let mut f = std::fs::File::create(&tmp)?;
+                    std::io::Write::write_all(&mut f, &bytes)?;
+                    f.sync_data()?;
+                    std::fs::rename(&tmp, &path)
+                };
+                match tokio::task::spawn_blocking(write).await {
+                    Ok(written) => written.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
         }
     }
 }
@@ -358,9 +376,11 @@ impl Mailer {
             let transport = transport.clone();
             let timeout = self.settings.send_timeout;
             let span = tracing::info_span!("mail.send", mail = %key, to = %entry.booking.email);
+            let sent_key = key.clone();
             let fut = async move {
                 let started = Instant::now();
-                let result = match tokio::time::timeout(timeout, transport.send(message)).await {
+                let sending = transport.send(&sent_key, message);
+                let result = match tokio::time::timeout(timeout, sending).await {
                     Ok(r) => r,
                     Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
                 };

@@ -205,26 +205,19 @@ impl<'a> Replay<'a> {
                                 dto::hold_body(layout, &HoldView::new(&event, &section, h)),
                             )
                         }),
-                        Change::HoldConfirmed { booking, .. } => s.booking(*booking).map(|b| {
-                            (
-                                201,
-                                dto::booking_body(
-                                    &e.def,
-                                    layout,
-                                    &BookingView::new(&event, &section, b),
-                                ),
-                            )
-                        }),
-                        Change::BookingCancelled { booking, .. } => s.booking(*booking).map(|b| {
-                            (
-                                200,
-                                dto::booking_body(
-                                    &e.def,
-                                    layout,
-                                    &BookingView::new(&event, &section, b),
-                                ),
-                            )
-                        }),
+                        Change::HoldConfirmed { booking, .. }
+                        | Change::BookingCancelled { booking, .. } => {
+                            // A confirmation creates (201); a cancellation
+                            // changes (200).
+                            let status = match change {
+                                Change::HoldConfirmed { .. } => 201,
+                                _ => 200,
+                            };
+                            s.booking(*booking).map(|b| {
+                                let view = BookingView::new(&event, &section, b);
+                                (status, dto::booking_body(&e.def, layout, &view))
+                            })
+                        }
                         Change::HoldReleased { .. } | Change::HoldExpired { .. } => None,
                     };
                     if let Some((status, body)) = answer {

@@ -217,12 +217,11 @@ pub struct GetBooking {
 pub struct GetSeats;
 
 pub struct SectionActor {
-    event: Arc<str>,
-    /// The event, and the ids every outbox key of this section shares.
+    /// The event, and its and this section's ids (shared by every outbox
+    /// key of the section; the actor's own names too).
     mail_source: MailSource,
     /// Where the emails of durable bookings and cancellations go.
     mail: Option<Recipient<Enqueue>>,
-    section_id: Arc<str>,
     section: Section,
     journal: Journal,
     clock: Arc<dyn Clock>,
@@ -249,11 +248,9 @@ impl SectionActor {
         mailbox_capacity: usize,
     ) -> SectionActor {
         let mail_source = MailSource::new(&def, &section);
-        let event = def.id.as_str();
-        let section_id: Arc<str> = section.layout().id.as_str().into();
         let rng = match seed {
             Some(seed) => {
-                let salt = format!("{event}/{section_id}")
+                let salt = format!("{}/{}", def.id, section.layout().id)
                     .bytes()
                     .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
                         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
@@ -263,10 +260,8 @@ impl SectionActor {
             None => StdRng::from_os_rng(),
         };
         SectionActor {
-            event: event.into(),
             mail_source,
             mail,
-            section_id,
             section,
             journal,
             clock,
@@ -299,8 +294,8 @@ impl SectionActor {
         acked: bool,
     ) -> Result<Option<Receipt>, SectionError> {
         let bytes = encode(&Record::Section {
-            event: self.event.to_string(),
-            section: self.section_id.to_string(),
+            event: self.mail_source.name.event.to_string(),
+            section: self.mail_source.name.section.to_string(),
             change: (&change).into(),
             idem,
         });
@@ -411,8 +406,8 @@ impl Handler<HoldSeats> for SectionActor {
             };
             let receipt = self.commit(change, msg.idem, true)?;
             let view = HoldView::new(
-                &self.event,
-                &self.section_id,
+                &self.mail_source.name.event,
+                &self.mail_source.name.section,
                 self.section.hold(hold).expect("just created"),
             );
             Ok((receipt, view))
@@ -458,8 +453,8 @@ impl Handler<Confirm> for SectionActor {
             };
             let receipt = self.commit(change, msg.idem, true)?;
             let view = BookingView::new(
-                &self.event,
-                &self.section_id,
+                &self.mail_source.name.event,
+                &self.mail_source.name.section,
                 self.section.booking(booking).expect("just created"),
             );
             Ok((
@@ -484,8 +479,8 @@ impl Handler<Cancel> for SectionActor {
                     .decide_cancel(msg.booking, msg.secret, self.clock.now_ms())?;
             let receipt = self.commit(change, msg.idem, true)?;
             let view = BookingView::new(
-                &self.event,
-                &self.section_id,
+                &self.mail_source.name.event,
+                &self.mail_source.name.section,
                 self.section.booking(msg.booking).expect("exists"),
             );
             Ok((
@@ -504,7 +499,11 @@ impl Handler<GetHold> for SectionActor {
     fn handle(&mut self, msg: GetHold, _: &mut Context<Self>) -> Self::Result {
         self.expire_due();
         let h = self.section.find_hold(msg.hold, msg.secret)?;
-        Ok(HoldView::new(&self.event, &self.section_id, h))
+        Ok(HoldView::new(
+            &self.mail_source.name.event,
+            &self.mail_source.name.section,
+            h,
+        ))
     }
 }
 
@@ -513,7 +512,11 @@ impl Handler<GetBooking> for SectionActor {
 
     fn handle(&mut self, msg: GetBooking, _: &mut Context<Self>) -> Self::Result {
         let b = self.section.find_booking(msg.booking, msg.secret)?;
-        Ok(BookingView::new(&self.event, &self.section_id, b))
+        Ok(BookingView::new(
+            &self.mail_source.name.event,
+            &self.mail_source.name.section,
+            b,
+        ))
     }
 }
 

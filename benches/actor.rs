@@ -12,11 +12,9 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use boxoffice::actors::{
-    EventEntry, GetHold, HoldSeats, Registry, Release, SectionSettings, WhatToHold,
-};
+use boxoffice::actors::{Command, EventEntry, GetHold, Registry, SectionSettings, WhatToHold};
 use boxoffice::clock::SystemClock;
-use boxoffice::domain::Section;
+use boxoffice::domain::{Hold, Outcome, Section};
 use boxoffice::journal::{JournalConfig, Store};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
@@ -60,7 +58,7 @@ fn setup(sections: usize, durable: bool) -> Setup {
             .iter()
             .map(|l| Section::new(Arc::clone(l), def.limits))
             .collect();
-        let event = registry.start_event(Arc::clone(&def), sections, 0);
+        let event = registry.start_event(Arc::clone(&def), sections, 0).unwrap();
         (registry, event)
     });
     Setup {
@@ -92,6 +90,18 @@ where
     })
 }
 
+/// Holds the best seat of `section`.
+async fn hold_one(section: &boxoffice::actors::SectionHandle) -> Hold {
+    let outcome = section
+        .change(Command::Hold(WhatToHold::Best(1)), None)
+        .await
+        .unwrap();
+    let Outcome::Held(hold) = outcome else {
+        panic!("a hold answers with the hold: {outcome:?}")
+    };
+    hold
+}
+
 fn round_trip(c: &mut Criterion) {
     let mut g = c.benchmark_group("actor_round_trip");
     g.throughput(Throughput::Elements((FANS * PER_FAN) as u64));
@@ -102,15 +112,8 @@ fn round_trip(c: &mut Criterion) {
             let mut holds = Vec::new();
             for f in 0..FANS {
                 let i = f % sections;
-                let view = s.event.sections()[i]
-                    .send(HoldSeats {
-                        what: WhatToHold::Best(1),
-                        idem: None,
-                    })
-                    .await
-                    .unwrap()
-                    .unwrap();
-                holds.push((i, view.id.seq(), view.id.secret()));
+                let hold = hold_one(&s.event.sections()[i]).await;
+                holds.push((i, hold.seq, hold.secret));
             }
             holds
         });
@@ -121,9 +124,8 @@ fn round_trip(c: &mut Criterion) {
                     let (i, hold, secret) = holds[f];
                     for _ in 0..PER_FAN {
                         event.sections()[i]
-                            .send(GetHold { hold, secret })
+                            .ask(GetHold { hold, secret })
                             .await
-                            .unwrap()
                             .unwrap();
                     }
                 })
@@ -146,22 +148,12 @@ fn durable_hold_release(c: &mut Criterion) {
                 rounds(&s, iters, move |event, f| async move {
                     let section = &event.sections()[f % event.sections().len()];
                     for _ in 0..PER_FAN {
-                        let view = section
-                            .send(HoldSeats {
-                                what: WhatToHold::Best(1),
-                                idem: None,
-                            })
-                            .await
-                            .unwrap()
-                            .unwrap();
-                        section
-                            .send(Release {
-                                hold: view.id.seq(),
-                                secret: view.id.secret(),
-                            })
-                            .await
-                            .unwrap()
-                            .unwrap();
+                        let hold = hold_one(section).await;
+                        let release = Command::Release {
+                            hold: hold.seq,
+                            secret: hold.secret,
+                        };
+                        section.change(release, None).await.unwrap();
                     }
                 })
             })

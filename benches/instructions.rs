@@ -26,9 +26,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use boxoffice::actors::HoldView;
-use boxoffice::domain::{Change, HoldRef, Section, SectionKind};
-use boxoffice::http::dto::{hold_body, HoldRequest};
+use boxoffice::api::dto::HoldRequest;
+use boxoffice::domain::{Change, Hold, Outcome, Section, SectionKind};
 use boxoffice::idempotency::{Begin, IdempotencyStore};
 use boxoffice::journal::{decode_all, encode, ChangeRecord, IdemTag, Record};
 use boxoffice::mail::Outbox;
@@ -293,12 +292,13 @@ fn hold_request() -> Box<dyn FnMut()> {
     let def = support::event(&support::event_json("demo", 1, 40, 25, 8, 600));
     let layout = Arc::clone(&def.sections[0]);
     let body = br#"{"section":"S0","seats":["S0/12/7","S0/12/8"]}"#;
-    let view = HoldView {
-        id: HoldRef::new("demo", "S0", 0x2a, 0x5f1c_9e0b_7d3a_8642),
+    let held = Outcome::Held(Hold {
+        seq: 0x2a,
+        secret: 0x5f1c_9e0b_7d3a_8642,
         claim: boxoffice::domain::Claim::Seats(vec![282, 283].into()),
         created_at_ms: 1_795_392_000_000,
         expires_at_ms: 1_795_392_420_000,
-    };
+    });
     Box::new(move || {
         let req: HoldRequest = serde_json::from_slice(body).expect("parses");
         let SectionKind::Seated(map) = &layout.kind else {
@@ -311,7 +311,7 @@ fn hold_request() -> Box<dyn FnMut()> {
             .map(|id| map.lookup(id).expect("a seat"))
             .collect();
         std::hint::black_box(seats);
-        std::hint::black_box(hold_body(&layout, &view));
+        std::hint::black_box(boxoffice::api::answer(&def, &layout, &held));
     })
 }
 

@@ -152,7 +152,9 @@ impl Application {
             args.mail_enabled.then(|| mailer.clone().recipient()),
         ));
         for (_, e) in recovered.state.events {
-            registry.start_event(e.def, e.sections, e.created_at_ms);
+            registry
+                .start_event(e.def, e.sections, e.created_at_ms)
+                .context("starting the recovered events")?;
         }
 
         if args.demo && registry.get("demo").is_none() {

@@ -11,7 +11,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use actix_web::web::Bytes;
+use bytes::Bytes;
 
 const SHARDS: usize = 16;
 

@@ -26,6 +26,7 @@
 //! - [`config`]: command-line flags and `BOXOFFICE_*` environment variables.
 
 pub mod actors;
+pub mod api;
 pub mod app;
 pub mod cli;
 pub mod clock;

@@ -15,6 +15,7 @@ use prometheus::{
 };
 
 use crate::actors::{Registry as Sections, CHANGE_KINDS};
+use crate::domain::CategoryCounts;
 use crate::journal::Journal;
 use crate::mail::MailStats;
 
@@ -171,16 +172,11 @@ impl Metrics {
         for e in sections.events() {
             for s in e.sections() {
                 let (event, section) = (e.def.id.as_str(), s.layout.id.as_str());
-                let (mut free, mut held, mut sold) = (0i64, 0i64, 0i64);
-                for (f, h, so) in s.stats.by_category() {
-                    free += i64::from(f);
-                    held += i64::from(h);
-                    sold += i64::from(so);
-                }
-                for (state, v) in [("free", free), ("held", held), ("sold", sold)] {
+                let c: CategoryCounts = s.stats.by_category().into_iter().sum();
+                for (state, v) in [("free", c.free), ("held", c.held), ("sold", c.sold)] {
                     self.seats
                         .with_label_values(&[event, section, state])
-                        .set(v);
+                        .set(i64::from(v));
                 }
                 for (kind, v) in CHANGE_KINDS.iter().zip(s.stats.changes()) {
                     set(&self.changes.with_label_values(&[event, section, kind]), v);

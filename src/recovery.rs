@@ -11,13 +11,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::actors::{BookingView, HoldView, MailSource};
-use crate::domain::{Change, EventDef, Section};
-use crate::http::{self, dto};
+use crate::api;
+use crate::domain::{Change, EventDef, Section, SectionName};
 use crate::idempotency::IdempotencyStore;
 use crate::journal::{IdemTag, JournalReader, OpenError, Record};
 use crate::layout::EventSpec;
-use crate::mail::{MailKey, MailKind, Outbox};
+use crate::mail::{MailEntry, MailKey, Outbox};
 use crate::snapshot;
 
 /// One event as recovery rebuilt it.
@@ -31,8 +30,8 @@ pub struct RecoveredEvent {
     /// Section id → index in `sections`: a record finds its section
     /// without a scan (a stadium has a hundred).
     index: HashMap<String, usize>,
-    /// The ids every outbox key of a section shares, by section.
-    mail: Vec<MailSource>,
+    /// Each section's (event, section) ids, shared by its outbox keys.
+    names: Vec<Arc<SectionName>>,
 }
 
 impl RecoveredEvent {
@@ -47,14 +46,17 @@ impl RecoveredEvent {
             .enumerate()
             .map(|(i, s)| (s.layout().id.clone(), i))
             .collect();
-        let mail = sections.iter().map(|s| MailSource::new(&def, s)).collect();
+        let names = sections
+            .iter()
+            .map(|s| Arc::new(SectionName::new(&def.id, &s.layout().id)))
+            .collect();
         RecoveredEvent {
             def,
             created_at_ms,
             spec_json,
             sections,
             index,
-            mail,
+            names,
         }
     }
 
@@ -144,16 +146,22 @@ impl<'a> Replay<'a> {
                 if self.state.events.contains_key(&def.id) {
                     return Err(invalid(format!("event {:?} created twice", def.id)));
                 }
-                if let Some(tag) = tag.filter(|t| self.fresh(t)) {
-                    let body = http::event_body(&def, &http::fresh_counts(&def));
-                    self.idem
-                        .restore(&tag.key, tag.fingerprint, 201, body, tag.at_ms);
-                }
-                let sections = def
+                let sections: Vec<Section> = def
                     .sections
                     .iter()
                     .map(|l| Section::new(Arc::clone(l), def.limits))
                     .collect();
+                if let Some(tag) = tag.filter(|t| self.fresh(t)) {
+                    let counts: Vec<_> = sections.iter().map(|s| s.counts().by_category).collect();
+                    let answer = api::event_created(&def, &counts);
+                    self.idem.restore(
+                        &tag.key,
+                        tag.fingerprint,
+                        answer.status,
+                        answer.body,
+                        tag.at_ms,
+                    );
+                }
                 self.state.events.insert(
                     def.id.clone(),
                     RecoveredEvent::new(Arc::clone(&def), at_ms, spec_json, sections),
@@ -179,50 +187,19 @@ impl<'a> Replay<'a> {
                 s.apply(&change)
                     .map_err(|e| invalid(format!("{event}/{section}: {e}")))?;
                 // The booking change is its email's outbox entry.
-                let mail = match &change {
-                    Change::HoldConfirmed { booking, .. } => {
-                        Some((*booking, MailKind::Confirmation))
-                    }
-                    Change::BookingCancelled { booking, .. } => {
-                        Some((*booking, MailKind::Cancellation))
-                    }
-                    _ => None,
-                };
-                if let Some((booking, kind)) = mail {
-                    let b = s.booking_shared(booking).ok_or_else(|| {
-                        invalid(format!("{event}/{section}: booking {booking} vanished"))
-                    })?;
-                    self.state
-                        .outbox
-                        .add(e.mail[i].entry(s.layout(), b, kind), self.now_ms);
+                if let Some(entry) = MailEntry::owed(&e.def, &e.names[i], s, &change) {
+                    self.state.outbox.add(entry, self.now_ms);
                 }
                 if let Some(tag) = fresh_tag {
-                    let layout = s.layout();
-                    let answer = match &change {
-                        Change::HoldCreated { hold, .. } => s.hold(*hold).map(|h| {
-                            (
-                                201,
-                                dto::hold_body(layout, &HoldView::new(&event, &section, h)),
-                            )
-                        }),
-                        Change::HoldConfirmed { booking, .. }
-                        | Change::BookingCancelled { booking, .. } => {
-                            // A confirmation creates (201); a cancellation
-                            // changes (200).
-                            let status = match change {
-                                Change::HoldConfirmed { .. } => 201,
-                                _ => 200,
-                            };
-                            s.booking(*booking).map(|b| {
-                                let view = BookingView::new(&event, &section, b);
-                                (status, dto::booking_body(&e.def, layout, &view))
-                            })
-                        }
-                        Change::HoldReleased { .. } | Change::HoldExpired { .. } => None,
-                    };
-                    if let Some((status, body)) = answer {
-                        self.idem
-                            .restore(&tag.key, tag.fingerprint, status, body, tag.at_ms);
+                    if let Some(outcome) = s.outcome(&change) {
+                        let answer = api::answer(&e.def, s.layout(), &outcome);
+                        self.idem.restore(
+                            &tag.key,
+                            tag.fingerprint,
+                            answer.status,
+                            answer.body,
+                            tag.at_ms,
+                        );
                     }
                 }
             }
@@ -261,7 +238,7 @@ impl<'a> Replay<'a> {
                     &a.key,
                     a.fingerprint,
                     a.status,
-                    actix_web::web::Bytes::from(a.body.clone()),
+                    bytes::Bytes::from(a.body.clone()),
                     a.at_ms,
                 );
             }
@@ -282,7 +259,13 @@ impl<'a> Replay<'a> {
                     m.event, m.section, m.booking
                 )
             })?;
-            let entry = e.mail[i].entry(section.layout(), booking, m.kind.into());
+            let entry = MailEntry::new(
+                &e.def,
+                &e.names[i],
+                section.layout(),
+                booking,
+                m.kind.into(),
+            );
             self.state.outbox.restore(
                 entry,
                 m.attempts,

@@ -12,6 +12,6 @@ mod section;
 
 pub use registry::{EventEntry, Registry, RegistryError, SectionHandle, SectionSettings};
 pub use section::{
-    BookingView, Cancel, Confirm, GetBooking, GetHold, GetSeats, HoldSeats, HoldView, MailSource,
-    Release, SeatsView, SectionActor, SectionError, SectionStats, WhatToHold, CHANGE_KINDS,
+    ChangeRequest, Command, GetBooking, GetHold, GetSeats, SeatsView, SectionActor, SectionError,
+    SectionStats, WhatToHold, CHANGE_KINDS, EXPIRIES_PER_STEP_MAX,
 };

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::section::{SectionActor, SectionError, SectionStats};
+use super::section::{ChangeRequest, Command, SectionActor, SectionError, SectionStats};
 use crate::clock::Clock;
-use crate::domain::{EventDef, Section, SectionLayout};
+use crate::domain::{EventDef, Outcome, Section, SectionLayout};
 use crate::journal::{encode, IdemTag, Journal, Record};
 use crate::layout::EventSpec;
 use crate::mail::Enqueue;
@@ -38,8 +38,11 @@ pub enum RegistryError {
     Unavailable,
 }
 
-/// Routes to one section's actor, with its published counters.
+/// Routes to one section's actor, with its event, layout and published
+/// counters: everything a request needs to ask the section and render
+/// its answer.
 pub struct SectionHandle {
+    pub def: Arc<EventDef>,
     pub layout: Arc<SectionLayout>,
     pub stats: Arc<SectionStats>,
     addr: Addr<SectionActor>,
@@ -58,12 +61,12 @@ impl Drop for InflightGuard {
 }
 
 impl SectionHandle {
-    /// Sends a message to the section, or refuses at once when the section
-    /// already has `mailbox_capacity` requests in flight.
-    pub async fn send<M>(&self, msg: M) -> Result<M::Result, SectionError>
+    /// Asks the section, or refuses at once when the section already has
+    /// `mailbox_capacity` requests in flight.
+    pub async fn ask<M, T>(&self, msg: M) -> Result<T, SectionError>
     where
-        M: Message + Send + 'static,
-        M::Result: Send,
+        M: Message<Result = Result<T, SectionError>> + Send + 'static,
+        T: Send + 'static,
         SectionActor: Handler<M>,
     {
         if self.inflight.fetch_add(1, Ordering::Relaxed) >= self.capacity {
@@ -72,10 +75,19 @@ impl SectionHandle {
             return Err(SectionError::Overloaded);
         }
         let _guard = InflightGuard(Arc::clone(&self.inflight));
-        self.addr
-            .send(msg)
-            .await
-            .map_err(|_| SectionError::Unavailable)
+        match self.addr.send(msg).await {
+            Ok(answer) => answer,
+            Err(_) => Err(SectionError::Unavailable),
+        }
+    }
+
+    /// Asks the section for a change; its outcome, once durable.
+    pub async fn change(
+        &self,
+        command: Command,
+        idem: Option<IdemTag>,
+    ) -> Result<Outcome, SectionError> {
+        self.ask(ChangeRequest { command, idem }).await
     }
 
     /// Requests in flight right now.
@@ -92,18 +104,49 @@ impl SectionHandle {
 pub struct EventEntry {
     pub def: Arc<EventDef>,
     pub created_at_ms: u64,
-    sections: Vec<SectionHandle>,
+    sections: Vec<Arc<SectionHandle>>,
     index: HashMap<String, usize>,
 }
 
 impl EventEntry {
-    pub fn section(&self, id: &str) -> Option<&SectionHandle> {
+    pub fn section(&self, id: &str) -> Option<&Arc<SectionHandle>> {
         self.index.get(id).map(|&i| &self.sections[i])
     }
 
     /// In layout order.
-    pub fn sections(&self) -> &[SectionHandle] {
+    pub fn sections(&self) -> &[Arc<SectionHandle>] {
         &self.sections
+    }
+}
+
+/// An event id claimed for creation; the claim ends when this drops,
+/// however the creation ended.
+struct Creating {
+    registry: Arc<Registry>,
+    id: String,
+}
+
+impl Creating {
+    /// Claims `id`, unless the event exists or is being created.
+    fn claim(registry: &Arc<Registry>, id: &str) -> Result<Creating, RegistryError> {
+        let mut creating = registry.creating.lock().unwrap_or_else(|e| e.into_inner());
+        if registry.get(id).is_some() || !creating.insert(id.to_owned()) {
+            return Err(RegistryError::EventExists(id.to_owned()));
+        }
+        Ok(Creating {
+            registry: Arc::clone(registry),
+            id: id.to_owned(),
+        })
+    }
+}
+
+impl Drop for Creating {
+    fn drop(&mut self) {
+        self.registry
+            .creating
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
     }
 }
 
@@ -159,6 +202,11 @@ impl Registry {
             .cloned()
     }
 
+    /// A section of an event, if both exist.
+    pub fn section(&self, event: &str, section: &str) -> Option<Arc<SectionHandle>> {
+        self.get(event)?.section(section).cloned()
+    }
+
     pub fn events(&self) -> Vec<Arc<EventEntry>> {
         self.events
             .read()
@@ -169,17 +217,21 @@ impl Registry {
     }
 
     /// Starts the actors of an event whose sections are already built
-    /// (fresh, or replayed from the journal).
+    /// (fresh, or replayed from the journal). `Unavailable` once the
+    /// registry is shutting down (a journaled event starts on the next
+    /// start-up).
     pub fn start_event(
         &self,
         def: Arc<EventDef>,
         sections: Vec<Section>,
         created_at_ms: u64,
-    ) -> Arc<EventEntry> {
+    ) -> Result<Arc<EventEntry>, RegistryError> {
         assert_eq!(def.sections.len(), sections.len());
         let mut handles = Vec::with_capacity(sections.len());
         let arbiters = self.arbiters.lock().unwrap_or_else(|e| e.into_inner());
-        assert!(!arbiters.is_empty(), "events start only before shutdown");
+        if arbiters.is_empty() {
+            return Err(RegistryError::Unavailable);
+        }
         for section in sections {
             let arbiter =
                 &arbiters[self.next_arbiter.fetch_add(1, Ordering::Relaxed) % arbiters.len()];
@@ -197,14 +249,15 @@ impl Registry {
                 self.settings.mailbox_capacity,
             );
             let addr = SectionActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
-            handles.push(SectionHandle {
+            handles.push(Arc::new(SectionHandle {
+                def: Arc::clone(&def),
                 layout,
                 stats,
                 addr,
                 inflight: Arc::new(AtomicUsize::new(0)),
                 capacity: self.settings.mailbox_capacity,
                 shed: std::sync::atomic::AtomicU64::new(0),
-            });
+            }));
         }
         drop(arbiters);
         let index = handles
@@ -222,35 +275,36 @@ impl Registry {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(def.id.clone(), Arc::clone(&entry));
-        entry
+        Ok(entry)
     }
 
     /// Creates a new event: journals it, then starts its sections. The
     /// spec must already have been built into `def` (validated).
+    ///
+    /// Once the record is queued, the rest runs in a task of its own: a
+    /// caller that goes away (a client that hangs up) cannot leave an event
+    /// that is in the journal but not started, nor an id stuck "being
+    /// created".
     pub async fn create_event(
-        &self,
+        self: &Arc<Self>,
         spec: &EventSpec,
         def: EventDef,
         idem: Option<IdemTag>,
     ) -> Result<Arc<EventEntry>, RegistryError> {
-        let id = def.id.clone();
-        {
-            let mut creating = self.creating.lock().unwrap_or_else(|e| e.into_inner());
-            if self.get(&id).is_some() || !creating.insert(id.clone()) {
-                return Err(RegistryError::EventExists(id));
-            }
-        }
-        let result = async {
-            let now = self.clock.now_ms();
-            let bytes = encode(&Record::EventCreated {
-                spec_json: spec.to_json(),
-                at_ms: now,
-                idem,
-            });
-            let receipt = self
-                .journal
-                .append(bytes)
-                .map_err(|_| RegistryError::Unavailable)?;
+        let claim = Creating::claim(self, &def.id)?;
+        let now = self.clock.now_ms();
+        let bytes = encode(&Record::EventCreated {
+            spec_json: spec.to_json(),
+            at_ms: now,
+            idem,
+        });
+        let receipt = self
+            .journal
+            .append(bytes)
+            .map_err(|_| RegistryError::Unavailable)?;
+        let registry = Arc::clone(self);
+        let task = actix_rt::spawn(async move {
+            let _claim = claim;
             match receipt.await {
                 Ok(Ok(_)) => {}
                 _ => return Err(RegistryError::Unavailable),
@@ -261,14 +315,9 @@ impl Registry {
                 .iter()
                 .map(|l| Section::new(Arc::clone(l), def.limits))
                 .collect();
-            Ok(self.start_event(def, sections, now))
-        }
-        .await;
-        self.creating
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
-        result
+            registry.start_event(def, sections, now)
+        });
+        task.await.unwrap_or(Err(RegistryError::Unavailable))
     }
 
     /// Stops every arbiter (and so every section actor), waits for them,

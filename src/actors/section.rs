@@ -1,6 +1,12 @@
 //! The section actor: applies commands to one `Section`, journals the
 //! changes, and replies once they are durable.
 //!
+//! Every change goes one way: [`Command`] → decide (the domain validates
+//! it against the section and returns a `Change`) → apply (memory moves)
+//! → journal (the record is queued for the next group commit) → receipt
+//! (the reply waits for durability) → the email the change owes, if any.
+//! Expiries take the same path without a receipt: nobody waits for them.
+//!
 //! Replies to changes are futures that wait for the journal receipt, so the
 //! actor moves on to the next command while earlier changes are being
 //! flushed: that is what lets many fans share one group commit. Later
@@ -18,17 +24,16 @@ use rand::{Rng, SeedableRng};
 
 use crate::clock::Clock;
 use crate::domain::{
-    Booking, BookingRef, BookingStatus, Change, Claim, CommandError, EventDef, Hold, HoldRef,
-    Section, SectionCounts, SectionLayout,
+    Booking, CategoryCounts, Change, CommandError, EventDef, Hold, Outcome, Section, SectionCounts,
+    SectionName,
 };
 use crate::journal::{encode, IdemTag, Journal, Receipt, Record};
-use crate::mail::{Enqueue, MailEntry, MailKey, MailKind, SectionName};
+use crate::mail::{Enqueue, MailEntry};
 
-/// An email to hand to the mailer once its change is durable.
-type MailTo = (Recipient<Enqueue>, MailEntry);
-
-/// Most expiries one sweep journals before yielding to other messages.
-const EXPIRIES_PER_SWEEP_MAX: usize = 1024;
+/// Most expiries one sweep step journals. A step runs before every
+/// command and on every tick; when more are due, the next step is a
+/// message to the actor itself, so the fans' messages go in between.
+pub const EXPIRIES_PER_STEP_MAX: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SectionError {
@@ -42,14 +47,38 @@ pub enum SectionError {
     Unavailable,
 }
 
+/// One category's free, held and sold counts, published for readers on
+/// other threads.
+#[derive(Debug, Default)]
+struct AtomicCounts {
+    free: AtomicU32,
+    held: AtomicU32,
+    sold: AtomicU32,
+}
+
+impl AtomicCounts {
+    fn store(&self, c: CategoryCounts) {
+        self.free.store(c.free, Ordering::Relaxed);
+        self.held.store(c.held, Ordering::Relaxed);
+        self.sold.store(c.sold, Ordering::Relaxed);
+    }
+
+    fn load(&self) -> CategoryCounts {
+        CategoryCounts {
+            free: self.free.load(Ordering::Relaxed),
+            held: self.held.load(Ordering::Relaxed),
+            sold: self.sold.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// Counts a section publishes after every change, so that availability is
 /// read without a message to the actor.
 #[derive(Debug)]
 pub struct SectionStats {
-    /// Per category: free, held, sold.
-    counts: Vec<[AtomicU32; 3]>,
-    /// Changes applied since start, by kind: holds, releases, expiries,
-    /// confirms, cancels (`CHANGE_KINDS`).
+    /// By category index.
+    counts: Vec<AtomicCounts>,
+    /// Changes applied since start, by kind (`CHANGE_KINDS`).
     changes: [AtomicU64; 5],
 }
 
@@ -62,7 +91,7 @@ impl SectionStats {
             counts: counts
                 .by_category
                 .iter()
-                .map(|_| [AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)])
+                .map(|_| AtomicCounts::default())
                 .collect(),
             changes: Default::default(),
         };
@@ -72,9 +101,7 @@ impl SectionStats {
 
     fn publish(&self, counts: &SectionCounts) {
         for (slot, c) in self.counts.iter().zip(&counts.by_category) {
-            slot[0].store(c.free, Ordering::Relaxed);
-            slot[1].store(c.held, Ordering::Relaxed);
-            slot[2].store(c.sold, Ordering::Relaxed);
+            slot.store(*c);
         }
     }
 
@@ -94,70 +121,13 @@ impl SectionStats {
         std::array::from_fn(|i| self.changes[i].load(Ordering::Relaxed))
     }
 
-    /// (free, held, sold) for each category.
-    pub fn by_category(&self) -> Vec<(u32, u32, u32)> {
-        self.counts
-            .iter()
-            .map(|s| {
-                (
-                    s[0].load(Ordering::Relaxed),
-                    s[1].load(Ordering::Relaxed),
-                    s[2].load(Ordering::Relaxed),
-                )
-            })
-            .collect()
+    /// Counts by category index, as last published.
+    pub fn by_category(&self) -> Vec<CategoryCounts> {
+        self.counts.iter().map(AtomicCounts::load).collect()
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HoldView {
-    pub id: HoldRef,
-    pub claim: Claim,
-    pub created_at_ms: u64,
-    pub expires_at_ms: u64,
-}
-
-impl HoldView {
-    pub fn new(event: &str, section: &str, h: &Hold) -> HoldView {
-        HoldView {
-            id: HoldRef::new(event, section, h.seq, h.secret),
-            claim: h.claim.clone(),
-            created_at_ms: h.created_at_ms,
-            expires_at_ms: h.expires_at_ms,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BookingView {
-    pub id: BookingRef,
-    pub claim: Claim,
-    pub email: String,
-    pub payment_ref: String,
-    pub confirmed_at_ms: u64,
-    pub status: BookingStatus,
-}
-
-impl BookingView {
-    pub fn new(event: &str, section: &str, b: &Booking) -> BookingView {
-        BookingView {
-            id: BookingRef::new(event, section, b.seq, b.secret),
-            claim: b.claim.clone(),
-            email: b.email.clone(),
-            payment_ref: b.payment_ref.clone(),
-            confirmed_at_ms: b.confirmed_at_ms,
-            status: b.status,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SeatsView {
-    /// One of `f`, `h`, `s` per seat; empty for a standing section.
-    pub states: String,
-    pub counts: SectionCounts,
-}
-
+/// What to hold.
 #[derive(Debug, Clone)]
 pub enum WhatToHold {
     /// Seat indices in the section's seat map.
@@ -166,60 +136,84 @@ pub enum WhatToHold {
     Best(u32),
 }
 
+/// Every change a client can ask of a section: the closed set the actor
+/// decides, applies, journals and answers, one way for all.
+#[derive(Debug, Clone)]
+pub enum Command {
+    Hold(WhatToHold),
+    Release {
+        hold: u64,
+        secret: u64,
+    },
+    Confirm {
+        hold: u64,
+        secret: u64,
+        email: String,
+        payment_ref: String,
+    },
+    Cancel {
+        booking: u64,
+        secret: u64,
+    },
+}
+
+/// Asks a section for a change; answered with its outcome once durable.
+/// The `Idempotency-Key` rides into the change's journal record, so the
+/// answer can be rebuilt after a restart.
 #[derive(Message)]
-#[rtype(result = "Result<HoldView, SectionError>")]
-pub struct HoldSeats {
-    pub what: WhatToHold,
+#[rtype(result = "Result<Outcome, SectionError>")]
+pub struct ChangeRequest {
+    pub command: Command,
     pub idem: Option<IdemTag>,
 }
 
+/// A live hold.
 #[derive(Message)]
-#[rtype(result = "Result<(), SectionError>")]
-pub struct Release {
-    pub hold: u64,
-    pub secret: u64,
-}
-
-#[derive(Message)]
-#[rtype(result = "Result<BookingView, SectionError>")]
-pub struct Confirm {
-    pub hold: u64,
-    pub secret: u64,
-    pub email: String,
-    pub payment_ref: String,
-    pub idem: Option<IdemTag>,
-}
-
-#[derive(Message)]
-#[rtype(result = "Result<BookingView, SectionError>")]
-pub struct Cancel {
-    pub booking: u64,
-    pub secret: u64,
-    pub idem: Option<IdemTag>,
-}
-
-#[derive(Message)]
-#[rtype(result = "Result<HoldView, SectionError>")]
+#[rtype(result = "Result<Hold, SectionError>")]
 pub struct GetHold {
     pub hold: u64,
     pub secret: u64,
 }
 
 #[derive(Message)]
-#[rtype(result = "Result<BookingView, SectionError>")]
+#[rtype(result = "Result<Arc<Booking>, SectionError>")]
 pub struct GetBooking {
     pub booking: u64,
     pub secret: u64,
 }
 
+/// Every seat's state, and the counts.
 #[derive(Message)]
-#[rtype(result = "SeatsView")]
+#[rtype(result = "Result<SeatsView, SectionError>")]
 pub struct GetSeats;
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeatsView {
+    /// One of `f`, `h`, `s` per seat; empty for a standing section.
+    pub states: String,
+    pub counts: SectionCounts,
+}
+
+/// The next step of an expiry sweep that found more due than one step
+/// takes (sent by the actor to itself).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Sweep;
+
+/// A change decided and applied, on its way to durability.
+struct Pending {
+    receipt: Receipt,
+    outcome: Outcome,
+    /// The email it owes, handed to the mailer once durable.
+    mail: Option<MailEntry>,
+}
+
 pub struct SectionActor {
-    /// The event, and its and this section's ids (shared by every outbox
-    /// key of the section; the actor's own names too).
-    mail_source: MailSource,
+    /// The event this section belongs to (its emails render from it).
+    def: Arc<EventDef>,
+    /// The (event, section) ids, shared by the section's journal records
+    /// and email keys.
+    name: Arc<SectionName>,
     /// Where the emails of durable bookings and cancellations go.
     mail: Option<Recipient<Enqueue>>,
     section: Section,
@@ -247,7 +241,7 @@ impl SectionActor {
         sweep_interval: Duration,
         mailbox_capacity: usize,
     ) -> SectionActor {
-        let mail_source = MailSource::new(&def, &section);
+        let name = Arc::new(SectionName::new(&def.id, &section.layout().id));
         let rng = match seed {
             Some(seed) => {
                 let salt = format!("{}/{}", def.id, section.layout().id)
@@ -260,7 +254,8 @@ impl SectionActor {
             None => StdRng::from_os_rng(),
         };
         SectionActor {
-            mail_source,
+            def,
+            name,
             mail,
             section,
             journal,
@@ -270,6 +265,10 @@ impl SectionActor {
             sweep_interval,
             mailbox_capacity,
         }
+    }
+
+    pub fn section(&self) -> &Section {
+        &self.section
     }
 
     /// Refuses work the journal cannot take: failed (fail-stop) or full.
@@ -283,97 +282,95 @@ impl SectionActor {
         Ok(())
     }
 
-    /// Applies a decided change and queues its record. Memory moves first;
-    /// if the journal then refuses, it has failed and every later request is
-    /// refused too (fail-stop), so the unjournaled change is never shown as
-    /// done.
-    fn commit(
-        &mut self,
-        change: Change,
-        idem: Option<IdemTag>,
-        acked: bool,
-    ) -> Result<Option<Receipt>, SectionError> {
-        let bytes = encode(&Record::Section {
-            event: self.mail_source.name.event.to_string(),
-            section: self.mail_source.name.section.to_string(),
-            change: (&change).into(),
-            idem,
-        });
-        self.section
-            .apply(&change)
-            .expect("a change this section decided applies to it");
-        self.stats.publish(&self.section.counts());
-        self.stats.count_change(&change);
-        if acked {
-            self.journal
-                .append(bytes)
-                .map(Some)
-                .map_err(|_| SectionError::Unavailable)
-        } else {
-            self.journal
-                .append_unacked(bytes)
-                .map(|()| None)
-                .map_err(|_| SectionError::Unavailable)
-        }
-    }
-
-    /// Expires every hold whose time has come. Runs on a timer and before
-    /// every command, so expiry is exact for any request that looks.
-    fn expire_due(&mut self) {
-        if self.journal.is_failed() {
-            return;
-        }
+    /// Decides `command`, applies the change and queues its record: the
+    /// one path of every change a client asks for.
+    fn run(&mut self, command: Command, idem: Option<IdemTag>) -> Result<Pending, SectionError> {
+        self.ready()?;
+        self.expire_step();
         let now = self.clock.now_ms();
-        loop {
-            let due = self.section.decide_expiries(now, EXPIRIES_PER_SWEEP_MAX);
-            let n = due.len();
-            for change in due {
-                if self.commit(change, None, false).is_err() {
-                    return;
-                }
+        let s = &self.section;
+        let change = match command {
+            Command::Hold(WhatToHold::Seats(seats)) => {
+                s.decide_hold_seats(&seats, now, self.rng.random())?
             }
-            if n < EXPIRIES_PER_SWEEP_MAX {
-                break;
-            }
-        }
-    }
-
-    fn change_reply<T: Send + 'static>(
-        result: Result<(Option<Receipt>, T), SectionError>,
-    ) -> ResponseFuture<Result<T, SectionError>> {
-        Self::change_reply_mailing(result.map(|(r, v)| (r, v, None)))
-    }
-
-    /// Like `change_reply`, and once the change is durable (never before:
-    /// no email for a booking a crash could still erase) hands its email
-    /// to the mailer. Nothing waits for the mailer.
-    fn change_reply_mailing<T: Send + 'static>(
-        result: Result<(Option<Receipt>, T, Option<MailTo>), SectionError>,
-    ) -> ResponseFuture<Result<T, SectionError>> {
-        Box::pin(async move {
-            let (receipt, value, mail) = result?;
-            if let Some(receipt) = receipt {
-                match receipt.await {
-                    Ok(Ok(_position)) => {}
-                    _ => return Err(SectionError::Unavailable),
-                }
-            }
-            if let Some((to, entry)) = mail {
-                to.do_send(Enqueue(entry));
-            }
-            Ok(value)
+            Command::Hold(WhatToHold::Best(n)) => s.decide_hold_best(n, now, self.rng.random())?,
+            Command::Release { hold, secret } => s.decide_release(hold, secret, now)?,
+            Command::Confirm {
+                hold,
+                secret,
+                email,
+                payment_ref,
+            } => s.decide_confirm(hold, secret, email, payment_ref, now, self.rng.random())?,
+            Command::Cancel { booking, secret } => s.decide_cancel(booking, secret, now)?,
+        };
+        let record = self.apply(&change, idem);
+        // Memory moved first; if the journal refuses now, it has failed and
+        // refuses every later request too (fail-stop), so the unjournaled
+        // change is never shown as done.
+        let receipt = self
+            .journal
+            .append(record)
+            .map_err(|_| SectionError::Unavailable)?;
+        let outcome = self
+            .section
+            .outcome(&change)
+            .expect("a change just applied has an outcome");
+        let mail = match self.mail {
+            Some(_) => MailEntry::owed(&self.def, &self.name, &self.section, &change),
+            None => None,
+        };
+        Ok(Pending {
+            receipt,
+            outcome,
+            mail,
         })
     }
 
-    /// The outbox entry of a booking's confirmation or cancellation.
-    fn mail_for(&self, booking: u64, kind: MailKind) -> Option<MailTo> {
-        let to = self.mail.clone()?;
-        let b = self.section.booking_shared(booking)?;
-        Some((to, self.mail_source.entry(self.section.layout(), b, kind)))
+    /// Applies a decided change, publishes the new counts and returns the
+    /// change's journal record, ready to queue.
+    fn apply(&mut self, change: &Change, idem: Option<IdemTag>) -> Vec<u8> {
+        let record = encode(&Record::Section {
+            event: self.name.event.to_string(),
+            section: self.name.section.to_string(),
+            change: change.into(),
+            idem,
+        });
+        self.section
+            .apply(change)
+            .expect("a change this section decided applies to it");
+        self.stats.publish(&self.section.counts());
+        self.stats.count_change(change);
+        record
     }
 
-    pub fn section(&self) -> &Section {
-        &self.section
+    /// Expires up to `EXPIRIES_PER_STEP_MAX` holds whose time has come,
+    /// while the journal has room. Returns whether more may be due.
+    fn expire_step(&mut self) -> bool {
+        if self.journal.is_failed() || !self.journal.has_room() {
+            // The next tick tries again; a full journal queue is never
+            // waited on here.
+            return false;
+        }
+        let due = self
+            .section
+            .decide_expiries(self.clock.now_ms(), EXPIRIES_PER_STEP_MAX);
+        let more = due.len() == EXPIRIES_PER_STEP_MAX;
+        for change in &due {
+            let record = self.apply(change, None);
+            if self.journal.append_unacked(record).is_err() {
+                return false;
+            }
+        }
+        more
+    }
+
+    /// A sweep: one step, and the next one queued behind whatever waits
+    /// in the mailbox when more are due.
+    fn sweep(&mut self, ctx: &mut Context<Self>) {
+        if self.expire_step() {
+            cov_mark::hit!(sweep_continues_after_a_step);
+            ctx.notify(Sweep);
+        }
     }
 }
 
@@ -383,191 +380,72 @@ impl Actor for SectionActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(self.mailbox_capacity);
         // Holds that expired while the server was down go first.
-        self.expire_due();
-        ctx.run_interval(self.sweep_interval, |act, _| act.expire_due());
+        self.sweep(ctx);
+        ctx.run_interval(self.sweep_interval, |act, ctx| act.sweep(ctx));
     }
 }
 
-impl Handler<HoldSeats> for SectionActor {
-    type Result = ResponseFuture<Result<HoldView, SectionError>>;
+impl Handler<Sweep> for SectionActor {
+    type Result = ();
 
-    fn handle(&mut self, msg: HoldSeats, _: &mut Context<Self>) -> Self::Result {
-        let result = (|| {
-            self.ready()?;
-            self.expire_due();
-            let now = self.clock.now_ms();
-            let secret = self.rng.random();
-            let change = match &msg.what {
-                WhatToHold::Seats(seats) => self.section.decide_hold_seats(seats, now, secret)?,
-                WhatToHold::Best(n) => self.section.decide_hold_best(*n, now, secret)?,
-            };
-            let Change::HoldCreated { hold, .. } = change else {
-                unreachable!("holding creates a hold")
-            };
-            let receipt = self.commit(change, msg.idem, true)?;
-            let view = HoldView::new(
-                &self.mail_source.name.event,
-                &self.mail_source.name.section,
-                self.section.hold(hold).expect("just created"),
-            );
-            Ok((receipt, view))
-        })();
-        Self::change_reply(result)
+    fn handle(&mut self, _: Sweep, ctx: &mut Context<Self>) {
+        self.sweep(ctx);
     }
 }
 
-impl Handler<Release> for SectionActor {
-    type Result = ResponseFuture<Result<(), SectionError>>;
+impl Handler<ChangeRequest> for SectionActor {
+    type Result = ResponseFuture<Result<Outcome, SectionError>>;
 
-    fn handle(&mut self, msg: Release, _: &mut Context<Self>) -> Self::Result {
-        let result = (|| {
-            self.ready()?;
-            self.expire_due();
-            let change = self
-                .section
-                .decide_release(msg.hold, msg.secret, self.clock.now_ms())?;
-            Ok((self.commit(change, None, true)?, ()))
-        })();
-        Self::change_reply(result)
-    }
-}
-
-impl Handler<Confirm> for SectionActor {
-    type Result = ResponseFuture<Result<BookingView, SectionError>>;
-
-    fn handle(&mut self, msg: Confirm, _: &mut Context<Self>) -> Self::Result {
-        let result = (|| {
-            self.ready()?;
-            self.expire_due();
-            let secret = self.rng.random();
-            let change = self.section.decide_confirm(
-                msg.hold,
-                msg.secret,
-                msg.email,
-                msg.payment_ref,
-                self.clock.now_ms(),
-                secret,
-            )?;
-            let Change::HoldConfirmed { booking, .. } = change else {
-                unreachable!("confirming creates a booking")
-            };
-            let receipt = self.commit(change, msg.idem, true)?;
-            let view = BookingView::new(
-                &self.mail_source.name.event,
-                &self.mail_source.name.section,
-                self.section.booking(booking).expect("just created"),
-            );
-            Ok((
+    fn handle(&mut self, msg: ChangeRequest, _: &mut Context<Self>) -> Self::Result {
+        let pending = self.run(msg.command, msg.idem);
+        let mailer = self.mail.clone();
+        Box::pin(async move {
+            let Pending {
                 receipt,
-                view,
-                self.mail_for(booking, MailKind::Confirmation),
-            ))
-        })();
-        Self::change_reply_mailing(result)
-    }
-}
-
-impl Handler<Cancel> for SectionActor {
-    type Result = ResponseFuture<Result<BookingView, SectionError>>;
-
-    fn handle(&mut self, msg: Cancel, _: &mut Context<Self>) -> Self::Result {
-        let result = (|| {
-            self.ready()?;
-            self.expire_due();
-            let change =
-                self.section
-                    .decide_cancel(msg.booking, msg.secret, self.clock.now_ms())?;
-            let receipt = self.commit(change, msg.idem, true)?;
-            let view = BookingView::new(
-                &self.mail_source.name.event,
-                &self.mail_source.name.section,
-                self.section.booking(msg.booking).expect("exists"),
-            );
-            Ok((
-                receipt,
-                view,
-                self.mail_for(msg.booking, MailKind::Cancellation),
-            ))
-        })();
-        Self::change_reply_mailing(result)
+                outcome,
+                mail,
+            } = pending?;
+            match receipt.await {
+                Ok(Ok(_position)) => {}
+                _ => return Err(SectionError::Unavailable),
+            }
+            // Only now: no email for a booking a crash could still erase.
+            // Nothing waits for the mailer.
+            if let (Some(to), Some(entry)) = (mailer, mail) {
+                to.do_send(Enqueue(entry));
+            }
+            Ok(outcome)
+        })
     }
 }
 
 impl Handler<GetHold> for SectionActor {
-    type Result = Result<HoldView, SectionError>;
+    type Result = Result<Hold, SectionError>;
 
     fn handle(&mut self, msg: GetHold, _: &mut Context<Self>) -> Self::Result {
-        self.expire_due();
-        let h = self.section.find_hold(msg.hold, msg.secret)?;
-        Ok(HoldView::new(
-            &self.mail_source.name.event,
-            &self.mail_source.name.section,
-            h,
-        ))
+        self.expire_step();
+        Ok(self.section.find_hold(msg.hold, msg.secret)?.clone())
     }
 }
 
 impl Handler<GetBooking> for SectionActor {
-    type Result = Result<BookingView, SectionError>;
+    type Result = Result<Arc<Booking>, SectionError>;
 
     fn handle(&mut self, msg: GetBooking, _: &mut Context<Self>) -> Self::Result {
-        let b = self.section.find_booking(msg.booking, msg.secret)?;
-        Ok(BookingView::new(
-            &self.mail_source.name.event,
-            &self.mail_source.name.section,
-            b,
+        Ok(Arc::clone(
+            self.section.find_booking(msg.booking, msg.secret)?,
         ))
     }
 }
 
 impl Handler<GetSeats> for SectionActor {
-    type Result = MessageResult<GetSeats>;
+    type Result = Result<SeatsView, SectionError>;
 
     fn handle(&mut self, _: GetSeats, _: &mut Context<Self>) -> Self::Result {
-        self.expire_due();
-        MessageResult(SeatsView {
+        self.expire_step();
+        Ok(SeatsView {
             states: self.section.seat_states(),
             counts: self.section.counts(),
         })
-    }
-}
-
-/// Where a section's emails come from: its event, and the event and
-/// section ids every outbox key of the section shares.
-#[derive(Debug, Clone)]
-pub struct MailSource {
-    pub def: Arc<EventDef>,
-    pub name: Arc<SectionName>,
-}
-
-impl MailSource {
-    pub fn new(def: &Arc<EventDef>, section: &Section) -> MailSource {
-        MailSource {
-            def: Arc::clone(def),
-            name: Arc::new(SectionName {
-                event: def.id.as_str().into(),
-                section: section.layout().id.as_str().into(),
-            }),
-        }
-    }
-
-    /// The outbox entry for `b`'s email of `kind`: used live (once the
-    /// change is durable) and on replay, so both queue the same email.
-    pub fn entry(
-        &self,
-        layout: &Arc<SectionLayout>,
-        b: &Arc<Booking>,
-        kind: MailKind,
-    ) -> MailEntry {
-        MailEntry {
-            key: MailKey {
-                name: Arc::clone(&self.name),
-                booking: b.seq,
-                kind,
-            },
-            booking: Arc::clone(b),
-            def: Arc::clone(&self.def),
-            layout: Arc::clone(layout),
-        }
     }
 }

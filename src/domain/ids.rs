@@ -20,6 +20,23 @@ pub fn is_valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// The (event, section) ids of one section, allocated once and shared by
+/// everything that names the section: its journal records, its email keys.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SectionName {
+    pub event: Box<str>,
+    pub section: Box<str>,
+}
+
+impl SectionName {
+    pub fn new(event: &str, section: &str) -> SectionName {
+        SectionName {
+            event: event.into(),
+            section: section.into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefKind {
     Hold,
@@ -93,16 +110,20 @@ impl Ref {
     }
 
     fn fmt(&self, kind: RefKind, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}.{}.{}{:x}.{:016x}",
-            self.event,
-            self.section,
-            kind.tag(),
-            self.seq,
-            self.secret
-        )
+        write_id(f, kind, &self.event, &self.section, self.seq, self.secret)
     }
+}
+
+/// The one spelling of an id.
+fn write_id(
+    out: &mut impl fmt::Write,
+    kind: RefKind,
+    event: &str,
+    section: &str,
+    seq: u64,
+    secret: u64,
+) -> fmt::Result {
+    write!(out, "{event}.{section}.{}{seq:x}.{secret:016x}", kind.tag())
 }
 
 macro_rules! ref_type {
@@ -119,6 +140,13 @@ macro_rules! ref_type {
                     seq,
                     secret,
                 })
+            }
+            /// The id's text, without building a ref first.
+            pub fn id(event: &str, section: &str, seq: u64, secret: u64) -> String {
+                let mut out = String::with_capacity(event.len() + section.len() + 36);
+                write_id(&mut out, $kind, event, section, seq, secret)
+                    .expect("writing to a String cannot fail");
+                out
             }
             pub fn parse(s: &str) -> Result<Self, IdError> {
                 Ref::parse($kind, s).map($name)
@@ -156,6 +184,10 @@ mod tests {
     fn round_trip() {
         let h = HoldRef::new("demo", "A", 0x2a, 0x5f1c9e0b7d3a8642);
         assert_eq!(h.to_string(), "demo.A.h2a.5f1c9e0b7d3a8642");
+        assert_eq!(
+            HoldRef::id("demo", "A", 0x2a, 0x5f1c9e0b7d3a8642),
+            h.to_string()
+        );
         assert_eq!(HoldRef::parse(&h.to_string()), Ok(h));
         let b = BookingRef::new("ev-1", "FLOOR", 0, 1);
         assert_eq!(b.to_string(), "ev-1.FLOOR.b0.0000000000000001");

@@ -15,9 +15,9 @@ mod ids;
 mod section;
 mod venue;
 
-pub use ids::{is_valid_name, BookingRef, HoldRef, IdError, RefKind};
+pub use ids::{is_valid_name, BookingRef, HoldRef, IdError, RefKind, SectionName};
 pub use section::{
-    Booking, BookingStatus, CategoryCounts, Change, Claim, CommandError, Hold, HoldEnd, Section,
-    SectionCounts, SectionParts,
+    Booking, BookingStatus, CategoryCounts, Change, Claim, CommandError, Hold, HoldEnd, Outcome,
+    Section, SectionCounts, SectionParts,
 };
 pub use venue::{Category, EventDef, Limits, Row, SeatMap, SectionKind, SectionLayout};

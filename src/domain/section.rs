@@ -122,6 +122,17 @@ pub enum Change {
     },
 }
 
+/// What a change leaves for whoever asked for it (see [`Section::outcome`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Held(Hold),
+    Released,
+    /// The new booking.
+    Confirmed(Arc<Booking>),
+    /// The booking, now cancelled.
+    Cancelled(Arc<Booking>),
+}
+
 /// Why a command was refused. Every variant is the client's business (a 4xx
 /// at the HTTP edge), never a fault of the server.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -196,7 +207,29 @@ enum Move {
     Cancel,
 }
 
+impl std::ops::AddAssign for CategoryCounts {
+    fn add_assign(&mut self, other: CategoryCounts) {
+        self.free += other.free;
+        self.held += other.held;
+        self.sold += other.sold;
+    }
+}
+
+impl std::iter::Sum for CategoryCounts {
+    fn sum<I: Iterator<Item = CategoryCounts>>(iter: I) -> CategoryCounts {
+        iter.fold(CategoryCounts::default(), |mut total, c| {
+            total += c;
+            total
+        })
+    }
+}
+
 impl CategoryCounts {
+    /// Every place, whatever its state.
+    pub fn capacity(&self) -> u32 {
+        self.free + self.held + self.sold
+    }
+
     fn slot(&mut self, p: Place) -> &mut u32 {
         match p {
             Place::Free => &mut self.free,
@@ -403,15 +436,28 @@ impl Section {
     }
 
     pub fn counts(&self) -> SectionCounts {
-        let mut total = CategoryCounts::default();
-        for c in &self.counts {
-            total.free += c.free;
-            total.held += c.held;
-            total.sold += c.sold;
-        }
         SectionCounts {
-            total,
+            total: self.counts.iter().copied().sum(),
             by_category: self.counts.clone(),
+        }
+    }
+
+    /// What `change`, just applied, leaves for whoever asked for it: the
+    /// substance of its answer, live and on replay alike. `None` for an
+    /// expiry (nobody asked) or a change this section did not just apply.
+    pub fn outcome(&self, change: &Change) -> Option<Outcome> {
+        match change {
+            Change::HoldCreated { hold, .. } => self.hold(*hold).cloned().map(Outcome::Held),
+            Change::HoldReleased { .. } => Some(Outcome::Released),
+            Change::HoldExpired { .. } => None,
+            Change::HoldConfirmed { booking, .. } => self
+                .booking_shared(*booking)
+                .cloned()
+                .map(Outcome::Confirmed),
+            Change::BookingCancelled { booking, .. } => self
+                .booking_shared(*booking)
+                .cloned()
+                .map(Outcome::Cancelled),
         }
     }
 
@@ -574,8 +620,8 @@ impl Section {
         self.live_hold(seq, secret)
     }
 
-    pub fn find_booking(&self, seq: u64, secret: u64) -> Result<&Booking, CommandError> {
-        match self.booking(seq) {
+    pub fn find_booking(&self, seq: u64, secret: u64) -> Result<&Arc<Booking>, CommandError> {
+        match self.booking_shared(seq) {
             Some(b) if b.secret == secret => Ok(b),
             _ => Err(CommandError::BookingNotFound),
         }

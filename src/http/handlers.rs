@@ -1,5 +1,6 @@
-//! The endpoints. Each parses and validates its request, routes it to one
-//! section actor (or reads published counters), and renders the answer.
+//! The endpoints. Each parses and validates its request, finds the one
+//! section it is about (or reads published counters), asks it, and
+//! answers with what `api` renders.
 
 use std::sync::Arc;
 
@@ -8,46 +9,21 @@ use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::Deserialize;
 
-use super::dto::*;
 use super::error::Problem;
-use super::{idempotent, read_json, ApiError, AppState, BODY_LEN_MAX, EVENT_BODY_LEN_MAX};
-use crate::actors::{
-    Cancel, Confirm, EventEntry, GetBooking, GetHold, GetSeats, HoldSeats, Release, SectionHandle,
-    WhatToHold,
+use super::{
+    answer_response, idempotent, read_json, ApiError, AppState, BODY_LEN_MAX, EVENT_BODY_LEN_MAX,
 };
-use crate::domain::{BookingRef, EventDef, HoldRef, SectionKind};
+use crate::actors::{
+    Command, EventEntry, GetBooking, GetHold, GetSeats, RegistryError, SectionHandle, WhatToHold,
+};
+use crate::api::dto::*;
+use crate::api::{self, Answer};
+use crate::domain::{BookingRef, HoldRef, SectionKind};
 use crate::layout::EventSpec;
 
 /// Longest email address (RFC 5321 path limit).
 const EMAIL_LEN_MAX: usize = 254;
 const PAYMENT_REF_LEN_MAX: usize = 128;
-
-/// (free, held, sold) per category of every section of a new event.
-pub fn fresh_counts(def: &EventDef) -> Vec<Vec<(u32, u32, u32)>> {
-    def.sections
-        .iter()
-        .map(|s| {
-            let mut counts = vec![(0, 0, 0); def.categories.len()];
-            match &s.kind {
-                SectionKind::Seated(map) => {
-                    for row in &map.rows {
-                        counts[usize::from(row.category)].0 += row.len;
-                    }
-                }
-                SectionKind::Standing { capacity, category } => {
-                    counts[usize::from(*category)].0 = *capacity
-                }
-            }
-            counts
-        })
-        .collect()
-}
-
-/// The body of a `201 Created` event, live and when restored from the
-/// journal.
-pub fn event_body(def: &EventDef, per_section: &[Vec<(u32, u32, u32)>]) -> Bytes {
-    to_json(&event_detail_from(def, per_section))
-}
 
 fn event_entry(state: &AppState, id: &str) -> Result<Arc<EventEntry>, ApiError> {
     state
@@ -56,79 +32,40 @@ fn event_entry(state: &AppState, id: &str) -> Result<Arc<EventEntry>, ApiError> 
         .ok_or_else(|| ApiError::not_found("event-not-found", format!("no event {id:?}")))
 }
 
-fn availability(counts: impl Iterator<Item = (u32, u32, u32)>) -> Availability {
-    let mut a = Availability {
-        capacity: 0,
-        free: 0,
-        held: 0,
-        sold: 0,
-    };
-    for (f, h, s) in counts {
-        a.free += f;
-        a.held += h;
-        a.sold += s;
-    }
-    a.capacity = a.free + a.held + a.sold;
-    a
+/// Each section's counts by category, as last published.
+fn published_counts(e: &EventEntry) -> Vec<Vec<crate::domain::CategoryCounts>> {
+    e.sections().iter().map(|s| s.stats.by_category()).collect()
 }
 
-fn event_summary(e: &EventEntry) -> EventSummary {
-    event_detail(e).summary
+fn event_detail_of(e: &EventEntry) -> EventDetail {
+    event_detail(&e.def, &published_counts(e))
 }
 
-fn event_detail(e: &EventEntry) -> EventDetail {
-    let per_section: Vec<Vec<(u32, u32, u32)>> =
-        e.sections().iter().map(|s| s.stats.by_category()).collect();
-    event_detail_from(&e.def, &per_section)
+/// Asks `section` for a change and renders its answer; the one way every
+/// change handler goes.
+async fn change(
+    section: &SectionHandle,
+    command: Command,
+    idem: Option<crate::journal::IdemTag>,
+) -> Result<Answer, ApiError> {
+    let outcome = section
+        .change(command, idem)
+        .await
+        .map_err(|err| ApiError::from_section(err, &section.def.id, &section.layout))?;
+    Ok(api::answer(&section.def, &section.layout, &outcome))
 }
 
-/// An event's detail from its sections' (free, held, sold) per category.
-pub fn event_detail_from(def: &EventDef, per_section: &[Vec<(u32, u32, u32)>]) -> EventDetail {
-    let categories = def
-        .categories
-        .iter()
-        .enumerate()
-        .map(|(i, c)| CategoryDto {
-            id: c.id.clone(),
-            name: c.name.clone(),
-            price: c.price_minor,
-            availability: availability(per_section.iter().map(|s| s[i])),
-        })
-        .collect();
-    let sections = def
-        .sections
-        .iter()
-        .zip(per_section)
-        .map(|(s, counts)| SectionSummary {
-            id: s.id.clone(),
-            name: s.name.clone(),
-            kind: kind_name(s).to_owned(),
-            availability: availability(counts.iter().copied()),
-            categories: counts
-                .iter()
-                .enumerate()
-                .filter(|(_, (f, h, s))| f + h + s > 0)
-                .map(|(i, c)| SectionCategoryDto {
-                    category: def.categories[i].id.clone(),
-                    availability: availability(std::iter::once(*c)),
-                })
-                .collect(),
-        })
-        .collect();
-    EventDetail {
-        summary: EventSummary {
-            id: def.id.clone(),
-            name: def.name.clone(),
-            starts_at: def.starts_at.clone(),
-            venue: def.venue_name.clone(),
-            currency: def.currency.clone(),
-            availability: availability(per_section.iter().flatten().copied()),
-        },
-        hold_ttl_secs: def.limits.hold_ttl_ms / 1000,
-        seats_per_hold_max: def.limits.seats_per_hold_max,
-        categories,
-        sections,
-    }
+/// Asks `section` something and maps its refusal.
+async fn ask<M, T>(section: &SectionHandle, msg: M) -> Result<T, ApiError>
+where
+    M: actix::Message<Result = Result<T, crate::actors::SectionError>> + Send + 'static,
+    T: Send + 'static,
+    crate::actors::SectionActor: actix::Handler<M>,
+{
+    section
+        .ask(msg)
+        .await
+        .map_err(|err| ApiError::from_section(err, &section.def.id, &section.layout))
 }
 
 /// List events on sale.
@@ -139,7 +76,7 @@ pub async fn list_events(state: web::Data<AppState>) -> HttpResponse {
         .registry
         .events()
         .iter()
-        .map(|e| event_summary(e))
+        .map(|e| event_detail_of(e).summary)
         .collect();
     HttpResponse::Ok().json(events)
 }
@@ -153,7 +90,7 @@ pub async fn get_event(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let e = event_entry(&state, &path)?;
-    Ok(HttpResponse::Ok().json(event_detail(&e)))
+    Ok(HttpResponse::Ok().json(event_detail_of(&e)))
 }
 
 /// Create an event from a `boxoffice.event/1` document (admin).
@@ -183,18 +120,15 @@ pub async fn create_event(
             .create_event(&spec, def, idem)
             .await
             .map_err(|e| match e {
-                crate::actors::RegistryError::EventExists(id) => ApiError::new(
+                RegistryError::EventExists(id) => ApiError::new(
                     StatusCode::CONFLICT,
                     "event-exists",
                     "Event exists",
                     format!("an event {id:?} exists already"),
                 ),
-                crate::actors::RegistryError::Unavailable => ApiError::unavailable(),
+                RegistryError::Unavailable => ApiError::unavailable(),
             })?;
-        Ok((
-            StatusCode::CREATED,
-            event_body(&entry.def, &fresh_counts(&entry.def)),
-        ))
+        Ok(api::event_created(&entry.def, &published_counts(&entry)))
     })
     .await
 }
@@ -429,36 +363,8 @@ pub async fn get_seats(
             format!("event {event:?} has no section {section:?}"),
         )
     })?;
-    let view = s
-        .send(GetSeats)
-        .await
-        .map_err(|err| ApiError::from_section(err, &event, &s.layout))?;
-    let mut dto = SeatMapDto {
-        event: event.clone(),
-        section: section.clone(),
-        kind: kind_name(&s.layout).to_owned(),
-        availability: availability(
-            view.counts
-                .by_category
-                .iter()
-                .map(|c| (c.free, c.held, c.sold)),
-        ),
-        categories: e.def.categories.iter().map(|c| c.id.clone()).collect(),
-        ids: Vec::new(),
-        category: Vec::new(),
-        x: Vec::new(),
-        y: Vec::new(),
-        states: view.states,
-    };
-    if let SectionKind::Seated(map) = &s.layout.kind {
-        dto.ids = (0..map.len()).map(|i| map.seat_id(i)).collect();
-        for (category, (x, y)) in map.seats() {
-            dto.category.push(category);
-            dto.x.push(x);
-            dto.y.push(y);
-        }
-    }
-    Ok(HttpResponse::Ok().json(dto))
+    let view = ask(s, GetSeats).await?;
+    Ok(HttpResponse::Ok().json(seat_map(&e.def, &s.layout, view.states, &view.counts)))
 }
 
 /// Hold seats for a few minutes: explicit seats, or the best N together.
@@ -482,7 +388,7 @@ pub async fn create_hold(
     let event = path.into_inner();
     let (body, raw): (HoldRequest, Bytes) = read_json(&req, payload, BODY_LEN_MAX, false).await?;
     let e = event_entry(&state, &event)?;
-    let Some(section) = e.section(&body.section) else {
+    let Some(section) = e.section(&body.section).cloned() else {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown-section",
@@ -492,7 +398,7 @@ pub async fn create_hold(
     };
     let what = match (&body.seats, body.quantity) {
         (Some(seats), None) => WhatToHold::Seats(seat_indices(
-            section,
+            &section,
             seats,
             e.def.limits.seats_per_hold_max,
         )?),
@@ -504,13 +410,7 @@ pub async fn create_hold(
         }
     };
     idempotent(&state, &req, &raw, move |idem| async move {
-        let s = e.section(&body.section).expect("checked above");
-        let view = s
-            .send(HoldSeats { what, idem })
-            .await
-            .and_then(|r| r)
-            .map_err(|err| ApiError::from_section(err, &e.def.id, &s.layout))?;
-        Ok((StatusCode::CREATED, hold_body(&s.layout, &view)))
+        change(&section, Command::Hold(what), idem).await
     })
     .await
 }
@@ -548,20 +448,29 @@ fn seat_indices(section: &SectionHandle, seats: &[String], max: u32) -> Result<V
         .collect()
 }
 
-fn hold_target(state: &AppState, id: &str) -> Result<(Arc<EventEntry>, HoldRef), ApiError> {
+/// The section a hold id names, and the id; 404 for anything else.
+fn hold_target(state: &AppState, id: &str) -> Result<(Arc<SectionHandle>, HoldRef), ApiError> {
     let not_found = || ApiError::not_found("hold-not-found", "no such hold");
     let r = HoldRef::parse(id).map_err(|_| not_found())?;
-    let e = state.registry.get(r.event()).ok_or_else(not_found)?;
-    e.section(r.section()).ok_or_else(not_found)?;
-    Ok((e, r))
+    let section = state
+        .registry
+        .section(r.event(), r.section())
+        .ok_or_else(not_found)?;
+    Ok((section, r))
 }
 
-fn booking_target(state: &AppState, id: &str) -> Result<(Arc<EventEntry>, BookingRef), ApiError> {
+/// The section a booking id names, and the id; 404 for anything else.
+fn booking_target(
+    state: &AppState,
+    id: &str,
+) -> Result<(Arc<SectionHandle>, BookingRef), ApiError> {
     let not_found = || ApiError::not_found("booking-not-found", "no such booking");
     let r = BookingRef::parse(id).map_err(|_| not_found())?;
-    let e = state.registry.get(r.event()).ok_or_else(not_found)?;
-    e.section(r.section()).ok_or_else(not_found)?;
-    Ok((e, r))
+    let section = state
+        .registry
+        .section(r.event(), r.section())
+        .ok_or_else(not_found)?;
+    Ok((section, r))
 }
 
 /// A hold; 410 once it expired or was released.
@@ -572,17 +481,16 @@ pub async fn get_hold(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (e, r) = hold_target(&state, &path)?;
-    let s = e.section(r.section()).expect("checked");
-    let view = s
-        .send(GetHold {
+    let (s, r) = hold_target(&state, &path)?;
+    let hold = ask(
+        &s,
+        GetHold {
             hold: r.seq(),
             secret: r.secret(),
-        })
-        .await
-        .and_then(|r| r)
-        .map_err(|err| ApiError::from_section(err, &e.def.id, &s.layout))?;
-    Ok(HttpResponse::Ok().json(hold_dto(&s.layout, &view)))
+        },
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(hold_dto(&s.def.id, &s.layout, &hold)))
 }
 
 /// Release a hold: its seats return to free.
@@ -593,16 +501,12 @@ pub async fn release_hold(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (e, r) = hold_target(&state, &path)?;
-    let s = e.section(r.section()).expect("checked");
-    s.send(Release {
+    let (s, r) = hold_target(&state, &path)?;
+    let command = Command::Release {
         hold: r.seq(),
         secret: r.secret(),
-    })
-    .await
-    .and_then(|r| r)
-    .map_err(|err| ApiError::from_section(err, &e.def.id, &s.layout))?;
-    Ok(HttpResponse::NoContent().finish())
+    };
+    Ok(answer_response(change(&s, command, None).await?))
 }
 
 /// Confirm a hold into a booking.
@@ -621,23 +525,17 @@ pub async fn confirm_hold(
 ) -> Result<HttpResponse, ApiError> {
     let (body, raw): (ConfirmRequest, Bytes) =
         read_json(&req, payload, BODY_LEN_MAX, false).await?;
-    let (e, r) = hold_target(&state, &path)?;
+    let (s, r) = hold_target(&state, &path)?;
     check_email(&body.email)?;
     check_payment_ref(&body.payment_ref)?;
+    let command = Command::Confirm {
+        hold: r.seq(),
+        secret: r.secret(),
+        email: body.email,
+        payment_ref: body.payment_ref,
+    };
     idempotent(&state, &req, &raw, move |idem| async move {
-        let s = e.section(r.section()).expect("checked");
-        let view = s
-            .send(Confirm {
-                hold: r.seq(),
-                secret: r.secret(),
-                email: body.email,
-                payment_ref: body.payment_ref,
-                idem,
-            })
-            .await
-            .and_then(|r| r)
-            .map_err(|err| ApiError::from_section(err, &e.def.id, &s.layout))?;
-        Ok((StatusCode::CREATED, booking_body(&e.def, &s.layout, &view)))
+        change(&s, command, idem).await
     })
     .await
 }
@@ -684,22 +582,17 @@ pub async fn get_booking(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (e, r) = booking_target(&state, &path)?;
-    let s = e.section(r.section()).expect("checked");
-    let view = s
-        .send(GetBooking {
+    let (s, r) = booking_target(&state, &path)?;
+    let booking = ask(
+        &s,
+        GetBooking {
             booking: r.seq(),
             secret: r.secret(),
-        })
-        .await
-        .and_then(|r| r)
-        .map_err(|err| ApiError::from_section(err, &e.def.id, &s.layout))?;
-    Ok(HttpResponse::Ok().json(booking_dto(&e.def, &s.layout, &view)))
+        },
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(booking_dto(&s.def, &s.layout, &booking)))
 }
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CancelRequest {}
 
 /// Cancel a booking: its seats return to free. The body may be empty.
 #[utoipa::path(post, path = "/v1/bookings/{id}/cancel", tag = "bookings",
@@ -713,19 +606,13 @@ pub async fn cancel_booking(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let (_, raw): (CancelRequest, Bytes) = read_json(&req, payload, BODY_LEN_MAX, true).await?;
-    let (e, r) = booking_target(&state, &path)?;
+    let (s, r) = booking_target(&state, &path)?;
+    let command = Command::Cancel {
+        booking: r.seq(),
+        secret: r.secret(),
+    };
     idempotent(&state, &req, &raw, move |idem| async move {
-        let s = e.section(r.section()).expect("checked");
-        let view = s
-            .send(Cancel {
-                booking: r.seq(),
-                secret: r.secret(),
-                idem,
-            })
-            .await
-            .and_then(|r| r)
-            .map_err(|err| ApiError::from_section(err, &e.def.id, &s.layout))?;
-        Ok((StatusCode::OK, booking_body(&e.def, &s.layout, &view)))
+        change(&s, command, idem).await
     })
     .await
 }

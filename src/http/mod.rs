@@ -8,10 +8,8 @@
 //! - [`configure`] is the one place routes are declared, used by the server
 //!   and by tests alike.
 
-pub mod dto;
 pub mod error;
 mod handlers;
-pub use handlers::{event_body, fresh_counts};
 pub mod openapi;
 
 use std::future::Future;
@@ -26,6 +24,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use crate::actors::Registry;
+use crate::api::Answer;
 use crate::idempotency::{Begin, IdempotencyStore};
 use crate::journal::IdemTag;
 pub use error::ApiError;
@@ -203,17 +202,23 @@ fn fingerprint(req: &HttpRequest, body: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
-pub fn json_response(status: StatusCode, body: Bytes) -> HttpResponse {
+/// A change's answer as an HTTP response: JSON, or nothing for `204`.
+pub fn answer_response(answer: Answer) -> HttpResponse {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if answer.body.is_empty() {
+        return HttpResponse::build(status).finish();
+    }
     HttpResponse::build(status)
         .content_type("application/json")
-        .body(body)
+        .body(answer.body)
 }
 
 /// Runs a change at most once per `Idempotency-Key`.
 ///
-/// The change runs in a detached task: if the client hangs up, a change
-/// that became durable still has its answer remembered, so the retry finds
-/// it instead of changing things twice.
+/// The change runs in a detached task, key or not: a client that hangs up
+/// cancels nothing, so whatever reached the journal is finished (an event
+/// is started, an answer remembered) and a retry finds it instead of
+/// changing things twice or waiting on a change that was abandoned.
 pub async fn idempotent<F, Fut>(
     state: &web::Data<AppState>,
     req: &HttpRequest,
@@ -222,18 +227,18 @@ pub async fn idempotent<F, Fut>(
 ) -> Result<HttpResponse, ApiError>
 where
     F: FnOnce(Option<IdemTag>) -> Fut + 'static,
-    Fut: Future<Output = Result<(StatusCode, Bytes), ApiError>> + 'static,
+    Fut: Future<Output = Result<Answer, ApiError>> + 'static,
 {
     let Some(key) = idempotency_key(req)? else {
-        let (status, body) = change(None).await?;
-        return Ok(json_response(status, body));
+        let task = actix_web::rt::spawn(change(None));
+        let answer = task.await.map_err(|_| ApiError::internal())??;
+        return Ok(answer_response(answer));
     };
     let now = state.registry.clock().now_ms();
     let fp = fingerprint(req, body);
     match state.idempotency.begin(&key, fp, now) {
         Begin::Replay { status, body } => {
-            let status = StatusCode::from_u16(status).map_err(|_| ApiError::internal())?;
-            let mut res = json_response(status, body);
+            let mut res = answer_response(Answer { status, body });
             res.headers_mut().insert(
                 header::HeaderName::from_static("idempotent-replayed"),
                 header::HeaderValue::from_static("true"),
@@ -262,13 +267,13 @@ where
             };
             let task = actix_web::rt::spawn(async move {
                 let result = change(Some(tag)).await;
-                if let Ok((status, body)) = &result {
-                    pending.complete(status.as_u16(), body.clone(), now);
+                if let Ok(answer) = &result {
+                    pending.complete(answer.status, answer.body.clone(), now);
                 }
                 result
             });
-            let (status, body) = task.await.map_err(|_| ApiError::internal())??;
-            Ok(json_response(status, body))
+            let answer = task.await.map_err(|_| ApiError::internal())??;
+            Ok(answer_response(answer))
         }
     }
 }

@@ -7,9 +7,9 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::dto::*;
 use super::error::Problem;
 use super::handlers;
+use crate::api::dto::*;
 use crate::layout::{CategorySpec, EventSpec, RowSpec, SectionSpec, StandingSpec, VenueSpec};
 
 #[derive(OpenApi)]

@@ -138,16 +138,17 @@ impl Default for JournalStats {
     }
 }
 
+/// One encoded record and whoever waits for it to be durable.
 struct Entry {
-    /// Empty bytes with no `done` is the stop marker sent by `close`.
     bytes: Vec<u8>,
     done: Option<oneshot::Sender<Result<u64, JournalError>>>,
 }
 
-impl Entry {
-    fn is_stop(&self) -> bool {
-        self.bytes.is_empty()
-    }
+/// What the flusher's queue carries.
+enum Queued {
+    Record(Entry),
+    /// Sent by `close`: write what came before, then end.
+    Stop,
 }
 
 /// A pending durability promise: resolves to the batch position once the
@@ -155,7 +156,7 @@ impl Entry {
 pub type Receipt = oneshot::Receiver<Result<u64, JournalError>>;
 
 struct Shared {
-    tx: Sender<Entry>,
+    tx: Sender<Queued>,
     failed: AtomicBool,
     capacity: usize,
     stats: JournalStats,
@@ -471,7 +472,7 @@ fn parse_key(k: &[u8]) -> Option<(u64, u32)> {
 
 fn flusher(
     mut store: Store,
-    rx: Receiver<Entry>,
+    rx: Receiver<Queued>,
     shared: std::sync::Weak<Shared>,
     config: JournalConfig,
 ) {
@@ -511,17 +512,17 @@ fn flusher(
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
             }
         };
-        if first.is_stop() {
+        let Queued::Record(first) = first else {
             break;
-        }
+        };
         batch.push(first);
         while batch.len() < config.batch_records_max {
             match rx.try_recv() {
-                Ok(e) if e.is_stop() => {
+                Ok(Queued::Stop) => {
                     stopping = true;
                     break;
                 }
-                Ok(e) => batch.push(e),
+                Ok(Queued::Record(e)) => batch.push(e),
                 Err(_) => break,
             }
         }
@@ -581,10 +582,10 @@ fn flusher(
                 // Refuse what is still queued or racing in, until `close`
                 // sends its stop marker (or every handle is gone): shutdown
                 // must not wait for senders that live as long as it does.
-                for e in rx.iter() {
-                    if e.is_stop() {
+                for queued in rx.iter() {
+                    let Queued::Record(e) = queued else {
                         return;
-                    }
+                    };
                     if let Some(done) = e.done {
                         let _ = done.send(Err(JournalError::Failed));
                     }
@@ -618,14 +619,16 @@ impl Journal {
         if self.is_failed() {
             return Err(JournalError::Failed);
         }
-        match self.shared.tx.try_send(entry) {
+        match self.shared.tx.try_send(Queued::Record(entry)) {
             Ok(()) => Ok(()),
             // Callers check `has_room` before deciding a change, so a full
             // queue here is a race between sections: wait for the flusher
             // rather than lose a change that is already applied in memory.
-            Err(TrySendError::Full(entry)) => {
-                self.shared.tx.send(entry).map_err(|_| JournalError::Closed)
-            }
+            Err(TrySendError::Full(queued)) => self
+                .shared
+                .tx
+                .send(queued)
+                .map_err(|_| JournalError::Closed),
             Err(TrySendError::Disconnected(_)) => Err(JournalError::Closed),
         }
     }
@@ -634,10 +637,7 @@ impl Journal {
     /// (and its file lock) once the thread ends. Later appends fail.
     pub fn close(&self) {
         self.shared.failed.store(true, Ordering::SeqCst);
-        let _ = self.shared.tx.send(Entry {
-            bytes: Vec::new(),
-            done: None,
-        });
+        let _ = self.shared.tx.send(Queued::Stop);
     }
 
     /// Position after the last durable batch: a snapshot may read every

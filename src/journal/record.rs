@@ -14,7 +14,6 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Change, Claim};
-use crate::mail::{MailKind, MailOutcome};
 
 pub const RECORD_VERSION: u8 = 1;
 const FRAME_HEADER_LEN: usize = 8;
@@ -207,65 +206,6 @@ impl From<ChangeRecord> for Change {
             ChangeRecord::BookingCancelled { booking, at_ms } => {
                 Change::BookingCancelled { booking, at_ms }
             }
-        }
-    }
-}
-
-impl From<MailKind> for MailKindRecord {
-    fn from(k: MailKind) -> MailKindRecord {
-        match k {
-            MailKind::Confirmation => MailKindRecord::Confirmation,
-            MailKind::Cancellation => MailKindRecord::Cancellation,
-        }
-    }
-}
-
-impl From<MailKindRecord> for MailKind {
-    fn from(k: MailKindRecord) -> MailKind {
-        match k {
-            MailKindRecord::Confirmation => MailKind::Confirmation,
-            MailKindRecord::Cancellation => MailKind::Cancellation,
-        }
-    }
-}
-
-impl From<&MailOutcome> for MailOutcomeRecord {
-    fn from(o: &MailOutcome) -> MailOutcomeRecord {
-        match o {
-            MailOutcome::Sent { at_ms } => MailOutcomeRecord::Sent { at_ms: *at_ms },
-            MailOutcome::Failed {
-                attempts,
-                error,
-                next_at_ms,
-            } => MailOutcomeRecord::Failed {
-                attempts: *attempts,
-                error: error.clone(),
-                next_at_ms: *next_at_ms,
-            },
-            MailOutcome::Dead { attempts, error } => MailOutcomeRecord::Dead {
-                attempts: *attempts,
-                error: error.clone(),
-            },
-            MailOutcome::Requeued { at_ms } => MailOutcomeRecord::Requeued { at_ms: *at_ms },
-        }
-    }
-}
-
-impl From<MailOutcomeRecord> for MailOutcome {
-    fn from(o: MailOutcomeRecord) -> MailOutcome {
-        match o {
-            MailOutcomeRecord::Sent { at_ms } => MailOutcome::Sent { at_ms },
-            MailOutcomeRecord::Failed {
-                attempts,
-                error,
-                next_at_ms,
-            } => MailOutcome::Failed {
-                attempts,
-                error,
-                next_at_ms,
-            },
-            MailOutcomeRecord::Dead { attempts, error } => MailOutcome::Dead { attempts, error },
-            MailOutcomeRecord::Requeued { at_ms } => MailOutcome::Requeued { at_ms },
         }
     }
 }

@@ -20,6 +20,7 @@
 //!   lettre#1027) and at most `concurrency` sends are in flight.
 
 pub mod outbox;
+mod record;
 pub mod render;
 pub mod ticket;
 
@@ -34,14 +35,13 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-pub use outbox::{
-    MailEntry, MailKey, MailKind, MailOutcome, Outbox, RetryError, SectionName, SlotState,
-};
+pub use outbox::{MailEntry, MailKey, MailKind, MailOutcome, Outbox, RetryError, SlotState};
 pub use render::Renderer;
 pub use ticket::{Ticket, TicketError, TicketKey, TICKET_KEY_FILE};
 
 use crate::clock::Clock;
-use crate::journal::{encode, Journal, Record};
+use crate::journal::Journal;
+use record::mail_record;
 
 /// Nice value of the mailer's thread. Emails are background work: under a
 /// sale's full CPU load the sections come first and the mailer catches up
@@ -461,17 +461,6 @@ pub fn lower_thread_priority(nice: i32) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = nice;
-}
-
-/// The journal record of what happened to one outbox entry.
-fn mail_record(key: &MailKey, outcome: &MailOutcome) -> Vec<u8> {
-    encode(&Record::Mail {
-        event: key.event().to_string(),
-        section: key.section().to_string(),
-        booking: key.booking,
-        kind: key.kind.into(),
-        outcome: outcome.into(),
-    })
 }
 
 fn truncate(mut s: String) -> String {

@@ -22,7 +22,9 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use crate::domain::{Booking, BookingStatus, EventDef, SectionLayout};
+use crate::domain::{
+    Booking, BookingStatus, Change, EventDef, Section, SectionLayout, SectionName,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum MailKind {
@@ -31,20 +33,24 @@ pub enum MailKind {
 }
 
 impl MailKind {
+    /// The email `change` owes its booking, if any: decided here, once,
+    /// for the live path and for replay.
+    pub fn of(change: &Change) -> Option<(u64, MailKind)> {
+        match change {
+            Change::HoldConfirmed { booking, .. } => Some((*booking, MailKind::Confirmation)),
+            Change::BookingCancelled { booking, .. } => Some((*booking, MailKind::Cancellation)),
+            Change::HoldCreated { .. }
+            | Change::HoldReleased { .. }
+            | Change::HoldExpired { .. } => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             MailKind::Confirmation => "confirmation",
             MailKind::Cancellation => "cancellation",
         }
     }
-}
-
-/// The event and section part of mail keys, allocated once per section
-/// and shared by every key of it.
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SectionName {
-    pub event: Box<str>,
-    pub section: Box<str>,
 }
 
 /// Names one email: `demo.A.b2a.confirmation` (the booking number in hex,
@@ -73,10 +79,7 @@ impl fmt::Display for MailKey {
 impl MailKey {
     pub fn new(event: &str, section: &str, booking: u64, kind: MailKind) -> MailKey {
         MailKey {
-            name: Arc::new(SectionName {
-                event: event.into(),
-                section: section.into(),
-            }),
+            name: Arc::new(SectionName::new(event, section)),
             booking,
             kind,
         }
@@ -137,6 +140,39 @@ pub struct MailEntry {
 }
 
 impl MailEntry {
+    /// The email `change`, just applied to `section` (of event `def`,
+    /// named `name`), owes: live once the change is durable, and on
+    /// replay, so both queue the same email.
+    pub fn owed(
+        def: &Arc<EventDef>,
+        name: &Arc<SectionName>,
+        section: &Section,
+        change: &Change,
+    ) -> Option<MailEntry> {
+        let (booking, kind) = MailKind::of(change)?;
+        let booking = section.booking_shared(booking)?;
+        Some(MailEntry::new(def, name, section.layout(), booking, kind))
+    }
+
+    pub fn new(
+        def: &Arc<EventDef>,
+        name: &Arc<SectionName>,
+        layout: &Arc<SectionLayout>,
+        booking: &Arc<Booking>,
+        kind: MailKind,
+    ) -> MailEntry {
+        MailEntry {
+            key: MailKey {
+                name: Arc::clone(name),
+                booking: booking.seq,
+                kind,
+            },
+            booking: Arc::clone(booking),
+            def: Arc::clone(def),
+            layout: Arc::clone(layout),
+        }
+    }
+
     /// When the booking was confirmed (or cancelled): the email's Date, so
     /// that a resend is the same message.
     pub fn at_ms(&self) -> u64 {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{
     Booking, BookingStatus, Claim, Hold, HoldEnd, SectionKind, SectionLayout, SectionParts,
 };
-use crate::journal::{ClaimRecord, MailKindRecord};
+use crate::mail::MailKind;
 
 /// The JSON header: what the file is, at which journal position, and
 /// counts to check the body against.
@@ -68,7 +68,7 @@ pub struct SectionSnap {
 pub struct HoldSnap {
     pub seq: u64,
     pub secret: u64,
-    pub claim: ClaimRecord,
+    pub claim: ClaimSnap,
     pub created_at_ms: u64,
     pub expires_at_ms: u64,
 }
@@ -78,7 +78,7 @@ pub struct BookingSnap {
     pub seq: u64,
     pub secret: u64,
     pub hold_seq: u64,
-    pub claim: ClaimRecord,
+    pub claim: ClaimSnap,
     pub email: String,
     pub payment_ref: String,
     pub confirmed_at_ms: u64,
@@ -113,24 +113,57 @@ pub struct MailSnap {
     pub event: String,
     pub section: String,
     pub booking: u64,
-    pub kind: MailKindRecord,
+    pub kind: MailKindSnap,
     pub attempts: u32,
     pub next_at_ms: u64,
     pub last_error: Option<String>,
     pub dead: bool,
 }
 
-fn claim_record(c: &Claim) -> ClaimRecord {
-    match c {
-        Claim::Seats(s) => ClaimRecord::Seats(s.to_vec()),
-        Claim::Quantity(n) => ClaimRecord::Quantity(*n),
+/// What a hold or booking claims. Encoded as the journal's claim record
+/// is (postcard: variant index, then contents), but its own type: the two
+/// formats change on their own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClaimSnap {
+    Seats(Vec<u32>),
+    Quantity(u32),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MailKindSnap {
+    Confirmation,
+    Cancellation,
+}
+
+impl From<MailKind> for MailKindSnap {
+    fn from(k: MailKind) -> MailKindSnap {
+        match k {
+            MailKind::Confirmation => MailKindSnap::Confirmation,
+            MailKind::Cancellation => MailKindSnap::Cancellation,
+        }
     }
 }
 
-fn claim(c: &ClaimRecord) -> Claim {
+impl From<MailKindSnap> for MailKind {
+    fn from(k: MailKindSnap) -> MailKind {
+        match k {
+            MailKindSnap::Confirmation => MailKind::Confirmation,
+            MailKindSnap::Cancellation => MailKind::Cancellation,
+        }
+    }
+}
+
+fn claim_snap(c: &Claim) -> ClaimSnap {
     match c {
-        ClaimRecord::Seats(s) => Claim::Seats(s.clone().into()),
-        ClaimRecord::Quantity(n) => Claim::Quantity(*n),
+        Claim::Seats(s) => ClaimSnap::Seats(s.to_vec()),
+        Claim::Quantity(n) => ClaimSnap::Quantity(*n),
+    }
+}
+
+fn claim(c: &ClaimSnap) -> Claim {
+    match c {
+        ClaimSnap::Seats(s) => Claim::Seats(s.clone().into()),
+        ClaimSnap::Quantity(n) => Claim::Quantity(*n),
     }
 }
 
@@ -146,7 +179,7 @@ impl SectionSnap {
                 .map(|h| HoldSnap {
                     seq: h.seq,
                     secret: h.secret,
-                    claim: claim_record(&h.claim),
+                    claim: claim_snap(&h.claim),
                     created_at_ms: h.created_at_ms,
                     expires_at_ms: h.expires_at_ms,
                 })
@@ -158,7 +191,7 @@ impl SectionSnap {
                     seq: b.seq,
                     secret: b.secret,
                     hold_seq: b.hold_seq,
-                    claim: claim_record(&b.claim),
+                    claim: claim_snap(&b.claim),
                     email: b.email.clone(),
                     payment_ref: b.payment_ref.clone(),
                     confirmed_at_ms: b.confirmed_at_ms,
@@ -188,8 +221,8 @@ impl SectionSnap {
     /// section checks the rest).
     pub fn to_parts(&self, layout: &SectionLayout) -> Result<SectionParts, String> {
         let seated = matches!(layout.kind, SectionKind::Seated(_));
-        let check = |c: &ClaimRecord| match (c, seated) {
-            (ClaimRecord::Seats(_), true) | (ClaimRecord::Quantity(_), false) => Ok(claim(c)),
+        let check = |c: &ClaimSnap| match (c, seated) {
+            (ClaimSnap::Seats(_), true) | (ClaimSnap::Quantity(_), false) => Ok(claim(c)),
             _ => Err("a claim does not match the section's kind".to_owned()),
         };
         Ok(SectionParts {

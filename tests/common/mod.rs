@@ -231,6 +231,30 @@ pub fn admin() -> [(&'static str, &'static str); 1] {
     [("Authorization", "Bearer test-admin-token")]
 }
 
+/// The real binary, in a clean environment: no `BOXOFFICE_*` variable of
+/// whoever runs the tests reaches it.
+pub fn boxoffice() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_boxoffice"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("BOXOFFICE_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
+/// `boxoffice serve` on a free port of 127.0.0.1 over `data_dir`, with
+/// `extra` flags, quiet but for warnings; returns once it listens.
+pub fn serve(data_dir: &Path, extra: &[&str]) -> (Child, String) {
+    spawn_listening(
+        boxoffice()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "warn"),
+    )
+}
+
 /// Spawns `cmd` (the real binary, `serve ...`) with stdout piped, waits
 /// for its "listening" line, and returns the child and its base URL.
 pub fn spawn_listening(cmd: &mut Command) -> (Child, String) {

@@ -1,14 +1,17 @@
-//! Wire types of the REST API, and their rendering from domain views.
+//! Wire types of the REST API, and their rendering from domain values.
 //!
 //! A compatibility boundary: these types change only in ways old clients
-//! survive, and they are converted from domain values by hand here.
+//! survive, and they are converted from domain values by hand here, in
+//! the one place both the handlers and recovery render from.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::actors::{BookingView, HoldView};
 use crate::clock::rfc3339_ms;
-use crate::domain::{BookingStatus, Claim, EventDef, SectionKind, SectionLayout};
+use crate::domain::{
+    Booking, BookingRef, BookingStatus, CategoryCounts, Claim, EventDef, Hold, HoldRef,
+    SectionCounts, SectionKind, SectionLayout,
+};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -33,6 +36,11 @@ pub struct ConfirmRequest {
     /// boxoffice.
     pub payment_ref: String,
 }
+
+/// The body of a cancellation; it may also be empty.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HoldDto {
@@ -72,6 +80,17 @@ pub struct Availability {
     pub free: u32,
     pub held: u32,
     pub sold: u32,
+}
+
+impl From<CategoryCounts> for Availability {
+    fn from(c: CategoryCounts) -> Availability {
+        Availability {
+            capacity: c.capacity(),
+            free: c.free,
+            held: c.held,
+            sold: c.sold,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -173,12 +192,12 @@ pub fn claim_price(def: &EventDef, layout: &SectionLayout, claim: &Claim) -> u64
     }
 }
 
-pub fn hold_dto(layout: &SectionLayout, h: &HoldView) -> HoldDto {
+pub fn hold_dto(event: &str, layout: &SectionLayout, h: &Hold) -> HoldDto {
     let (seats, quantity) = claim_seats(layout, &h.claim);
     HoldDto {
-        id: h.id.to_string(),
-        event: h.id.event().to_owned(),
-        section: h.id.section().to_owned(),
+        id: HoldRef::id(event, &layout.id, h.seq, h.secret),
+        event: event.to_owned(),
+        section: layout.id.clone(),
         seats,
         quantity,
         created_at: rfc3339_ms(h.created_at_ms),
@@ -186,16 +205,16 @@ pub fn hold_dto(layout: &SectionLayout, h: &HoldView) -> HoldDto {
     }
 }
 
-pub fn booking_dto(def: &EventDef, layout: &SectionLayout, b: &BookingView) -> BookingDto {
+pub fn booking_dto(def: &EventDef, layout: &SectionLayout, b: &Booking) -> BookingDto {
     let (seats, quantity) = claim_seats(layout, &b.claim);
     let (status, cancelled_at) = match b.status {
         BookingStatus::Confirmed => ("confirmed", None),
         BookingStatus::Cancelled { at_ms } => ("cancelled", Some(rfc3339_ms(at_ms))),
     };
     BookingDto {
-        id: b.id.to_string(),
-        event: b.id.event().to_owned(),
-        section: b.id.section().to_owned(),
+        id: BookingRef::id(&def.id, &layout.id, b.seq, b.secret),
+        event: def.id.clone(),
+        section: layout.id.clone(),
         seats,
         quantity,
         email: b.email.clone(),
@@ -208,27 +227,103 @@ pub fn booking_dto(def: &EventDef, layout: &SectionLayout, b: &BookingView) -> B
     }
 }
 
+/// An event's detail from each section's counts per category (in layout
+/// order, as `Section::counts` and the published section stats give them).
+pub fn event_detail(def: &EventDef, per_section: &[Vec<CategoryCounts>]) -> EventDetail {
+    let categories = def
+        .categories
+        .iter()
+        .enumerate()
+        .map(|(i, c)| CategoryDto {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            price: c.price_minor,
+            availability: per_section
+                .iter()
+                .map(|s| s[i])
+                .sum::<CategoryCounts>()
+                .into(),
+        })
+        .collect();
+    let sections = def
+        .sections
+        .iter()
+        .zip(per_section)
+        .map(|(s, counts)| SectionSummary {
+            id: s.id.clone(),
+            name: s.name.clone(),
+            kind: kind_name(s).to_owned(),
+            availability: counts.iter().copied().sum::<CategoryCounts>().into(),
+            categories: counts
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.capacity() > 0)
+                .map(|(i, c)| SectionCategoryDto {
+                    category: def.categories[i].id.clone(),
+                    availability: (*c).into(),
+                })
+                .collect(),
+        })
+        .collect();
+    EventDetail {
+        summary: EventSummary {
+            id: def.id.clone(),
+            name: def.name.clone(),
+            starts_at: def.starts_at.clone(),
+            venue: def.venue_name.clone(),
+            currency: def.currency.clone(),
+            availability: per_section
+                .iter()
+                .flatten()
+                .copied()
+                .sum::<CategoryCounts>()
+                .into(),
+        },
+        hold_ttl_secs: def.limits.hold_ttl_ms / 1000,
+        seats_per_hold_max: def.limits.seats_per_hold_max,
+        categories,
+        sections,
+    }
+}
+
+/// A section's seat map: every seat's id, category, position and state
+/// (`states`, one character a seat, as `Section::seat_states` gives it).
+pub fn seat_map(
+    def: &EventDef,
+    layout: &SectionLayout,
+    states: String,
+    counts: &SectionCounts,
+) -> SeatMapDto {
+    let mut dto = SeatMapDto {
+        event: def.id.clone(),
+        section: layout.id.clone(),
+        kind: kind_name(layout).to_owned(),
+        availability: counts.total.into(),
+        categories: def.categories.iter().map(|c| c.id.clone()).collect(),
+        ids: Vec::new(),
+        category: Vec::new(),
+        x: Vec::new(),
+        y: Vec::new(),
+        states,
+    };
+    if let SectionKind::Seated(map) = &layout.kind {
+        dto.ids = (0..map.len()).map(|i| map.seat_id(i)).collect();
+        for (category, (x, y)) in map.seats() {
+            dto.category.push(category);
+            dto.x.push(x);
+            dto.y.push(y);
+        }
+    }
+    dto
+}
+
 /// A JSON body at its length: answers given with an Idempotency-Key are
 /// kept (a sale keeps a million), and a serializer's buffer has up to
 /// twice the room. Shrinking in place is nearly free.
-pub(crate) fn to_json<T: Serialize>(value: &T) -> actix_web::web::Bytes {
+pub fn to_json<T: Serialize>(value: &T) -> bytes::Bytes {
     let mut body = serde_json::to_vec(value).expect("DTOs always serialize");
     body.shrink_to_fit();
-    actix_web::web::Bytes::from(body)
-}
-
-/// The body of a `201 Created` hold: used live and when the journal
-/// restores an idempotent answer, so both are the same bytes.
-pub fn hold_body(layout: &SectionLayout, h: &HoldView) -> actix_web::web::Bytes {
-    to_json(&hold_dto(layout, h))
-}
-
-pub fn booking_body(
-    def: &EventDef,
-    layout: &SectionLayout,
-    b: &BookingView,
-) -> actix_web::web::Bytes {
-    to_json(&booking_dto(def, layout, b))
+    bytes::Bytes::from(body)
 }
 
 /// One email still owed, as operators see it.

@@ -344,17 +344,19 @@ impl SectionActor {
     }
 
     /// Expires up to `EXPIRIES_PER_STEP_MAX` holds whose time has come,
-    /// while the journal has room. Returns whether more may be due.
+    /// and no more than the journal queue has room for: a sweep never
+    /// waits on a full queue (the next tick tries again). Returns whether
+    /// more may be due.
     fn expire_step(&mut self) -> bool {
-        if self.journal.is_failed() || !self.journal.has_room() {
-            // The next tick tries again; a full journal queue is never
-            // waited on here.
+        if self.journal.is_failed() {
             return false;
         }
-        let due = self
-            .section
-            .decide_expiries(self.clock.now_ms(), EXPIRIES_PER_STEP_MAX);
-        let more = due.len() == EXPIRIES_PER_STEP_MAX;
+        let max = EXPIRIES_PER_STEP_MAX.min(self.journal.room());
+        if max == 0 {
+            return false;
+        }
+        let due = self.section.decide_expiries(self.clock.now_ms(), max);
+        let more = due.len() == max;
         for change in &due {
             let record = self.apply(change, None);
             if self.journal.append_unacked(record).is_err() {
@@ -447,5 +449,80 @@ impl Handler<GetSeats> for SectionActor {
             states: self.section.seat_states(),
             counts: self.section.counts(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::journal::{JournalConfig, Store};
+    use crate::layout::EventSpec;
+
+    /// Section `S` of 10 rows of 100 seats; holds last 60 s.
+    fn event() -> Arc<EventDef> {
+        let rows: Vec<serde_json::Value> = (0..10)
+            .map(|r| serde_json::json!({"label": (r + 1).to_string(), "seats": 100, "x": 0.0, "y": r}))
+            .collect();
+        let doc = serde_json::json!({
+            "format": "boxoffice.event/1", "id": "ev", "name": "Ev", "starts_at": "2026-12-24T10:00:00Z",
+            "currency": "KRW", "hold_ttl_secs": 60, "seats_per_hold_max": 4,
+            "categories": [{"id": "R", "name": "R", "price": 1}],
+            "venue": {"name": "V", "sections": [{"id": "S", "name": "S", "category": "R", "rows": rows}]}
+        });
+        let spec = EventSpec::from_json(doc.to_string().as_bytes()).unwrap();
+        Arc::new(spec.build().unwrap())
+    }
+
+    /// A wave of expiries larger than one step is swept in several steps,
+    /// each queued behind other messages, until every due hold is gone;
+    /// a read sent meanwhile is answered.
+    #[test]
+    fn a_wave_of_expiries_is_swept_in_steps() {
+        cov_mark::check!(sweep_continues_after_a_step);
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, flusher) = Store::open(dir.path())
+            .unwrap()
+            .start(JournalConfig::default());
+        let def = event();
+        let mut section = Section::new(Arc::clone(&def.sections[0]), def.limits);
+        let holds = EXPIRIES_PER_STEP_MAX as u32 * 3 + 7;
+        for seat in 0..holds {
+            let change = section.decide_hold_seats(&[seat], 0, 1).unwrap();
+            section.apply(&change).unwrap();
+        }
+        let clock = Arc::new(ManualClock::new(3_600_000));
+        let stats = Arc::new(SectionStats::new(&section.counts()));
+        actix::System::new().block_on(async {
+            let actor = SectionActor::new(
+                Arc::clone(&def),
+                None,
+                section,
+                journal.clone(),
+                clock,
+                Some(1),
+                Arc::clone(&stats),
+                Duration::from_secs(3600),
+                64,
+            )
+            .start();
+            let seats = actor.send(GetSeats).await.unwrap().unwrap();
+            assert_eq!(seats.states.len(), 1000);
+            for _ in 0..100 {
+                if stats.changes()[2] == u64::from(holds) {
+                    break;
+                }
+                actix::clock::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(
+                stats.changes()[2],
+                u64::from(holds),
+                "every due hold expired"
+            );
+            let seats = actor.send(GetSeats).await.unwrap().unwrap();
+            assert_eq!(seats.counts.total.held, 0);
+        });
+        journal.close();
+        flusher.join().unwrap();
     }
 }

@@ -657,7 +657,14 @@ impl Journal {
     /// Whether the queue has room to take a new change without waiting.
     /// Sections refuse work (503) when it has not, instead of queueing.
     pub fn has_room(&self) -> bool {
-        self.shared.tx.len() < self.shared.capacity / 4 * 3
+        self.room() > 0
+    }
+
+    /// How many more records the queue takes before it counts as full
+    /// (three quarters of its capacity: the rest absorbs races between
+    /// sections that checked at once).
+    pub fn room(&self) -> usize {
+        (self.shared.capacity / 4 * 3).saturating_sub(self.shared.tx.len())
     }
 
     pub fn is_failed(&self) -> bool {

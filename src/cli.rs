@@ -146,7 +146,7 @@ pub fn snapshot(cmd: SnapshotCommand) -> anyhow::Result<()> {
                             started.elapsed().as_secs_f64()
                         );
                     });
-                    crate::app::snapshot_data_dir(&dir, &out, now_ms, &mut progress)?
+                    crate::snapshot::offline::create(&dir, &out, now_ms, &mut progress)?
                 }
                 (None, Some(server)) => {
                     let client = AdminClient {
@@ -220,7 +220,7 @@ pub fn snapshot(cmd: SnapshotCommand) -> anyhow::Result<()> {
             data_dir,
             force,
         } => {
-            let h = crate::app::restore_snapshot(&file, &data_dir, force)?;
+            let h = crate::snapshot::offline::restore(&file, &data_dir, force)?;
             println!(
                 "restored {} into {} (journal position {}): {}",
                 file.display(),

@@ -5,6 +5,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// How long an `Idempotency-Key`'s answer is kept by default: a day. Also
+/// what offline snapshots keep, since they cannot know the server's.
+pub const IDEMPOTENCY_TTL_SECS_DEFAULT: u64 = 86_400;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "boxoffice",
@@ -261,7 +265,7 @@ pub struct ServeArgs {
     pub fdatasync: bool,
 
     /// How long an Idempotency-Key's answer is kept, in seconds.
-    #[arg(long, env = "BOXOFFICE_IDEMPOTENCY_TTL_SECS", default_value_t = 86_400)]
+    #[arg(long, env = "BOXOFFICE_IDEMPOTENCY_TTL_SECS", default_value_t = IDEMPOTENCY_TTL_SECS_DEFAULT)]
     pub idempotency_ttl_secs: u64,
 
     /// Most Idempotency-Keys remembered at once.

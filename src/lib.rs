@@ -31,6 +31,7 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod data_dir;
 pub mod domain;
 pub mod http;
 pub mod idempotency;

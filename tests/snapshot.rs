@@ -404,7 +404,7 @@ fn sigkill_during_restore_or_create_leaves_old_or_new() {
         std::thread::sleep(std::time::Duration::from_micros(next() % 100_000));
         let _ = child.kill();
         child.wait().unwrap();
-        boxoffice::app::repair_interrupted_restore(&target).unwrap();
+        boxoffice::snapshot::offline::repair_interrupted_restore(&target).unwrap();
         let has_old = target.join("old-marker").exists();
         let snaps = snapshot::list(&target).unwrap();
         match (has_old, snaps.len()) {

@@ -44,7 +44,7 @@ pub struct AppState {
     pub admin_token: Option<String>,
     pub mailer: actix::Addr<crate::mail::Mailer>,
     pub mail_stats: Arc<crate::mail::MailStats>,
-    pub snapshotter: Arc<crate::app::Snapshotter>,
+    pub snapshotter: Arc<crate::snapshot::scheduler::Snapshotter>,
     pub data_dir: std::path::PathBuf,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Set on SIGTERM/SIGINT: `/readyz` answers 503 from then on.

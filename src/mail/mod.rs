@@ -22,6 +22,7 @@
 pub mod outbox;
 mod record;
 pub mod render;
+mod setup;
 pub mod ticket;
 
 use std::path::{Path, PathBuf};
@@ -37,6 +38,7 @@ use rand::{Rng, SeedableRng};
 
 pub use outbox::{MailEntry, MailKey, MailKind, MailOutcome, Outbox, RetryError, SlotState};
 pub use render::Renderer;
+pub use setup::MailSetup;
 pub use ticket::{Ticket, TicketError, TicketKey, TICKET_KEY_FILE};
 
 use crate::clock::Clock;

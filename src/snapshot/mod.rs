@@ -21,6 +21,8 @@
 //! to its position. Restoring it and replaying the journal from that
 //! position gives exactly the state the server had.
 
+pub mod offline;
+pub mod scheduler;
 pub mod wire;
 
 use std::fs::File;

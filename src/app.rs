@@ -17,7 +17,7 @@ use anyhow::Context;
 
 use crate::actors::{Registry, SectionSettings};
 use crate::clock::{Clock, SystemClock};
-use crate::config::ServeArgs;
+use crate::config::{PanicIn, ServeArgs};
 use crate::data_dir;
 use crate::http::{self, AppState};
 use crate::idempotency::IdempotencyStore;
@@ -93,11 +93,13 @@ impl Application {
             queue_capacity: 65_536,
             sync_data: args.fdatasync,
             fail_after_batches: args.journal_fail_after_batches,
+            panic_at_write: args.panic_in == Some(PanicIn::Flusher),
         });
         let settings = SectionSettings {
             mailbox_capacity: args.mailbox_capacity as usize,
             sweep_interval: Duration::from_millis(args.sweep_interval_ms),
             seed: args.seed,
+            panic_on_change: args.panic_in == Some(PanicIn::Section),
         };
         let arbiters = if args.arbiters == 0 {
             cores
@@ -223,17 +225,21 @@ impl Application {
     /// then stop gracefully (stop accepting, finish in-flight requests
     /// within the shutdown timeout; `run_until_stopped` then drains the
     /// journal and takes a last snapshot).
-    pub fn stop_on_signals(&self) {
+    pub fn stop_on_signals(&self) -> std::io::Result<()> {
         let handle = self.server.handle();
         let flag = Arc::clone(&self.shutting_down);
         let delay = self.shutdown_delay;
+        // Registered now, not when the task first runs: a signal that
+        // comes right after start-up must find our handler.
+        let stop = stop_signal()?;
         actix_web::rt::spawn(async move {
-            let signal = wait_for_stop_signal().await;
+            let signal = stop.await;
             tracing::info!(signal, "stopping: not ready, finishing in-flight requests");
             flag.store(true, std::sync::atomic::Ordering::SeqCst);
             actix_web::rt::time::sleep(delay).await;
             handle.stop(true).await;
         });
+        Ok(())
     }
 
     /// Serves until the server is stopped (SIGINT/SIGTERM, or a handle),
@@ -267,40 +273,51 @@ impl Application {
 
 /// Runs `boxoffice serve` on the system clock until stopped.
 pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    abort_on_panic();
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(args.clone(), Arc::new(SystemClock)).await?;
+        app.stop_on_signals()?;
         println!(
             "boxoffice listening on http://{}",
             with_port(&args.listen, app.port())
         );
-        app.stop_on_signals();
         app.run_until_stopped().await?;
         tracing::info!("stopped");
         Ok(())
     })
 }
 
-/// Waits for SIGTERM (Kubernetes, systemd) or SIGINT (a terminal).
-async fn wait_for_stop_signal() -> &'static str {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
-            }
+/// Makes a panic on any thread end the process at once (SIGABRT), after
+/// the usual report. A panic means an invariant the code relies on broke:
+/// the memory of the thread that panicked (a section, the flusher, the
+/// mailer) can no longer be trusted, and a process that went on would
+/// answer 503 from a dead section forever, or exit 0 with its journal
+/// half-closed. The journal can be trusted: it holds every acknowledged
+/// change, so a restart (Kubernetes restarts the pod) is the recovery,
+/// and clients retry with their Idempotency-Key. Only the binary does
+/// this; a process embedding `Application` (the tests) keeps Rust's
+/// unwinding.
+fn abort_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        tracing::error!(%info, "a thread panicked: aborting (the journal holds every acknowledged change)");
+        std::process::abort();
+    }));
+}
+
+/// Handles SIGTERM (Kubernetes, systemd) and SIGINT (a terminal) from now
+/// on; the future resolves to the name of the first that arrives.
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = &'static str>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "SIGINT"
-    }
+    })
 }
 
 fn with_port(listen: &str, port: u16) -> String {

@@ -364,6 +364,20 @@ pub struct ServeArgs {
     /// Failpoint for tests: journal writes fail after this many batches.
     #[arg(long, hide = true)]
     pub journal_fail_after_batches: Option<u64>,
+
+    /// Failpoint for tests: a panic in a section actor (at the first change
+    /// it applies, before journaling it), the journal's flusher (at its
+    /// first write) or the mailer (at its first send).
+    #[arg(long, hide = true, value_enum)]
+    pub panic_in: Option<PanicIn>,
+}
+
+/// Where the `--panic-in` failpoint panics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PanicIn {
+    Section,
+    Flusher,
+    Mailer,
 }
 
 impl Default for ServeArgs {

@@ -28,6 +28,9 @@ pub struct SectionSettings {
     pub sweep_interval: Duration,
     /// Fixed seed for id secrets (tests); `None` draws from the OS.
     pub seed: Option<u64>,
+    /// Failpoint for tests: a section panics at the first change it
+    /// applies, before journaling it.
+    pub panic_on_change: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -243,10 +246,8 @@ impl Registry {
                 section,
                 self.journal.clone(),
                 Arc::clone(&self.clock),
-                self.settings.seed,
                 Arc::clone(&stats),
-                self.settings.sweep_interval,
-                self.settings.mailbox_capacity,
+                &self.settings,
             );
             let addr = SectionActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
             handles.push(Arc::new(SectionHandle {

@@ -22,6 +22,7 @@ use actix::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::registry::SectionSettings;
 use crate::clock::Clock;
 use crate::domain::{
     Booking, CategoryCounts, Change, CommandError, EventDef, Hold, Outcome, Section, SectionCounts,
@@ -226,23 +227,22 @@ pub struct SectionActor {
     sweep_interval: Duration,
     /// Inbox bound; the registry's in-flight counter keeps below it.
     mailbox_capacity: usize,
+    /// Failpoint for tests: panic at the first change applied.
+    panic_on_change: bool,
 }
 
 impl SectionActor {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         def: Arc<EventDef>,
         mail: Option<Recipient<Enqueue>>,
         section: Section,
         journal: Journal,
         clock: Arc<dyn Clock>,
-        seed: Option<u64>,
         stats: Arc<SectionStats>,
-        sweep_interval: Duration,
-        mailbox_capacity: usize,
+        settings: &SectionSettings,
     ) -> SectionActor {
         let name = Arc::new(SectionName::new(&def.id, &section.layout().id));
-        let rng = match seed {
+        let rng = match settings.seed {
             Some(seed) => {
                 let salt = format!("{}/{}", def.id, section.layout().id)
                     .bytes()
@@ -262,8 +262,9 @@ impl SectionActor {
             clock,
             rng,
             stats,
-            sweep_interval,
-            mailbox_capacity,
+            sweep_interval: settings.sweep_interval,
+            mailbox_capacity: settings.mailbox_capacity,
+            panic_on_change: settings.panic_on_change,
         }
     }
 
@@ -304,6 +305,9 @@ impl SectionActor {
             Command::Cancel { booking, secret } => s.decide_cancel(booking, secret, now)?,
         };
         let record = self.apply(&change, idem);
+        if self.panic_on_change {
+            panic!("failpoint: a section panics with a change applied but not journaled");
+        }
         // Memory moved first; if the journal refuses now, it has failed and
         // refuses every later request too (fail-stop), so the unjournaled
         // change is never shown as done.
@@ -494,16 +498,20 @@ mod tests {
         let clock = Arc::new(ManualClock::new(3_600_000));
         let stats = Arc::new(SectionStats::new(&section.counts()));
         actix::System::new().block_on(async {
+            let settings = SectionSettings {
+                mailbox_capacity: 64,
+                sweep_interval: Duration::from_secs(3600),
+                seed: Some(1),
+                panic_on_change: false,
+            };
             let actor = SectionActor::new(
                 Arc::clone(&def),
                 None,
                 section,
                 journal.clone(),
                 clock,
-                Some(1),
                 Arc::clone(&stats),
-                Duration::from_secs(3600),
-                64,
+                &settings,
             )
             .start();
             let seats = actor.send(GetSeats).await.unwrap().unwrap();

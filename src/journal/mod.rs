@@ -62,6 +62,8 @@ pub struct JournalConfig {
     /// Failpoint for tests: every write after this many batches (in this
     /// run) fails, as a full or broken disk would.
     pub fail_after_batches: Option<u64>,
+    /// Failpoint for tests: the flusher panics at its first write.
+    pub panic_at_write: bool,
 }
 
 impl Default for JournalConfig {
@@ -71,6 +73,7 @@ impl Default for JournalConfig {
             queue_capacity: 65_536,
             sync_data: true,
             fail_after_batches: None,
+            panic_at_write: false,
         }
     }
 }
@@ -529,6 +532,9 @@ fn flusher(
         buf.clear();
         for e in &batch {
             buf.extend_from_slice(&e.bytes);
+        }
+        if config.panic_at_write {
+            panic!("failpoint: the flusher panics at its first write");
         }
         let started = Instant::now();
         let result = if config.fail_after_batches.is_some_and(|n| written >= n) {

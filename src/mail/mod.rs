@@ -70,6 +70,8 @@ pub struct MailSettings {
     pub backoff_max_ms: u64,
     /// Seed for the jitter (tests); `None` draws from the OS.
     pub seed: Option<u64>,
+    /// Failpoint for tests: panic at the first send.
+    pub panic_on_send: bool,
 }
 
 /// Where messages go, checked but not yet connected: the SMTP pool spawns
@@ -355,6 +357,9 @@ impl Mailer {
         }
         let now = self.clock.now_ms();
         for entry in self.outbox.take_due(now, free) {
+            if self.settings.panic_on_send {
+                panic!("failpoint: the mailer panics at its first send");
+            }
             let key = entry.key.clone();
             let message = match self.renderer.render(&entry) {
                 Ok(m) => m,

@@ -10,7 +10,7 @@ use anyhow::Context;
 
 use super::{MailSettings, MailStats, Mailer, Outbox, Renderer, TicketKey, TransportSpec};
 use crate::clock::Clock;
-use crate::config::ServeArgs;
+use crate::config::{PanicIn, ServeArgs};
 use crate::journal::Journal;
 
 /// The mailer's parts, built and checked before anything else starts, so a
@@ -30,6 +30,7 @@ impl MailSetup {
             backoff_base_ms: args.mail_backoff_ms,
             backoff_max_ms: args.mail_backoff_max_ms.max(args.mail_backoff_ms),
             seed: args.seed,
+            panic_on_send: args.panic_in == Some(PanicIn::Mailer),
         };
         let from = args.mail_from.parse().map_err(|e| {
             anyhow::anyhow!(

@@ -94,6 +94,7 @@ impl Application {
             sync_data: args.fdatasync,
             fail_after_batches: args.journal_fail_after_batches,
             panic_at_write: args.panic_in == Some(PanicIn::Flusher),
+            write_delay: Duration::from_millis(args.journal_delay_ms),
         });
         let settings = SectionSettings {
             mailbox_capacity: args.mailbox_capacity as usize,

@@ -365,6 +365,11 @@ pub struct ServeArgs {
     #[arg(long, hide = true)]
     pub journal_fail_after_batches: Option<u64>,
 
+    /// Failpoint for tests: every group commit takes this many
+    /// milliseconds longer, as on a slow disk.
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub journal_delay_ms: u64,
+
     /// Failpoint for tests: a panic in a section actor (at the first change
     /// it applies, before journaling it), the journal's flusher (at its
     /// first write) or the mailer (at its first send).
@@ -381,13 +386,25 @@ pub enum PanicIn {
 }
 
 impl Default for ServeArgs {
+    /// The defaults the flags declare, and nothing else: no `BOXOFFICE_*`
+    /// variable of the environment reaches them (an embedder or a test
+    /// that builds `ServeArgs { .., ..ServeArgs::default() }` gets the same
+    /// settings wherever it runs).
     fn default() -> Self {
-        // Parse an empty command line so the defaults live in one place.
-        match Cli::try_parse_from(["boxoffice", "serve"]) {
+        use clap::{CommandFactory, FromArgMatches};
+        let command = Cli::command().mut_subcommand("serve", |serve| {
+            let ids: Vec<clap::Id> = serve.get_arguments().map(|a| a.get_id().clone()).collect();
+            ids.into_iter()
+                .fold(serve, |serve, id| serve.mut_arg(id, |a| a.env(None)))
+        });
+        let parsed = command
+            .try_get_matches_from(["boxoffice", "serve"])
+            .and_then(|m| Cli::from_arg_matches(&m));
+        match parsed {
             Ok(Cli {
                 command: Some(Command::Serve(args)),
             }) => *args,
-            other => panic!("default arguments parse: {other:?}"),
+            other => panic!("the default settings parse: {other:?}"),
         }
     }
 }
@@ -484,6 +501,24 @@ mod tests {
             Cli {
                 command: Some(Command::Serve(a)),
             } => Ok(*a),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The environment of whoever builds the defaults does not reach them.
+    /// Variables are process-wide and the other tests here parse command
+    /// lines at the same time, so this one sets a valid value of a setting
+    /// none of them looks at.
+    #[test]
+    fn defaults_ignore_the_environment() {
+        std::env::set_var("BOXOFFICE_SNAPSHOT_KEEP", "7");
+        let defaults = ServeArgs::default();
+        let parsed = parse_with_config(["boxoffice", "serve"]);
+        std::env::remove_var("BOXOFFICE_SNAPSHOT_KEEP");
+        assert_eq!(defaults.snapshot_keep, 3);
+        // The command line does read it: the variable was there.
+        match parsed.unwrap().command {
+            Some(Command::Serve(a)) => assert_eq!(a.snapshot_keep, 7),
             other => panic!("{other:?}"),
         }
     }

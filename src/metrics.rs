@@ -7,7 +7,7 @@
 //! scrape time, so the hot paths pay nothing for metrics they already keep.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -221,6 +221,3 @@ impl Metrics {
         String::from_utf8(out).expect("the text format is UTF-8")
     }
 }
-
-/// Shared handle, as `AppState` holds it.
-pub type SharedMetrics = Arc<Metrics>;

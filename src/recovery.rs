@@ -114,10 +114,6 @@ impl<'a> Replay<'a> {
         }
     }
 
-    pub fn state(&self) -> &State {
-        &self.state
-    }
-
     pub fn into_state(self) -> State {
         self.state
     }

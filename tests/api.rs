@@ -775,7 +775,7 @@ fn saturated_section_answers_503_with_retry_after() {
 fn a_second_process_on_the_same_data_dir_fails_fast() {
     let dir = tempfile::tempdir().unwrap();
     let _s = TestServer::start(dir.path());
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+    let mut child = common::boxoffice()
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .stdout(std::process::Stdio::null())

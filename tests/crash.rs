@@ -10,12 +10,12 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{spawn_listening, try_request, Resp};
+use common::{spawn_listening, try_request, Resp, Rng};
 use serde_json::json;
 
 const CLIENTS: usize = 4;
@@ -31,7 +31,7 @@ struct Server {
 
 fn start(dir: &Path) -> Server {
     let (child, base) = spawn_listening(
-        Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+        common::boxoffice()
             // Holds must outlive the whole run: the check counts every
             // acknowledged hold as held (or sold) after the last restart.
             .args([
@@ -64,17 +64,6 @@ struct History {
     /// Holds whose answer never came: at most this many seats may be held
     /// by holds nobody knows the id of.
     unknown_hold_seats_max: usize,
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
 }
 
 fn post(base: &str, path: &str, body: serde_json::Value) -> Result<Resp, String> {
@@ -248,20 +237,12 @@ fn verify(base: &str, h: &mut History) {
 
 #[test]
 fn acknowledged_changes_survive_sigkill() {
-    let seed: u64 = std::env::var("BOXOFFICE_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+    let seed = common::seed("BOXOFFICE_CRASH_SEED");
     let cycles: usize = std::env::var("BOXOFFICE_CRASH_CYCLES")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(20);
-    eprintln!("crash test: BOXOFFICE_CRASH_SEED={seed} cycles={cycles}");
+    eprintln!("crash test: {cycles} cycles");
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
     let history = Mutex::new(History::default());

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 use serde_json::Value;
 
@@ -13,7 +11,7 @@ use serde_json::Value;
 fn a_short_flash_sale_sells_out_consistently() {
     let dir = tempfile::tempdir().unwrap();
     let (mut server, base) = spawn_listening(
-        Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+        common::boxoffice()
             .args([
                 "serve",
                 "--listen",
@@ -37,7 +35,7 @@ fn a_short_flash_sale_sells_out_consistently() {
     );
     assert_eq!(r.status, 201, "{r:?}");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+    let out = common::boxoffice()
         .args([
             "loadgen", "--server", &base, "--event", "flash", "--fans", "300",
         ])

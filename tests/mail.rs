@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -487,7 +487,7 @@ fn every_email_arrives_after_sigkill() {
 
 fn spawn_server(dir: &Path, sink: &SmtpSink) -> (Child, String) {
     spawn_listening(
-        Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+        common::boxoffice()
             .args([
                 "serve",
                 "--listen",
@@ -507,7 +507,7 @@ fn spawn_server(dir: &Path, sink: &SmtpSink) -> (Child, String) {
 /// the setting.
 fn refuses(args: &[&str], needle: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+    let out = common::boxoffice()
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(args)
         .arg("--data-dir")
@@ -541,7 +541,7 @@ fn ticket_verify_checks_tokens_against_the_data_dir_key() {
         qty: None,
     });
     let verify = |token: &str| {
-        Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+        common::boxoffice()
             .args(["ticket", "verify", token, "--data-dir"])
             .arg(dir.path())
             .output()
@@ -569,7 +569,7 @@ fn outbox_commands_list_and_retry_over_the_admin_api() {
     let b = book(&s, "J", json!({"quantity": 1}), "j@example.com");
     let id = format!("{}.confirmation", public_id(b["id"].as_str().unwrap()));
     let cli = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+        common::boxoffice()
             .args(["outbox"])
             .args(args)
             .args(["--server", &s.base, "--admin-token", ADMIN_TOKEN])
@@ -594,7 +594,7 @@ fn outbox_commands_list_and_retry_over_the_admin_api() {
         String::from_utf8_lossy(&out.stderr).contains("409"),
         "{out:?}"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+    let out = common::boxoffice()
         .args([
             "outbox",
             "list",

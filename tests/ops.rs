@@ -153,14 +153,13 @@ fn every_answer_carries_a_request_id() {
 /// exactly the acknowledged holds are there after a restart.
 #[test]
 fn sigterm_under_load_finishes_what_it_accepted() {
-    use std::process::Command;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
     let dir = tempfile::tempdir().unwrap();
     let start = |dir: &std::path::Path| {
         spawn_listening(
-            Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+            common::boxoffice()
                 .args(["serve", "--listen", "127.0.0.1:0"])
                 .args(["--shutdown-delay-ms", "400", "--hold-ttl-secs", "3600"])
                 .arg("--data-dir")
@@ -260,7 +259,7 @@ fn sigterm_under_load_finishes_what_it_accepted() {
 #[test]
 fn configuration_file_environment_and_flags_layer_in_order() {
     use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("from-file");
     let file = dir.path().join("boxoffice.toml");
@@ -272,7 +271,7 @@ fn configuration_file_environment_and_flags_layer_in_order() {
         ),
     )
     .unwrap();
-    let listening = |cmd: &mut Command| {
+    let listening = |cmd: &mut std::process::Command| {
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -289,7 +288,7 @@ fn configuration_file_environment_and_flags_layer_in_order() {
     // The environment beats the file's port 1 (which would not bind);
     // the file still gives the data directory.
     let line = listening(
-        Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+        common::boxoffice()
             .args(["serve", "--config"])
             .arg(&file)
             .env("BOXOFFICE_LISTEN", "127.0.0.1:0"),
@@ -302,7 +301,7 @@ fn configuration_file_environment_and_flags_layer_in_order() {
     assert!(data.join("journal").exists());
     // A flag beats the environment.
     let line = listening(
-        Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+        common::boxoffice()
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(&file)
             .env("BOXOFFICE_LISTEN", "127.0.0.1:1"),
@@ -311,7 +310,7 @@ fn configuration_file_environment_and_flags_layer_in_order() {
     assert!(!line.ends_with(":1"), "{line}");
     // A bad value in the file is refused, naming it.
     std::fs::write(&file, "hold_ttl_secs = 5\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+    let out = common::boxoffice()
         .args(["serve", "--config"])
         .arg(&file)
         .output()
@@ -327,7 +326,7 @@ fn probe_succeeds_against_a_live_server_only() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start(dir.path());
     let probe = |server: &str, path: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+        common::boxoffice()
             .args(["probe", "--server", server, "--path", path])
             .output()
             .unwrap()
@@ -348,7 +347,6 @@ fn probe_succeeds_against_a_live_server_only() {
 /// unavailable window (goal: under a second for the demo arena).
 #[test]
 fn restart_under_load_with_idempotent_retries_loses_nothing() {
-    use std::process::Command;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
@@ -363,7 +361,7 @@ fn restart_under_load_with_idempotent_retries_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let start = || {
         spawn_listening(
-            Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+            common::boxoffice()
                 .args(["serve", "--listen", &listen, "--hold-ttl-secs", "3600"])
                 .arg("--data-dir")
                 .arg(dir.path())
@@ -467,10 +465,10 @@ fn restart_under_load_with_idempotent_retries_loses_nothing() {
 /// `--log-format json` writes one JSON object a line.
 #[test]
 fn json_logs_are_one_object_a_line() {
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
     let (mut child, base) = spawn_listening(
-        Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+        common::boxoffice()
             .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
             .arg("--data-dir")
             .arg(dir.path())

@@ -241,3 +241,86 @@ fn a_panic_anywhere_aborts_and_a_restart_recovers() {
     }
     stop_gracefully(child);
 }
+
+/// Sends `request` on a fresh connection and, `wait` later, resets it
+/// (SO_LINGER 0: an RST, not a FIN), as a phone that loses its network
+/// does; never reads an answer.
+fn send_and_reset(base: &str, request: &[u8], wait: Duration) {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let addr = base.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.write_all(request).unwrap();
+    std::thread::sleep(wait);
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket and a pointer to a linger of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            conn.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    drop(conn);
+}
+
+/// An admin whose connection drops while the event is being created
+/// (here: while its record waits on a slow disk) cancels nothing half-way:
+/// the event, once journaled, is started; its id is not left "being
+/// created"; a retry is told it exists; and it is there after a crash.
+#[test]
+fn event_creation_survives_a_client_hang_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, base) = serve(
+        dir.path(),
+        &["--admin-token", ADMIN_TOKEN, "--journal-delay-ms", "400"],
+    );
+    let body = small_event("gone", &[10], 5, 4).to_string();
+    let raw = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Authorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    // The record is queued within milliseconds and written after 400.
+    send_and_reset(&base, raw.as_bytes(), Duration::from_millis(100));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = request_get(&base, "/v1/events/gone");
+        if r.status == 200 {
+            break;
+        }
+        assert_eq!(r.status, 404);
+        assert!(Instant::now() < deadline, "the event never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let again = request(
+        "POST",
+        &format!("{base}/v1/events"),
+        Some(body.clone()),
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &format!("Bearer {ADMIN_TOKEN}")),
+        ],
+    );
+    assert_eq!(again.status, 409, "{again:?}");
+    assert_eq!(
+        again.body["type"], "urn:boxoffice:problem:event-exists",
+        "{again:?}"
+    );
+    let mut child = child;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (child, base) = serve(dir.path(), &[]);
+    assert_eq!(request_get(&base, "/v1/events/gone").status, 200);
+    stop_gracefully(child);
+}
+
+fn request_get(base: &str, path: &str) -> Resp {
+    request("GET", &format!("{base}{path}"), None, &[])
+}

@@ -6,14 +6,14 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use boxoffice::snapshot::{self, SnapshotError};
 use common::*;
 use serde_json::{json, Value};
 
 fn cli(args: &[&str], paths: &[&Path]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_boxoffice"));
+    let mut c = common::boxoffice();
     c.arg("snapshot").args(args);
     for p in paths {
         c.arg(p);
@@ -339,7 +339,7 @@ fn a_damaged_snapshot_is_skipped_only_when_the_journal_covers_it() {
     let n = bytes.len() / 2;
     bytes[n] ^= 1;
     std::fs::write(&path, bytes).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+    let out = common::boxoffice()
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&restored)
         .output()
@@ -358,23 +358,9 @@ fn a_damaged_snapshot_is_skipped_only_when_the_journal_covers_it() {
 /// whole or absent. Set `BOXOFFICE_SNAPSHOT_CRASH_SEED` to replay.
 #[test]
 fn sigkill_during_restore_or_create_leaves_old_or_new() {
-    let seed: u64 = std::env::var("BOXOFFICE_SNAPSHOT_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    println!("BOXOFFICE_SNAPSHOT_CRASH_SEED={seed}");
-    let mut rng = seed;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let seed = common::seed("BOXOFFICE_SNAPSHOT_CRASH_SEED");
+    let mut rng = common::Rng(seed);
+    let mut next = move || rng.next();
     let src = tempfile::tempdir().unwrap();
     busy_data_dir(src.path());
     let file = src.path().join("f.snap");
@@ -392,7 +378,7 @@ fn sigkill_during_restore_or_create_leaves_old_or_new() {
     reset(&target);
     let (mut old, mut new) = (0, 0);
     for cycle in 0..20 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+        let mut child = common::boxoffice()
             .args(["snapshot", "restore", "--force"])
             .arg(&file)
             .arg("--data-dir")
@@ -424,7 +410,7 @@ fn sigkill_during_restore_or_create_leaves_old_or_new() {
     let out = work.path().join("created.snap");
     for cycle in 0..20 {
         let _ = std::fs::remove_file(&out);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+        let mut child = common::boxoffice()
             .args(["snapshot", "create", "--data-dir"])
             .arg(src.path())
             .arg("--out")
@@ -503,7 +489,7 @@ fn a_live_snapshot_plus_the_journal_after_it_is_the_live_state() {
     assert!(mid > 0);
     let out = tempfile::tempdir().unwrap();
     let file = out.path().join("live.snap");
-    let o = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+    let o = common::boxoffice()
         .args([
             "snapshot",
             "create",

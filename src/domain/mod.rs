@@ -15,7 +15,7 @@ mod ids;
 mod section;
 mod venue;
 
-pub use ids::{is_valid_name, BookingRef, HoldRef, IdError, RefKind, SectionName};
+pub use ids::{is_valid_name, BookingRef, HoldRef, SectionName};
 pub use section::{
     Booking, BookingStatus, CategoryCounts, Change, Claim, CommandError, Hold, HoldEnd, Outcome,
     Section, SectionCounts, SectionParts,

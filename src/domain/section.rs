@@ -610,11 +610,6 @@ impl Section {
         due
     }
 
-    /// The earliest expiry still pending, if any (may be a stale entry).
-    pub fn next_expiry_ms(&self) -> Option<u64> {
-        self.expiries.peek().map(|Reverse((at, _))| *at)
-    }
-
     /// A live hold by seq and secret, or why there is none.
     pub fn find_hold(&self, seq: u64, secret: u64) -> Result<&Hold, CommandError> {
         self.live_hold(seq, secret)

@@ -64,6 +64,9 @@ pub struct JournalConfig {
     pub fail_after_batches: Option<u64>,
     /// Failpoint for tests: the flusher panics at its first write.
     pub panic_at_write: bool,
+    /// Failpoint for tests: every group commit takes this much longer, as
+    /// on a slow disk.
+    pub write_delay: std::time::Duration,
 }
 
 impl Default for JournalConfig {
@@ -74,6 +77,7 @@ impl Default for JournalConfig {
             sync_data: true,
             fail_after_batches: None,
             panic_at_write: false,
+            write_delay: std::time::Duration::ZERO,
         }
     }
 }
@@ -251,36 +255,10 @@ impl Store {
         Ok(store)
     }
 
-    /// Calls `f` with every record in journal order, with the position of
-    /// its batch. Stops at the first error.
-    pub fn replay<E: From<OpenError>>(
-        &mut self,
-        f: impl FnMut(u64, Record) -> Result<(), E>,
-    ) -> Result<(), E> {
-        self.replay_from(0, f)
-    }
-
-    /// The first batch position still in the journal, if any.
-    pub fn first_batch(&self) -> Result<Option<u64>, OpenError> {
-        self.reader().first_batch()
-    }
-
     /// Never hands out a batch position below `position` (after loading a
     /// snapshot that reaches there, new batches must come after it).
     pub fn advance_to(&mut self, position: u64) {
         self.next_batch = self.next_batch.max(position);
-    }
-
-    /// Like [`Store::replay`], from batch `start` on (earlier batches are
-    /// covered by a snapshot).
-    pub fn replay_from<E: From<OpenError>>(
-        &mut self,
-        start: u64,
-        f: impl FnMut(u64, Record) -> Result<(), E>,
-    ) -> Result<(), E> {
-        let next = replay_range(&self.db, start, None, f)?;
-        self.next_batch = self.next_batch.max(start).max(next);
-        Ok(())
     }
 
     /// A read-only view of the journal that stays valid after `start`
@@ -289,11 +267,6 @@ impl Store {
         JournalReader {
             db: self.db.clone(),
         }
-    }
-
-    /// Position the next batch will get.
-    pub fn next_batch(&self) -> u64 {
-        self.next_batch
     }
 
     /// Writes one batch durably: one sled batch, one flush, one fdatasync.
@@ -536,6 +509,9 @@ fn flusher(
         if config.panic_at_write {
             panic!("failpoint: the flusher panics at its first write");
         }
+        if !config.write_delay.is_zero() {
+            std::thread::sleep(config.write_delay);
+        }
         let started = Instant::now();
         let result = if config.fail_after_batches.is_some_and(|n| written >= n) {
             Err(std::io::Error::other("failpoint: journal write refused"))
@@ -680,16 +656,25 @@ impl Journal {
     pub fn stats(&self) -> &JournalStats {
         &self.shared.stats
     }
-
-    /// Records queued but not yet taken by the flusher.
-    pub fn queue_len(&self) -> usize {
-        self.shared.tx.len()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every record of the store, with its batch, and the position after
+    /// the last batch.
+    fn records(store: &Store) -> (Vec<(u64, Record)>, u64) {
+        let mut seen = Vec::new();
+        let next = store
+            .reader()
+            .replay_range(0, None, |b, r| {
+                seen.push((b, r));
+                Ok::<(), OpenError>(())
+            })
+            .unwrap();
+        (seen, next)
+    }
 
     fn rec(i: u64) -> Record {
         Record::EventCreated {
@@ -715,16 +700,10 @@ mod tests {
             drop(journal);
             thread.join().unwrap();
         }
-        let mut store = Store::open(dir.path()).unwrap();
-        let mut seen = Vec::new();
-        store
-            .replay(|_, r| {
-                seen.push(r);
-                Ok::<(), OpenError>(())
-            })
-            .unwrap();
+        let (seen, next) = records(&Store::open(dir.path()).unwrap());
+        let seen: Vec<Record> = seen.into_iter().map(|(_, r)| r).collect();
         assert_eq!(seen, (0..200).map(rec).collect::<Vec<_>>());
-        assert!(store.next_batch() >= 1);
+        assert!(next >= 1);
     }
 
     #[test]
@@ -745,30 +724,15 @@ mod tests {
         };
         write(Store::open(dir.path()).unwrap(), 0);
         let mut store = Store::open(dir.path()).unwrap();
-        let mut seen = 0;
-        store
-            .replay(|_, _| {
-                seen += 1;
-                Ok::<(), OpenError>(())
-            })
-            .unwrap();
-        assert_eq!(seen, 10);
+        let (seen, end) = records(&store);
+        assert_eq!(seen.len(), 10);
         // Beyond what the journal holds, as after loading a snapshot.
-        store.advance_to(store.next_batch() + 5);
-        let next = store.next_batch();
+        let next = end + 5;
+        store.advance_to(next);
         let store = store.reopen().unwrap();
-        assert_eq!(store.next_batch(), next);
         write(store, 10);
-        let mut store = Store::open(dir.path()).unwrap();
-        let mut batches = Vec::new();
-        let mut records = Vec::new();
-        store
-            .replay(|b, r| {
-                batches.push(b);
-                records.push(r);
-                Ok::<(), OpenError>(())
-            })
-            .unwrap();
+        let (seen, _) = records(&Store::open(dir.path()).unwrap());
+        let (batches, records): (Vec<u64>, Vec<Record>) = seen.into_iter().unzip();
         assert_eq!(records, (0..20).map(rec).collect::<Vec<_>>());
         assert!(batches[10..].iter().all(|&b| b >= next));
     }
@@ -797,15 +761,8 @@ mod tests {
         let blobs = dir.path().join("blobs");
         let blob_count = std::fs::read_dir(&blobs).map(|d| d.count()).unwrap_or(0);
         assert_eq!(blob_count, 0, "sled wrote blob files");
-        let mut store = Store::open(dir.path()).unwrap();
-        let mut seen = Vec::new();
-        store
-            .replay(|_, r| {
-                seen.push(r);
-                Ok::<(), OpenError>(())
-            })
-            .unwrap();
-        assert_eq!(seen, vec![big]);
+        let (seen, _) = records(&Store::open(dir.path()).unwrap());
+        assert_eq!(seen, vec![(0, big)]);
     }
 
     #[test]
@@ -838,15 +795,8 @@ mod tests {
         thread.join().unwrap();
         drop(alive);
         // Only the acknowledged record is there.
-        let mut store = Store::open(dir.path()).unwrap();
-        let mut seen = Vec::new();
-        store
-            .replay(|_, r| {
-                seen.push(r);
-                Ok::<(), OpenError>(())
-            })
-            .unwrap();
-        assert_eq!(seen, vec![rec(1)]);
+        let (seen, _) = records(&Store::open(dir.path()).unwrap());
+        assert_eq!(seen, vec![(0, rec(1))]);
     }
 
     #[test]

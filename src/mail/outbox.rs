@@ -335,11 +335,6 @@ impl Outbox {
         out
     }
 
-    /// When the next pending entry is due, if any (may be stale).
-    pub fn next_due_ms(&self) -> Option<u64> {
-        self.schedule.peek().map(|Reverse((at, _))| *at)
-    }
-
     /// Applies what happened to `key`. Unknown keys are ignored: the
     /// outcome of an entry that is gone changes nothing.
     pub fn apply(&mut self, key: &MailKey, outcome: &MailOutcome) {

@@ -232,13 +232,26 @@ pub fn admin() -> [(&'static str, &'static str); 1] {
 }
 
 /// The real binary, in a clean environment: no `BOXOFFICE_*` variable of
-/// whoever runs the tests reaches it.
+/// whoever runs the tests reaches it. It is killed when the test that
+/// started it ends, however it ends: a failed test must not leave a
+/// server behind (cargo would wait on its output for ever).
 pub fn boxoffice() -> Command {
+    use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_boxoffice"));
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("BOXOFFICE_") {
             cmd.env_remove(name);
         }
+    }
+    // SAFETY: prctl is async-signal-safe and touches only the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            // Sent when the thread that spawned the child (the test) ends.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
     cmd
 }
@@ -276,5 +289,34 @@ pub fn spawn_listening(cmd: &mut Command) -> (Child, String) {
                 panic!("the server exited before listening: {other:?}, {status:?}")
             }
         }
+    }
+}
+
+/// The seed of a randomized test: the variable `var` replays a run, else a
+/// fresh one. Printed either way, so any failure can be replayed.
+pub fn seed(var: &str) -> u64 {
+    let seed = std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("{var}={seed}");
+    seed
+}
+
+/// A small seeded generator (splitmix64): the same seed, the same run.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
     }
 }

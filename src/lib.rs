@@ -1,29 +1,33 @@
 //! boxoffice: a seat allocator for high-demand ticket sales.
 //!
-//! Crate map, from the pure core outwards:
+//! Crate map, from the pure core outwards (the layers of ARCHITECTURE.md;
+//! `tests/tidy.rs` holds imports to them):
 //! - [`domain`]: venues, sections, holds, bookings, best-available search.
 //!   Pure: no I/O, no clock, no actix, no sled.
+//! - [`clock`]: the injected clock (system time, or a manual one in tests).
+//! - [`config`]: command-line flags, `BOXOFFICE_*` variables, the TOML file.
+//! - [`data_dir`]: the data directory's layout and its lock.
 //! - [`layout`]: the versioned event/venue file format and its validation
 //!   into domain types.
-//! - [`clock`]: the injected clock (system time, or a manual one in tests).
-//! - [`journal`]: journal records, the sled store with group commit, and
-//!   replay on start-up.
-//! - [`actors`]: one actix actor per section, and the registry that routes
-//!   to them.
-//! - [`http`]: the REST API under `/v1`: routes, DTOs, problem+json errors,
-//!   idempotency, OpenAPI.
-//! - [`loadgen`]: `boxoffice loadgen`, the flash-sale load generator.
-//! - [`mail`]: the durable outbox and the mailer actor that sends the
-//!   confirmation and cancellation emails (SMTP via lettre, or `.eml` files).
-//! - [`metrics`]: Prometheus metrics at `/metrics`.
-//! - [`snapshot`]: the snapshot file format: a checksummed logical dump of
-//!   every section at a journal position; create, verify, restore.
+//! - [`idempotency`]: remembered answers per `Idempotency-Key`.
+//! - [`journal`]: journal records and the sled store with group commit.
+//! - [`mail`]: the durable outbox, rendering, and the mailer actor that
+//!   sends the confirmation and cancellation emails (SMTP or `.eml`).
+//! - [`snapshot`]: the snapshot file format; above recovery, the server's
+//!   snapshotter (`snapshot::scheduler`) and the offline create and
+//!   restore (`snapshot::offline`).
+//! - [`api`]: the REST API's wire types, and the answer of every change.
 //! - [`recovery`]: the state rebuilt from the newest snapshot and the
 //!   journal after it (start-up, the snapshotter, offline tools).
-//! - [`app`]: wiring: open the journal, recover, start actors, bind, serve.
+//! - [`actors`]: one actix actor per section, and the registry that routes
+//!   to them.
+//! - [`metrics`]: Prometheus metrics at `/metrics`.
+//! - [`http`]: the REST API under `/v1` on actix-web: routes, body reading,
+//!   idempotency, problem+json errors, OpenAPI.
+//! - [`app`]: wiring: recover, start everything, bind, serve, stop.
+//! - [`loadgen`]: `boxoffice loadgen`, the flash-sale load generator.
 //! - [`cli`]: operator commands against a running server or a data
-//!   directory (`outbox list|retry`, `ticket verify`).
-//! - [`config`]: command-line flags and `BOXOFFICE_*` environment variables.
+//!   directory (`outbox`, `ticket verify`, `snapshot`).
 
 pub mod actors;
 pub mod api;

@@ -122,6 +122,17 @@ impl<'a> Replay<'a> {
         self.now_ms < tag.at_ms.saturating_add(self.idem_ttl_ms)
     }
 
+    /// Remembers `answer` as the first answer to the request `tag` names.
+    fn remember(&self, tag: &IdemTag, answer: api::Answer) {
+        self.idem.restore(
+            &tag.key,
+            tag.fingerprint,
+            answer.status,
+            answer.body,
+            tag.at_ms,
+        );
+    }
+
     /// Applies one record of journal batch `batch`. A record that does not
     /// fit the state (an unknown event, a change that does not apply) is
     /// an error naming the batch, never a guess.
@@ -149,14 +160,7 @@ impl<'a> Replay<'a> {
                     .collect();
                 if let Some(tag) = tag.filter(|t| self.fresh(t)) {
                     let counts: Vec<_> = sections.iter().map(|s| s.counts().by_category).collect();
-                    let answer = api::event_created(&def, &counts);
-                    self.idem.restore(
-                        &tag.key,
-                        tag.fingerprint,
-                        answer.status,
-                        answer.body,
-                        tag.at_ms,
-                    );
+                    self.remember(&tag, api::event_created(&def, &counts));
                 }
                 self.state.events.insert(
                     def.id.clone(),
@@ -189,13 +193,7 @@ impl<'a> Replay<'a> {
                 if let Some(tag) = fresh_tag {
                     if let Some(outcome) = s.outcome(&change) {
                         let answer = api::answer(&e.def, s.layout(), &outcome);
-                        self.idem.restore(
-                            &tag.key,
-                            tag.fingerprint,
-                            answer.status,
-                            answer.body,
-                            tag.at_ms,
-                        );
+                        self.remember(&tag, answer);
                     }
                 }
             }

@@ -233,6 +233,7 @@ fn confirm_and_cancel() {
     );
 }
 
+/// Invariant 3: a hold expires on time and its seats return.
 #[test]
 fn holds_expire_on_time() {
     let dir = tempfile::tempdir().unwrap();
@@ -270,6 +271,8 @@ fn holds_expire_on_time() {
     );
 }
 
+/// Invariant 4: every kind of bad input is a 4xx problem and changes
+/// nothing.
 #[test]
 fn bad_input_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -729,6 +732,7 @@ fn openapi_document_describes_the_api() {
     assert_eq!(s.get("/readyz").status, 200);
 }
 
+/// Invariant 6: a saturated section refuses at once, with Retry-After.
 #[test]
 fn saturated_section_answers_503_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,4 +1,4 @@
-//! Crash safety of the real binary: clients hold, confirm and release while
+//! Invariants 1 and 2. Crash safety of the real binary: clients hold, confirm and release while
 //! the server is killed with SIGKILL at a random moment; after each restart
 //! every acknowledged change must be there, nothing unacknowledged may be
 //! half there, and no seat may have two owners.

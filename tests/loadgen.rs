@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use serde_json::Value;
 
+/// Invariant 1 under a flash sale: nothing oversold, every count adds up.
 #[test]
 fn a_short_flash_sale_sells_out_consistently() {
     let dir = tempfile::tempdir().unwrap();

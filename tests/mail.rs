@@ -1,4 +1,5 @@
-//! The mailer against a real SMTP server over TCP (tests/common/smtp.rs):
+//! Invariant 5. The mailer against a real SMTP server over TCP
+//! (tests/common/smtp.rs):
 //! what is delivered, and that every confirmation arrives through refusals,
 //! stalls, dropped connections, outages and SIGKILL, with duplicates only
 //! ever carrying the same Message-ID.

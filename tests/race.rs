@@ -1,5 +1,5 @@
-//! Many clients fight over the same few seats at once. Whatever the
-//! interleaving: no seat is held or sold twice, and free + held + sold is
+//! Invariant 1. Many clients fight over the same few seats at once.
+//! Whatever the interleaving: no seat is held or sold twice, and free + held + sold is
 //! the capacity, with every count matching what clients were told.
 
 mod common;

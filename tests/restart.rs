@@ -1,5 +1,5 @@
-//! The real binary across restarts: a retry after a crash gets the very
-//! answer the first request got; a panic anywhere ends the process, and
+//! Invariants 2 and 5. The real binary across restarts: a retry after a
+//! crash gets the very answer the first request got; a panic anywhere ends the process, and
 //! the restart recovers exactly what was acknowledged.
 
 mod common;

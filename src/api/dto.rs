@@ -12,6 +12,8 @@ use crate::domain::{
     Booking, BookingRef, BookingStatus, CategoryCounts, Claim, EventDef, Hold, HoldRef,
     SectionCounts, SectionKind, SectionLayout,
 };
+use crate::mail::OutboxList;
+use crate::snapshot::{Header, SnapshotError};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -355,6 +357,14 @@ pub struct OutboxListDto {
     pub entries: Vec<OutboxEntryDto>,
 }
 
+pub fn outbox_list_dto(list: &OutboxList) -> OutboxListDto {
+    OutboxListDto {
+        pending: list.pending,
+        dead: list.dead,
+        entries: list.items.iter().map(outbox_entry_dto).collect(),
+    }
+}
+
 pub fn outbox_entry_dto(item: &crate::mail::OutboxItem) -> OutboxEntryDto {
     use crate::mail::SlotState;
     OutboxEntryDto {
@@ -370,5 +380,39 @@ pub fn outbox_entry_dto(item: &crate::mail::OutboxItem) -> OutboxEntryDto {
         attempts: item.attempts,
         next_attempt_at: (item.state == SlotState::Pending).then(|| rfc3339_ms(item.next_at_ms)),
         last_error: item.last_error.clone(),
+    }
+}
+
+/// One snapshot file of the data directory, as operators see it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SnapshotFileDto {
+    /// The journal position it reaches (its name).
+    pub position: u64,
+    pub bytes: u64,
+    /// The file's header (`boxoffice.snapshot/1`), or `{"error": …}` when
+    /// it does not read; the checksum is not checked by a listing.
+    #[schema(value_type = Object)]
+    pub header: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SnapshotListDto {
+    /// Newest first.
+    pub snapshots: Vec<SnapshotFileDto>,
+}
+
+pub fn snapshot_file_dto(
+    position: u64,
+    bytes: u64,
+    header: Result<Header, SnapshotError>,
+) -> SnapshotFileDto {
+    let header = match header {
+        Ok(h) => serde_json::to_value(h).unwrap_or_default(),
+        Err(e) => serde_json::json!({"error": e.to_string()}),
+    };
+    SnapshotFileDto {
+        position,
+        bytes,
+        header,
     }
 }

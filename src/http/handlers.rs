@@ -183,11 +183,7 @@ pub async fn list_outbox(
         .send(crate::mail::ListOutbox { dead, limit })
         .await
         .map_err(|_| ApiError::unavailable())?;
-    Ok(HttpResponse::Ok().json(OutboxListDto {
-        pending: list.pending,
-        dead: list.dead,
-        entries: list.items.iter().map(outbox_entry_dto).collect(),
-    }))
+    Ok(HttpResponse::Ok().json(outbox_list_dto(&list)))
 }
 
 /// Puts a dead letter back in the queue (admin).
@@ -257,7 +253,7 @@ pub async fn create_snapshot(
 /// Lists the snapshots in the data directory, newest first (admin).
 #[utoipa::path(get, path = "/v1/admin/snapshots", tag = "admin",
     security(("admin_token" = [])),
-    responses((status = 200, description = "Snapshot files with their headers"),
+    responses((status = 200, description = "Snapshot files with their headers", body = SnapshotListDto),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_snapshots(
@@ -271,10 +267,7 @@ pub async fn list_snapshots(
             l.into_iter()
                 .map(|(position, path)| {
                     let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
-                    let header = crate::snapshot::read_header(&path)
-                        .map(|h| serde_json::to_value(h).unwrap_or_default())
-                        .unwrap_or_else(|e| serde_json::json!({"error": e.to_string()}));
-                    serde_json::json!({"position": position, "bytes": bytes, "header": header})
+                    snapshot_file_dto(position, bytes, crate::snapshot::read_header(&path))
                 })
                 .collect::<Vec<_>>()
         })
@@ -285,7 +278,7 @@ pub async fn list_snapshots(
         tracing::error!(error = %e, "cannot list snapshots");
         ApiError::internal()
     })?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "snapshots": listed })))
+    Ok(HttpResponse::Ok().json(SnapshotListDto { snapshots: listed }))
 }
 
 /// Downloads one snapshot file by its journal position (admin).

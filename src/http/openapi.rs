@@ -38,7 +38,7 @@ use crate::layout::{CategorySpec, EventSpec, RowSpec, SectionSpec, StandingSpec,
     components(schemas(
         Problem, HoldRequest, HoldDto, ConfirmRequest, BookingDto, EventSummary, EventDetail,
         CategoryDto, SectionSummary, SectionCategoryDto, SeatMapDto, Availability,
-        OutboxEntryDto, OutboxListDto,
+        OutboxEntryDto, OutboxListDto, SnapshotFileDto, SnapshotListDto,
         EventSpec, CategorySpec, VenueSpec, SectionSpec, RowSpec, StandingSpec,
     )),
     modifiers(&AdminToken),

@@ -676,6 +676,16 @@ mod tests {
         (seen, next)
     }
 
+    /// Appends `r` and waits until it is durable.
+    fn append_durably(journal: &Journal, r: &Record) {
+        journal
+            .append(encode(r))
+            .unwrap()
+            .blocking_recv()
+            .unwrap()
+            .unwrap();
+    }
+
     fn rec(i: u64) -> Record {
         Record::EventCreated {
             spec_json: "x".repeat((i as usize * 7919) % 50_000),
@@ -712,12 +722,7 @@ mod tests {
         let write = |store: Store, from: u64| {
             let (journal, thread) = store.start(JournalConfig::default());
             for i in from..from + 10 {
-                journal
-                    .append(encode(&rec(i)))
-                    .unwrap()
-                    .blocking_recv()
-                    .unwrap()
-                    .unwrap();
+                append_durably(&journal, &rec(i));
             }
             drop(journal);
             thread.join().unwrap();
@@ -749,12 +754,7 @@ mod tests {
             let (journal, thread) = Store::open(dir.path())
                 .unwrap()
                 .start(JournalConfig::default());
-            journal
-                .append(encode(&big))
-                .unwrap()
-                .blocking_recv()
-                .unwrap()
-                .unwrap();
+            append_durably(&journal, &big);
             drop(journal);
             thread.join().unwrap();
         }
@@ -772,12 +772,7 @@ mod tests {
             fail_after_batches: Some(1),
             ..JournalConfig::default()
         });
-        assert!(journal
-            .append(encode(&rec(1)))
-            .unwrap()
-            .blocking_recv()
-            .unwrap()
-            .is_ok());
+        append_durably(&journal, &rec(1));
         let r = journal
             .append(encode(&rec(2)))
             .unwrap()

@@ -10,8 +10,8 @@
 mod registry;
 mod section;
 
-pub use registry::{EventEntry, Registry, RegistryError, SectionHandle, SectionSettings};
+pub use registry::{EventEntry, Registry, RegistryError, SectionHandle};
 pub use section::{
     ChangeRequest, Command, GetBooking, GetHold, GetSeats, SeatsView, SectionActor, SectionError,
-    SectionStats, WhatToHold, CHANGE_KINDS, EXPIRIES_PER_STEP_MAX,
+    SectionSettings, SectionStats, WhatToHold, CHANGE_KINDS, EXPIRIES_PER_STEP_MAX,
 };

@@ -9,29 +9,17 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::section::{ChangeRequest, Command, SectionActor, SectionError, SectionStats};
+use super::section::{
+    ChangeRequest, Command, SectionActor, SectionError, SectionSettings, SectionStats,
+};
 use crate::clock::Clock;
 use crate::domain::{EventDef, Outcome, Section, SectionLayout};
 use crate::journal::{encode, IdemTag, Journal, Record};
 use crate::layout::EventSpec;
 use crate::mail::Enqueue;
-
-#[derive(Debug, Clone)]
-pub struct SectionSettings {
-    /// Most requests in flight per section (queued or awaiting durability).
-    pub mailbox_capacity: usize,
-    /// How often a section looks for expired holds.
-    pub sweep_interval: Duration,
-    /// Fixed seed for id secrets (tests); `None` draws from the OS.
-    pub seed: Option<u64>,
-    /// Failpoint for tests: a section panics at the first change it
-    /// applies, before journaling it.
-    pub panic_on_change: bool,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {

@@ -22,7 +22,6 @@ use actix::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::registry::SectionSettings;
 use crate::clock::Clock;
 use crate::domain::{
     Booking, CategoryCounts, Change, CommandError, EventDef, Hold, Outcome, Section, SectionCounts,
@@ -126,6 +125,19 @@ impl SectionStats {
     pub fn by_category(&self) -> Vec<CategoryCounts> {
         self.counts.iter().map(AtomicCounts::load).collect()
     }
+}
+
+#[derive(Debug, Clone)]
+pub struct SectionSettings {
+    /// Most requests in flight per section (queued or awaiting durability).
+    pub mailbox_capacity: usize,
+    /// How often a section looks for expired holds.
+    pub sweep_interval: Duration,
+    /// Fixed seed for id secrets (tests); `None` draws from the OS.
+    pub seed: Option<u64>,
+    /// Failpoint for tests: a section panics at the first change it
+    /// applies, before journaling it.
+    pub panic_on_change: bool,
 }
 
 /// What to hold.

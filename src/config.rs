@@ -43,6 +43,24 @@ pub enum Command {
         #[arg(long, default_value = "/healthz")]
         path: String,
     },
+    /// The shard map: check it, and render the Kubernetes routes from it.
+    #[command(subcommand)]
+    Shards(ShardsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ShardsCommand {
+    /// Print the Services and the Ingress that route each event of the
+    /// map to its shard (deploy/base/routes.yaml is this output).
+    Routes {
+        /// The shard map (TOML).
+        #[arg(long)]
+        map: PathBuf,
+        /// The StatefulSet's name: pods are `<set>-<ordinal>`, Services
+        /// `<set>-shard-<ordinal>`, and `<set>` is the Service of all.
+        #[arg(long, default_value = "boxoffice")]
+        set: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -225,6 +243,18 @@ pub struct ServeArgs {
     /// disabled without one.
     #[arg(long, env = "BOXOFFICE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+
+    /// The shard map (TOML: which shard owns which events). With it (and
+    /// `--shard`), the server serves only its own events and answers
+    /// `421` naming the owner for any other; without it, it serves every
+    /// event.
+    #[arg(long, env = "BOXOFFICE_SHARD_MAP")]
+    pub shard_map: Option<PathBuf>,
+
+    /// This server's shard name in the shard map: its StatefulSet pod
+    /// name (`boxoffice-0`).
+    #[arg(long, env = "BOXOFFICE_SHARD")]
+    pub shard: Option<String>,
 
     /// Create the demo event `demo` on first start.
     #[arg(long, env = "BOXOFFICE_DEMO", default_value_t = true, action = clap::ArgAction::Set)]
@@ -536,6 +566,32 @@ mod tests {
         assert_eq!(a.data_dir, PathBuf::from("/srv/bx"));
         // Untouched settings keep their defaults.
         assert_eq!(a.hold_ttl_secs, 420);
+    }
+
+    /// The settings deploy/ ships are ones the server takes.
+    #[test]
+    fn the_shipped_configuration_parses() {
+        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/base/boxoffice.toml");
+        let args = [
+            "boxoffice",
+            "serve",
+            "--config",
+            file,
+            "--shard",
+            "boxoffice-0",
+        ];
+        match parse_with_config(args).map_err(|e| e.to_string()).unwrap() {
+            Cli {
+                command: Some(Command::Serve(a)),
+            } => {
+                assert_eq!(
+                    a.shard_map,
+                    Some(PathBuf::from("/etc/boxoffice/shards.toml"))
+                );
+                assert_eq!(a.listen, "0.0.0.0:8080");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

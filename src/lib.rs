@@ -10,6 +10,8 @@
 //! - [`layout`]: the versioned event/venue file format and its validation
 //!   into domain types.
 //! - [`idempotency`]: remembered answers per `Idempotency-Key`.
+//! - [`shard`]: the shard map (which shard owns which events) and the
+//!   Kubernetes routes rendered from it.
 //! - [`journal`]: journal records and the sled store with group commit.
 //! - [`mail`]: the durable outbox, rendering, and the mailer actor that
 //!   sends the confirmation and cancellation emails (SMTP or `.eml`).
@@ -45,4 +47,5 @@ pub mod loadgen;
 pub mod mail;
 pub mod metrics;
 pub mod recovery;
+pub mod shard;
 pub mod snapshot;

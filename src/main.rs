@@ -31,5 +31,6 @@ fn main() -> anyhow::Result<()> {
         Command::Snapshot(cmd) => boxoffice::cli::snapshot(cmd),
         Command::Loadgen(args) => boxoffice::loadgen::run(args),
         Command::Probe { server, path } => boxoffice::cli::probe(&server, &path),
+        Command::Shards(cmd) => boxoffice::cli::shards(cmd),
     }
 }

@@ -110,7 +110,17 @@ fn metrics_parse_and_move_with_traffic() {
             >= 3.0
     );
     assert!(at(&after, "boxoffice_journal_flush_seconds_count") >= 1.0);
-    assert!(at(&after, r#"boxoffice_mail_total{event="queued"}"#) >= 1.0);
+    // The email reaches the mailer after the confirm's answer (nothing
+    // waits for the mailer): give it a moment.
+    let queued = r#"boxoffice_mail_total{event="queued"}"#;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while at(&scrape(&s), queued) < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the email never reached the mailer"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     assert!(at(&after, "process_resident_memory_bytes") > 0.0);
     let latency = r#"boxoffice_http_request_seconds_count{route="/v1/events/{event}/holds"}"#;
     assert_eq!(at(&after, latency) - at(&before, latency), 3.0);

@@ -25,6 +25,7 @@ const LAYERS: &[(&str, u32)] = &[
     // Formats and bookkeeping over the domain.
     ("layout", 1),
     ("idempotency", 1),
+    ("shard", 1),
     ("journal", 2),
     ("mail", 3),
     ("snapshot", 4),

@@ -120,6 +120,23 @@ impl ApiError {
         .retry_after(5)
     }
 
+    /// The request is for an event another shard serves (`owner`), or
+    /// that no shard serves.
+    pub fn misdirected(event: &str, owner: Option<&str>) -> ApiError {
+        let detail = match owner {
+            Some(shard) => format!("event {event:?} is served by shard {shard:?}, not this one"),
+            None => format!("no shard serves event {event:?}"),
+        };
+        ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "misdirected",
+            "Wrong shard",
+            detail,
+        )
+        .with("event", event)
+        .with("shard", owner)
+    }
+
     pub fn internal() -> ApiError {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

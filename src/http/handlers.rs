@@ -76,6 +76,7 @@ pub async fn list_events(state: web::Data<AppState>) -> HttpResponse {
         .registry
         .events()
         .iter()
+        .filter(|e| state.own(&e.def.id).is_ok())
         .map(|e| event_detail_of(e).summary)
         .collect();
     HttpResponse::Ok().json(events)
@@ -102,6 +103,7 @@ pub async fn get_event(
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The event exists", body = Problem, content_type = "application/problem+json"),
+        (status = 421, description = "Another shard serves this event", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_event(
     state: web::Data<AppState>,
@@ -114,6 +116,7 @@ pub async fn create_event(
     let def = spec
         .build()
         .map_err(|e| ApiError::invalid(e.to_string()).with("field", e.path.clone()))?;
+    state.own(&def.id)?;
     let registry = Arc::clone(&state.registry);
     idempotent(&state, &req, &raw, move |idem| async move {
         let entry = registry

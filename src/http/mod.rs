@@ -27,6 +27,7 @@ use crate::actors::Registry;
 use crate::api::Answer;
 use crate::idempotency::{Begin, IdempotencyStore};
 use crate::journal::IdemTag;
+use crate::shard::{event_of_path, Sharding};
 pub use error::ApiError;
 
 /// Largest body of a fan's request.
@@ -49,6 +50,20 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Set on SIGTERM/SIGINT: `/readyz` answers 503 from then on.
     pub shutting_down: Arc<std::sync::atomic::AtomicBool>,
+    /// This server's shard and the map; `None` serves every event.
+    pub sharding: Option<Sharding>,
+}
+
+impl AppState {
+    /// Refuses an event another shard serves (or none does).
+    pub fn own(&self, event: &str) -> Result<(), ApiError> {
+        match &self.sharding {
+            Some(s) => s
+                .check(event)
+                .map_err(|owner| ApiError::misdirected(event, owner)),
+            None => Ok(()),
+        }
+    }
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -275,6 +290,27 @@ where
             let answer = task.await.map_err(|_| ApiError::internal())??;
             Ok(answer_response(answer))
         }
+    }
+}
+
+/// Middleware: a request whose path names an event this shard does not
+/// serve is refused with `421` naming the owner, before its body is read
+/// or it is routed. (Event creation names its event in the body: the
+/// handler checks it.)
+pub async fn keep_to_own_events(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_web::ResponseError;
+    let refusal = req
+        .app_data::<web::Data<AppState>>()
+        .filter(|s| s.sharding.is_some())
+        .and_then(|s| s.own(&event_of_path(req.path())?).err());
+    match refusal {
+        Some(err) => Ok(req
+            .into_response(err.error_response())
+            .map_into_right_body()),
+        None => next.call(req).await.map(|r| r.map_into_left_body()),
     }
 }
 

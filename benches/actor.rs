@@ -94,7 +94,13 @@ where
 /// Holds the best seat of `section`.
 async fn hold_one(section: &boxoffice::actors::SectionHandle) -> Hold {
     let outcome = section
-        .change(Command::Hold(WhatToHold::Best(1)), None)
+        .change(
+            Command::Hold {
+                what: WhatToHold::Best(1),
+                fan: support::fan(),
+            },
+            None,
+        )
         .await
         .unwrap();
     let Outcome::Held(hold) = outcome else {
@@ -125,7 +131,11 @@ fn round_trip(c: &mut Criterion) {
                     let (i, hold, secret) = holds[f];
                     for _ in 0..PER_FAN {
                         event.sections()[i]
-                            .ask(GetHold { hold, secret })
+                            .ask(GetHold {
+                                hold,
+                                secret,
+                                fan: support::fan(),
+                            })
                             .await
                             .unwrap();
                     }
@@ -153,6 +163,7 @@ fn durable_hold_release(c: &mut Criterion) {
                         let release = Command::Release {
                             hold: hold.seq,
                             secret: hold.secret,
+                            fan: hold.fan,
                         };
                         section.change(release, None).await.unwrap();
                     }

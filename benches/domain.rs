@@ -8,12 +8,14 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use boxoffice::domain::Change;
+use boxoffice::domain::{Caller, Change};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 fn hold_release(c: &mut Criterion) {
     let mut g = c.benchmark_group("domain");
     g.throughput(Throughput::Elements(1));
+    let fan = support::fan();
+    let by = Caller::Fan(fan.clone());
     let mut s = support::section(40, 25);
     let seats = s.layout().capacity();
     let mut i = 0u32;
@@ -25,7 +27,7 @@ fn hold_release(c: &mut Criterion) {
             if live.len() < (seats / 2) as usize {
                 let seat = [i % seats];
                 i = i.wrapping_add(1);
-                if let Ok(change) = s.decide_hold_seats(&seat, 1_000, 42) {
+                if let Ok(change) = s.decide_hold_seats(&seat, &fan, 1_000, 42) {
                     if let Change::HoldCreated { hold, .. } = change {
                         live.push_back(hold);
                     }
@@ -33,7 +35,7 @@ fn hold_release(c: &mut Criterion) {
                 }
             } else {
                 let hold = live.pop_front().unwrap();
-                let change = s.decide_release(hold, 42, 2_000).unwrap();
+                let change = s.decide_release(hold, 42, &fan, 2_000).unwrap();
                 s.apply(&change).unwrap();
             }
         })
@@ -45,19 +47,19 @@ fn hold_release(c: &mut Criterion) {
     g.bench_function("hold_confirm_cancel", |b| {
         b.iter(|| {
             n += 1;
-            let hold = s.decide_hold_best(2, n, n).unwrap();
+            let hold = s.decide_hold_best(2, &fan, n, n).unwrap();
             s.apply(&hold).unwrap();
             let Change::HoldCreated { hold, .. } = hold else {
                 unreachable!()
             };
             let confirm = s
-                .decide_confirm(hold, n, "fan@example.com".into(), "pay".into(), n, n)
+                .decide_confirm(hold, n, &fan, "fan@example.com".into(), "pay".into(), n, n)
                 .unwrap();
             s.apply(&confirm).unwrap();
             let Change::HoldConfirmed { booking, .. } = confirm else {
                 unreachable!()
             };
-            let cancel = s.decide_cancel(booking, n, n).unwrap();
+            let cancel = s.decide_cancel(booking, n, &by, n).unwrap();
             s.apply(&cancel).unwrap();
         })
     });
@@ -67,12 +69,13 @@ fn hold_release(c: &mut Criterion) {
 fn best_available(c: &mut Criterion) {
     let mut g = c.benchmark_group("best_available_4");
     g.throughput(Throughput::Elements(1));
+    let fan = support::fan();
     for (rows, per_row) in [(4, 25), (40, 25), (100, 100)] {
         let mut s = support::section(rows, per_row);
         support::fragment_front_half(&mut s);
         let cap = s.layout().capacity();
         g.bench_with_input(BenchmarkId::from_parameter(cap), &s, |b, s| {
-            b.iter(|| black_box(s.decide_hold_best(4, 0, 7).unwrap()))
+            b.iter(|| black_box(s.decide_hold_best(4, &fan, 0, 7).unwrap()))
         });
     }
     g.finish();
@@ -82,7 +85,7 @@ fn best_available(c: &mut Criterion) {
     let mut s = support::section(100, 100);
     support::fill_front_rows(&mut s, 90);
     g.bench_function("10000", |b| {
-        b.iter(|| black_box(s.decide_hold_best(2, 0, 7).unwrap()))
+        b.iter(|| black_box(s.decide_hold_best(2, &fan, 0, 7).unwrap()))
     });
     g.finish();
 }
@@ -98,8 +101,9 @@ fn expiry_sweep(c: &mut Criterion) {
         b.iter_batched_ref(
             || {
                 let mut s = support::section(100, 100);
+                let fan = support::fan();
                 for k in 0..DUE {
-                    let c = s.decide_hold_seats(&[k * 3], 0, 1).unwrap();
+                    let c = s.decide_hold_seats(&[k * 3], &fan, 0, 1).unwrap();
                     s.apply(&c).unwrap();
                 }
                 s

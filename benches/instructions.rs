@@ -27,7 +27,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use boxoffice::api::dto::HoldRequest;
-use boxoffice::domain::{Change, Hold, Outcome, Section, SectionKind};
+use boxoffice::domain::{Caller, Change, Hold, Outcome, Section, SectionKind};
 use boxoffice::idempotency::{Begin, IdempotencyStore};
 use boxoffice::journal::{decode_all, encode, ChangeRecord, IdemTag, Record};
 use boxoffice::mail::Outbox;
@@ -120,6 +120,7 @@ const BENCHES: &[Bench] = &[
 /// Holds a seat, or releases the oldest hold once half the section is
 /// held: one decide + apply per operation, the section half full.
 fn hold_or_release() -> Box<dyn FnMut()> {
+    let fan = support::fan();
     let mut s = support::section(40, 25);
     let seats = s.layout().capacity();
     let mut next = 0u32;
@@ -128,7 +129,7 @@ fn hold_or_release() -> Box<dyn FnMut()> {
         if live.len() < (seats / 2) as usize {
             let seat = next % seats;
             next = next.wrapping_add(1);
-            if let Ok(change) = s.decide_hold_seats(&[seat], 1_000, 42) {
+            if let Ok(change) = s.decide_hold_seats(&[seat], &fan, 1_000, 42) {
                 if let Change::HoldCreated { hold, .. } = change {
                     live.push_back(hold);
                 }
@@ -136,49 +137,61 @@ fn hold_or_release() -> Box<dyn FnMut()> {
             }
         } else {
             let hold = live.pop_front().expect("a live hold");
-            let change = s.decide_release(hold, 42, 2_000).expect("live");
+            let change = s.decide_release(hold, 42, &fan, 2_000).expect("live");
             s.apply(&change).expect("applies");
         }
     })
 }
 
 fn best_available(rows: u32, per_row: u32) -> Box<dyn FnMut()> {
+    let fan = support::fan();
     let mut s = support::section(rows, per_row);
     support::fragment_front_half(&mut s);
     Box::new(move || {
-        std::hint::black_box(s.decide_hold_best(4, 0, 7).expect("a block of 4"));
+        std::hint::black_box(s.decide_hold_best(4, &fan, 0, 7).expect("a block of 4"));
     })
 }
 
 /// The best 2 together in a 100 × 100 section whose first 90 rows are
 /// taken: the search walks past 90 full rows.
 fn best_available_behind_full_rows() -> Box<dyn FnMut()> {
+    let fan = support::fan();
     let mut s = support::section(100, 100);
     support::fill_front_rows(&mut s, 90);
     Box::new(move || {
-        std::hint::black_box(s.decide_hold_best(2, 0, 7).expect("a block of 2"));
+        std::hint::black_box(s.decide_hold_best(2, &fan, 0, 7).expect("a block of 2"));
     })
 }
 
 /// Best 2 together, confirm, cancel: three changes, the seats free again.
 fn hold_confirm_cancel() -> Box<dyn FnMut()> {
+    let fan = support::fan();
+    let by = Caller::Fan(fan.clone());
     let mut s = support::section(40, 25);
     let mut i = 0u64;
     Box::new(move || {
         i += 1;
-        let hold = s.decide_hold_best(2, i, i).expect("free seats");
+        let hold = s.decide_hold_best(2, &fan, i, i).expect("free seats");
         s.apply(&hold).expect("applies");
         let Change::HoldCreated { hold, .. } = hold else {
             unreachable!()
         };
         let confirm = s
-            .decide_confirm(hold, i, "fan@example.com".into(), "pay_1234".into(), i, i)
+            .decide_confirm(
+                hold,
+                i,
+                &fan,
+                "fan@example.com".into(),
+                "pay_1234".into(),
+                i,
+                i,
+            )
             .expect("live hold");
         s.apply(&confirm).expect("applies");
         let Change::HoldConfirmed { booking, .. } = confirm else {
             unreachable!()
         };
-        let cancel = s.decide_cancel(booking, i, i).expect("confirmed");
+        let cancel = s.decide_cancel(booking, i, &by, i).expect("confirmed");
         s.apply(&cancel).expect("applies");
     })
 }
@@ -186,10 +199,11 @@ fn hold_confirm_cancel() -> Box<dyn FnMut()> {
 /// 5,000 single-seat holds due one millisecond apart; each operation
 /// expires the next one due.
 fn expire_one() -> Box<dyn FnMut()> {
+    let fan = support::fan();
     let mut s = support::section(100, 100);
     for seat in 0..5_000u32 {
         let c = s
-            .decide_hold_seats(&[seat * 2], u64::from(seat), 1)
+            .decide_hold_seats(&[seat * 2], &fan, u64::from(seat), 1)
             .expect("free");
         s.apply(&c).expect("applies");
     }
@@ -210,6 +224,7 @@ fn hold_record(i: u64) -> Record {
         change: ChangeRecord::from(&Change::HoldCreated {
             hold: i,
             secret: i.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            fan: support::fan(),
             claim: boxoffice::domain::Claim::Seats(vec![7, 8].into()),
             created_at_ms: 1_795_392_000_000,
             expires_at_ms: 1_795_392_420_000,
@@ -235,6 +250,7 @@ fn encode_hold_record() -> Box<dyn FnMut()> {
 /// `Replay::apply` (find the event and section, one of 20, apply the
 /// change). Records alternate holds and releases.
 fn replay_record() -> Box<dyn FnMut()> {
+    let fan = support::fan();
     let spec = support::event_json("b", 20, 10, 50, 4, 600);
     let def = support::event(&spec);
     let mut live: Vec<Section> = def
@@ -250,13 +266,13 @@ fn replay_record() -> Box<dyn FnMut()> {
     for i in 0..BENCHES_REPLAY_HOLDS {
         let s = &mut live[(i % 20) as usize];
         let hold = s
-            .decide_hold_best(1 + (i % 4) as u32, i, i)
+            .decide_hold_best(1 + (i % 4) as u32, &fan, i, i)
             .expect("free seats");
         s.apply(&hold).expect("applies");
         let Change::HoldCreated { hold: h, .. } = hold else {
             unreachable!()
         };
-        let release = s.decide_release(h, i, i + 1).expect("live");
+        let release = s.decide_release(h, i, &fan, i + 1).expect("live");
         s.apply(&release).expect("applies");
         for c in [&hold, &release] {
             frames.push(encode(&Record::Section {
@@ -295,6 +311,7 @@ fn hold_request() -> Box<dyn FnMut()> {
     let held = Outcome::Held(Hold {
         seq: 0x2a,
         secret: 0x5f1c_9e0b_7d3a_8642,
+        fan: support::fan(),
         claim: boxoffice::domain::Claim::Seats(vec![282, 283].into()),
         created_at_ms: 1_795_392_000_000,
         expires_at_ms: 1_795_392_420_000,
@@ -334,17 +351,18 @@ fn idempotency() -> Box<dyn FnMut()> {
 /// A 10,000-seat section, a third of it sold in bookings of 2: capture
 /// and encode it as a snapshot.
 fn snapshot_section() -> Box<dyn FnMut()> {
+    let fan = support::fan();
     let json = support::event_json("snap", 1, 100, 100, 4, 600);
     let def = support::event(&json);
     let mut s = Section::new(Arc::clone(&def.sections[0]), def.limits);
     for i in 0..1_700u64 {
-        let hold = s.decide_hold_best(2, i, i).expect("free seats");
+        let hold = s.decide_hold_best(2, &fan, i, i).expect("free seats");
         s.apply(&hold).expect("applies");
         let Change::HoldCreated { hold, .. } = hold else {
             unreachable!()
         };
         let c = s
-            .decide_confirm(hold, i, "fan@example.com".into(), "pay".into(), i, i)
+            .decide_confirm(hold, i, &fan, "fan@example.com".into(), "pay".into(), i, i)
             .expect("live");
         s.apply(&c).expect("applies");
     }

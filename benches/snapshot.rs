@@ -116,12 +116,13 @@ fn main() {
         .iter()
         .map(|l| Section::new(Arc::clone(l), def.limits))
         .collect();
+    let fan: boxoffice::domain::FanId = "fan-1".into();
     let t = Instant::now();
     for i in 0..BOOKINGS {
         let s = &mut sections[i % SECTIONS];
         let id = s.layout().id.clone();
         let n = 1 + (i % 4) as u32;
-        let hold = s.decide_hold_best(n, 1_000, i as u64).unwrap();
+        let hold = s.decide_hold_best(n, &fan, 1_000, i as u64).unwrap();
         s.apply(&hold).unwrap();
         journal.append_unacked(record("tour", &id, &hold)).unwrap();
         let Change::HoldCreated { hold: h, .. } = hold else {
@@ -131,6 +132,7 @@ fn main() {
             .decide_confirm(
                 h,
                 i as u64,
+                &fan,
                 "fan@example.com".into(),
                 "pay".into(),
                 2_000,
@@ -210,16 +212,17 @@ fn main() {
     let mut store = Store::open(&restored.join("journal")).unwrap();
     store.advance_to(snap.header.journal_position);
     let (journal, flusher) = store.start(JournalConfig::default());
+    let fan: boxoffice::domain::FanId = "fan-1".into();
     for i in 0..TAIL / 2 {
         let s = &mut sections[i % SECTIONS];
         let id = s.layout().id.clone();
-        let hold = s.decide_hold_best(1, 3_000, i as u64).unwrap();
+        let hold = s.decide_hold_best(1, &fan, 3_000, i as u64).unwrap();
         s.apply(&hold).unwrap();
         journal.append_unacked(record("tour", &id, &hold)).unwrap();
         let Change::HoldCreated { hold: h, .. } = hold else {
             unreachable!()
         };
-        let release = s.decide_release(h, i as u64, 3_001).unwrap();
+        let release = s.decide_release(h, i as u64, &fan, 3_001).unwrap();
         s.apply(&release).unwrap();
         journal
             .append_unacked(record("tour", &id, &release))

@@ -1,6 +1,10 @@
 //! Property test: a section, driven by random commands with clock jumps and
 //! restarts (replay of the journal records), against a plain model.
 //!
+//! Three fans share the section: a fan's holds and bookings answer that fan
+//! only (another is told there is no such hold or booking), and support
+//! may cancel any booking.
+//!
 //! After every step: `check_invariants`, and the section and the model agree
 //! on every seat's state and every answer. A restart rebuilds the section
 //! from the encoded records alone, as start-up does, and must give back the
@@ -9,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use boxoffice::domain::{Change, Claim, CommandError, Section, SectionKind};
+use boxoffice::domain::{Caller, Change, Claim, CommandError, FanId, Section, SectionKind};
 use boxoffice::journal::{decode_all, encode_into, ChangeRecord, Record};
 use boxoffice::layout::EventSpec;
 use boxoffice::snapshot::wire::SectionSnap;
@@ -48,13 +52,22 @@ fn event(standing: bool) -> Arc<boxoffice::domain::EventDef> {
     Arc::new(spec.build().unwrap())
 }
 
+/// The fans of the test, by the index ops carry.
+const FANS: [&str; 3] = ["a", "b", "c"];
+
+fn fan(i: usize) -> FanId {
+    FANS[i].into()
+}
+
+/// Each op names the fan who sends it; a cancel may come from support
+/// (`None`).
 #[derive(Debug, Clone)]
 enum Op {
-    HoldSeats(Vec<u32>),
-    HoldBest(u32),
-    Release(usize),
-    Confirm(usize),
-    Cancel(usize),
+    HoldSeats(Vec<u32>, usize),
+    HoldBest(u32, usize),
+    Release(usize, usize),
+    Confirm(usize, usize),
+    Cancel(usize, Option<usize>),
     /// A wrong secret must never work.
     ConfirmWrongSecret(usize),
     Advance(u64),
@@ -62,12 +75,13 @@ enum Op {
 }
 
 fn op(seats: u32) -> impl Strategy<Value = Op> {
+    let who = || 0..FANS.len();
     prop_oneof![
-        3 => prop::collection::vec(0..seats, 0..6).prop_map(Op::HoldSeats),
-        3 => (0u32..7).prop_map(Op::HoldBest),
-        2 => any::<usize>().prop_map(Op::Release),
-        3 => any::<usize>().prop_map(Op::Confirm),
-        1 => any::<usize>().prop_map(Op::Cancel),
+        3 => (prop::collection::vec(0..seats, 0..6), who()).prop_map(|(s, f)| Op::HoldSeats(s, f)),
+        3 => (0u32..7, who()).prop_map(|(n, f)| Op::HoldBest(n, f)),
+        2 => (any::<usize>(), who()).prop_map(|(i, f)| Op::Release(i, f)),
+        3 => (any::<usize>(), who()).prop_map(|(i, f)| Op::Confirm(i, f)),
+        1 => (any::<usize>(), prop::option::of(who())).prop_map(|(i, f)| Op::Cancel(i, f)),
         1 => any::<usize>().prop_map(Op::ConfirmWrongSecret),
         2 => prop_oneof![Just(1_000u64), Just(30_000), Just(TTL_MS), Just(TTL_MS + 1)].prop_map(Op::Advance),
         1 => Just(Op::Restart),
@@ -90,6 +104,9 @@ struct Model {
     holds: BTreeMap<u64, (u64, Vec<u32>, u32, u64)>, // seq -> (secret, seats, quantity, expires_at)
     bookings: BTreeMap<u64, (u64, Vec<u32>, u32, bool)>, // seq -> (secret, seats, quantity, cancelled)
     expired: BTreeMap<u64, u64>,                         // hold seq -> secret
+    /// Whose each hold is (live or ended), by hold; and each booking.
+    hold_fans: BTreeMap<u64, usize>,
+    booking_fans: BTreeMap<u64, usize>,
 }
 
 impl Model {
@@ -189,9 +206,11 @@ impl Harness {
     fn step(&mut self, op: &Op) {
         self.expire();
         match op {
-            Op::HoldSeats(seats) => {
+            Op::HoldSeats(seats, f) => {
                 let secret = self.next_secret();
-                let got = self.section.decide_hold_seats(seats, self.now, secret);
+                let got = self
+                    .section
+                    .decide_hold_seats(seats, &fan(*f), self.now, secret);
                 if self.model.seats.is_empty() {
                     assert_eq!(got, Err(CommandError::StandingSection));
                     return;
@@ -212,6 +231,7 @@ impl Harness {
                             panic!()
                         };
                         self.commit(change);
+                        self.model.hold_fans.insert(hold, *f);
                         for &s in seats {
                             self.model.seats[s as usize] = Place::Held(hold);
                         }
@@ -236,9 +256,11 @@ impl Harness {
                     }
                 }
             }
-            Op::HoldBest(n) => {
+            Op::HoldBest(n, f) => {
                 let secret = self.next_secret();
-                let got = self.section.decide_hold_best(*n, self.now, secret);
+                let got = self
+                    .section
+                    .decide_hold_best(*n, &fan(*f), self.now, secret);
                 if *n == 0 || *n > MAX {
                     assert!(matches!(
                         got,
@@ -259,6 +281,7 @@ impl Harness {
                             };
                             assert_eq!(claim, &Claim::Quantity(*n));
                             self.commit(change);
+                            self.model.hold_fans.insert(hold, *f);
                             self.model
                                 .holds
                                 .insert(hold, (secret, vec![], *n, self.now + TTL_MS));
@@ -317,6 +340,7 @@ impl Harness {
                             .iter()
                             .all(|&s| self.model.seats[s as usize] == Place::Free));
                         self.commit(change);
+                        self.model.hold_fans.insert(hold, *f);
                         for &s in seats.iter() {
                             self.model.seats[s as usize] = Place::Held(hold);
                         }
@@ -334,11 +358,17 @@ impl Harness {
                     (got, want) => panic!("best {n}: got {got:?}, model says row {want:?}"),
                 }
             }
-            Op::Release(i) => {
+            Op::Release(i, f) => {
                 let Some((hold, secret)) = self.nth_hold(*i) else {
                     return;
                 };
-                let got = self.section.decide_release(hold, secret, self.now);
+                let got = self
+                    .section
+                    .decide_release(hold, secret, FANS[*f], self.now);
+                if self.model.hold_fans[&hold] != *f {
+                    assert_eq!(got, Err(CommandError::HoldNotFound), "another fan's hold");
+                    return;
+                }
                 if let Some((_, seats, _, _)) = self.model.holds.remove(&hold) {
                     self.commit(got.expect("live hold releases"));
                     for s in seats {
@@ -356,22 +386,28 @@ impl Harness {
                     );
                 }
             }
-            Op::Confirm(i) | Op::ConfirmWrongSecret(i) => {
+            Op::Confirm(i, _) | Op::ConfirmWrongSecret(i) => {
                 let Some((hold, secret)) = self.nth_hold(*i) else {
                     return;
                 };
                 let wrong = matches!(op, Op::ConfirmWrongSecret(_));
                 let secret = if wrong { secret ^ 1 } else { secret };
+                let owner = self.model.hold_fans[&hold];
+                let f = match op {
+                    Op::Confirm(_, f) => *f,
+                    _ => owner,
+                };
                 let bsecret = self.next_secret();
                 let got = self.section.decide_confirm(
                     hold,
                     secret,
+                    FANS[f],
                     "a@b.c".into(),
                     "p".into(),
                     self.now,
                     bsecret,
                 );
-                if wrong {
+                if wrong || f != owner {
                     assert_eq!(got, Err(CommandError::HoldNotFound));
                     return;
                 }
@@ -381,6 +417,7 @@ impl Harness {
                         panic!()
                     };
                     self.commit(change);
+                    self.model.booking_fans.insert(booking, owner);
                     for &s in &seats {
                         self.model.seats[s as usize] = Place::Sold(booking);
                     }
@@ -395,14 +432,26 @@ impl Harness {
                     assert!(got.is_err());
                 }
             }
-            Op::Cancel(i) => {
+            Op::Cancel(i, who) => {
                 let all: Vec<u64> = self.model.bookings.keys().copied().collect();
                 if all.is_empty() {
                     return;
                 }
                 let b = all[i % all.len()];
                 let (secret, seats, _, cancelled) = self.model.bookings[&b].clone();
-                let got = self.section.decide_cancel(b, secret, self.now);
+                let by = match who {
+                    Some(f) => Caller::Fan(fan(*f)),
+                    None => Caller::Support,
+                };
+                let got = self.section.decide_cancel(b, secret, &by, self.now);
+                if who.is_some_and(|f| f != self.model.booking_fans[&b]) {
+                    assert_eq!(
+                        got,
+                        Err(CommandError::BookingNotFound),
+                        "another fan's booking"
+                    );
+                    return;
+                }
                 if cancelled {
                     assert_eq!(got, Err(CommandError::BookingCancelled));
                 } else {
@@ -495,6 +544,13 @@ impl Harness {
         }
         // Invariant 3: nothing live past its expiry.
         assert!(self.section.holds().all(|h| h.expires_at_ms > self.now));
+        // Every hold and booking is its fan's.
+        for h in self.section.holds() {
+            assert_eq!(&*h.fan, FANS[self.model.hold_fans[&h.seq]]);
+        }
+        for b in self.section.bookings() {
+            assert_eq!(&*b.fan, FANS[self.model.booking_fans[&b.seq]]);
+        }
     }
 }
 

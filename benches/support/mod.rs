@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use boxoffice::domain::{EventDef, Section};
+use boxoffice::domain::{EventDef, FanId, Section};
 use boxoffice::layout::EventSpec;
 
 /// An event document: `sections` seated sections (`S0`, `S1`, ...) of
@@ -44,6 +44,12 @@ pub fn event(json: &str) -> Arc<EventDef> {
     )
 }
 
+/// The fan of every hold the benches make.
+pub fn fan() -> FanId {
+    static FAN: std::sync::OnceLock<FanId> = std::sync::OnceLock::new();
+    FAN.get_or_init(|| "fan-1".into()).clone()
+}
+
 /// One empty seated section of `rows` × `per_row` seats, up to 8 seats a
 /// hold, 10-minute holds.
 pub fn section(rows: u32, per_row: u32) -> Section {
@@ -54,10 +60,13 @@ pub fn section(rows: u32, per_row: u32) -> Section {
 /// Holds every third seat of the front half of `s`, so that a search for
 /// 4 together walks past rows with free seats but no block of 4.
 pub fn fragment_front_half(s: &mut Section) {
+    let fan = fan();
     let cap = s.layout().capacity();
     let mut seat = 0;
     while seat < cap / 2 {
-        let change = s.decide_hold_seats(&[seat], 0, 1).expect("a free seat");
+        let change = s
+            .decide_hold_seats(&[seat], &fan, 0, 1)
+            .expect("a free seat");
         s.apply(&change).expect("a decided change applies");
         seat += 3;
     }
@@ -72,8 +81,9 @@ pub fn fill_front_rows(s: &mut Section, rows: u32) {
     };
     let end = map.rows[rows as usize - 1].first + map.rows[rows as usize - 1].len;
     let seats: Vec<u32> = (0..end).collect();
+    let fan = fan();
     for chunk in seats.chunks(8) {
-        let change = s.decide_hold_seats(chunk, 0, 1).expect("free seats");
+        let change = s.decide_hold_seats(chunk, &fan, 0, 1).expect("free seats");
         s.apply(&change).expect("a decided change applies");
     }
 }

@@ -24,8 +24,8 @@ use rand::{Rng, SeedableRng};
 
 use crate::clock::Clock;
 use crate::domain::{
-    Booking, CategoryCounts, Change, CommandError, EventDef, Hold, Outcome, Section, SectionCounts,
-    SectionName,
+    Booking, Caller, CategoryCounts, Change, CommandError, EventDef, FanId, Hold, Outcome, Section,
+    SectionCounts, SectionName,
 };
 use crate::journal::{encode, IdemTag, Journal, Receipt, Record};
 use crate::mail::{Enqueue, MailEntry};
@@ -150,23 +150,31 @@ pub enum WhatToHold {
 }
 
 /// Every change a client can ask of a section: the closed set the actor
-/// decides, applies, journals and answers, one way for all.
+/// decides, applies, journals and answers, one way for all. Each names
+/// who asks: holds are a fan's own; a booking may be cancelled by its fan
+/// or by support.
 #[derive(Debug, Clone)]
 pub enum Command {
-    Hold(WhatToHold),
+    Hold {
+        what: WhatToHold,
+        fan: FanId,
+    },
     Release {
         hold: u64,
         secret: u64,
+        fan: FanId,
     },
     Confirm {
         hold: u64,
         secret: u64,
+        fan: FanId,
         email: String,
         payment_ref: String,
     },
     Cancel {
         booking: u64,
         secret: u64,
+        by: Caller,
     },
 }
 
@@ -180,19 +188,22 @@ pub struct ChangeRequest {
     pub idem: Option<IdemTag>,
 }
 
-/// A live hold.
+/// A fan's live hold.
 #[derive(Message)]
 #[rtype(result = "Result<Hold, SectionError>")]
 pub struct GetHold {
     pub hold: u64,
     pub secret: u64,
+    pub fan: FanId,
 }
 
+/// A booking, for its fan or support.
 #[derive(Message)]
 #[rtype(result = "Result<Arc<Booking>, SectionError>")]
 pub struct GetBooking {
     pub booking: u64,
     pub secret: u64,
+    pub by: Caller,
 }
 
 /// Every seat's state, and the counts.
@@ -303,18 +314,30 @@ impl SectionActor {
         let now = self.clock.now_ms();
         let s = &self.section;
         let change = match command {
-            Command::Hold(WhatToHold::Seats(seats)) => {
-                s.decide_hold_seats(&seats, now, self.rng.random())?
-            }
-            Command::Hold(WhatToHold::Best(n)) => s.decide_hold_best(n, now, self.rng.random())?,
-            Command::Release { hold, secret } => s.decide_release(hold, secret, now)?,
+            Command::Hold {
+                what: WhatToHold::Seats(seats),
+                fan,
+            } => s.decide_hold_seats(&seats, &fan, now, self.rng.random())?,
+            Command::Hold {
+                what: WhatToHold::Best(n),
+                fan,
+            } => s.decide_hold_best(n, &fan, now, self.rng.random())?,
+            Command::Release { hold, secret, fan } => s.decide_release(hold, secret, &fan, now)?,
             Command::Confirm {
                 hold,
                 secret,
+                fan,
                 email,
                 payment_ref,
-            } => s.decide_confirm(hold, secret, email, payment_ref, now, self.rng.random())?,
-            Command::Cancel { booking, secret } => s.decide_cancel(booking, secret, now)?,
+            } => {
+                let booking_secret = self.rng.random();
+                s.decide_confirm(hold, secret, &fan, email, payment_ref, now, booking_secret)?
+            }
+            Command::Cancel {
+                booking,
+                secret,
+                by,
+            } => s.decide_cancel(booking, secret, &by, now)?,
         };
         let record = self.apply(&change, idem);
         if self.panic_on_change {
@@ -442,7 +465,10 @@ impl Handler<GetHold> for SectionActor {
 
     fn handle(&mut self, msg: GetHold, _: &mut Context<Self>) -> Self::Result {
         self.expire_step();
-        Ok(self.section.find_hold(msg.hold, msg.secret)?.clone())
+        Ok(self
+            .section
+            .find_hold(msg.hold, msg.secret, &msg.fan)?
+            .clone())
     }
 }
 
@@ -450,9 +476,11 @@ impl Handler<GetBooking> for SectionActor {
     type Result = Result<Arc<Booking>, SectionError>;
 
     fn handle(&mut self, msg: GetBooking, _: &mut Context<Self>) -> Self::Result {
-        Ok(Arc::clone(
-            self.section.find_booking(msg.booking, msg.secret)?,
-        ))
+        Ok(Arc::clone(self.section.find_booking(
+            msg.booking,
+            msg.secret,
+            &msg.by,
+        )?))
     }
 }
 
@@ -504,7 +532,9 @@ mod tests {
         let mut section = Section::new(Arc::clone(&def.sections[0]), def.limits);
         let holds = EXPIRIES_PER_STEP_MAX as u32 * 3 + 7;
         for seat in 0..holds {
-            let change = section.decide_hold_seats(&[seat], 0, 1).unwrap();
+            let change = section
+                .decide_hold_seats(&[seat], &"fan".into(), 0, 1)
+                .unwrap();
             section.apply(&change).unwrap();
         }
         let clock = Arc::new(ManualClock::new(3_600_000));

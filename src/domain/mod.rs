@@ -17,7 +17,7 @@ mod venue;
 
 pub use ids::{is_valid_name, BookingRef, HoldRef, SectionName};
 pub use section::{
-    Booking, BookingStatus, CategoryCounts, Change, Claim, CommandError, Hold, HoldEnd, Outcome,
-    Section, SectionCounts, SectionParts,
+    fan_tag, Booking, BookingStatus, Caller, CategoryCounts, Change, Claim, CommandError, FanId,
+    Hold, HoldEnd, Outcome, Section, SectionCounts, SectionParts,
 };
 pub use venue::{Category, EventDef, Limits, Row, SeatMap, SectionKind, SectionLayout};

@@ -41,10 +41,41 @@ impl Claim {
     }
 }
 
+/// A fan, as its token's `sub` names it. Every hold and booking belongs to
+/// one; shared, since a fan holds several.
+pub type FanId = Arc<str>;
+
+/// Who asks about a booking: the fan it belongs to, or the organiser's
+/// support staff (who may read and cancel any booking).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Fan(FanId),
+    Support,
+}
+
+impl Caller {
+    fn may_see(&self, owner: &str) -> bool {
+        match self {
+            Caller::Fan(fan) => &**fan == owner,
+            Caller::Support => true,
+        }
+    }
+}
+
+/// A 64-bit tag of a fan's id (FNV-1a): an ended hold's secret is kept
+/// masked by it, so the end of a hold answers only the fan who held it,
+/// at no cost in memory. Part of the snapshot format: never change it.
+pub fn fan_tag(fan: &str) -> u64 {
+    fan.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hold {
     pub seq: u64,
     pub secret: u64,
+    pub fan: FanId,
     pub claim: Claim,
     pub created_at_ms: u64,
     pub expires_at_ms: u64,
@@ -61,6 +92,8 @@ pub struct Booking {
     pub seq: u64,
     pub secret: u64,
     pub hold_seq: u64,
+    /// The fan whose hold this booking confirmed.
+    pub fan: FanId,
     pub claim: Claim,
     pub email: String,
     pub payment_ref: String,
@@ -85,7 +118,8 @@ pub struct SectionParts {
     pub next_booking: u64,
     pub holds: Vec<Hold>,
     pub bookings: Vec<Booking>,
-    /// (hold, secret, how it ended), oldest first.
+    /// (hold, its secret masked by its fan's [`fan_tag`], how it ended),
+    /// oldest first.
     pub ended: Vec<(u64, u64, HoldEnd)>,
 }
 
@@ -96,6 +130,7 @@ pub enum Change {
     HoldCreated {
         hold: u64,
         secret: u64,
+        fan: FanId,
         claim: Claim,
         created_at_ms: u64,
         expires_at_ms: u64,
@@ -479,10 +514,12 @@ impl Section {
 
     // ---- decide: validate a command, return the change it makes ----
 
-    /// Hold the given seats (indices into the seat map), all or none.
+    /// Hold the given seats (indices into the seat map), all or none,
+    /// for `fan`.
     pub fn decide_hold_seats(
         &self,
         seats: &[u32],
+        fan: &FanId,
         now_ms: u64,
         secret: u64,
     ) -> Result<Change, CommandError> {
@@ -503,7 +540,7 @@ impl Section {
         if !taken.is_empty() {
             return Err(CommandError::SeatsUnavailable(taken));
         }
-        Ok(self.hold_created(Claim::Seats(seats.into()), now_ms, secret))
+        Ok(self.hold_created(Claim::Seats(seats.into()), fan, now_ms, secret))
     }
 
     /// Hold `quantity` places: the best `quantity` adjacent seats of one row
@@ -514,6 +551,7 @@ impl Section {
     pub fn decide_hold_best(
         &self,
         quantity: u32,
+        fan: &FanId,
         now_ms: u64,
         secret: u64,
     ) -> Result<Change, CommandError> {
@@ -531,32 +569,35 @@ impl Section {
                 Claim::Quantity(quantity)
             }
         };
-        Ok(self.hold_created(claim, now_ms, secret))
+        Ok(self.hold_created(claim, fan, now_ms, secret))
     }
 
     pub fn decide_release(
         &self,
         hold: u64,
         secret: u64,
+        fan: &str,
         now_ms: u64,
     ) -> Result<Change, CommandError> {
-        self.live_hold(hold, secret)?;
+        self.live_hold(hold, secret, fan)?;
         Ok(Change::HoldReleased {
             hold,
             at_ms: now_ms,
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub fn decide_confirm(
         &self,
         hold: u64,
         secret: u64,
+        fan: &str,
         email: String,
         payment_ref: String,
         now_ms: u64,
         booking_secret: u64,
     ) -> Result<Change, CommandError> {
-        let h = self.live_hold(hold, secret)?;
+        let h = self.live_hold(hold, secret, fan)?;
         // The actor expires due holds before every command; this is the
         // belt to those braces, for a caller that did not.
         if now_ms >= h.expires_at_ms {
@@ -576,9 +617,10 @@ impl Section {
         &self,
         booking: u64,
         secret: u64,
+        by: &Caller,
         now_ms: u64,
     ) -> Result<Change, CommandError> {
-        let b = self.find_booking(booking, secret)?;
+        let b = self.find_booking(booking, secret, by)?;
         if b.status != BookingStatus::Confirmed {
             return Err(CommandError::BookingCancelled);
         }
@@ -610,27 +652,35 @@ impl Section {
         due
     }
 
-    /// A live hold by seq and secret, or why there is none.
-    pub fn find_hold(&self, seq: u64, secret: u64) -> Result<&Hold, CommandError> {
-        self.live_hold(seq, secret)
+    /// `fan`'s live hold by seq and secret, or why there is none. Another
+    /// fan's hold is not found, exactly as one that does not exist.
+    pub fn find_hold(&self, seq: u64, secret: u64, fan: &str) -> Result<&Hold, CommandError> {
+        self.live_hold(seq, secret, fan)
     }
 
-    pub fn find_booking(&self, seq: u64, secret: u64) -> Result<&Arc<Booking>, CommandError> {
+    /// A booking by seq and secret, if `by` may see it (its fan, or
+    /// support); otherwise not found, as one that does not exist.
+    pub fn find_booking(
+        &self,
+        seq: u64,
+        secret: u64,
+        by: &Caller,
+    ) -> Result<&Arc<Booking>, CommandError> {
         match self.booking_shared(seq) {
-            Some(b) if b.secret == secret => Ok(b),
+            Some(b) if b.secret == secret && by.may_see(&b.fan) => Ok(b),
             _ => Err(CommandError::BookingNotFound),
         }
     }
 
-    fn live_hold(&self, seq: u64, secret: u64) -> Result<&Hold, CommandError> {
+    fn live_hold(&self, seq: u64, secret: u64, fan: &str) -> Result<&Hold, CommandError> {
         if let Some(h) = self.holds.get(&seq) {
-            if h.secret == secret {
+            if h.secret == secret && &*h.fan == fan {
                 return Ok(h);
             }
             return Err(CommandError::HoldNotFound);
         }
         match self.ended.ended(seq) {
-            Some((s, end)) if s == secret => Err(match end {
+            Some((s, end)) if s == secret ^ fan_tag(fan) => Err(match end {
                 HoldEnd::Released => CommandError::HoldReleased,
                 HoldEnd::Expired => CommandError::HoldExpired,
                 HoldEnd::Confirmed { booking } => CommandError::HoldConfirmed {
@@ -654,10 +704,11 @@ impl Section {
         Ok(())
     }
 
-    fn hold_created(&self, claim: Claim, now_ms: u64, secret: u64) -> Change {
+    fn hold_created(&self, claim: Claim, fan: &FanId, now_ms: u64, secret: u64) -> Change {
         Change::HoldCreated {
             hold: self.next_hold,
             secret,
+            fan: Arc::clone(fan),
             claim,
             created_at_ms: now_ms,
             expires_at_ms: now_ms.saturating_add(self.limits.hold_ttl_ms),
@@ -811,6 +862,7 @@ impl Section {
             Change::HoldCreated {
                 hold,
                 secret,
+                fan,
                 claim,
                 created_at_ms,
                 expires_at_ms,
@@ -828,6 +880,7 @@ impl Section {
                     Hold {
                         seq: *hold,
                         secret: *secret,
+                        fan: Arc::clone(fan),
                         claim: claim.clone(),
                         created_at_ms: *created_at_ms,
                         expires_at_ms: *expires_at_ms,
@@ -848,7 +901,7 @@ impl Section {
                 } else {
                     HoldEnd::Expired
                 };
-                self.remember_end(h.seq, h.secret, end);
+                self.remember_end(&h, end);
                 self.compact_expiries();
             }
             Change::HoldConfirmed {
@@ -870,11 +923,12 @@ impl Section {
                     .remove(hold)
                     .ok_or_else(|| ApplyError(format!("hold {hold} is not live")))?;
                 self.move_places(&h.claim, Move::Sell);
-                self.remember_end(h.seq, h.secret, HoldEnd::Confirmed { booking: *booking });
+                self.remember_end(&h, HoldEnd::Confirmed { booking: *booking });
                 self.bookings.push(Arc::new(Booking {
                     seq: *booking,
                     secret: *secret,
                     hold_seq: *hold,
+                    fan: h.fan,
                     claim: h.claim,
                     email: email.clone(),
                     payment_ref: payment_ref.clone(),
@@ -984,11 +1038,11 @@ impl Section {
         }
     }
 
-    fn remember_end(&mut self, seq: u64, secret: u64, end: HoldEnd) {
+    fn remember_end(&mut self, h: &Hold, end: HoldEnd) {
         // A hold older than the window is forgotten, as if it had ended
         // long ago.
-        if let Some(slot) = self.ended.slot(seq) {
-            *slot = (secret, end_code(end));
+        if let Some(slot) = self.ended.slot(h.seq) {
+            *slot = (h.secret ^ fan_tag(&h.fan), end_code(end));
         }
     }
 
@@ -1112,6 +1166,11 @@ mod tests {
 
     const TTL_MS: u64 = 60_000;
 
+    /// Fan `a`, who makes the holds of these tests.
+    fn a() -> FanId {
+        "a".into()
+    }
+
     /// A seated section drawn as rows, nearest the stage first: `.` a free
     /// seat, `x` a seat held by someone else.
     fn seated(rows: &[&str]) -> Section {
@@ -1146,7 +1205,7 @@ mod tests {
             .map(|(i, _)| i as u32)
             .collect();
         for seat in taken {
-            let c = s.decide_hold_seats(&[seat], 0, 7).unwrap();
+            let c = s.decide_hold_seats(&[seat], &a(), 0, 7).unwrap();
             s.apply(&c).unwrap();
         }
         s
@@ -1163,7 +1222,7 @@ mod tests {
     /// seats as `#`, or the error.
     fn check_best(rows: &[&str], n: u32, expect: &[&str]) {
         let s = seated(rows);
-        let got: Vec<String> = match s.decide_hold_best(n, 0, 1) {
+        let got: Vec<String> = match s.decide_hold_best(n, &a(), 0, 1) {
             Ok(Change::HoldCreated {
                 claim: Claim::Seats(seats),
                 ..
@@ -1220,13 +1279,13 @@ mod tests {
     #[test]
     fn hold_counts_are_checked_before_the_seats() {
         let s = seated(&["........"]);
-        assert_eq!(s.decide_hold_best(0, 0, 1), Err(CommandError::Empty));
+        assert_eq!(s.decide_hold_best(0, &a(), 0, 1), Err(CommandError::Empty));
         assert_eq!(
-            s.decide_hold_best(7, 0, 1),
+            s.decide_hold_best(7, &a(), 0, 1),
             Err(CommandError::TooMany { max: 6 })
         );
         assert_eq!(
-            s.decide_hold_seats(&[1, 2, 1], 0, 1),
+            s.decide_hold_seats(&[1, 2, 1], &a(), 0, 1),
             Err(CommandError::DuplicateSeat(1))
         );
     }
@@ -1234,16 +1293,16 @@ mod tests {
     #[test]
     fn a_hold_lives_until_it_is_confirmed_released_or_expired() {
         let mut s = seated(&["....", "...."]);
-        let c = s.decide_hold_seats(&[0, 1], 1_000, 11).unwrap();
+        let c = s.decide_hold_seats(&[0, 1], &a(), 1_000, 11).unwrap();
         s.apply(&c).unwrap();
         let h = s.holds().next().unwrap().seq;
         // Taken seats are refused, naming them.
         assert_eq!(
-            s.decide_hold_seats(&[1, 2], 1_000, 12),
+            s.decide_hold_seats(&[1, 2], &a(), 1_000, 12),
             Err(CommandError::SeatsUnavailable(vec![1]))
         );
         // A wrong secret is no hold at all.
-        assert_eq!(s.find_hold(h, 99), Err(CommandError::HoldNotFound));
+        assert_eq!(s.find_hold(h, 99, "a"), Err(CommandError::HoldNotFound));
         // Expiry is due exactly at created + TTL, not a millisecond before.
         assert!(s.decide_expiries(1_000 + TTL_MS - 1, 16).is_empty());
         let due = s.decide_expiries(1_000 + TTL_MS, 16);
@@ -1253,11 +1312,11 @@ mod tests {
         }
         assert_eq!(s.counts().by_category[0].free, 8);
         assert_eq!(
-            s.decide_confirm(h, 11, "a@b.c".into(), "p".into(), 1_000 + TTL_MS, 5),
+            s.decide_confirm(h, 11, "a", "a@b.c".into(), "p".into(), 1_000 + TTL_MS, 5),
             Err(CommandError::HoldExpired)
         );
         assert_eq!(
-            s.decide_release(h, 11, 1_000 + TTL_MS),
+            s.decide_release(h, 11, "a", 1_000 + TTL_MS),
             Err(CommandError::HoldExpired)
         );
     }
@@ -1265,11 +1324,11 @@ mod tests {
     #[test]
     fn confirm_then_cancel_returns_the_seats() {
         let mut s = seated(&["...."]);
-        let c = s.decide_hold_best(2, 0, 11).unwrap();
+        let c = s.decide_hold_best(2, &a(), 0, 11).unwrap();
         s.apply(&c).unwrap();
         let h = s.holds().next().unwrap().seq;
         let c = s
-            .decide_confirm(h, 11, "a@b.c".into(), "pay-1".into(), 10, 21)
+            .decide_confirm(h, 11, "a", "a@b.c".into(), "pay-1".into(), 10, 21)
             .unwrap();
         s.apply(&c).unwrap();
         assert_eq!(s.seat_states(), "fssf");
@@ -1278,23 +1337,72 @@ mod tests {
         };
         // Confirming twice names the booking it already made.
         assert_eq!(
-            s.decide_confirm(h, 11, "a@b.c".into(), "pay-1".into(), 20, 22),
+            s.decide_confirm(h, 11, "a", "a@b.c".into(), "pay-1".into(), 20, 22),
             Err(CommandError::HoldConfirmed {
                 booking,
                 booking_secret: 21
             })
         );
-        let c = s.decide_cancel(booking, 21, 30).unwrap();
+        let c = s.decide_cancel(booking, 21, &Caller::Fan(a()), 30).unwrap();
         s.apply(&c).unwrap();
         assert_eq!(s.seat_states(), "ffff");
         assert_eq!(
-            s.decide_cancel(booking, 21, 40),
+            s.decide_cancel(booking, 21, &Caller::Fan(a()), 40),
             Err(CommandError::BookingCancelled)
         );
         assert_eq!(
-            s.decide_cancel(booking, 22, 40),
+            s.decide_cancel(booking, 22, &Caller::Fan(a()), 40),
             Err(CommandError::BookingNotFound)
         );
+    }
+
+    /// A hold and its booking answer their own fan only; another fan is
+    /// told there is no such hold or booking, exactly as for an id that
+    /// does not exist. Support may read and cancel any booking.
+    #[test]
+    fn holds_and_bookings_answer_their_own_fan_only() {
+        let mut s = seated(&["...."]);
+        let b: FanId = "b".into();
+        let c = s.decide_hold_best(2, &a(), 0, 11).unwrap();
+        s.apply(&c).unwrap();
+        let h = s.holds().next().unwrap().seq;
+        assert_eq!(s.holds().next().unwrap().fan, a());
+        assert_eq!(s.find_hold(h, 11, "b"), Err(CommandError::HoldNotFound));
+        assert_eq!(
+            s.decide_release(h, 11, "b", 1),
+            Err(CommandError::HoldNotFound)
+        );
+        assert_eq!(
+            s.decide_confirm(h, 11, "b", "b@b.c".into(), "p".into(), 1, 21),
+            Err(CommandError::HoldNotFound)
+        );
+        let c = s
+            .decide_confirm(h, 11, "a", "a@b.c".into(), "p".into(), 1, 21)
+            .unwrap();
+        s.apply(&c).unwrap();
+        let Change::HoldConfirmed { booking, .. } = c else {
+            panic!()
+        };
+        // The ended hold tells its own fan what became of it, no one else.
+        assert!(matches!(
+            s.find_hold(h, 11, "a"),
+            Err(CommandError::HoldConfirmed { .. })
+        ));
+        assert_eq!(s.find_hold(h, 11, "b"), Err(CommandError::HoldNotFound));
+        let by_b = Caller::Fan(b);
+        assert_eq!(
+            s.find_booking(booking, 21, &by_b).map(|b| b.seq),
+            Err(CommandError::BookingNotFound)
+        );
+        assert_eq!(
+            s.decide_cancel(booking, 21, &by_b, 2),
+            Err(CommandError::BookingNotFound)
+        );
+        let seen = s.find_booking(booking, 21, &Caller::Support).unwrap();
+        assert_eq!(seen.fan, a());
+        let c = s.decide_cancel(booking, 21, &Caller::Support, 3).unwrap();
+        s.apply(&c).unwrap();
+        assert_eq!(s.seat_states(), "ffff");
     }
 
     #[test]
@@ -1303,6 +1411,7 @@ mod tests {
         let created = |claim: Claim| Change::HoldCreated {
             hold: 0,
             secret: 1,
+            fan: a(),
             claim,
             created_at_ms: 0,
             expires_at_ms: TTL_MS,
@@ -1339,9 +1448,9 @@ mod tests {
         let mut s = seated(&["...."]);
         let n = (HOLD_TOMBSTONES_MAX + TOMBSTONE_CHUNK + 10) as u64;
         for i in 0..n {
-            let c = s.decide_hold_best(1, i, i).unwrap();
+            let c = s.decide_hold_best(1, &a(), i, i).unwrap();
             s.apply(&c).unwrap();
-            let c = s.decide_release(i, i, i).unwrap();
+            let c = s.decide_release(i, i, "a", i).unwrap();
             s.apply(&c).unwrap();
         }
         // The oldest chunk fell out of the window once it was a chunk
@@ -1349,12 +1458,18 @@ mod tests {
         // holder only.
         let oldest = TOMBSTONE_CHUNK as u64;
         assert_eq!(
-            s.find_hold(oldest - 1, oldest - 1),
+            s.find_hold(oldest - 1, oldest - 1, "a"),
             Err(CommandError::HoldNotFound)
         );
-        assert_eq!(s.find_hold(oldest, oldest), Err(CommandError::HoldReleased));
-        assert_eq!(s.find_hold(n - 1, n - 1), Err(CommandError::HoldReleased));
-        assert_eq!(s.find_hold(n - 1, 7), Err(CommandError::HoldNotFound));
+        assert_eq!(
+            s.find_hold(oldest, oldest, "a"),
+            Err(CommandError::HoldReleased)
+        );
+        assert_eq!(
+            s.find_hold(n - 1, n - 1, "a"),
+            Err(CommandError::HoldReleased)
+        );
+        assert_eq!(s.find_hold(n - 1, 7, "a"), Err(CommandError::HoldNotFound));
         // Released holds leave no pile of expiry entries behind.
         assert!(s.expiries.len() <= EXPIRIES_STALE_MAX + 1);
         // A snapshot of it rebuilds the same window.
@@ -1363,25 +1478,25 @@ mod tests {
         let back = Section::from_parts(Arc::clone(s.layout()), s.limits(), parts.clone()).unwrap();
         assert_eq!(back.parts(), parts);
         assert_eq!(
-            back.find_hold(oldest, oldest),
+            back.find_hold(oldest, oldest, "a"),
             Err(CommandError::HoldReleased)
         );
         assert_eq!(
-            back.find_hold(oldest - 1, oldest - 1),
+            back.find_hold(oldest - 1, oldest - 1, "a"),
             Err(CommandError::HoldNotFound)
         );
         // A window that has not yet dropped a chunk rebuilds whole, too.
         let mut t = seated(&["...."]);
         for i in 0..(TOMBSTONE_CHUNK as u64 + 3) {
-            let c = t.decide_hold_best(1, i, i).unwrap();
+            let c = t.decide_hold_best(1, &a(), i, i).unwrap();
             t.apply(&c).unwrap();
-            let c = t.decide_release(i, i, i).unwrap();
+            let c = t.decide_release(i, i, "a", i).unwrap();
             t.apply(&c).unwrap();
         }
         let parts = t.parts();
         let back = Section::from_parts(Arc::clone(t.layout()), t.limits(), parts.clone()).unwrap();
         assert_eq!(back.parts(), parts);
-        assert_eq!(back.find_hold(0, 0), Err(CommandError::HoldReleased));
+        assert_eq!(back.find_hold(0, 0, "a"), Err(CommandError::HoldReleased));
     }
 
     fn standing(capacity: u32) -> Section {
@@ -1400,20 +1515,20 @@ mod tests {
     #[test]
     fn a_standing_section_never_exceeds_its_capacity() {
         let mut s = standing(5);
-        let c = s.decide_hold_best(4, 0, 1).unwrap();
+        let c = s.decide_hold_best(4, &a(), 0, 1).unwrap();
         s.apply(&c).unwrap();
         assert_eq!(
-            s.decide_hold_best(2, 0, 2),
+            s.decide_hold_best(2, &a(), 0, 2),
             Err(CommandError::NotEnoughPlaces {
                 wanted: 2,
                 available: 1
             })
         );
         assert_eq!(
-            s.decide_hold_seats(&[0], 0, 3),
+            s.decide_hold_seats(&[0], &a(), 0, 3),
             Err(CommandError::StandingSection)
         );
-        let c = s.decide_hold_best(1, 0, 2).unwrap();
+        let c = s.decide_hold_best(1, &a(), 0, 2).unwrap();
         s.apply(&c).unwrap();
         let counts = s.counts().by_category[0];
         assert_eq!((counts.free, counts.held, counts.sold), (0, 5, 0));

@@ -18,12 +18,19 @@ use crate::actors::{
 };
 use crate::api::dto::*;
 use crate::api::{self, Answer};
-use crate::domain::{BookingRef, HoldRef, SectionKind};
+use crate::domain::{BookingRef, Caller, FanId, HoldRef, SectionKind};
 use crate::layout::EventSpec;
 
 /// Longest email address (RFC 5321 path limit).
 const EMAIL_LEN_MAX: usize = 254;
 const PAYMENT_REF_LEN_MAX: usize = 128;
+
+/// Every request's fan, until fans sign in: one anonymous fan, so that
+/// holds and bookings behave as they did before fans were known.
+fn anonymous() -> FanId {
+    static ANONYMOUS: std::sync::OnceLock<FanId> = std::sync::OnceLock::new();
+    ANONYMOUS.get_or_init(|| "".into()).clone()
+}
 
 fn event_entry(state: &AppState, id: &str) -> Result<Arc<EventEntry>, ApiError> {
     state
@@ -406,7 +413,15 @@ pub async fn create_hold(
         }
     };
     idempotent(&state, &req, &raw, move |idem| async move {
-        change(&section, Command::Hold(what), idem).await
+        change(
+            &section,
+            Command::Hold {
+                what,
+                fan: anonymous(),
+            },
+            idem,
+        )
+        .await
     })
     .await
 }
@@ -483,6 +498,7 @@ pub async fn get_hold(
         GetHold {
             hold: r.seq(),
             secret: r.secret(),
+            fan: anonymous(),
         },
     )
     .await?;
@@ -501,6 +517,7 @@ pub async fn release_hold(
     let command = Command::Release {
         hold: r.seq(),
         secret: r.secret(),
+        fan: anonymous(),
     };
     Ok(answer_response(change(&s, command, None).await?))
 }
@@ -527,6 +544,7 @@ pub async fn confirm_hold(
     let command = Command::Confirm {
         hold: r.seq(),
         secret: r.secret(),
+        fan: anonymous(),
         email: body.email,
         payment_ref: body.payment_ref,
     };
@@ -584,6 +602,7 @@ pub async fn get_booking(
         GetBooking {
             booking: r.seq(),
             secret: r.secret(),
+            by: Caller::Fan(anonymous()),
         },
     )
     .await?;
@@ -606,6 +625,7 @@ pub async fn cancel_booking(
     let command = Command::Cancel {
         booking: r.seq(),
         secret: r.secret(),
+        by: Caller::Fan(anonymous()),
     };
     idempotent(&state, &req, &raw, move |idem| async move {
         change(&s, command, idem).await

@@ -115,6 +115,26 @@ pub enum ChangeRecord {
         booking: u64,
         at_ms: u64,
     },
+    /// A hold with the fan it belongs to (`HoldCreated`, from before fans
+    /// were known, is read as a hold of the anonymous fan `""`).
+    HoldCreatedBy {
+        hold: u64,
+        secret: u64,
+        /// Shared with the hold: encoding a record copies no fan.
+        fan: std::sync::Arc<str>,
+        claim: ClaimRecord,
+        created_at_ms: u64,
+        expires_at_ms: u64,
+    },
+}
+
+impl From<ClaimRecord> for Claim {
+    fn from(c: ClaimRecord) -> Claim {
+        match c {
+            ClaimRecord::Seats(s) => Claim::Seats(s.into()),
+            ClaimRecord::Quantity(n) => Claim::Quantity(n),
+        }
+    }
 }
 
 impl From<&Change> for ChangeRecord {
@@ -123,12 +143,14 @@ impl From<&Change> for ChangeRecord {
             Change::HoldCreated {
                 hold,
                 secret,
+                fan,
                 claim,
                 created_at_ms,
                 expires_at_ms,
-            } => ChangeRecord::HoldCreated {
+            } => ChangeRecord::HoldCreatedBy {
                 hold: *hold,
                 secret: *secret,
+                fan: std::sync::Arc::clone(fan),
                 claim: match claim {
                     Claim::Seats(s) => ClaimRecord::Seats(s.to_vec()),
                     Claim::Quantity(n) => ClaimRecord::Quantity(*n),
@@ -179,10 +201,23 @@ impl From<ChangeRecord> for Change {
             } => Change::HoldCreated {
                 hold,
                 secret,
-                claim: match claim {
-                    ClaimRecord::Seats(s) => Claim::Seats(s.into()),
-                    ClaimRecord::Quantity(n) => Claim::Quantity(n),
-                },
+                fan: "".into(),
+                claim: claim.into(),
+                created_at_ms,
+                expires_at_ms,
+            },
+            ChangeRecord::HoldCreatedBy {
+                hold,
+                secret,
+                fan,
+                claim,
+                created_at_ms,
+                expires_at_ms,
+            } => Change::HoldCreated {
+                hold,
+                secret,
+                fan,
+                claim: claim.into(),
                 created_at_ms,
                 expires_at_ms,
             },

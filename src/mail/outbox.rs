@@ -465,6 +465,7 @@ mod tests {
                 seq: booking,
                 secret: 1,
                 hold_seq: 0,
+                fan: "fan".into(),
                 claim: Claim::Quantity(1),
                 email: "a@b.c".into(),
                 payment_ref: "p".into(),

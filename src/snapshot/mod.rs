@@ -24,6 +24,7 @@
 pub mod offline;
 pub mod scheduler;
 pub mod wire;
+mod wire_v1;
 
 use std::fs::File;
 use std::io::Write;
@@ -38,7 +39,9 @@ use crate::domain::{EventDef, Section};
 use crate::layout::EventSpec;
 
 pub const MAGIC: &[u8; 8] = b"BXSNAP01";
-pub const FORMAT: &str = "boxoffice.snapshot/1";
+pub const FORMAT: &str = "boxoffice.snapshot/2";
+/// The format before holds and bookings named their fan; still read.
+pub const FORMAT_V1: &str = "boxoffice.snapshot/1";
 /// Largest header and body a reader accepts (a stadium tour of sold-out
 /// events is far below).
 pub const HEADER_LEN_MAX: usize = 16 << 20;
@@ -63,7 +66,9 @@ pub enum SnapshotError {
     Truncated(String),
     #[error("the snapshot's checksum does not match: the file is corrupt")]
     Checksum,
-    #[error("unsupported snapshot format {found:?} (this build reads {FORMAT:?})")]
+    #[error(
+        "unsupported snapshot format {found:?} (this build reads {FORMAT:?} and {FORMAT_V1:?})"
+    )]
     Version { found: String },
     #[error("the snapshot header does not parse: {0}")]
     Header(String),
@@ -162,13 +167,19 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
     let raw: serde_json::Value =
         serde_json::from_slice(header_bytes).map_err(|e| SnapshotError::Header(e.to_string()))?;
     let found = raw["format"].as_str().unwrap_or("").to_owned();
-    if found != FORMAT {
+    if found != FORMAT && found != FORMAT_V1 {
         return Err(SnapshotError::Version { found });
     }
     let header: Header =
         serde_json::from_value(raw).map_err(|e| SnapshotError::Header(e.to_string()))?;
-    let (body, rest) = postcard::take_from_bytes::<Body>(body_bytes)
-        .map_err(|e| SnapshotError::Body(e.to_string()))?;
+    let body_error = |e: postcard::Error| SnapshotError::Body(e.to_string());
+    let (body, rest) = if found == FORMAT_V1 {
+        postcard::take_from_bytes::<wire_v1::BodyV1>(body_bytes)
+            .map(|(b, rest)| (Body::from(b), rest))
+            .map_err(body_error)?
+    } else {
+        postcard::take_from_bytes::<Body>(body_bytes).map_err(body_error)?
+    };
     if !rest.is_empty() {
         return Err(SnapshotError::Body(format!(
             "{} bytes after the body",

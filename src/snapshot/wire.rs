@@ -1,6 +1,10 @@
-//! The snapshot's serialized types: a compatibility boundary, kept apart
-//! from the domain and converted by hand. Fields and variants are only
-//! ever appended; anything else is a new `FORMAT`.
+//! The snapshot's serialized types (`boxoffice.snapshot/2`): a
+//! compatibility boundary, kept apart from the domain and converted by
+//! hand. Any change of shape is a new `FORMAT` (postcard is not
+//! self-describing); the older formats' types stay, frozen, in
+//! `wire_v1.rs`, and are converted to these on reading.
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -68,6 +72,9 @@ pub struct SectionSnap {
 pub struct HoldSnap {
     pub seq: u64,
     pub secret: u64,
+    /// The fan it belongs to (`sub` of its token); shared with the hold,
+    /// so capturing copies no fan.
+    pub fan: Arc<str>,
     pub claim: ClaimSnap,
     pub created_at_ms: u64,
     pub expires_at_ms: u64,
@@ -78,6 +85,7 @@ pub struct BookingSnap {
     pub seq: u64,
     pub secret: u64,
     pub hold_seq: u64,
+    pub fan: Arc<str>,
     pub claim: ClaimSnap,
     pub email: String,
     pub payment_ref: String,
@@ -95,6 +103,8 @@ pub enum EndSnap {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndedSnap {
     pub seq: u64,
+    /// The hold's secret xor its fan's `domain::fan_tag`: the end of a hold
+    /// answers only the fan who held it.
     pub secret: u64,
     pub end: EndSnap,
 }
@@ -179,6 +189,7 @@ impl SectionSnap {
                 .map(|h| HoldSnap {
                     seq: h.seq,
                     secret: h.secret,
+                    fan: Arc::clone(&h.fan),
                     claim: claim_snap(&h.claim),
                     created_at_ms: h.created_at_ms,
                     expires_at_ms: h.expires_at_ms,
@@ -191,6 +202,7 @@ impl SectionSnap {
                     seq: b.seq,
                     secret: b.secret,
                     hold_seq: b.hold_seq,
+                    fan: Arc::clone(&b.fan),
                     claim: claim_snap(&b.claim),
                     email: b.email.clone(),
                     payment_ref: b.payment_ref.clone(),
@@ -235,6 +247,7 @@ impl SectionSnap {
                     Ok(Hold {
                         seq: h.seq,
                         secret: h.secret,
+                        fan: Arc::clone(&h.fan),
                         claim: check(&h.claim)?,
                         created_at_ms: h.created_at_ms,
                         expires_at_ms: h.expires_at_ms,
@@ -249,6 +262,7 @@ impl SectionSnap {
                         seq: b.seq,
                         secret: b.secret,
                         hold_seq: b.hold_seq,
+                        fan: Arc::clone(&b.fan),
                         claim: check(&b.claim)?,
                         email: b.email.clone(),
                         payment_ref: b.payment_ref.clone(),

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
 use boxoffice::app::Application;
+use boxoffice::auth::issuer::LocalIssuer;
 use boxoffice::clock::SystemClock;
 use boxoffice::config::ServeArgs;
 use boxoffice::loadgen::{Conn, Target};
@@ -86,6 +87,14 @@ fn start(rt: &tokio::runtime::Runtime) -> Server {
             .unwrap()
     });
     assert_eq!(created.status, 201, "{:?}", created.body);
+    // One fan signed in with the demo issuer's token.
+    let issuer = LocalIssuer::load_or_create(&dir.path().join("data")).unwrap();
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = issuer.mint("bench-fan", &[], now_s, 24 * 3600, None);
+    AUTH.set(format!("Bearer {token}")).unwrap();
     Server {
         target,
         handle,
@@ -114,7 +123,11 @@ fn rounds(
                         for _ in 0..PER_CONNECTION {
                             let n = NEXT.fetch_add(1, Ordering::Relaxed);
                             let (method, path, body) = request(n);
-                            let a = conn.request(method, &path, &[], body).await.unwrap();
+                            let auth = AUTH.get().expect("signed in");
+                            let a = conn
+                                .request(method, &path, &[("authorization", auth)], body)
+                                .await
+                                .unwrap();
                             assert_eq!(a.status, expect, "{:?}", a.body);
                         }
                         conn
@@ -128,6 +141,9 @@ fn rounds(
         start.elapsed()
     })
 }
+
+/// `Bearer <token>` of the bench's fan.
+static AUTH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 fn hold(n: u64) -> (Method, String, Option<Bytes>) {
     let body = format!(r#"{{"section":"S{}","quantity":1}}"#, n % SECTIONS as u64);

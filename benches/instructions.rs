@@ -27,6 +27,9 @@ use std::process::Command;
 use std::sync::Arc;
 
 use boxoffice::api::dto::HoldRequest;
+use boxoffice::auth::issuer::LocalIssuer;
+use boxoffice::auth::{AuthSettings, Keys, Verifier};
+use boxoffice::clock::ManualClock;
 use boxoffice::domain::{Caller, Change, Hold, Outcome, Section, SectionKind};
 use boxoffice::idempotency::{Begin, IdempotencyStore};
 use boxoffice::journal::{decode_all, encode, ChangeRecord, IdemTag, Record};
@@ -107,6 +110,11 @@ const BENCHES: &[Bench] = &[
         name: "http/idempotency_begin_complete",
         iters: 10_000,
         setup: idempotency,
+    },
+    Bench {
+        name: "auth/cached_token_check",
+        iters: 10_000,
+        setup: cached_token_check,
     },
     Bench {
         name: "snapshot/capture_encode_10000_seats",
@@ -345,6 +353,32 @@ fn idempotency() -> Box<dyn FnMut()> {
         };
         pending.complete(201, body.clone(), i);
         i += 1;
+    })
+}
+
+/// A signed-in fan's later request: its token was verified once (the
+/// signature), so the check is a hash of the token and a cache lookup.
+fn cached_token_check() -> Box<dyn FnMut()> {
+    let dir = Box::leak(Box::new(
+        tempfile::tempdir().expect("a temporary directory"),
+    ));
+    let issuer = LocalIssuer::load_or_create(dir.path()).expect("the demo issuer");
+    let now_s = 1_795_392_000;
+    let token = issuer.mint("fan-1", &["fanclub".to_owned()], now_s, 3_600, None);
+    let verifier = Verifier::new(
+        Keys::fixed(issuer.key_set()),
+        AuthSettings {
+            issuer: None,
+            audience: None,
+            membership_claim: "memberships".into(),
+            leeway_secs: 30,
+            cache_max: 100_000,
+        },
+        Arc::new(ManualClock::new(now_s * 1000)),
+    );
+    verifier.verify(&token).expect("a good token");
+    Box::new(move || {
+        std::hint::black_box(verifier.verify(&token).expect("remembered"));
     })
 }
 

@@ -35,6 +35,8 @@ const TOKEN: &str = "bench-token";
 struct Server {
     child: Child,
     base: String,
+    /// The server's demo issuer: signs each client's fan token.
+    issuer: boxoffice::auth::issuer::LocalIssuer,
     _dir: tempfile::TempDir,
 }
 
@@ -81,9 +83,11 @@ fn start(sink: &SmtpSink, mail: bool, concurrency: usize) -> Server {
         .set("Authorization", &format!("Bearer {TOKEN}"))
         .send_json(event)
         .expect("the bench event is created");
+    let issuer = boxoffice::auth::issuer::LocalIssuer::load_or_create(dir.path()).unwrap();
     Server {
         child,
         base,
+        issuer,
         _dir: dir,
     }
 }
@@ -115,6 +119,16 @@ fn round(sink: &SmtpSink, mode: &str, secs: u64, clients: usize, concurrency: us
     let threads: Vec<_> = (0..clients)
         .map(|c| {
             let (stop, lat, base) = (Arc::clone(&stop), Arc::clone(&lat), server.base.clone());
+            let now_s = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            let auth = format!(
+                "Bearer {}",
+                server
+                    .issuer
+                    .mint(&format!("bench-{c}"), &[], now_s, 3600, None)
+            );
             std::thread::spawn(move || {
                 let agent = ureq::AgentBuilder::new()
                     .timeout(Duration::from_secs(30))
@@ -126,6 +140,7 @@ fn round(sink: &SmtpSink, mode: &str, secs: u64, clients: usize, concurrency: us
                     i += clients;
                     let hold: Value = agent
                         .post(&format!("{base}/v1/events/bench/holds"))
+                        .set("Authorization", &auth)
                         .send_json(json!({"section": section, "quantity": 1}))
                         .expect("hold")
                         .into_json()
@@ -134,6 +149,7 @@ fn round(sink: &SmtpSink, mode: &str, secs: u64, clients: usize, concurrency: us
                     let t = Instant::now();
                     agent
                         .post(&format!("{base}/v1/holds/{id}/confirm"))
+                        .set("Authorization", &auth)
                         .send_json(
                             json!({"email": format!("fan{i}@example.com"), "payment_ref": "p"}),
                         )

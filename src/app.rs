@@ -16,6 +16,8 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
 use crate::actors::{Registry, SectionSettings};
+use crate::auth::issuer::LocalIssuer;
+use crate::auth::{AuthSettings, Keys, Origin, Verifier};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{PanicIn, ServeArgs};
 use crate::data_dir;
@@ -59,6 +61,7 @@ impl Application {
         let lock = data_dir::lock(data_dir)?;
         let mail_setup = MailSetup::from_args(&args)?;
         let sharding = sharding(&args)?;
+        let auth = Arc::new(verifier(&args, Arc::clone(&clock))?);
 
         let idempotency =
             IdempotencyStore::new(args.idempotency_ttl_secs * 1000, args.idempotency_keys_max);
@@ -182,6 +185,7 @@ impl Application {
             metrics,
             shutting_down: Arc::clone(&shutting_down),
             sharding,
+            auth,
         });
         let listener = TcpListener::bind(&args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -275,6 +279,37 @@ impl Application {
         .await;
         result
     }
+}
+
+/// Checks fans' tokens against the issuer's keys: the JWKS `--jwks`
+/// names, or the demo issuer's key in the data directory.
+fn verifier(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Verifier> {
+    let refresh = Duration::from_secs(args.jwks_refresh_secs);
+    let keys = match args.jwks.as_deref().filter(|j| !j.is_empty()) {
+        Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+            Keys::load(Origin::Url(url.to_owned()), refresh)
+        }
+        Some(path) => Keys::load(Origin::File(path.into()), refresh),
+        None => {
+            let issuer = LocalIssuer::load_or_create(&args.data_dir)?;
+            tracing::warn!(
+                "no --jwks: fans sign in with the demo issuer's tokens (boxoffice token); never for a real sale"
+            );
+            Ok(Keys::fixed(issuer.key_set()))
+        }
+    }
+    .map_err(|e| anyhow::anyhow!("--jwks (BOXOFFICE_JWKS): {e}"))?;
+    Ok(Verifier::new(
+        keys,
+        AuthSettings {
+            issuer: args.jwt_issuer.clone().filter(|i| !i.is_empty()),
+            audience: args.jwt_audience.clone().filter(|a| !a.is_empty()),
+            membership_claim: args.jwt_membership_claim.clone(),
+            leeway_secs: args.jwt_leeway_secs,
+            cache_max: args.jwt_cache_max as usize,
+        },
+        clock,
+    ))
 }
 
 /// This server's place among the shards, read and checked at start:

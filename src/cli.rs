@@ -4,7 +4,9 @@
 use anyhow::{bail, Context};
 use serde_json::Value;
 
-use crate::config::{AdminClient, OutboxCommand, ShardsCommand, SnapshotCommand, TicketCommand};
+use crate::config::{
+    AdminClient, OutboxCommand, ShardsCommand, SnapshotCommand, TicketCommand, TokenArgs,
+};
 use crate::mail::TicketKey;
 
 pub fn outbox(cmd: OutboxCommand) -> anyhow::Result<()> {
@@ -270,4 +272,24 @@ pub fn shards(cmd: ShardsCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `boxoffice token`: a fan's token from the demo issuer.
+pub fn token(args: TokenArgs) -> anyhow::Result<()> {
+    let issuer = crate::auth::issuer::LocalIssuer::load_or_create(&args.data_dir)?;
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    println!(
+        "{}",
+        issuer.mint(
+            &args.sub,
+            &args.memberships,
+            now_s,
+            args.ttl_secs,
+            args.audience.as_deref()
+        )
+    );
+    Ok(())
 }

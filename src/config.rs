@@ -27,6 +27,9 @@ pub enum Command {
     /// Look at and retry the email outbox of a running server.
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// Sign a fan's token with the demo issuer's key (the stand-in for the
+    /// fan club's sign-in, when the server runs without `--jwks`).
+    Token(TokenArgs),
     /// Check a ticket token (the content of a ticket's QR code).
     #[command(subcommand)]
     Ticket(TicketCommand),
@@ -61,6 +64,25 @@ pub enum ShardsCommand {
         #[arg(long, default_value = "boxoffice")]
         set: String,
     },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The fan's id (the token's `sub`).
+    #[arg(long)]
+    pub sub: String,
+    /// A membership the fan has (repeat for several), e.g. `fanclub`.
+    #[arg(long = "membership")]
+    pub memberships: Vec<String>,
+    /// How long the token is valid, in seconds.
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub ttl_secs: u64,
+    /// The data directory whose demo issuer key signs (made if missing).
+    #[arg(long, env = "BOXOFFICE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// The token's `aud`, for a server started with `--jwt-audience`.
+    #[arg(long)]
+    pub audience: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,6 +128,11 @@ pub struct LoadgenArgs {
     /// Base URL of the server under load (plain http://).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub server: String,
+    /// The demo issuer's key file of the server under load
+    /// (`<data-dir>/issuer.key`): every simulated fan signs in with a
+    /// token of its own, minted with it.
+    #[arg(long, default_value = "./data/issuer.key")]
+    pub issuer_key: PathBuf,
     /// The event on sale.
     #[arg(long, default_value = "demo")]
     pub event: String,
@@ -350,6 +377,47 @@ pub struct ServeArgs {
     #[arg(long, env = "BOXOFFICE_MAIL_BACKOFF_MAX_MS", default_value_t = 600_000,
           value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
     pub mail_backoff_max_ms: u64,
+
+    /// The fan club's token issuer: a JWKS (RFC 7517) file, read again when
+    /// it changes, or an http(s) URL, fetched every `--jwks-refresh-secs`
+    /// and when a token names an unknown key. Without it the server trusts
+    /// only a demo issuer whose key it keeps in `<data-dir>/issuer.key`
+    /// (`boxoffice token` signs with it): for trying things, never for a
+    /// real sale.
+    #[arg(long, env = "BOXOFFICE_JWKS")]
+    pub jwks: Option<String>,
+
+    /// How often a JWKS URL is fetched again, in seconds.
+    #[arg(long, env = "BOXOFFICE_JWKS_REFRESH_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub jwks_refresh_secs: u64,
+
+    /// The `iss` fans' tokens must carry (not checked when unset).
+    #[arg(long, env = "BOXOFFICE_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// The `aud` fans' tokens must carry (not checked when unset).
+    #[arg(long, env = "BOXOFFICE_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// The token claim that lists a fan's memberships (a list of strings).
+    #[arg(
+        long,
+        env = "BOXOFFICE_JWT_MEMBERSHIP_CLAIM",
+        default_value = "memberships"
+    )]
+    pub jwt_membership_claim: String,
+
+    /// Clock skew forgiven on a token's `exp` and `nbf`, in seconds.
+    #[arg(long, env = "BOXOFFICE_JWT_LEEWAY_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub jwt_leeway_secs: u64,
+
+    /// Most verified tokens remembered (a fan's later requests skip the
+    /// signature check).
+    #[arg(long, env = "BOXOFFICE_JWT_CACHE_MAX", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub jwt_cache_max: u64,
 
     /// Key that signs the ticket tokens in the QR codes (64 hex digits).
     /// Without it, a key is made on first start and kept in

@@ -2,6 +2,7 @@
 //! directory: a server, or an offline tool, never two at once).
 
 use std::fs::File;
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::{bail, Context};
@@ -31,4 +32,49 @@ pub fn lock(dir: &Path) -> anyhow::Result<File> {
             Err(e).with_context(|| format!("cannot lock {}", path.display()))
         }
     }
+}
+
+/// A secret of `len` random bytes kept in `dir/name` as hex (the ticket
+/// key, the demo issuer's key, the demo payment secret): read if the file
+/// exists, else made and written whole (temporary file with mode 0600,
+/// synced, renamed into place, directory synced), so a crash leaves the
+/// old state or the new key, never half a key.
+pub fn load_or_create_secret(dir: &Path, name: &str, len: usize) -> anyhow::Result<Vec<u8>> {
+    let path = dir.join(name);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => from_hex(text.trim(), len).with_context(|| format!("{}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = vec![0u8; len];
+            rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut key)
+                .map_err(|e| anyhow::anyhow!("no randomness for {name}: {e}"))?;
+            let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let tmp = dir.join(format!("{name}.tmp"));
+            let mut f =
+                File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            }
+            f.write_all(hex.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            File::open(dir)?.sync_all()?;
+            Ok(key)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// `len` bytes from exactly `2 * len` hex digits.
+pub fn from_hex(text: &str, len: usize) -> anyhow::Result<Vec<u8>> {
+    if text.len() != 2 * len || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("expected {} hex digits", 2 * len);
+    }
+    (0..len)
+        .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).context("expected hex digits"))
+        .collect()
 }

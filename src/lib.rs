@@ -10,6 +10,8 @@
 //! - [`layout`]: the versioned event/venue file format and its validation
 //!   into domain types.
 //! - [`idempotency`]: remembered answers per `Idempotency-Key`.
+//! - [`auth`]: fans known by signed JWTs: the issuer's keys, the demo
+//!   issuer, the verifier and its cache.
 //! - [`shard`]: the shard map (which shard owns which events) and the
 //!   Kubernetes routes rendered from it.
 //! - [`journal`]: journal records and the sled store with group commit.
@@ -34,6 +36,7 @@
 pub mod actors;
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;

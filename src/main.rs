@@ -28,6 +28,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => boxoffice::app::serve(*args),
         Command::Outbox(cmd) => boxoffice::cli::outbox(cmd),
         Command::Ticket(cmd) => boxoffice::cli::ticket(cmd),
+        Command::Token(args) => boxoffice::cli::token(args),
         Command::Snapshot(cmd) => boxoffice::cli::snapshot(cmd),
         Command::Loadgen(args) => boxoffice::loadgen::run(args),
         Command::Probe { server, path } => boxoffice::cli::probe(&server, &path),

@@ -15,6 +15,7 @@ use prometheus::{
 };
 
 use crate::actors::{Registry as Sections, CHANGE_KINDS};
+use crate::auth::{Verifier, REASONS};
 use crate::domain::CategoryCounts;
 use crate::journal::Journal;
 use crate::mail::MailStats;
@@ -33,6 +34,7 @@ pub struct Metrics {
     journal_durable_position: IntGauge,
     mail_counters: IntCounterVec,
     mail_gauges: IntGaugeVec,
+    auth_refused: IntCounterVec,
     /// Scrapes copy counters in with reset + add; one at a time.
     scrape: Mutex<()>,
 }
@@ -156,6 +158,12 @@ impl Metrics {
                 "Emails in the outbox: unsent (dead letters included), dead, in_flight",
                 &["state"],
             ),
+            auth_refused: counter_vec(
+                &registry,
+                "boxoffice_auth_refused_total",
+                "Fans' tokens refused, by reason",
+                &["reason"],
+            ),
             registry,
             scrape: Mutex::new(()),
         }
@@ -163,7 +171,13 @@ impl Metrics {
 
     /// Copies the counters kept elsewhere into the registry and renders
     /// the Prometheus text format.
-    pub fn render(&self, sections: &Sections, journal: &Journal, mail: &MailStats) -> String {
+    pub fn render(
+        &self,
+        sections: &Sections,
+        journal: &Journal,
+        mail: &MailStats,
+        auth: &Verifier,
+    ) -> String {
         let _one_at_a_time = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
         let set = |c: &prometheus::IntCounter, v: u64| {
             c.reset();
@@ -213,6 +227,9 @@ impl Metrics {
             self.mail_gauges
                 .with_label_values(&[name])
                 .set(v.load(Ordering::Relaxed) as i64);
+        }
+        for (reason, n) in REASONS.iter().zip(auth.refused()) {
+            set(&self.auth_refused.with_label_values(&[reason]), n);
         }
         let mut out = Vec::new();
         TextEncoder::new()

@@ -742,18 +742,15 @@ fn saturated_section_answers_503_with_retry_after() {
         a,
         std::sync::Arc::new(boxoffice::clock::ManualClock::new(T0_MS)),
     );
-    let base = s.base.clone();
+    let s = &s;
     let results: Vec<Resp> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..48)
             .map(|i| {
-                let base = base.clone();
                 scope.spawn(move || {
                     let seat = format!("G/{}/{}", i / 30 + 1, i % 30 + 1);
-                    request(
-                        "POST",
-                        &format!("{base}/v1/events/demo/holds"),
-                        Some(json!({"section": "G", "seats": [seat]}).to_string()),
-                        &[("Content-Type", "application/json")],
+                    s.post(
+                        "/v1/events/demo/holds",
+                        &json!({"section": "G", "seats": [seat]}),
                     )
                 })
             })
@@ -772,7 +769,7 @@ fn saturated_section_answers_503_with_retry_after() {
         assert_eq!(r.retry_after.as_deref(), Some("1"));
     }
     // Exactly the acknowledged holds are held.
-    assert_eq!(availability(&s, "demo").1, created as u64);
+    assert_eq!(availability(s, "demo").1, created as u64);
 }
 
 #[test]

@@ -64,14 +64,20 @@ struct History {
     /// Holds whose answer never came: at most this many seats may be held
     /// by holds nobody knows the id of.
     unknown_hold_seats_max: usize,
+    /// The token of each hold's fan (every hold is a fan of its own).
+    tokens: HashMap<String, String>,
 }
 
-fn post(base: &str, path: &str, body: serde_json::Value) -> Result<Resp, String> {
+fn post(base: &str, token: &str, path: &str, body: serde_json::Value) -> Result<Resp, String> {
+    let auth = format!("Bearer {token}");
     try_request(
         "POST",
         &format!("{base}{path}"),
         Some(body.to_string()),
-        &[("Content-Type", "application/json")],
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &auth),
+        ],
     )
 }
 
@@ -86,13 +92,17 @@ fn seats_of(r: &Resp) -> Vec<String> {
 
 /// One client until the server dies: every acknowledged change goes into
 /// the history, every unanswered one into its "unknown" sets.
-fn client(base: &str, seed: u64, history: &Mutex<History>, stop: &AtomicBool) {
+fn client(dir: &Path, base: &str, seed: u64, history: &Mutex<History>, stop: &AtomicBool) {
     let mut rng = Rng(seed);
+    let mut n = 0;
     while !stop.load(Ordering::Relaxed) {
         let section = SECTIONS[(rng.next() % SECTIONS.len() as u64) as usize];
         let qty = 1 + rng.next() % 4;
+        n += 1;
+        let token = common::token(dir, &format!("crash-{seed:x}-{n}"));
         let r = match post(
             base,
+            &token,
             "/v1/events/demo/holds",
             json!({"section": section, "quantity": qty}),
         ) {
@@ -107,16 +117,17 @@ fn client(base: &str, seed: u64, history: &Mutex<History>, stop: &AtomicBool) {
             continue;
         }
         let id = r.body["id"].as_str().unwrap().to_owned();
-        history
-            .lock()
-            .unwrap()
-            .holds
-            .insert(id.clone(), seats_of(&r));
+        {
+            let mut h = history.lock().unwrap();
+            h.holds.insert(id.clone(), seats_of(&r));
+            h.tokens.insert(id.clone(), token.clone());
+        }
         match rng.next() % 10 {
             0..=4 => {
                 history.lock().unwrap().confirm_unknown.insert(id.clone());
                 match post(
                     base,
+                    &token,
                     &format!("/v1/holds/{id}/confirm"),
                     json!({"email": "fan@example.com", "payment_ref": "p"}),
                 ) {
@@ -134,7 +145,14 @@ fn client(base: &str, seed: u64, history: &Mutex<History>, stop: &AtomicBool) {
             }
             5..=6 => {
                 history.lock().unwrap().release_unknown.insert(id.clone());
-                match try_request("DELETE", &format!("{base}/v1/holds/{id}"), None, &[]) {
+                let auth = format!("Bearer {token}");
+                let delete = try_request(
+                    "DELETE",
+                    &format!("{base}/v1/holds/{id}"),
+                    None,
+                    &[("Authorization", &auth)],
+                );
+                match delete {
                     Ok(d) => {
                         assert_eq!(d.status, 204, "{d:?}");
                         let mut h = history.lock().unwrap();
@@ -149,9 +167,15 @@ fn client(base: &str, seed: u64, history: &Mutex<History>, stop: &AtomicBool) {
     }
 }
 
-fn get(base: &str, path: &str) -> Resp {
-    try_request("GET", &format!("{base}{path}"), None, &[])
-        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+fn get(base: &str, token: &str, path: &str) -> Resp {
+    let auth = format!("Bearer {token}");
+    try_request(
+        "GET",
+        &format!("{base}{path}"),
+        None,
+        &[("Authorization", &auth)],
+    )
+    .unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
 /// Checks the restarted server against everything acknowledged so far, and
@@ -167,8 +191,9 @@ fn verify(base: &str, h: &mut History) {
     let ids: Vec<String> = h.holds.keys().cloned().collect();
     for id in ids {
         let seats = h.holds[&id].clone();
+        let token = h.tokens[&id].clone();
         if let Some((bid, bseats)) = h.confirmed.get(&id) {
-            let b = get(base, &format!("/v1/bookings/{bid}"));
+            let b = get(base, &token, &format!("/v1/bookings/{bid}"));
             assert_eq!(b.status, 200, "acknowledged booking {bid} lost: {b:?}");
             assert_eq!(&seats_of(&b), bseats);
             assert_eq!(b.body["status"], "confirmed");
@@ -176,7 +201,7 @@ fn verify(base: &str, h: &mut History) {
             continue;
         }
         if h.released.contains(&id) {
-            let r = get(base, &format!("/v1/holds/{id}"));
+            let r = get(base, &token, &format!("/v1/holds/{id}"));
             assert_eq!(
                 (r.status, r.body["type"].as_str()),
                 (410, Some("urn:boxoffice:problem:hold-released")),
@@ -184,7 +209,7 @@ fn verify(base: &str, h: &mut History) {
             );
             continue;
         }
-        let r = get(base, &format!("/v1/holds/{id}"));
+        let r = get(base, &token, &format!("/v1/holds/{id}"));
         match r.status {
             200 => {
                 assert_eq!(seats_of(&r), seats, "hold {id} changed seats");
@@ -195,7 +220,7 @@ fn verify(base: &str, h: &mut History) {
             409 if h.confirm_unknown.remove(&id) => {
                 // The unanswered confirm was made durable: whole booking.
                 let bid = r.body["booking_id"].as_str().unwrap().to_owned();
-                let b = get(base, &format!("/v1/bookings/{bid}"));
+                let b = get(base, &token, &format!("/v1/bookings/{bid}"));
                 assert_eq!(b.status, 200);
                 assert_eq!(seats_of(&b), seats);
                 seats.iter().for_each(|s| own(s, 's', &bid));
@@ -211,7 +236,12 @@ fn verify(base: &str, h: &mut History) {
     // was asked by requests that never got an answer.
     let mut unknown_held = 0;
     for section in SECTIONS {
-        let m = get(base, &format!("/v1/events/demo/sections/{section}/seats")).body;
+        let m = get(
+            base,
+            "",
+            &format!("/v1/events/demo/sections/{section}/seats"),
+        )
+        .body;
         let ids = m["ids"].as_array().unwrap();
         for (seat, st) in ids.iter().zip(m["states"].as_str().unwrap().chars()) {
             let seat = seat.as_str().unwrap();
@@ -228,7 +258,7 @@ fn verify(base: &str, h: &mut History) {
         "{unknown_held} seats held by unknown holds, but only {} seats were asked for without an answer",
         h.unknown_hold_seats_max
     );
-    let e = get(base, "/v1/events/demo").body;
+    let e = get(base, "", "/v1/events/demo").body;
     assert_eq!(
         e["free"].as_u64().unwrap() + e["held"].as_u64().unwrap() + e["sold"].as_u64().unwrap(),
         17_500
@@ -255,7 +285,8 @@ fn acknowledged_changes_survive_sigkill() {
         std::thread::scope(|scope| {
             for s in &client_seeds {
                 let (base, history, stop) = (&server.base, &history, &stop);
-                scope.spawn(move || client(base, *s, history, stop));
+                let dir = dir.path();
+                scope.spawn(move || client(dir, base, *s, history, stop));
             }
             std::thread::sleep(kill_after);
             // SIGKILL: no chance to flush, close or say goodbye.

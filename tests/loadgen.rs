@@ -41,7 +41,8 @@ fn a_short_flash_sale_sells_out_consistently() {
             "loadgen", "--server", &base, "--event", "flash", "--fans", "300",
         ])
         .args(["--connections", "8", "--ramp-secs", "0.5", "--seed", "7"])
-        .args(["--explicit-ratio", "0.5"])
+        .args(["--explicit-ratio", "0.5", "--issuer-key"])
+        .arg(dir.path().join("issuer.key"))
         .args(["--confirm-ratio", "0.9", "--release-ratio", "0.1", "--json"])
         .output()
         .unwrap();

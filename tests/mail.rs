@@ -451,18 +451,23 @@ fn every_email_arrives_after_sigkill() {
     let (mut child, base) = spawn_server(dir.path(), &sink);
     let mut want = BTreeSet::new();
     for i in 0..10 {
+        let auth = format!("Bearer {}", common::token(dir.path(), &format!("fan-{i}")));
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("Authorization", &auth),
+        ];
         let h = request(
             "POST",
             &format!("{base}/v1/events/demo/holds"),
             Some(json!({"section": "H", "quantity": 1}).to_string()),
-            &[("Content-Type", "application/json")],
+            &headers,
         );
         assert_eq!(h.status, 201, "{h:?}");
         let b = request(
             "POST",
             &format!("{base}/v1/holds/{}/confirm", h.body["id"].as_str().unwrap()),
             Some(json!({"email": format!("h{i}@example.com"), "payment_ref": "p"}).to_string()),
-            &[("Content-Type", "application/json")],
+            &headers,
         );
         assert_eq!(b.status, 201, "{b:?}");
         want.insert(format!(

@@ -182,6 +182,7 @@ fn sigterm_under_load_finishes_what_it_accepted() {
     let clients: Vec<_> = (0..6)
         .map(|c| {
             let (base, stop) = (base.clone(), Arc::clone(&stop));
+            let dir = dir.path().to_owned();
             std::thread::spawn(move || {
                 // A fresh connection per request: each is either accepted
                 // and answered, or refused.
@@ -192,15 +193,20 @@ fn sigterm_under_load_finishes_what_it_accepted() {
                 let section = ["A", "B", "C", "D", "E", "F"][c];
                 let mut acked = Vec::new();
                 let mut refused = 0;
+                let mut n = 0;
                 while !stop.load(Ordering::Relaxed) {
+                    // A fan per hold: each holds within any per-fan limit.
+                    n += 1;
+                    let token = common::token(&dir, &format!("sigterm-{c}-{n}"));
                     let r = agent
                         .post(&format!("{base}/v1/events/demo/holds"))
+                        .set("Authorization", &format!("Bearer {token}"))
                         .send_json(json!({"section": section, "quantity": 1}));
                     match r {
                         Ok(resp) => {
                             assert_eq!(resp.status(), 201);
                             let v: serde_json::Value = resp.into_json().unwrap();
-                            acked.push(v["id"].as_str().unwrap().to_owned());
+                            acked.push((v["id"].as_str().unwrap().to_owned(), token));
                         }
                         Err(ureq::Error::Status(code, _)) => panic!("answered {code}"),
                         Err(ureq::Error::Transport(t)) => {
@@ -241,7 +247,7 @@ fn sigterm_under_load_finishes_what_it_accepted() {
     );
     let status = child.wait().unwrap();
     stop.store(true, Ordering::Relaxed);
-    let acked: Vec<String> = clients
+    let acked: Vec<(String, String)> = clients
         .into_iter()
         .flat_map(|c| c.join().unwrap())
         .collect();
@@ -253,8 +259,14 @@ fn sigterm_under_load_finishes_what_it_accepted() {
     );
 
     let (mut child, base) = start(dir.path());
-    for id in &acked {
-        let r = request("GET", &format!("{base}/v1/holds/{id}"), None, &[]);
+    for (id, token) in &acked {
+        let auth = format!("Bearer {token}");
+        let r = request(
+            "GET",
+            &format!("{base}/v1/holds/{id}"),
+            None,
+            &[("Authorization", &auth)],
+        );
         assert_eq!(r.status, 200, "{id} lost: {r:?}");
     }
     // Nothing that was not acknowledged took effect.
@@ -386,6 +398,7 @@ fn restart_under_load_with_idempotent_retries_loses_nothing() {
     let clients: Vec<_> = (0..4)
         .map(|c| {
             let (base, stop, outages) = (base.clone(), Arc::clone(&stop), Arc::clone(&outages));
+            let dir = dir.path().to_owned();
             std::thread::spawn(move || {
                 let agent = ureq::AgentBuilder::new()
                     .max_idle_connections(0)
@@ -397,12 +410,14 @@ fn restart_under_load_with_idempotent_retries_loses_nothing() {
                 while !stop.load(Ordering::Relaxed) {
                     let key = format!("fan-{c}-{i}");
                     i += 1;
+                    let token = common::token(&dir, &key);
                     let mut failed_at = None;
                     let deadline = Instant::now() + Duration::from_secs(30);
                     let id = loop {
                         let r = agent
                             .post(&format!("{base}/v1/events/demo/holds"))
                             .set("Idempotency-Key", &key)
+                            .set("Authorization", &format!("Bearer {token}"))
                             .send_json(json!({"section": section, "quantity": 1}));
                         match r {
                             Ok(resp) => {
@@ -492,6 +507,10 @@ fn json_logs_are_one_object_a_line() {
         &[
             ("Content-Type", "application/json"),
             ("X-Request-Id", "trace-me-1"),
+            (
+                "Authorization",
+                &format!("Bearer {}", common::token(dir.path(), "fan-1")),
+            ),
         ],
     );
     assert_eq!(h.status, 201);

@@ -47,6 +47,8 @@ fn concurrent_fans_never_double_book() {
         for c in 0..CLIENTS {
             let base = &base;
             let outcome = &outcome;
+            // Each client is a fan of its own.
+            let auth = format!("Bearer {}", s.token_for(&format!("racer-{c}")));
             scope.spawn(move || {
                 let mut rng = 0x9E37_79B9_7F4A_7C15 ^ (c + 1).wrapping_mul(0xA24B_AED4_963E_E407);
                 let post = |path: &str, body: serde_json::Value| {
@@ -54,7 +56,10 @@ fn concurrent_fans_never_double_book() {
                         "POST",
                         &format!("{base}{path}"),
                         Some(body.to_string()),
-                        &[("Content-Type", "application/json")],
+                        &[
+                            ("Content-Type", "application/json"),
+                            ("Authorization", &auth),
+                        ],
                     )
                 };
                 for _ in 0..ROUNDS {
@@ -109,7 +114,12 @@ fn concurrent_fans_never_double_book() {
                                 .insert(b.body["id"].as_str().unwrap().to_owned(), seats);
                         }
                         2 => {
-                            let d = request("DELETE", &format!("{base}/v1/holds/{id}"), None, &[]);
+                            let d = request(
+                                "DELETE",
+                                &format!("{base}/v1/holds/{id}"),
+                                None,
+                                &[("Authorization", &auth)],
+                            );
                             assert_eq!(d.status, 204);
                         }
                         _ => {

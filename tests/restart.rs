@@ -19,19 +19,18 @@ struct Keyed {
     path: String,
     body: Value,
     key: &'static str,
-    admin: bool,
+    /// The admin token, or a fan's token.
+    token: String,
 }
 
 impl Keyed {
     fn send(&self, base: &str) -> Resp {
-        let auth = format!("Bearer {ADMIN_TOKEN}");
-        let mut headers = vec![
+        let auth = format!("Bearer {}", self.token);
+        let headers = vec![
             ("Content-Type", "application/json"),
             ("Idempotency-Key", self.key),
+            ("Authorization", auth.as_str()),
         ];
-        if self.admin {
-            headers.push(("Authorization", auth.as_str()));
-        }
         request(
             "POST",
             &format!("{base}{}", self.path),
@@ -51,6 +50,7 @@ fn keyed_answers_are_byte_identical_after_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let flags = ["--admin-token", ADMIN_TOKEN, "--hold-ttl-secs", "3600"];
     let (mut child, base) = serve(dir.path(), &flags);
+    let fan = common::token(dir.path(), "fan-1");
     let mut sent: Vec<(Keyed, Resp)> = Vec::new();
     let mut first = |k: Keyed| {
         let r = k.send(&base);
@@ -63,19 +63,19 @@ fn keyed_answers_are_byte_identical_after_restarts() {
         path: "/v1/events".into(),
         body: small_event("tour", &[10, 10], 5, 4),
         key: "create-tour",
-        admin: true,
+        token: ADMIN_TOKEN.to_owned(),
     });
     let hold = first(Keyed {
         path: "/v1/events/tour/holds".into(),
         body: json!({"section": "S", "quantity": 2}),
         key: "hold-1",
-        admin: false,
+        token: fan.clone(),
     });
     let booking = first(Keyed {
         path: format!("/v1/holds/{}/confirm", hold.body["id"].as_str().unwrap()),
         body: json!({"email": "fan@example.com", "payment_ref": "pay_1"}),
         key: "confirm-1",
-        admin: false,
+        token: fan.clone(),
     });
     first(Keyed {
         path: format!(
@@ -84,7 +84,7 @@ fn keyed_answers_are_byte_identical_after_restarts() {
         ),
         body: json!({}),
         key: "cancel-1",
-        admin: false,
+        token: fan.clone(),
     });
     let event_after = request("GET", &format!("{base}/v1/events/tour"), None, &[]).text;
 
@@ -178,12 +178,16 @@ fn counts(base: &str) -> (u64, u64, u64) {
     (n("free"), n("held"), n("sold"))
 }
 
-fn hold(base: &str) -> Result<Resp, String> {
+fn hold(base: &str, token: &str) -> Result<Resp, String> {
+    let auth = format!("Bearer {token}");
     try_request(
         "POST",
         &format!("{base}/v1/events/demo/holds"),
         Some(json!({"section": "A", "quantity": 2}).to_string()),
-        &[("Content-Type", "application/json")],
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &auth),
+        ],
     )
 }
 
@@ -205,7 +209,7 @@ fn a_panic_anywhere_aborts_and_a_restart_recovers() {
         ("flusher", "failpoint: the flusher panics"),
     ] {
         let (mut child, base) = serve_panicking(dir.path(), place);
-        let answer = hold(&base);
+        let answer = hold(&base, &common::token(dir.path(), "fan-1"));
         assert!(answer.is_err(), "{place}: answered {answer:?}");
         assert_aborted(&mut child, why);
         let (child, base) = serve(dir.path(), &[]);
@@ -214,8 +218,10 @@ fn a_panic_anywhere_aborts_and_a_restart_recovers() {
     }
 
     let (mut child, base) = serve_panicking(dir.path(), "mailer");
-    let held = hold(&base).unwrap();
+    let token = common::token(dir.path(), "fan-1");
+    let held = hold(&base, &token).unwrap();
     assert_eq!(held.status, 201);
+    let auth = format!("Bearer {token}");
     let confirmed = try_request(
         "POST",
         &format!(
@@ -223,7 +229,10 @@ fn a_panic_anywhere_aborts_and_a_restart_recovers() {
             held.body["id"].as_str().unwrap()
         ),
         Some(json!({"email": "fan@example.com", "payment_ref": "p1"}).to_string()),
-        &[("Content-Type", "application/json")],
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &auth),
+        ],
     );
     // The answer may or may not get out before the abort; the booking was
     // durable before the mailer ever heard of it.

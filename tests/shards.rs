@@ -8,7 +8,11 @@ use common::{boxoffice, request, serve, small_event, Resp, ADMIN_TOKEN};
 use serde_json::json;
 
 fn call(base: &str, method: &str, path: &str, body: Option<&str>) -> Resp {
-    let auth = format!("Bearer {ADMIN_TOKEN}");
+    call_as(base, ADMIN_TOKEN, method, path, body)
+}
+
+fn call_as(base: &str, token: &str, method: &str, path: &str, body: Option<&str>) -> Resp {
+    let auth = format!("Bearer {token}");
     request(
         method,
         &format!("{base}{path}"),
@@ -76,12 +80,16 @@ fn each_shard_serves_its_own_events_and_names_the_owner_of_others() {
         );
     }
 
-    // A hold and a booking of each event, on its own shard.
+    // A hold and a booking of each event, on its own shard, by a fan
+    // signed in there (each shard here runs its own demo issuer).
     let mut ids = Vec::new();
-    for (base, event, section) in [(&a, "demo", "A"), (&b, "tour", "S")] {
+    let fan_a = common::token(&dir.path().join("a"), "fan-1");
+    let fan_b = common::token(&dir.path().join("b"), "fan-1");
+    for (base, fan, event, section) in [(&a, &fan_a, "demo", "A"), (&b, &fan_b, "tour", "S")] {
         let body = json!({"section": section, "quantity": 2}).to_string();
-        let hold = call(
+        let hold = call_as(
             base,
+            fan,
             "POST",
             &format!("/v1/events/{event}/holds"),
             Some(&body),
@@ -89,15 +97,17 @@ fn each_shard_serves_its_own_events_and_names_the_owner_of_others() {
         assert_eq!(hold.status, 201, "{hold:?}");
         let hold = hold.body["id"].as_str().unwrap().to_owned();
         let pay = json!({"email": "fan@example.com", "payment_ref": "p"}).to_string();
-        let booking = call(
+        let booking = call_as(
             base,
+            fan,
             "POST",
             &format!("/v1/holds/{hold}/confirm"),
             Some(&pay),
         );
         assert_eq!(booking.status, 201, "{booking:?}");
-        let second = call(
+        let second = call_as(
             base,
+            fan,
             "POST",
             &format!("/v1/events/{event}/holds"),
             Some(&body),
@@ -163,7 +173,7 @@ fn each_shard_serves_its_own_events_and_names_the_owner_of_others() {
     // And the owner still serves them.
     let (_, _, hold, _) = &ids[0];
     assert_eq!(
-        call(&a, "GET", &format!("/v1/holds/{hold}"), None).status,
+        call_as(&a, &fan_a, "GET", &format!("/v1/holds/{hold}"), None).status,
         200
     );
 }

@@ -438,17 +438,25 @@ fn admin_post(s: &TestServer, path: &str) -> Resp {
 /// the acknowledged hold ids.
 fn fan(
     base: String,
+    dir: std::path::PathBuf,
     section: &'static str,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> Vec<String> {
+) -> Vec<(String, String)> {
     let mut acked = Vec::new();
     let mut i = 0;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 400 {
+        // A fan per hold, signed in on the test server's clock.
+        let token = common::token_at(&dir, &format!("{section}-{i}"), &[], T0_MS);
+        let auth = format!("Bearer {token}");
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("Authorization", &auth),
+        ];
         let r = request(
             "POST",
             &format!("{base}/v1/events/demo/holds"),
             Some(json!({"section": section, "quantity": 1}).to_string()),
-            &[("Content-Type", "application/json")],
+            &headers,
         );
         if r.status != 201 {
             break;
@@ -459,11 +467,11 @@ fn fan(
                 "POST",
                 &format!("{base}/v1/holds/{id}/confirm"),
                 Some(json!({"email": "f@example.com", "payment_ref": "p"}).to_string()),
-                &[("Content-Type", "application/json")],
+                &headers,
             );
             assert_eq!(c.status, 201, "{c:?}");
         }
-        acked.push(id);
+        acked.push((id, token));
         i += 1;
     }
     acked
@@ -478,7 +486,8 @@ fn a_live_snapshot_plus_the_journal_after_it_is_the_live_state() {
         .into_iter()
         .map(|sec| {
             let (b, st) = (s.base.clone(), std::sync::Arc::clone(&stop));
-            std::thread::spawn(move || fan(b, sec, st))
+            let dir = dir.path().to_owned();
+            std::thread::spawn(move || fan(b, dir, sec, st))
         })
         .collect();
     std::thread::sleep(std::time::Duration::from_millis(300));
@@ -505,7 +514,7 @@ fn a_live_snapshot_plus_the_journal_after_it_is_the_live_state() {
     ok(&o);
     std::thread::sleep(std::time::Duration::from_millis(300));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let acked: Vec<String> = fans.into_iter().flat_map(|f| f.join().unwrap()).collect();
+    let acked: Vec<(String, String)> = fans.into_iter().flat_map(|f| f.join().unwrap()).collect();
     assert!(acked.len() > 10, "the fans did work: {}", acked.len());
     let live = visible_state(&s);
     let r = s.raw("GET", "/v1/admin/snapshots", None, &admin());
@@ -522,8 +531,14 @@ fn a_live_snapshot_plus_the_journal_after_it_is_the_live_state() {
     assert_eq!(snapshot::list(dir.path()).unwrap()[0].0, mid);
     let s = TestServer::start(dir.path());
     assert_eq!(visible_state(&s), live);
-    for id in &acked {
-        let r = s.get(&format!("/v1/holds/{id}"));
+    for (id, token) in &acked {
+        let auth = format!("Bearer {token}");
+        let r = s.raw(
+            "GET",
+            &format!("/v1/holds/{id}"),
+            None,
+            &[("Authorization", &auth)],
+        );
         // Live, or confirmed into a booking: either way the server knows it.
         assert!(r.status == 200 || r.status == 409, "{id}: {r:?}");
     }

@@ -26,6 +26,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("layout", 1),
     ("idempotency", 1),
     ("shard", 1),
+    ("auth", 1),
     ("journal", 2),
     ("mail", 3),
     ("snapshot", 4),

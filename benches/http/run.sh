@@ -33,6 +33,10 @@ for _ in $(seq 100); do curl -sf http://127.0.0.1:8091/readyz >/dev/null && brea
 curl -sf -X POST http://127.0.0.1:8091/v1/events -H 'Content-Type: application/json' \
     -H 'Authorization: Bearer bench' --data-binary @"$data/bench.json" >/dev/null
 
+# One fan's token (the demo issuer's), sent with every request to both.
+export BOXOFFICE_BENCH_TOKEN
+BOXOFFICE_BENCH_TOKEN=$(./target/release/boxoffice token --data-dir "$data/db" --sub bench-fan)
+
 ./target/release/examples/http_ceiling 127.0.0.1:8092 &
 sleep 0.5
 

@@ -137,6 +137,27 @@ impl ApiError {
         .with("shard", owner)
     }
 
+    /// A fan's request without a bearer token.
+    pub fn sign_in_required() -> ApiError {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Sign-in required",
+            "send Authorization: Bearer <the fan club's token>",
+        )
+    }
+
+    /// A bearer token that proves nothing: RFC 6750's `invalid_token`.
+    pub fn invalid_token(e: crate::auth::AuthError) -> ApiError {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid-token",
+            "Invalid token",
+            e.to_string(),
+        )
+        .with("reason", e.reason())
+    }
+
     pub fn internal() -> ApiError {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -257,7 +278,13 @@ impl ResponseError for ApiError {
             res.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
         if self.status == StatusCode::UNAUTHORIZED {
-            res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            // RFC 6750 §3.1: an error code only when a token was sent.
+            let challenge = if self.kind == "invalid-token" {
+                r#"Bearer error="invalid_token""#
+            } else {
+                "Bearer"
+            };
+            res.insert_header((header::WWW_AUTHENTICATE, challenge));
         }
         res.body(self.body().to_string())
     }

@@ -18,19 +18,17 @@ use crate::actors::{
 };
 use crate::api::dto::*;
 use crate::api::{self, Answer};
-use crate::domain::{BookingRef, Caller, FanId, HoldRef, SectionKind};
+use crate::auth::Fan;
+use crate::domain::{BookingRef, Caller, HoldRef, SectionKind};
 use crate::layout::EventSpec;
+
+/// The `Idempotency-Key` scope of admin requests (fans' keys are scoped to
+/// the fan; a fan id never contains a space).
+const ADMIN_SCOPE: &str = "admin token";
 
 /// Longest email address (RFC 5321 path limit).
 const EMAIL_LEN_MAX: usize = 254;
 const PAYMENT_REF_LEN_MAX: usize = 128;
-
-/// Every request's fan, until fans sign in: one anonymous fan, so that
-/// holds and bookings behave as they did before fans were known.
-fn anonymous() -> FanId {
-    static ANONYMOUS: std::sync::OnceLock<FanId> = std::sync::OnceLock::new();
-    ANONYMOUS.get_or_init(|| "".into()).clone()
-}
 
 fn event_entry(state: &AppState, id: &str) -> Result<Arc<EventEntry>, ApiError> {
     state
@@ -125,7 +123,7 @@ pub async fn create_event(
         .map_err(|e| ApiError::invalid(e.to_string()).with("field", e.path.clone()))?;
     state.own(&def.id)?;
     let registry = Arc::clone(&state.registry);
-    idempotent(&state, &req, &raw, move |idem| async move {
+    idempotent(&state, &req, ADMIN_SCOPE, &raw, move |idem| async move {
         let entry = registry
             .create_event(&spec, def, idem)
             .await
@@ -316,29 +314,42 @@ pub async fn get_snapshot(
         .body(bytes))
 }
 
+/// The token of `Authorization: Bearer <token>`, if the request sends
+/// one (the scheme's case does not matter, RFC 7235).
+fn bearer(req: &HttpRequest) -> Option<&str> {
+    let value = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Whether the request carries the admin token (compared in time
+/// independent of where the strings differ).
+fn is_admin(state: &AppState, req: &HttpRequest) -> bool {
+    let (Some(token), Some(given)) = (&state.admin_token, bearer(req)) else {
+        return false;
+    };
+    given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
 fn check_admin(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
-    let Some(token) = &state.admin_token else {
+    if state.admin_token.is_none() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "admin-disabled",
             "Admin API disabled",
             "start the server with --admin-token (BOXOFFICE_ADMIN_TOKEN) to enable it",
         ));
-    };
-    let given = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    // Compare in time independent of where the strings differ.
-    let same = given.len() == token.len()
-        && given
-            .bytes()
-            .zip(token.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
+    }
+    if is_admin(state, req) {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -348,6 +359,21 @@ fn check_admin(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
             "send Authorization: Bearer <admin token>",
         ))
     }
+}
+
+/// The fan a request is signed in as: `401` without a valid token.
+fn signed_in(state: &AppState, req: &HttpRequest) -> Result<Arc<Fan>, ApiError> {
+    let token = bearer(req).ok_or_else(ApiError::sign_in_required)?;
+    state.auth.verify(token).map_err(ApiError::invalid_token)
+}
+
+/// Who asks about a booking: support (the admin token) or a signed-in
+/// fan.
+fn caller(state: &AppState, req: &HttpRequest) -> Result<Caller, ApiError> {
+    if is_admin(state, req) {
+        return Ok(Caller::Support);
+    }
+    Ok(Caller::Fan(Arc::clone(&signed_in(state, req)?.id)))
 }
 
 /// Every seat of a section with its state, in columns.
@@ -374,7 +400,8 @@ pub async fn get_seats(
 #[utoipa::path(post, path = "/v1/events/{event}/holds", tag = "holds",
     params(("event" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "Retry key: the same key and body get the first answer again")),
     request_body = HoldRequest,
-    responses((status = 201, body = HoldDto),
+    security(("fan_token" = [])),
+    responses((status = 401, description = "No token, or one that proves nothing", body = Problem, content_type = "application/problem+json"), (status = 201, body = HoldDto),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such event", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Seats taken, or no block large enough (`largest_block`)", body = Problem, content_type = "application/problem+json"),
@@ -388,6 +415,7 @@ pub async fn create_hold(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let fan = signed_in(&state, &req)?;
     let event = path.into_inner();
     let (body, raw): (HoldRequest, Bytes) = read_json(&req, payload, BODY_LEN_MAX, false).await?;
     let e = event_entry(&state, &event)?;
@@ -412,16 +440,13 @@ pub async fn create_hold(
             ))
         }
     };
-    idempotent(&state, &req, &raw, move |idem| async move {
-        change(
-            &section,
-            Command::Hold {
-                what,
-                fan: anonymous(),
-            },
-            idem,
-        )
-        .await
+    let scope = Arc::clone(&fan.id);
+    idempotent(&state, &req, &scope, &raw, move |idem| async move {
+        let command = Command::Hold {
+            what,
+            fan: Arc::clone(&fan.id),
+        };
+        change(&section, command, idem).await
     })
     .await
 }
@@ -486,19 +511,22 @@ fn booking_target(
 
 /// A hold; 410 once it expired or was released.
 #[utoipa::path(get, path = "/v1/holds/{id}", tag = "holds", params(("id" = String, Path)),
-    responses((status = 200, body = HoldDto), (status = 404, body = Problem, content_type = "application/problem+json"),
+    security(("fan_token" = [])),
+    responses((status = 401, description = "No token, or one that proves nothing", body = Problem, content_type = "application/problem+json"), (status = 200, body = HoldDto), (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 410, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_hold(
     state: web::Data<AppState>,
+    req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let fan = signed_in(&state, &req)?;
     let (s, r) = hold_target(&state, &path)?;
     let hold = ask(
         &s,
         GetHold {
             hold: r.seq(),
             secret: r.secret(),
-            fan: anonymous(),
+            fan: Arc::clone(&fan.id),
         },
     )
     .await?;
@@ -507,17 +535,20 @@ pub async fn get_hold(
 
 /// Release a hold: its seats return to free.
 #[utoipa::path(delete, path = "/v1/holds/{id}", tag = "holds", params(("id" = String, Path)),
-    responses((status = 204, description = "Released"), (status = 404, body = Problem, content_type = "application/problem+json"),
+    security(("fan_token" = [])),
+    responses((status = 401, description = "No token, or one that proves nothing", body = Problem, content_type = "application/problem+json"), (status = 204, description = "Released"), (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"), (status = 410, body = Problem, content_type = "application/problem+json")))]
 pub async fn release_hold(
     state: web::Data<AppState>,
+    req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let fan = signed_in(&state, &req)?;
     let (s, r) = hold_target(&state, &path)?;
     let command = Command::Release {
         hold: r.seq(),
         secret: r.secret(),
-        fan: anonymous(),
+        fan: Arc::clone(&fan.id),
     };
     Ok(answer_response(change(&s, command, None).await?))
 }
@@ -526,7 +557,8 @@ pub async fn release_hold(
 #[utoipa::path(post, path = "/v1/holds/{id}/confirm", tag = "bookings",
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     request_body = ConfirmRequest,
-    responses((status = 201, body = BookingDto), (status = 404, body = Problem, content_type = "application/problem+json"),
+    security(("fan_token" = [])),
+    responses((status = 401, description = "No token, or one that proves nothing", body = Problem, content_type = "application/problem+json"), (status = 201, body = BookingDto), (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already confirmed", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "Expired or released", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -536,6 +568,7 @@ pub async fn confirm_hold(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let fan = signed_in(&state, &req)?;
     let (body, raw): (ConfirmRequest, Bytes) =
         read_json(&req, payload, BODY_LEN_MAX, false).await?;
     let (s, r) = hold_target(&state, &path)?;
@@ -544,11 +577,11 @@ pub async fn confirm_hold(
     let command = Command::Confirm {
         hold: r.seq(),
         secret: r.secret(),
-        fan: anonymous(),
+        fan: Arc::clone(&fan.id),
         email: body.email,
         payment_ref: body.payment_ref,
     };
-    idempotent(&state, &req, &raw, move |idem| async move {
+    idempotent(&state, &req, &fan.id, &raw, move |idem| async move {
         change(&s, command, idem).await
     })
     .await
@@ -591,18 +624,21 @@ fn check_payment_ref(r: &str) -> Result<(), ApiError> {
 
 /// A booking.
 #[utoipa::path(get, path = "/v1/bookings/{id}", tag = "bookings", params(("id" = String, Path)),
-    responses((status = 200, body = BookingDto), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    security(("fan_token" = []), ("admin_token" = [])),
+    responses((status = 401, description = "No token, or one that proves nothing", body = Problem, content_type = "application/problem+json"), (status = 200, body = BookingDto), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_booking(
     state: web::Data<AppState>,
+    req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let by = caller(&state, &req)?;
     let (s, r) = booking_target(&state, &path)?;
     let booking = ask(
         &s,
         GetBooking {
             booking: r.seq(),
             secret: r.secret(),
-            by: Caller::Fan(anonymous()),
+            by,
         },
     )
     .await?;
@@ -612,7 +648,8 @@ pub async fn get_booking(
 /// Cancel a booking: its seats return to free. The body may be empty.
 #[utoipa::path(post, path = "/v1/bookings/{id}/cancel", tag = "bookings",
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = BookingDto), (status = 404, body = Problem, content_type = "application/problem+json"),
+    security(("fan_token" = []), ("admin_token" = [])),
+    responses((status = 401, description = "No token, or one that proves nothing", body = Problem, content_type = "application/problem+json"), (status = 200, body = BookingDto), (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already cancelled", body = Problem, content_type = "application/problem+json")))]
 pub async fn cancel_booking(
     state: web::Data<AppState>,
@@ -620,14 +657,19 @@ pub async fn cancel_booking(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let by = caller(&state, &req)?;
     let (_, raw): (CancelRequest, Bytes) = read_json(&req, payload, BODY_LEN_MAX, true).await?;
     let (s, r) = booking_target(&state, &path)?;
+    let scope: Arc<str> = match &by {
+        Caller::Fan(fan) => Arc::clone(fan),
+        Caller::Support => ADMIN_SCOPE.into(),
+    };
     let command = Command::Cancel {
         booking: r.seq(),
         secret: r.secret(),
-        by: Caller::Fan(anonymous()),
+        by,
     };
-    idempotent(&state, &req, &raw, move |idem| async move {
+    idempotent(&state, &req, &scope, &raw, move |idem| async move {
         change(&s, command, idem).await
     })
     .await
@@ -666,9 +708,12 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 #[utoipa::path(get, path = "/metrics", tag = "ops",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let text = state
-        .metrics
-        .render(&state.registry, state.registry.journal(), &state.mail_stats);
+    let text = state.metrics.render(
+        &state.registry,
+        state.registry.journal(),
+        &state.mail_stats,
+        &state.auth,
+    );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text)

@@ -52,6 +52,8 @@ pub struct AppState {
     pub shutting_down: Arc<std::sync::atomic::AtomicBool>,
     /// This server's shard and the map; `None` serves every event.
     pub sharding: Option<Sharding>,
+    /// Checks fans' tokens.
+    pub auth: Arc<crate::auth::Verifier>,
 }
 
 impl AppState {
@@ -190,7 +192,9 @@ async fn read_body(
     Ok(body.freeze())
 }
 
-fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+/// The request's `Idempotency-Key`, in its scope: `scope`, a newline (which
+/// neither a scope nor a key contains), the key.
+fn idempotency_key(req: &HttpRequest, scope: &str) -> Result<Option<String>, ApiError> {
     let Some(v) = req.headers().get("idempotency-key") else {
         return Ok(None);
     };
@@ -204,7 +208,7 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     {
         return Err(bad());
     }
-    Ok(Some(s.to_owned()))
+    Ok(Some(format!("{scope}\n{s}")))
 }
 
 fn fingerprint(req: &HttpRequest, body: &[u8]) -> [u8; 32] {
@@ -228,7 +232,9 @@ pub fn answer_response(answer: Answer) -> HttpResponse {
         .body(answer.body)
 }
 
-/// Runs a change at most once per `Idempotency-Key`.
+/// Runs a change at most once per `Idempotency-Key` of `scope` (the fan
+/// who sends it, or the admin token): keys are each fan's own, so no fan's
+/// key can collide with, replay or refuse another's.
 ///
 /// The change runs in a detached task, key or not: a client that hangs up
 /// cancels nothing, so whatever reached the journal is finished (an event
@@ -237,6 +243,7 @@ pub fn answer_response(answer: Answer) -> HttpResponse {
 pub async fn idempotent<F, Fut>(
     state: &web::Data<AppState>,
     req: &HttpRequest,
+    scope: &str,
     body: &Bytes,
     change: F,
 ) -> Result<HttpResponse, ApiError>
@@ -244,7 +251,7 @@ where
     F: FnOnce(Option<IdemTag>) -> Fut + 'static,
     Fut: Future<Output = Result<Answer, ApiError>> + 'static,
 {
-    let Some(key) = idempotency_key(req)? else {
+    let Some(key) = idempotency_key(req, scope)? else {
         let task = actix_web::rt::spawn(change(None));
         let answer = task.await.map_err(|_| ApiError::internal())??;
         return Ok(answer_response(answer));

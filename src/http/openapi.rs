@@ -54,6 +54,18 @@ impl Modify for AdminToken {
             "admin_token",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        components.add_security_scheme(
+            "fan_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "The fan club's token (ES256, RS256 or EdDSA): `sub` names the fan",
+                    ))
+                    .build(),
+            ),
+        );
     }
 }
 

@@ -37,6 +37,7 @@ pub use report::{
     Percentiles, Report, Samples, Tally,
 };
 
+use crate::auth::issuer::LocalIssuer;
 use crate::config::LoadgenArgs;
 
 /// Retries of one request after a transport failure or a 503.
@@ -81,6 +82,8 @@ struct Plan {
     interval: Duration,
     deadline: Option<Instant>,
     hold_path: String,
+    /// Signs each fan's token.
+    issuer: LocalIssuer,
 }
 
 /// What connections share while the run is on.
@@ -198,8 +201,11 @@ pub async fn execute(args: LoadgenArgs) -> anyhow::Result<Report> {
         None if args.fans > 0 => Duration::from_secs_f64(args.ramp_secs / args.fans as f64),
         None => Duration::ZERO,
     };
+    let issuer = LocalIssuer::from_file(&args.issuer_key)
+        .context("--issuer-key: the server's demo issuer key signs the fans' tokens")?;
     let started = Instant::now();
     let plan = Arc::new(Plan {
+        issuer,
         quantity_max: args.quantity_max.min(per_hold_max).max(1),
         weights: section_weights(sections.len(), args.skew),
         sections,
@@ -264,8 +270,19 @@ pub async fn execute(args: LoadgenArgs) -> anyhow::Result<Report> {
 }
 
 async fn get_json(conn: &mut Conn, path: &str) -> anyhow::Result<Value> {
+    get_json_as(conn, path, "").await
+}
+
+/// A GET with `authorization` (none when empty).
+async fn get_json_as(conn: &mut Conn, path: &str, authorization: &str) -> anyhow::Result<Value> {
+    let headers = [("authorization", authorization)];
+    let headers = if authorization.is_empty() {
+        &headers[..0]
+    } else {
+        &headers[..]
+    };
     let a = conn
-        .get(path)
+        .request(Method::GET, path, headers, None)
         .await
         .map_err(|e| anyhow::anyhow!("GET {path}: {e:?}"))?;
     if a.status != 200 {
@@ -351,6 +368,7 @@ async fn connection(plan: Arc<Plan>, live: Arc<Live>) -> Tally {
             live: &live,
             conn: &mut conn,
             tally: &mut tally,
+            auth: fan_auth(&plan, k),
         };
         fan(&mut session, k).await;
     }
@@ -363,6 +381,8 @@ struct Session<'a> {
     live: &'a Live,
     conn: &'a mut Conn,
     tally: &'a mut Tally,
+    /// `Bearer <token>` of the fan being run.
+    auth: Arc<str>,
 }
 
 impl Session<'_> {
@@ -377,7 +397,11 @@ impl Session<'_> {
         body: Option<Bytes>,
     ) -> Result<Answer, Failure> {
         let Session {
-            live, conn, tally, ..
+            live,
+            conn,
+            tally,
+            auth,
+            ..
         } = self;
         let mut failure = Failure::Unanswered;
         for attempt in 0..=RETRIES_MAX {
@@ -385,9 +409,14 @@ impl Session<'_> {
                 tally.retries += 1;
                 tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
             }
-            let headers: &[(&str, &str)] = match key {
-                Some(k) => &[("idempotency-key", k)],
-                None => &[],
+            let with_key = [
+                ("authorization", &**auth),
+                ("idempotency-key", key.unwrap_or("")),
+            ];
+            let headers = if key.is_some() {
+                &with_key[..]
+            } else {
+                &with_key[..1]
             };
             let started = Instant::now();
             let r = conn
@@ -505,6 +534,17 @@ impl Session<'_> {
     }
 }
 
+/// `Bearer <token>` for fan `k` of the run: a fan of its own, signed in
+/// for the length of any run.
+fn fan_auth(plan: &Plan, k: usize) -> Arc<str> {
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let sub = format!("lg-{:x}-{k}", plan.seed);
+    let token = plan.issuer.mint(&sub, &[], now_s, 24 * 3600, None);
+    format!("Bearer {token}").into()
+}
+
 /// One fan's visit: hold, then confirm, release, or walk away.
 async fn fan(s: &mut Session<'_>, k: usize) {
     let plan = s.plan;
@@ -575,7 +615,7 @@ async fn fan(s: &mut Session<'_>, k: usize) {
                     .ok()
                     .and_then(|v| v["id"].as_str().map(str::to_owned))
                 {
-                    s.tally.bookings.push(b);
+                    s.tally.bookings.push((b, Arc::clone(&s.auth)));
                 }
                 return;
             }
@@ -611,7 +651,7 @@ async fn fan(s: &mut Session<'_>, k: usize) {
 }
 
 /// Reads every booking back, over a few connections at once.
-async fn read_back(plan: &Plan, ids: &[String]) -> anyhow::Result<Vec<BookedPlaces>> {
+async fn read_back(plan: &Plan, ids: &[(String, Arc<str>)]) -> anyhow::Result<Vec<BookedPlaces>> {
     let n = READBACK_CONNECTIONS_MAX
         .min(plan.args.connections as usize)
         .max(1);
@@ -623,8 +663,8 @@ async fn read_back(plan: &Plan, ids: &[String]) -> anyhow::Result<Vec<BookedPlac
             let mut conn = Conn::new(plan.target.clone(), Duration::from_secs(30));
             tokio::spawn(async move {
                 let mut out = Vec::new();
-                for id in part {
-                    let b = get_json(&mut conn, &format!("/v1/bookings/{id}"))
+                for (id, auth) in part {
+                    let b = get_json_as(&mut conn, &format!("/v1/bookings/{id}"), &auth)
                         .await
                         .with_context(|| format!("cannot read back booking {id}"))?;
                     if b["status"] == "confirmed" {

@@ -3,6 +3,7 @@
 //! functions, unit-tested.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -141,8 +142,9 @@ pub struct Tally {
     pub releases: u64,
     pub expiring: u64,
     pub outcomes: Outcomes,
-    /// Ids of the bookings made, for the read-back.
-    pub bookings: Vec<String>,
+    /// Ids of the bookings made, each with its fan's token, for the
+    /// read-back.
+    pub bookings: Vec<(String, Arc<str>)>,
 }
 
 impl Tally {
@@ -325,7 +327,7 @@ mod tests {
         a.count("201");
         a.latency.entry("hold").or_default().push(1_000);
         a.outcomes.bought = 1;
-        a.bookings.push("b1".into());
+        a.bookings.push(("b1".into(), "Bearer t".into()));
         let mut b = Tally::default();
         b.count("201");
         b.count("409");
@@ -339,7 +341,7 @@ mod tests {
         assert_eq!(a.latency["hold"].percentiles().max_ms, 3.0);
         assert_eq!(a.outcomes.total(), 2);
         assert_eq!(a.retries, 2);
-        assert_eq!(a.bookings, vec!["b1".to_owned()]);
+        assert_eq!(a.bookings, vec![("b1".to_owned(), "Bearer t".into())]);
     }
 
     fn report(consistency: Consistency, server_errors: u64, unanswered: u64) -> Report {

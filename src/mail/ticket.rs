@@ -8,7 +8,6 @@
 //! nobody without it can make one. (A scanner that must also refuse
 //! cancelled bookings asks the server for the booking's status.)
 
-use std::io::Write;
 use std::path::Path;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -68,48 +67,15 @@ impl TicketKey {
 
     /// Parses 64 hex digits.
     pub fn from_hex(hex: &str) -> Result<TicketKey, String> {
-        let hex = hex.trim();
-        if hex.len() != KEY_LEN * 2 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!("must be {} hex digits", KEY_LEN * 2));
-        }
-        let mut key = [0u8; KEY_LEN];
-        for (i, k) in key.iter_mut().enumerate() {
-            *k = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
-        }
-        Ok(TicketKey(key))
+        let bytes = crate::data_dir::from_hex(hex.trim(), KEY_LEN).map_err(|e| e.to_string())?;
+        Ok(TicketKey(bytes.try_into().expect("KEY_LEN bytes")))
     }
 
     /// The key in `dir/ticket.key`, made from fresh randomness (and synced)
     /// on first use, so tickets issued before a restart still verify.
     pub fn load_or_create(dir: &Path) -> anyhow::Result<TicketKey> {
-        use anyhow::Context;
-        let path = dir.join(TICKET_KEY_FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                TicketKey::from_hex(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut key = [0u8; KEY_LEN];
-                rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut key)
-                    .map_err(|e| anyhow::anyhow!("no randomness for the ticket key: {e}"))?;
-                let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-                let tmp = dir.join("ticket.key.tmp");
-                let mut f = std::fs::File::create(&tmp)
-                    .with_context(|| format!("cannot create {}", tmp.display()))?;
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::PermissionsExt;
-                    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-                }
-                f.write_all(hex.as_bytes())?;
-                f.sync_all()?;
-                std::fs::rename(&tmp, &path)
-                    .with_context(|| format!("cannot create {}", path.display()))?;
-                std::fs::File::open(dir)?.sync_all()?;
-                Ok(TicketKey(key))
-            }
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-        }
+        let bytes = crate::data_dir::load_or_create_secret(dir, TICKET_KEY_FILE, KEY_LEN)?;
+        Ok(TicketKey(bytes.try_into().expect("KEY_LEN bytes")))
     }
 
     fn mac(&self) -> Hmac<Sha256> {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use boxoffice::app::Application;
-use boxoffice::clock::ManualClock;
+use boxoffice::clock::{Clock, ManualClock};
 use boxoffice::config::ServeArgs;
 use serde_json::Value;
 
@@ -27,8 +27,37 @@ pub struct TestServer {
     pub base: String,
     pub clock: Arc<ManualClock>,
     pub data_dir: PathBuf,
+    /// The default fan's token (`fan-1`, a fanclub member): sent with
+    /// every request that does not carry its own `Authorization`.
+    pub token: String,
     handle: ServerHandle,
     thread: Option<JoinHandle<()>>,
+}
+
+/// How long test tokens are valid: longer than any clock jump of a test.
+pub const TOKEN_TTL_SECS: u64 = 365 * 24 * 3600;
+
+/// A token for fan `sub` (with `memberships`), signed by the demo issuer
+/// of `data_dir` (made if the server has not made it yet), issued at
+/// `now_ms`.
+pub fn token_at(data_dir: &Path, sub: &str, memberships: &[&str], now_ms: u64) -> String {
+    let issuer = boxoffice::auth::issuer::LocalIssuer::load_or_create(data_dir).unwrap();
+    let memberships: Vec<String> = memberships.iter().map(|m| m.to_string()).collect();
+    issuer.mint(sub, &memberships, now_ms / 1000, TOKEN_TTL_SECS, None)
+}
+
+/// A token for fan `sub` on the real clock, for the real binary.
+pub fn token(data_dir: &Path, sub: &str) -> String {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    token_at(data_dir, sub, &["fanclub"], now_ms)
+}
+
+/// `Authorization: Bearer <token>`, as a header pair.
+pub fn bearer(token: &str) -> (&'static str, String) {
+    ("Authorization", format!("Bearer {token}"))
 }
 
 pub fn args(data_dir: &Path) -> ServeArgs {
@@ -67,13 +96,52 @@ impl TestServer {
             })
         });
         let (port, handle) = rx.recv().unwrap().expect("server starts");
+        let token = token_at(&data_dir, "fan-1", &["fanclub"], clock.now_ms());
         TestServer {
             base: format!("http://127.0.0.1:{port}"),
             clock,
             data_dir,
+            token,
             handle,
             thread: Some(thread),
         }
+    }
+
+    /// A token for another fan of this server.
+    pub fn token_for(&self, sub: &str) -> String {
+        token_at(&self.data_dir, sub, &["fanclub"], self.clock.now_ms())
+    }
+
+    /// `headers`, with the default fan's token unless they carry one.
+    fn signed(&self, headers: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        {
+            out.push(("Authorization".into(), format!("Bearer {}", self.token)));
+        }
+        out
+    }
+
+    /// A request as given, signed in as the default fan unless `headers`
+    /// carry their own `Authorization`.
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let headers = self.signed(headers);
+        let refs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        request(method, &format!("{}{path}", self.base), body, &refs)
     }
 
     /// Stops the server gracefully and waits until it has let go of the
@@ -91,7 +159,7 @@ impl TestServer {
     }
 
     pub fn get(&self, path: &str) -> Resp {
-        request("GET", &format!("{}{path}", self.base), None, &[])
+        self.raw("GET", path, None, &[])
     }
 
     pub fn post(&self, path: &str, body: &Value) -> Resp {
@@ -101,19 +169,15 @@ impl TestServer {
     pub fn post_with(&self, path: &str, body: &Value, headers: &[(&str, &str)]) -> Resp {
         let mut h = vec![("Content-Type", "application/json")];
         h.extend_from_slice(headers);
-        request(
-            "POST",
-            &format!("{}{path}", self.base),
-            Some(body.to_string()),
-            &h,
-        )
+        self.raw("POST", path, Some(body.to_string()), &h)
     }
 
     pub fn delete(&self, path: &str) -> Resp {
-        request("DELETE", &format!("{}{path}", self.base), None, &[])
+        self.raw("DELETE", path, None, &[])
     }
 
-    pub fn raw(
+    /// A request exactly as given: no token.
+    pub fn unsigned(
         &self,
         method: &str,
         path: &str,

@@ -1,0 +1,307 @@
+//! Fans, known by the JWTs (RFC 7519) the fan club's membership service
+//! signs: `sub` names the fan, a claim (`memberships` by default) lists
+//! the memberships that open presale phases to it.
+//!
+//! - [`keys`]: the issuer's public keys (a JWKS file or URL, kept fresh;
+//!   or the local demo issuer's key);
+//! - [`issuer`]: the local demo issuer, for the embedded default;
+//! - [`Verifier`]: checks a token and caches what it proved.
+//!
+//! What a token must be: at most `TOKEN_LEN_MAX` bytes; ES256, RS256 or
+//! EdDSA, checked with the issuer's key of that id and that algorithm only
+//! (never `none`, never HMAC: a public key is never a shared secret); `exp`
+//! a number and not past, `nbf` (when present) a number and not ahead,
+//! both with `leeway_secs`, against the server's clock (so tests can move
+//! it); `sub` present, non-empty, at most `SUB_LEN_MAX` bytes of visible
+//! characters; `iss` and `aud` equal to the settings when they are set.
+//! A wrong-typed `exp` or `nbf` (a string, say) is refused: the claims are
+//! read into typed fields here, whatever the library skips.
+
+pub mod issuer;
+pub mod keys;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use jsonwebtoken::{decode, decode_header, Algorithm, Validation};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::clock::Clock;
+use crate::domain::FanId;
+pub use keys::{KeySet, Keys, Origin};
+
+/// Longest token taken.
+pub const TOKEN_LEN_MAX: usize = 8 << 10;
+/// Longest fan id (`sub`).
+pub const SUB_LEN_MAX: usize = 128;
+/// Most memberships a token may list, and the longest.
+pub const MEMBERSHIPS_MAX: usize = 32;
+pub const MEMBERSHIP_LEN_MAX: usize = 64;
+
+/// A fan, as a verified token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fan {
+    pub id: FanId,
+    pub memberships: Box<[Box<str>]>,
+    /// The token's `exp`, in seconds since the epoch.
+    pub expires_at_s: u64,
+}
+
+impl Fan {
+    pub fn is_member(&self, membership: &str) -> bool {
+        self.memberships.iter().any(|m| &**m == membership)
+    }
+}
+
+/// Why a token was refused. Each is a `401` at the edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("the token is not a JWT")]
+    Malformed,
+    #[error("the token is longer than {TOKEN_LEN_MAX} bytes")]
+    TooLong,
+    #[error("the token's algorithm is not accepted (ES256, RS256 or EdDSA)")]
+    Algorithm,
+    #[error("no key of the issuer has the token's key id and algorithm")]
+    UnknownKey,
+    #[error("the token's signature does not verify")]
+    Signature,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("the token's issuer is not accepted")]
+    Issuer,
+    #[error("the token's audience is not accepted")]
+    Audience,
+    #[error("the token's claims are missing or malformed (sub, exp, nbf, memberships)")]
+    Claims,
+}
+
+/// `AuthError::reason` values, in order: metrics count refusals by them.
+pub const REASONS: [&str; 10] = [
+    "malformed",
+    "too-long",
+    "algorithm",
+    "unknown-key",
+    "signature",
+    "expired",
+    "not-yet-valid",
+    "issuer",
+    "audience",
+    "claims",
+];
+
+impl AuthError {
+    /// A short name: the problem's `reason` and the metric's label.
+    pub fn reason(self) -> &'static str {
+        REASONS[self.index()]
+    }
+
+    fn index(self) -> usize {
+        match self {
+            AuthError::Malformed => 0,
+            AuthError::TooLong => 1,
+            AuthError::Algorithm => 2,
+            AuthError::UnknownKey => 3,
+            AuthError::Signature => 4,
+            AuthError::Expired => 5,
+            AuthError::NotYetValid => 6,
+            AuthError::Issuer => 7,
+            AuthError::Audience => 8,
+            AuthError::Claims => 9,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// `iss` every token must carry, if set.
+    pub issuer: Option<String>,
+    /// `aud` every token must carry (among its audiences), if set.
+    pub audience: Option<String>,
+    /// The claim that lists a fan's memberships.
+    pub membership_claim: String,
+    /// Clock skew forgiven on `exp` and `nbf`.
+    pub leeway_secs: u64,
+    /// Most verified tokens remembered.
+    pub cache_max: usize,
+}
+
+/// The claims, typed: a wrong-typed `exp` or `nbf` fails here.
+#[derive(Deserialize)]
+struct Claims {
+    sub: Option<String>,
+    exp: Option<f64>,
+    nbf: Option<f64>,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Checks tokens; remembers each verified one until it expires (bounded,
+/// keyed by a hash of the token), so a fan's later requests do not pay for
+/// the signature again.
+pub struct Verifier {
+    keys: Arc<Keys>,
+    settings: AuthSettings,
+    cache: quick_cache::sync::Cache<[u8; 32], Arc<Fan>>,
+    clock: Arc<dyn Clock>,
+    /// Refusals by reason (`REASONS` order), for metrics.
+    refused: [AtomicU64; REASONS.len()],
+}
+
+/// Why a token's header does not parse: a named algorithm we do not accept
+/// (`none`, which the library does not even name) is `Algorithm`; anything
+/// else `Malformed`.
+fn header_error(token: &str) -> AuthError {
+    use base64::Engine;
+    let named_alg = token
+        .split('.')
+        .next()
+        .and_then(|h| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(h)
+                .ok()
+        })
+        .and_then(|h| serde_json::from_slice::<serde_json::Value>(&h).ok())
+        .is_some_and(|h| {
+            h["alg"]
+                .as_str()
+                .is_some_and(|a| !["ES256", "RS256", "EdDSA"].contains(&a))
+        });
+    if named_alg {
+        AuthError::Algorithm
+    } else {
+        AuthError::Malformed
+    }
+}
+
+/// The accepted algorithms.
+const ALGORITHMS: [Algorithm; 3] = [Algorithm::ES256, Algorithm::RS256, Algorithm::EdDSA];
+
+impl Verifier {
+    pub fn new(keys: Arc<Keys>, settings: AuthSettings, clock: Arc<dyn Clock>) -> Verifier {
+        assert!(settings.cache_max >= 1);
+        Verifier {
+            keys,
+            cache: quick_cache::sync::Cache::new(settings.cache_max),
+            settings,
+            clock,
+            refused: Default::default(),
+        }
+    }
+
+    /// The fan a token proves, or why it proves nothing.
+    pub fn verify(&self, token: &str) -> Result<Arc<Fan>, AuthError> {
+        let result = self.check(token);
+        if let Err(e) = result {
+            self.refused[e.index()].fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Refusals since start, in `REASONS` order.
+    pub fn refused(&self) -> [u64; REASONS.len()] {
+        std::array::from_fn(|i| self.refused[i].load(Ordering::Relaxed))
+    }
+
+    fn check(&self, token: &str) -> Result<Arc<Fan>, AuthError> {
+        if token.len() > TOKEN_LEN_MAX {
+            return Err(AuthError::TooLong);
+        }
+        let now_s = self.clock.now_ms() / 1000;
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(fan) = self.cache.get(&digest) {
+            if now_s > fan.expires_at_s.saturating_add(self.settings.leeway_secs) {
+                self.cache.remove(&digest);
+                return Err(AuthError::Expired);
+            }
+            return Ok(fan);
+        }
+        let fan = Arc::new(self.verify_signed(token, now_s)?);
+        self.cache.insert(digest, Arc::clone(&fan));
+        Ok(fan)
+    }
+
+    fn verify_signed(&self, token: &str, now_s: u64) -> Result<Fan, AuthError> {
+        let header = decode_header(token).map_err(|_| header_error(token))?;
+        if !ALGORITHMS.contains(&header.alg) {
+            return Err(AuthError::Algorithm);
+        }
+        let keys = self.keys.get();
+        let Some(key) = keys.find(header.kid.as_deref(), header.alg) else {
+            self.keys.unknown_kid();
+            return Err(AuthError::UnknownKey);
+        };
+        // The library checks the signature, `iss` and `aud`; time and
+        // `sub` are checked below, typed and on the server's clock.
+        let mut validation = Validation::new(key.alg);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.required_spec_claims.clear();
+        if let Some(iss) = &self.settings.issuer {
+            validation.set_issuer(&[iss]);
+            validation.required_spec_claims.insert("iss".into());
+        }
+        match &self.settings.audience {
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                validation.required_spec_claims.insert("aud".into());
+            }
+            None => validation.validate_aud = false,
+        }
+        let data = decode::<Claims>(token, &key.key, &validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            match e.kind() {
+                ErrorKind::InvalidSignature => AuthError::Signature,
+                ErrorKind::InvalidIssuer => AuthError::Issuer,
+                ErrorKind::InvalidAudience => AuthError::Audience,
+                ErrorKind::MissingRequiredClaim(c) if c == "iss" => AuthError::Issuer,
+                ErrorKind::MissingRequiredClaim(c) if c == "aud" => AuthError::Audience,
+                ErrorKind::InvalidAlgorithm => AuthError::Algorithm,
+                ErrorKind::Json(_) => AuthError::Claims,
+                ErrorKind::Base64(_) | ErrorKind::Utf8(_) | ErrorKind::InvalidToken => {
+                    AuthError::Malformed
+                }
+                _ => AuthError::Signature,
+            }
+        })?;
+        let claims = data.claims;
+        let leeway = self.settings.leeway_secs as f64;
+        let now = now_s as f64;
+        let exp = claims.exp.ok_or(AuthError::Claims)?;
+        if !exp.is_finite() || now > exp + leeway {
+            return Err(AuthError::Expired);
+        }
+        if let Some(nbf) = claims.nbf {
+            if !nbf.is_finite() || now + leeway < nbf {
+                return Err(AuthError::NotYetValid);
+            }
+        }
+        let sub = claims.sub.ok_or(AuthError::Claims)?;
+        if sub.is_empty()
+            || sub.len() > SUB_LEN_MAX
+            || sub.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(AuthError::Claims);
+        }
+        let memberships = match claims.rest.get(&self.settings.membership_claim) {
+            None => Vec::new(),
+            Some(serde_json::Value::Array(list)) if list.len() <= MEMBERSHIPS_MAX => list
+                .iter()
+                .map(|m| match m.as_str() {
+                    Some(m) if m.len() <= MEMBERSHIP_LEN_MAX => Ok(m.into()),
+                    _ => Err(AuthError::Claims),
+                })
+                .collect::<Result<Vec<Box<str>>, _>>()?,
+            Some(_) => return Err(AuthError::Claims),
+        };
+        Ok(Fan {
+            id: sub.into(),
+            memberships: memberships.into(),
+            // Within u64: a far-future exp stays far future.
+            expires_at_s: exp.min(u64::MAX as f64) as u64,
+        })
+    }
+}

@@ -16,8 +16,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
 use crate::actors::{Registry, SectionSettings};
-use crate::auth::issuer::LocalIssuer;
-use crate::auth::{AuthSettings, Keys, Origin, Verifier};
+use crate::auth::Verifier;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{PanicIn, ServeArgs};
 use crate::data_dir;
@@ -27,7 +26,7 @@ use crate::journal::{JournalConfig, Store};
 use crate::layout::{EventSpec, DEMO_EVENT_JSON};
 use crate::mail::{MailSetup, MailStats, Mailer};
 use crate::recovery;
-use crate::shard::{ShardMap, Sharding};
+use crate::shard::Sharding;
 use crate::snapshot::offline::repair_interrupted_restore;
 use crate::snapshot::scheduler::{SnapshotSettings, Snapshotter};
 
@@ -60,8 +59,8 @@ impl Application {
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
         let lock = data_dir::lock(data_dir)?;
         let mail_setup = MailSetup::from_args(&args)?;
-        let sharding = sharding(&args)?;
-        let auth = Arc::new(verifier(&args, Arc::clone(&clock))?);
+        let sharding = Sharding::from_args(&args)?;
+        let auth = Arc::new(Verifier::from_args(&args, Arc::clone(&clock))?);
 
         let idempotency =
             IdempotencyStore::new(args.idempotency_ttl_secs * 1000, args.idempotency_keys_max);
@@ -279,71 +278,6 @@ impl Application {
         .await;
         result
     }
-}
-
-/// Checks fans' tokens against the issuer's keys: the JWKS `--jwks`
-/// names, or the demo issuer's key in the data directory.
-fn verifier(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Verifier> {
-    let refresh = Duration::from_secs(args.jwks_refresh_secs);
-    let keys = match args.jwks.as_deref().filter(|j| !j.is_empty()) {
-        Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
-            Keys::load(Origin::Url(url.to_owned()), refresh)
-        }
-        Some(path) => Keys::load(Origin::File(path.into()), refresh),
-        None => {
-            let issuer = LocalIssuer::load_or_create(&args.data_dir)?;
-            tracing::warn!(
-                "no --jwks: fans sign in with the demo issuer's tokens (boxoffice token); never for a real sale"
-            );
-            Ok(Keys::fixed(issuer.key_set()))
-        }
-    }
-    .map_err(|e| anyhow::anyhow!("--jwks (BOXOFFICE_JWKS): {e}"))?;
-    Ok(Verifier::new(
-        keys,
-        AuthSettings {
-            issuer: args.jwt_issuer.clone().filter(|i| !i.is_empty()),
-            audience: args.jwt_audience.clone().filter(|a| !a.is_empty()),
-            membership_claim: args.jwt_membership_claim.clone(),
-            leeway_secs: args.jwt_leeway_secs,
-            cache_max: args.jwt_cache_max as usize,
-        },
-        clock,
-    ))
-}
-
-/// This server's place among the shards, read and checked at start:
-/// `--shard` must name a shard of `--shard-map`.
-fn sharding(args: &ServeArgs) -> anyhow::Result<Option<Sharding>> {
-    let (path, me) = match (&args.shard_map, &args.shard) {
-        (None, None) => return Ok(None),
-        (Some(path), Some(me)) => (path, me),
-        (Some(_), None) => anyhow::bail!(
-            "--shard-map (BOXOFFICE_SHARD_MAP) needs --shard (BOXOFFICE_SHARD): which shard of the map is this server?"
-        ),
-        (None, Some(_)) => anyhow::bail!(
-            "--shard (BOXOFFICE_SHARD) needs --shard-map (BOXOFFICE_SHARD_MAP)"
-        ),
-    };
-    let text = std::fs::read_to_string(path).with_context(|| {
-        format!(
-            "--shard-map (BOXOFFICE_SHARD_MAP): cannot read {}",
-            path.display()
-        )
-    })?;
-    let map = ShardMap::parse(&text)
-        .with_context(|| format!("--shard-map (BOXOFFICE_SHARD_MAP): {}", path.display()))?;
-    if !map.has_shard(me) {
-        anyhow::bail!(
-            "--shard (BOXOFFICE_SHARD): {me:?} is not a shard of {}",
-            path.display()
-        );
-    }
-    tracing::info!(shard = %me, "serving this shard's events only");
-    Ok(Some(Sharding {
-        map,
-        me: me.clone(),
-    }))
 }
 
 /// Runs `boxoffice serve` on the system clock until stopped.

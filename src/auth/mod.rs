@@ -22,13 +22,16 @@ pub mod keys;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use jsonwebtoken::{decode, decode_header, Algorithm, Validation};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::clock::Clock;
+use crate::config::ServeArgs;
 use crate::domain::FanId;
+use issuer::LocalIssuer;
 pub use keys::{KeySet, Keys, Origin};
 
 /// Longest token taken.
@@ -181,6 +184,37 @@ fn header_error(token: &str) -> AuthError {
 const ALGORITHMS: [Algorithm; 3] = [Algorithm::ES256, Algorithm::RS256, Algorithm::EdDSA];
 
 impl Verifier {
+    /// Checks fans' tokens against the issuer's keys: the JWKS `--jwks`
+    /// names, or the demo issuer's key in the data directory.
+    pub fn from_args(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Verifier> {
+        let refresh = Duration::from_secs(args.jwks_refresh_secs);
+        let keys = match args.jwks.as_deref().filter(|j| !j.is_empty()) {
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                Keys::load(Origin::Url(url.to_owned()), refresh)
+            }
+            Some(path) => Keys::load(Origin::File(path.into()), refresh),
+            None => {
+                let issuer = LocalIssuer::load_or_create(&args.data_dir)?;
+                tracing::warn!(
+                    "no --jwks: fans sign in with the demo issuer's tokens (boxoffice token); never for a real sale"
+                );
+                Ok(Keys::fixed(issuer.key_set()))
+            }
+        }
+        .map_err(|e| anyhow::anyhow!("--jwks (BOXOFFICE_JWKS): {e}"))?;
+        Ok(Verifier::new(
+            keys,
+            AuthSettings {
+                issuer: args.jwt_issuer.clone().filter(|i| !i.is_empty()),
+                audience: args.jwt_audience.clone().filter(|a| !a.is_empty()),
+                membership_claim: args.jwt_membership_claim.clone(),
+                leeway_secs: args.jwt_leeway_secs,
+                cache_max: args.jwt_cache_max as usize,
+            },
+            clock,
+        ))
+    }
+
     pub fn new(keys: Arc<Keys>, settings: AuthSettings, clock: Arc<dyn Clock>) -> Verifier {
         assert!(settings.cache_max >= 1);
         Verifier {

@@ -59,7 +59,9 @@ fn setup(sections: usize, durable: bool) -> Setup {
             .iter()
             .map(|l| Section::new(Arc::clone(l), def.limits))
             .collect();
-        let event = registry.start_event(Arc::clone(&def), sections, 0).unwrap();
+        let event = registry
+            .start_event(Arc::clone(&def), Default::default(), sections, 0)
+            .unwrap();
         (registry, event)
     });
     Setup {

@@ -23,7 +23,7 @@ use crate::data_dir;
 use crate::http::{self, AppState};
 use crate::idempotency::IdempotencyStore;
 use crate::journal::{JournalConfig, Store};
-use crate::layout::{EventSpec, DEMO_EVENT_JSON};
+use crate::layout::demo_event;
 use crate::mail::{MailSetup, MailStats, Mailer};
 use crate::recovery;
 use crate::shard::Sharding;
@@ -141,15 +141,13 @@ impl Application {
         ));
         for (_, e) in recovered.state.events {
             registry
-                .start_event(e.def, e.sections, e.created_at_ms)
+                .start_event(e.def, e.phases, e.sections, e.created_at_ms)
                 .context("starting the recovered events")?;
         }
 
         let demo_is_ours = sharding.as_ref().is_none_or(|s| s.check("demo").is_ok());
         if args.demo && demo_is_ours && registry.get("demo").is_none() {
-            let mut spec = EventSpec::from_json(DEMO_EVENT_JSON.as_bytes())
-                .context("the built-in demo event")?;
-            spec.hold_ttl_secs = args.hold_ttl_secs;
+            let spec = demo_event(clock.now_ms(), args.hold_ttl_secs, args.demo_presale_secs);
             let def = spec.build().context("the built-in demo event")?;
             registry
                 .create_event(&spec, def, None)

@@ -46,3 +46,14 @@ pub fn rfc3339_ms(ms: u64) -> String {
     let t = UNIX_EPOCH + std::time::Duration::from_millis(ms);
     humantime::format_rfc3339_millis(t).to_string()
 }
+
+/// Formats epoch milliseconds as RFC 3339 in UTC, with milliseconds only
+/// when there are some (as an operator writes a sale's opening).
+pub fn rfc3339(ms: u64) -> String {
+    if ms.is_multiple_of(1000) {
+        let t = UNIX_EPOCH + std::time::Duration::from_millis(ms);
+        humantime::format_rfc3339_seconds(t).to_string()
+    } else {
+        rfc3339_ms(ms)
+    }
+}

@@ -133,6 +133,10 @@ pub struct LoadgenArgs {
     /// token of its own, minted with it.
     #[arg(long, default_value = "./data/issuer.key")]
     pub issuer_key: PathBuf,
+    /// The memberships every simulated fan's token lists, comma-separated
+    /// (`""`: none); the demo event's presale admits `fanclub`.
+    #[arg(long, default_value = "fanclub", value_delimiter = ',')]
+    pub memberships: Vec<String>,
     /// The event on sale.
     #[arg(long, default_value = "demo")]
     pub event: String,
@@ -292,6 +296,13 @@ pub struct ServeArgs {
     #[arg(long, env = "BOXOFFICE_HOLD_TTL_SECS", default_value_t = 420,
           value_parser = clap::value_parser!(u64).range(10..=3600))]
     pub hold_ttl_secs: u64,
+
+    /// How long the demo event's fan-club presale (members of `fanclub`
+    /// only) runs before its general sale opens, in seconds from its
+    /// creation.
+    #[arg(long, env = "BOXOFFICE_DEMO_PRESALE_SECS", default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
+    pub demo_presale_secs: u64,
 
     /// How often each section looks for expired holds, in milliseconds.
     #[arg(long, env = "BOXOFFICE_SWEEP_INTERVAL_MS", default_value_t = 1000,

@@ -13,8 +13,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::rfc3339;
 use crate::domain::{
-    is_valid_name, Category, EventDef, Limits, Row, SeatMap, SectionKind, SectionLayout,
+    is_valid_name, Category, EventDef, Limits, Row, SalePhase, SalePhases, SeatMap, SectionKind,
+    SectionLayout,
 };
 
 pub const FORMAT: &str = "boxoffice.event/1";
@@ -29,6 +31,10 @@ pub const SEATS_PER_HOLD_MAX: u32 = 16;
 pub const HOLD_TTL_SECS_MIN: u64 = 10;
 pub const HOLD_TTL_SECS_MAX: u64 = 3_600;
 pub const TEXT_LEN_MAX: usize = 200;
+pub const TICKETS_PER_FAN_MAX: u32 = 1_000;
+pub const SALE_PHASES_MAX: usize = 16;
+pub const MEMBERSHIPS_PER_PHASE_MAX: usize = 16;
+pub const MEMBERSHIP_LEN_MAX: usize = 64;
 /// Highest category price in minor units (10^12: a trillion won). With at
 /// most `SEATS_PER_HOLD_MAX` seats per booking, totals stay far from
 /// `u64::MAX`, so price arithmetic never overflows.
@@ -48,8 +54,108 @@ pub struct EventSpec {
     pub currency: String,
     pub hold_ttl_secs: u64,
     pub seats_per_hold_max: u32,
+    /// Most places one fan may own of the event: held plus booked, across
+    /// all sections. Absent: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tickets_per_fan_max: Option<u32>,
+    /// When the event is on sale, and to whom. Absent or empty: always.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sale_phases: Vec<SalePhaseSpec>,
     pub categories: Vec<CategorySpec>,
     pub venue: VenueSpec,
+}
+
+/// One sale phase, e.g. a fan-club presale or the general sale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SalePhaseSpec {
+    pub name: String,
+    /// RFC 3339 in UTC.
+    pub opens_at: String,
+    /// RFC 3339 in UTC, after `opens_at`; absent: open until the show.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closes_at: Option<String>,
+    /// The memberships (as the fan's token lists them) this phase admits;
+    /// absent or empty: everyone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub memberships: Vec<String>,
+}
+
+impl SalePhaseSpec {
+    /// The document form of a validated phase.
+    pub fn of(p: &SalePhase) -> SalePhaseSpec {
+        SalePhaseSpec {
+            name: p.name.clone(),
+            opens_at: rfc3339(p.opens_at_ms),
+            closes_at: p.closes_at_ms.map(rfc3339),
+            memberships: p.memberships.clone(),
+        }
+    }
+}
+
+/// An RFC 3339 time as milliseconds since the epoch.
+fn parse_ms(path: &str, s: &str) -> Result<u64, LayoutError> {
+    humantime::parse_rfc3339(s)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| u64::try_from(d.as_millis()).ok())
+        .map_or_else(
+            || {
+                fail(
+                    path,
+                    "must be an RFC 3339 time in UTC after 1970, e.g. 2026-12-24T10:00:00Z",
+                )
+            },
+            Ok,
+        )
+}
+
+/// Validates sale phases (`path` names the list in errors) and builds
+/// them.
+pub fn build_phases(path: &str, specs: &[SalePhaseSpec]) -> Result<SalePhases, LayoutError> {
+    if specs.len() > SALE_PHASES_MAX {
+        return fail(path, format!("at most {SALE_PHASES_MAX} phases"));
+    }
+    let mut phases = Vec::with_capacity(specs.len());
+    for (i, p) in specs.iter().enumerate() {
+        let path = format!("{path}[{i}]");
+        check_text(&format!("{path}.name"), &p.name)?;
+        let opens_at_ms = parse_ms(&format!("{path}.opens_at"), &p.opens_at)?;
+        let closes_at_ms = match &p.closes_at {
+            None => None,
+            Some(c) => {
+                let ms = parse_ms(&format!("{path}.closes_at"), c)?;
+                if ms <= opens_at_ms {
+                    return fail(format!("{path}.closes_at"), "must be after opens_at");
+                }
+                Some(ms)
+            }
+        };
+        if p.memberships.len() > MEMBERSHIPS_PER_PHASE_MAX {
+            return fail(
+                format!("{path}.memberships"),
+                format!("at most {MEMBERSHIPS_PER_PHASE_MAX} memberships"),
+            );
+        }
+        for (j, m) in p.memberships.iter().enumerate() {
+            if m.is_empty()
+                || m.len() > MEMBERSHIP_LEN_MAX
+                || !m.bytes().all(|b| b.is_ascii_graphic())
+            {
+                return fail(
+                    format!("{path}.memberships[{j}]"),
+                    format!("must be 1-{MEMBERSHIP_LEN_MAX} printable ASCII characters, no spaces"),
+                );
+            }
+        }
+        phases.push(SalePhase {
+            name: p.name.clone(),
+            opens_at_ms,
+            closes_at_ms,
+            memberships: p.memberships.clone(),
+        });
+    }
+    Ok(SalePhases(phases))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -154,7 +260,14 @@ impl EventSpec {
         serde_json::to_string(self).expect("event specs always serialize")
     }
 
-    /// Validates the spec and builds the immutable event definition.
+    /// The event's sale phases (validated by [`EventSpec::build`]).
+    pub fn phases(&self) -> Result<SalePhases, LayoutError> {
+        build_phases("sale_phases", &self.sale_phases)
+    }
+
+    /// Validates the spec and builds the immutable event definition. The
+    /// sale phases are checked here too, but kept apart (they can move):
+    /// [`EventSpec::phases`].
     pub fn build(&self) -> Result<EventDef, LayoutError> {
         if self.format != FORMAT {
             return fail(
@@ -188,6 +301,16 @@ impl EventSpec {
                 format!("must be 1..={SEATS_PER_HOLD_MAX}"),
             );
         }
+        if self
+            .tickets_per_fan_max
+            .is_some_and(|n| !(1..=TICKETS_PER_FAN_MAX).contains(&n))
+        {
+            return fail(
+                "tickets_per_fan_max",
+                format!("must be 1..={TICKETS_PER_FAN_MAX}"),
+            );
+        }
+        self.phases()?;
         if self.categories.is_empty() || self.categories.len() > CATEGORIES_PER_EVENT_MAX {
             return fail(
                 "categories",
@@ -299,6 +422,7 @@ impl EventSpec {
             limits: Limits {
                 seats_per_hold_max: self.seats_per_hold_max,
                 hold_ttl_ms: self.hold_ttl_secs * 1000,
+                tickets_per_fan_max: self.tickets_per_fan_max,
             },
             sections,
         })
@@ -378,6 +502,33 @@ fn build_rows(
 /// The demo event served by `boxoffice serve` on first start, compiled in so
 /// the binary needs no files beside it.
 pub const DEMO_EVENT_JSON: &str = include_str!("../snapshots/demo-arena.event.json");
+
+/// The demo event as `boxoffice serve` creates it at `now_ms`: holds last
+/// `hold_ttl_secs`; a `fanclub` presale opens at once and the general
+/// sale `presale_secs` later, so a fan who is not a member sees the
+/// countdown.
+pub fn demo_event(now_ms: u64, hold_ttl_secs: u64, presale_secs: u64) -> EventSpec {
+    let mut spec =
+        EventSpec::from_json(DEMO_EVENT_JSON.as_bytes()).expect("the built-in demo event parses");
+    spec.hold_ttl_secs = hold_ttl_secs;
+    // Whole seconds: the phases read as an organiser would write them.
+    let opens_at_ms = now_ms - now_ms % 1000;
+    spec.sale_phases = vec![
+        SalePhaseSpec {
+            name: "Fan-club presale".into(),
+            opens_at: rfc3339(opens_at_ms),
+            closes_at: None,
+            memberships: vec!["fanclub".into()],
+        },
+        SalePhaseSpec {
+            name: "General sale".into(),
+            opens_at: rfc3339(opens_at_ms + presale_secs * 1000),
+            closes_at: None,
+            memberships: vec![],
+        },
+    ];
+    spec
+}
 
 #[cfg(test)]
 mod tests {
@@ -463,6 +614,77 @@ mod tests {
         check_err(
             |v| v["venue"]["sections"][0]["rows"][0]["seats"] = 0.into(),
             "venue.sections[0].rows[0].seats",
+        );
+    }
+
+    #[test]
+    fn sale_phases_and_the_fan_limit_are_checked_and_kept() {
+        let mut v = small();
+        v["tickets_per_fan_max"] = 4.into();
+        v["sale_phases"] = serde_json::json!([
+            {"name": "Presale", "opens_at": "2026-12-01T11:00:00Z",
+             "closes_at": "2026-12-02T11:00:00.250Z", "memberships": ["fanclub", "tier:gold"]},
+            {"name": "General sale", "opens_at": "2026-12-03T11:00:00Z"}]);
+        let spec: EventSpec = serde_json::from_value(v.clone()).unwrap();
+        let def = spec.build().unwrap();
+        assert_eq!(def.limits.tickets_per_fan_max, Some(4));
+        let phases = spec.phases().unwrap();
+        assert_eq!(phases.0[0].opens_at_ms, 1_796_122_800_000);
+        assert_eq!(phases.0[0].closes_at_ms, Some(1_796_209_200_250));
+        assert_eq!(phases.0[1].memberships, Vec::<String>::new());
+        // Rendered back as given, and the document round-trips.
+        let back: Vec<SalePhaseSpec> = phases.0.iter().map(SalePhaseSpec::of).collect();
+        assert_eq!(back, spec.sale_phases);
+        let again = EventSpec::from_json(spec.to_json().as_bytes()).unwrap();
+        assert_eq!(again.sale_phases, spec.sale_phases);
+        assert_eq!(again.tickets_per_fan_max, Some(4));
+        // A document from before phases: always on sale, no fan limit, and
+        // written back without the new fields.
+        let old: EventSpec = serde_json::from_value(small()).unwrap();
+        assert!(old.phases().unwrap().0.is_empty());
+        assert_eq!(old.build().unwrap().limits.tickets_per_fan_max, None);
+        assert!(!old.to_json().contains("sale_phases"));
+        assert!(!old.to_json().contains("tickets_per_fan_max"));
+
+        let phase = |p: serde_json::Value| {
+            move |v: &mut serde_json::Value| v["sale_phases"] = serde_json::json!([p])
+        };
+        check_err(
+            |v| v["tickets_per_fan_max"] = 0.into(),
+            "tickets_per_fan_max",
+        );
+        check_err(
+            phase(serde_json::json!({"name": "P", "opens_at": "soon"})),
+            "sale_phases[0].opens_at",
+        );
+        check_err(
+            phase(serde_json::json!({"name": "P", "opens_at": "1969-12-31T23:59:59Z"})),
+            "sale_phases[0].opens_at",
+        );
+        check_err(
+            phase(
+                serde_json::json!({"name": "P", "opens_at": "2026-12-01T11:00:00Z",
+                "closes_at": "2026-12-01T11:00:00Z"}),
+            ),
+            "sale_phases[0].closes_at",
+        );
+        check_err(
+            phase(serde_json::json!({"name": " ", "opens_at": "2026-12-01T11:00:00Z"})),
+            "sale_phases[0].name",
+        );
+        check_err(
+            phase(
+                serde_json::json!({"name": "P", "opens_at": "2026-12-01T11:00:00Z",
+                "memberships": ["fan club"]}),
+            ),
+            "sale_phases[0].memberships[0]",
+        );
+        check_err(
+            |v| {
+                let p = serde_json::json!({"name": "P", "opens_at": "2026-12-01T11:00:00Z"});
+                v["sale_phases"] = serde_json::Value::Array(vec![p; SALE_PHASES_MAX + 1]);
+            },
+            "sale_phases",
         );
     }
 

@@ -12,10 +12,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::api;
-use crate::domain::{Change, EventDef, Section, SectionName};
+use crate::domain::{Change, EventDef, SalePhases, Section, SectionName};
 use crate::idempotency::IdempotencyStore;
 use crate::journal::{IdemTag, JournalReader, OpenError, Record};
-use crate::layout::EventSpec;
+use crate::layout::{build_phases, EventSpec, SalePhaseSpec};
 use crate::mail::{MailEntry, MailKey, Outbox};
 use crate::snapshot;
 
@@ -25,6 +25,8 @@ pub struct RecoveredEvent {
     pub created_at_ms: u64,
     /// The document it was created from (snapshots keep it).
     pub spec_json: String,
+    /// Its sale phases as last moved (`spec_json` has them too).
+    pub phases: SalePhases,
     /// In layout order.
     pub sections: Vec<Section>,
     /// Section id → index in `sections`: a record finds its section
@@ -39,6 +41,7 @@ impl RecoveredEvent {
         def: Arc<EventDef>,
         created_at_ms: u64,
         spec_json: String,
+        phases: SalePhases,
         sections: Vec<Section>,
     ) -> RecoveredEvent {
         let index = sections
@@ -54,6 +57,7 @@ impl RecoveredEvent {
             def,
             created_at_ms,
             spec_json,
+            phases,
             sections,
             index,
             names,
@@ -150,6 +154,9 @@ impl<'a> Replay<'a> {
                     spec.build()
                         .map_err(|e| invalid(format!("event spec: {e}")))?,
                 );
+                let phases = spec
+                    .phases()
+                    .map_err(|e| invalid(format!("event spec: {e}")))?;
                 if self.state.events.contains_key(&def.id) {
                     return Err(invalid(format!("event {:?} created twice", def.id)));
                 }
@@ -160,11 +167,11 @@ impl<'a> Replay<'a> {
                     .collect();
                 if let Some(tag) = tag.filter(|t| self.fresh(t)) {
                     let counts: Vec<_> = sections.iter().map(|s| s.counts().by_category).collect();
-                    self.remember(&tag, api::event_created(&def, &counts));
+                    self.remember(&tag, api::event_created(&def, &phases, &counts));
                 }
                 self.state.events.insert(
                     def.id.clone(),
-                    RecoveredEvent::new(Arc::clone(&def), at_ms, spec_json, sections),
+                    RecoveredEvent::new(Arc::clone(&def), at_ms, spec_json, phases, sections),
                 );
             }
             Record::Section {
@@ -207,6 +214,27 @@ impl<'a> Replay<'a> {
                 let key = MailKey::new(&event, &section, booking, kind.into());
                 self.state.outbox.apply(&key, &outcome.into());
             }
+            Record::SalePhasesMoved {
+                event,
+                phases_json,
+                at_ms: _,
+            } => {
+                let e = self
+                    .state
+                    .events
+                    .get_mut(&event)
+                    .ok_or_else(|| invalid(format!("phases of unknown event {event:?}")))?;
+                let bad = |m: String| invalid(format!("phases of {event:?}: {m}"));
+                let specs: Vec<SalePhaseSpec> =
+                    serde_json::from_str(&phases_json).map_err(|err| bad(err.to_string()))?;
+                e.phases =
+                    build_phases("sale_phases", &specs).map_err(|err| bad(err.to_string()))?;
+                // The document a snapshot keeps carries the phases as moved.
+                let mut spec = EventSpec::from_json(e.spec_json.as_bytes())
+                    .map_err(|err| bad(err.to_string()))?;
+                spec.sale_phases = specs;
+                e.spec_json = spec.to_json();
+            }
         }
         Ok(())
     }
@@ -220,7 +248,7 @@ impl<'a> Replay<'a> {
         for e in restored.events {
             self.state.events.insert(
                 e.def.id.clone(),
-                RecoveredEvent::new(e.def, e.created_at_ms, e.spec_json, e.sections),
+                RecoveredEvent::new(e.def, e.created_at_ms, e.spec_json, e.phases, e.sections),
             );
         }
         // Oldest first: the store expires answers in the order it got them.

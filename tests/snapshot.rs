@@ -446,7 +446,7 @@ fn fan(
     let mut i = 0;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 400 {
         // A fan per hold, signed in on the test server's clock.
-        let token = common::token_at(&dir, &format!("{section}-{i}"), &[], T0_MS);
+        let token = common::token_at(&dir, &format!("{section}-{i}"), &["fanclub"], T0_MS);
         let auth = format!("Bearer {token}");
         let headers = [
             ("Content-Type", "application/json"),

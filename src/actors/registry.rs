@@ -16,15 +16,17 @@ use super::section::{
     ChangeRequest, Command, SectionActor, SectionError, SectionSettings, SectionStats,
 };
 use crate::clock::Clock;
-use crate::domain::{EventDef, Outcome, Section, SectionLayout};
+use crate::domain::{EventDef, Outcome, SalePhases, Section, SectionLayout};
 use crate::journal::{encode, IdemTag, Journal, Record};
-use crate::layout::EventSpec;
+use crate::layout::{EventSpec, SalePhaseSpec};
 use crate::mail::Enqueue;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
     #[error("event {0:?} exists already")]
     EventExists(String),
+    #[error("no event {0:?}")]
+    NoEvent(String),
     #[error("the journal is unavailable")]
     Unavailable,
 }
@@ -95,11 +97,29 @@ impl SectionHandle {
 pub struct EventEntry {
     pub def: Arc<EventDef>,
     pub created_at_ms: u64,
+    /// The sale phases as last moved, and the journal position of that
+    /// move (0: as started), so that of two moves racing to durability the
+    /// later one in the journal wins here too.
+    phases: RwLock<(u64, Arc<SalePhases>)>,
     sections: Vec<Arc<SectionHandle>>,
     index: HashMap<String, usize>,
 }
 
 impl EventEntry {
+    /// The sale phases in force.
+    pub fn phases(&self) -> Arc<SalePhases> {
+        Arc::clone(&self.phases.read().unwrap_or_else(|e| e.into_inner()).1)
+    }
+
+    /// Puts `phases`, journaled at `position`, in force, unless a later
+    /// move already is.
+    fn move_phases(&self, position: u64, phases: Arc<SalePhases>) {
+        let mut current = self.phases.write().unwrap_or_else(|e| e.into_inner());
+        if position > current.0 {
+            *current = (position, phases);
+        }
+    }
+
     pub fn section(&self, id: &str) -> Option<&Arc<SectionHandle>> {
         self.index.get(id).map(|&i| &self.sections[i])
     }
@@ -214,6 +234,7 @@ impl Registry {
     pub fn start_event(
         &self,
         def: Arc<EventDef>,
+        phases: SalePhases,
         sections: Vec<Section>,
         created_at_ms: u64,
     ) -> Result<Arc<EventEntry>, RegistryError> {
@@ -257,6 +278,7 @@ impl Registry {
         let entry = Arc::new(EventEntry {
             def: Arc::clone(&def),
             created_at_ms,
+            phases: RwLock::new((0, Arc::new(phases))),
             sections: handles,
             index,
         });
@@ -281,6 +303,7 @@ impl Registry {
         idem: Option<IdemTag>,
     ) -> Result<Arc<EventEntry>, RegistryError> {
         let claim = Creating::claim(self, &def.id)?;
+        let phases = spec.phases().expect("a built spec has valid phases");
         let now = self.clock.now_ms();
         let bytes = encode(&Record::EventCreated {
             spec_json: spec.to_json(),
@@ -304,7 +327,40 @@ impl Registry {
                 .iter()
                 .map(|l| Section::new(Arc::clone(l), def.limits))
                 .collect();
-            registry.start_event(def, sections, now)
+            registry.start_event(def, phases, sections, now)
+        });
+        task.await.unwrap_or(Err(RegistryError::Unavailable))
+    }
+
+    /// Moves the sale phases of an event on sale: journals the new ones,
+    /// and puts them in force once durable (in a task of its own, like
+    /// [`Registry::create_event`]).
+    pub async fn move_phases(
+        &self,
+        event: &str,
+        phases: SalePhases,
+    ) -> Result<Arc<EventEntry>, RegistryError> {
+        let entry = self
+            .get(event)
+            .ok_or_else(|| RegistryError::NoEvent(event.to_owned()))?;
+        let specs: Vec<SalePhaseSpec> = phases.0.iter().map(SalePhaseSpec::of).collect();
+        let bytes = encode(&Record::SalePhasesMoved {
+            event: event.to_owned(),
+            phases_json: serde_json::to_string(&specs).expect("phases serialize"),
+            at_ms: self.clock.now_ms(),
+        });
+        let receipt = self
+            .journal
+            .append(bytes)
+            .map_err(|_| RegistryError::Unavailable)?;
+        let task = actix_rt::spawn(async move {
+            match receipt.await {
+                Ok(Ok(position)) => {
+                    entry.move_phases(position, Arc::new(phases));
+                    Ok(entry)
+                }
+                _ => Err(RegistryError::Unavailable),
+            }
         });
         task.await.unwrap_or(Err(RegistryError::Unavailable))
     }

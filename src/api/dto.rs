@@ -9,11 +9,20 @@ use utoipa::ToSchema;
 
 use crate::clock::rfc3339_ms;
 use crate::domain::{
-    Booking, BookingRef, BookingStatus, CategoryCounts, Claim, EventDef, Hold, HoldRef,
+    Booking, BookingRef, BookingStatus, CategoryCounts, Claim, EventDef, Hold, HoldRef, SalePhases,
     SectionCounts, SectionKind, SectionLayout,
 };
+use crate::layout::SalePhaseSpec;
 use crate::mail::OutboxList;
 use crate::snapshot::{Header, SnapshotError};
+
+/// New sale phases for an event on sale.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SalePhasesRequest {
+    /// Replaces every phase; empty: always on sale, to everyone.
+    pub sale_phases: Vec<SalePhaseSpec>,
+}
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -140,6 +149,12 @@ pub struct EventDetail {
     pub summary: EventSummary,
     pub hold_ttl_secs: u64,
     pub seats_per_hold_max: u32,
+    /// Most places one fan may own of the event, held plus booked, across
+    /// sections; absent: no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tickets_per_fan_max: Option<u32>,
+    /// When the event is on sale, and to whom; empty: always, to everyone.
+    pub sale_phases: Vec<SalePhaseSpec>,
     pub categories: Vec<CategoryDto>,
     pub sections: Vec<SectionSummary>,
 }
@@ -231,7 +246,11 @@ pub fn booking_dto(def: &EventDef, layout: &SectionLayout, b: &Booking) -> Booki
 
 /// An event's detail from each section's counts per category (in layout
 /// order, as `Section::counts` and the published section stats give them).
-pub fn event_detail(def: &EventDef, per_section: &[Vec<CategoryCounts>]) -> EventDetail {
+pub fn event_detail(
+    def: &EventDef,
+    phases: &SalePhases,
+    per_section: &[Vec<CategoryCounts>],
+) -> EventDetail {
     let categories = def
         .categories
         .iter()
@@ -283,6 +302,8 @@ pub fn event_detail(def: &EventDef, per_section: &[Vec<CategoryCounts>]) -> Even
         },
         hold_ttl_secs: def.limits.hold_ttl_ms / 1000,
         seats_per_hold_max: def.limits.seats_per_hold_max,
+        tickets_per_fan_max: def.limits.tickets_per_fan_max,
+        sale_phases: phases.0.iter().map(SalePhaseSpec::of).collect(),
         categories,
         sections,
     }

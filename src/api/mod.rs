@@ -12,7 +12,7 @@ pub mod dto;
 
 use bytes::Bytes;
 
-use crate::domain::{CategoryCounts, EventDef, Outcome, SectionLayout};
+use crate::domain::{CategoryCounts, EventDef, Outcome, SalePhases, SectionLayout};
 
 /// A change's answer: status and JSON body (empty for `204`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,9 +47,13 @@ pub fn answer(def: &EventDef, layout: &SectionLayout, outcome: &Outcome) -> Answ
 /// The answer to creating `def`, whose sections' counts (per category, in
 /// layout order) are `per_section`: all free, since nothing can change
 /// between an event's creation and its answer.
-pub fn event_created(def: &EventDef, per_section: &[Vec<CategoryCounts>]) -> Answer {
+pub fn event_created(
+    def: &EventDef,
+    phases: &SalePhases,
+    per_section: &[Vec<CategoryCounts>],
+) -> Answer {
     Answer {
         status: 201,
-        body: dto::to_json(&dto::event_detail(def, per_section)),
+        body: dto::to_json(&dto::event_detail(def, phases, per_section)),
     }
 }

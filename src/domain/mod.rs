@@ -12,10 +12,12 @@
 //! what was decided once is reproduced exactly after a restart.
 
 mod ids;
+mod sale;
 mod section;
 mod venue;
 
 pub use ids::{is_valid_name, BookingRef, HoldRef, SectionName};
+pub use sale::{Admission, SalePhase, SalePhases};
 pub use section::{
     fan_tag, Booking, BookingStatus, Caller, CategoryCounts, Change, Claim, CommandError, FanId,
     Hold, HoldEnd, Outcome, Section, SectionCounts, SectionParts,

@@ -1215,6 +1215,7 @@ mod tests {
         Limits {
             seats_per_hold_max: 6,
             hold_ttl_ms: TTL_MS,
+            tickets_per_fan_max: None,
         }
     }
 

@@ -11,13 +11,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Limits an event puts on every hold.
+/// Limits an event puts on every hold, and on every fan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Most seats (or standing places) one hold may claim.
     pub seats_per_hold_max: u32,
     /// How long a hold lasts before its seats return to free.
     pub hold_ttl_ms: u64,
+    /// Most places one fan may own of the event (held plus booked, across
+    /// all sections); `None`: no limit.
+    pub tickets_per_fan_max: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,8 +11,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use crate::actors::SectionError;
-use crate::domain::{CommandError, SectionKind, SectionLayout};
+use crate::actors::{RegistryError, SectionError};
+use crate::clock::rfc3339;
+use crate::domain::{Admission, CommandError, SectionKind, SectionLayout};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 const TYPE_PREFIX: &str = "urn:boxoffice:problem:";
@@ -156,6 +157,54 @@ impl ApiError {
             e.to_string(),
         )
         .with("reason", e.reason())
+    }
+
+    /// A hold refused by the event's sale phases; `None` when admitted.
+    /// Times are RFC 3339, so an app can count down to `opens_at`.
+    pub fn not_admitted(event: &str, admission: Admission) -> Option<ApiError> {
+        let forbidden = |kind, title, detail: String| {
+            ApiError::new(StatusCode::FORBIDDEN, kind, title, detail).with("event", event)
+        };
+        Some(match admission {
+            Admission::Open => return None,
+            Admission::NotYet { opens_at_ms } => forbidden(
+                "sale-not-open",
+                "Sale not open yet",
+                format!("the sale opens to you at {}", rfc3339(opens_at_ms)),
+            )
+            .with("opens_at", rfc3339(opens_at_ms)),
+            Admission::MembershipRequired { opens_at_ms } => forbidden(
+                "membership-required",
+                "Members only",
+                match opens_at_ms {
+                    Some(ms) => format!(
+                        "this phase of the sale is for members; it opens to you at {}",
+                        rfc3339(ms)
+                    ),
+                    None => "the sale is for members only".to_owned(),
+                },
+            )
+            .with("opens_at", opens_at_ms.map(rfc3339)),
+            Admission::Closed => {
+                forbidden("sale-closed", "Sale closed", "the sale has ended".into())
+            }
+        })
+    }
+
+    /// Maps the registry's refusal.
+    pub fn from_registry(err: RegistryError) -> ApiError {
+        match err {
+            RegistryError::EventExists(id) => ApiError::new(
+                StatusCode::CONFLICT,
+                "event-exists",
+                "Event exists",
+                format!("an event {id:?} exists already"),
+            ),
+            RegistryError::NoEvent(id) => {
+                ApiError::not_found("event-not-found", format!("no event {id:?}"))
+            }
+            RegistryError::Unavailable => ApiError::unavailable(),
+        }
     }
 
     pub fn internal() -> ApiError {

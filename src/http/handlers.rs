@@ -14,13 +14,13 @@ use super::{
     answer_response, idempotent, read_json, ApiError, AppState, BODY_LEN_MAX, EVENT_BODY_LEN_MAX,
 };
 use crate::actors::{
-    Command, EventEntry, GetBooking, GetHold, GetSeats, RegistryError, SectionHandle, WhatToHold,
+    Command, EventEntry, GetBooking, GetHold, GetSeats, SectionHandle, WhatToHold,
 };
 use crate::api::dto::*;
 use crate::api::{self, Answer};
 use crate::auth::Fan;
 use crate::domain::{BookingRef, Caller, HoldRef, SectionKind};
-use crate::layout::EventSpec;
+use crate::layout::{build_phases, EventSpec};
 
 /// The `Idempotency-Key` scope of admin requests (fans' keys are scoped to
 /// the fan; a fan id never contains a space).
@@ -43,7 +43,7 @@ fn published_counts(e: &EventEntry) -> Vec<Vec<crate::domain::CategoryCounts>> {
 }
 
 fn event_detail_of(e: &EventEntry) -> EventDetail {
-    event_detail(&e.def, &published_counts(e))
+    event_detail(&e.def, &e.phases(), &published_counts(e))
 }
 
 /// Asks `section` for a change and renders its answer; the one way every
@@ -127,18 +127,45 @@ pub async fn create_event(
         let entry = registry
             .create_event(&spec, def, idem)
             .await
-            .map_err(|e| match e {
-                RegistryError::EventExists(id) => ApiError::new(
-                    StatusCode::CONFLICT,
-                    "event-exists",
-                    "Event exists",
-                    format!("an event {id:?} exists already"),
-                ),
-                RegistryError::Unavailable => ApiError::unavailable(),
-            })?;
-        Ok(api::event_created(&entry.def, &published_counts(&entry)))
+            .map_err(ApiError::from_registry)?;
+        Ok(api::event_created(
+            &entry.def,
+            &entry.phases(),
+            &published_counts(&entry),
+        ))
     })
     .await
+}
+
+/// Move the sale phases of an event on sale (admin): the new list
+/// replaces the old one at once, for every later hold, and is journaled.
+#[utoipa::path(put, path = "/v1/events/{event}/sale-phases", tag = "admin",
+    params(("event" = String, Path)),
+    request_body = SalePhasesRequest,
+    security(("admin_token" = [])),
+    responses((status = 200, description = "The event with its new phases", body = EventDetail),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 421, description = "Another shard serves this event", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn move_sale_phases(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    check_admin(&state, &req)?;
+    let (body, _): (SalePhasesRequest, Bytes) =
+        read_json(&req, payload, BODY_LEN_MAX, false).await?;
+    let phases = build_phases("sale_phases", &body.sale_phases)
+        .map_err(|e| ApiError::invalid(e.to_string()).with("field", e.path.clone()))?;
+    let e = state
+        .registry
+        .move_phases(&path, phases)
+        .await
+        .map_err(ApiError::from_registry)?;
+    Ok(HttpResponse::Ok().json(event_detail_of(&e)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -403,6 +430,7 @@ pub async fn get_seats(
     security(("fan_token" = [])),
     responses((status = 401, description = "No token, or one that proves nothing", body = Problem, content_type = "application/problem+json"), (status = 201, body = HoldDto),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "No sale phase open to this fan: `sale-not-open` (with `opens_at`), `membership-required`, `sale-closed`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such event", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Seats taken, or no block large enough (`largest_block`)", body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
@@ -441,7 +469,14 @@ pub async fn create_hold(
         }
     };
     let scope = Arc::clone(&fan.id);
+    let clock = Arc::clone(state.registry.clock());
     idempotent(&state, &req, &scope, &raw, move |idem| async move {
+        // Checked when the request is answered, not replayed: a retried
+        // hold from the presale still gets its first answer afterwards.
+        let admission = e.phases().admit(clock.now_ms(), &|m| fan.is_member(m));
+        if let Some(refusal) = ApiError::not_admitted(&e.def.id, admission) {
+            return Err(refusal);
+        }
         let command = Command::Hold {
             what,
             fan: Arc::clone(&fan.id),

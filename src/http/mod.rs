@@ -88,6 +88,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         resource("/v1/events/{event}/sections/{section}/seats").route(web::get().to(get_seats)),
     )
     .service(resource("/v1/events/{event}/holds").route(web::post().to(create_hold)))
+    .service(resource("/v1/events/{event}/sale-phases").route(web::put().to(move_sale_phases)))
     .service(
         resource("/v1/holds/{id}")
             .route(web::get().to(get_hold))

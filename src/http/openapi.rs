@@ -10,7 +10,9 @@ use utoipa::{Modify, OpenApi};
 use super::error::Problem;
 use super::handlers;
 use crate::api::dto::*;
-use crate::layout::{CategorySpec, EventSpec, RowSpec, SectionSpec, StandingSpec, VenueSpec};
+use crate::layout::{
+    CategorySpec, EventSpec, RowSpec, SalePhaseSpec, SectionSpec, StandingSpec, VenueSpec,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,6 +21,7 @@ use crate::layout::{CategorySpec, EventSpec, RowSpec, SectionSpec, StandingSpec,
         handlers::list_events,
         handlers::get_event,
         handlers::create_event,
+        handlers::move_sale_phases,
         handlers::get_seats,
         handlers::create_hold,
         handlers::get_hold,
@@ -40,6 +43,7 @@ use crate::layout::{CategorySpec, EventSpec, RowSpec, SectionSpec, StandingSpec,
         CategoryDto, SectionSummary, SectionCategoryDto, SeatMapDto, Availability,
         OutboxEntryDto, OutboxListDto, SnapshotFileDto, SnapshotListDto,
         EventSpec, CategorySpec, VenueSpec, SectionSpec, RowSpec, StandingSpec,
+        SalePhaseSpec, SalePhasesRequest,
     )),
     modifiers(&AdminToken),
 )]

@@ -53,6 +53,13 @@ pub enum Record {
         kind: MailKindRecord,
         outcome: MailOutcomeRecord,
     },
+    /// An operator moved an event's sale phases: `phases_json` is the
+    /// new `sale_phases` list of its `boxoffice.event/1` document.
+    SalePhasesMoved {
+        event: String,
+        phases_json: String,
+        at_ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -379,6 +386,25 @@ mod tests {
             },
         };
         assert_eq!(decode_all(&encode(&r)).unwrap(), vec![r]);
+    }
+
+    /// Postcard writes a variant as its index: old journals decode only
+    /// while every variant keeps its place.
+    #[test]
+    fn variants_keep_their_places() {
+        let moved = Record::SalePhasesMoved {
+            event: "demo".into(),
+            phases_json: "[]".into(),
+            at_ms: 5,
+        };
+        let bytes = encode(&moved);
+        assert_eq!(
+            bytes[FRAME_HEADER_LEN + 1],
+            3,
+            "SalePhasesMoved is variant 3"
+        );
+        assert_eq!(encode(&sample()[1])[FRAME_HEADER_LEN + 1], 1);
+        assert_eq!(decode_all(&bytes).unwrap(), vec![moved]);
     }
 
     #[test]

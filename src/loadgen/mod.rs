@@ -541,7 +541,11 @@ fn fan_auth(plan: &Plan, k: usize) -> Arc<str> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let sub = format!("lg-{:x}-{k}", plan.seed);
-    let token = plan.issuer.mint(&sub, &[], now_s, 24 * 3600, None);
+    let memberships: Vec<String> = (plan.args.memberships.iter())
+        .filter(|m| !m.is_empty())
+        .cloned()
+        .collect();
+    let token = plan.issuer.mint(&sub, &memberships, now_s, 24 * 3600, None);
     format!("Bearer {token}").into()
 }
 

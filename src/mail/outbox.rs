@@ -482,6 +482,7 @@ mod tests {
                 limits: Limits {
                     seats_per_hold_max: 4,
                     hold_ttl_ms: 1,
+                    tickets_per_fan_max: None,
                 },
                 sections: vec![Arc::clone(&layout)],
             }),

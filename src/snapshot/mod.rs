@@ -35,7 +35,7 @@ use sha2::{Digest, Sha256};
 
 pub use wire::{Body, EventSnap, Header, HeaderEvent};
 
-use crate::domain::{EventDef, Section};
+use crate::domain::{EventDef, SalePhases, Section};
 use crate::layout::EventSpec;
 
 pub const MAGIC: &[u8; 8] = b"BXSNAP01";
@@ -95,6 +95,7 @@ pub struct Restored {
 pub struct RestoredEvent {
     pub spec_json: String,
     pub def: Arc<EventDef>,
+    pub phases: SalePhases,
     pub created_at_ms: u64,
     pub sections: Vec<Section>,
 }
@@ -261,6 +262,7 @@ impl Snapshot {
             let spec = EventSpec::from_json(e.spec_json.as_bytes())
                 .map_err(|err| layout_err(err.to_string()))?;
             let def = Arc::new(spec.build().map_err(|err| layout_err(err.to_string()))?);
+            let phases = spec.phases().map_err(|err| layout_err(err.to_string()))?;
             if def.id != h.id {
                 return Err(SnapshotError::Inconsistent(format!(
                     "the header names event {:?}, the body {:?}",
@@ -305,6 +307,7 @@ impl Snapshot {
             events.push(RestoredEvent {
                 spec_json: e.spec_json.clone(),
                 def,
+                phases,
                 created_at_ms: e.created_at_ms,
                 sections,
             });

@@ -191,6 +191,7 @@ mod tests {
         let limits = Limits {
             seats_per_hold_max: 4,
             hold_ttl_ms: 60_000,
+            tickets_per_fan_max: None,
         };
         let parts = body.events[0].sections[0].to_parts(&layout).unwrap();
         let s = Section::from_parts(layout, limits, parts).unwrap();

@@ -23,7 +23,7 @@ use crate::data_dir;
 use crate::http::{self, AppState};
 use crate::idempotency::IdempotencyStore;
 use crate::journal::{JournalConfig, Store};
-use crate::layout::demo_event;
+use crate::layout::{demo_event, DemoSettings};
 use crate::mail::{MailSetup, MailStats, Mailer};
 use crate::recovery;
 use crate::shard::Sharding;
@@ -147,7 +147,14 @@ impl Application {
 
         let demo_is_ours = sharding.as_ref().is_none_or(|s| s.check("demo").is_ok());
         if args.demo && demo_is_ours && registry.get("demo").is_none() {
-            let spec = demo_event(clock.now_ms(), args.hold_ttl_secs, args.demo_presale_secs);
+            let spec = demo_event(
+                clock.now_ms(),
+                DemoSettings {
+                    hold_ttl_secs: args.hold_ttl_secs,
+                    presale_secs: args.demo_presale_secs,
+                    tickets_per_fan_max: args.demo_tickets_per_fan_max,
+                },
+            );
             let def = spec.build().context("the built-in demo event")?;
             registry
                 .create_event(&spec, def, None)

@@ -304,6 +304,12 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
     pub demo_presale_secs: u64,
 
+    /// Most places one fan may own of the demo event (held plus booked,
+    /// across sections); 0: no limit.
+    #[arg(long, env = "BOXOFFICE_DEMO_TICKETS_PER_FAN_MAX", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub demo_tickets_per_fan_max: u32,
+
     /// How often each section looks for expired holds, in milliseconds.
     #[arg(long, env = "BOXOFFICE_SWEEP_INTERVAL_MS", default_value_t = 1000,
           value_parser = clap::value_parser!(u64).range(10..=60_000))]

@@ -503,14 +503,25 @@ fn build_rows(
 /// the binary needs no files beside it.
 pub const DEMO_EVENT_JSON: &str = include_str!("../snapshots/demo-arena.event.json");
 
-/// The demo event as `boxoffice serve` creates it at `now_ms`: holds last
-/// `hold_ttl_secs`; a `fanclub` presale opens at once and the general
-/// sale `presale_secs` later, so a fan who is not a member sees the
-/// countdown.
-pub fn demo_event(now_ms: u64, hold_ttl_secs: u64, presale_secs: u64) -> EventSpec {
+/// How `boxoffice serve` makes its demo event.
+#[derive(Debug, Clone, Copy)]
+pub struct DemoSettings {
+    pub hold_ttl_secs: u64,
+    /// The general sale opens this long after the presale.
+    pub presale_secs: u64,
+    /// 0: no limit.
+    pub tickets_per_fan_max: u32,
+}
+
+/// The demo event as `boxoffice serve` creates it at `now_ms`: a
+/// `fanclub` presale opens at once and the general sale later, so a fan
+/// who is not a member sees the countdown.
+pub fn demo_event(now_ms: u64, settings: DemoSettings) -> EventSpec {
     let mut spec =
         EventSpec::from_json(DEMO_EVENT_JSON.as_bytes()).expect("the built-in demo event parses");
-    spec.hold_ttl_secs = hold_ttl_secs;
+    spec.hold_ttl_secs = settings.hold_ttl_secs;
+    spec.tickets_per_fan_max = Some(settings.tickets_per_fan_max).filter(|&n| n > 0);
+    let presale_secs = settings.presale_secs;
     // Whole seconds: the phases read as an organiser would write them.
     let opens_at_ms = now_ms - now_ms % 1000;
     spec.sale_phases = vec![

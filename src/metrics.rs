@@ -14,7 +14,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::actors::{Registry as Sections, CHANGE_KINDS};
+use crate::actors::{Registry as Sections, ADMISSION_REFUSALS, CHANGE_KINDS};
 use crate::auth::{Verifier, REASONS};
 use crate::domain::CategoryCounts;
 use crate::journal::Journal;
@@ -35,6 +35,7 @@ pub struct Metrics {
     mail_counters: IntCounterVec,
     mail_gauges: IntGaugeVec,
     auth_refused: IntCounterVec,
+    holds_refused: IntCounterVec,
     /// Scrapes copy counters in with reset + add; one at a time.
     scrape: Mutex<()>,
 }
@@ -164,6 +165,12 @@ impl Metrics {
                 "Fans' tokens refused, by reason",
                 &["reason"],
             ),
+            holds_refused: counter_vec(
+                &registry,
+                "boxoffice_holds_refused_total",
+                "Holds refused since start by event and reason: fan_limit (the fan owns its tickets_per_fan_max), not_open, membership_required, closed (the sale phases)",
+                &["event", "reason"],
+            ),
             registry,
             scrape: Mutex::new(()),
         }
@@ -184,6 +191,14 @@ impl Metrics {
             c.inc_by(v);
         };
         for e in sections.events() {
+            let event = e.def.id.as_str();
+            set(
+                &self.holds_refused.with_label_values(&[event, "fan_limit"]),
+                e.ledger.refused(),
+            );
+            for (reason, n) in ADMISSION_REFUSALS.iter().zip(e.refused_by_phase()) {
+                set(&self.holds_refused.with_label_values(&[event, reason]), n);
+            }
             for s in e.sections() {
                 let (event, section) = (e.def.id.as_str(), s.layout.id.as_str());
                 let c: CategoryCounts = s.stats.by_category().into_iter().sum();

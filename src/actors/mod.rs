@@ -7,10 +7,12 @@
 //! - every actor's inbox is bounded (`mailbox_capacity`): a saturated
 //!   section answers `Overloaded` at once instead of queueing.
 
+mod ledger;
 mod registry;
 mod section;
 
-pub use registry::{EventEntry, Registry, RegistryError, SectionHandle};
+pub use ledger::FanLedger;
+pub use registry::{EventEntry, Registry, RegistryError, SectionHandle, ADMISSION_REFUSALS};
 pub use section::{
     ChangeRequest, Command, GetBooking, GetHold, GetSeats, SeatsView, SectionActor, SectionError,
     SectionSettings, SectionStats, WhatToHold, CHANGE_KINDS, EXPIRIES_PER_STEP_MAX,

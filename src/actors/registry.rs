@@ -7,16 +7,17 @@
 //! would start a copy of every section per worker).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use actix::prelude::*;
 
+use super::ledger::FanLedger;
 use super::section::{
-    ChangeRequest, Command, SectionActor, SectionError, SectionSettings, SectionStats,
+    ChangeRequest, Command, Outlets, SectionActor, SectionError, SectionSettings, SectionStats,
 };
 use crate::clock::Clock;
-use crate::domain::{EventDef, Outcome, SalePhases, Section, SectionLayout};
+use crate::domain::{Admission, EventDef, Outcome, SalePhases, Section, SectionLayout};
 use crate::journal::{encode, IdemTag, Journal, Record};
 use crate::layout::{EventSpec, SalePhaseSpec};
 use crate::mail::Enqueue;
@@ -42,7 +43,7 @@ pub struct SectionHandle {
     inflight: Arc<AtomicUsize>,
     capacity: usize,
     /// Requests refused because the section was saturated.
-    shed: std::sync::atomic::AtomicU64,
+    shed: AtomicU64,
 }
 
 struct InflightGuard(Arc<AtomicUsize>);
@@ -94,6 +95,10 @@ impl SectionHandle {
     }
 }
 
+/// Why the sale phases refused holds, in `EventEntry::refused_by_phase`
+/// order.
+pub const ADMISSION_REFUSALS: [&str; 3] = ["not_open", "membership_required", "closed"];
+
 pub struct EventEntry {
     pub def: Arc<EventDef>,
     pub created_at_ms: u64,
@@ -101,6 +106,9 @@ pub struct EventEntry {
     /// move (0: as started), so that of two moves racing to durability the
     /// later one in the journal wins here too.
     phases: RwLock<(u64, Arc<SalePhases>)>,
+    /// Places per fan across the sections (the fan limit).
+    pub ledger: Arc<FanLedger>,
+    refused_by_phase: [AtomicU64; 3],
     sections: Vec<Arc<SectionHandle>>,
     index: HashMap<String, usize>,
 }
@@ -109,6 +117,26 @@ impl EventEntry {
     /// The sale phases in force.
     pub fn phases(&self) -> Arc<SalePhases> {
         Arc::clone(&self.phases.read().unwrap_or_else(|e| e.into_inner()).1)
+    }
+
+    /// May a fan, member of what `is_member` says, hold now? Refusals
+    /// are counted by kind (`ADMISSION_REFUSALS`).
+    pub fn admit(&self, now_ms: u64, is_member: &dyn Fn(&str) -> bool) -> Admission {
+        let admission = self.phases().admit(now_ms, is_member);
+        let i = match admission {
+            Admission::Open => return admission,
+            Admission::NotYet { .. } => 0,
+            Admission::MembershipRequired { .. } => 1,
+            Admission::Closed => 2,
+        };
+        self.refused_by_phase[i].fetch_add(1, Ordering::Relaxed);
+        admission
+    }
+
+    /// Holds refused by the sale phases since start, in
+    /// `ADMISSION_REFUSALS` order.
+    pub fn refused_by_phase(&self) -> [u64; 3] {
+        std::array::from_fn(|i| self.refused_by_phase[i].load(Ordering::Relaxed))
     }
 
     /// Puts `phases`, journaled at `position`, in force, unless a later
@@ -239,6 +267,7 @@ impl Registry {
         created_at_ms: u64,
     ) -> Result<Arc<EventEntry>, RegistryError> {
         assert_eq!(def.sections.len(), sections.len());
+        let ledger = Arc::new(FanLedger::new(def.limits.tickets_per_fan_max, &sections));
         let mut handles = Vec::with_capacity(sections.len());
         let arbiters = self.arbiters.lock().unwrap_or_else(|e| e.into_inner());
         if arbiters.is_empty() {
@@ -251,11 +280,14 @@ impl Registry {
             let layout = Arc::clone(section.layout());
             let actor = SectionActor::new(
                 Arc::clone(&def),
-                self.mail.clone(),
                 section,
-                self.journal.clone(),
-                Arc::clone(&self.clock),
+                Arc::clone(&ledger),
                 Arc::clone(&stats),
+                Outlets {
+                    journal: self.journal.clone(),
+                    clock: Arc::clone(&self.clock),
+                    mail: self.mail.clone(),
+                },
                 &self.settings,
             );
             let addr = SectionActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
@@ -266,7 +298,7 @@ impl Registry {
                 addr,
                 inflight: Arc::new(AtomicUsize::new(0)),
                 capacity: self.settings.mailbox_capacity,
-                shed: std::sync::atomic::AtomicU64::new(0),
+                shed: AtomicU64::new(0),
             }));
         }
         drop(arbiters);
@@ -279,6 +311,8 @@ impl Registry {
             def: Arc::clone(&def),
             created_at_ms,
             phases: RwLock::new((0, Arc::new(phases))),
+            ledger,
+            refused_by_phase: Default::default(),
             sections: handles,
             index,
         });

@@ -22,10 +22,11 @@ use actix::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::ledger::FanLedger;
 use crate::clock::Clock;
 use crate::domain::{
-    Booking, Caller, CategoryCounts, Change, CommandError, EventDef, FanId, Hold, Outcome, Section,
-    SectionCounts, SectionName,
+    Booking, Caller, CategoryCounts, Change, CommandError, EventDef, FanId, Hold, Outcome,
+    PlacesMoved, Section, SectionCounts, SectionName,
 };
 use crate::journal::{encode, IdemTag, Journal, Receipt, Record};
 use crate::mail::{Enqueue, MailEntry};
@@ -140,6 +141,15 @@ pub struct SectionSettings {
     pub panic_on_change: bool,
 }
 
+/// Where every section actor's work goes: the journal, the clock it
+/// reads, the mailer its bookings' emails go to.
+#[derive(Clone)]
+pub struct Outlets {
+    pub journal: Journal,
+    pub clock: Arc<dyn Clock>,
+    pub mail: Option<Recipient<Enqueue>>,
+}
+
 /// What to hold.
 #[derive(Debug, Clone)]
 pub enum WhatToHold {
@@ -241,6 +251,8 @@ pub struct SectionActor {
     /// Where the emails of durable bookings and cancellations go.
     mail: Option<Recipient<Enqueue>>,
     section: Section,
+    /// Places per fan across the event's sections, shared by them all.
+    ledger: Arc<FanLedger>,
     journal: Journal,
     clock: Arc<dyn Clock>,
     /// Draws the secrets in hold and booking ids.
@@ -257,13 +269,17 @@ pub struct SectionActor {
 impl SectionActor {
     pub fn new(
         def: Arc<EventDef>,
-        mail: Option<Recipient<Enqueue>>,
         section: Section,
-        journal: Journal,
-        clock: Arc<dyn Clock>,
+        ledger: Arc<FanLedger>,
         stats: Arc<SectionStats>,
+        outlets: Outlets,
         settings: &SectionSettings,
     ) -> SectionActor {
+        let Outlets {
+            journal,
+            clock,
+            mail,
+        } = outlets;
         let name = Arc::new(SectionName::new(&def.id, &section.layout().id));
         let rng = match settings.seed {
             Some(seed) => {
@@ -281,6 +297,7 @@ impl SectionActor {
             name,
             mail,
             section,
+            ledger,
             journal,
             clock,
             rng,
@@ -339,6 +356,11 @@ impl SectionActor {
                 by,
             } => s.decide_cancel(booking, secret, &by, now)?,
         };
+        let moved = self.section.places_moved(&change);
+        if let Some(PlacesMoved::Taken { fan, places }) = &moved {
+            // Refused, the change is dropped: nothing was applied.
+            self.ledger.take(fan, *places)?;
+        }
         let record = self.apply(&change, idem);
         if self.panic_on_change {
             panic!("failpoint: a section panics with a change applied but not journaled");
@@ -350,6 +372,7 @@ impl SectionActor {
             .journal
             .append(record)
             .map_err(|_| SectionError::Unavailable)?;
+        self.give_back(moved);
         let outcome = self
             .section
             .outcome(&change)
@@ -397,12 +420,22 @@ impl SectionActor {
         let due = self.section.decide_expiries(self.clock.now_ms(), max);
         let more = due.len() == max;
         for change in &due {
+            let moved = self.section.places_moved(change);
             let record = self.apply(change, None);
             if self.journal.append_unacked(record).is_err() {
                 return false;
             }
+            self.give_back(moved);
         }
         more
+    }
+
+    /// Returns the places a change just queued freed to the event's fan
+    /// ledger (see `ledger.rs` for why queued is soon enough).
+    fn give_back(&self, moved: Option<PlacesMoved>) {
+        if let Some(PlacesMoved::Freed { fan, places }) = moved {
+            self.ledger.give_back(&fan, places);
+        }
     }
 
     /// A sweep: one step, and the next one queued behind whatever waits
@@ -539,6 +572,10 @@ mod tests {
         }
         let clock = Arc::new(ManualClock::new(3_600_000));
         let stats = Arc::new(SectionStats::new(&section.counts()));
+        // One fan holds every seat, over its limit of one: the ledger
+        // counts what is there, and gets every place back as it expires.
+        let ledger = Arc::new(FanLedger::new(Some(1), [&section]));
+        assert_eq!(ledger.owned("fan"), holds);
         actix::System::new().block_on(async {
             let settings = SectionSettings {
                 mailbox_capacity: 64,
@@ -546,13 +583,17 @@ mod tests {
                 seed: Some(1),
                 panic_on_change: false,
             };
+            let outlets = Outlets {
+                journal: journal.clone(),
+                clock,
+                mail: None,
+            };
             let actor = SectionActor::new(
                 Arc::clone(&def),
-                None,
                 section,
-                journal.clone(),
-                clock,
+                Arc::clone(&ledger),
                 Arc::clone(&stats),
+                outlets,
                 &settings,
             )
             .start();
@@ -571,6 +612,7 @@ mod tests {
             );
             let seats = actor.send(GetSeats).await.unwrap().unwrap();
             assert_eq!(seats.counts.total.held, 0);
+            assert_eq!(ledger.owned("fan"), 0);
         });
         journal.close();
         flusher.join().unwrap();

@@ -101,6 +101,13 @@ pub struct Booking {
     pub status: BookingStatus,
 }
 
+/// Places a change gives to or takes from a fan ([`Section::places_moved`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlacesMoved {
+    Taken { fan: FanId, places: u32 },
+    Freed { fan: FanId, places: u32 },
+}
+
 /// How a hold ended; remembered (bounded) so later requests get the right
 /// answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,6 +205,10 @@ pub enum CommandError {
     BookingNotFound,
     #[error("booking already cancelled")]
     BookingCancelled,
+    /// The fan owns `owned` places of the event (held or booked, in any
+    /// section): this hold would take it past `limit`.
+    #[error("a fan may own at most {limit} places of this event; you own {owned}")]
+    FanLimitReached { limit: u32, owned: u32 },
 }
 
 /// A change that does not fit the state it is applied to. Live, that is a
@@ -628,6 +639,48 @@ impl Section {
             booking,
             at_ms: now_ms,
         })
+    }
+
+    // ---- places per fan: what the event's fan limit counts ----
+
+    /// The places each hold and live booking of the section gives its fan,
+    /// one entry per hold or booking.
+    pub fn places_by_fan(&self) -> impl Iterator<Item = (&FanId, u32)> {
+        let held = self.holds.values().map(|h| (&h.fan, h.claim.count()));
+        let booked = self
+            .bookings
+            .iter()
+            .filter(|b| b.status == BookingStatus::Confirmed)
+            .map(|b| (&b.fan, b.claim.count()));
+        held.chain(booked)
+    }
+
+    /// The places `change` gives a fan (a new hold), or, asked before it
+    /// is applied, takes back from one (a hold released or expired, a
+    /// booking cancelled). A confirmation moves places from a hold to a
+    /// booking of the same fan: none.
+    pub fn places_moved(&self, change: &Change) -> Option<PlacesMoved> {
+        match change {
+            Change::HoldCreated { fan, claim, .. } => Some(PlacesMoved::Taken {
+                fan: Arc::clone(fan),
+                places: claim.count(),
+            }),
+            Change::HoldReleased { hold, .. } | Change::HoldExpired { hold, .. } => {
+                let h = self.holds.get(hold)?;
+                Some(PlacesMoved::Freed {
+                    fan: Arc::clone(&h.fan),
+                    places: h.claim.count(),
+                })
+            }
+            Change::BookingCancelled { booking, .. } => {
+                let b = self.booking(*booking)?;
+                Some(PlacesMoved::Freed {
+                    fan: Arc::clone(&b.fan),
+                    places: b.claim.count(),
+                })
+            }
+            Change::HoldConfirmed { .. } => None,
+        }
     }
 
     /// The holds whose time has come, as `HoldExpired` changes to journal

@@ -299,6 +299,14 @@ impl ApiError {
                 "Booking cancelled",
                 "the booking was already cancelled",
             ),
+            CommandError::FanLimitReached { limit, owned } => ApiError::new(
+                StatusCode::CONFLICT,
+                "fan-limit-reached",
+                "Ticket limit reached",
+                message,
+            )
+            .with("limit", limit)
+            .with("owned", owned),
         }
     }
 

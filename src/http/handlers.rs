@@ -473,7 +473,7 @@ pub async fn create_hold(
     idempotent(&state, &req, &scope, &raw, move |idem| async move {
         // Checked when the request is answered, not replayed: a retried
         // hold from the presale still gets its first answer afterwards.
-        let admission = e.phases().admit(clock.now_ms(), &|m| fan.is_member(m));
+        let admission = e.admit(clock.now_ms(), &|m| fan.is_member(m));
         if let Some(refusal) = ApiError::not_admitted(&e.def.id, admission) {
             return Err(refusal);
         }

@@ -293,7 +293,7 @@ fn replay_record() -> Box<dyn FnMut()> {
     }
     // Leaked: the replay borrows the store for the life of the bench.
     let idem: &'static Arc<IdempotencyStore> =
-        Box::leak(Box::new(IdempotencyStore::new(86_400_000, 1_000)));
+        Box::leak(Box::new(IdempotencyStore::new(86_400_000, 1_000, Some(64))));
     let mut replay = Replay::new(State::default(), idem, 0, 86_400_000);
     let mut frames = frames.into_iter();
     for r in decode_all(&frames.next().expect("the event")).expect("decodes") {
@@ -343,11 +343,12 @@ fn hold_request() -> Box<dyn FnMut()> {
 /// A fresh key begins and completes, as every POST with an
 /// Idempotency-Key does.
 fn idempotency() -> Box<dyn FnMut()> {
-    let store = IdempotencyStore::new(86_400_000, 2_000_000);
+    let store = IdempotencyStore::new(86_400_000, 2_000_000, Some(64));
     let body = actix_web::web::Bytes::from_static(b"{\"id\":\"demo.A.h2a.5f1c9e0b7d3a8642\"}");
     let mut i = 0u64;
     Box::new(move || {
-        let key = format!("fan-{i}-hold");
+        // Scoped as the handlers scope a fan's keys: a new fan each time.
+        let key = format!("fan-{i}\nhold");
         let Begin::Fresh(pending) = store.begin(&key, [1; 32], i) else {
             unreachable!("every key is fresh")
         };

@@ -62,8 +62,11 @@ impl Application {
         let sharding = Sharding::from_args(&args)?;
         let auth = Arc::new(Verifier::from_args(&args, Arc::clone(&clock))?);
 
-        let idempotency =
-            IdempotencyStore::new(args.idempotency_ttl_secs * 1000, args.idempotency_keys_max);
+        let idempotency = IdempotencyStore::new(
+            args.idempotency_ttl_secs * 1000,
+            args.idempotency_keys_max,
+            Some(args.idempotency_keys_per_fan as usize),
+        );
         let mut store = Store::open(&data_dir.join(data_dir::JOURNAL_DIR))?;
         let started = std::time::Instant::now();
         let reader = store.reader();

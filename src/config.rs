@@ -350,6 +350,12 @@ pub struct ServeArgs {
     )]
     pub idempotency_keys_max: usize,
 
+    /// Most Idempotency-Key answers remembered per fan (and for the admin
+    /// token): past it, that fan's oldest go first.
+    #[arg(long, env = "BOXOFFICE_IDEMPOTENCY_KEYS_PER_FAN", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub idempotency_keys_per_fan: u64,
+
     /// SMTP server for the emails, in lettre's URL form:
     /// `smtp://127.0.0.1:2525`, `smtps://user:pass@host`,
     /// `smtp://host?tls=required` (STARTTLS). Without it, emails are written

@@ -6,7 +6,12 @@
 //! record), so a fan's retry after a crash still finds the first answer.
 //! Refusals (4xx) change nothing, so a retry simply asks again.
 //!
-//! Bounded: at most `entries_max` keys, each kept for `ttl_ms`.
+//! Bounded: at most `entries_max` keys, each kept for `ttl_ms`, and at
+//! most `scope_max` per scope. A key is `<scope>\n<key>`: the handlers
+//! scope each fan's keys to the fan, so two fans' equal keys are two
+//! requests. A scope's keys share one shard; past its bound its oldest
+//! answers go first, so one fan filling the store forgets its own
+//! answers and makes no other fan's keyed request fail.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -48,6 +53,28 @@ struct Shard {
     /// bounded by compaction.
     order: VecDeque<(u64, u64, Arc<str>)>,
     next_seq: u64,
+    /// (seq, key) of each scope's claims, oldest first, when scopes are
+    /// bounded. Claims go stale as in `order`; a scope's stale claims at
+    /// the front are dropped whenever one of its keys goes, so a scope
+    /// whose keys are all gone is gone too.
+    /// Keyed by [`scope_hash`]: two scopes sharing a hash (1 in 2^64)
+    /// would merely share a bound.
+    by_scope: HashMap<u64, VecDeque<(u64, Arc<str>)>>,
+}
+
+/// The scope of a key: what comes before its first `\n` (the whole key
+/// when there is none).
+fn scope_of(key: &str) -> &str {
+    key.split_once('\n').map_or(key, |(scope, _)| scope)
+}
+
+/// FNV-1a of a key's scope: picks its shard and names it in `by_scope`.
+fn scope_hash(key: &str) -> u64 {
+    scope_of(key)
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        })
 }
 
 impl Shard {
@@ -67,7 +94,8 @@ impl Shard {
             match self.map.get(&**key) {
                 Some(e) if e.seq == *seq => match e.slot {
                     Slot::Done { at_ms, .. } if now_ms >= at_ms.saturating_add(ttl_ms) => {
-                        self.map.remove(&**key);
+                        let key = Arc::clone(key);
+                        self.remove(&key);
                     }
                     _ => break,
                 },
@@ -84,23 +112,83 @@ impl Shard {
         }
     }
 
-    /// A new claim of `key`, which is not in the map.
-    fn claim(&mut self, key: &str, slot: Slot, at_ms: u64) -> Arc<str> {
+    /// Forgets `key`, and its scope's stale claims at the front.
+    fn remove(&mut self, key: &str) {
+        if self.map.remove(key).is_none() {
+            return;
+        }
+        let scope = scope_hash(key);
+        let Some(claims) = self.by_scope.get_mut(&scope) else {
+            return;
+        };
+        while let Some((seq, k)) = claims.front() {
+            if self.map.get(&**k).is_some_and(|e| e.seq == *seq) {
+                break;
+            }
+            claims.pop_front();
+        }
+        if claims.is_empty() {
+            self.by_scope.remove(&scope);
+        }
+    }
+
+    /// A new claim of `key`, which is not in the map. With `scope_max`,
+    /// the oldest answers of the key's scope beyond it are forgotten
+    /// (never a request in flight).
+    fn claim(&mut self, key: &str, slot: Slot, at_ms: u64, scope_max: Option<usize>) -> Arc<str> {
         let key: Arc<str> = key.into();
         let seq = self.next_seq;
         self.next_seq += 1;
         self.map.insert(Arc::clone(&key), Entry { seq, slot });
         self.order.push_back((seq, at_ms, Arc::clone(&key)));
+        if let Some(max) = scope_max {
+            self.bound_scope(&key, seq, max);
+        }
         key
+    }
+
+    fn bound_scope(&mut self, key: &Arc<str>, seq: u64, max: usize) {
+        let scope = scope_hash(key);
+        self.by_scope
+            .entry(scope)
+            .or_default()
+            .push_back((seq, Arc::clone(key)));
+        self.trim_scope(scope, max);
+    }
+
+    /// Forgets the oldest answers of `scope` until it has at most `keep`
+    /// keys (or only requests in flight beyond them).
+    fn trim_scope(&mut self, scope: u64, keep: usize) {
+        let Shard { map, by_scope, .. } = self;
+        let Some(claims) = by_scope.get_mut(&scope) else {
+            return;
+        };
+        if claims.len() <= keep {
+            return;
+        }
+        claims.retain(|(seq, k)| map.get(&**k).is_some_and(|e| e.seq == *seq));
+        let mut over = claims.len().saturating_sub(keep);
+        let mut i = 0;
+        while over > 0 && i < claims.len() {
+            let (_, k) = &claims[i];
+            if matches!(map.get(&**k).map(|e| &e.slot), Some(Slot::Done { .. })) {
+                cov_mark::hit!(a_scope_forgets_its_oldest_answer);
+                map.remove(&**k);
+                claims.remove(i);
+                over -= 1;
+            } else {
+                i += 1;
+            }
+        }
     }
 
     /// Puts `slot` under `key`: in place if the key is claimed (its place
     /// in the order kept), else as a new claim.
-    fn put(&mut self, key: &str, slot: Slot, at_ms: u64) {
+    fn put(&mut self, key: &str, slot: Slot, at_ms: u64, scope_max: Option<usize>) {
         match self.map.get_mut(key) {
             Some(e) => e.slot = slot,
             None => {
-                self.claim(key, slot, at_ms);
+                self.claim(key, slot, at_ms, scope_max);
             }
         }
     }
@@ -121,6 +209,8 @@ pub struct IdempotencyStore {
     shards: Vec<Mutex<Shard>>,
     ttl_ms: u64,
     entries_max_per_shard: usize,
+    /// Most answers kept per scope; `None`: unbounded.
+    scope_max: Option<usize>,
 }
 
 /// What to do with a request that carries a key.
@@ -141,19 +231,21 @@ pub enum Begin {
 }
 
 impl IdempotencyStore {
-    pub fn new(ttl_ms: u64, entries_max: usize) -> Arc<IdempotencyStore> {
+    /// At most `entries_max` keys in all, `scope_max` per scope (`None`:
+    /// no bound per scope), each for `ttl_ms`.
+    pub fn new(ttl_ms: u64, entries_max: usize, scope_max: Option<usize>) -> Arc<IdempotencyStore> {
+        assert!(scope_max != Some(0));
         Arc::new(IdempotencyStore {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             ttl_ms,
             entries_max_per_shard: entries_max.div_ceil(SHARDS),
+            scope_max,
         })
     }
 
+    /// The shard of a key's scope: a scope's keys share one.
     fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
-        let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-        self.shards[(h % SHARDS as u64) as usize]
+        self.shards[(scope_hash(key) % SHARDS as u64) as usize]
             .lock()
             .unwrap_or_else(|e| e.into_inner())
     }
@@ -184,15 +276,20 @@ impl IdempotencyStore {
             }
             Some(Slot::Done { .. }) => {
                 // Expired: the key is free; its old claim goes stale.
-                shard.map.remove(key);
+                shard.remove(key);
             }
             None => {}
         }
         shard.expire(now_ms, self.ttl_ms);
+        if let Some(max) = self.scope_max {
+            // Room for this key in its scope first: a fan at its bound
+            // makes room from its own answers, not from the store's.
+            shard.trim_scope(scope_hash(key), max - 1);
+        }
         if shard.map.len() >= self.entries_max_per_shard {
             return Begin::Full;
         }
-        let key = shard.claim(key, Slot::InFlight { fingerprint }, now_ms);
+        let key = shard.claim(key, Slot::InFlight { fingerprint }, now_ms, self.scope_max);
         Begin::Fresh(Pending {
             store: Arc::clone(self),
             key,
@@ -244,6 +341,7 @@ impl IdempotencyStore {
                 at_ms,
             },
             at_ms,
+            self.scope_max,
         );
     }
 
@@ -303,7 +401,7 @@ impl Drop for Pending {
                 shard.map.get(&*self.key).map(|e| &e.slot),
                 Some(Slot::InFlight { .. })
             ) {
-                shard.map.remove(&*self.key);
+                shard.remove(&self.key);
             }
         }
     }
@@ -315,7 +413,7 @@ mod tests {
 
     #[test]
     fn replays_refuses_and_frees() {
-        let store = IdempotencyStore::new(1000, 64);
+        let store = IdempotencyStore::new(1000, 64, None);
         let Begin::Fresh(p) = store.begin("k", [1; 32], 0) else {
             panic!()
         };
@@ -339,7 +437,7 @@ mod tests {
 
     #[test]
     fn bounded() {
-        let store = IdempotencyStore::new(1000, 16);
+        let store = IdempotencyStore::new(1000, 16, None);
         let mut kept = Vec::new();
         for i in 0..16 {
             if let Begin::Fresh(p) = store.begin(&format!("k{i}"), [0; 32], 0) {
@@ -370,7 +468,7 @@ mod tests {
 
     #[test]
     fn a_full_store_refuses_until_answers_expire_then_makes_room() {
-        let store = IdempotencyStore::new(1_000, 64);
+        let store = IdempotencyStore::new(1_000, 64, None);
         let first = fill(&store, "a", 0);
         // Every shard full: 64 keys over 16 shards.
         assert_eq!(first, 64);
@@ -387,9 +485,63 @@ mod tests {
         assert!(store.answers(1_000).iter().all(|a| a.key.starts_with('b')));
     }
 
+    fn answer(store: &Arc<IdempotencyStore>, key: &str, now_ms: u64) {
+        match store.begin(key, [0; 32], now_ms) {
+            Begin::Fresh(p) => p.complete(201, Bytes::from_static(b"{}"), now_ms),
+            other => panic!("{key}: {other:?}"),
+        }
+    }
+
+    fn replays(store: &Arc<IdempotencyStore>, key: &str) -> bool {
+        matches!(store.begin(key, [0; 32], 0), Begin::Replay { .. })
+    }
+
+    /// A fan past its bound forgets its own oldest answers; every other
+    /// fan, its shard-mates included, keeps all of theirs and has room.
+    #[test]
+    fn a_fan_that_fills_the_store_forgets_its_own_answers_only() {
+        cov_mark::check!(a_scope_forgets_its_oldest_answer);
+        // 64 keys per shard in all, 3 per fan.
+        let store = IdempotencyStore::new(1_000, 64 * SHARDS, Some(3));
+        // Fans of every shard, each with an answer.
+        let others: Vec<String> = (0..200).map(|i| format!("fan-{i}")).collect();
+        for f in &others {
+            answer(&store, &format!("{f}\nk1"), 0);
+        }
+        for i in 0..1_000 {
+            answer(&store, &format!("greedy\nk{i}"), 0);
+        }
+        assert!(replays(&store, "greedy\nk999"));
+        assert!(replays(&store, "greedy\nk997"));
+        // (Asking with a forgotten key is a new request: it makes room too.)
+        assert!(!replays(&store, "greedy\nk0"), "the oldest went first");
+        for f in &others {
+            assert!(replays(&store, &format!("{f}\nk1")), "{f}");
+            answer(&store, &format!("{f}\nk2"), 0);
+        }
+        // One in flight is never forgotten to make room.
+        let Begin::Fresh(flying) = store.begin("slow\na", [0; 32], 0) else {
+            panic!()
+        };
+        for i in 0..5 {
+            answer(&store, &format!("slow\nb{i}"), 0);
+        }
+        assert!(matches!(
+            store.begin("slow\na", [0; 32], 0),
+            Begin::InFlight
+        ));
+        flying.complete(201, Bytes::new(), 0);
+        // Scopes whose keys all went leave nothing behind.
+        store.prune(1_000);
+        assert_eq!(store.len(), 0);
+        for shard in &store.shards {
+            assert!(shard.lock().unwrap().by_scope.is_empty());
+        }
+    }
+
     #[test]
     fn refused_requests_leave_nothing_behind() {
-        let store = IdempotencyStore::new(86_400_000, 100_000);
+        let store = IdempotencyStore::new(86_400_000, 100_000, Some(8));
         for i in 0..100_000 {
             let Begin::Fresh(p) = store.begin(&format!("k{i}"), [0; 32], 0) else {
                 panic!()

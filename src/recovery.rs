@@ -431,7 +431,7 @@ pub fn take_snapshot(
     // of the journal (no wall clock), and bounded, so snapshots do not
     // carry every answer ever given. Whoever loads the snapshot drops
     // what is stale by its own clock.
-    let idem = IdempotencyStore::new(idem_ttl_ms, usize::MAX);
+    let idem = IdempotencyStore::new(idem_ttl_ms, usize::MAX, None);
     let recovered = recover(data_dir, reader, &idem, 0, idem_ttl_ms, end, progress)?;
     let mut answers = idem.answers(0);
     if let Some(newest) = answers.iter().map(|a| a.at_ms).max() {

@@ -532,3 +532,66 @@ fn a_remembered_token_still_expires() {
         (401, Some("expired"))
     );
 }
+
+fn keyed_hold(s: &TestServer, fan: &str, key: &str) -> Resp {
+    let auth = format!("Bearer {}", s.token_for(fan));
+    s.post_with(
+        "/v1/events/demo/holds",
+        &json!({"section": "B", "quantity": 1}),
+        &[("Authorization", &auth), ("Idempotency-Key", key)],
+    )
+}
+
+/// An Idempotency-Key is its fan's: the same key from two fans is two
+/// requests, and each fan's retry gets its own first answer.
+#[test]
+fn the_same_key_from_two_fans_is_two_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path());
+    let a = keyed_hold(&s, "fan-a", "buy-1");
+    let b = keyed_hold(&s, "fan-b", "buy-1");
+    assert_eq!((a.status, b.status), (201, 201));
+    assert!(!b.replayed);
+    assert_ne!(a.body["id"], b.body["id"]);
+    assert_eq!(held(&s), 2);
+    let again = keyed_hold(&s, "fan-a", "buy-1");
+    assert!(again.replayed);
+    assert_eq!(again.text, a.text);
+    assert_eq!(keyed_hold(&s, "fan-b", "buy-1").text, b.text);
+}
+
+/// A fan that sends key after key forgets its own oldest answers; the
+/// store never fills for anybody else. (256 keys in all, 16 per shard;
+/// 4 per fan.)
+#[test]
+fn one_fan_cannot_exhaust_the_keys_of_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = args(dir.path());
+    a.idempotency_keys_max = 256;
+    a.idempotency_keys_per_fan = 4;
+    let s = TestServer::start_with(a, Arc::new(boxoffice::clock::ManualClock::new(T0_MS)));
+    let greedy = format!("Bearer {}", s.token_for("greedy"));
+    for i in 0..150 {
+        let h = keyed_hold(&s, "greedy", &format!("h{i}"));
+        assert_eq!(h.status, 201, "{h:?}");
+        let id = h.body["id"].as_str().unwrap();
+        let r = s.raw(
+            "DELETE",
+            &format!("/v1/holds/{id}"),
+            None,
+            &[("Authorization", &greedy)],
+        );
+        assert_eq!(r.status, 204);
+    }
+    for f in 0..64 {
+        let r = keyed_hold(&s, &format!("fan-{f}"), "mine");
+        assert_eq!(r.status, 201, "fan-{f}: {r:?}");
+    }
+    // The greedy fan's latest answers are kept, its oldest forgotten: a
+    // retry with its first key is a new request.
+    let last = keyed_hold(&s, "greedy", "h149");
+    assert!(last.replayed, "{last:?}");
+    let first = keyed_hold(&s, "greedy", "h0");
+    assert!(!first.replayed);
+    assert_eq!(first.status, 201);
+}

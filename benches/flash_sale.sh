@@ -73,10 +73,11 @@ print(json.dumps({"format": "boxoffice.event/1", "id": "bench", "name": "Bench",
 PY
 
 holds_only=(--event bench --connections "$conns" --confirm-ratio 0 --release-ratio 0
-            --explicit-ratio 0 --quantity-max 1 --skew 0 --json)
+            --explicit-ratio 0 --greedy-ratio 0 --quantity-max 1 --skew 0 --json)
 # The minimal handler ignores tokens, but its requests carry them too, so
 # both runs send the same bytes: a demo issuer key of its own signs them.
 "$bin" token --data-dir "$out/ceiling-keys" --sub nobody > /dev/null
+"$bin" receipt --data-dir "$out/ceiling-keys" --hold none --amount 1 --currency KRW > /dev/null
 
 ./target/release/examples/http_ceiling 127.0.0.1:8190 > /dev/null 2>&1 &
 pids+=($!)
@@ -85,26 +86,30 @@ wait_ready http://127.0.0.1:8190
 for r in $(seq "$rounds"); do
     echo "== round $r: ceiling" >&2
     "$bin" loadgen --server http://127.0.0.1:8190 --fans 200000 --seed "$r" "${holds_only[@]}" \
-        --issuer-key "$out/ceiling-keys/issuer.key" > "$out/ceiling.$r.json"
+        --issuer-key "$out/ceiling-keys/issuer.key" --payment-key "$out/ceiling-keys/payment.key" \
+        > "$out/ceiling.$r.json"
 
     echo "== round $r: peak durable holds" >&2
     start_server 8191 "$out/peak-db" --demo false
     curl -sf -X POST http://127.0.0.1:8191/v1/events -H 'Content-Type: application/json' \
         -H 'Authorization: Bearer bench' --data-binary @"$out/bench.json" > /dev/null
     "$bin" loadgen --server http://127.0.0.1:8191 --fans 200000 --seed "$r" "${holds_only[@]}" \
-        --issuer-key "$out/peak-db/issuer.key" > "$out/peak.$r.json"
+        --issuer-key "$out/peak-db/issuer.key" --payment-key "$out/peak-db/payment.key" \
+        > "$out/peak.$r.json"
     peak=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["requests_per_s"]))' "$out/peak.$r.json")
 
     echo "== round $r: half of the peak ($((peak / 2)) fans/s)" >&2
     "$bin" loadgen --server http://127.0.0.1:8191 --fans $((peak / 2 * 5)) --rate $((peak / 2)) \
         --seed "$r" --sold-before 0 "${holds_only[@]}" --issuer-key "$out/peak-db/issuer.key" \
+        --payment-key "$out/peak-db/payment.key" \
         > "$out/half.$r.json"
     stop_last
 
     echo "== round $r: demo arena, 100,000 fans within 10 s" >&2
     start_server 8192 "$out/demo-db"
     "$bin" loadgen --server http://127.0.0.1:8192 --event demo --fans 100000 --ramp-secs 10 \
-        --connections "$conns" --seed "$r" --issuer-key "$out/demo-db/issuer.key" --json \
+        --connections "$conns" --seed "$r" --issuer-key "$out/demo-db/issuer.key" \
+        --payment-key "$out/demo-db/payment.key" --json \
         > "$out/sellout.$r.json"
     stop_last
 done

@@ -37,6 +37,8 @@ struct Server {
     base: String,
     /// The server's demo issuer: signs each client's fan token.
     issuer: boxoffice::auth::issuer::LocalIssuer,
+    /// The server's demo payment secret: signs each confirm's receipt.
+    payments: Arc<boxoffice::auth::receipt::LocalPayments>,
     _dir: tempfile::TempDir,
 }
 
@@ -84,10 +86,13 @@ fn start(sink: &SmtpSink, mail: bool, concurrency: usize) -> Server {
         .send_json(event)
         .expect("the bench event is created");
     let issuer = boxoffice::auth::issuer::LocalIssuer::load_or_create(dir.path()).unwrap();
+    let payments =
+        Arc::new(boxoffice::auth::receipt::LocalPayments::load_or_create(dir.path()).unwrap());
     Server {
         child,
         base,
         issuer,
+        payments,
         _dir: dir,
     }
 }
@@ -119,6 +124,7 @@ fn round(sink: &SmtpSink, mode: &str, secs: u64, clients: usize, concurrency: us
     let threads: Vec<_> = (0..clients)
         .map(|c| {
             let (stop, lat, base) = (Arc::clone(&stop), Arc::clone(&lat), server.base.clone());
+            let payments = Arc::clone(&server.payments);
             let now_s = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
@@ -146,12 +152,20 @@ fn round(sink: &SmtpSink, mode: &str, secs: u64, clients: usize, concurrency: us
                         .into_json()
                         .unwrap();
                     let id = hold["id"].as_str().unwrap();
+                    let receipt = payments.receipt(
+                        id,
+                        hold["total_price"].as_u64().unwrap(),
+                        "KRW",
+                        &format!("bench-{c}-{i}"),
+                        now_s,
+                        3600,
+                    );
                     let t = Instant::now();
                     agent
                         .post(&format!("{base}/v1/holds/{id}/confirm"))
                         .set("Authorization", &auth)
                         .send_json(
-                            json!({"email": format!("fan{i}@example.com"), "payment_ref": "p"}),
+                            json!({"email": format!("fan{i}@example.com"), "receipt": receipt}),
                         )
                         .expect("confirm");
                     mine.push(t.elapsed().as_micros() as u64);

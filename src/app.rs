@@ -16,6 +16,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
 use crate::actors::{Registry, SectionSettings};
+use crate::auth::receipt::ReceiptVerifier;
 use crate::auth::Verifier;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{PanicIn, ServeArgs};
@@ -61,6 +62,7 @@ impl Application {
         let mail_setup = MailSetup::from_args(&args)?;
         let sharding = Sharding::from_args(&args)?;
         let auth = Arc::new(Verifier::from_args(&args, Arc::clone(&clock))?);
+        let receipts = Arc::new(ReceiptVerifier::from_args(&args, Arc::clone(&clock))?);
 
         let idempotency = IdempotencyStore::new(
             args.idempotency_ttl_secs * 1000,
@@ -193,6 +195,7 @@ impl Application {
             shutting_down: Arc::clone(&shutting_down),
             sharding,
             auth,
+            receipts,
         });
         let listener = TcpListener::bind(&args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;

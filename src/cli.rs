@@ -5,7 +5,8 @@ use anyhow::{bail, Context};
 use serde_json::Value;
 
 use crate::config::{
-    AdminClient, OutboxCommand, ShardsCommand, SnapshotCommand, TicketCommand, TokenArgs,
+    AdminClient, OutboxCommand, ReceiptArgs, ShardsCommand, SnapshotCommand, TicketCommand,
+    TokenArgs,
 };
 use crate::mail::TicketKey;
 
@@ -289,6 +290,36 @@ pub fn token(args: TokenArgs) -> anyhow::Result<()> {
             now_s,
             args.ttl_secs,
             args.audience.as_deref()
+        )
+    );
+    Ok(())
+}
+
+/// `boxoffice receipt`: a payment receipt from the demo payment secret.
+pub fn receipt(args: ReceiptArgs) -> anyhow::Result<()> {
+    let payments = crate::auth::receipt::LocalPayments::load_or_create(&args.data_dir)?;
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let reference = match args.reference {
+        Some(r) => r,
+        None => {
+            let mut n = [0u8; 8];
+            rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut n)
+                .map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            format!("pay_{:016x}", u64::from_le_bytes(n))
+        }
+    };
+    println!(
+        "{}",
+        payments.receipt(
+            &args.hold,
+            args.amount,
+            &args.currency,
+            &reference,
+            now_s,
+            args.ttl_secs
         )
     );
     Ok(())

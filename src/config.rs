@@ -30,6 +30,10 @@ pub enum Command {
     /// Sign a fan's token with the demo issuer's key (the stand-in for the
     /// fan club's sign-in, when the server runs without `--jwks`).
     Token(TokenArgs),
+    /// Sign a payment receipt for a hold with the demo payment secret (the
+    /// stand-in for the payment page, when the server runs without
+    /// `--payment-secret` or `--payment-jwks`).
+    Receipt(ReceiptArgs),
     /// Check a ticket token (the content of a ticket's QR code).
     #[command(subcommand)]
     Ticket(TicketCommand),
@@ -85,6 +89,30 @@ pub struct TokenArgs {
     pub audience: Option<String>,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct ReceiptArgs {
+    /// The hold paid for: its id.
+    #[arg(long)]
+    pub hold: String,
+    /// What was paid, in the currency's minor unit: the hold's
+    /// `total_price`.
+    #[arg(long)]
+    pub amount: u64,
+    /// ISO 4217 code: the hold's `currency`.
+    #[arg(long)]
+    pub currency: String,
+    /// The payment's reference; a fresh random one by default.
+    #[arg(long = "ref")]
+    pub reference: Option<String>,
+    /// How long the receipt is valid, in seconds.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub ttl_secs: u64,
+    /// The data directory whose demo payment secret signs (made if
+    /// missing).
+    #[arg(long, env = "BOXOFFICE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum SnapshotCommand {
     /// Snapshot a running server (`--server`) or a stopped data directory
@@ -133,6 +161,15 @@ pub struct LoadgenArgs {
     /// token of its own, minted with it.
     #[arg(long, default_value = "./data/issuer.key")]
     pub issuer_key: PathBuf,
+    /// The demo payment secret of the server under load
+    /// (`<data-dir>/payment.key`): every confirm pays with a receipt
+    /// signed with it.
+    #[arg(long, default_value = "./data/payment.key")]
+    pub payment_key: PathBuf,
+    /// Share of fans who, holding, try a second hold that would take them
+    /// past the event's `tickets_per_fan_max`: each must be refused.
+    #[arg(long, default_value_t = 0.1)]
+    pub greedy_ratio: f64,
     /// The memberships every simulated fan's token lists, comma-separated
     /// (`""`: none); the demo event's presale admits `fanclub`.
     #[arg(long, default_value = "fanclub", value_delimiter = ',')]
@@ -441,6 +478,18 @@ pub struct ServeArgs {
     #[arg(long, env = "BOXOFFICE_JWT_CACHE_MAX", default_value_t = 100_000,
           value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub jwt_cache_max: u64,
+
+    /// The secret (at least 32 bytes) shared with the payment service,
+    /// which signs its receipts with HS256. Without it or
+    /// `--payment-jwks`, a demo secret is made in
+    /// `<data-dir>/payment.key` (`boxoffice receipt` signs with it).
+    #[arg(long, env = "BOXOFFICE_PAYMENT_SECRET", hide_env_values = true)]
+    pub payment_secret: Option<String>,
+
+    /// The payment service's JWKS (a file or an http(s) URL, refreshed as
+    /// `--jwks` is): its receipts are signed with ES256, RS256 or EdDSA.
+    #[arg(long, env = "BOXOFFICE_PAYMENT_JWKS")]
+    pub payment_jwks: Option<String>,
 
     /// Key that signs the ticket tokens in the QR codes (64 hex digits).
     /// Without it, a key is made on first start and kept in

@@ -29,6 +29,7 @@ fn main() -> anyhow::Result<()> {
         Command::Outbox(cmd) => boxoffice::cli::outbox(cmd),
         Command::Ticket(cmd) => boxoffice::cli::ticket(cmd),
         Command::Token(args) => boxoffice::cli::token(args),
+        Command::Receipt(args) => boxoffice::cli::receipt(args),
         Command::Snapshot(cmd) => boxoffice::cli::snapshot(cmd),
         Command::Loadgen(args) => boxoffice::loadgen::run(args),
         Command::Probe { server, path } => boxoffice::cli::probe(&server, &path),

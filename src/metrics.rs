@@ -15,6 +15,7 @@ use prometheus::{
 };
 
 use crate::actors::{Registry as Sections, ADMISSION_REFUSALS, CHANGE_KINDS};
+use crate::auth::receipt::{ReceiptVerifier, RECEIPT_REASONS};
 use crate::auth::{Verifier, REASONS};
 use crate::domain::CategoryCounts;
 use crate::journal::Journal;
@@ -36,6 +37,7 @@ pub struct Metrics {
     mail_gauges: IntGaugeVec,
     auth_refused: IntCounterVec,
     holds_refused: IntCounterVec,
+    receipts_refused: IntCounterVec,
     /// Scrapes copy counters in with reset + add; one at a time.
     scrape: Mutex<()>,
 }
@@ -171,6 +173,12 @@ impl Metrics {
                 "Holds refused since start by event and reason: fan_limit (the fan owns its tickets_per_fan_max), not_open, membership_required, closed (the sale phases)",
                 &["event", "reason"],
             ),
+            receipts_refused: counter_vec(
+                &registry,
+                "boxoffice_receipts_refused_total",
+                "Payment receipts that proved nothing, by reason",
+                &["reason"],
+            ),
             registry,
             scrape: Mutex::new(()),
         }
@@ -184,6 +192,7 @@ impl Metrics {
         journal: &Journal,
         mail: &MailStats,
         auth: &Verifier,
+        receipts: &ReceiptVerifier,
     ) -> String {
         let _one_at_a_time = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
         let set = |c: &prometheus::IntCounter, v: u64| {
@@ -245,6 +254,9 @@ impl Metrics {
         }
         for (reason, n) in REASONS.iter().zip(auth.refused()) {
             set(&self.auth_refused.with_label_values(&[reason]), n);
+        }
+        for (reason, n) in RECEIPT_REASONS.iter().zip(receipts.refused()) {
+            set(&self.receipts_refused.with_label_values(&[reason]), n);
         }
         let mut out = Vec::new();
         TextEncoder::new()

@@ -183,7 +183,7 @@ fn confirm_and_cancel() {
     let s = TestServer::start(dir.path());
     let h = s.hold("A", &["A/1/1", "A/11/1"]);
     let id = h["id"].as_str().unwrap();
-    let body = json!({"email": "fan@example.com", "payment_ref": "pay_123"});
+    let body = common::pay(&s.data_dir, &h, "fan@example.com");
     let b = s.post(&format!("/v1/holds/{id}/confirm"), &body);
     assert_eq!(b.status, 201, "{b:?}");
     assert_eq!(b.body["seats"], json!(["A/1/1", "A/11/1"]));
@@ -246,7 +246,7 @@ fn holds_expire_on_time() {
     // The sweep runs every 50 ms; a request that looks expires it at once.
     let r = s.post(
         &format!("/v1/holds/{id}/confirm"),
-        &json!({"email": "fan@example.com", "payment_ref": "p"}),
+        &common::pay(&s.data_dir, &h, "fan@example.com"),
     );
     check_problem(&r, 410, "hold-expired");
     assert_eq!(availability(&s, "demo"), (17_500, 0, 0));
@@ -421,7 +421,7 @@ fn bad_input_is_refused_and_changes_nothing() {
         (
             post(
                 &format!("/v1/holds/{hold_id}/confirm"),
-                r#"{"email":"nope","payment_ref":"p"}"#,
+                r#"{"email":"nope","receipt":"r"}"#,
             ),
             422,
             "invalid-request",
@@ -429,10 +429,10 @@ fn bad_input_is_refused_and_changes_nothing() {
         (
             post(
                 &format!("/v1/holds/{hold_id}/confirm"),
-                r#"{"email":"a@b.c","payment_ref":""}"#,
+                r#"{"email":"a@b.c","receipt":""}"#,
             ),
             422,
-            "invalid-request",
+            "receipt-invalid",
         ),
         (
             post(
@@ -445,7 +445,13 @@ fn bad_input_is_refused_and_changes_nothing() {
         (
             post(
                 "/v1/holds/demo.A.h77.0000000000000001/confirm",
-                r#"{"email":"a@b.c","payment_ref":"p"}"#,
+                // Paid, even: the hold does not exist.
+                &common::pay(
+                    &s.data_dir,
+                    &json!({"id": "demo.A.h77.0000000000000001", "total_price": 1, "currency": "KRW"}),
+                    "a@b.co",
+                )
+                .to_string(),
             ),
             404,
             "hold-not-found",
@@ -485,7 +491,7 @@ fn bad_input_is_refused_and_changes_nothing() {
         (
             post(
                 "/v1/holds/%FF%FE/confirm",
-                r#"{"email":"a@b.c","payment_ref":"p"}"#,
+                r#"{"email":"a@b.c","receipt":"r"}"#,
             ),
             404,
             "hold-not-found",
@@ -509,7 +515,7 @@ fn bad_input_is_refused_and_changes_nothing() {
     // The hold is untouched and still confirms.
     let ok = post(
         &format!("/v1/holds/{hold_id}/confirm"),
-        r#"{"email":"a@b.c","payment_ref":"p"}"#,
+        &s.pay(&hold_id, "a@b.co").to_string(),
     );
     assert_eq!(ok.status, 201);
 }
@@ -559,7 +565,7 @@ fn idempotency_keys_replay_refuse_and_survive_restart() {
         // Confirm is idempotent too.
         let id = first.body["id"].as_str().unwrap();
         let ck = [("Idempotency-Key", "confirm-1")];
-        let cb = json!({"email": "fan@example.com", "payment_ref": "p1"});
+        let cb = common::pay(&s.data_dir, &first.body, "fan@example.com");
         let c1 = s.post_with(&format!("/v1/holds/{id}/confirm"), &cb, &ck);
         let c2 = s.post_with(&format!("/v1/holds/{id}/confirm"), &cb, &ck);
         assert_eq!((c1.status, c2.status), (201, 201));
@@ -587,7 +593,7 @@ fn state_survives_restart() {
         booking = s
             .post(
                 &format!("/v1/holds/{}/confirm", h2["id"].as_str().unwrap()),
-                &json!({"email": "a@b.co", "payment_ref": "x"}),
+                &common::pay(&s.data_dir, &h2, "a@b.co"),
             )
             .body;
         released = s.hold("E", &["E/3/1"]);
@@ -605,7 +611,7 @@ fn state_survives_restart() {
         cancelled = s
             .post(
                 &format!("/v1/holds/{}/confirm", h4["id"].as_str().unwrap()),
-                &json!({"email": "b@b.co", "payment_ref": "y"}),
+                &common::pay(&s.data_dir, &h4, "b@b.co"),
             )
             .body;
         let c = s.raw(

@@ -304,7 +304,8 @@ fn a_fans_holds_and_bookings_are_its_own() {
     // Fan B: not found, whatever it tries, exactly as for no such hold.
     let hold_path = format!("/v1/holds/{hold}");
     let confirm_path = format!("/v1/holds/{hold}/confirm");
-    let pay = json!({"email": "b@example.com", "payment_ref": "p"}).to_string();
+    // Even with a good receipt for the hold.
+    let pay = common::pay(&s.data_dir, &before.body, "b@example.com").to_string();
     let json_b = [
         ("Authorization", as_(&b)),
         ("Content-Type", "application/json".into()),
@@ -331,7 +332,7 @@ fn a_fans_holds_and_bookings_are_its_own() {
         ("Content-Type", "application/json".into()),
     ];
     let json_a: Vec<(&str, &str)> = json_a.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let pay = json!({"email": "a@example.com", "payment_ref": "p"}).to_string();
+    let pay = common::pay(&s.data_dir, &before.body, "a@example.com").to_string();
     let booked = s.raw("POST", &confirm_path, Some(pay), &json_a);
     assert_eq!(booked.status, 201, "{booked:?}");
     let booking = booked.body["id"].as_str().unwrap().to_owned();

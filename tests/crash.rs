@@ -129,7 +129,7 @@ fn client(dir: &Path, base: &str, seed: u64, history: &Mutex<History>, stop: &At
                     base,
                     &token,
                     &format!("/v1/holds/{id}/confirm"),
-                    json!({"email": "fan@example.com", "payment_ref": "p"}),
+                    common::pay(dir, &r.body, "fan@example.com"),
                 ) {
                     Ok(b) => {
                         assert_eq!(b.status, 201, "{b:?}");

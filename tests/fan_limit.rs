@@ -143,7 +143,7 @@ fn the_limit_counts_holds_and_bookings_across_sections() {
         "a",
         "POST",
         &format!("/v1/holds/{id}/confirm"),
-        Some(json!({"email": "a@example.com", "payment_ref": "p-1"})),
+        Some(common::pay(&s.data_dir, &a.body, "a@example.com")),
     );
     assert_eq!(booking.status, 201, "{booking:?}");
     assert_at_limit(&hold(&s, "a", json!({"section": "F1", "quantity": 1})), 4);
@@ -190,7 +190,7 @@ fn support_cancelling_a_booking_gives_its_places_back() {
         "a",
         "POST",
         &format!("/v1/holds/{id}/confirm"),
-        Some(json!({"email": "a@example.com", "payment_ref": "p-1"})),
+        Some(common::pay(&s.data_dir, &h.body, "a@example.com")),
     );
     assert_eq!(b.status, 201);
     assert_at_limit(&hold(&s, "a", json!({"section": "F0", "quantity": 1})), 4);
@@ -349,7 +349,12 @@ fn run(ops: Vec<Op>) {
                     &fan_name(f),
                     "POST",
                     &format!("/v1/holds/{id}/confirm"),
-                    Some(json!({"email": "f@example.com", "payment_ref": format!("p-{step}")})),
+                    // Every place costs 1,000 won.
+                    Some(common::pay(
+                        &s.data_dir,
+                        &json!({"id": id, "total_price": q * 1000, "currency": "KRW"}),
+                        "f@example.com",
+                    )),
                 );
                 assert_eq!(r.status, 201, "{ctx}: {r:?}");
                 m.bookings[f].push((r.body["id"].as_str().unwrap().to_owned(), floor, q));

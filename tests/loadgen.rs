@@ -1,6 +1,8 @@
 //! A short flash sale through `boxoffice loadgen` against the real
 //! binary: a small venue sells out with no seat sold twice, the server's
-//! sold count equals the bookings, and no answer is a 5xx.
+//! sold count equals the bookings, no fan passes its limit (greedy fans
+//! try), every booking is paid by its own receipt, and no answer is a
+//! 5xx.
 
 mod common;
 
@@ -24,11 +26,13 @@ fn a_short_flash_sale_sells_out_consistently() {
             .arg(dir.path())
             .env("RUST_LOG", "warn"),
     );
-    // 3 rows of 20 seats and 40 standing places: 100 places.
+    // 3 rows of 20 seats and 40 standing places: 100 places; 4 a fan.
+    let mut event = small_event("flash", &[20, 20, 20], 40, 4);
+    event["tickets_per_fan_max"] = 4.into();
     let r = request(
         "POST",
         &format!("{base}/v1/events"),
-        Some(small_event("flash", &[20, 20, 20], 40, 4).to_string()),
+        Some(event.to_string()),
         &[
             ("Content-Type", "application/json"),
             ("Authorization", &format!("Bearer {ADMIN_TOKEN}")),
@@ -43,6 +47,9 @@ fn a_short_flash_sale_sells_out_consistently() {
         .args(["--connections", "8", "--ramp-secs", "0.5", "--seed", "7"])
         .args(["--explicit-ratio", "0.5", "--issuer-key"])
         .arg(dir.path().join("issuer.key"))
+        .arg("--payment-key")
+        .arg(dir.path().join("payment.key"))
+        .args(["--greedy-ratio", "0.5"])
         .args(["--confirm-ratio", "0.9", "--release-ratio", "0.1", "--json"])
         .output()
         .unwrap();
@@ -57,6 +64,11 @@ fn a_short_flash_sale_sells_out_consistently() {
     assert_eq!(c["ok"], true, "{c}");
     assert_eq!(c["seats_sold_twice"], serde_json::json!([]));
     assert_eq!(c["places_in_bookings"], c["places_sold_by_server"]);
+    assert_eq!(c["tickets_per_fan_max"], 4);
+    assert_eq!(c["fans_over_limit"], 0);
+    assert_eq!(c["limit_breaches"], 0);
+    assert_eq!(c["bookings_without_receipt"], 0);
+    assert!(report["limit_refusals"].as_u64().unwrap() > 0, "{report}");
     // 300 fans for 100 places: the venue sells out, and the rest are told
     // so (409), not failed.
     let sold = c["places_sold_by_server"].as_u64().unwrap();

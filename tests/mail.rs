@@ -49,7 +49,7 @@ fn book(s: &TestServer, section: &str, what: Value, email: &str) -> Value {
     let id = h.body["id"].as_str().unwrap();
     let b = s.post(
         &format!("/v1/holds/{id}/confirm"),
-        &json!({"email": email, "payment_ref": "pay-1"}),
+        &common::pay(&s.data_dir, &h.body, email),
     );
     assert_eq!(b.status, 201, "{b:?}");
     b.body
@@ -466,7 +466,7 @@ fn every_email_arrives_after_sigkill() {
         let b = request(
             "POST",
             &format!("{base}/v1/holds/{}/confirm", h.body["id"].as_str().unwrap()),
-            Some(json!({"email": format!("h{i}@example.com"), "payment_ref": "p"}).to_string()),
+            Some(common::pay(dir.path(), &h.body, &format!("h{i}@example.com")).to_string()),
             &headers,
         );
         assert_eq!(b.status, 201, "{b:?}");

@@ -93,7 +93,7 @@ fn metrics_parse_and_move_with_traffic() {
     assert_eq!(r.status, 409);
     let c = s.post(
         &format!("/v1/holds/{}/confirm", h["id"].as_str().unwrap()),
-        &json!({"email": "m@example.com", "payment_ref": "p"}),
+        &common::pay(&s.data_dir, &h, "m@example.com"),
     );
     assert_eq!(c.status, 201);
 

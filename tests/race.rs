@@ -47,6 +47,7 @@ fn concurrent_fans_never_double_book() {
         for c in 0..CLIENTS {
             let base = &base;
             let outcome = &outcome;
+            let data_dir = &s.data_dir;
             // Each client is a fan of its own.
             let auth = format!("Bearer {}", s.token_for(&format!("racer-{c}")));
             scope.spawn(move || {
@@ -104,7 +105,7 @@ fn concurrent_fans_never_double_book() {
                         0 | 1 => {
                             let b = post(
                                 &format!("/v1/holds/{id}/confirm"),
-                                json!({"email": "f@x.io", "payment_ref": format!("p{c}")}),
+                                common::pay(data_dir, &r.body, "f@x.io"),
                             );
                             assert_eq!(b.status, 201, "{b:?}");
                             outcome

@@ -73,7 +73,7 @@ fn keyed_answers_are_byte_identical_after_restarts() {
     });
     let booking = first(Keyed {
         path: format!("/v1/holds/{}/confirm", hold.body["id"].as_str().unwrap()),
-        body: json!({"email": "fan@example.com", "payment_ref": "pay_1"}),
+        body: common::pay(dir.path(), &hold.body, "fan@example.com"),
         key: "confirm-1",
         token: fan.clone(),
     });
@@ -228,7 +228,7 @@ fn a_panic_anywhere_aborts_and_a_restart_recovers() {
             "{base}/v1/holds/{}/confirm",
             held.body["id"].as_str().unwrap()
         ),
-        Some(json!({"email": "fan@example.com", "payment_ref": "p1"}).to_string()),
+        Some(common::pay(dir.path(), &held.body, "fan@example.com").to_string()),
         &[
             ("Content-Type", "application/json"),
             ("Authorization", &auth),

@@ -85,7 +85,10 @@ fn each_shard_serves_its_own_events_and_names_the_owner_of_others() {
     let mut ids = Vec::new();
     let fan_a = common::token(&dir.path().join("a"), "fan-1");
     let fan_b = common::token(&dir.path().join("b"), "fan-1");
-    for (base, fan, event, section) in [(&a, &fan_a, "demo", "A"), (&b, &fan_b, "tour", "S")] {
+    for (base, fan, event, section, data_dir) in [
+        (&a, &fan_a, "demo", "A", dir.path().join("a")),
+        (&b, &fan_b, "tour", "S", dir.path().join("b")),
+    ] {
         let body = json!({"section": section, "quantity": 2}).to_string();
         let hold = call_as(
             base,
@@ -95,8 +98,8 @@ fn each_shard_serves_its_own_events_and_names_the_owner_of_others() {
             Some(&body),
         );
         assert_eq!(hold.status, 201, "{hold:?}");
+        let pay = common::pay(&data_dir, &hold.body, "fan@example.com").to_string();
         let hold = hold.body["id"].as_str().unwrap().to_owned();
-        let pay = json!({"email": "fan@example.com", "payment_ref": "p"}).to_string();
         let booking = call_as(
             base,
             fan,

@@ -68,7 +68,7 @@ fn busy_data_dir(dir: &Path) -> (Vec<String>, Vec<String>, Vec<Value>) {
     for h in &holds[..3] {
         let r = s.post(
             &format!("/v1/holds/{h}/confirm"),
-            &json!({"email": "fan@example.com", "payment_ref": "p"}),
+            &s.pay(h, "fan@example.com"),
         );
         assert_eq!(r.status, 201);
         bookings.push(r.body["id"].as_str().unwrap().to_owned());
@@ -122,7 +122,7 @@ fn a_restored_snapshot_serves_exactly_the_old_state_and_keeps_new_changes() {
     // Ids keep working: holds confirm, bookings read, cancelled stays so.
     let r = s.post(
         &format!("/v1/holds/{}/confirm", holds[4]),
-        &json!({"email": "late@example.com", "payment_ref": "p2"}),
+        &s.pay(&holds[4], "late@example.com"),
     );
     assert_eq!(r.status, 201, "{r:?}");
     assert_eq!(s.get(&format!("/v1/bookings/{}", bookings[1])).status, 200);
@@ -160,7 +160,10 @@ fn restore_refuses_a_non_empty_directory_without_force() {
     let target = tempfile::tempdir().unwrap();
     std::fs::write(target.path().join("precious"), b"keep me").unwrap();
     let key = "ab".repeat(32);
-    std::fs::write(target.path().join("ticket.key"), &key).unwrap();
+    let keys = ["ticket.key", "issuer.key", "payment.key"];
+    for k in keys {
+        std::fs::write(target.path().join(k), &key).unwrap();
+    }
     fails(
         &cli(
             &["restore"],
@@ -177,12 +180,16 @@ fn restore_refuses_a_non_empty_directory_without_force() {
         &[&file, Path::new("--data-dir"), target.path()],
     ));
     assert!(!target.path().join("precious").exists());
-    // The directory keeps its ticket key: tickets already emailed still
-    // verify after the restore.
-    assert_eq!(
-        std::fs::read_to_string(target.path().join("ticket.key")).unwrap(),
-        key
-    );
+    // The directory keeps its keys: tickets already emailed still verify
+    // after the restore, as do the demo issuer's tokens and the demo
+    // payment secret's receipts.
+    for k in keys {
+        assert_eq!(
+            std::fs::read_to_string(target.path().join(k)).unwrap(),
+            key,
+            "{k}"
+        );
+    }
     // Creating a snapshot of a running server's directory is refused.
     let s = TestServer::start(dir.path());
     fails(
@@ -466,7 +473,7 @@ fn fan(
             let c = request(
                 "POST",
                 &format!("{base}/v1/holds/{id}/confirm"),
-                Some(json!({"email": "f@example.com", "payment_ref": "p"}).to_string()),
+                Some(common::pay(&dir, &r.body, "f@example.com").to_string()),
                 &headers,
             );
             assert_eq!(c.status, 201, "{c:?}");

@@ -8,12 +8,14 @@
 //!   section answers `Overloaded` at once instead of queueing.
 
 mod ledger;
+mod payments;
 mod registry;
 mod section;
 
 pub use ledger::FanLedger;
+pub use payments::PaymentRefs;
 pub use registry::{EventEntry, Registry, RegistryError, SectionHandle, ADMISSION_REFUSALS};
 pub use section::{
-    ChangeRequest, Command, GetBooking, GetHold, GetSeats, SeatsView, SectionActor, SectionError,
-    SectionSettings, SectionStats, WhatToHold, CHANGE_KINDS, EXPIRIES_PER_STEP_MAX,
+    ChangeRequest, Command, GetBooking, GetHold, GetSeats, Payment, SeatsView, SectionActor,
+    SectionError, SectionSettings, SectionStats, WhatToHold, CHANGE_KINDS, EXPIRIES_PER_STEP_MAX,
 };

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use actix::prelude::*;
 
 use super::ledger::FanLedger;
+use super::payments::PaymentRefs;
 use super::section::{
     ChangeRequest, Command, Outlets, SectionActor, SectionError, SectionSettings, SectionStats,
 };
@@ -201,6 +202,8 @@ pub struct Registry {
     settings: SectionSettings,
     /// The mailer, handed to every section for its bookings' emails.
     mail: Option<Recipient<Enqueue>>,
+    /// Payment references used, by every event's bookings.
+    payments: Arc<PaymentRefs>,
 }
 
 impl Registry {
@@ -222,6 +225,7 @@ impl Registry {
             clock,
             settings,
             mail,
+            payments: Arc::default(),
         }
     }
 
@@ -268,6 +272,9 @@ impl Registry {
     ) -> Result<Arc<EventEntry>, RegistryError> {
         assert_eq!(def.sections.len(), sections.len());
         let ledger = Arc::new(FanLedger::new(def.limits.tickets_per_fan_max, &sections));
+        for section in &sections {
+            self.payments.add_bookings(section);
+        }
         let mut handles = Vec::with_capacity(sections.len());
         let arbiters = self.arbiters.lock().unwrap_or_else(|e| e.into_inner());
         if arbiters.is_empty() {
@@ -287,6 +294,7 @@ impl Registry {
                     journal: self.journal.clone(),
                     clock: Arc::clone(&self.clock),
                     mail: self.mail.clone(),
+                    payments: Arc::clone(&self.payments),
                 },
                 &self.settings,
             );

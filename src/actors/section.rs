@@ -23,6 +23,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::ledger::FanLedger;
+use super::payments::PaymentRefs;
 use crate::clock::Clock;
 use crate::domain::{
     Booking, Caller, CategoryCounts, Change, CommandError, EventDef, FanId, Hold, Outcome,
@@ -148,6 +149,8 @@ pub struct Outlets {
     pub journal: Journal,
     pub clock: Arc<dyn Clock>,
     pub mail: Option<Recipient<Enqueue>>,
+    /// Payment references used, server-wide.
+    pub payments: Arc<PaymentRefs>,
 }
 
 /// What to hold.
@@ -157,6 +160,15 @@ pub enum WhatToHold {
     Seats(Vec<u32>),
     /// Best available seats together, or standing places.
     Best(u32),
+}
+
+/// What a verified receipt says was paid for a hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    pub amount: u64,
+    pub currency: String,
+    /// Unique per payment: books once.
+    pub reference: String,
 }
 
 /// Every change a client can ask of a section: the closed set the actor
@@ -179,7 +191,7 @@ pub enum Command {
         secret: u64,
         fan: FanId,
         email: String,
-        payment_ref: String,
+        payment: Payment,
     },
     Cancel {
         booking: u64,
@@ -253,6 +265,7 @@ pub struct SectionActor {
     section: Section,
     /// Places per fan across the event's sections, shared by them all.
     ledger: Arc<FanLedger>,
+    payments: Arc<PaymentRefs>,
     journal: Journal,
     clock: Arc<dyn Clock>,
     /// Draws the secrets in hold and booking ids.
@@ -279,6 +292,7 @@ impl SectionActor {
             journal,
             clock,
             mail,
+            payments,
         } = outlets;
         let name = Arc::new(SectionName::new(&def.id, &section.layout().id));
         let rng = match settings.seed {
@@ -298,6 +312,7 @@ impl SectionActor {
             mail,
             section,
             ledger,
+            payments,
             journal,
             clock,
             rng,
@@ -345,10 +360,14 @@ impl SectionActor {
                 secret,
                 fan,
                 email,
-                payment_ref,
+                payment,
             } => {
                 let booking_secret = self.rng.random();
-                s.decide_confirm(hold, secret, &fan, email, payment_ref, now, booking_secret)?
+                let reference = payment.reference.clone();
+                let change =
+                    s.decide_confirm(hold, secret, &fan, email, reference, now, booking_secret)?;
+                self.check_payment(hold, &payment)?;
+                change
             }
             Command::Cancel {
                 booking,
@@ -386,6 +405,29 @@ impl SectionActor {
             outcome,
             mail,
         })
+    }
+
+    /// Checks that `payment` pays exactly live hold `hold`'s total, then
+    /// claims its reference (last: a refused confirmation uses nothing).
+    fn check_payment(&self, hold: u64, payment: &Payment) -> Result<(), CommandError> {
+        let claim = &self.section.hold(hold).expect("a hold just decided").claim;
+        let due = self.def.price_of(self.section.layout(), claim);
+        if payment.currency != self.def.currency {
+            return Err(CommandError::WrongCurrency {
+                due: self.def.currency.clone(),
+                paid: payment.currency.clone(),
+            });
+        }
+        if payment.amount != due {
+            return Err(CommandError::WrongAmount {
+                due,
+                paid: payment.amount,
+            });
+        }
+        if !self.payments.claim(&payment.reference) {
+            return Err(CommandError::PaymentAlreadyUsed);
+        }
+        Ok(())
     }
 
     /// Applies a decided change, publishes the new counts and returns the
@@ -587,6 +629,7 @@ mod tests {
                 journal: journal.clone(),
                 clock,
                 mail: None,
+                payments: Arc::default(),
             };
             let actor = SectionActor::new(
                 Arc::clone(&def),

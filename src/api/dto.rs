@@ -43,9 +43,10 @@ pub struct HoldRequest {
 #[serde(deny_unknown_fields)]
 pub struct ConfirmRequest {
     pub email: String,
-    /// The payment provider's reference; payment itself is outside
-    /// boxoffice.
-    pub payment_ref: String,
+    /// The payment service's receipt for this hold: a JWT naming the
+    /// hold, its `total_price` as `amount`, its `currency`, and the
+    /// payment's unique `ref` (which the booking keeps as `payment_ref`).
+    pub receipt: String,
 }
 
 /// The body of a cancellation; it may also be empty.
@@ -64,6 +65,10 @@ pub struct HoldDto {
     pub quantity: u32,
     pub created_at: String,
     pub expires_at: String,
+    pub currency: String,
+    /// What the fan pays to confirm: the places' category prices, in the
+    /// currency's minor unit. The payment receipt names this amount.
+    pub total_price: u64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -196,29 +201,18 @@ pub fn claim_seats(layout: &SectionLayout, claim: &Claim) -> (Vec<String>, u32) 
     }
 }
 
-pub fn claim_price(def: &EventDef, layout: &SectionLayout, claim: &Claim) -> u64 {
-    match (claim, &layout.kind) {
-        (Claim::Seats(seats), SectionKind::Seated(map)) => seats
-            .iter()
-            .map(|&s| def.categories[usize::from(map.category(s))].price_minor)
-            .sum(),
-        (Claim::Quantity(n), SectionKind::Standing { category, .. }) => {
-            def.categories[usize::from(*category)].price_minor * u64::from(*n)
-        }
-        _ => 0,
-    }
-}
-
-pub fn hold_dto(event: &str, layout: &SectionLayout, h: &Hold) -> HoldDto {
+pub fn hold_dto(def: &EventDef, layout: &SectionLayout, h: &Hold) -> HoldDto {
     let (seats, quantity) = claim_seats(layout, &h.claim);
     HoldDto {
-        id: HoldRef::id(event, &layout.id, h.seq, h.secret),
-        event: event.to_owned(),
+        id: HoldRef::id(&def.id, &layout.id, h.seq, h.secret),
+        event: def.id.clone(),
         section: layout.id.clone(),
         seats,
         quantity,
         created_at: rfc3339_ms(h.created_at_ms),
         expires_at: rfc3339_ms(h.expires_at_ms),
+        currency: def.currency.clone(),
+        total_price: def.price_of(layout, &h.claim),
     }
 }
 
@@ -240,7 +234,7 @@ pub fn booking_dto(def: &EventDef, layout: &SectionLayout, b: &Booking) -> Booki
         confirmed_at: rfc3339_ms(b.confirmed_at_ms),
         cancelled_at,
         currency: def.currency.clone(),
-        total_price: claim_price(def, layout, &b.claim),
+        total_price: def.price_of(layout, &b.claim),
     }
 }
 

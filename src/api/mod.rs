@@ -26,7 +26,7 @@ pub fn answer(def: &EventDef, layout: &SectionLayout, outcome: &Outcome) -> Answ
     match outcome {
         Outcome::Held(h) => Answer {
             status: 201,
-            body: dto::to_json(&dto::hold_dto(&def.id, layout, h)),
+            body: dto::to_json(&dto::hold_dto(def, layout, h)),
         },
         Outcome::Released => Answer {
             status: 204,

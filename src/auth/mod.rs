@@ -19,6 +19,7 @@
 
 pub mod issuer;
 pub mod keys;
+pub mod receipt;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -209,6 +209,14 @@ pub enum CommandError {
     /// section): this hold would take it past `limit`.
     #[error("a fan may own at most {limit} places of this event; you own {owned}")]
     FanLimitReached { limit: u32, owned: u32 },
+    /// The receipt pays another amount than the hold's total.
+    #[error("the receipt pays {paid}, the hold costs {due}")]
+    WrongAmount { due: u64, paid: u64 },
+    #[error("the receipt pays in {paid}, the event sells in {due}")]
+    WrongCurrency { due: String, paid: String },
+    /// The receipt's payment reference booked before.
+    #[error("this payment has already been used for a booking")]
+    PaymentAlreadyUsed,
 }
 
 /// A change that does not fit the state it is applied to. Live, that is a

@@ -11,6 +11,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::Claim;
+
 /// Limits an event puts on every hold, and on every fan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -52,6 +54,22 @@ impl EventDef {
 
     pub fn capacity(&self) -> u64 {
         self.sections.iter().map(|s| u64::from(s.capacity())).sum()
+    }
+
+    /// What `claim` in section `layout` costs: its places' category
+    /// prices, in the currency's minor unit (no overflow: prices and
+    /// places per hold are bounded by `layout`'s validation).
+    pub fn price_of(&self, layout: &SectionLayout, claim: &Claim) -> u64 {
+        let price = |category: u8| self.categories[usize::from(category)].price_minor;
+        match (claim, &layout.kind) {
+            (Claim::Seats(seats), SectionKind::Seated(map)) => {
+                seats.iter().map(|&s| price(map.category(s))).sum()
+            }
+            (Claim::Quantity(n), SectionKind::Standing { category, .. }) => {
+                price(*category) * u64::from(*n)
+            }
+            _ => 0,
+        }
     }
 }
 

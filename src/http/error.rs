@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::actors::{RegistryError, SectionError};
+use crate::auth::receipt::ReceiptError;
 use crate::clock::rfc3339;
 use crate::domain::{Admission, CommandError, SectionKind, SectionLayout};
 
@@ -191,6 +192,29 @@ impl ApiError {
         })
     }
 
+    /// A receipt that proves nothing.
+    pub fn bad_receipt(e: ReceiptError) -> ApiError {
+        let (kind, title) = match e {
+            ReceiptError::Expired => ("receipt-expired", "Receipt expired"),
+            _ => ("receipt-invalid", "Invalid receipt"),
+        };
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, kind, title, e.to_string())
+            .with("field", "receipt")
+            .with("reason", e.reason())
+    }
+
+    /// A good receipt, for another hold than the one confirmed.
+    pub fn receipt_for_another_hold(hold: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "receipt-wrong-hold",
+            "Receipt for another hold",
+            "the receipt pays for another hold",
+        )
+        .with("field", "receipt")
+        .with("receipt_hold", hold)
+    }
+
     /// Maps the registry's refusal.
     pub fn from_registry(err: RegistryError) -> ApiError {
         match err {
@@ -298,6 +322,30 @@ impl ApiError {
                 "booking-cancelled",
                 "Booking cancelled",
                 "the booking was already cancelled",
+            ),
+            CommandError::WrongAmount { due, paid } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "receipt-wrong-amount",
+                "Receipt for another amount",
+                message,
+            )
+            .with("field", "receipt")
+            .with("total_price", due)
+            .with("paid", paid),
+            CommandError::WrongCurrency { due, paid } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "receipt-wrong-currency",
+                "Receipt in another currency",
+                message,
+            )
+            .with("field", "receipt")
+            .with("currency", due)
+            .with("paid", paid),
+            CommandError::PaymentAlreadyUsed => ApiError::new(
+                StatusCode::CONFLICT,
+                "payment-already-used",
+                "Payment already used",
+                message,
             ),
             CommandError::FanLimitReached { limit, owned } => ApiError::new(
                 StatusCode::CONFLICT,

@@ -14,7 +14,7 @@ use super::{
     answer_response, idempotent, read_json, ApiError, AppState, BODY_LEN_MAX, EVENT_BODY_LEN_MAX,
 };
 use crate::actors::{
-    Command, EventEntry, GetBooking, GetHold, GetSeats, SectionHandle, WhatToHold,
+    Command, EventEntry, GetBooking, GetHold, GetSeats, Payment, SectionHandle, WhatToHold,
 };
 use crate::api::dto::*;
 use crate::api::{self, Answer};
@@ -28,7 +28,6 @@ const ADMIN_SCOPE: &str = "admin token";
 
 /// Longest email address (RFC 5321 path limit).
 const EMAIL_LEN_MAX: usize = 254;
-const PAYMENT_REF_LEN_MAX: usize = 128;
 
 fn event_entry(state: &AppState, id: &str) -> Result<Arc<EventEntry>, ApiError> {
     state
@@ -565,7 +564,7 @@ pub async fn get_hold(
         },
     )
     .await?;
-    Ok(HttpResponse::Ok().json(hold_dto(&s.def.id, &s.layout, &hold)))
+    Ok(HttpResponse::Ok().json(hold_dto(&s.def, &s.layout, &hold)))
 }
 
 /// Release a hold: its seats return to free.
@@ -594,9 +593,9 @@ pub async fn release_hold(
     request_body = ConfirmRequest,
     security(("fan_token" = [])),
     responses((status = 401, description = "No token, or one that proves nothing", body = Problem, content_type = "application/problem+json"), (status = 201, body = BookingDto), (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already confirmed", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already confirmed (`hold-confirmed`), or the receipt's payment booked before (`payment-already-used`)", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "Expired or released", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        (status = 422, description = "Bad body, or a receipt that does not pay for this hold: `receipt-invalid` (with `reason`), `receipt-expired`, `receipt-wrong-hold`, `receipt-wrong-amount`, `receipt-wrong-currency`", body = Problem, content_type = "application/problem+json")))]
 pub async fn confirm_hold(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -608,15 +607,29 @@ pub async fn confirm_hold(
         read_json(&req, payload, BODY_LEN_MAX, false).await?;
     let (s, r) = hold_target(&state, &path)?;
     check_email(&body.email)?;
-    check_payment_ref(&body.payment_ref)?;
-    let command = Command::Confirm {
-        hold: r.seq(),
-        secret: r.secret(),
-        fan: Arc::clone(&fan.id),
-        email: body.email,
-        payment_ref: body.payment_ref,
-    };
-    idempotent(&state, &req, &fan.id, &raw, move |idem| async move {
+    let receipts = Arc::clone(&state.receipts);
+    let hold_id = path.into_inner();
+    let scope = Arc::clone(&fan.id);
+    idempotent(&state, &req, &scope, &raw, move |idem| async move {
+        // Checked when answered, not replayed: a retry gets the first
+        // answer even once the receipt has expired.
+        let receipt = receipts
+            .verify(&body.receipt)
+            .map_err(ApiError::bad_receipt)?;
+        if receipt.hold != hold_id {
+            return Err(ApiError::receipt_for_another_hold(&receipt.hold));
+        }
+        let command = Command::Confirm {
+            hold: r.seq(),
+            secret: r.secret(),
+            fan: Arc::clone(&fan.id),
+            email: body.email,
+            payment: Payment {
+                amount: receipt.amount,
+                currency: receipt.currency,
+                reference: receipt.reference,
+            },
+        };
         change(&s, command, idem).await
     })
     .await
@@ -643,16 +656,6 @@ fn check_email(email: &str) -> Result<(), ApiError> {
         || domain.contains("..")
     {
         return Err(bad());
-    }
-    Ok(())
-}
-
-fn check_payment_ref(r: &str) -> Result<(), ApiError> {
-    if r.is_empty() || r.len() > PAYMENT_REF_LEN_MAX || !r.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::invalid(format!(
-            "payment_ref must be 1-{PAYMENT_REF_LEN_MAX} visible ASCII characters"
-        ))
-        .with("field", "payment_ref"));
     }
     Ok(())
 }
@@ -748,6 +751,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         state.registry.journal(),
         &state.mail_stats,
         &state.auth,
+        &state.receipts,
     );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

@@ -54,6 +54,8 @@ pub struct AppState {
     pub sharding: Option<Sharding>,
     /// Checks fans' tokens.
     pub auth: Arc<crate::auth::Verifier>,
+    /// Checks the payment service's receipts.
+    pub receipts: Arc<crate::auth::receipt::ReceiptVerifier>,
 }
 
 impl AppState {

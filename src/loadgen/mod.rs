@@ -38,6 +38,7 @@ pub use report::{
 };
 
 use crate::auth::issuer::LocalIssuer;
+use crate::auth::receipt::LocalPayments;
 use crate::config::LoadgenArgs;
 
 /// Retries of one request after a transport failure or a 503.
@@ -84,6 +85,11 @@ struct Plan {
     hold_path: String,
     /// Signs each fan's token.
     issuer: LocalIssuer,
+    /// Signs each confirm's receipt.
+    payments: LocalPayments,
+    /// The event's `tickets_per_fan_max`, and most places per hold.
+    limit: Option<u32>,
+    per_hold_max: u32,
 }
 
 /// What connections share while the run is on.
@@ -149,6 +155,7 @@ fn check_args(args: &LoadgenArgs) -> anyhow::Result<()> {
     ratio("confirm-ratio", args.confirm_ratio)?;
     ratio("release-ratio", args.release_ratio)?;
     ratio("explicit-ratio", args.explicit_ratio)?;
+    ratio("greedy-ratio", args.greedy_ratio)?;
     if args.confirm_ratio + args.release_ratio > 1.0 {
         bail!("--confirm-ratio plus --release-ratio is more than 1");
     }
@@ -203,9 +210,15 @@ pub async fn execute(args: LoadgenArgs) -> anyhow::Result<Report> {
     };
     let issuer = LocalIssuer::from_file(&args.issuer_key)
         .context("--issuer-key: the server's demo issuer key signs the fans' tokens")?;
+    let payments = LocalPayments::from_file(&args.payment_key)
+        .context("--payment-key: the server's demo payment secret signs the receipts")?;
+    let limit = event["tickets_per_fan_max"].as_u64().map(|n| n as u32);
     let started = Instant::now();
     let plan = Arc::new(Plan {
         issuer,
+        payments,
+        limit,
+        per_hold_max,
         quantity_max: args.quantity_max.min(per_hold_max).max(1),
         weights: section_weights(sections.len(), args.skew),
         sections,
@@ -238,7 +251,12 @@ pub async fn execute(args: LoadgenArgs) -> anyhow::Result<Report> {
     let booked = read_back(&plan, &tally.bookings).await?;
     let ev = get_json(&mut conn, &event_path).await?;
     let sold = ev["sold"].as_u64().unwrap_or(0);
-    let consistency = check_consistency(&booked, sold.saturating_sub(plan.args.sold_before));
+    let consistency = check_consistency(
+        &booked,
+        sold.saturating_sub(plan.args.sold_before),
+        plan.limit.map(u64::from),
+        tally.limit_breaches,
+    );
     let requests = live.requests.load(Ordering::Relaxed);
     let sold_out_after_s = *live.sold_out_at.lock().unwrap_or_else(|e| e.into_inner());
     let all_sold_after_s = *live.all_sold_at.lock().unwrap_or_else(|e| e.into_inner());
@@ -265,6 +283,7 @@ pub async fn execute(args: LoadgenArgs) -> anyhow::Result<Report> {
         sold_out_after_s,
         all_sold_after_s,
         server_errors: live.server_errors.load(Ordering::Relaxed),
+        limit_refusals: tally.limit_refusals,
         consistency,
     })
 }
@@ -484,7 +503,64 @@ fn pick_block(map: &SeatMapView, quantity: usize, rng: &mut StdRng) -> Option<Ve
     None
 }
 
+/// Seconds since the epoch, on this machine's clock.
+fn unix_now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 impl Session<'_> {
+    /// A greedy fan, holding `held` places, asks for just enough more to
+    /// pass the event's limit, in the same section: the server must
+    /// refuse (`fan-limit-reached`). A hold that is granted anyway is a
+    /// breach, counted and released.
+    async fn try_past_the_limit(&mut self, section: &str, held: u32, key: &str) {
+        let Some(limit) = self.plan.limit else {
+            return;
+        };
+        let more = limit.saturating_sub(held) + 1;
+        if more > self.plan.per_hold_max {
+            return;
+        }
+        let body = json!({"section": section, "quantity": more}).to_string();
+        let path = self.plan.hold_path.clone();
+        let key = format!("{key}-greedy");
+        let Ok(a) = self
+            .send(
+                "greedy",
+                Method::POST,
+                &path,
+                Some(&key),
+                Some(Bytes::from(body)),
+            )
+            .await
+        else {
+            return;
+        };
+        let refused_at_limit = a.status == 409
+            && serde_json::from_slice::<Value>(&a.body)
+                .is_ok_and(|p| p["type"] == "urn:boxoffice:problem:fan-limit-reached");
+        if refused_at_limit {
+            self.tally.limit_refusals += 1;
+        } else if a.status == 201 {
+            self.tally.limit_breaches += 1;
+            let id = serde_json::from_slice::<Value>(&a.body)
+                .ok()
+                .and_then(|v| v["id"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let _ = self
+                .send(
+                    "release",
+                    Method::DELETE,
+                    &format!("/v1/holds/{id}"),
+                    None,
+                    None,
+                )
+                .await;
+        }
+    }
+
     /// The hold of a fan picking seats on the map: a fresh map for every pick,
     /// a new key for every distinct request. `None`: no pick worked out, ask
     /// for the best available.
@@ -537,9 +613,7 @@ impl Session<'_> {
 /// `Bearer <token>` for fan `k` of the run: a fan of its own, signed in
 /// for the length of any run.
 fn fan_auth(plan: &Plan, k: usize) -> Arc<str> {
-    let now_s = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now_s = unix_now_s();
     let sub = format!("lg-{:x}-{k}", plan.seed);
     let memberships: Vec<String> = (plan.args.memberships.iter())
         .filter(|m| !m.is_empty())
@@ -593,15 +667,24 @@ async fn fan(s: &mut Session<'_>, k: usize) {
         }
     };
     s.tally.holds += 1;
-    let id = serde_json::from_slice::<Value>(&hold.body)
-        .ok()
-        .and_then(|v| v["id"].as_str().map(str::to_owned))
-        .unwrap_or_default();
+    let held: Value = serde_json::from_slice(&hold.body).unwrap_or_default();
+    let id = held["id"].as_str().unwrap_or_default().to_owned();
+    let quantity_held = held["quantity"].as_u64().unwrap_or(0) as u32;
+    if rng.random::<f64>() < plan.args.greedy_ratio {
+        s.try_past_the_limit(&section.id, quantity_held, &key).await;
+    }
 
     let after = if roll < plan.args.confirm_ratio {
-        let body =
-            json!({"email": format!("fan{k}@example.com"), "payment_ref": format!("lg-{k}")})
-                .to_string();
+        let reference = format!("{key}-pay");
+        let receipt = plan.payments.receipt(
+            &id,
+            held["total_price"].as_u64().unwrap_or(0),
+            held["currency"].as_str().unwrap_or(""),
+            &reference,
+            unix_now_s(),
+            3600,
+        );
+        let body = json!({"email": format!("fan{k}@example.com"), "receipt": receipt}).to_string();
         let r = s
             .send(
                 "confirm",
@@ -619,7 +702,7 @@ async fn fan(s: &mut Session<'_>, k: usize) {
                     .ok()
                     .and_then(|v| v["id"].as_str().map(str::to_owned))
                 {
-                    s.tally.bookings.push((b, Arc::clone(&s.auth)));
+                    s.tally.bookings.push((b, Arc::clone(&s.auth), reference));
                 }
                 return;
             }
@@ -655,7 +738,10 @@ async fn fan(s: &mut Session<'_>, k: usize) {
 }
 
 /// Reads every booking back, over a few connections at once.
-async fn read_back(plan: &Plan, ids: &[(String, Arc<str>)]) -> anyhow::Result<Vec<BookedPlaces>> {
+async fn read_back(
+    plan: &Plan,
+    ids: &[(String, Arc<str>, String)],
+) -> anyhow::Result<Vec<BookedPlaces>> {
     let n = READBACK_CONNECTIONS_MAX
         .min(plan.args.connections as usize)
         .max(1);
@@ -667,7 +753,7 @@ async fn read_back(plan: &Plan, ids: &[(String, Arc<str>)]) -> anyhow::Result<Ve
             let mut conn = Conn::new(plan.target.clone(), Duration::from_secs(30));
             tokio::spawn(async move {
                 let mut out = Vec::new();
-                for (id, auth) in part {
+                for (id, auth, paid_ref) in part {
                     let b = get_json_as(&mut conn, &format!("/v1/bookings/{id}"), &auth)
                         .await
                         .with_context(|| format!("cannot read back booking {id}"))?;
@@ -683,6 +769,9 @@ async fn read_back(plan: &Plan, ids: &[(String, Arc<str>)]) -> anyhow::Result<Ve
                                 })
                                 .unwrap_or_default(),
                             quantity: b["quantity"].as_u64().unwrap_or(0),
+                            payment_ref: b["payment_ref"].as_str().unwrap_or("").to_owned(),
+                            fan: auth,
+                            paid_ref,
                         });
                     }
                 }

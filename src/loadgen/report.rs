@@ -59,6 +59,12 @@ pub struct BookedPlaces {
     pub section: String,
     pub seats: Vec<String>,
     pub quantity: u64,
+    /// The fan who booked (its `Authorization`).
+    pub fan: Arc<str>,
+    /// The reference the booking keeps, and the one of the receipt its
+    /// fan paid with.
+    pub payment_ref: String,
+    pub paid_ref: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -67,15 +73,34 @@ pub struct Consistency {
     pub places_in_bookings: u64,
     pub places_sold_by_server: u64,
     pub seats_sold_twice: Vec<String>,
+    /// The event's `tickets_per_fan_max`, if it has one.
+    pub tickets_per_fan_max: Option<u64>,
+    /// Fans whose bookings hold more places than that.
+    pub fans_over_limit: usize,
+    /// Holds that took a fan past its limit (a greedy fan's second hold
+    /// that was not refused).
+    pub limit_breaches: u64,
+    /// Bookings whose reference is not the one of the receipt their fan
+    /// paid with, or that another booking has too.
+    pub bookings_without_receipt: usize,
     pub ok: bool,
 }
 
-/// No seat in two bookings, and the server's sold count equals the
-/// places in the bookings.
-pub fn check_consistency(bookings: &[BookedPlaces], sold_by_server: u64) -> Consistency {
+/// No seat in two bookings; the server's sold count equals the places in
+/// the bookings; no fan over its limit; every booking paid by its own
+/// receipt.
+pub fn check_consistency(
+    bookings: &[BookedPlaces],
+    sold_by_server: u64,
+    tickets_per_fan_max: Option<u64>,
+    limit_breaches: u64,
+) -> Consistency {
     let mut seen = HashSet::new();
     let mut twice = Vec::new();
     let mut places = 0u64;
+    let mut by_fan: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut refs = HashSet::new();
+    let mut unpaid = 0;
     for b in bookings {
         places += b.quantity;
         for s in &b.seats {
@@ -83,14 +108,27 @@ pub fn check_consistency(bookings: &[BookedPlaces], sold_by_server: u64) -> Cons
                 twice.push(s.clone());
             }
         }
+        *by_fan.entry(&b.fan).or_default() += b.quantity;
+        if b.payment_ref != b.paid_ref || !refs.insert(b.payment_ref.as_str()) {
+            unpaid += 1;
+        }
     }
     twice.sort();
+    let over = tickets_per_fan_max.map_or(0, |max| by_fan.values().filter(|&&n| n > max).count());
     Consistency {
         bookings: bookings.len(),
         places_in_bookings: places,
         places_sold_by_server: sold_by_server,
-        ok: twice.is_empty() && places == sold_by_server,
+        ok: twice.is_empty()
+            && places == sold_by_server
+            && over == 0
+            && limit_breaches == 0
+            && unpaid == 0,
         seats_sold_twice: twice,
+        tickets_per_fan_max,
+        fans_over_limit: over,
+        limit_breaches,
+        bookings_without_receipt: unpaid,
     }
 }
 
@@ -142,9 +180,12 @@ pub struct Tally {
     pub releases: u64,
     pub expiring: u64,
     pub outcomes: Outcomes,
-    /// Ids of the bookings made, each with its fan's token, for the
-    /// read-back.
-    pub bookings: Vec<(String, Arc<str>)>,
+    /// Ids of the bookings made, each with its fan's token and the
+    /// reference of the receipt it paid with, for the read-back.
+    pub bookings: Vec<(String, Arc<str>, String)>,
+    /// Greedy fans' holds past their limit: refused, or (a breach) not.
+    pub limit_refusals: u64,
+    pub limit_breaches: u64,
 }
 
 impl Tally {
@@ -167,6 +208,8 @@ impl Tally {
         self.expiring += other.expiring;
         self.outcomes.add(&other.outcomes);
         self.bookings.extend(other.bookings);
+        self.limit_refusals += other.limit_refusals;
+        self.limit_breaches += other.limit_breaches;
     }
 }
 
@@ -196,6 +239,8 @@ pub struct Report {
     /// When every place was sold (none free, none held).
     pub all_sold_after_s: Option<f64>,
     pub server_errors: u64,
+    /// Greedy fans' holds past their limit, refused as they must be.
+    pub limit_refusals: u64,
     pub consistency: Consistency,
 }
 
@@ -264,13 +309,20 @@ pub fn print_report(r: &Report) {
     }
     let c = &r.consistency;
     println!(
-        "consistency: {} bookings, {} places booked, {} sold by the server, {} seats sold twice: {}",
+        "consistency: {} bookings, {} places booked, {} sold by the server, {} seats sold twice, \
+         {} fans over their limit of {}, {} holds past it, {} bookings without their receipt: {}",
         c.bookings,
         c.places_in_bookings,
         c.places_sold_by_server,
         c.seats_sold_twice.len(),
+        c.fans_over_limit,
+        c.tickets_per_fan_max
+            .map_or_else(|| "none".to_owned(), |n| n.to_string()),
+        c.limit_breaches,
+        c.bookings_without_receipt,
         if c.ok { "OK" } else { "FAILED" }
     );
+    println!("greedy fans refused at their limit: {}", r.limit_refusals);
 }
 
 #[cfg(test)]
@@ -296,29 +348,67 @@ mod tests {
         assert_eq!(one.percentiles().p50_ms, 2.5);
     }
 
-    fn booked(seats: &[&str]) -> BookedPlaces {
+    /// A booking of `seats` by fan `fan`, paid with its own receipt.
+    fn by(fan: &str, seats: &[&str]) -> BookedPlaces {
+        let r = format!("ref-{}", seats.join(","));
         BookedPlaces {
             section: "A".into(),
             seats: seats.iter().map(|s| s.to_string()).collect(),
             quantity: seats.len() as u64,
+            fan: fan.into(),
+            payment_ref: r.clone(),
+            paid_ref: r,
         }
+    }
+
+    fn booked(seats: &[&str]) -> BookedPlaces {
+        by("fan", seats)
+    }
+
+    fn check(bookings: &[BookedPlaces], sold: u64) -> Consistency {
+        check_consistency(bookings, sold, None, 0)
     }
 
     #[test]
     fn consistency_catches_double_sales_and_miscounts() {
-        let ok = check_consistency(&[booked(&["A/1/1", "A/1/2"]), booked(&["A/1/3"])], 3);
+        let ok = check(&[booked(&["A/1/1", "A/1/2"]), booked(&["A/1/3"])], 3);
         assert!(ok.ok, "{ok:?}");
-        let twice = check_consistency(&[booked(&["A/1/1"]), booked(&["A/1/1"])], 2);
+        let twice = check(&[booked(&["A/1/1"]), booked(&["A/1/1"])], 2);
         assert!(!twice.ok);
         assert_eq!(twice.seats_sold_twice, vec!["A/1/1".to_owned()]);
-        let miscount = check_consistency(&[booked(&["A/1/1"])], 2);
+        let miscount = check(&[booked(&["A/1/1"])], 2);
         assert!(!miscount.ok);
         let standing = BookedPlaces {
-            section: "F".into(),
             seats: vec![],
             quantity: 4,
+            ..booked(&[])
         };
-        assert!(check_consistency(&[standing], 4).ok);
+        assert!(check(&[standing], 4).ok);
+    }
+
+    #[test]
+    fn consistency_catches_fans_over_their_limit_and_unpaid_bookings() {
+        let two = [
+            by("a", &["A/1/1", "A/1/2"]),
+            by("a", &["A/1/3"]),
+            by("b", &["A/1/4"]),
+        ];
+        assert!(check_consistency(&two, 4, Some(3), 0).ok);
+        let over = check_consistency(&two, 4, Some(2), 0);
+        assert_eq!((over.ok, over.fans_over_limit), (false, 1));
+        assert!(
+            !check_consistency(&two, 4, Some(3), 1).ok,
+            "a breach fails the run"
+        );
+        let mut wrong = by("c", &["A/2/1"]);
+        wrong.payment_ref = "someone-else's".into();
+        let unpaid = check(&[wrong], 1);
+        assert_eq!((unpaid.ok, unpaid.bookings_without_receipt), (false, 1));
+        let mut same = by("d", &["A/2/2"]);
+        same.payment_ref = two[2].payment_ref.clone();
+        same.paid_ref = same.payment_ref.clone();
+        let reused = check(&[two[2].clone(), same], 2);
+        assert_eq!((reused.ok, reused.bookings_without_receipt), (false, 1));
     }
 
     #[test]
@@ -327,7 +417,8 @@ mod tests {
         a.count("201");
         a.latency.entry("hold").or_default().push(1_000);
         a.outcomes.bought = 1;
-        a.bookings.push(("b1".into(), "Bearer t".into()));
+        a.bookings
+            .push(("b1".into(), "Bearer t".into(), "r1".into()));
         let mut b = Tally::default();
         b.count("201");
         b.count("409");
@@ -341,7 +432,10 @@ mod tests {
         assert_eq!(a.latency["hold"].percentiles().max_ms, 3.0);
         assert_eq!(a.outcomes.total(), 2);
         assert_eq!(a.retries, 2);
-        assert_eq!(a.bookings, vec![("b1".to_owned(), "Bearer t".into())]);
+        assert_eq!(
+            a.bookings,
+            vec![("b1".to_owned(), "Bearer t".into(), "r1".to_owned())]
+        );
     }
 
     fn report(consistency: Consistency, server_errors: u64, unanswered: u64) -> Report {
@@ -367,15 +461,16 @@ mod tests {
             sold_out_after_s: None,
             all_sold_after_s: None,
             server_errors,
+            limit_refusals: 0,
             consistency,
         }
     }
 
     #[test]
     fn a_run_fails_on_double_sales_5xx_or_unanswered_fans() {
-        let ok = check_consistency(&[booked(&["A/1/1"])], 1);
+        let ok = check(&[booked(&["A/1/1"])], 1);
         assert_eq!(report(ok.clone(), 0, 0).failure(), None);
-        let twice = check_consistency(&[booked(&["A/1/1"]), booked(&["A/1/1"])], 2);
+        let twice = check(&[booked(&["A/1/1"]), booked(&["A/1/1"])], 2);
         assert!(report(twice, 0, 0)
             .failure()
             .is_some_and(|f| f.starts_with("consistency check failed")));

@@ -7,6 +7,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 
+use crate::auth::issuer::ISSUER_KEY_FILE;
+use crate::auth::receipt::PAYMENT_KEY_FILE;
 use crate::config::IDEMPOTENCY_TTL_SECS_DEFAULT;
 use crate::data_dir;
 use crate::journal::Store;
@@ -86,14 +88,18 @@ pub fn restore(file: &Path, data_dir: &Path, force: bool) -> anyhow::Result<snap
         &snapshot::path_for(&tmp, snap.header.journal_position),
         &bytes,
     )?;
-    // The ticket key is not in the snapshot (a secret stays out of backup
-    // files): the directory being replaced keeps its own, or the tickets
-    // already in fans' emails would stop verifying at the door.
-    let key = data_dir.join(TICKET_KEY_FILE);
-    if key.exists() {
-        let copied = tmp.join(TICKET_KEY_FILE);
-        std::fs::copy(&key, &copied).with_context(|| format!("cannot keep {}", key.display()))?;
-        File::open(&copied)?.sync_all()?;
+    // Keys are not in the snapshot (a secret stays out of backup files):
+    // the directory being replaced keeps its own, or the tickets already
+    // in fans' emails would stop verifying at the door (and, on the demo
+    // issuer and payment secret, tokens and receipts already handed out).
+    for file in [TICKET_KEY_FILE, ISSUER_KEY_FILE, PAYMENT_KEY_FILE] {
+        let key = data_dir.join(file);
+        if key.exists() {
+            let copied = tmp.join(file);
+            std::fs::copy(&key, &copied)
+                .with_context(|| format!("cannot keep {}", key.display()))?;
+            File::open(&copied)?.sync_all()?;
+        }
     }
     File::open(&tmp)?.sync_all()?;
     // Swap: the old directory moves aside, the new one takes its name, and

@@ -55,6 +55,40 @@ pub fn token(data_dir: &Path, sub: &str) -> String {
     token_at(data_dir, sub, &["fanclub"], now_ms)
 }
 
+/// A payment reference no other receipt of this test process has.
+pub fn fresh_ref() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("pay-{}-{n}", std::process::id())
+}
+
+/// A receipt of the demo payment secret of `data_dir` for `hold` (its
+/// answer: `id`, `total_price`, `currency`), with reference `reference`,
+/// valid for a year from the later of now and `T0_MS` (the manual
+/// clock's start).
+pub fn receipt(data_dir: &Path, hold: &Value, reference: &str) -> String {
+    let payments = boxoffice::auth::receipt::LocalPayments::load_or_create(data_dir).unwrap();
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .max(T0_MS / 1000);
+    payments.receipt(
+        hold["id"].as_str().expect("a hold's id"),
+        hold["total_price"].as_u64().expect("a hold's total_price"),
+        hold["currency"].as_str().expect("a hold's currency"),
+        reference,
+        now_s,
+        365 * 24 * 3600,
+    )
+}
+
+/// The body of a confirm of `hold` (its answer) for `email`, paid with a
+/// good receipt of a fresh reference.
+pub fn pay(data_dir: &Path, hold: &Value, email: &str) -> Value {
+    serde_json::json!({"email": email, "receipt": receipt(data_dir, hold, &fresh_ref())})
+}
+
 /// `Authorization: Bearer <token>`, as a header pair.
 pub fn bearer(token: &str) -> (&'static str, String) {
     ("Authorization", format!("Bearer {token}"))
@@ -188,6 +222,14 @@ impl TestServer {
         headers: &[(&str, &str)],
     ) -> Resp {
         request(method, &format!("{}{path}", self.base), body, headers)
+    }
+
+    /// The body of a confirm of the default fan's hold `hold_id`, paid
+    /// with a good receipt (the hold is read back for its total).
+    pub fn pay(&self, hold_id: &str, email: &str) -> Value {
+        let hold = self.get(&format!("/v1/holds/{hold_id}"));
+        assert_eq!(hold.status, 200, "{hold:?}");
+        pay(&self.data_dir, &hold.body, email)
     }
 
     /// Holds `seats` in a section of the demo event; panics unless 201.

@@ -1,0 +1,323 @@
+//! Payment receipts: a JWT the payment service signs once a fan has paid
+//! for a hold, naming the hold, the amount, the currency and a unique
+//! payment reference. A confirm books only with one (the server never
+//! trusts a client's word that it paid).
+//!
+//! Signed with HS256 and a secret shared with the payment service
+//! (`--payment-secret`), or with a key of its JWKS (`--payment-jwks`:
+//! ES256, RS256 or EdDSA, never HMAC against a public key). Without
+//! either, the server keeps a demo secret in its data directory and
+//! `boxoffice receipt` stands in for the payment page.
+//!
+//! This module checks what the token alone can prove: signature, expiry,
+//! typed claims. That the hold is the one confirmed, that amount and
+//! currency are the hold's total, and that the reference was never used
+//! are checked where those facts live (the handler, the section actor).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::{
+    decode, decode_header, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+};
+use serde::{Deserialize, Serialize};
+
+use super::keys::{Keys, Origin};
+use crate::clock::Clock;
+use crate::config::ServeArgs;
+use crate::data_dir;
+
+/// The file in a data directory that holds the demo payment secret (64
+/// hex digits).
+pub const PAYMENT_KEY_FILE: &str = "payment.key";
+/// Longest receipt taken.
+pub const RECEIPT_LEN_MAX: usize = 8 << 10;
+/// Longest payment reference, and shortest shared secret.
+pub const REFERENCE_LEN_MAX: usize = 128;
+pub const SECRET_LEN_MIN: usize = 32;
+/// Longest currency code and hold id a receipt may name.
+const HOLD_LEN_MAX: usize = 256;
+
+/// What a verified receipt says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The hold paid for, as its id.
+    pub hold: String,
+    /// In the currency's minor unit.
+    pub amount: u64,
+    pub currency: String,
+    /// The payment service's unique reference: books once, ever.
+    pub reference: String,
+}
+
+/// Why a receipt proves nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReceiptError {
+    #[error("the receipt is not a JWT")]
+    Malformed,
+    #[error("the receipt is longer than {RECEIPT_LEN_MAX} bytes")]
+    TooLong,
+    #[error("the receipt's algorithm is not accepted")]
+    Algorithm,
+    #[error("no key of the payment service has the receipt's key id and algorithm")]
+    UnknownKey,
+    #[error("the receipt's signature does not verify")]
+    Signature,
+    #[error("the receipt has expired")]
+    Expired,
+    #[error("the receipt's claims are missing or malformed (hold, amount, currency, ref, exp)")]
+    Claims,
+}
+
+/// `ReceiptError::reason` values, in order: metrics count refusals by them.
+pub const RECEIPT_REASONS: [&str; 7] = [
+    "malformed",
+    "too-long",
+    "algorithm",
+    "unknown-key",
+    "signature",
+    "expired",
+    "claims",
+];
+
+impl ReceiptError {
+    pub fn reason(self) -> &'static str {
+        RECEIPT_REASONS[self.index()]
+    }
+
+    fn index(self) -> usize {
+        match self {
+            ReceiptError::Malformed => 0,
+            ReceiptError::TooLong => 1,
+            ReceiptError::Algorithm => 2,
+            ReceiptError::UnknownKey => 3,
+            ReceiptError::Signature => 4,
+            ReceiptError::Expired => 5,
+            ReceiptError::Claims => 6,
+        }
+    }
+}
+
+/// The claims, typed: an amount or `exp` that is a string or a fraction
+/// fails here.
+#[derive(Serialize, Deserialize)]
+struct Claims {
+    hold: String,
+    amount: u64,
+    currency: String,
+    #[serde(rename = "ref")]
+    reference: String,
+    exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat: Option<u64>,
+}
+
+/// Whom receipts are checked against.
+enum Trust {
+    /// HS256 with a shared secret.
+    Secret(DecodingKey),
+    /// The payment service's public keys.
+    Keys(Arc<Keys>),
+}
+
+pub struct ReceiptVerifier {
+    trust: Trust,
+    leeway_secs: u64,
+    clock: Arc<dyn Clock>,
+    refused: [AtomicU64; RECEIPT_REASONS.len()],
+}
+
+/// The asymmetric algorithms a payment JWKS may use.
+const KEY_ALGORITHMS: [Algorithm; 3] = [Algorithm::ES256, Algorithm::RS256, Algorithm::EdDSA];
+
+impl ReceiptVerifier {
+    /// Checks receipts against `--payment-secret`, `--payment-jwks`, or
+    /// the demo secret in the data directory.
+    pub fn from_args(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<ReceiptVerifier> {
+        let secret = args.payment_secret.as_deref().filter(|s| !s.is_empty());
+        let jwks = args.payment_jwks.as_deref().filter(|j| !j.is_empty());
+        let trust = match (secret, jwks) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "--payment-secret and --payment-jwks (BOXOFFICE_PAYMENT_*): give one, not both"
+            ),
+            (Some(secret), None) => {
+                if secret.len() < SECRET_LEN_MIN {
+                    anyhow::bail!(
+                        "--payment-secret (BOXOFFICE_PAYMENT_SECRET): at least {SECRET_LEN_MIN} bytes"
+                    );
+                }
+                Trust::Secret(
+                    DecodingKey::from_secret(secret.as_bytes())
+                        .map_err(|e| anyhow::anyhow!("--payment-secret: {e}"))?,
+                )
+            }
+            (None, Some(url)) => {
+                let refresh = Duration::from_secs(args.jwks_refresh_secs);
+                let origin = if url.starts_with("http://") || url.starts_with("https://") {
+                    Origin::Url(url.to_owned())
+                } else {
+                    Origin::File(url.into())
+                };
+                Trust::Keys(
+                    Keys::load(origin, refresh).map_err(|e| {
+                        anyhow::anyhow!("--payment-jwks (BOXOFFICE_PAYMENT_JWKS): {e}")
+                    })?,
+                )
+            }
+            (None, None) => {
+                let local = LocalPayments::load_or_create(&args.data_dir)?;
+                tracing::warn!(
+                    "no --payment-secret or --payment-jwks: receipts are signed with the demo payment secret (boxoffice receipt); never for a real sale"
+                );
+                Trust::Secret(local.verifying)
+            }
+        };
+        Ok(ReceiptVerifier {
+            trust,
+            leeway_secs: args.jwt_leeway_secs,
+            clock,
+            refused: Default::default(),
+        })
+    }
+
+    /// What `token` proves, or why it proves nothing.
+    pub fn verify(&self, token: &str) -> Result<Receipt, ReceiptError> {
+        let result = self.check(token);
+        if let Err(e) = result {
+            self.refused[e.index()].fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Refusals since start, in `RECEIPT_REASONS` order.
+    pub fn refused(&self) -> [u64; RECEIPT_REASONS.len()] {
+        std::array::from_fn(|i| self.refused[i].load(Ordering::Relaxed))
+    }
+
+    fn check(&self, token: &str) -> Result<Receipt, ReceiptError> {
+        if token.len() > RECEIPT_LEN_MAX {
+            return Err(ReceiptError::TooLong);
+        }
+        let header = decode_header(token).map_err(|_| ReceiptError::Malformed)?;
+        let keys;
+        let (alg, key) = match &self.trust {
+            Trust::Secret(key) if header.alg == Algorithm::HS256 => (Algorithm::HS256, key),
+            Trust::Secret(_) => return Err(ReceiptError::Algorithm),
+            Trust::Keys(_) if !KEY_ALGORITHMS.contains(&header.alg) => {
+                return Err(ReceiptError::Algorithm)
+            }
+            Trust::Keys(set) => {
+                keys = set.get();
+                match keys.find(header.kid.as_deref(), header.alg) {
+                    Some(k) => (k.alg, &k.key),
+                    None => {
+                        set.unknown_kid();
+                        return Err(ReceiptError::UnknownKey);
+                    }
+                }
+            }
+        };
+        // The library checks the signature; time is checked below, on
+        // the server's clock.
+        let mut validation = Validation::new(alg);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        let claims = decode::<Claims>(token, key, &validation)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                match e.kind() {
+                    ErrorKind::InvalidSignature => ReceiptError::Signature,
+                    ErrorKind::InvalidAlgorithm => ReceiptError::Algorithm,
+                    ErrorKind::Json(_) => ReceiptError::Claims,
+                    ErrorKind::Base64(_) | ErrorKind::Utf8(_) | ErrorKind::InvalidToken => {
+                        ReceiptError::Malformed
+                    }
+                    _ => ReceiptError::Signature,
+                }
+            })?
+            .claims;
+        let now_s = self.clock.now_ms() / 1000;
+        if now_s > claims.exp.saturating_add(self.leeway_secs) {
+            return Err(ReceiptError::Expired);
+        }
+        let printable = |s: &str, max: usize| {
+            !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_graphic())
+        };
+        if !printable(&claims.hold, HOLD_LEN_MAX)
+            || !printable(&claims.reference, REFERENCE_LEN_MAX)
+            || claims.currency.len() != 3
+            || !claims.currency.bytes().all(|b| b.is_ascii_uppercase())
+        {
+            return Err(ReceiptError::Claims);
+        }
+        Ok(Receipt {
+            hold: claims.hold,
+            amount: claims.amount,
+            currency: claims.currency,
+            reference: claims.reference,
+        })
+    }
+}
+
+/// The demo payment service: the secret in the data directory, and the
+/// receipts `boxoffice receipt` signs with it.
+pub struct LocalPayments {
+    signing: EncodingKey,
+    verifying: DecodingKey,
+}
+
+impl LocalPayments {
+    /// The secret in `data_dir`, made on first use.
+    pub fn load_or_create(data_dir: &Path) -> anyhow::Result<LocalPayments> {
+        LocalPayments::from_secret(&data_dir::load_or_create_secret(
+            data_dir,
+            PAYMENT_KEY_FILE,
+            32,
+        )?)
+    }
+
+    /// The secret in an existing key file (`<data-dir>/payment.key`).
+    pub fn from_file(path: &Path) -> anyhow::Result<LocalPayments> {
+        use anyhow::Context;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let secret =
+            data_dir::from_hex(text.trim(), 32).with_context(|| format!("{}", path.display()))?;
+        LocalPayments::from_secret(&secret)
+    }
+
+    fn from_secret(secret: &[u8]) -> anyhow::Result<LocalPayments> {
+        let bad = |e: jsonwebtoken::errors::Error| anyhow::anyhow!("the demo payment secret: {e}");
+        Ok(LocalPayments {
+            signing: EncodingKey::from_secret(secret).map_err(bad)?,
+            verifying: DecodingKey::from_secret(secret).map_err(bad)?,
+        })
+    }
+
+    /// A receipt for `amount` `currency` paid for hold `hold`, reference
+    /// `reference`, issued at `now_s`, valid for `ttl_s`.
+    pub fn receipt(
+        &self,
+        hold: &str,
+        amount: u64,
+        currency: &str,
+        reference: &str,
+        now_s: u64,
+        ttl_s: u64,
+    ) -> String {
+        let claims = Claims {
+            hold: hold.to_owned(),
+            amount,
+            currency: currency.to_owned(),
+            reference: reference.to_owned(),
+            exp: now_s.saturating_add(ttl_s),
+            iat: Some(now_s),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.signing)
+            .expect("HS256 signs any claims")
+    }
+}

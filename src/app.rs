@@ -21,6 +21,7 @@ use crate::auth::Verifier;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{PanicIn, ServeArgs};
 use crate::data_dir;
+use crate::http::rate::FanRate;
 use crate::http::{self, AppState};
 use crate::idempotency::IdempotencyStore;
 use crate::journal::{JournalConfig, Store};
@@ -63,6 +64,12 @@ impl Application {
         let sharding = Sharding::from_args(&args)?;
         let auth = Arc::new(Verifier::from_args(&args, Arc::clone(&clock))?);
         let receipts = Arc::new(ReceiptVerifier::from_args(&args, Arc::clone(&clock))?);
+        let fan_rate = FanRate::new(
+            args.fan_holds_per_sec,
+            args.fan_holds_burst,
+            args.fan_rate_keys_max as usize,
+        )
+        .map(Arc::new);
 
         let idempotency = IdempotencyStore::new(
             args.idempotency_ttl_secs * 1000,
@@ -168,15 +175,7 @@ impl Application {
             tracing::info!("created the demo event");
         }
 
-        let prune_store = Arc::clone(&idempotency);
-        let prune_clock = Arc::clone(&clock);
-        actix_web::rt::spawn(async move {
-            let mut tick = actix_web::rt::time::interval(Duration::from_secs(60));
-            loop {
-                tick.tick().await;
-                prune_store.prune(prune_clock.now_ms());
-            }
-        });
+        http::keep_tidy(&idempotency, fan_rate.as_ref(), &clock);
 
         let metrics = Arc::new(crate::metrics::Metrics::new(
             registry.journal(),
@@ -196,6 +195,7 @@ impl Application {
             sharding,
             auth,
             receipts,
+            fan_rate,
         });
         let listener = TcpListener::bind(&args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;

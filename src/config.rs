@@ -486,6 +486,24 @@ pub struct ServeArgs {
     #[arg(long, env = "BOXOFFICE_PAYMENT_SECRET", hide_env_values = true)]
     pub payment_secret: Option<String>,
 
+    /// Most hold attempts per second per fan, after a burst of
+    /// `--fan-holds-burst`; beyond, `429` with `Retry-After`. 0: no limit.
+    #[arg(long, env = "BOXOFFICE_FAN_HOLDS_PER_SEC", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub fan_holds_per_sec: u32,
+
+    /// Hold attempts a fan may make at once before the rate applies.
+    #[arg(long, env = "BOXOFFICE_FAN_HOLDS_BURST", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub fan_holds_burst: u32,
+
+    /// Most fans whose rate the server tracks at once (a fan is tracked
+    /// only for a few seconds after its last attempt); beyond, new fans'
+    /// holds get `503`.
+    #[arg(long, env = "BOXOFFICE_FAN_RATE_KEYS_MAX", default_value_t = 1_000_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub fan_rate_keys_max: u64,
+
     /// The payment service's JWKS (a file or an http(s) URL, refreshed as
     /// `--jwks` is): its receipts are signed with ES256, RS256 or EdDSA.
     #[arg(long, env = "BOXOFFICE_PAYMENT_JWKS")]

@@ -38,6 +38,7 @@ pub struct Metrics {
     auth_refused: IntCounterVec,
     holds_refused: IntCounterVec,
     receipts_refused: IntCounterVec,
+    fan_rate_limited: prometheus::IntCounter,
     /// Scrapes copy counters in with reset + add; one at a time.
     scrape: Mutex<()>,
 }
@@ -179,6 +180,15 @@ impl Metrics {
                 "Payment receipts that proved nothing, by reason",
                 &["reason"],
             ),
+            fan_rate_limited: {
+                let c = prometheus::IntCounter::new(
+                    "boxoffice_fan_rate_limited_total",
+                    "Hold attempts refused because their fan tried too fast (429), or the rate limiter tracked too many fans (503)",
+                )
+                .expect("a valid metric");
+                registry.register(Box::new(c.clone())).expect("unique");
+                c
+            },
             registry,
             scrape: Mutex::new(()),
         }
@@ -193,6 +203,7 @@ impl Metrics {
         mail: &MailStats,
         auth: &Verifier,
         receipts: &ReceiptVerifier,
+        fan_rate_limited: u64,
     ) -> String {
         let _one_at_a_time = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
         let set = |c: &prometheus::IntCounter, v: u64| {
@@ -258,6 +269,7 @@ impl Metrics {
         for (reason, n) in RECEIPT_REASONS.iter().zip(receipts.refused()) {
             set(&self.receipts_refused.with_label_values(&[reason]), n);
         }
+        set(&self.fan_rate_limited, fan_rate_limited);
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)

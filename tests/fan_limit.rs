@@ -432,7 +432,15 @@ fn after_sigkill_no_fan_is_over_its_limit_and_every_acknowledged_hold_is_there()
     const SECTIONS: [&str; 4] = ["FLOOR", "A", "B", "C"];
     let seed = common::seed("BOXOFFICE_LIMIT_SEED");
     let dir = tempfile::tempdir().unwrap();
-    let flags = ["--hold-ttl-secs", "3600", "--demo-presale-secs", "0"];
+    // Each fan hammers as fast as it can: no rate limit in the way.
+    let flags = [
+        "--hold-ttl-secs",
+        "3600",
+        "--demo-presale-secs",
+        "0",
+        "--fan-holds-per-sec",
+        "0",
+    ];
     let (mut child, base) = common::serve(dir.path(), &flags);
     let tokens: Vec<String> = (0..KILL_FANS)
         .map(|f| common::token(dir.path(), &format!("k-{f}")))
@@ -551,4 +559,41 @@ fn after_sigkill_no_fan_is_over_its_limit_and_every_acknowledged_hold_is_there()
     assert_eq!(held, (KILL_FANS as u64) * u64::from(LIMIT));
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+// ---- the rate limit ----
+
+/// A fan trying holds faster than `--fan-holds-per-sec` (after its burst)
+/// gets `429` with `Retry-After`, and nothing changes; other fans go on;
+/// once the time has passed, the fan may try again.
+#[test]
+fn a_fan_too_fast_is_told_to_wait_and_others_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = common::args(dir.path());
+    a.fan_holds_per_sec = 1;
+    a.fan_holds_burst = 3;
+    let s = TestServer::start_with(
+        a,
+        Arc::new(boxoffice::clock::ManualClock::new(common::T0_MS)),
+    );
+    let r = s.post_with("/v1/events", &event(1, 100), &admin());
+    assert_eq!(r.status, 201);
+    let one = || json!({"section": "F0", "quantity": 1});
+    for _ in 0..3 {
+        assert_eq!(hold(&s, "quick", one()).status, 201);
+    }
+    let r = hold(&s, "quick", one());
+    assert_eq!(r.status, 429, "{r:?}");
+    assert_eq!(r.body["type"], "urn:boxoffice:problem:rate-limited");
+    assert_eq!(r.retry_after.as_deref(), Some("1"));
+    assert_eq!(totals(&s), (3, 0), "a refused attempt holds nothing");
+    assert_eq!(hold(&s, "calm", one()).status, 201);
+    // The limiter keeps real time (a fan's pace is the wall clock's).
+    std::thread::sleep(Duration::from_millis(1_100));
+    assert_eq!(hold(&s, "quick", one()).status, 201);
+    let metrics = s.get("/metrics").text;
+    assert!(
+        metrics.contains("boxoffice_fan_rate_limited_total 1"),
+        "{metrics}"
+    );
 }

@@ -165,7 +165,7 @@ fn a_confirmation_arrives_with_both_parts_and_a_ticket_that_verifies() {
             "A/3/4",
             "A/3/5",
             booking_id,
-            "pay-1",
+            b["payment_ref"].as_str().unwrap(),
             "330,000 KRW",
         ] {
             assert!(body.contains(needle), "{needle:?} missing from\n{body}");

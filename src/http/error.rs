@@ -139,6 +139,17 @@ impl ApiError {
         .with("shard", owner)
     }
 
+    /// A fan trying holds faster than `--fan-holds-per-sec`.
+    pub fn too_many_holds(retry_after_secs: u32) -> ApiError {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many attempts",
+            "you are trying holds too fast: wait as Retry-After says",
+        )
+        .retry_after(retry_after_secs)
+    }
+
     /// A fan's request without a bearer token.
     pub fn sign_in_required() -> ApiError {
         ApiError::new(

@@ -10,6 +10,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::Deserialize;
 
 use super::error::Problem;
+use super::rate::Verdict;
 use super::{
     answer_response, idempotent, read_json, ApiError, AppState, BODY_LEN_MAX, EVENT_BODY_LEN_MAX,
 };
@@ -435,6 +436,7 @@ pub async fn get_seats(
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "This fan tries too often (`rate-limited`); see Retry-After", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Saturated; see Retry-After", body = Problem, content_type = "application/problem+json")))]
 pub async fn create_hold(
     state: web::Data<AppState>,
@@ -443,6 +445,13 @@ pub async fn create_hold(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let fan = signed_in(&state, &req)?;
+    if let Some(rate) = &state.fan_rate {
+        match rate.check(&fan.id) {
+            Verdict::Go => {}
+            Verdict::Wait { secs } => return Err(ApiError::too_many_holds(secs)),
+            Verdict::Busy => return Err(ApiError::overloaded()),
+        }
+    }
     let event = path.into_inner();
     let (body, raw): (HoldRequest, Bytes) = read_json(&req, payload, BODY_LEN_MAX, false).await?;
     let e = event_entry(&state, &event)?;
@@ -752,6 +761,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         &state.mail_stats,
         &state.auth,
         &state.receipts,
+        state.fan_rate.as_ref().map_or(0, |r| r.limited()),
     );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

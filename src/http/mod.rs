@@ -11,6 +11,7 @@
 pub mod error;
 mod handlers;
 pub mod openapi;
+pub mod rate;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -56,6 +57,9 @@ pub struct AppState {
     pub auth: Arc<crate::auth::Verifier>,
     /// Checks the payment service's receipts.
     pub receipts: Arc<crate::auth::receipt::ReceiptVerifier>,
+    /// Slows each fan's hold attempts to `--fan-holds-per-sec`; `None`:
+    /// no limit.
+    pub fan_rate: Option<Arc<rate::FanRate>>,
 }
 
 impl AppState {
@@ -67,6 +71,33 @@ impl AppState {
                 .map_err(|owner| ApiError::misdirected(event, owner)),
             None => Ok(()),
         }
+    }
+}
+
+/// Background upkeep of what the request path remembers: answers past
+/// their TTL (every minute) and the rate state of fans at rest (every
+/// second). Runs on the current actix system.
+pub fn keep_tidy(
+    idempotency: &Arc<IdempotencyStore>,
+    fan_rate: Option<&Arc<rate::FanRate>>,
+    clock: &Arc<dyn crate::clock::Clock>,
+) {
+    let (store, clock) = (Arc::clone(idempotency), Arc::clone(clock));
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            store.prune(clock.now_ms());
+        }
+    });
+    if let Some(rate) = fan_rate.cloned() {
+        actix_web::rt::spawn(async move {
+            let mut tick = actix_web::rt::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                rate.prune();
+            }
+        });
     }
 }
 

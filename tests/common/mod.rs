@@ -106,6 +106,8 @@ pub fn args(data_dir: &Path) -> ServeArgs {
         // The default fan holds all over the demo in most tests; the fan
         // limit has tests of its own.
         demo_tickets_per_fan_max: 0,
+        // Likewise, it holds faster than a fan may: the rate limit too.
+        fan_holds_per_sec: 0,
         ..ServeArgs::default()
     }
 }

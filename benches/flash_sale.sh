@@ -7,7 +7,13 @@
 #                 actix-web handler (no actor, journal or fsync): the most
 #                 the load generator and the HTTP stack can do here;
 #   2. peak:      durable holds against the release server, on a
-#                 1,000,000-seat event that never sells out;
+#                 1,000,000-seat event that never sells out; every fan
+#                 signs in with a token of its own (a signature check
+#                 per hold: the worst case for sign-in);
+#   2b. tokens:   the same with 10,000 fans (fan k signs in as fan
+#                 k mod 10,000: a signature check for the first hold of
+#                 each, the token cache for the rest), against one fan
+#                 (every check from the cache): what tokens cost;
 #   3. half peak: the same at a fixed arrival rate of half the peak:
 #                 hold latency when the server is not saturated;
 #   4. sell-out:  the 15,000-seat demo arena sold by 100,000 fans
@@ -90,13 +96,22 @@ for r in $(seq "$rounds"); do
         > "$out/ceiling.$r.json"
 
     echo "== round $r: peak durable holds" >&2
-    start_server 8191 "$out/peak-db" --demo false
+    # No pace per fan: the pooled runs send each fan's holds back to back.
+    start_server 8191 "$out/peak-db" --demo false --fan-holds-per-sec 0
     curl -sf -X POST http://127.0.0.1:8191/v1/events -H 'Content-Type: application/json' \
         -H 'Authorization: Bearer bench' --data-binary @"$out/bench.json" > /dev/null
     "$bin" loadgen --server http://127.0.0.1:8191 --fans 200000 --seed "$r" "${holds_only[@]}" \
         --issuer-key "$out/peak-db/issuer.key" --payment-key "$out/peak-db/payment.key" \
         > "$out/peak.$r.json"
     peak=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["requests_per_s"]))' "$out/peak.$r.json")
+
+    echo "== round $r: durable holds, 10,000 fans, then one fan" >&2
+    "$bin" loadgen --server http://127.0.0.1:8191 --fans 200000 --seed "$r" --sold-before 0 \
+        "${holds_only[@]}" --fan-pool 10000 --issuer-key "$out/peak-db/issuer.key" \
+        --payment-key "$out/peak-db/payment.key" > "$out/pool10k.$r.json"
+    "$bin" loadgen --server http://127.0.0.1:8191 --fans 200000 --seed "$r" --sold-before 0 \
+        "${holds_only[@]}" --fan-pool 1 --issuer-key "$out/peak-db/issuer.key" \
+        --payment-key "$out/peak-db/payment.key" > "$out/pool1.$r.json"
 
     echo "== round $r: half of the peak ($((peak / 2)) fans/s)" >&2
     "$bin" loadgen --server http://127.0.0.1:8191 --fans $((peak / 2 * 5)) --rate $((peak / 2)) \
@@ -121,6 +136,7 @@ def load(step):
     return [json.load(open(f"{out}/{step}.{r}.json")) for r in range(1, rounds + 1)]
 med = statistics.median
 c, p, h, s = load("ceiling"), load("peak"), load("half"), load("sellout")
+p10k, p1 = load("pool10k"), load("pool1")
 ceiling = med(x["requests_per_s"] for x in c)
 peak = med(x["requests_per_s"] for x in p)
 print(f"reports in {out}")
@@ -128,6 +144,12 @@ print(f"ceiling (minimal handler): {ceiling:,.0f} holds/s, hold p50 {med(x['late
 print(f"peak durable holds:        {peak:,.0f} holds/s = {peak / ceiling:.0%} of the ceiling (per round: " +
       ", ".join(f"{x['requests_per_s'] / y['requests_per_s']:.0%}" for x, y in zip(p, c)) + ")")
 print(f"  hold p50 {med(x['latency']['hold']['p50_ms'] for x in p):.2f} ms, p99 {med(x['latency']['hold']['p99_ms'] for x in p):.2f} ms, 5xx {sum(x['server_errors'] for x in p)}")
+def rate(xs): return med(x["requests_per_s"] for x in xs)
+def lat(xs, q): return med(x["latency"]["hold"][q] for x in xs)
+print(f"tokens, 10,000 fans:       {rate(p10k):,.0f} holds/s, p50 {lat(p10k, 'p50_ms'):.2f} ms, p99 {lat(p10k, 'p99_ms'):.2f} ms")
+print(f"tokens, one fan (cached):  {rate(p1):,.0f} holds/s, p50 {lat(p1, 'p50_ms'):.2f} ms, p99 {lat(p1, 'p99_ms'):.2f} ms")
+print(f"  10,000 fans / one fan: {rate(p10k) / rate(p1):.1%} (per round: " +
+      ", ".join(f"{x['requests_per_s'] / y['requests_per_s']:.1%}" for x, y in zip(p10k, p1)) + f"); each / ceiling: {rate(p10k) / ceiling:.0%}, {rate(p1) / ceiling:.0%}")
 print(f"half of the peak:          {med(x['requests_per_s'] for x in h):,.0f} holds/s, hold p50 {med(x['latency']['hold']['p50_ms'] for x in h):.2f} ms, p99 {med(x['latency']['hold']['p99_ms'] for x in h):.2f} ms, p99.9 {med(x['latency']['hold']['p999_ms'] for x in h):.2f} ms")
 for x in s:
     o, k = x["outcomes"], x["consistency"]

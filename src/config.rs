@@ -166,6 +166,12 @@ pub struct LoadgenArgs {
     /// signed with it.
     #[arg(long, default_value = "./data/payment.key")]
     pub payment_key: PathBuf,
+    /// Distinct fans signing in: arriving fan k signs in as fan k mod N,
+    /// so each identity's token is verified once and then found in the
+    /// server's cache (0: every fan its own identity, every first request
+    /// a signature check).
+    #[arg(long, default_value_t = 0)]
+    pub fan_pool: usize,
     /// Share of fans who, holding, try a second hold that would take them
     /// past the event's `tickets_per_fan_max`: each must be refused.
     #[arg(long, default_value_t = 0.1)]

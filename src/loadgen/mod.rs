@@ -83,8 +83,8 @@ struct Plan {
     interval: Duration,
     deadline: Option<Instant>,
     hold_path: String,
-    /// Signs each fan's token.
-    issuer: LocalIssuer,
+    /// Each identity's `Bearer <token>`: fan k signs in as k mod len.
+    tokens: Vec<Arc<str>>,
     /// Signs each confirm's receipt.
     payments: LocalPayments,
     /// The event's `tickets_per_fan_max`, and most places per hold.
@@ -213,9 +213,10 @@ pub async fn execute(args: LoadgenArgs) -> anyhow::Result<Report> {
     let payments = LocalPayments::from_file(&args.payment_key)
         .context("--payment-key: the server's demo payment secret signs the receipts")?;
     let limit = event["tickets_per_fan_max"].as_u64().map(|n| n as u32);
+    let tokens = sign_in_all(&args, &issuer, seed);
     let started = Instant::now();
     let plan = Arc::new(Plan {
-        issuer,
+        tokens,
         payments,
         limit,
         per_hold_max,
@@ -387,7 +388,7 @@ async fn connection(plan: Arc<Plan>, live: Arc<Live>) -> Tally {
             live: &live,
             conn: &mut conn,
             tally: &mut tally,
-            auth: fan_auth(&plan, k),
+            auth: Arc::clone(&plan.tokens[k % plan.tokens.len()]),
         };
         fan(&mut session, k).await;
     }
@@ -610,17 +611,27 @@ impl Session<'_> {
     }
 }
 
-/// `Bearer <token>` for fan `k` of the run: a fan of its own, signed in
-/// for the length of any run.
-fn fan_auth(plan: &Plan, k: usize) -> Arc<str> {
+/// `Bearer <token>` of every identity the run's fans sign in as (one per
+/// fan, or `--fan-pool` of them), signed in for the length of any run.
+/// Minted before the clock starts: signing is the issuer's work, not
+/// the fans', and must not slow the load generator down.
+fn sign_in_all(args: &LoadgenArgs, issuer: &LocalIssuer, seed: u64) -> Vec<Arc<str>> {
     let now_s = unix_now_s();
-    let sub = format!("lg-{:x}-{k}", plan.seed);
-    let memberships: Vec<String> = (plan.args.memberships.iter())
+    let identities = match args.fan_pool {
+        0 => args.fans,
+        n => n.min(args.fans),
+    };
+    let memberships: Vec<String> = (args.memberships.iter())
         .filter(|m| !m.is_empty())
         .cloned()
         .collect();
-    let token = plan.issuer.mint(&sub, &memberships, now_s, 24 * 3600, None);
-    format!("Bearer {token}").into()
+    (0..identities.max(1))
+        .map(|who| {
+            let sub = format!("lg-{seed:x}-{who}");
+            let token = issuer.mint(&sub, &memberships, now_s, 24 * 3600, None);
+            format!("Bearer {token}").into()
+        })
+        .collect()
 }
 
 /// One fan's visit: hold, then confirm, release, or walk away.

@@ -252,7 +252,7 @@ fn every_way_a_token_can_be_wrong_is_a_401_that_changes_nothing() {
         );
         assert_eq!(g.status, 401, "{what}");
     }
-    // No token at all: 401, with the bare challenge (RFC 6750 §3.1).
+    // No token at all: 401 too, with the same challenge.
     let r = s.unsigned(
         "POST",
         "/v1/events/demo/holds",
@@ -262,6 +262,14 @@ fn every_way_a_token_can_be_wrong_is_a_401_that_changes_nothing() {
     assert_eq!(
         (r.status, r.body["type"].as_str()),
         (401, Some("urn:boxoffice:problem:unauthorized"))
+    );
+    let resp = ureq::post(&format!("{}/v1/events/demo/holds", s.base)).send_string("{}");
+    let Err(ureq::Error::Status(401, resp)) = resp else {
+        panic!("{resp:?}")
+    };
+    assert_eq!(
+        resp.header("www-authenticate"),
+        Some(r#"Bearer error="invalid_token""#)
     );
     // Nothing changed.
     assert_eq!(held(&s), 3);

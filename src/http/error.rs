@@ -394,13 +394,10 @@ impl ResponseError for ApiError {
             res.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
         if self.status == StatusCode::UNAUTHORIZED {
-            // RFC 6750 §3.1: an error code only when a token was sent.
-            let challenge = if self.kind == "invalid-token" {
-                r#"Bearer error="invalid_token""#
-            } else {
-                "Bearer"
-            };
-            res.insert_header((header::WWW_AUTHENTICATE, challenge));
+            // Every 401 reads the same to a client: sign in again. (RFC
+            // 6750 §3.1 would leave the error code out when no token was
+            // sent at all; the problem's type still tells the two apart.)
+            res.insert_header((header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#));
         }
         res.body(self.body().to_string())
     }

@@ -382,6 +382,25 @@ fn request_id(headers: &HeaderMap) -> String {
     }
 }
 
+/// A request's method as a metric label: the methods of HTTP (RFC 9110,
+/// and PATCH), or `other`. Any token is a valid method, and a label per
+/// made-up one would grow the metrics without bound.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::CONNECT => "CONNECT",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
 /// Middleware around every request: a request id (the client's
 /// `X-Request-Id`, or a fresh one) in a tracing span and on the response,
 /// and the request counter and latency histogram by route.
@@ -391,7 +410,7 @@ pub async fn observe(
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
     use tracing::Instrument;
     let started = std::time::Instant::now();
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let id = request_id(req.headers());
     let metrics = req
         .app_data::<web::Data<AppState>>()
@@ -413,7 +432,7 @@ pub async fn observe(
     }
     if let Some(m) = metrics {
         m.http_requests
-            .with_label_values(&[&route, &method, res.status().as_str()])
+            .with_label_values(&[&route, method, res.status().as_str()])
             .inc();
         m.http_seconds
             .with_label_values(&[&route])

@@ -182,6 +182,8 @@ fn confirm_and_cancel() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start(dir.path());
     let h = s.hold("A", &["A/1/1", "A/11/1"]);
+    assert_eq!(h["status"], "held");
+    assert!(h["expires_at"].is_string() && h.get("booking_id").is_none());
     let id = h["id"].as_str().unwrap();
     let body = common::pay(&s.data_dir, &h, "fan@example.com");
     let b = s.post(&format!("/v1/holds/{id}/confirm"), &body);
@@ -206,10 +208,41 @@ fn confirm_and_cancel() {
     assert_eq!(g.status, 200);
     assert_eq!(g.body, b.body);
 
+    // Reading a confirmed hold is history, not a conflict: what it became.
+    let read_hold = |s: &TestServer| {
+        let r = s.get(&format!("/v1/holds/{id}"));
+        assert_eq!(r.status, 200, "{r:?}");
+        r.body
+    };
+    assert_eq!(
+        read_hold(&s),
+        json!({
+            "id": id, "event": "demo", "section": "A",
+            "seats": ["A/1/1", "A/11/1"], "quantity": 2,
+            "status": "confirmed", "booking_id": bid,
+            "currency": "KRW", "total_price": 308_000,
+        })
+    );
+    // Another fan still finds nothing there.
+    let other = common::bearer(&s.token_for("someone-else"));
+    let r = s.raw(
+        "GET",
+        &format!("/v1/holds/{id}"),
+        None,
+        &[(other.0, &other.1)],
+    );
+    check_problem(&r, 404, "hold-not-found");
+
     let c = s.raw("POST", &format!("/v1/bookings/{bid}/cancel"), None, &[]);
     assert_eq!(c.status, 200, "{c:?}");
     assert_eq!(c.body["status"], "cancelled");
     assert!(c.body["cancelled_at"].is_string());
+    // The hold's history stays what it was: confirmed into that booking.
+    let after = read_hold(&s);
+    assert_eq!(
+        (&after["status"], &after["booking_id"]),
+        (&json!("confirmed"), &json!(bid))
+    );
     assert_eq!(availability(&s, "demo"), (17_500, 0, 0));
     check_problem(
         &s.raw("POST", &format!("/v1/bookings/{bid}/cancel"), None, &[]),

@@ -26,7 +26,7 @@ use super::ledger::FanLedger;
 use super::payments::PaymentRefs;
 use crate::clock::Clock;
 use crate::domain::{
-    Booking, Caller, CategoryCounts, Change, CommandError, EventDef, FanId, Hold, Outcome,
+    Booking, Caller, CategoryCounts, Change, CommandError, EventDef, FanId, HoldView, Outcome,
     PlacesMoved, Section, SectionCounts, SectionName,
 };
 use crate::journal::{encode, IdemTag, Journal, Receipt, Record};
@@ -210,9 +210,9 @@ pub struct ChangeRequest {
     pub idem: Option<IdemTag>,
 }
 
-/// A fan's live hold.
+/// A fan's hold: live, or the booking it became.
 #[derive(Message)]
-#[rtype(result = "Result<Hold, SectionError>")]
+#[rtype(result = "Result<HoldView, SectionError>")]
 pub struct GetHold {
     pub hold: u64,
     pub secret: u64,
@@ -536,14 +536,11 @@ impl Handler<ChangeRequest> for SectionActor {
 }
 
 impl Handler<GetHold> for SectionActor {
-    type Result = Result<Hold, SectionError>;
+    type Result = Result<HoldView, SectionError>;
 
     fn handle(&mut self, msg: GetHold, _: &mut Context<Self>) -> Self::Result {
         self.expire_step();
-        Ok(self
-            .section
-            .find_hold(msg.hold, msg.secret, &msg.fan)?
-            .clone())
+        Ok(self.section.hold_view(msg.hold, msg.secret, &msg.fan)?)
     }
 }
 

@@ -9,8 +9,8 @@ use utoipa::ToSchema;
 
 use crate::clock::rfc3339_ms;
 use crate::domain::{
-    Booking, BookingRef, BookingStatus, CategoryCounts, Claim, EventDef, Hold, HoldRef, SalePhases,
-    SectionCounts, SectionKind, SectionLayout,
+    Booking, BookingRef, BookingStatus, CategoryCounts, Claim, EventDef, Hold, HoldRef, HoldView,
+    SalePhases, SectionCounts, SectionKind, SectionLayout,
 };
 use crate::layout::SalePhaseSpec;
 use crate::mail::OutboxList;
@@ -63,8 +63,18 @@ pub struct HoldDto {
     pub seats: Vec<String>,
     /// Number of places held.
     pub quantity: u32,
-    pub created_at: String,
-    pub expires_at: String,
+    /// `held` while it lasts; `confirmed` once it became a booking.
+    #[schema(example = "held")]
+    pub status: &'static str,
+    /// The booking it became; only when `confirmed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub booking_id: Option<String>,
+    /// Only when `held`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    /// Only when `held`: when its places return to sale unless confirmed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
     pub currency: String,
     /// What the fan pays to confirm: the places' category prices, in the
     /// currency's minor unit. The payment receipt names this amount.
@@ -209,10 +219,38 @@ pub fn hold_dto(def: &EventDef, layout: &SectionLayout, h: &Hold) -> HoldDto {
         section: layout.id.clone(),
         seats,
         quantity,
-        created_at: rfc3339_ms(h.created_at_ms),
-        expires_at: rfc3339_ms(h.expires_at_ms),
+        status: "held",
+        booking_id: None,
+        created_at: Some(rfc3339_ms(h.created_at_ms)),
+        expires_at: Some(rfc3339_ms(h.expires_at_ms)),
         currency: def.currency.clone(),
         total_price: def.price_of(layout, &h.claim),
+    }
+}
+
+/// A hold as its fan reads it back: live, or the booking it became.
+pub fn hold_view_dto(def: &EventDef, layout: &SectionLayout, view: &HoldView) -> HoldDto {
+    let (hold, secret, b) = match view {
+        HoldView::Live(h) => return hold_dto(def, layout, h),
+        HoldView::Confirmed {
+            hold,
+            secret,
+            booking,
+        } => (*hold, *secret, booking),
+    };
+    let (seats, quantity) = claim_seats(layout, &b.claim);
+    HoldDto {
+        id: HoldRef::id(&def.id, &layout.id, hold, secret),
+        event: def.id.clone(),
+        section: layout.id.clone(),
+        seats,
+        quantity,
+        status: "confirmed",
+        booking_id: Some(BookingRef::id(&def.id, &layout.id, b.seq, b.secret)),
+        created_at: None,
+        expires_at: None,
+        currency: def.currency.clone(),
+        total_price: def.price_of(layout, &b.claim),
     }
 }
 

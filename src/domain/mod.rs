@@ -20,6 +20,6 @@ pub use ids::{is_valid_name, BookingRef, HoldRef, SectionName};
 pub use sale::{Admission, SalePhase, SalePhases};
 pub use section::{
     fan_tag, Booking, BookingStatus, Caller, CategoryCounts, Change, Claim, CommandError, FanId,
-    Hold, HoldEnd, Outcome, PlacesMoved, Section, SectionCounts, SectionParts,
+    Hold, HoldEnd, HoldView, Outcome, PlacesMoved, Section, SectionCounts, SectionParts,
 };
 pub use venue::{Category, EventDef, Limits, Row, SeatMap, SectionKind, SectionLayout};

@@ -175,6 +175,18 @@ pub enum Outcome {
     Cancelled(Arc<Booking>),
 }
 
+/// A hold as its fan may read it: live, or confirmed into a booking (the
+/// hold's history; a released or expired hold is gone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldView {
+    Live(Hold),
+    Confirmed {
+        hold: u64,
+        secret: u64,
+        booking: Arc<Booking>,
+    },
+}
+
 /// Why a command was refused. Every variant is the client's business (a 4xx
 /// at the HTTP edge), never a fault of the server.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -717,6 +729,26 @@ impl Section {
     /// fan's hold is not found, exactly as one that does not exist.
     pub fn find_hold(&self, seq: u64, secret: u64, fan: &str) -> Result<&Hold, CommandError> {
         self.live_hold(seq, secret, fan)
+    }
+
+    /// `fan`'s hold as it may read it: live, or the booking it became
+    /// (while the section remembers how the hold ended). A released or
+    /// expired hold is refused as gone, another fan's as not found.
+    pub fn hold_view(&self, seq: u64, secret: u64, fan: &str) -> Result<HoldView, CommandError> {
+        match self.live_hold(seq, secret, fan) {
+            Ok(h) => Ok(HoldView::Live(h.clone())),
+            Err(CommandError::HoldConfirmed { booking, .. }) => {
+                let booking = self
+                    .booking_shared(booking)
+                    .ok_or(CommandError::HoldNotFound)?;
+                Ok(HoldView::Confirmed {
+                    hold: seq,
+                    secret,
+                    booking: Arc::clone(booking),
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// A booking by seq and secret, if `by` may see it (its fan, or

@@ -552,7 +552,8 @@ fn booking_target(
     Ok((section, r))
 }
 
-/// A hold; 410 once it expired or was released.
+/// A hold: while it lasts, or once confirmed (`status` names which, and a
+/// confirmed one names its booking); 410 once it expired or was released.
 #[utoipa::path(get, path = "/v1/holds/{id}", tag = "holds", params(("id" = String, Path)),
     security(("fan_token" = [])),
     responses((status = 401, description = "No token, or one that proves nothing", body = Problem, content_type = "application/problem+json"), (status = 200, body = HoldDto), (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -573,7 +574,7 @@ pub async fn get_hold(
         },
     )
     .await?;
-    Ok(HttpResponse::Ok().json(hold_dto(&s.def, &s.layout, &hold)))
+    Ok(HttpResponse::Ok().json(hold_view_dto(&s.def, &s.layout, &hold)))
 }
 
 /// Release a hold: its seats return to free.

@@ -48,7 +48,6 @@ fn setup(sections: usize, durable: bool) -> Setup {
             SectionSettings {
                 mailbox_capacity: 4096,
                 sweep_interval: Duration::from_secs(1),
-                seed: Some(1),
                 panic_on_change: false,
             },
             2,

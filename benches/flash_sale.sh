@@ -55,7 +55,7 @@ start_server() {
     shift 2
     rm -rf "$dir"
     RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$port" --data-dir "$dir" \
-        --admin-token bench "$@" > "$dir.log" 2>&1 &
+        --admin-token bench-admin-token "$@" > "$dir.log" 2>&1 &
     pids+=($!)
     wait_ready "http://127.0.0.1:$port"
 }
@@ -99,7 +99,7 @@ for r in $(seq "$rounds"); do
     # No pace per fan: the pooled runs send each fan's holds back to back.
     start_server 8191 "$out/peak-db" --demo false --fan-holds-per-sec 0
     curl -sf -X POST http://127.0.0.1:8191/v1/events -H 'Content-Type: application/json' \
-        -H 'Authorization: Bearer bench' --data-binary @"$out/bench.json" > /dev/null
+        -H 'Authorization: Bearer bench-admin-token' --data-binary @"$out/bench.json" > /dev/null
     "$bin" loadgen --server http://127.0.0.1:8191 --fans 200000 --seed "$r" "${holds_only[@]}" \
         --issuer-key "$out/peak-db/issuer.key" --payment-key "$out/peak-db/payment.key" \
         > "$out/peak.$r.json"

@@ -56,7 +56,7 @@ fn start(rt: &tokio::runtime::Runtime) -> Server {
     let args = ServeArgs {
         listen: "127.0.0.1:0".into(),
         data_dir: dir.path().join("data"),
-        admin_token: Some("bench".into()),
+        admin_token: Some("bench-admin-token".into()),
         demo: false,
         ..ServeArgs::default()
     };
@@ -80,7 +80,7 @@ fn start(rt: &tokio::runtime::Runtime) -> Server {
             .request(
                 Method::POST,
                 "/v1/events",
-                &[("authorization", "Bearer bench")],
+                &[("authorization", "Bearer bench-admin-token")],
                 Some(Bytes::from(event)),
             )
             .await

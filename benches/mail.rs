@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use smtp::{Fault, SmtpSink};
 
-const TOKEN: &str = "bench-token";
+const TOKEN: &str = "bench-admin-token";
 
 struct Server {
     child: Child,

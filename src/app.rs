@@ -54,6 +54,7 @@ impl Application {
     /// Builds everything and binds the listener. Must run inside an actix
     /// `System` (the section arbiters belong to it).
     pub async fn build(args: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
+        args.check()?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let data_dir = &args.data_dir;
         repair_interrupted_restore(data_dir)?;
@@ -73,7 +74,7 @@ impl Application {
 
         let idempotency = IdempotencyStore::new(
             args.idempotency_ttl_secs * 1000,
-            args.idempotency_keys_max,
+            args.idempotency_keys_max as usize,
             Some(args.idempotency_keys_per_fan as usize),
         );
         let mut store = Store::open(&data_dir.join(data_dir::JOURNAL_DIR))?;
@@ -115,13 +116,12 @@ impl Application {
         let settings = SectionSettings {
             mailbox_capacity: args.mailbox_capacity as usize,
             sweep_interval: Duration::from_millis(args.sweep_interval_ms),
-            seed: args.seed,
             panic_on_change: args.panic_in == Some(PanicIn::Section),
         };
         let arbiters = if args.arbiters == 0 {
             cores
         } else {
-            args.arbiters
+            args.arbiters as usize
         };
         let snapshotter = Arc::new(Snapshotter::start(
             data_dir,
@@ -185,7 +185,7 @@ impl Application {
         let state = web::Data::new(AppState {
             registry: Arc::clone(&registry),
             idempotency,
-            admin_token: args.admin_token.clone().filter(|t| !t.is_empty()),
+            admin_token: args.admin_token.clone(),
             mailer: mailer.clone(),
             mail_stats,
             snapshotter: Arc::clone(&snapshotter),
@@ -203,7 +203,7 @@ impl Application {
         let workers = if args.workers == 0 {
             cores
         } else {
-            args.workers
+            args.workers as usize
         };
         let server = HttpServer::new(move || {
             App::new()

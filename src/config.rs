@@ -359,12 +359,14 @@ pub struct ServeArgs {
     pub sweep_interval_ms: u64,
 
     /// HTTP worker threads; 0 means one per core.
-    #[arg(long, env = "BOXOFFICE_WORKERS", default_value_t = 0)]
-    pub workers: usize,
+    #[arg(long, env = "BOXOFFICE_WORKERS", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=1024))]
+    pub workers: u64,
 
     /// Arbiter threads for the section actors; 0 means one per core.
-    #[arg(long, env = "BOXOFFICE_ARBITERS", default_value_t = 0)]
-    pub arbiters: usize,
+    #[arg(long, env = "BOXOFFICE_ARBITERS", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=1024))]
+    pub arbiters: u64,
 
     /// Most requests in flight per section before it answers 503.
     #[arg(long, env = "BOXOFFICE_MAILBOX_CAPACITY", default_value_t = 4096,
@@ -382,16 +384,14 @@ pub struct ServeArgs {
     pub fdatasync: bool,
 
     /// How long an Idempotency-Key's answer is kept, in seconds.
-    #[arg(long, env = "BOXOFFICE_IDEMPOTENCY_TTL_SECS", default_value_t = IDEMPOTENCY_TTL_SECS_DEFAULT)]
+    #[arg(long, env = "BOXOFFICE_IDEMPOTENCY_TTL_SECS", default_value_t = IDEMPOTENCY_TTL_SECS_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub idempotency_ttl_secs: u64,
 
-    /// Most Idempotency-Keys remembered at once.
-    #[arg(
-        long,
-        env = "BOXOFFICE_IDEMPOTENCY_KEYS_MAX",
-        default_value_t = 2_000_000
-    )]
-    pub idempotency_keys_max: usize,
+    /// Most Idempotency-Keys remembered at once (about 500 bytes each).
+    #[arg(long, env = "BOXOFFICE_IDEMPOTENCY_KEYS_MAX", default_value_t = 2_000_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub idempotency_keys_max: u64,
 
     /// Most Idempotency-Key answers remembered per fan (and for the admin
     /// token): past it, that fan's oldest go first.
@@ -536,12 +536,12 @@ pub struct ServeArgs {
 
     /// Take a snapshot after this many journal records.
     #[arg(long, env = "BOXOFFICE_SNAPSHOT_EVERY_RECORDS", default_value_t = 1_000_000,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000_000_000))]
     pub snapshot_every_records: u64,
 
     /// Take a snapshot at least this often (seconds) while anything changed.
     #[arg(long, env = "BOXOFFICE_SNAPSHOT_EVERY_SECS", default_value_t = 600,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub snapshot_every_secs: u64,
 
     /// Snapshots kept in `<data-dir>/snapshots` (the journal keeps what the
@@ -550,18 +550,14 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub snapshot_keep: u64,
 
-    /// Seed for the secrets in ids (tests only: fixed seeds make ids
-    /// guessable).
-    #[arg(long, env = "BOXOFFICE_SEED", hide = true)]
-    pub seed: Option<u64>,
-
     /// Failpoint for tests: journal writes fail after this many batches.
     #[arg(long, hide = true)]
     pub journal_fail_after_batches: Option<u64>,
 
     /// Failpoint for tests: every group commit takes this many
     /// milliseconds longer, as on a slow disk.
-    #[arg(long, hide = true, default_value_t = 0)]
+    #[arg(long, hide = true, default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub journal_delay_ms: u64,
 
     /// Failpoint for tests: a panic in a section actor (at the first change
@@ -569,6 +565,59 @@ pub struct ServeArgs {
     /// first write) or the mailer (at its first send).
     #[arg(long, hide = true, value_enum)]
     pub panic_in: Option<PanicIn>,
+}
+
+/// Shortest admin token taken: anything shorter is guessable online.
+pub const ADMIN_TOKEN_LEN_MIN: usize = 16;
+
+impl ServeArgs {
+    /// What the flags' own parsers cannot see: secrets that are blank,
+    /// padded or too short, and other values given but empty (each would
+    /// silently fall back to a default: the demo issuer, `.eml` files).
+    /// Refused by name, never echoing a secret.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let named = [
+            ("--admin-token (BOXOFFICE_ADMIN_TOKEN)", &self.admin_token),
+            (
+                "--payment-secret (BOXOFFICE_PAYMENT_SECRET)",
+                &self.payment_secret,
+            ),
+            (
+                "--payment-jwks (BOXOFFICE_PAYMENT_JWKS)",
+                &self.payment_jwks,
+            ),
+            ("--jwks (BOXOFFICE_JWKS)", &self.jwks),
+            ("--jwt-issuer (BOXOFFICE_JWT_ISSUER)", &self.jwt_issuer),
+            (
+                "--jwt-audience (BOXOFFICE_JWT_AUDIENCE)",
+                &self.jwt_audience,
+            ),
+            ("--smtp-url (BOXOFFICE_SMTP_URL)", &self.smtp_url),
+            ("--ticket-key (BOXOFFICE_TICKET_KEY)", &self.ticket_key),
+        ];
+        for (name, value) in named {
+            let Some(v) = value else { continue };
+            if v.trim().is_empty() {
+                anyhow::bail!("{name} is blank: give a value, or leave the setting out");
+            }
+            if v.trim() != v {
+                anyhow::bail!("{name} starts or ends with spaces");
+            }
+        }
+        if let Some(token) = &self.admin_token {
+            if token.chars().count() < ADMIN_TOKEN_LEN_MIN {
+                anyhow::bail!(
+                    "--admin-token (BOXOFFICE_ADMIN_TOKEN): at least {ADMIN_TOKEN_LEN_MIN} characters"
+                );
+            }
+            if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                anyhow::bail!(
+                    "--admin-token (BOXOFFICE_ADMIN_TOKEN): no spaces or control characters (it travels in a header)"
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Where the `--panic-in` failpoint panics.
@@ -758,6 +807,101 @@ mod tests {
         }
     }
 
+    fn parse_serve(extra: &[&str]) -> Result<ServeArgs, String> {
+        let mut argv = vec!["boxoffice", "serve"];
+        argv.extend_from_slice(extra);
+        match parse_with_config(argv).map_err(|e| e.to_string())? {
+            Cli {
+                command: Some(Command::Serve(a)),
+            } => Ok(*a),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Every numeric setting has a range: the largest number, 10^18 and a
+    /// negative one are refused naming the flag. Found by walking the flags, so a new one cannot slip by.
+    #[test]
+    fn every_numeric_setting_is_ranged() {
+        let serve = <Cli as clap::CommandFactory>::command()
+            .find_subcommand("serve")
+            .expect("serve")
+            .clone();
+        let mut numeric = 0;
+        for arg in serve.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            let Some(default) = arg.get_default_values().first() else {
+                continue;
+            };
+            let Ok(default) = default.to_string_lossy().parse::<u64>() else {
+                continue;
+            };
+            numeric += 1;
+            let flag = format!("--{long}");
+            let huge = default.saturating_mul(1000).max(1_000_000_000_000_000);
+            for bad in [u64::MAX.to_string(), "-1".to_owned(), huge.to_string()] {
+                let e = parse_serve(&[&format!("{flag}={bad}")])
+                    .map(|_| ())
+                    .unwrap_err();
+                assert!(e.contains(&flag), "{flag} {bad}: {e}");
+            }
+        }
+        assert!(numeric >= 28, "found {numeric} numeric settings");
+    }
+
+    /// Zero where zero would refuse everything (or divide by it).
+    #[test]
+    fn zero_is_refused_where_it_would_hurt() {
+        for flag in [
+            "--idempotency-ttl-secs",
+            "--idempotency-keys-max",
+            "--idempotency-keys-per-fan",
+            "--mailbox-capacity",
+            "--batch-records-max",
+            "--mail-concurrency",
+            "--fan-holds-burst",
+            "--fan-rate-keys-max",
+            "--jwt-cache-max",
+            "--snapshot-every-records",
+            "--snapshot-every-secs",
+        ] {
+            let e = parse_serve(&[flag, "0"]).map(|_| ()).unwrap_err();
+            assert!(e.contains(flag), "{flag}: {e}");
+        }
+    }
+
+    /// Secrets blank, padded or short are refused by name and never
+    /// echoed; a good one passes.
+    #[test]
+    fn weak_secrets_are_refused_by_name() {
+        let check = |extra: &[&str]| parse_serve(extra).unwrap().check();
+        let refused = |extra: &[&str], name: &str| {
+            let e = check(extra).unwrap_err().to_string();
+            assert!(e.contains(name), "{extra:?}: {e}");
+            for secret in extra.iter().skip(1) {
+                if secret.trim().len() > 3 {
+                    assert!(!e.contains(secret.trim()), "{e} echoes the secret");
+                }
+            }
+        };
+        refused(&["--admin-token", ""], "--admin-token");
+        refused(&["--admin-token", "   "], "--admin-token");
+        refused(&["--admin-token", "short-token"], "--admin-token");
+        refused(&["--admin-token", "fifteen-chars-x"], "at least 16");
+        refused(
+            &["--admin-token", " padded-admin-token-0 "],
+            "--admin-token",
+        );
+        refused(
+            &["--admin-token", "inner space admin token"],
+            "--admin-token",
+        );
+        refused(&["--payment-secret", "  "], "--payment-secret");
+        refused(&["--jwks", ""], "--jwks");
+        refused(&["--smtp-url", ""], "--smtp-url");
+        assert!(check(&["--admin-token", "sixteen-chars-xx"]).is_ok());
+        assert!(check(&[]).is_ok());
+    }
+
     #[test]
     fn bad_files_are_refused_naming_the_setting() {
         let e = serve(&[], "mail_concurrency = 0\n").unwrap_err();
@@ -772,6 +916,9 @@ mod tests {
         let e = serve(&[], "listen = \n").unwrap_err();
         assert!(e.contains("--config"), "{e}");
         // Hidden test settings cannot come from a file.
+        let e = serve(&[], "journal_delay_ms = 1\n").unwrap_err();
+        assert!(e.contains("unknown setting \"journal_delay_ms\""), "{e}");
+        // And there is no setting that makes id secrets predictable.
         let e = serve(&[], "seed = 1\n").unwrap_err();
         assert!(e.contains("unknown setting \"seed\""), "{e}");
     }

@@ -210,14 +210,14 @@ fn verify(base: &str, h: &mut History) {
             continue;
         }
         let r = get(base, &token, &format!("/v1/holds/{id}"));
-        match r.status {
-            200 => {
+        match (r.status, r.body["status"].as_str()) {
+            (200, Some("held")) => {
                 assert_eq!(seats_of(&r), seats, "hold {id} changed seats");
                 h.confirm_unknown.remove(&id);
                 h.release_unknown.remove(&id);
                 seats.iter().for_each(|s| own(s, 'h', &id));
             }
-            409 if h.confirm_unknown.remove(&id) => {
+            (200, Some("confirmed")) if h.confirm_unknown.remove(&id) => {
                 // The unanswered confirm was made durable: whole booking.
                 let bid = r.body["booking_id"].as_str().unwrap().to_owned();
                 let b = get(base, &token, &format!("/v1/bookings/{bid}"));
@@ -226,7 +226,7 @@ fn verify(base: &str, h: &mut History) {
                 seats.iter().for_each(|s| own(s, 's', &bid));
                 h.confirmed.insert(id.clone(), (bid, seats));
             }
-            410 if h.release_unknown.remove(&id) => {
+            (410, _) if h.release_unknown.remove(&id) => {
                 h.released.insert(id.clone());
             }
             _ => panic!("acknowledged hold {id} is in an unexpected state: {r:?}"),

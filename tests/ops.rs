@@ -563,3 +563,36 @@ fn made_up_methods_do_not_grow_the_metrics() {
     let key = r#"boxoffice_http_requests_total{method="other",route="/v1/events",status="405"}"#;
     assert_eq!(at(&after, key), 1_000.0);
 }
+
+/// The real binary refuses weak settings at start, naming them, before it
+/// touches the data directory: a short admin token (from the environment,
+/// as deploy/ gives it), a blank one, and a number out of range.
+#[test]
+fn weak_or_out_of_range_settings_stop_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let start = |flags: &[&str], env: &[(&str, &str)]| {
+        let out = common::boxoffice()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .args(flags)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{flags:?} {env:?} started");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let e = start(&[], &[("BOXOFFICE_ADMIN_TOKEN", "hunter2")]);
+    assert!(
+        e.contains("--admin-token") && e.contains("at least 16"),
+        "{e}"
+    );
+    assert!(!e.contains("hunter2"), "the refusal echoes the secret: {e}");
+    let e = start(&["--admin-token", "  "], &[]);
+    assert!(e.contains("--admin-token") && e.contains("blank"), "{e}");
+    let e = start(&["--idempotency-ttl-secs", "18446744073709551615"], &[]);
+    assert!(e.contains("--idempotency-ttl-secs"), "{e}");
+    let e = start(&[], &[("BOXOFFICE_IDEMPOTENCY_KEYS_MAX", "0")]);
+    assert!(e.contains("--idempotency-keys-max"), "{e}");
+    assert!(!data.exists(), "a refused start made the data directory");
+}

@@ -28,10 +28,10 @@ print(json.dumps({"format": "boxoffice.event/1", "id": "bench", "name": "Bench",
 PY
 
 RUST_LOG=warn ./target/release/boxoffice serve --listen 127.0.0.1:8091 --data-dir "$data/db" \
-    --admin-token bench --demo false > "$data/server.log" 2>&1 &
+    --admin-token bench-admin-token --demo false > "$data/server.log" 2>&1 &
 for _ in $(seq 100); do curl -sf http://127.0.0.1:8091/readyz >/dev/null && break; sleep 0.1; done
 curl -sf -X POST http://127.0.0.1:8091/v1/events -H 'Content-Type: application/json' \
-    -H 'Authorization: Bearer bench' --data-binary @"$data/bench.json" >/dev/null
+    -H 'Authorization: Bearer bench-admin-token' --data-binary @"$data/bench.json" >/dev/null
 
 # One fan's token (the demo issuer's), sent with every request to both.
 export BOXOFFICE_BENCH_TOKEN

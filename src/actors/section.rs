@@ -135,8 +135,6 @@ pub struct SectionSettings {
     pub mailbox_capacity: usize,
     /// How often a section looks for expired holds.
     pub sweep_interval: Duration,
-    /// Fixed seed for id secrets (tests); `None` draws from the OS.
-    pub seed: Option<u64>,
     /// Failpoint for tests: a section panics at the first change it
     /// applies, before journaling it.
     pub panic_on_change: bool,
@@ -295,17 +293,9 @@ impl SectionActor {
             payments,
         } = outlets;
         let name = Arc::new(SectionName::new(&def.id, &section.layout().id));
-        let rng = match settings.seed {
-            Some(seed) => {
-                let salt = format!("{}/{}", def.id, section.layout().id)
-                    .bytes()
-                    .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-                    });
-                StdRng::seed_from_u64(seed ^ salt)
-            }
-            None => StdRng::from_os_rng(),
-        };
+        // Id secrets are what keeps one fan from reading or releasing
+        // another's hold: always from the OS, never from a setting.
+        let rng = StdRng::from_os_rng();
         SectionActor {
             def,
             name,
@@ -619,7 +609,6 @@ mod tests {
             let settings = SectionSettings {
                 mailbox_capacity: 64,
                 sweep_interval: Duration::from_secs(3600),
-                seed: Some(1),
                 panic_on_change: false,
             };
             let outlets = Outlets {

@@ -68,8 +68,6 @@ pub struct MailSettings {
     /// First retry delay; doubles per attempt, with jitter.
     pub backoff_base_ms: u64,
     pub backoff_max_ms: u64,
-    /// Seed for the jitter (tests); `None` draws from the OS.
-    pub seed: Option<u64>,
     /// Failpoint for tests: panic at the first send.
     pub panic_on_send: bool,
 }
@@ -282,10 +280,7 @@ impl Mailer {
         stats: Arc<MailStats>,
     ) -> Mailer {
         assert!(settings.concurrency >= 1 && settings.attempts_max >= 1);
-        let rng = match settings.seed {
-            Some(s) => StdRng::seed_from_u64(s),
-            None => StdRng::from_os_rng(),
-        };
+        let rng = StdRng::from_os_rng();
         let m = Mailer {
             outbox,
             transport,

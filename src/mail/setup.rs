@@ -29,7 +29,6 @@ impl MailSetup {
             attempts_max: args.mail_attempts_max,
             backoff_base_ms: args.mail_backoff_ms,
             backoff_max_ms: args.mail_backoff_max_ms.max(args.mail_backoff_ms),
-            seed: args.seed,
             panic_on_send: args.panic_in == Some(PanicIn::Mailer),
         };
         let from = args.mail_from.parse().map_err(|e| {

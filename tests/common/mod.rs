@@ -102,7 +102,6 @@ pub fn args(data_dir: &Path) -> ServeArgs {
         workers: 2,
         arbiters: 2,
         sweep_interval_ms: 50,
-        seed: Some(7),
         // The default fan holds all over the demo in most tests; the fan
         // limit has tests of its own.
         demo_tickets_per_fan_max: 0,

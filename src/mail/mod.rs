@@ -116,9 +116,11 @@ pub enum Transport {
     /// Pooled SMTP connections.
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
     /// `.eml` files in a directory: the embedded default. One file per
-    /// email, named by its outbox key and written whole (synced, then
-    /// renamed into place): a reader never sees half a message, and a
-    /// resend after a crash replaces the file rather than adding one.
+    /// email, named by its outbox key and written whole (synced, renamed
+    /// into place, the directory synced): a reader never sees half a
+    /// message, "sent" is journaled only once the file's name survives a
+    /// power cut, and a resend after a crash replaces the file rather
+    /// than adding one.
     /// (lettre's file transport writes in place, under a random name.)
     File(Arc<PathBuf>),
 }
@@ -138,11 +140,15 @@ impl Transport {
                 let path = dir.join(format!("{key}.eml"));
                 let tmp = dir.join(format!(".{key}.eml.tmp"));
                 let bytes = msg.formatted();
+                let dir = Arc::clone(dir);
                 let write = move || -> std::io::Result<()> {
                     let mut f = std::fs::File::create(&tmp)?;
                     std::io::Write::write_all(&mut f, &bytes)?;
                     f.sync_data()?;
-                    std::fs::rename(&tmp, &path)
+                    std::fs::rename(&tmp, &path)?;
+                    // The rename lives in the directory: without this, a
+                    // power cut can undo it after "sent" is journaled.
+                    std::fs::File::open(dir.as_path())?.sync_all()
                 };
                 match tokio::task::spawn_blocking(write).await {
                     Ok(written) => written.map_err(|e| e.to_string()),

@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::{web, App, HttpServer};
+use actix_web::web;
 use anyhow::Context;
 
 use crate::actors::{Registry, SectionSettings};
@@ -22,6 +22,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{PanicIn, ServeArgs};
 use crate::data_dir;
 use crate::http::rate::FanRate;
+use crate::http::server::HttpSettings;
 use crate::http::{self, AppState};
 use crate::idempotency::IdempotencyStore;
 use crate::journal::{JournalConfig, Store};
@@ -196,29 +197,12 @@ impl Application {
             auth,
             receipts,
             fan_rate,
+            body_read_timeout: Duration::from_millis(args.body_read_timeout_ms),
         });
         let listener = TcpListener::bind(&args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let port = listener.local_addr()?.port();
-        let workers = if args.workers == 0 {
-            cores
-        } else {
-            args.workers as usize
-        };
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .wrap(actix_web::middleware::from_fn(http::keep_to_own_events))
-                .wrap(actix_web::middleware::from_fn(http::observe))
-                .configure(http::configure)
-        })
-        .workers(workers)
-        .backlog(4096)
-        // Signals are ours (`serve`): readiness must turn 503 first.
-        .disable_signals()
-        .shutdown_timeout(args.shutdown_timeout_secs)
-        .listen(listener)?
-        .run();
+        let server = http::server::start(state, listener, &HttpSettings::from_args(&args, cores))?;
         Ok(Application {
             port,
             server,

@@ -368,6 +368,26 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(0..=1024))]
     pub arbiters: u64,
 
+    /// Deadline for a request's head (request line and headers), in
+    /// milliseconds: a client that has not sent it whole by then is
+    /// answered `408` and closed (slow or stalled clients cannot hold
+    /// connections).
+    #[arg(long, env = "BOXOFFICE_HEADER_READ_TIMEOUT_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub header_read_timeout_ms: u64,
+
+    /// Deadline for a request's body once its head is in, in
+    /// milliseconds; past it, `408` and the connection is closed.
+    #[arg(long, env = "BOXOFFICE_BODY_READ_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..=300_000))]
+    pub body_read_timeout_ms: u64,
+
+    /// Most connections each HTTP worker serves at once; more wait in the
+    /// listen backlog.
+    #[arg(long, env = "BOXOFFICE_CONNECTIONS_PER_WORKER_MAX", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub connections_per_worker_max: u64,
+
     /// Most requests in flight per section before it answers 503.
     #[arg(long, env = "BOXOFFICE_MAILBOX_CAPACITY", default_value_t = 4096,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]

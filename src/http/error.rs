@@ -102,6 +102,19 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, kind, "Not found", detail)
     }
 
+    /// The body did not arrive in time; the connection is closed after it.
+    pub fn request_timeout(deadline: std::time::Duration) -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request-timeout",
+            "Request body too slow",
+            format!(
+                "the body must arrive within {} ms of the request's head",
+                deadline.as_millis()
+            ),
+        )
+    }
+
     pub fn overloaded() -> ApiError {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -392,6 +405,10 @@ impl ResponseError for ApiError {
         res.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));
         if let Some(secs) = self.retry_after_secs {
             res.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            // Whatever the client sends next is the rest of this body.
+            res.force_close();
         }
         if self.status == StatusCode::UNAUTHORIZED {
             // Every 401 reads the same to a client: sign in again. (RFC

@@ -12,6 +12,7 @@ pub mod error;
 mod handlers;
 pub mod openapi;
 pub mod rate;
+pub mod server;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -35,6 +36,8 @@ pub use error::ApiError;
 pub const BODY_LEN_MAX: usize = 16 << 10;
 /// Largest event document accepted by `POST /v1/events`.
 pub const EVENT_BODY_LEN_MAX: usize = 16 << 20;
+/// Deadline for a body where no settings say otherwise.
+const BODY_READ_TIMEOUT_DEFAULT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Longest `Idempotency-Key`.
 pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
 
@@ -60,6 +63,8 @@ pub struct AppState {
     /// Slows each fan's hold attempts to `--fan-holds-per-sec`; `None`:
     /// no limit.
     pub fan_rate: Option<Arc<rate::FanRate>>,
+    /// Deadline for reading a request's body, once its head is in.
+    pub body_read_timeout: std::time::Duration,
 }
 
 impl AppState {
@@ -214,16 +219,27 @@ async fn read_body(
             return Err(too_large());
         }
     }
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large());
+    let read = async {
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk =
+                chunk.map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}")))?;
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
+        Ok(body.freeze())
+    };
+    // A client that sends a head and then trickles (or nothing) must not
+    // hold its connection and this task for ever.
+    let deadline = req
+        .app_data::<web::Data<AppState>>()
+        .map_or(BODY_READ_TIMEOUT_DEFAULT, |s| s.body_read_timeout);
+    match tokio::time::timeout(deadline, read).await {
+        Ok(read) => read,
+        Err(_) => Err(ApiError::request_timeout(deadline)),
     }
-    Ok(body.freeze())
 }
 
 /// The request's `Idempotency-Key`, in its scope: `scope`, a newline (which

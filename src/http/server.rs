@@ -1,0 +1,66 @@
+//! The HTTP server around the routes: workers, connection caps and read
+//! deadlines. What a slow or idle client can hold is bounded here: a
+//! connection must finish its request head within the header deadline and
+//! its body within the body deadline ([`read_body`](super::read_body)), or
+//! it is answered `408` and closed; each worker serves at most so many
+//! connections at once, and the rest wait in the listen backlog.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+
+use super::AppState;
+use crate::config::ServeArgs;
+
+/// How the HTTP server treats its clients.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub workers: usize,
+    /// Deadline for a request's head (line and headers), from its first
+    /// byte or from the previous answer on a kept-alive connection.
+    pub header_read_timeout: Duration,
+    /// Most connections one worker serves at once.
+    pub connections_per_worker_max: usize,
+    pub shutdown_timeout_secs: u64,
+}
+
+impl HttpSettings {
+    pub fn from_args(args: &ServeArgs, cores: usize) -> HttpSettings {
+        HttpSettings {
+            workers: if args.workers == 0 {
+                cores
+            } else {
+                args.workers as usize
+            },
+            header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
+            connections_per_worker_max: args.connections_per_worker_max as usize,
+            shutdown_timeout_secs: args.shutdown_timeout_secs,
+        }
+    }
+}
+
+/// Serves the routes on `listener` with every middleware.
+pub fn start(
+    state: web::Data<AppState>,
+    listener: TcpListener,
+    settings: &HttpSettings,
+) -> std::io::Result<Server> {
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(actix_web::middleware::from_fn(super::keep_to_own_events))
+            .wrap(actix_web::middleware::from_fn(super::observe))
+            .configure(super::configure)
+    })
+    .workers(settings.workers)
+    .backlog(4096)
+    .max_connections(settings.connections_per_worker_max)
+    .client_request_timeout(settings.header_read_timeout)
+    // Signals are ours (`serve`): readiness must turn 503 first.
+    .disable_signals()
+    .shutdown_timeout(settings.shutdown_timeout_secs)
+    .listen(listener)?
+    .run())
+}

@@ -47,6 +47,8 @@ fn setup(sections: usize, durable: bool) -> Setup {
             Arc::new(SystemClock),
             SectionSettings {
                 mailbox_capacity: 4096,
+                process_inflight_max: 65_536,
+                latency_target: Duration::from_millis(10),
                 sweep_interval: Duration::from_secs(1),
                 panic_on_change: false,
             },

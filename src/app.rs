@@ -116,6 +116,8 @@ impl Application {
         });
         let settings = SectionSettings {
             mailbox_capacity: args.mailbox_capacity as usize,
+            process_inflight_max: args.process_inflight_max as usize,
+            latency_target: Duration::from_millis(args.latency_target_ms),
             sweep_interval: Duration::from_millis(args.sweep_interval_ms),
             panic_on_change: args.panic_in == Some(PanicIn::Section),
         };

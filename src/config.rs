@@ -228,6 +228,11 @@ pub struct LoadgenArgs {
     /// Per-request timeout, after which the fan retries with the same key.
     #[arg(long, default_value_t = 10)]
     pub timeout_secs: u64,
+    /// Retries of one request after a transport failure or a 503 (with
+    /// the same key, after 50 ms times the attempt). 0: a fan refused
+    /// once goes away, as in an open-loop overload test.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=20))]
+    pub retries: u32,
     /// Places already sold before this run (for the consistency check on
     /// a server that was not fresh).
     #[arg(long, default_value_t = 0)]
@@ -388,10 +393,26 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub connections_per_worker_max: u64,
 
-    /// Most requests in flight per section before it answers 503.
+    /// Most requests in flight per section, however fast it answers; its
+    /// limit moves below this with latency (`--latency-target-ms`), and a
+    /// request past it is answered 503 with Retry-After.
     #[arg(long, env = "BOXOFFICE_MAILBOX_CAPACITY", default_value_t = 4096,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub mailbox_capacity: u64,
+
+    /// Most requests in flight to all sections at once, however fast they
+    /// answer; the process's limit moves below this with latency.
+    #[arg(long, env = "BOXOFFICE_PROCESS_INFLIGHT_MAX", default_value_t = 8192,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub process_inflight_max: u64,
+
+    /// The mean time a section takes to answer (its queue, its decision,
+    /// the group commit), in milliseconds, above which the limits on
+    /// requests in flight drop: excess load is refused (503) rather than
+    /// queued past this.
+    #[arg(long, env = "BOXOFFICE_LATENCY_TARGET_MS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub latency_target_ms: u64,
 
     /// Most records in one group commit.
     #[arg(long, env = "BOXOFFICE_BATCH_RECORDS_MAX", default_value_t = 4096,

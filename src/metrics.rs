@@ -28,7 +28,12 @@ pub struct Metrics {
     seats: IntGaugeVec,
     changes: IntCounterVec,
     inflight: IntGaugeVec,
+    section_limit: IntGaugeVec,
     shed: IntCounterVec,
+    /// In flight to all sections, the process's limit on it, and what
+    /// that limit refused (early or when a section was asked).
+    process: IntGaugeVec,
+    process_shed: prometheus::IntCounter,
     journal_batches: prometheus::IntCounter,
     journal_records: prometheus::IntCounter,
     journal_bytes: prometheus::IntCounter,
@@ -140,12 +145,33 @@ impl Metrics {
                 "Requests queued at or in flight through a section's actor",
                 &["event", "section"],
             ),
+            section_limit: gauge_vec(
+                &registry,
+                "boxoffice_section_limit",
+                "A section's limit on requests in flight, as latency moved it",
+                &["event", "section"],
+            ),
             shed: counter_vec(
                 &registry,
                 "boxoffice_section_shed_total",
-                "Requests refused with 503 because a section was saturated",
+                "Requests refused with 503 because a section (or the process) was at its in-flight limit",
                 &["event", "section"],
             ),
+            process: gauge_vec(
+                &registry,
+                "boxoffice_process_inflight",
+                "Requests in flight to all sections (state=inflight) and the process's limit on it, as latency moved it (state=limit)",
+                &["state"],
+            ),
+            process_shed: {
+                let c = prometheus::IntCounter::new(
+                    "boxoffice_process_shed_total",
+                    "Requests refused with 503 because the process was at its in-flight limit",
+                )
+                .expect("a valid metric");
+                registry.register(Box::new(c.clone())).expect("unique");
+                c
+            },
             journal_batches,
             journal_records,
             journal_bytes,
@@ -233,6 +259,9 @@ impl Metrics {
                 self.inflight
                     .with_label_values(&[event, section])
                     .set(s.inflight() as i64);
+                self.section_limit
+                    .with_label_values(&[event, section])
+                    .set(i64::from(s.limit()));
                 set(&self.shed.with_label_values(&[event, section]), s.shed());
             }
         }
@@ -270,6 +299,14 @@ impl Metrics {
             set(&self.receipts_refused.with_label_values(&[reason]), n);
         }
         set(&self.fan_rate_limited, fan_rate_limited);
+        let process = sections.process_limit();
+        for (state, v) in [
+            ("inflight", process.in_flight()),
+            ("limit", process.limit()),
+        ] {
+            self.process.with_label_values(&[state]).set(i64::from(v));
+        }
+        set(&self.process_shed, process.refused());
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)

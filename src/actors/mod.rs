@@ -4,15 +4,18 @@
 //! - one actor per (event, section) owns that section's state; nothing else
 //!   reads or writes it (the HTTP layer only reads published counters);
 //! - an actor answers a change only after the journal says it is durable;
-//! - every actor's inbox is bounded (`mailbox_capacity`): a saturated
-//!   section answers `Overloaded` at once instead of queueing.
+//! - what is in flight is bounded, per section and for the process, by
+//!   limits that follow latency ([`Limiter`]): past them a request is
+//!   answered `Overloaded` at once instead of queueing.
 
 mod ledger;
+mod limit;
 mod payments;
 mod registry;
 mod section;
 
 pub use ledger::FanLedger;
+pub use limit::{LimitSettings, Limiter};
 pub use payments::PaymentRefs;
 pub use registry::{EventEntry, Registry, RegistryError, SectionHandle, ADMISSION_REFUSALS};
 pub use section::{

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use actix::prelude::*;
 
 use super::ledger::FanLedger;
+use super::limit::{Admitted, Limiter};
 use super::payments::PaymentRefs;
 use super::section::{
     ChangeRequest, Command, Outlets, SectionActor, SectionError, SectionSettings, SectionStats,
@@ -41,53 +42,77 @@ pub struct SectionHandle {
     pub layout: Arc<SectionLayout>,
     pub stats: Arc<SectionStats>,
     addr: Addr<SectionActor>,
-    inflight: Arc<AtomicUsize>,
-    capacity: usize,
-    /// Requests refused because the section was saturated.
+    /// What may be in flight to this section.
+    limit: Arc<Limiter>,
+    /// What may be in flight to every section of the process.
+    process: Arc<Limiter>,
+    /// Requests refused because the section (or the process) was
+    /// saturated.
     shed: AtomicU64,
 }
 
-struct InflightGuard(Arc<AtomicUsize>);
-
-impl Drop for InflightGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 impl SectionHandle {
-    /// Asks the section, or refuses at once when the section already has
-    /// `mailbox_capacity` requests in flight.
+    /// A place in flight within the section's limit and the process's,
+    /// or `Overloaded` at once when either is reached (see [`Limiter`]).
+    fn admit(&self) -> Result<Admitted, SectionError> {
+        let Some(section) = self.limit.try_acquire() else {
+            self.shed.fetch_add(1, Ordering::Relaxed);
+            return Err(SectionError::Overloaded);
+        };
+        let Some(process) = self.process.try_acquire() else {
+            drop(section.quiet());
+            self.shed.fetch_add(1, Ordering::Relaxed);
+            return Err(SectionError::Overloaded);
+        };
+        Ok(Admitted { section, process })
+    }
+
+    /// Asks the section (a read), within the in-flight limits. A read's
+    /// latency is no sample for them: what it waits on after the actor
+    /// answers is the HTTP worker, which no limit here can shorten.
     pub async fn ask<M, T>(&self, msg: M) -> Result<T, SectionError>
     where
         M: Message<Result = Result<T, SectionError>> + Send + 'static,
         T: Send + 'static,
         SectionActor: Handler<M>,
     {
-        if self.inflight.fetch_add(1, Ordering::Relaxed) >= self.capacity {
-            self.inflight.fetch_sub(1, Ordering::Relaxed);
-            self.shed.fetch_add(1, Ordering::Relaxed);
-            return Err(SectionError::Overloaded);
-        }
-        let _guard = InflightGuard(Arc::clone(&self.inflight));
+        let Admitted { section, process } = self.admit()?;
+        let _quiet = (section.quiet(), process.quiet());
         match self.addr.send(msg).await {
             Ok(answer) => answer,
             Err(_) => Err(SectionError::Unavailable),
         }
     }
 
-    /// Asks the section for a change; its outcome, once durable.
+    /// Asks the section for a change; its outcome, once durable. The
+    /// permits travel with the change and are given back by the actor as
+    /// it answers: their latency is the section's queue, decision and
+    /// group commit.
     pub async fn change(
         &self,
         command: Command,
         idem: Option<IdemTag>,
     ) -> Result<Outcome, SectionError> {
-        self.ask(ChangeRequest { command, idem }).await
+        let admitted = self.admit()?;
+        let request = ChangeRequest {
+            command,
+            idem,
+            admitted: Some(admitted),
+        };
+        match self.addr.send(request).await {
+            Ok(answer) => answer,
+            Err(_) => Err(SectionError::Unavailable),
+        }
     }
 
     /// Requests in flight right now.
     pub fn inflight(&self) -> usize {
-        self.inflight.load(Ordering::Relaxed)
+        self.limit.in_flight() as usize
+    }
+
+    /// The section's limit on requests in flight, as it stands.
+    pub fn limit(&self) -> u32 {
+        self.limit.limit()
     }
 
     /// Requests refused since start because the section was saturated.
@@ -204,6 +229,8 @@ pub struct Registry {
     mail: Option<Recipient<Enqueue>>,
     /// Payment references used, by every event's bookings.
     payments: Arc<PaymentRefs>,
+    /// What may be in flight to all sections at once.
+    process: Arc<Limiter>,
 }
 
 impl Registry {
@@ -223,10 +250,16 @@ impl Registry {
             next_arbiter: AtomicUsize::new(0),
             journal,
             clock,
-            settings,
             mail,
             payments: Arc::default(),
+            process: Arc::new(Limiter::new(settings.process_limit())),
+            settings,
         }
+    }
+
+    /// The limit on requests in flight to all sections at once.
+    pub fn process_limit(&self) -> &Limiter {
+        &self.process
     }
 
     pub fn journal(&self) -> &Journal {
@@ -304,8 +337,8 @@ impl Registry {
                 layout,
                 stats,
                 addr,
-                inflight: Arc::new(AtomicUsize::new(0)),
-                capacity: self.settings.mailbox_capacity,
+                limit: Arc::new(Limiter::new(self.settings.section_limit())),
+                process: Arc::clone(&self.process),
                 shed: AtomicU64::new(0),
             }));
         }

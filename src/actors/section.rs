@@ -131,13 +131,52 @@ impl SectionStats {
 
 #[derive(Debug, Clone)]
 pub struct SectionSettings {
-    /// Most requests in flight per section (queued or awaiting durability).
+    /// Most requests in flight per section (queued or awaiting durability),
+    /// however low its latency.
     pub mailbox_capacity: usize,
+    /// Most requests in flight to all sections at once, however low their
+    /// latency.
+    pub process_inflight_max: usize,
+    /// The mean latency (mailbox, decision, group commit) above which the
+    /// limits on requests in flight drop.
+    pub latency_target: Duration,
     /// How often a section looks for expired holds.
     pub sweep_interval: Duration,
     /// Failpoint for tests: a section panics at the first change it
     /// applies, before journaling it.
     pub panic_on_change: bool,
+}
+
+/// Fewest requests in flight a section's limit allows: a hot section
+/// keeps a batch's worth for its group commits.
+const SECTION_LIMIT_MIN: u32 = 8;
+/// Where a section's limit starts, before latency has said anything.
+const SECTION_LIMIT_INITIAL: u32 = 256;
+/// Fewest requests in flight the process's limit allows.
+const PROCESS_LIMIT_MIN: u32 = 16;
+/// Where the process's limit starts.
+const PROCESS_LIMIT_INITIAL: u32 = 1024;
+
+impl SectionSettings {
+    /// How each section's [`Limiter`](super::Limiter) moves.
+    pub fn section_limit(&self) -> super::LimitSettings {
+        super::LimitSettings {
+            target: self.latency_target,
+            min: SECTION_LIMIT_MIN,
+            max: u32::try_from(self.mailbox_capacity).unwrap_or(u32::MAX),
+            initial: SECTION_LIMIT_INITIAL,
+        }
+    }
+
+    /// How the process's [`Limiter`](super::Limiter) moves.
+    pub fn process_limit(&self) -> super::LimitSettings {
+        super::LimitSettings {
+            target: self.latency_target,
+            min: PROCESS_LIMIT_MIN,
+            max: u32::try_from(self.process_inflight_max).unwrap_or(u32::MAX),
+            initial: PROCESS_LIMIT_INITIAL,
+        }
+    }
 }
 
 /// Where every section actor's work goes: the journal, the clock it
@@ -206,6 +245,8 @@ pub enum Command {
 pub struct ChangeRequest {
     pub command: Command,
     pub idem: Option<IdemTag>,
+    /// Its places within the in-flight limits, given back once answered.
+    pub admitted: Option<super::limit::Admitted>,
 }
 
 /// A fan's hold: live, or the booking it became.
@@ -505,13 +546,18 @@ impl Handler<ChangeRequest> for SectionActor {
     fn handle(&mut self, msg: ChangeRequest, _: &mut Context<Self>) -> Self::Result {
         let pending = self.run(msg.command, msg.idem);
         let mailer = self.mail.clone();
+        let admitted = msg.admitted;
         Box::pin(async move {
             let Pending {
                 receipt,
                 outcome,
                 mail,
             } = pending?;
-            match receipt.await {
+            let durable = receipt.await;
+            // The change's latency ends here, on this thread: given back
+            // now, not when an HTTP worker next polls the answer.
+            drop(admitted);
+            match durable {
                 Ok(Ok(_position)) => {}
                 _ => return Err(SectionError::Unavailable),
             }
@@ -608,6 +654,8 @@ mod tests {
         actix::System::new().block_on(async {
             let settings = SectionSettings {
                 mailbox_capacity: 64,
+                process_inflight_max: 64,
+                latency_target: Duration::from_millis(10),
                 sweep_interval: Duration::from_secs(3600),
                 panic_on_change: false,
             };

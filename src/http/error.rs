@@ -120,7 +120,7 @@ impl ApiError {
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",
             "Too busy",
-            "this section is at capacity right now; retry shortly with the same Idempotency-Key",
+            "too many requests are in flight right now; retry after the Retry-After seconds with the same Idempotency-Key",
         )
         .retry_after(1)
     }

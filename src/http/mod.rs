@@ -350,25 +350,42 @@ where
     }
 }
 
-/// Middleware: a request whose path names an event this shard does not
-/// serve is refused with `421` naming the owner, before its body is read
-/// or it is routed. (Event creation names its event in the body: the
-/// handler checks it.)
-pub async fn keep_to_own_events(
+/// Middleware: what can be refused before a request's body is read or it
+/// is routed, is. A path naming an event this shard does not serve gets
+/// `421` naming the owner (event creation names its event in the body:
+/// the handler checks it); a request bound for a section while the
+/// process's in-flight limit is reached gets `503` with `Retry-After`
+/// (the section's own limit is checked when it is asked).
+pub async fn refuse_early(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
     use actix_web::ResponseError;
-    let refusal = req
-        .app_data::<web::Data<AppState>>()
-        .filter(|s| s.sharding.is_some())
-        .and_then(|s| s.own(&event_of_path(req.path())?).err());
+    let refusal = req.app_data::<web::Data<AppState>>().and_then(|s| {
+        if s.sharding.is_some() {
+            if let Some(Err(e)) = event_of_path(req.path()).map(|event| s.own(&event)) {
+                return Some(e);
+            }
+        }
+        (bound_for_a_section(req.path()) && !s.registry.process_limit().has_room())
+            .then(ApiError::overloaded)
+    });
     match refusal {
         Some(err) => Ok(req
             .into_response(err.error_response())
             .map_into_right_body()),
         None => next.call(req).await.map(|r| r.map_into_left_body()),
     }
+}
+
+/// Whether a request of `path` asks a section (and so counts against the
+/// in-flight limits): holds, bookings and seat maps.
+fn bound_for_a_section(path: &str) -> bool {
+    path.starts_with("/v1/holds/")
+        || path.starts_with("/v1/bookings/")
+        || path
+            .strip_prefix("/v1/events/")
+            .is_some_and(|rest| rest.ends_with("/holds") || rest.contains("/sections/"))
 }
 
 /// Longest `X-Request-Id` taken from a client; longer or odd ones are

@@ -50,7 +50,7 @@ pub fn start(
     Ok(HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .wrap(actix_web::middleware::from_fn(super::keep_to_own_events))
+            .wrap(actix_web::middleware::from_fn(super::refuse_early))
             .wrap(actix_web::middleware::from_fn(super::observe))
             .configure(super::configure)
     })

@@ -70,10 +70,12 @@ impl TransportError {
     }
 }
 
-/// An HTTP answer: status and body.
+/// An HTTP answer: status, whether it said when to retry, and body.
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub status: u16,
+    /// The `Retry-After` header was there, as whole seconds.
+    pub retry_after: bool,
     pub body: Bytes,
 }
 
@@ -146,8 +148,17 @@ impl Conn {
             .map_err(|e| TransportError::Io(e.to_string()))?;
         let resp = sender.send_request(req).await.map_err(io)?;
         let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(hyper::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.parse::<u32>().is_ok());
         let body = resp.into_body().collect().await.map_err(io)?.to_bytes();
-        Ok(Answer { status, body })
+        Ok(Answer {
+            status,
+            retry_after,
+            body,
+        })
     }
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, TransportError> {

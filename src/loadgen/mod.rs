@@ -41,8 +41,8 @@ use crate::auth::issuer::LocalIssuer;
 use crate::auth::receipt::LocalPayments;
 use crate::config::LoadgenArgs;
 
-/// Retries of one request after a transport failure or a 503.
-const RETRIES_MAX: u32 = 5;
+/// Tries of a GET the checks make, while the server answers 503.
+const READ_ATTEMPTS_MAX: u32 = 100;
 /// Seat-map picks a fan tries (each beaten by a faster fan means a fresh
 /// map) before asking for the best available instead.
 const PICKS_MAX: usize = 3;
@@ -285,6 +285,7 @@ pub async fn execute(args: LoadgenArgs) -> anyhow::Result<Report> {
         all_sold_after_s,
         server_errors: live.server_errors.load(Ordering::Relaxed),
         limit_refusals: tally.limit_refusals,
+        refusals_without_retry_after: tally.refusals_without_retry_after,
         consistency,
     })
 }
@@ -293,7 +294,9 @@ async fn get_json(conn: &mut Conn, path: &str) -> anyhow::Result<Value> {
     get_json_as(conn, path, "").await
 }
 
-/// A GET with `authorization` (none when empty).
+/// A GET with `authorization` (none when empty). A `503` is asked again
+/// after a pause, as its `Retry-After` invites (the checks after a run
+/// read everything, and may meet a server still shedding).
 async fn get_json_as(conn: &mut Conn, path: &str, authorization: &str) -> anyhow::Result<Value> {
     let headers = [("authorization", authorization)];
     let headers = if authorization.is_empty() {
@@ -301,10 +304,18 @@ async fn get_json_as(conn: &mut Conn, path: &str, authorization: &str) -> anyhow
     } else {
         &headers[..]
     };
-    let a = conn
-        .request(Method::GET, path, headers, None)
-        .await
-        .map_err(|e| anyhow::anyhow!("GET {path}: {e:?}"))?;
+    let mut attempts = 0;
+    let a = loop {
+        let a = conn
+            .request(Method::GET, path, headers, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("GET {path}: {e:?}"))?;
+        attempts += 1;
+        if a.status != 503 || attempts >= READ_ATTEMPTS_MAX {
+            break a;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     if a.status != 200 {
         bail!("GET {path}: status {}", a.status);
     }
@@ -417,14 +428,14 @@ impl Session<'_> {
         body: Option<Bytes>,
     ) -> Result<Answer, Failure> {
         let Session {
+            plan,
             live,
             conn,
             tally,
             auth,
-            ..
         } = self;
         let mut failure = Failure::Unanswered;
-        for attempt in 0..=RETRIES_MAX {
+        for attempt in 0..=plan.args.retries {
             if attempt > 0 {
                 tally.retries += 1;
                 tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
@@ -457,9 +468,15 @@ impl Session<'_> {
                     .as_deref()
                     .unwrap_or("invalid"),
             );
+            // "Not now" answers are timed apart: the latency of the
+            // answered work is what shedding is for.
+            let refused_for_now = matches!(answer.status, 429 | 503);
+            if refused_for_now && !answer.retry_after {
+                tally.refusals_without_retry_after += 1;
+            }
             tally
                 .latency
-                .entry(op)
+                .entry(if refused_for_now { "refused" } else { op })
                 .or_default()
                 .push(started.elapsed().as_micros() as u64);
             if answer.status >= 500 {

@@ -186,6 +186,8 @@ pub struct Tally {
     /// Greedy fans' holds past their limit: refused, or (a breach) not.
     pub limit_refusals: u64,
     pub limit_breaches: u64,
+    /// 503 and 429 answers that did not say when to come back.
+    pub refusals_without_retry_after: u64,
 }
 
 impl Tally {
@@ -210,6 +212,7 @@ impl Tally {
         self.bookings.extend(other.bookings);
         self.limit_refusals += other.limit_refusals;
         self.limit_breaches += other.limit_breaches;
+        self.refusals_without_retry_after += other.refusals_without_retry_after;
     }
 }
 
@@ -241,6 +244,8 @@ pub struct Report {
     pub server_errors: u64,
     /// Greedy fans' holds past their limit, refused as they must be.
     pub limit_refusals: u64,
+    /// 503 and 429 answers without a `Retry-After`: each a failure.
+    pub refusals_without_retry_after: u64,
     pub consistency: Consistency,
 }
 
@@ -250,6 +255,12 @@ impl Report {
     pub fn failure(&self) -> Option<String> {
         if !self.consistency.ok {
             return Some(format!("consistency check failed: {:?}", self.consistency));
+        }
+        if self.refusals_without_retry_after > 0 {
+            return Some(format!(
+                "{} answers were 503 or 429 without Retry-After",
+                self.refusals_without_retry_after
+            ));
         }
         if self.server_errors > 0 {
             return Some(format!(
@@ -462,6 +473,7 @@ mod tests {
             all_sold_after_s: None,
             server_errors,
             limit_refusals: 0,
+            refusals_without_retry_after: 0,
             consistency,
         }
     }
@@ -474,6 +486,12 @@ mod tests {
         assert!(report(twice, 0, 0)
             .failure()
             .is_some_and(|f| f.starts_with("consistency check failed")));
+        let mut silent = report(ok.clone(), 0, 0);
+        silent.refusals_without_retry_after = 2;
+        assert_eq!(
+            silent.failure().as_deref(),
+            Some("2 answers were 503 or 429 without Retry-After")
+        );
         assert_eq!(
             report(ok.clone(), 3, 0).failure().as_deref(),
             Some("3 answers were 5xx other than 503")

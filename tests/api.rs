@@ -74,11 +74,19 @@ fn events_and_seat_maps() {
         "section-not-found",
     );
     check_problem(&s.get("/v1/nothing"), 404, "not-found");
-    check_problem(
-        &s.raw("PUT", "/v1/events", None, &[]),
-        405,
-        "method-not-allowed",
-    );
+    // Every 405 says what is allowed (RFC 9110 requires it).
+    for (method, path, allow) in [
+        ("PUT", "/v1/events", "GET, POST"),
+        ("PATCH", "/v1/holds/x", "GET, DELETE"),
+        ("GET", "/v1/holds/x/confirm", "POST"),
+        ("DELETE", "/v1/events/demo/sale-phases", "PUT"),
+        ("POST", "/metrics", "GET"),
+        ("FOO", "/v1/admin/snapshots", "GET, POST"),
+    ] {
+        let r = s.raw(method, path, None, &[]);
+        check_problem(&r, 405, "method-not-allowed");
+        assert_eq!(r.allow.as_deref(), Some(allow), "{method} {path}");
+    }
 }
 
 #[test]

@@ -773,12 +773,22 @@ pub async fn not_found(req: HttpRequest) -> HttpResponse {
     ApiError::not_found("not-found", format!("no resource at {}", req.path())).error_response()
 }
 
-pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
-    ApiError::new(
+/// `405` naming the methods `allow`ed (RFC 9110 §15.5.6: the `Allow`
+/// header is required).
+pub fn method_not_allowed(req: &HttpRequest, allow: &str) -> HttpResponse {
+    let mut res = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method-not-allowed",
         "Method not allowed",
-        format!("{} is not allowed on {}", req.method(), req.path()),
+        format!(
+            "{} is not allowed on {}; allowed: {allow}",
+            req.method(),
+            req.path()
+        ),
     )
-    .error_response()
+    .error_response();
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(allow) {
+        res.headers_mut().insert(actix_web::http::header::ALLOW, v);
+    }
+    res
 }

@@ -107,46 +107,100 @@ pub fn keep_tidy(
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    use actix_web::http::Method;
     use handlers::*;
-    fn resource(path: &str) -> actix_web::Resource {
-        web::resource(path).default_service(web::to(method_not_allowed))
+    use web::route;
+    /// A resource answering `routes` (each a method and its handler), and
+    /// every other method with `405` whose `Allow` lists exactly them.
+    fn resource<const N: usize>(
+        path: &str,
+        routes: [(Method, actix_web::Route); N],
+    ) -> actix_web::Resource {
+        let allow: Vec<&str> = routes.iter().map(|(m, _)| m.as_str()).collect();
+        let allow = allow.join(", ");
+        let mut r = web::resource(path).default_service(web::to(move |req: HttpRequest| {
+            let allow = allow.clone();
+            async move { method_not_allowed(&req, &allow) }
+        }));
+        for (method, handler) in routes {
+            r = r.route(handler.method(method));
+        }
+        r
     }
     // A path segment that does not decode (say `%FF`, not UTF-8) names no
     // resource: answer as every other 404 does, in problem+json.
     cfg.app_data(web::PathConfig::default().error_handler(|err, req| {
         ApiError::not_found("not-found", format!("no resource at {}: {err}", req.path())).into()
     }));
-    cfg.service(
-        resource("/v1/events")
-            .route(web::get().to(list_events))
-            .route(web::post().to(create_event)),
-    )
-    .service(resource("/v1/events/{event}").route(web::get().to(get_event)))
-    .service(
-        resource("/v1/events/{event}/sections/{section}/seats").route(web::get().to(get_seats)),
-    )
-    .service(resource("/v1/events/{event}/holds").route(web::post().to(create_hold)))
-    .service(resource("/v1/events/{event}/sale-phases").route(web::put().to(move_sale_phases)))
-    .service(
-        resource("/v1/holds/{id}")
-            .route(web::get().to(get_hold))
-            .route(web::delete().to(release_hold)),
-    )
-    .service(resource("/v1/holds/{id}/confirm").route(web::post().to(confirm_hold)))
-    .service(resource("/v1/bookings/{id}").route(web::get().to(get_booking)))
-    .service(resource("/v1/bookings/{id}/cancel").route(web::post().to(cancel_booking)))
-    .service(resource("/v1/admin/outbox").route(web::get().to(list_outbox)))
-    .service(resource("/v1/admin/outbox/{id}/retry").route(web::post().to(retry_outbox)))
-    .service(
-        resource("/v1/admin/snapshots")
-            .route(web::get().to(list_snapshots))
-            .route(web::post().to(create_snapshot)),
-    )
-    .service(resource("/v1/admin/snapshots/{position}").route(web::get().to(get_snapshot)))
-    .service(resource("/v1/openapi.json").route(web::get().to(openapi::serve)))
-    .service(resource("/metrics").route(web::get().to(metrics)))
-    .service(resource("/healthz").route(web::get().to(healthz)))
-    .service(resource("/readyz").route(web::get().to(readyz)))
+    let (get, post, put, delete) = (Method::GET, Method::POST, Method::PUT, Method::DELETE);
+    cfg.service(resource(
+        "/v1/events",
+        [
+            (get.clone(), route().to(list_events)),
+            (post.clone(), route().to(create_event)),
+        ],
+    ))
+    .service(resource(
+        "/v1/events/{event}",
+        [(get.clone(), route().to(get_event))],
+    ))
+    .service(resource(
+        "/v1/events/{event}/sections/{section}/seats",
+        [(get.clone(), route().to(get_seats))],
+    ))
+    .service(resource(
+        "/v1/events/{event}/holds",
+        [(post.clone(), route().to(create_hold))],
+    ))
+    .service(resource(
+        "/v1/events/{event}/sale-phases",
+        [(put, route().to(move_sale_phases))],
+    ))
+    .service(resource(
+        "/v1/holds/{id}",
+        [
+            (get.clone(), route().to(get_hold)),
+            (delete, route().to(release_hold)),
+        ],
+    ))
+    .service(resource(
+        "/v1/holds/{id}/confirm",
+        [(post.clone(), route().to(confirm_hold))],
+    ))
+    .service(resource(
+        "/v1/bookings/{id}",
+        [(get.clone(), route().to(get_booking))],
+    ))
+    .service(resource(
+        "/v1/bookings/{id}/cancel",
+        [(post.clone(), route().to(cancel_booking))],
+    ))
+    .service(resource(
+        "/v1/admin/outbox",
+        [(get.clone(), route().to(list_outbox))],
+    ))
+    .service(resource(
+        "/v1/admin/outbox/{id}/retry",
+        [(post.clone(), route().to(retry_outbox))],
+    ))
+    .service(resource(
+        "/v1/admin/snapshots",
+        [
+            (get.clone(), route().to(list_snapshots)),
+            (post, route().to(create_snapshot)),
+        ],
+    ))
+    .service(resource(
+        "/v1/admin/snapshots/{position}",
+        [(get.clone(), route().to(get_snapshot))],
+    ))
+    .service(resource(
+        "/v1/openapi.json",
+        [(get.clone(), route().to(openapi::serve))],
+    ))
+    .service(resource("/metrics", [(get.clone(), route().to(metrics))]))
+    .service(resource("/healthz", [(get.clone(), route().to(healthz))]))
+    .service(resource("/readyz", [(get, route().to(readyz))]))
     .default_service(web::to(not_found));
 }
 

@@ -262,6 +262,7 @@ pub struct Resp {
     pub status: u16,
     pub content_type: String,
     pub retry_after: Option<String>,
+    pub allow: Option<String>,
     pub replayed: bool,
     pub body: Value,
     pub text: String,
@@ -305,6 +306,7 @@ pub fn try_request(
     let status = resp.status();
     let content_type = resp.header("content-type").unwrap_or("").to_owned();
     let retry_after = resp.header("retry-after").map(str::to_owned);
+    let allow = resp.header("allow").map(str::to_owned);
     let replayed = resp.header("idempotent-replayed") == Some("true");
     let text = resp.into_string().map_err(|e| e.to_string())?;
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
@@ -312,6 +314,7 @@ pub fn try_request(
         status,
         content_type,
         retry_after,
+        allow,
         replayed,
         body,
         text,

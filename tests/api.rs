@@ -165,9 +165,15 @@ fn best_available_and_standing() {
     assert_eq!(r.body["largest_block"], 1);
     assert_eq!(r.body["wanted"], 2);
 
+    // JSON Schema's integers include 2.0; 1.5 is no number of places.
+    let r = s.post(
+        "/v1/events/small/holds",
+        &json!({"section": "F", "quantity": 1.5}),
+    );
+    check_problem(&r, 422, "invalid-request");
     let f = s.post(
         "/v1/events/small/holds",
-        &json!({"section": "F", "quantity": 2}),
+        &json!({"section": "F", "quantity": 2.0}),
     );
     assert_eq!(f.status, 201);
     assert_eq!(f.body["seats"], json!([]));

@@ -35,8 +35,27 @@ pub struct HoldRequest {
     pub seats: Option<Vec<String>>,
     /// Best available N seats together (same row, adjacent, nearest the
     /// stage first), or N standing places.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub quantity: Option<u32>,
+}
+
+/// A whole number written `4` or `4.0`: JSON Schema calls both an
+/// integer, and so do the clients generated from our OpenAPI document.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = match (n.as_u64(), n.as_f64()) {
+        (Some(u), _) => u32::try_from(u).ok(),
+        (None, Some(f)) if f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&f) => {
+            Some(f as u32)
+        }
+        _ => None,
+    };
+    whole
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("{n} is not a whole number of places")))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -28,7 +28,7 @@ use crate::layout::{build_phases, EventSpec};
 const ADMIN_SCOPE: &str = "admin token";
 
 /// Longest email address (RFC 5321 path limit).
-const EMAIL_LEN_MAX: usize = 254;
+pub const EMAIL_LEN_MAX: usize = 254;
 
 fn event_entry(state: &AppState, id: &str) -> Result<Arc<EventEntry>, ApiError> {
     state

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The OpenAPI contract, checked: schemathesis (pinned, from PyPI, in a
-# virtualenv under target/) runs every phase (examples, coverage,
+# virtualenv in cargo's target directory) runs every phase (examples, coverage,
 # fuzzing, stateful) and every check against the debug server, signed in
 # as a fan and as the admin, and fails on any failure.
 #
@@ -8,7 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 st_version=4.32.5
-venv=target/contract-venv
+target_dir=${CARGO_TARGET_DIR:-$PWD/target}
+venv=$target_dir/contract-venv
 
 if ! "$venv/bin/st" --version 2>/dev/null | grep -qx "st, version $st_version"; then
     if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
@@ -22,7 +23,7 @@ if ! "$venv/bin/st" --version 2>/dev/null | grep -qx "st, version $st_version"; 
 fi
 
 cargo build --quiet --bin boxoffice
-bin=$PWD/target/debug/boxoffice
+bin=$target_dir/debug/boxoffice
 data=$(mktemp -d)
 log=$(mktemp)
 cleanup() {

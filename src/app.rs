@@ -22,7 +22,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{PanicIn, ServeArgs};
 use crate::data_dir;
 use crate::http::rate::FanRate;
-use crate::http::server::HttpSettings;
+use crate::http::server::{Drain, HttpSettings};
 use crate::http::{self, AppState};
 use crate::idempotency::IdempotencyStore;
 use crate::journal::{JournalConfig, Store};
@@ -43,10 +43,12 @@ pub struct Application {
     mail_arbiter: Option<actix::Arbiter>,
     /// Takes snapshots in the background, and a last one at shutdown.
     snapshotter: Arc<Snapshotter>,
-    /// Set when a stop signal arrives; `/readyz` reads it.
-    shutting_down: Arc<std::sync::atomic::AtomicBool>,
+    /// Requests in flight and the stop; `/readyz` reads it.
+    drain: Arc<Drain>,
     /// How long to keep serving, not ready, before stopping.
     shutdown_delay: Duration,
+    /// How long requests in flight may take once the stop begins.
+    shutdown_timeout: Duration,
     /// Held for the life of the process: one writer per data directory.
     _lock: File,
 }
@@ -184,7 +186,7 @@ impl Application {
             registry.journal(),
             &mail_stats,
         ));
-        let shutting_down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let drain = Arc::new(Drain::default());
         let state = web::Data::new(AppState {
             registry: Arc::clone(&registry),
             idempotency,
@@ -194,7 +196,7 @@ impl Application {
             snapshotter: Arc::clone(&snapshotter),
             data_dir: data_dir.to_owned(),
             metrics,
-            shutting_down: Arc::clone(&shutting_down),
+            drain: Arc::clone(&drain),
             sharding,
             auth,
             receipts,
@@ -213,8 +215,9 @@ impl Application {
             mailer,
             mail_arbiter: Some(mail_arbiter),
             snapshotter,
-            shutting_down,
+            drain,
             shutdown_delay: Duration::from_millis(args.shutdown_delay_ms),
+            shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
             _lock: lock,
         })
     }
@@ -233,17 +236,15 @@ impl Application {
     /// journal and takes a last snapshot).
     pub fn stop_on_signals(&self) -> std::io::Result<()> {
         let handle = self.server.handle();
-        let flag = Arc::clone(&self.shutting_down);
-        let delay = self.shutdown_delay;
+        let drain = Arc::clone(&self.drain);
+        let (delay, timeout) = (self.shutdown_delay, self.shutdown_timeout);
         // Registered now, not when the task first runs: a signal that
         // comes right after start-up must find our handler.
         let stop = stop_signal()?;
         actix_web::rt::spawn(async move {
             let signal = stop.await;
             tracing::info!(signal, "stopping: not ready, finishing in-flight requests");
-            flag.store(true, std::sync::atomic::Ordering::SeqCst);
-            actix_web::rt::time::sleep(delay).await;
-            handle.stop(true).await;
+            drain.stop(handle, delay, timeout).await;
         });
         Ok(())
     }

@@ -738,10 +738,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         HttpResponse::ServiceUnavailable()
             .content_type("text/plain")
             .body("journal failed\n")
-    } else if state
-        .shutting_down
-        .load(std::sync::atomic::Ordering::Relaxed)
-    {
+    } else if state.drain.is_shutting_down() {
         HttpResponse::ServiceUnavailable()
             .content_type("text/plain")
             .body("shutting down\n")

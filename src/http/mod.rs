@@ -52,8 +52,9 @@ pub struct AppState {
     pub snapshotter: Arc<crate::snapshot::scheduler::Snapshotter>,
     pub data_dir: std::path::PathBuf,
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// Set on SIGTERM/SIGINT: `/readyz` answers 503 from then on.
-    pub shutting_down: Arc<std::sync::atomic::AtomicBool>,
+    /// Requests in flight, and whether a stop has begun (`/readyz`
+    /// answers 503 from then on).
+    pub drain: Arc<server::Drain>,
     /// This server's shard and the map; `None` serves every event.
     pub sharding: Option<Sharding>,
     /// Checks fans' tokens.
@@ -499,9 +500,8 @@ pub async fn observe(
     let started = std::time::Instant::now();
     let method = method_label(req.method());
     let id = request_id(req.headers());
-    let metrics = req
-        .app_data::<web::Data<AppState>>()
-        .map(|s| Arc::clone(&s.metrics));
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let _in_flight = state.as_ref().map(|s| s.drain.enter());
     // The route is known once routing is done (inside `next`); asking
     // before would match the path against every pattern a second time.
     let span =
@@ -517,7 +517,13 @@ pub async fn observe(
         res.headers_mut()
             .insert(header::HeaderName::from_static("x-request-id"), v);
     }
-    if let Some(m) = metrics {
+    if state.as_ref().is_some_and(|s| s.drain.is_shutting_down()) {
+        // Stopping: this connection's next request would find it gone.
+        res.response_mut()
+            .head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
+    }
+    if let Some(m) = state.as_ref().map(|s| &s.metrics) {
         m.http_requests
             .with_label_values(&[&route, method, res.status().as_str()])
             .inc();

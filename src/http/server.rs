@@ -6,9 +6,10 @@
 //! connections at once, and the rest wait in the listen backlog.
 
 use std::net::TcpListener;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use actix_web::dev::Server;
+use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 
 use super::AppState;
@@ -63,4 +64,55 @@ pub fn start(
     .shutdown_timeout(settings.shutdown_timeout_secs)
     .listen(listener)?
     .run())
+}
+
+/// A graceful stop, in the server's own hands: requests in flight are
+/// counted (by the `observe` middleware), so that the stop waits exactly
+/// until they are answered. actix-server's own graceful stop notices
+/// that its connections are done only on a one-second tick, which made
+/// every restart at least a second long.
+#[derive(Debug, Default)]
+pub struct Drain {
+    shutting_down: AtomicBool,
+    in_flight: AtomicUsize,
+}
+
+/// One request in flight, until dropped.
+pub struct InFlight<'a>(&'a Drain);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// How often the stop looks whether requests are still in flight.
+const DRAIN_POLL: Duration = Duration::from_millis(2);
+
+impl Drain {
+    pub fn enter(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self)
+    }
+
+    /// Set once a stop has begun: `/readyz` says 503, and every answer
+    /// closes its connection.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Not ready at once; after `delay` (load balancers stop sending),
+    /// no new connections; once every request in flight is answered (or
+    /// after `timeout`), the server stops.
+    pub async fn stop(&self, server: ServerHandle, delay: Duration, timeout: Duration) {
+        self.shutting_down.store(true, Ordering::Release);
+        actix_web::rt::time::sleep(delay).await;
+        server.pause().await;
+        let deadline = Instant::now() + timeout;
+        while self.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            actix_web::rt::time::sleep(DRAIN_POLL).await;
+        }
+        // Nothing is in flight: what connections remain are idle.
+        server.stop(false).await;
+    }
 }

@@ -43,17 +43,38 @@ impl Clock for ManualClock {
 
 /// Formats epoch milliseconds as RFC 3339 in UTC with milliseconds.
 pub fn rfc3339_ms(ms: u64) -> String {
-    let t = UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    let t = UNIX_EPOCH + std::time::Duration::from_millis(ms.min(TIME_MS_MAX));
     humantime::format_rfc3339_millis(t).to_string()
 }
+
+/// The last millisecond RFC 3339 can write (9999-12-31T23:59:59.999Z).
+/// Every time the server keeps is checked against it where it comes from
+/// outside (a snapshot, an event document); rendering saturates at it
+/// besides, so no time can make an answer panic.
+pub const TIME_MS_MAX: u64 = 253_402_300_799_999;
 
 /// Formats epoch milliseconds as RFC 3339 in UTC, with milliseconds only
 /// when there are some (as an operator writes a sale's opening).
 pub fn rfc3339(ms: u64) -> String {
-    if ms.is_multiple_of(1000) {
+    if ms.is_multiple_of(1000) && ms <= TIME_MS_MAX {
         let t = UNIX_EPOCH + std::time::Duration::from_millis(ms);
         humantime::format_rfc3339_seconds(t).to_string()
     } else {
         rfc3339_ms(ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Any u64 renders: a hostile file's time cannot make an answer panic.
+    #[test]
+    fn every_time_renders() {
+        assert_eq!(rfc3339_ms(TIME_MS_MAX), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339_ms(u64::MAX), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(u64::MAX / 1000 * 1000), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_500), "1970-01-01T00:00:01.500Z");
     }
 }

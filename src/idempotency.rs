@@ -18,6 +18,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
+/// Longest `Idempotency-Key` a client may send.
+pub const KEY_LEN_MAX: usize = 255;
+/// Longest key as kept: its scope (a fan id of at most 128 bytes, or the
+/// admin's), a newline, the client's key.
+pub const SCOPED_KEY_LEN_MAX: usize = 512;
+
 const SHARDS: usize = 16;
 
 /// Claims a shard's order queue may hold beyond twice its live keys (the

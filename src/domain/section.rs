@@ -87,6 +87,9 @@ pub enum BookingStatus {
     Cancelled { at_ms: u64 },
 }
 
+/// Longest email address a booking keeps (RFC 5321's path limit).
+pub const EMAIL_LEN_MAX: usize = 254;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Booking {
     pub seq: u64,

@@ -20,15 +20,12 @@ use crate::actors::{
 use crate::api::dto::*;
 use crate::api::{self, Answer};
 use crate::auth::Fan;
-use crate::domain::{BookingRef, Caller, HoldRef, SectionKind};
+use crate::domain::{BookingRef, Caller, HoldRef, SectionKind, EMAIL_LEN_MAX};
 use crate::layout::{build_phases, EventSpec};
 
 /// The `Idempotency-Key` scope of admin requests (fans' keys are scoped to
 /// the fan; a fan id never contains a space).
 const ADMIN_SCOPE: &str = "admin token";
-
-/// Longest email address (RFC 5321 path limit).
-pub const EMAIL_LEN_MAX: usize = 254;
 
 fn event_entry(state: &AppState, id: &str) -> Result<Arc<EventEntry>, ApiError> {
     state

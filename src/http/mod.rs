@@ -39,7 +39,7 @@ pub const EVENT_BODY_LEN_MAX: usize = 16 << 20;
 /// Deadline for a body where no settings say otherwise.
 const BODY_READ_TIMEOUT_DEFAULT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Longest `Idempotency-Key`.
-pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
+pub const IDEMPOTENCY_KEY_LEN_MAX: usize = crate::idempotency::KEY_LEN_MAX;
 
 /// Shared by every worker; built once, outside the `HttpServer` factory.
 pub struct AppState {

@@ -288,7 +288,7 @@ fn narrow_schemas(doc: &mut Value) {
     ]);
     let confirm = &mut schemas["ConfirmRequest"]["properties"];
     confirm["email"]["format"] = json!("email");
-    confirm["email"]["maxLength"] = json!(super::handlers::EMAIL_LEN_MAX);
+    confirm["email"]["maxLength"] = json!(crate::domain::EMAIL_LEN_MAX);
     // A JWT: three base64url parts (its signature no schema can check).
     confirm["receipt"]["pattern"] = json!("^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]*$");
     confirm["receipt"]["maxLength"] = json!(RECEIPT_LEN_MAX);

@@ -35,7 +35,9 @@ use sha2::{Digest, Sha256};
 
 pub use wire::{Body, EventSnap, Header, HeaderEvent};
 
+use crate::clock::TIME_MS_MAX;
 use crate::domain::{EventDef, SalePhases, Section};
+use crate::idempotency::SCOPED_KEY_LEN_MAX as IDEMPOTENCY_SCOPED_KEY_LEN_MAX;
 use crate::layout::EventSpec;
 
 pub const MAGIC: &[u8; 8] = b"BXSNAP01";
@@ -244,10 +246,49 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 impl Snapshot {
+    /// The numbers outside the sections within what the server itself
+    /// writes: times RFC 3339 can write, HTTP statuses, answers and keys
+    /// within their bounds.
+    fn check_ranges(&self) -> Result<(), SnapshotError> {
+        let bad = |m: String| Err(SnapshotError::Inconsistent(m));
+        for e in &self.body.events {
+            if e.created_at_ms > TIME_MS_MAX {
+                return bad(format!(
+                    "an event made past the year 9999 ({} ms)",
+                    e.created_at_ms
+                ));
+            }
+        }
+        for a in &self.body.idempotency {
+            if a.at_ms > TIME_MS_MAX {
+                return bad(format!(
+                    "an idempotent answer from past the year 9999 ({} ms)",
+                    a.at_ms
+                ));
+            }
+            if !(100..=599).contains(&a.status) {
+                return bad(format!("an idempotent answer with status {}", a.status));
+            }
+            if a.key.len() > IDEMPOTENCY_SCOPED_KEY_LEN_MAX {
+                return bad(format!("an Idempotency-Key of {} bytes", a.key.len()));
+            }
+        }
+        for m in &self.body.outbox {
+            if m.next_at_ms > TIME_MS_MAX {
+                return bad(format!(
+                    "email {}/{}/{} due past the year 9999",
+                    m.event, m.section, m.booking
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Rebuilds every event and section, checking each section's state
     /// (no seat with two owners, counts that add up) and that the header's
     /// counts match the body.
     pub fn restore(&self) -> Result<Restored, SnapshotError> {
+        self.check_ranges()?;
         let mut events = Vec::new();
         if self.header.events.len() != self.body.events.len() {
             return Err(SnapshotError::Inconsistent(

@@ -8,10 +8,18 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::receipt::REFERENCE_LEN_MAX;
+use crate::auth::SUB_LEN_MAX;
+use crate::clock::TIME_MS_MAX;
 use crate::domain::{
     Booking, BookingStatus, Claim, Hold, HoldEnd, SectionKind, SectionLayout, SectionParts,
+    EMAIL_LEN_MAX,
 };
 use crate::mail::MailKind;
+
+/// Highest hold or booking number a snapshot may carry: far past any
+/// sale (2^48), far from overflowing.
+pub const SEQ_MAX: u64 = 1 << 48;
 
 /// The JSON header: what the file is, at which journal position, and
 /// counts to check the body against.
@@ -229,9 +237,77 @@ impl SectionSnap {
         }
     }
 
-    /// Back to domain parts; claims must fit the layout's kind (the
-    /// section checks the rest).
+    fn check_ranges(&self) -> Result<(), String> {
+        let time = |what: String, ms: u64| {
+            if ms > TIME_MS_MAX {
+                Err(format!("{what} is past the year 9999 ({ms} ms)"))
+            } else {
+                Ok(())
+            }
+        };
+        let fan = |what: String, fan: &str| {
+            if fan.is_empty() || fan.len() > SUB_LEN_MAX {
+                Err(format!("{what}: a fan id of {} bytes", fan.len()))
+            } else {
+                Ok(())
+            }
+        };
+        if self.next_hold > SEQ_MAX || self.next_booking > SEQ_MAX {
+            return Err(format!(
+                "hold or booking numbers past {SEQ_MAX} ({}, {})",
+                self.next_hold, self.next_booking
+            ));
+        }
+        for h in &self.holds {
+            time(format!("hold {}: created_at", h.seq), h.created_at_ms)?;
+            time(format!("hold {}: expires_at", h.seq), h.expires_at_ms)?;
+            if h.expires_at_ms < h.created_at_ms {
+                return Err(format!("hold {} expires before it was made", h.seq));
+            }
+            fan(format!("hold {}", h.seq), &h.fan)?;
+        }
+        for b in &self.bookings {
+            time(
+                format!("booking {}: confirmed_at", b.seq),
+                b.confirmed_at_ms,
+            )?;
+            if let Some(at) = b.cancelled_at_ms {
+                time(format!("booking {}: cancelled_at", b.seq), at)?;
+            }
+            if b.hold_seq >= self.next_hold {
+                return Err(format!(
+                    "booking {} confirms hold {}, never made (the next is {})",
+                    b.seq, b.hold_seq, self.next_hold
+                ));
+            }
+            fan(format!("booking {}", b.seq), &b.fan)?;
+            if b.email.len() > EMAIL_LEN_MAX || b.email.parse::<lettre::Address>().is_err() {
+                return Err(format!("booking {}: not an email address", b.seq));
+            }
+            if b.payment_ref.len() > REFERENCE_LEN_MAX {
+                return Err(format!("booking {}: a payment reference too long", b.seq));
+            }
+        }
+        for e in &self.ended {
+            if let EndSnap::Confirmed { booking } = e.end {
+                if booking >= self.next_booking {
+                    return Err(format!(
+                        "hold {} ended in booking {booking}, never made",
+                        e.seq
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Back to domain parts. Checked here: every number and string within
+    /// what the server itself could have written (times RFC 3339 can
+    /// write, hold numbers that cannot overflow, ids and texts within the
+    /// lengths the API takes) and claims that fit the layout's kind; the
+    /// section checks the rest (sequences, seats with one owner each).
     pub fn to_parts(&self, layout: &SectionLayout) -> Result<SectionParts, String> {
+        self.check_ranges()?;
         let seated = matches!(layout.kind, SectionKind::Seated(_));
         let check = |c: &ClaimSnap| match (c, seated) {
             (ClaimSnap::Seats(_), true) | (ClaimSnap::Quantity(_), false) => Ok(claim(c)),

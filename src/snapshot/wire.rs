@@ -245,8 +245,10 @@ impl SectionSnap {
                 Ok(())
             }
         };
+        // Empty is the anonymous fan of holds made before fans signed in
+        // (a `/1` snapshot's).
         let fan = |what: String, fan: &str| {
-            if fan.is_empty() || fan.len() > SUB_LEN_MAX {
+            if fan.len() > SUB_LEN_MAX {
                 Err(format!("{what}: a fan id of {} bytes", fan.len()))
             } else {
                 Ok(())

@@ -65,6 +65,7 @@ impl Application {
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
         let lock = data_dir::lock(data_dir)?;
         let mail_setup = MailSetup::from_args(&args)?;
+        let ticket_key = mail_setup.ticket_key();
         let sharding = Sharding::from_args(&args)?;
         let auth = Arc::new(Verifier::from_args(&args, Arc::clone(&clock))?);
         let receipts = Arc::new(ReceiptVerifier::from_args(&args, Arc::clone(&clock))?);
@@ -202,6 +203,7 @@ impl Application {
             receipts,
             fan_rate,
             body_read_timeout: Duration::from_millis(args.body_read_timeout_ms),
+            ticket_key,
         });
         let listener = TcpListener::bind(&args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -220,7 +220,28 @@ fn confirm_and_cancel() {
 
     let g = s.get(&format!("/v1/bookings/{bid}"));
     assert_eq!(g.status, 200);
-    assert_eq!(g.body, b.body);
+    // Its own fan reads it with a ticket per place, each signed on its own.
+    let mut without_tickets = g.body.clone();
+    let tickets = without_tickets
+        .as_object_mut()
+        .unwrap()
+        .remove("tickets")
+        .unwrap();
+    assert_eq!(without_tickets, b.body);
+    let key = boxoffice::mail::TicketKey::load_or_create(&s.data_dir).unwrap();
+    let tickets = tickets.as_array().unwrap();
+    assert_eq!(tickets.len(), 2);
+    for (n, (t, seat)) in (1..).zip(tickets.iter().zip(["A/1/1", "A/11/1"])) {
+        assert_eq!(t["place"], seat);
+        let ticket = key.verify(t["token"].as_str().unwrap()).unwrap();
+        assert_eq!((ticket.n, ticket.seat.as_deref()), (Some(n), Some(seat)));
+        assert_eq!((ticket.e.as_str(), ticket.s.as_str()), ("demo", "A"));
+    }
+    assert_ne!(tickets[0]["token"], tickets[1]["token"]);
+    // Support reads the booking, not its tickets.
+    let support = s.raw("GET", &format!("/v1/bookings/{bid}"), None, &admin());
+    assert_eq!(support.status, 200);
+    assert_eq!(support.body, b.body);
 
     // Reading a confirmed hold is history, not a conflict: what it became.
     let read_hold = |s: &TestServer| {
@@ -251,6 +272,9 @@ fn confirm_and_cancel() {
     assert_eq!(c.status, 200, "{c:?}");
     assert_eq!(c.body["status"], "cancelled");
     assert!(c.body["cancelled_at"].is_string());
+    // A cancelled booking's tickets are void: not shown.
+    let g = s.get(&format!("/v1/bookings/{bid}"));
+    assert!(g.body.get("tickets").is_none(), "{g:?}");
     // The hold's history stays what it was: confirmed into that booking.
     let after = read_hold(&s);
     assert_eq!(
@@ -676,10 +700,15 @@ fn state_survives_restart() {
             .body,
         hold
     );
+    // The booking as it was, and its fan's tickets (one per place) with it.
+    let mut read = s
+        .get(&format!("/v1/bookings/{}", booking["id"].as_str().unwrap()))
+        .body;
+    let tickets = read.as_object_mut().unwrap().remove("tickets").unwrap();
+    assert_eq!(read, booking);
     assert_eq!(
-        s.get(&format!("/v1/bookings/{}", booking["id"].as_str().unwrap()))
-            .body,
-        booking
+        tickets.as_array().unwrap().len() as u64,
+        booking["quantity"].as_u64().unwrap()
     );
     check_problem(
         &s.get(&format!("/v1/holds/{}", released["id"].as_str().unwrap())),

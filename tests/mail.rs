@@ -543,6 +543,8 @@ fn ticket_verify_checks_tokens_against_the_data_dir_key() {
         e: "demo".into(),
         s: "A".into(),
         b: 7,
+        n: None,
+        seat: None,
         seats: vec!["A/1/1".into()],
         qty: None,
     });

@@ -13,7 +13,7 @@ use crate::domain::{
     SalePhases, SectionCounts, SectionKind, SectionLayout,
 };
 use crate::layout::SalePhaseSpec;
-use crate::mail::OutboxList;
+use crate::mail::{OutboxList, Ticket, TicketKey};
 use crate::snapshot::{Header, SnapshotError};
 
 /// New sale phases for an event on sale.
@@ -117,6 +117,18 @@ pub struct BookingDto {
     pub currency: String,
     /// Sum of the seats' category prices, in the currency's minor unit.
     pub total_price: u64,
+    /// One ticket per place, for the fan's own read of a confirmed
+    /// booking (what an app shows at the door).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tickets: Option<Vec<TicketDto>>,
+}
+
+/// One place's ticket: its signed token is what its QR code encodes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TicketDto {
+    /// The seat id, or the place's number in a standing section.
+    pub place: String,
+    pub token: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -273,6 +285,30 @@ pub fn hold_view_dto(def: &EventDef, layout: &SectionLayout, view: &HoldView) ->
     }
 }
 
+/// A booking as its own fan reads it: with a ticket per place while it
+/// stands (a cancelled booking's tickets are void, and not shown).
+pub fn booking_dto_with_tickets(
+    def: &EventDef,
+    layout: &SectionLayout,
+    b: &Booking,
+    key: &TicketKey,
+) -> BookingDto {
+    let mut dto = booking_dto(def, layout, b);
+    if b.status == BookingStatus::Confirmed {
+        let tickets = Ticket::per_place(&def.id, &layout.id, b.seq, &dto.seats, dto.quantity);
+        dto.tickets = Some(
+            tickets
+                .iter()
+                .map(|t| TicketDto {
+                    place: t.place(),
+                    token: key.sign(t),
+                })
+                .collect(),
+        );
+    }
+    dto
+}
+
 pub fn booking_dto(def: &EventDef, layout: &SectionLayout, b: &Booking) -> BookingDto {
     let (seats, quantity) = claim_seats(layout, &b.claim);
     let (status, cancelled_at) = match b.status {
@@ -292,6 +328,7 @@ pub fn booking_dto(def: &EventDef, layout: &SectionLayout, b: &Booking) -> Booki
         cancelled_at,
         currency: def.currency.clone(),
         total_price: def.price_of(layout, &b.claim),
+        tickets: None,
     }
 }
 

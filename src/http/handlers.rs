@@ -667,7 +667,8 @@ fn check_email(email: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// A booking.
+/// A booking; read by its own fan while it stands, with a ticket per
+/// place (`tickets`: what each place's QR code encodes).
 #[utoipa::path(get, path = "/v1/bookings/{id}", tag = "bookings", params(("id" = String, Path)),
     security(("fan_token" = []), ("admin_token" = [])),
     responses((status = 401, description = "No token, or one that proves nothing", body = Problem, content_type = "application/problem+json"), (status = 200, body = BookingDto), (status = 404, body = Problem, content_type = "application/problem+json")))]
@@ -677,6 +678,7 @@ pub async fn get_booking(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let by = caller(&state, &req)?;
+    let own_fan = matches!(by, Caller::Fan(_));
     let (s, r) = booking_target(&state, &path)?;
     let booking = ask(
         &s,
@@ -687,7 +689,12 @@ pub async fn get_booking(
         },
     )
     .await?;
-    Ok(HttpResponse::Ok().json(booking_dto(&s.def, &s.layout, &booking)))
+    let dto = if own_fan {
+        booking_dto_with_tickets(&s.def, &s.layout, &booking, &state.ticket_key)
+    } else {
+        booking_dto(&s.def, &s.layout, &booking)
+    };
+    Ok(HttpResponse::Ok().json(dto))
 }
 
 /// Cancel a booking: its seats return to free. The body may be empty.

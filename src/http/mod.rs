@@ -66,6 +66,8 @@ pub struct AppState {
     pub fan_rate: Option<Arc<rate::FanRate>>,
     /// Deadline for reading a request's body, once its head is in.
     pub body_read_timeout: std::time::Duration,
+    /// Signs the tickets a fan reads with its booking.
+    pub ticket_key: crate::mail::TicketKey,
 }
 
 impl AppState {

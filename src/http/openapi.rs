@@ -47,7 +47,7 @@ use crate::layout::{
         CategoryDto, SectionSummary, SectionCategoryDto, SeatMapDto, Availability,
         OutboxEntryDto, OutboxListDto, SnapshotFileDto, SnapshotListDto,
         EventSpec, CategorySpec, VenueSpec, SectionSpec, RowSpec, StandingSpec,
-        SalePhaseSpec, SalePhasesRequest,
+        SalePhaseSpec, SalePhasesRequest, TicketDto,
     )),
     modifiers(&AdminToken),
 )]

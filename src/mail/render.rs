@@ -125,6 +125,8 @@ impl Renderer {
             e: entry.key.event().to_string(),
             s: entry.key.section().to_string(),
             b: entry.key.booking,
+            n: None,
+            seat: None,
             seats,
             qty,
         }

@@ -58,6 +58,11 @@ impl MailSetup {
         })
     }
 
+    /// The key that signs tickets, for the API's reads of bookings.
+    pub fn ticket_key(&self) -> TicketKey {
+        self.renderer.ticket_key().clone()
+    }
+
     /// Starts the mailer on an arbiter of its own (the SMTP pool is built
     /// there, on the runtime that uses it), sending when `enabled`, with
     /// the outbox recovery rebuilt.

@@ -21,8 +21,11 @@ pub const KEY_LEN: usize = 32;
 /// Longest token `verify` looks at; real ones are a few hundred bytes.
 pub const TOKEN_LEN_MAX: usize = 4096;
 
-/// What a ticket says. Seat ids for a seated booking, a quantity for a
-/// standing one.
+/// What a ticket says. A ticket is one place of a booking: its number
+/// `n` (1..=places) and, in a seated section, its seat. (Emails before
+/// tickets were per place carry one ticket for the whole booking: its
+/// seat ids, or a quantity for a standing one, and no `n`; they still
+/// verify.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ticket {
@@ -32,10 +35,58 @@ pub struct Ticket {
     pub s: String,
     /// Booking number within the section (the public part of its id).
     pub b: u64,
+    /// The place within the booking, from 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<u32>,
+    /// The place's seat id, in a seated section.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seat: Option<String>,
+    /// A whole-booking ticket's seats.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub seats: Vec<String>,
+    /// A whole-booking ticket's standing places.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qty: Option<u32>,
+}
+
+impl Ticket {
+    /// One ticket per place of booking `booking` of `event`/`section`: a
+    /// seat each (`seats`), or places 1..=`quantity` when standing.
+    pub fn per_place(
+        event: &str,
+        section: &str,
+        booking: u64,
+        seats: &[String],
+        quantity: u32,
+    ) -> Vec<Ticket> {
+        let place = |n: u32, seat: Option<String>| Ticket {
+            e: event.to_owned(),
+            s: section.to_owned(),
+            b: booking,
+            n: Some(n),
+            seat,
+            seats: Vec::new(),
+            qty: None,
+        };
+        if seats.is_empty() {
+            (1..=quantity).map(|n| place(n, None)).collect()
+        } else {
+            (1..)
+                .zip(seats)
+                .map(|(n, seat)| place(n, Some(seat.clone())))
+                .collect()
+        }
+    }
+
+    /// What a person reads for the place: its seat id, or its number
+    /// in the section (`FLOOR, place 2`).
+    pub fn place(&self) -> String {
+        match (&self.seat, self.n) {
+            (Some(seat), _) => seat.clone(),
+            (None, Some(n)) => format!("{}, place {n}", self.s),
+            (None, None) => format!("{}, whole booking", self.s),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -125,9 +176,32 @@ mod tests {
             e: "demo".into(),
             s: "A".into(),
             b: 42,
+            n: None,
+            seat: None,
             seats: vec!["A/1/1".into(), "A/1/2".into()],
             qty: None,
         }
+    }
+
+    /// A place each, numbered from 1, naming its seat when seated; each
+    /// signs to a token of its own.
+    #[test]
+    fn one_ticket_per_place() {
+        let seats = vec!["A/1/1".to_owned(), "A/1/2".to_owned()];
+        let seated = Ticket::per_place("demo", "A", 7, &seats, 2);
+        assert_eq!(seated.len(), 2);
+        assert_eq!(
+            (seated[1].n, seated[1].seat.as_deref()),
+            (Some(2), Some("A/1/2"))
+        );
+        assert_eq!(seated[0].place(), "A/1/1");
+        let standing = Ticket::per_place("demo", "FLOOR", 8, &[], 3);
+        assert_eq!(standing.len(), 3);
+        assert_eq!(standing[2].place(), "FLOOR, place 3");
+        let key = TicketKey::from_bytes([7; KEY_LEN]);
+        let tokens: Vec<String> = standing.iter().map(|t| key.sign(t)).collect();
+        assert_ne!(tokens[0], tokens[1]);
+        assert_eq!(key.verify(&tokens[2]), Ok(standing[2].clone()));
     }
 
     #[test]

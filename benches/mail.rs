@@ -16,7 +16,10 @@
 //! for a mail server on another machine, and should take as little CPU as
 //! it can from the server under test on a 2-core box.
 //!
-//!     cargo bench --bench mail [-- ROUNDS SECS CLIENTS MAIL_CONCURRENCY SINK_NICE]
+//! Each booking is of `PLACES` standing places (4 by default): its email
+//! carries a ticket, and a QR code, per place.
+//!
+//!     cargo bench --bench mail [-- ROUNDS SECS CLIENTS MAIL_CONCURRENCY SINK_NICE PLACES]
 
 #[path = "../tests/common/smtp.rs"]
 mod smtp;
@@ -31,6 +34,8 @@ use serde_json::{json, Value};
 use smtp::{Fault, SmtpSink};
 
 const TOKEN: &str = "bench-admin-token";
+/// Places per booking (and tickets per email).
+static PLACES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(4);
 
 struct Server {
     child: Child,
@@ -51,12 +56,18 @@ impl Drop for Server {
 
 fn start(sink: &SmtpSink, mail: bool, concurrency: usize) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+    // BOXOFFICE_BENCH_BIN: another build (of an earlier commit), to
+    // compare in the same run.
+    let bin = std::env::var_os("BOXOFFICE_BENCH_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_boxoffice").into());
+    let mut child = Command::new(bin)
         .args(["serve", "--listen", "127.0.0.1:0", "--admin-token", TOKEN])
         .args(["--smtp-url", &sink.url()])
         .args(["--mail-concurrency", &concurrency.to_string()])
         .args(["--mail-enabled", if mail { "true" } else { "false" }])
         .args(["--mail-send-timeout-ms", "600000", "--demo", "false"])
+        // Each client is one fan holding back to back: no per-fan pace.
+        .args(["--fan-holds-per-sec", "0"])
         .arg("--data-dir")
         .arg(dir.path())
         .env("RUST_LOG", "error")
@@ -147,7 +158,9 @@ fn round(sink: &SmtpSink, mode: &str, secs: u64, clients: usize, concurrency: us
                     let hold: Value = agent
                         .post(&format!("{base}/v1/events/bench/holds"))
                         .set("Authorization", &auth)
-                        .send_json(json!({"section": section, "quantity": 1}))
+                        .send_json(
+                            json!({"section": section, "quantity": PLACES.load(Ordering::Relaxed)}),
+                        )
                         .expect("hold")
                         .into_json()
                         .unwrap();
@@ -217,6 +230,8 @@ fn main() {
     let clients = *nums.get(2).unwrap_or(&32) as usize;
     let concurrency = *nums.get(3).unwrap_or(&32) as usize;
     let sink_nice = *nums.get(4).unwrap_or(&10) as i32;
+    let places = *nums.get(5).unwrap_or(&4);
+    PLACES.store(places, Ordering::Relaxed);
     let sink = SmtpSink::start_niced(sink_nice);
     let modes = ["off", "on", "stalled"];
     let mut results: Vec<Vec<Round>> = modes.iter().map(|_| Vec::new()).collect();
@@ -235,7 +250,7 @@ fn main() {
         }
     }
     println!(
-        "\nmail bench: {rounds} rounds x {secs} s, {clients} clients, \
+        "\nmail bench: {rounds} rounds x {secs} s, {clients} clients, {places} places a booking, \
          --mail-concurrency {concurrency}, SMTP sink at nice {sink_nice}; medians over rounds"
     );
     println!("| mode | confirms/s | vs off | confirm p50 | confirm p99 | emails/s |");

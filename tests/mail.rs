@@ -118,8 +118,34 @@ fn qr_token(png_bytes: &[u8]) -> String {
     grids[0].decode().expect("the QR code decodes").1
 }
 
+/// The `n` inline QR codes of a confirmation (`ticket-qr-1` ...), each
+/// decoded and verified: (token, ticket) in place order.
+fn tickets_of(
+    msg: &mail_parser::Message,
+    key: &TicketKey,
+    n: u32,
+) -> Vec<(String, boxoffice::mail::Ticket)> {
+    let images = msg
+        .attachments()
+        .filter(|p| p.content_id().is_some_and(|c| c.starts_with("ticket-qr-")))
+        .count();
+    assert_eq!(images, n as usize, "one QR code per place");
+    (1..=n)
+        .map(|i| {
+            let qr = msg
+                .attachments()
+                .find(|p| p.content_id() == Some(format!("ticket-qr-{i}").as_str()))
+                .unwrap_or_else(|| panic!("an inline part with Content-ID ticket-qr-{i}"));
+            assert_eq!(qr.content_type().unwrap().ctype(), "image");
+            let token = qr_token(qr.contents());
+            let ticket = key.verify(&token).expect("the ticket verifies");
+            (token, ticket)
+        })
+        .collect()
+}
+
 #[test]
-fn a_confirmation_arrives_with_both_parts_and_a_ticket_that_verifies() {
+fn a_confirmation_arrives_with_both_parts_and_a_ticket_per_place() {
     let sink = SmtpSink::start();
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path(), &sink);
@@ -175,22 +201,26 @@ fn a_confirmation_arrives_with_both_parts_and_a_ticket_that_verifies() {
         text.contains("2 x R seat at 165,000 KRW = 330,000 KRW"),
         "{text}"
     );
-    assert!(html.contains("cid:ticket-qr"), "{html}");
-    // The inline QR code decodes to a ticket the server's key signed.
-    let qr = msg
-        .attachments()
-        .find(|p| p.content_id() == Some("ticket-qr"))
-        .expect("an inline part with Content-ID ticket-qr");
-    assert_eq!(qr.content_type().unwrap().ctype(), "image");
-    let token = qr_token(qr.contents());
+    // One inline QR code per place, each decoding to its own ticket the
+    // server's key signed, naming its seat.
     let key = TicketKey::from_hex(KEY_HEX).unwrap();
-    let ticket = key.verify(&token).expect("the ticket verifies");
-    assert_eq!(
-        (ticket.e.as_str(), ticket.s.as_str(), ticket.seats.clone()),
-        ("demo", "A", vec!["A/3/4".to_owned(), "A/3/5".to_owned()])
-    );
-    assert!(text.contains(&token), "the text part carries the token too");
-    assert!(TicketKey::from_bytes([1; 32]).verify(&token).is_err());
+    let tickets = tickets_of(&msg, &key, 2);
+    for (n, (t, seat)) in (1..).zip(tickets.iter().zip(["A/3/4", "A/3/5"])) {
+        let ticket = &t.1;
+        assert_eq!(
+            (
+                ticket.e.as_str(),
+                ticket.s.as_str(),
+                ticket.n,
+                ticket.seat.as_deref()
+            ),
+            ("demo", "A", Some(n), Some(seat))
+        );
+        assert!(html.contains(&format!("cid:ticket-qr-{n}")), "{html}");
+        assert!(text.contains(&t.0), "the text part carries each token too");
+        assert!(TicketKey::from_bytes([1; 32]).verify(&t.0).is_err());
+    }
+    assert!(text.contains("Ticket 2 of 2, A/3/5:"), "{text}");
 
     // Cancelling sends a cancellation, its own message.
     let r = s.post(&format!("/v1/bookings/{booking_id}/cancel"), &json!({}));
@@ -210,12 +240,13 @@ fn a_confirmation_arrives_with_both_parts_and_a_ticket_that_verifies() {
     let msg = MessageParser::default().parse(&m[2]).unwrap();
     let text = msg.body_text(0).unwrap();
     assert!(text.contains("Standing places: 3"), "{text}");
-    let qr = msg
-        .attachments()
-        .find(|p| p.content_id() == Some("ticket-qr"))
-        .unwrap();
-    let ticket = key.verify(&qr_token(qr.contents())).unwrap();
-    assert_eq!((ticket.s.as_str(), ticket.qty), ("FLOOR", Some(3)));
+    let tickets = tickets_of(&msg, &key, 3);
+    for (n, (_, ticket)) in (1..).zip(&tickets) {
+        assert_eq!(
+            (ticket.s.as_str(), ticket.n, ticket.seat.as_deref()),
+            ("FLOOR", Some(n), None)
+        );
+    }
     assert_eq!(one_id_per_entry(&m).len(), 3);
 }
 

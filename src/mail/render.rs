@@ -19,8 +19,8 @@ use super::outbox::{MailEntry, MailKind};
 use super::ticket::{Ticket, TicketKey};
 use crate::domain::{BookingRef, Claim, SectionKind};
 
-/// Content-ID of the inline QR image.
-pub const QR_CID: &str = "ticket-qr";
+/// Content-ID of place `n`'s inline QR image: `ticket-qr-<n>`, from 1.
+pub const QR_CID_PREFIX: &str = "ticket-qr-";
 /// Pixels per QR module, and the quiet zone in modules.
 const QR_SCALE: usize = 6;
 const QR_QUIET: usize = 4;
@@ -118,18 +118,18 @@ impl Renderer {
         format!("<{}.{tag}@{}>", entry.key, self.domain)
     }
 
-    /// The ticket a confirmation's QR code carries.
-    pub fn ticket(&self, entry: &MailEntry) -> Ticket {
+    /// The tickets a confirmation carries: one per place, each with its
+    /// own QR code.
+    pub fn tickets(&self, entry: &MailEntry) -> Vec<Ticket> {
         let (seats, qty) = seats_of(entry);
-        Ticket {
-            e: entry.key.event().to_string(),
-            s: entry.key.section().to_string(),
-            b: entry.key.booking,
-            n: None,
-            seat: None,
-            seats,
-            qty,
-        }
+        let places = qty.unwrap_or(seats.len() as u32);
+        Ticket::per_place(
+            entry.key.event(),
+            entry.key.section(),
+            entry.key.booking,
+            &seats,
+            places,
+        )
     }
 
     pub fn render(&self, entry: &MailEntry) -> Result<Message, RenderError> {
@@ -150,11 +150,18 @@ impl Renderer {
             entry.booking.secret,
         )
         .to_string();
-        let token = match entry.key.kind {
-            MailKind::Confirmation => Some(self.key.sign(&self.ticket(entry))),
-            MailKind::Cancellation => None,
+        let tickets = match entry.key.kind {
+            MailKind::Confirmation => self.tickets(entry),
+            MailKind::Cancellation => Vec::new(),
         };
-        let qr = token.as_deref().map(qr_png).transpose()?;
+        // (place, token, Content-ID, QR image and its width) per ticket.
+        let mut codes = Vec::with_capacity(tickets.len());
+        for t in &tickets {
+            let token = self.key.sign(t);
+            let (png, width) = qr_png(&token)?;
+            let cid = format!("{QR_CID_PREFIX}{}", t.n.unwrap_or(0));
+            codes.push((t.place(), token, cid, png, width));
+        }
         let ctx = context! {
             event => context! {
                 id => def.id, name => def.name, starts_at => def.starts_at,
@@ -175,9 +182,9 @@ impl Renderer {
                 number => format!("{}/{}/{}", def.id, layout.id, entry.key.booking),
                 payment_ref => entry.booking.payment_ref,
             },
-            ticket_token => token,
-            qr_cid => QR_CID,
-            qr_width => qr.as_ref().map_or(0, |(_, w)| *w),
+            tickets => codes.iter().map(|(place, token, cid, _, width)| context! {
+                place => place, token => token, cid => cid, width => width,
+            }).collect::<Vec<_>>(),
         };
         let kind = entry.key.kind.as_str();
         let render = |name: &'static str| {
@@ -198,15 +205,13 @@ impl Renderer {
                 render("cancellation.html")?,
             ),
         };
-        let html_part = match qr {
-            Some((png, _)) => MultiPart::related()
-                .singlepart(SinglePart::html(html))
-                .singlepart(
-                    Attachment::new_inline(QR_CID.to_owned())
-                        .body(png, ContentType::parse("image/png").expect("a valid type")),
-                ),
-            None => MultiPart::related().singlepart(SinglePart::html(html)),
-        };
+        let png = ContentType::parse("image/png").expect("a valid type");
+        let html_part = codes.into_iter().fold(
+            MultiPart::related().singlepart(SinglePart::html(html)),
+            |part, (_, _, cid, image, _)| {
+                part.singlepart(Attachment::new_inline(cid).body(image, png.clone()))
+            },
+        );
         Message::builder()
             .from(self.from.clone())
             .to(to)

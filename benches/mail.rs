@@ -116,6 +116,9 @@ struct Round {
     /// Emails delivered per second, from the first confirm until the
     /// last of them arrived (mode `on` only).
     emails_per_sec: Option<f64>,
+    /// CPU seconds during the load: the server's, and this process's
+    /// (the clients and the SMTP sink).
+    cpu: (f64, f64),
 }
 
 fn round(sink: &SmtpSink, mode: &str, secs: u64, clients: usize, concurrency: usize) -> Round {
@@ -131,6 +134,11 @@ fn round(sink: &SmtpSink, mode: &str, secs: u64, clients: usize, concurrency: us
     let server = start(sink, mode != "off", concurrency);
     let stop = Arc::new(AtomicBool::new(false));
     let lat = Arc::new(Mutex::new(Vec::new()));
+    let server_pid = server.child.id();
+    let cpu_before = (
+        cpu_secs(&format!("/proc/{server_pid}/stat")),
+        cpu_secs("/proc/self/stat"),
+    );
     let started = Instant::now();
     let threads: Vec<_> = (0..clients)
         .map(|c| {
@@ -193,6 +201,10 @@ fn round(sink: &SmtpSink, mode: &str, secs: u64, clients: usize, concurrency: us
         t.join().unwrap();
     }
     let load_secs = started.elapsed().as_secs_f64();
+    let cpu = (
+        cpu_secs(&format!("/proc/{server_pid}/stat")) - cpu_before.0,
+        cpu_secs("/proc/self/stat") - cpu_before.1,
+    );
     let mut latencies_us = std::mem::take(&mut *lat.lock().unwrap());
     latencies_us.sort_unstable();
     let confirms = latencies_us.len();
@@ -210,7 +222,24 @@ fn round(sink: &SmtpSink, mode: &str, secs: u64, clients: usize, concurrency: us
         secs: load_secs,
         latencies_us,
         emails_per_sec,
+        cpu,
     }
+}
+
+/// CPU seconds (user + system) of the process whose `stat` file is
+/// `path`, with 100 clock ticks a second.
+fn cpu_secs(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -239,12 +268,14 @@ fn main() {
         for (m, mode) in modes.iter().enumerate() {
             let res = round(&sink, mode, secs, clients, concurrency);
             eprintln!(
-                "round {r} {mode:>7}: {:>7.0} confirms/s, p50 {} us, p99 {} us{}",
+                "round {r} {mode:>7}: {:>7.0} confirms/s, p50 {} us, p99 {} us{}; CPU: server {:.0} us a confirm, clients + sink {:.0} us",
                 res.confirms as f64 / res.secs,
                 pct(&res.latencies_us, 0.5),
                 pct(&res.latencies_us, 0.99),
                 res.emails_per_sec
-                    .map_or(String::new(), |e| format!(", {e:.0} emails/s"))
+                    .map_or(String::new(), |e| format!(", {e:.0} emails/s")),
+                res.cpu.0 * 1e6 / res.confirms.max(1) as f64,
+                res.cpu.1 * 1e6 / res.confirms.max(1) as f64,
             );
             results[m].push(res);
         }

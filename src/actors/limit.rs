@@ -23,9 +23,10 @@
 //! limit to its minimum and starve the throughput without making anyone
 //! faster (a group commit takes as long for one request as for a
 //! hundred). A probe refuses what is over the minimum for its window, so
-//! unlike Envoy's it runs only when it is needed: when a window is over
-//! the target and the last probe is older than [`PROBE_EVERY`]. Under the
-//! target, nothing is ever refused that the limit would admit.
+//! unlike Envoy's it runs only when it is needed: after
+//! [`SLOW_WINDOWS_BEFORE_PROBE`] windows in a row over the target, when
+//! the last probe is older than [`PROBE_EVERY`]. Under the target, or in a
+//! spike above it, nothing is refused that the limit would admit.
 //!
 //! The latency is that of the work the limit guards (a section's mailbox,
 //! its decision and the group commit), never of reading a client's body:
@@ -41,6 +42,9 @@ pub const WINDOW: Duration = Duration::from_millis(100);
 pub const WINDOW_SAMPLES_MIN: u32 = 16;
 /// How often the baseline latency is measured again.
 pub const PROBE_EVERY: Duration = Duration::from_secs(10);
+/// Windows in a row over the target before a probe: a spike is not a
+/// reason to refuse anyone.
+pub const SLOW_WINDOWS_BEFORE_PROBE: u32 = 3;
 
 /// How a [`Limiter`] moves.
 #[derive(Debug, Clone, Copy)]
@@ -78,6 +82,8 @@ struct Window {
     /// the limit to return to after it.
     probing: Option<u32>,
     next_probe: Instant,
+    /// Windows in a row whose mean passed the target.
+    slow_streak: u32,
 }
 
 /// One admitted request, given back when dropped, however its request
@@ -146,6 +152,7 @@ impl Limiter {
                 baseline: Duration::ZERO,
                 probing: None,
                 next_probe: Instant::now(),
+                slow_streak: 0,
             }),
         }
     }
@@ -203,11 +210,16 @@ impl Limiter {
         let mean = Duration::from_micros(w.sum_us / u64::from(w.samples));
         let peak = self.peak.swap(0, Ordering::Relaxed);
         let limit = self.limit.load(Ordering::Relaxed);
+        w.slow_streak = if mean > self.settings.target {
+            w.slow_streak + 1
+        } else {
+            0
+        };
         let next = if let Some(back_to) = w.probing.take() {
             w.baseline = mean;
             w.next_probe = now + PROBE_EVERY;
             back_to
-        } else if mean > self.settings.target && now >= w.next_probe {
+        } else if w.slow_streak >= SLOW_WINDOWS_BEFORE_PROBE && now >= w.next_probe {
             // Slow: a queue, or slowness no queue explains? Probe first.
             w.probing = Some(limit);
             self.epoch.fetch_add(1, Ordering::Relaxed);
@@ -350,15 +362,17 @@ mod tests {
         let l = Arc::new(Limiter::new(S));
         let start = Instant::now();
         let old = l.try_acquire().unwrap();
-        // The first window over the target begins the first probe.
+        // Windows over the target, in a row, begin the first probe.
         {
             let mut w = l.window.lock().unwrap();
-            w.samples = WINDOW_SAMPLES_MIN;
-            w.sum_us = 20_000 * u64::from(WINDOW_SAMPLES_MIN);
-            l.end_window(&mut w, start + WINDOW);
+            for i in 1..=SLOW_WINDOWS_BEFORE_PROBE {
+                w.samples = WINDOW_SAMPLES_MIN;
+                w.sum_us = 20_000 * u64::from(WINDOW_SAMPLES_MIN);
+                l.end_window(&mut w, start + WINDOW * i);
+            }
         }
         assert_eq!(l.limit(), S.min);
-        let later = start + WINDOW * 2;
+        let later = start + WINDOW * (SLOW_WINDOWS_BEFORE_PROBE + 1);
         for _ in 0..100 {
             l.observe(Duration::from_secs(1), old.epoch, later);
         }
@@ -367,8 +381,9 @@ mod tests {
         for _ in 0..WINDOW_SAMPLES_MIN {
             l.observe(Duration::from_millis(2), new.epoch, later);
         }
-        // Back to the limit from before, with a 2 ms baseline.
-        assert_eq!(l.limit(), 100);
+        // Back to the limit from before the probe (the two slow windows
+        // before it cut 100 to 75 and 57), with a 2 ms baseline.
+        assert_eq!(l.limit(), 57);
         assert_eq!(l.window.lock().unwrap().baseline, Duration::from_millis(2));
         drop((old, new));
     }

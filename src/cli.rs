@@ -114,13 +114,22 @@ pub fn ticket(cmd: TicketCommand) -> anyhow::Result<()> {
                 }
             };
             let t = key.verify(&token)?;
-            let what = match t.qty {
-                Some(n) => format!("{n} standing place(s)"),
-                None => format!("seats {}", t.seats.join(", ")),
+            let what = match (t.n, t.qty) {
+                (Some(n), _) => match &t.seat {
+                    Some(seat) => format!("seat {seat} (place {n} of the booking)"),
+                    None => format!("standing place {n} of the booking"),
+                },
+                (None, Some(n)) => format!("{n} standing place(s)"),
+                (None, None) => format!("seats {}", t.seats.join(", ")),
             };
             println!(
                 "valid: event {}, section {}, booking {}, {what}",
                 t.e, t.s, t.b
+            );
+            // Said plainly, every time: the key proves who signed, not
+            // what happened since.
+            eprintln!(
+                "checked offline: the signature only; whether the booking was cancelled or the ticket already scanned, only the server knows"
             );
             Ok(())
         }

@@ -592,6 +592,20 @@ fn ticket_verify_checks_tokens_against_the_data_dir_key() {
         String::from_utf8_lossy(&ok.stdout).trim(),
         "valid: event demo, section A, booking 7, seats A/1/1"
     );
+    assert!(String::from_utf8_lossy(&ok.stderr).contains("only the server knows"));
+    // A ticket of one place names it.
+    let place = boxoffice::mail::Ticket::per_place("demo", "A", 7, &["A/1/1".into()], 1);
+    let ok = verify(&key.sign(&place[0]));
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout).trim(),
+        "valid: event demo, section A, booking 7, seat A/1/1 (place 1 of the booking)"
+    );
+    let standing = boxoffice::mail::Ticket::per_place("demo", "FLOOR", 9, &[], 2);
+    let ok = verify(&key.sign(&standing[1]));
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout).trim(),
+        "valid: event demo, section FLOOR, booking 9, standing place 2 of the booking"
+    );
     let forged = verify(&token.replace("BXT1.ey", "BXT1.ez"));
     assert!(!forged.status.success());
     let bad = verify("hello");

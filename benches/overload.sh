@@ -31,16 +31,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-python3 - > "$out/bench.json" <<'PY'
-import json
-sections = [{"id": f"S{i:02d}", "name": f"Section {i}", "category": "R",
-             "rows": [{"label": str(r + 1), "seats": 500, "x": 0.0, "y": float(r)} for r in range(100)]}
-            for i in range(1, 21)]
-print(json.dumps({"format": "boxoffice.event/1", "id": "bench", "name": "Bench", "starts_at": "2026-12-24T10:00:00Z",
-                  "currency": "KRW", "hold_ttl_secs": 3600, "seats_per_hold_max": 4,
-                  "categories": [{"id": "R", "name": "R", "price": 1}],
-                  "venue": {"name": "Bench hall", "sections": sections}}))
-PY
+python3 benches/bench_event.py > "$out/bench.json"
 
 # A fresh server of binary $1 on port $2 (data in $3) with the bench
 # event; its pid in $server_pid.

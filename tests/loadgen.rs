@@ -29,16 +29,7 @@ fn a_short_flash_sale_sells_out_consistently() {
     // 3 rows of 20 seats and 40 standing places: 100 places; 4 a fan.
     let mut event = small_event("flash", &[20, 20, 20], 40, 4);
     event["tickets_per_fan_max"] = 4.into();
-    let r = request(
-        "POST",
-        &format!("{base}/v1/events"),
-        Some(event.to_string()),
-        &[
-            ("Content-Type", "application/json"),
-            ("Authorization", &format!("Bearer {ADMIN_TOKEN}")),
-        ],
-    );
-    assert_eq!(r.status, 201, "{r:?}");
+    create_event(&base, &event);
 
     let out = common::boxoffice()
         .args([

@@ -42,16 +42,7 @@ fn a_flood_of_fans_is_refused_with_retry_after_and_nothing_else_fails() {
             .env("RUST_LOG", "warn"),
     );
     let event = small_event("flood", &[500; 12], 2_000, 4);
-    let r = request(
-        "POST",
-        &format!("{base}/v1/events"),
-        Some(event.to_string()),
-        &[
-            ("Content-Type", "application/json"),
-            ("Authorization", &format!("Bearer {ADMIN_TOKEN}")),
-        ],
-    );
-    assert_eq!(r.status, 201, "{r:?}");
+    create_event(&base, &event);
 
     let out = common::boxoffice()
         .args(["loadgen", "--server", &base, "--event", "flood"])

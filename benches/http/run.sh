@@ -16,16 +16,7 @@ data=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$data"' EXIT
 
 # A 1,000,000-seat event (20 sections of 50,000) so the run never sells out.
-python3 - > "$data/bench.json" <<'PY'
-import json
-sections = [{"id": f"S{i:02d}", "name": f"Section {i}", "category": "R",
-             "rows": [{"label": str(r + 1), "seats": 500, "x": 0.0, "y": float(r)} for r in range(100)]}
-            for i in range(1, 21)]
-print(json.dumps({"format": "boxoffice.event/1", "id": "bench", "name": "Bench", "starts_at": "2026-12-24T10:00:00Z",
-                  "currency": "KRW", "hold_ttl_secs": 3600, "seats_per_hold_max": 4,
-                  "categories": [{"id": "R", "name": "R", "price": 1}],
-                  "venue": {"name": "Bench hall", "sections": sections}}))
-PY
+python3 benches/bench_event.py > "$data/bench.json"
 
 RUST_LOG=warn ./target/release/boxoffice serve --listen 127.0.0.1:8091 --data-dir "$data/db" \
     --admin-token bench-admin-token --demo false > "$data/server.log" 2>&1 &

@@ -340,6 +340,21 @@ pub fn small_event(id: &str, rows: &[u32], standing: u32, max: u32) -> Value {
     })
 }
 
+/// Creates `event` (a `boxoffice.event/1` document) on the server at
+/// `base` with the admin token; it must answer 201.
+pub fn create_event(base: &str, event: &Value) {
+    let r = request(
+        "POST",
+        &format!("{base}/v1/events"),
+        Some(event.to_string()),
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &format!("Bearer {ADMIN_TOKEN}")),
+        ],
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+}
+
 pub fn admin() -> [(&'static str, &'static str); 1] {
     [("Authorization", "Bearer test-admin-token")]
 }

@@ -330,16 +330,21 @@ fn qr_png(token: &str) -> Result<(Vec<u8>, u32), RenderError> {
     let mut pixels = Vec::with_capacity(stride * side);
     let mut row = vec![0u8; stride];
     for my in 0..modules + 2 * QR_QUIET {
+        // A module at a time (not a pixel at a time: this loop was most of
+        // rendering an email with a QR code per place).
         row.fill(0);
-        for x in 0..side {
-            let mx = x / QR_SCALE;
-            let dark = my >= QR_QUIET
-                && my < modules + QR_QUIET
-                && mx >= QR_QUIET
-                && mx < modules + QR_QUIET
-                && colors[(my - QR_QUIET) * modules + (mx - QR_QUIET)] == qrcode::Color::Dark;
+        let code_row = (QR_QUIET..modules + QR_QUIET)
+            .contains(&my)
+            .then(|| &colors[(my - QR_QUIET) * modules..][..modules]);
+        for mx in 0..modules + 2 * QR_QUIET {
+            let dark = code_row.is_some_and(|r| {
+                (QR_QUIET..modules + QR_QUIET).contains(&mx)
+                    && r[mx - QR_QUIET] == qrcode::Color::Dark
+            });
             if !dark {
-                row[x / 8] |= 0x80 >> (x % 8);
+                for x in mx * QR_SCALE..(mx + 1) * QR_SCALE {
+                    row[x / 8] |= 0x80 >> (x % 8);
+                }
             }
         }
         for _ in 0..QR_SCALE {

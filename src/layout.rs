@@ -171,6 +171,10 @@ pub struct CategorySpec {
 #[serde(deny_unknown_fields)]
 pub struct VenueSpec {
     pub name: String,
+    /// The venue's IANA time zone, e.g. `Asia/Seoul`: times meant for
+    /// people (emails) are shown in it. Absent: UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
     /// Nearest the stage first.
     pub sections: Vec<SectionSpec>,
 }
@@ -280,6 +284,14 @@ impl EventSpec {
         }
         check_text("name", &self.name)?;
         check_text("venue.name", &self.venue.name)?;
+        if let Some(tz) = &self.venue.time_zone {
+            if jiff::tz::TimeZone::get(tz).is_err() {
+                return fail(
+                    "venue.time_zone",
+                    "must be an IANA time zone, e.g. Asia/Seoul",
+                );
+            }
+        }
         if humantime::parse_rfc3339(&self.starts_at).is_err() {
             return fail(
                 "starts_at",
@@ -417,6 +429,7 @@ impl EventSpec {
             name: self.name.clone(),
             starts_at: self.starts_at.clone(),
             venue_name: self.venue.name.clone(),
+            time_zone: self.venue.time_zone.clone(),
             currency: self.currency.clone(),
             categories,
             limits: Limits {
@@ -598,6 +611,10 @@ mod tests {
         check_err(|v| v["format"] = "boxoffice.event/2".into(), "format");
         check_err(|v| v["id"] = "a.b".into(), "id");
         check_err(|v| v["starts_at"] = "tomorrow".into(), "starts_at");
+        check_err(
+            |v| v["venue"]["time_zone"] = "Mars/Olympus_Mons".into(),
+            "venue.time_zone",
+        );
         check_err(|v| v["currency"] = "won".into(), "currency");
         check_err(|v| v["hold_ttl_secs"] = 1.into(), "hold_ttl_secs");
         check_err(|v| v["seats_per_hold_max"] = 0.into(), "seats_per_hold_max");

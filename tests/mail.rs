@@ -186,7 +186,7 @@ fn a_confirmation_arrives_with_both_parts_and_a_ticket_per_place() {
     for body in [text.as_ref(), html.as_str()] {
         for needle in [
             "Fan-club presale: Seoul encore night",
-            "2026-12-24T10:00:00Z",
+            "Thu 24 Dec 2026, 19:00 KST",
             "Seoul Olympic Arena",
             "A/3/4",
             "A/3/5",

@@ -40,6 +40,8 @@ pub struct EventDef {
     /// RFC 3339 start of the show, as given.
     pub starts_at: String,
     pub venue_name: String,
+    /// The venue's IANA time zone; `None`: UTC.
+    pub time_zone: Option<String>,
     /// ISO 4217 code, e.g. `KRW`.
     pub currency: String,
     pub categories: Vec<Category>,

@@ -477,6 +477,7 @@ mod tests {
                 name: "Demo".into(),
                 starts_at: "2026-12-24T10:00:00Z".into(),
                 venue_name: "Hall".into(),
+                time_zone: None,
                 currency: "KRW".into(),
                 categories: vec![],
                 limits: Limits {

@@ -165,6 +165,7 @@ impl Renderer {
         let ctx = context! {
             event => context! {
                 id => def.id, name => def.name, starts_at => def.starts_at,
+                starts_local => show_time(&def.starts_at, def.time_zone.as_deref()),
                 venue => def.venue_name,
             },
             section => context! { id => layout.id, name => layout.name },
@@ -286,6 +287,21 @@ const ZERO_DECIMAL: &[&str] = &[
 ];
 
 /// `150,000 KRW`, `1,234.50 EUR`.
+/// The show's start as a person at the venue reads it: `Thu 24 Dec 2026,
+/// 19:00 KST` in the venue's time zone (UTC without one). A start that
+/// does not parse (it always does: `layout.rs` checked it) shows as given.
+pub fn show_time(starts_at: &str, time_zone: Option<&str>) -> String {
+    let Ok(t) = starts_at.parse::<jiff::Timestamp>() else {
+        return starts_at.to_owned();
+    };
+    let tz = time_zone
+        .and_then(|name| jiff::tz::TimeZone::get(name).ok())
+        .unwrap_or(jiff::tz::TimeZone::UTC);
+    t.to_zoned(tz)
+        .strftime("%a %-d %b %Y, %H:%M %Z")
+        .to_string()
+}
+
 pub fn money(minor: u64, currency: &str) -> String {
     let group = |n: u64| {
         let digits = n.to_string();
@@ -369,6 +385,22 @@ fn qr_png(token: &str) -> Result<(Vec<u8>, u32), RenderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The venue's time, with its zone's abbreviation; UTC without one.
+    #[test]
+    fn show_times_are_the_venues() {
+        let at = "2026-12-24T10:00:00Z";
+        assert_eq!(
+            show_time(at, Some("Asia/Seoul")),
+            "Thu 24 Dec 2026, 19:00 KST"
+        );
+        assert_eq!(
+            show_time(at, Some("Europe/Paris")),
+            "Thu 24 Dec 2026, 11:00 CET"
+        );
+        assert_eq!(show_time(at, None), "Thu 24 Dec 2026, 10:00 UTC");
+        assert_eq!(show_time("tomorrow", None), "tomorrow");
+    }
 
     #[test]
     fn money_is_grouped_and_knows_zero_decimal_currencies() {

@@ -220,7 +220,14 @@ fn a_confirmation_arrives_with_both_parts_and_a_ticket_per_place() {
         assert!(text.contains(&t.0), "the text part carries each token too");
         assert!(TicketKey::from_bytes([1; 32]).verify(&t.0).is_err());
     }
-    assert!(text.contains("Ticket 2 of 2, A/3/5:"), "{text}");
+    assert!(
+        text.contains("Ticket 2 of 2, Row 3, Seat 5 (A/3/5):"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Seats: Row 3, Seat 4 (A/3/4), Row 3, Seat 5 (A/3/5)"),
+        "{text}"
+    );
 
     // Cancelling sends a cancellation, its own message.
     let r = s.post(&format!("/v1/bookings/{booking_id}/cancel"), &json!({}));
@@ -232,7 +239,10 @@ fn a_confirmation_arrives_with_both_parts_and_a_ticket_per_place() {
         .message_id()
         .unwrap()
         .starts_with(&format!("{}.cancellation.", public_id(booking_id))));
-    assert!(msg.body_text(0).unwrap().contains("A/3/4, A/3/5"));
+    assert!(msg
+        .body_text(0)
+        .unwrap()
+        .contains("Row 3, Seat 4 (A/3/4), Row 3, Seat 5 (A/3/5)"));
 
     // Standing bookings name their quantity.
     book(&s, "FLOOR", json!({"quantity": 3}), "floor@example.com");

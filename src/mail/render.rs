@@ -169,7 +169,8 @@ impl Renderer {
                 venue => def.venue_name,
             },
             section => context! { id => layout.id, name => layout.name },
-            seats => seats,
+            seats => seats.iter().map(|id| context! { id => id, name => seat_name(id) })
+                .collect::<Vec<_>>(),
             quantity => qty.unwrap_or(0),
             lines => lines.iter().map(|(c, n, p)| Line {
                 category: c.clone(),
@@ -185,6 +186,11 @@ impl Renderer {
             },
             tickets => codes.iter().map(|(place, token, cid, _, width)| context! {
                 place => place, token => token, cid => cid, width => width,
+                name => if place.contains('/') {
+                    format!("{} ({place})", seat_name(place))
+                } else {
+                    place.clone()
+                },
             }).collect::<Vec<_>>(),
         };
         let kind = entry.key.kind.as_str();
@@ -245,6 +251,15 @@ impl lettre::message::header::Header for BoxofficeMail {
 
     fn display(&self) -> lettre::message::header::HeaderValue {
         lettre::message::header::HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
+/// A seat as a person reads it: `A/3/4` is "Row 3, Seat 4" (the section
+/// is named beside it). An id of another shape shows as it is.
+pub fn seat_name(id: &str) -> String {
+    match id.split('/').collect::<Vec<_>>()[..] {
+        [_, row, number] => format!("Row {row}, Seat {number}"),
+        _ => id.to_owned(),
     }
 }
 
@@ -385,6 +400,12 @@ fn qr_png(token: &str) -> Result<(Vec<u8>, u32), RenderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seats_read_as_rows_and_numbers() {
+        assert_eq!(seat_name("A/3/4"), "Row 3, Seat 4");
+        assert_eq!(seat_name("FLOOR"), "FLOOR");
+    }
 
     /// The venue's time, with its zone's abbreviation; UTC without one.
     #[test]

@@ -529,6 +529,13 @@ fn unix_now_s() -> u64 {
 }
 
 impl Session<'_> {
+    /// Releases hold `id` (its fan's own).
+    async fn release(&mut self, id: &str) -> Result<Answer, Failure> {
+        let path = format!("/v1/holds/{id}");
+        self.send("release", Method::DELETE, &path, None, None)
+            .await
+    }
+
     /// A greedy fan, holding `held` places, asks for just enough more to
     /// pass the event's limit, in the same section: the server must
     /// refuse (`fan-limit-reached`). A hold that is granted anyway is a
@@ -567,15 +574,7 @@ impl Session<'_> {
                 .ok()
                 .and_then(|v| v["id"].as_str().map(str::to_owned))
                 .unwrap_or_default();
-            let _ = self
-                .send(
-                    "release",
-                    Method::DELETE,
-                    &format!("/v1/holds/{id}"),
-                    None,
-                    None,
-                )
-                .await;
+            let _ = self.release(&id).await;
         }
     }
 
@@ -737,15 +736,7 @@ async fn fan(s: &mut Session<'_>, k: usize) {
         }
         r
     } else if roll < plan.args.confirm_ratio + plan.args.release_ratio {
-        let r = s
-            .send(
-                "release",
-                Method::DELETE,
-                &format!("/v1/holds/{id}"),
-                None,
-                None,
-            )
-            .await;
+        let r = s.release(&id).await;
         if r.as_ref().is_ok_and(|a| a.status == 204) {
             s.tally.releases += 1;
             s.tally.outcomes.released += 1;

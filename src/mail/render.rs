@@ -154,13 +154,18 @@ impl Renderer {
             MailKind::Confirmation => self.tickets(entry),
             MailKind::Cancellation => Vec::new(),
         };
-        // (place, token, Content-ID, QR image and its width) per ticket.
+        // (name, token, Content-ID, QR image and its width) per ticket.
         let mut codes = Vec::with_capacity(tickets.len());
         for t in &tickets {
             let token = self.key.sign(t);
             let (png, width) = qr_png(&token)?;
             let cid = format!("{QR_CID_PREFIX}{}", t.n.unwrap_or(0));
-            codes.push((t.place(), token, cid, png, width));
+            // What a person reads: the seat by row and number, or the place.
+            let name = match &t.seat {
+                Some(seat) => format!("{} ({seat})", seat_name(seat)),
+                None => t.place(),
+            };
+            codes.push((name, token, cid, png, width));
         }
         let ctx = context! {
             event => context! {
@@ -184,13 +189,8 @@ impl Renderer {
                 number => format!("{}/{}/{}", def.id, layout.id, entry.key.booking),
                 payment_ref => entry.booking.payment_ref,
             },
-            tickets => codes.iter().map(|(place, token, cid, _, width)| context! {
-                place => place, token => token, cid => cid, width => width,
-                name => if place.contains('/') {
-                    format!("{} ({place})", seat_name(place))
-                } else {
-                    place.clone()
-                },
+            tickets => codes.iter().map(|(name, token, cid, _, width)| context! {
+                name => name, token => token, cid => cid, width => width,
             }).collect::<Vec<_>>(),
         };
         let kind = entry.key.kind.as_str();

@@ -204,6 +204,8 @@ impl Application {
             fan_rate,
             body_read_timeout: Duration::from_millis(args.body_read_timeout_ms),
             ticket_key,
+            scanner_token: args.scanner_token.clone(),
+            check_ins_refused: Default::default(),
         });
         let listener = TcpListener::bind(&args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -98,8 +98,15 @@ pub fn ticket(cmd: TicketCommand) -> anyhow::Result<()> {
     match cmd {
         TicketCommand::Verify {
             token,
+            server: Some(server),
+            scanner_token: Some(scanner_token),
+            ..
+        } => check_in(&server, &scanner_token, &token),
+        TicketCommand::Verify {
+            token,
             data_dir,
             ticket_key,
+            ..
         } => {
             let key = match ticket_key {
                 Some(hex) => {
@@ -133,6 +140,46 @@ pub fn ticket(cmd: TicketCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// Checks `token` in at `server`: prints what it admits, or fails with
+/// why not (the time of the first scan, a cancelled booking, a forgery).
+fn check_in(server: &str, scanner_token: &str, token: &str) -> anyhow::Result<()> {
+    let url = format!("{}/v1/tickets/check-in", server.trim_end_matches('/'));
+    let result = ureq::post(&url)
+        .set("Authorization", &format!("Bearer {scanner_token}"))
+        .timeout(std::time::Duration::from_secs(10))
+        .send_json(serde_json::json!({ "token": token.trim() }));
+    match result {
+        Ok(resp) => {
+            let t: Value = resp
+                .into_json()
+                .with_context(|| format!("{url} answered something other than JSON"))?;
+            println!(
+                "admit: {} in section {} of event {}, checked in at {}",
+                t["label"].as_str().unwrap_or(""),
+                t["section"].as_str().unwrap_or(""),
+                t["event"].as_str().unwrap_or(""),
+                t["checked_in_at"].as_str().unwrap_or("")
+            );
+            Ok(())
+        }
+        Err(ureq::Error::Status(code, resp)) => {
+            let body: Value = resp.into_json().unwrap_or(Value::Null);
+            let kind = body["type"]
+                .as_str()
+                .and_then(|t| t.rsplit(':').next())
+                .unwrap_or("");
+            bail!(
+                "do not admit: {code} {kind}: {}",
+                body["detail"]
+                    .as_str()
+                    .or(body["title"].as_str())
+                    .unwrap_or("")
+            )
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot reach {url}")),
     }
 }
 

@@ -283,7 +283,10 @@ pub enum OutboxCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum TicketCommand {
-    /// Verify a ticket token's signature and print what it admits.
+    /// Verify a ticket token and print what it admits. Offline (with the
+    /// ticket key) it checks the signature only; with `--server` it checks
+    /// the ticket in at that server: the first scan admits, every later
+    /// one (and a cancelled booking's ticket) is refused, exit status 1.
     Verify {
         /// The token, `BXT1.…`.
         token: String,
@@ -293,6 +296,12 @@ pub enum TicketCommand {
         /// The key itself (64 hex digits), instead of the data directory's.
         #[arg(long, env = "BOXOFFICE_TICKET_KEY", hide_env_values = true)]
         ticket_key: Option<String>,
+        /// Base URL of the running server: check the ticket in there.
+        #[arg(long, requires = "scanner_token", conflicts_with = "ticket_key")]
+        server: Option<String>,
+        /// The server's scanner token.
+        #[arg(long, env = "BOXOFFICE_SCANNER_TOKEN", hide_env_values = true)]
+        scanner_token: Option<String>,
     },
 }
 
@@ -322,6 +331,12 @@ pub struct ServeArgs {
     /// disabled without one.
     #[arg(long, env = "BOXOFFICE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+
+    /// Bearer token of the door scanners (`POST /v1/tickets/check-in`);
+    /// check-in is disabled without one. Never the admin token: a
+    /// scanner's credential lives on many devices at many doors.
+    #[arg(long, env = "BOXOFFICE_SCANNER_TOKEN", hide_env_values = true)]
+    pub scanner_token: Option<String>,
 
     /// The shard map (TOML: which shard owns which events). With it (and
     /// `--shard`), the server serves only its own events and answers
@@ -620,6 +635,10 @@ impl ServeArgs {
         let named = [
             ("--admin-token (BOXOFFICE_ADMIN_TOKEN)", &self.admin_token),
             (
+                "--scanner-token (BOXOFFICE_SCANNER_TOKEN)",
+                &self.scanner_token,
+            ),
+            (
                 "--payment-secret (BOXOFFICE_PAYMENT_SECRET)",
                 &self.payment_secret,
             ),
@@ -645,17 +664,26 @@ impl ServeArgs {
                 anyhow::bail!("{name} starts or ends with spaces");
             }
         }
-        if let Some(token) = &self.admin_token {
+        let service_tokens = [
+            ("--admin-token (BOXOFFICE_ADMIN_TOKEN)", &self.admin_token),
+            (
+                "--scanner-token (BOXOFFICE_SCANNER_TOKEN)",
+                &self.scanner_token,
+            ),
+        ];
+        for (name, token) in service_tokens {
+            let Some(token) = token else { continue };
             if token.chars().count() < ADMIN_TOKEN_LEN_MIN {
-                anyhow::bail!(
-                    "--admin-token (BOXOFFICE_ADMIN_TOKEN): at least {ADMIN_TOKEN_LEN_MIN} characters"
-                );
+                anyhow::bail!("{name}: at least {ADMIN_TOKEN_LEN_MIN} characters");
             }
             if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                anyhow::bail!(
-                    "--admin-token (BOXOFFICE_ADMIN_TOKEN): no spaces or control characters (it travels in a header)"
-                );
+                anyhow::bail!("{name}: no spaces or control characters (it travels in a header)");
             }
+        }
+        if self.scanner_token.is_some() && self.scanner_token == self.admin_token {
+            anyhow::bail!(
+                "--scanner-token (BOXOFFICE_SCANNER_TOKEN) is the admin token: give the scanners their own"
+            );
         }
         Ok(())
     }
@@ -940,6 +968,28 @@ mod tests {
         refused(&["--jwks", ""], "--jwks");
         refused(&["--smtp-url", ""], "--smtp-url");
         assert!(check(&["--admin-token", "sixteen-chars-xx"]).is_ok());
+        refused(&["--scanner-token", "short-token"], "--scanner-token");
+        refused(
+            &["--scanner-token", " padded-scanner-token "],
+            "--scanner-token",
+        );
+        let same = check(&[
+            "--admin-token",
+            "sixteen-chars-xx",
+            "--scanner-token",
+            "sixteen-chars-xx",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(same.contains("is the admin token"), "{same}");
+        assert!(!same.contains("sixteen-chars-xx"), "{same}");
+        assert!(check(&[
+            "--admin-token",
+            "sixteen-chars-xx",
+            "--scanner-token",
+            "scanner-chars-xx"
+        ])
+        .is_ok());
         assert!(check(&[]).is_ok());
     }
 

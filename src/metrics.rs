@@ -21,6 +21,14 @@ use crate::domain::CategoryCounts;
 use crate::journal::Journal;
 use crate::mail::MailStats;
 
+/// What the HTTP layer counts itself, as a scrape reads it.
+pub struct EdgeCounts<'a> {
+    /// Hold attempts refused for their fan's pace.
+    pub fan_rate_limited: u64,
+    /// Check-ins refused, by reason.
+    pub check_ins_refused: &'a [(&'a str, u64)],
+}
+
 pub struct Metrics {
     registry: Registry,
     pub http_requests: IntCounterVec,
@@ -44,6 +52,7 @@ pub struct Metrics {
     holds_refused: IntCounterVec,
     receipts_refused: IntCounterVec,
     fan_rate_limited: prometheus::IntCounter,
+    check_ins_refused: IntCounterVec,
     /// Scrapes copy counters in with reset + add; one at a time.
     scrape: Mutex<()>,
 }
@@ -136,7 +145,7 @@ impl Metrics {
             changes: counter_vec(
                 &registry,
                 "boxoffice_changes_total",
-                "Changes applied since start, by event, section and kind (hold, release, expiry, confirm, cancel)",
+                "Changes applied since start, by event, section and kind (hold, release, expiry, confirm, cancel, check_in: a ticket's first scan at the door)",
                 &["event", "section", "kind"],
             ),
             inflight: gauge_vec(
@@ -215,6 +224,12 @@ impl Metrics {
                 registry.register(Box::new(c.clone())).expect("unique");
                 c
             },
+            check_ins_refused: counter_vec(
+                &registry,
+                "boxoffice_check_ins_refused_total",
+                "Tickets refused at the door, by reason (the problem type: already-checked-in, ticket-cancelled, ticket-invalid, ...); check-ins admitted are boxoffice_changes_total{kind=\"check_in\"}",
+                &["reason"],
+            ),
             registry,
             scrape: Mutex::new(()),
         }
@@ -229,7 +244,7 @@ impl Metrics {
         mail: &MailStats,
         auth: &Verifier,
         receipts: &ReceiptVerifier,
-        fan_rate_limited: u64,
+        edge: EdgeCounts<'_>,
     ) -> String {
         let _one_at_a_time = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
         let set = |c: &prometheus::IntCounter, v: u64| {
@@ -298,7 +313,10 @@ impl Metrics {
         for (reason, n) in RECEIPT_REASONS.iter().zip(receipts.refused()) {
             set(&self.receipts_refused.with_label_values(&[reason]), n);
         }
-        set(&self.fan_rate_limited, fan_rate_limited);
+        set(&self.fan_rate_limited, edge.fan_rate_limited);
+        for (reason, n) in edge.check_ins_refused {
+            set(&self.check_ins_refused.with_label_values(&[reason]), *n);
+        }
         let process = sections.process_limit();
         for (state, v) in [
             ("inflight", process.in_flight()),

@@ -8,7 +8,7 @@
 mod common;
 
 use boxoffice::layout::EventSpec;
-use boxoffice::snapshot::wire::{Body, ClaimSnap, EndSnap, Header, SectionSnap};
+use boxoffice::snapshot::wire::{Body, CheckInSnap, ClaimSnap, EndSnap, Header, SectionSnap};
 use boxoffice::snapshot::{self, Snapshot, SnapshotError};
 use common::*;
 use proptest::prelude::*;
@@ -144,6 +144,53 @@ fn each_kind_of_inconsistent_snapshot_is_refused_by_name() {
                 section(b).bookings[0].claim = ClaimSnap::Seats(vec![u32::MAX]);
             },
             "seat",
+        ),
+        (
+            "check-in past 9999",
+            |_, b| {
+                section(b).check_ins.push(CheckInSnap {
+                    booking: 0,
+                    place: 1,
+                    at_ms: u64::MAX,
+                })
+            },
+            "past the year 9999",
+        ),
+        (
+            "check-in of a booking never made",
+            |_, b| {
+                let s = section(b);
+                let booking = s.next_booking;
+                s.check_ins.push(CheckInSnap {
+                    booking,
+                    place: 1,
+                    at_ms: T0_MS,
+                });
+            },
+            "check-in of place 1 of booking",
+        ),
+        (
+            "check-in of a place the booking has not",
+            |_, b| {
+                section(b).check_ins.push(CheckInSnap {
+                    booking: 0,
+                    place: 3,
+                    at_ms: T0_MS,
+                })
+            },
+            "does not have it",
+        ),
+        (
+            "one place checked in twice",
+            |_, b| {
+                let c = CheckInSnap {
+                    booking: 0,
+                    place: 2,
+                    at_ms: T0_MS,
+                };
+                section(b).check_ins.extend([c, c]);
+            },
+            "checked in twice",
         ),
         (
             "event made past 9999",

@@ -26,7 +26,7 @@ use super::ledger::FanLedger;
 use super::payments::PaymentRefs;
 use crate::clock::Clock;
 use crate::domain::{
-    Booking, Caller, CategoryCounts, Change, CommandError, EventDef, FanId, HoldView, Outcome,
+    BookingRead, Caller, CategoryCounts, Change, CommandError, EventDef, FanId, HoldView, Outcome,
     PlacesMoved, Section, SectionCounts, SectionName,
 };
 use crate::journal::{encode, IdemTag, Journal, Receipt, Record};
@@ -81,11 +81,11 @@ pub struct SectionStats {
     /// By category index.
     counts: Vec<AtomicCounts>,
     /// Changes applied since start, by kind (`CHANGE_KINDS`).
-    changes: [AtomicU64; 5],
+    changes: [AtomicU64; CHANGE_KINDS.len()],
 }
 
 /// Names of the change counters, in `SectionStats::changes` order.
-pub const CHANGE_KINDS: [&str; 5] = ["hold", "release", "expiry", "confirm", "cancel"];
+pub const CHANGE_KINDS: [&str; 6] = ["hold", "release", "expiry", "confirm", "cancel", "check_in"];
 
 impl SectionStats {
     pub fn new(counts: &SectionCounts) -> SectionStats {
@@ -114,12 +114,13 @@ impl SectionStats {
             Change::HoldExpired { .. } => 2,
             Change::HoldConfirmed { .. } => 3,
             Change::BookingCancelled { .. } => 4,
+            Change::TicketCheckedIn { .. } => 5,
         };
         self.changes[i].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Changes applied since start, in `CHANGE_KINDS` order.
-    pub fn changes(&self) -> [u64; 5] {
+    pub fn changes(&self) -> [u64; CHANGE_KINDS.len()] {
         std::array::from_fn(|i| self.changes[i].load(Ordering::Relaxed))
     }
 
@@ -238,6 +239,16 @@ pub enum Command {
         secret: u64,
         by: Caller,
     },
+    /// A door scanner checks in the ticket of place `place` (from 1) of
+    /// `booking`, whose seat (an index into the seat map) the ticket
+    /// names in a seated section. The ticket's signature is checked
+    /// before: it proves the place was sold, the booking's secret is not
+    /// needed.
+    CheckIn {
+        booking: u64,
+        place: u32,
+        seat: Option<u32>,
+    },
 }
 
 /// Asks a section for a change; answered with its outcome once durable.
@@ -263,7 +274,7 @@ pub struct GetHold {
 
 /// A booking, for its fan or support.
 #[derive(Message)]
-#[rtype(result = "Result<Arc<Booking>, SectionError>")]
+#[rtype(result = "Result<BookingRead, SectionError>")]
 pub struct GetBooking {
     pub booking: u64,
     pub secret: u64,
@@ -408,6 +419,11 @@ impl SectionActor {
                 secret,
                 by,
             } => s.decide_cancel(booking, secret, &by, now)?,
+            Command::CheckIn {
+                booking,
+                place,
+                seat,
+            } => s.decide_check_in(booking, place, seat, now)?,
         };
         let moved = self.section.places_moved(&change);
         if let Some(PlacesMoved::Taken { fan, places }) = &moved {
@@ -584,14 +600,12 @@ impl Handler<GetHold> for SectionActor {
 }
 
 impl Handler<GetBooking> for SectionActor {
-    type Result = Result<Arc<Booking>, SectionError>;
+    type Result = Result<BookingRead, SectionError>;
 
     fn handle(&mut self, msg: GetBooking, _: &mut Context<Self>) -> Self::Result {
-        Ok(Arc::clone(self.section.find_booking(
-            msg.booking,
-            msg.secret,
-            &msg.by,
-        )?))
+        Ok(self
+            .section
+            .read_booking(msg.booking, msg.secret, &msg.by)?)
     }
 }
 

@@ -9,11 +9,11 @@ use utoipa::ToSchema;
 
 use crate::clock::rfc3339_ms;
 use crate::domain::{
-    Booking, BookingRef, BookingStatus, CategoryCounts, Claim, EventDef, Hold, HoldRef, HoldView,
-    SalePhases, SectionCounts, SectionKind, SectionLayout,
+    Booking, BookingRead, BookingRef, BookingStatus, CategoryCounts, Claim, EventDef, Hold,
+    HoldRef, HoldView, SalePhases, SectionCounts, SectionKind, SectionLayout,
 };
 use crate::layout::SalePhaseSpec;
-use crate::mail::{OutboxList, Ticket, TicketKey};
+use crate::mail::{seat_name, OutboxList, Ticket, TicketKey};
 use crate::snapshot::{Header, SnapshotError};
 
 /// New sale phases for an event on sale.
@@ -66,6 +66,33 @@ pub struct ConfirmRequest {
     /// hold, its `total_price` as `amount`, its `currency`, and the
     /// payment's unique `ref` (which the booking keeps as `payment_ref`).
     pub receipt: String,
+}
+
+/// A ticket scanned at the door.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckInRequest {
+    /// The ticket's token: what its QR code encodes (`BXT1.…`).
+    pub token: String,
+}
+
+/// A ticket checked in: what the door shows.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckInDto {
+    pub event: String,
+    pub section: String,
+    /// The booking's number in its section (the public part of its id).
+    pub booking: u64,
+    /// The ticket's place in its booking, from 1.
+    pub place: u32,
+    /// The seat id, in a seated section.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seat: Option<String>,
+    /// What the door reads out: `Row 3, Seat 4` or `Floor, place 2`.
+    pub label: String,
+    /// The place's price category.
+    pub category: String,
+    pub checked_in_at: String,
 }
 
 /// The body of a cancellation; it may also be empty.
@@ -129,6 +156,9 @@ pub struct TicketDto {
     /// The seat id, or the place's number in a standing section.
     pub place: String,
     pub token: String,
+    /// When a door checked the ticket in; absent until then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checked_in_at: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -286,27 +316,66 @@ pub fn hold_view_dto(def: &EventDef, layout: &SectionLayout, view: &HoldView) ->
 }
 
 /// A booking as its own fan reads it: with a ticket per place while it
-/// stands (a cancelled booking's tickets are void, and not shown).
+/// stands (a cancelled booking's tickets are void, and not shown), and
+/// when each checked in.
 pub fn booking_dto_with_tickets(
     def: &EventDef,
     layout: &SectionLayout,
-    b: &Booking,
+    read: &BookingRead,
     key: &TicketKey,
 ) -> BookingDto {
+    let b = &read.booking;
     let mut dto = booking_dto(def, layout, b);
     if b.status == BookingStatus::Confirmed {
         let tickets = Ticket::per_place(&def.id, &layout.id, b.seq, &dto.seats, dto.quantity);
         dto.tickets = Some(
             tickets
                 .iter()
-                .map(|t| TicketDto {
+                .zip(&read.checked_in)
+                .map(|(t, at)| TicketDto {
                     place: t.place(),
                     token: key.sign(t),
+                    checked_in_at: at.map(rfc3339_ms),
                 })
                 .collect(),
         );
     }
     dto
+}
+
+/// Place `place` (from 1) of booking `b`, checked in at `at_ms`.
+pub fn check_in_dto(
+    def: &EventDef,
+    layout: &SectionLayout,
+    b: &Booking,
+    place: u32,
+    at_ms: u64,
+) -> CheckInDto {
+    let (seat, label, category) = match (&b.claim, &layout.kind) {
+        (Claim::Seats(seats), SectionKind::Seated(map)) => {
+            let i = seats[place as usize - 1];
+            let id = map.seat_id(i);
+            let label = seat_name(&id);
+            (Some(id), label, map.category(i))
+        }
+        (_, SectionKind::Standing { category, .. }) => {
+            (None, format!("{}, place {place}", layout.name), *category)
+        }
+        (_, SectionKind::Seated(_)) => unreachable!("a seated booking claims seats"),
+    };
+    CheckInDto {
+        event: def.id.clone(),
+        section: layout.id.clone(),
+        booking: b.seq,
+        place,
+        seat,
+        label,
+        category: def
+            .categories
+            .get(usize::from(category))
+            .map_or_else(String::new, |c| c.name.clone()),
+        checked_in_at: rfc3339_ms(at_ms),
+    }
 }
 
 pub fn booking_dto(def: &EventDef, layout: &SectionLayout, b: &Booking) -> BookingDto {
@@ -498,7 +567,7 @@ pub struct SnapshotFileDto {
     /// The journal position it reaches (its name).
     pub position: u64,
     pub bytes: u64,
-    /// The file's header (`boxoffice.snapshot/1`), or `{"error": …}` when
+    /// The file's header (`boxoffice.snapshot/3`), or `{"error": …}` when
     /// it does not read; the checksum is not checked by a listing.
     #[schema(value_type = Object)]
     pub header: serde_json::Value,

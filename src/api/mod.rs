@@ -41,6 +41,14 @@ pub fn answer(def: &EventDef, layout: &SectionLayout, outcome: &Outcome) -> Answ
             status: 200,
             body: dto::to_json(&dto::booking_dto(def, layout, b)),
         },
+        Outcome::CheckedIn {
+            booking,
+            place,
+            at_ms,
+        } => Answer {
+            status: 200,
+            body: dto::to_json(&dto::check_in_dto(def, layout, booking, *place, *at_ms)),
+        },
     }
 }
 

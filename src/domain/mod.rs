@@ -19,8 +19,8 @@ mod venue;
 pub use ids::{is_valid_name, BookingRef, HoldRef, SectionName};
 pub use sale::{Admission, SalePhase, SalePhases};
 pub use section::{
-    fan_tag, Booking, BookingStatus, Caller, CategoryCounts, Change, Claim, CommandError, FanId,
-    Hold, HoldEnd, HoldView, Outcome, PlacesMoved, Section, SectionCounts, SectionParts,
-    EMAIL_LEN_MAX,
+    fan_tag, Booking, BookingRead, BookingStatus, Caller, CategoryCounts, Change, Claim,
+    CommandError, FanId, Hold, HoldEnd, HoldView, Outcome, PlacesMoved, Section, SectionCounts,
+    SectionParts, EMAIL_LEN_MAX,
 };
 pub use venue::{Category, EventDef, Limits, Row, SeatMap, SectionKind, SectionLayout};

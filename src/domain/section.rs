@@ -4,7 +4,8 @@
 //! `apply` in debug builds and in every test):
 //! - a seat is owned by at most one hold or booking, and the owner knows it;
 //! - free + held + sold = capacity, per category and per row;
-//! - a standing section never holds or sells more than its capacity.
+//! - a standing section never holds or sells more than its capacity;
+//! - a ticket (one place of a booking) is checked in at most once.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -104,6 +105,14 @@ pub struct Booking {
     pub status: BookingStatus,
 }
 
+/// A booking as read, with when each of its places checked in (by
+/// place, from 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookingRead {
+    pub booking: Arc<Booking>,
+    pub checked_in: Vec<Option<u64>>,
+}
+
 /// Places a change gives to or takes from a fan ([`Section::places_moved`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlacesMoved {
@@ -131,6 +140,8 @@ pub struct SectionParts {
     /// (hold, its secret masked by its fan's [`fan_tag`], how it ended),
     /// oldest first.
     pub ended: Vec<(u64, u64, HoldEnd)>,
+    /// Tickets checked in: (booking, place from 1, when), in that order.
+    pub check_ins: Vec<(u64, u32, u64)>,
 }
 
 /// Everything that can happen to a section. A `Change` is decided once,
@@ -165,6 +176,12 @@ pub enum Change {
         booking: u64,
         at_ms: u64,
     },
+    /// A door scanned the ticket of place `place` (from 1) of `booking`.
+    TicketCheckedIn {
+        booking: u64,
+        place: u32,
+        at_ms: u64,
+    },
 }
 
 /// What a change leaves for whoever asked for it (see [`Section::outcome`]).
@@ -176,6 +193,12 @@ pub enum Outcome {
     Confirmed(Arc<Booking>),
     /// The booking, now cancelled.
     Cancelled(Arc<Booking>),
+    /// A ticket of the booking checked in: its place (from 1), and when.
+    CheckedIn {
+        booking: Arc<Booking>,
+        place: u32,
+        at_ms: u64,
+    },
 }
 
 /// A hold as its fan may read it: live, or confirmed into a booking (the
@@ -232,6 +255,14 @@ pub enum CommandError {
     /// The receipt's payment reference booked before.
     #[error("this payment has already been used for a booking")]
     PaymentAlreadyUsed,
+    /// No booking has the place a ticket names.
+    #[error("no such ticket")]
+    TicketNotFound,
+    /// The ticket's booking was cancelled: the ticket is void.
+    #[error("the ticket's booking was cancelled")]
+    TicketCancelled,
+    #[error("the ticket was already checked in")]
+    AlreadyCheckedIn { at_ms: u64 },
 }
 
 /// A change that does not fit the state it is applied to. Live, that is a
@@ -439,6 +470,8 @@ pub struct Section {
     next_hold: u64,
     next_booking: u64,
     counts: Vec<CategoryCounts>,
+    /// When each ticket checked in, by (booking, place from 1).
+    check_ins: FxHashMap<(u64, u32), u64>,
 }
 
 impl Section {
@@ -471,6 +504,7 @@ impl Section {
             next_hold: 0,
             next_booking: 0,
             counts,
+            check_ins: FxHashMap::default(),
         }
     }
 
@@ -527,7 +561,38 @@ impl Section {
                 .booking_shared(*booking)
                 .cloned()
                 .map(Outcome::Cancelled),
+            Change::TicketCheckedIn {
+                booking,
+                place,
+                at_ms,
+            } => self.booking_shared(*booking).map(|b| Outcome::CheckedIn {
+                booking: Arc::clone(b),
+                place: *place,
+                at_ms: *at_ms,
+            }),
         }
+    }
+
+    /// A booking `by` may see (see [`Section::find_booking`]), with when
+    /// each of its places checked in.
+    pub fn read_booking(
+        &self,
+        seq: u64,
+        secret: u64,
+        by: &Caller,
+    ) -> Result<BookingRead, CommandError> {
+        let b = self.find_booking(seq, secret, by)?;
+        Ok(BookingRead {
+            checked_in: (1..=b.claim.count())
+                .map(|place| self.checked_in(seq, place))
+                .collect(),
+            booking: Arc::clone(b),
+        })
+    }
+
+    /// When place `place` (from 1) of `booking` checked in, if it has.
+    pub fn checked_in(&self, booking: u64, place: u32) -> Option<u64> {
+        self.check_ins.get(&(booking, place)).copied()
     }
 
     /// One character per seat, in seat order: `f` free, `h` held, `s` sold.
@@ -664,6 +729,45 @@ impl Section {
         })
     }
 
+    /// Check in the ticket of place `place` (from 1) of `booking`. A
+    /// ticket names its seat too (`seat`, an index into the seat map):
+    /// it must be that place's, or the ticket is not this booking's.
+    pub fn decide_check_in(
+        &self,
+        booking: u64,
+        place: u32,
+        seat: Option<u32>,
+        now_ms: u64,
+    ) -> Result<Change, CommandError> {
+        let b = self.booking(booking).ok_or(CommandError::TicketNotFound)?;
+        let fits = match (&b.claim, seat) {
+            (Claim::Seats(seats), Some(seat)) => {
+                place >= 1 && seats.get(place as usize - 1) == Some(&seat)
+            }
+            (Claim::Quantity(n), None) => (1..=*n).contains(&place),
+            _ => false,
+        };
+        if !fits {
+            return Err(CommandError::TicketNotFound);
+        }
+        if let BookingStatus::Cancelled { .. } = b.status {
+            return Err(CommandError::TicketCancelled);
+        }
+        if let Some(at_ms) = self.checked_in(booking, place) {
+            return Err(CommandError::AlreadyCheckedIn { at_ms });
+        }
+        Ok(Change::TicketCheckedIn {
+            booking,
+            place,
+            at_ms: now_ms,
+        })
+    }
+
+    /// Whether `place` (from 1) is a place of booking `b`.
+    fn has_place(b: &Booking, place: u32) -> bool {
+        (1..=b.claim.count()).contains(&place)
+    }
+
     // ---- places per fan: what the event's fan limit counts ----
 
     /// The places each hold and live booking of the section gives its fan,
@@ -702,7 +806,7 @@ impl Section {
                     places: b.claim.count(),
                 })
             }
-            Change::HoldConfirmed { .. } => None,
+            Change::HoldConfirmed { .. } | Change::TicketCheckedIn { .. } => None,
         }
     }
 
@@ -869,12 +973,19 @@ impl Section {
         holds.sort_by_key(|h| h.seq);
         let bookings: Vec<Booking> = self.bookings().cloned().collect();
         let ended = self.ended.iter().collect();
+        let mut check_ins: Vec<(u64, u32, u64)> = self
+            .check_ins
+            .iter()
+            .map(|(&(b, p), &at)| (b, p, at))
+            .collect();
+        check_ins.sort_unstable();
         SectionParts {
             next_hold: self.next_hold,
             next_booking: self.next_booking,
             holds,
             bookings,
             ended,
+            check_ins,
         }
     }
 
@@ -935,6 +1046,21 @@ impl Section {
                     return Err(ApplyError(format!("hold {seq} ended twice")));
                 }
                 *slot = (secret, end_code(end));
+            }
+        }
+        for (booking, place, at_ms) in parts.check_ins {
+            let known = s
+                .booking(booking)
+                .is_some_and(|b| Self::has_place(b, place));
+            if !known {
+                return Err(ApplyError(format!(
+                    "check-in of place {place} of booking {booking}, which does not have it"
+                )));
+            }
+            if s.check_ins.insert((booking, place), at_ms).is_some() {
+                return Err(ApplyError(format!(
+                    "place {place} of booking {booking} checked in twice"
+                )));
             }
         }
         s.next_hold = parts.next_hold;
@@ -1045,6 +1171,27 @@ impl Section {
                 Arc::make_mut(b).status = BookingStatus::Cancelled { at_ms: *at_ms };
                 let claim = b.claim.clone();
                 self.move_places(&claim, Move::Cancel);
+            }
+            Change::TicketCheckedIn {
+                booking,
+                place,
+                at_ms,
+            } => {
+                let b = self
+                    .booking(*booking)
+                    .filter(|b| b.status == BookingStatus::Confirmed && Self::has_place(b, *place))
+                    .ok_or_else(|| {
+                        ApplyError(format!(
+                            "booking {booking} has no confirmed place {place} to check in"
+                        ))
+                    })?;
+                let key = (b.seq, *place);
+                if self.check_ins.contains_key(&key) {
+                    return Err(ApplyError(format!(
+                        "place {place} of booking {booking} is already checked in"
+                    )));
+                }
+                self.check_ins.insert(key, *at_ms);
             }
         }
         Ok(())
@@ -1223,6 +1370,13 @@ impl Section {
         assert!(self.holds.keys().all(|&h| h < self.next_hold));
         assert!(self.bookings().zip(0..).all(|(b, i)| b.seq == i));
         assert_eq!(self.bookings.len() as u64, self.next_booking);
+        for &(booking, place) in self.check_ins.keys() {
+            let b = self.booking(booking).expect("a check-in's booking exists");
+            assert!(
+                Self::has_place(b, place),
+                "booking {booking} has the place {place} that checked in"
+            );
+        }
         let t = &self.ended;
         assert!(t.len < HOLD_TOMBSTONES_MAX + TOMBSTONE_CHUNK);
         assert_eq!(t.first % TOMBSTONE_CHUNK as u64, 0);
@@ -1629,5 +1783,121 @@ mod tests {
         s.apply(&c).unwrap();
         let counts = s.counts().by_category[0];
         assert_eq!((counts.free, counts.held, counts.sold), (0, 5, 0));
+    }
+
+    /// A booking of places 1..=2 on seats 1 and 2 of `....`.
+    fn booked() -> (Section, u64) {
+        let mut s = seated(&["...."]);
+        let c = s.decide_hold_best(2, &a(), 0, 11).unwrap();
+        s.apply(&c).unwrap();
+        let h = s.holds().next().unwrap().seq;
+        let c = s
+            .decide_confirm(h, 11, "a", "a@b.c".into(), "pay-1".into(), 10, 21)
+            .unwrap();
+        s.apply(&c).unwrap();
+        (s, 0)
+    }
+
+    /// Each place checks in once; the second scan names the first's
+    /// time; a place the booking does not have, or a seat that is not
+    /// the place's, is no ticket; a cancelled booking's tickets are void.
+    #[test]
+    fn a_ticket_checks_in_once() {
+        let (mut s, b) = booked();
+        assert_eq!(s.seat_states(), "fssf");
+        let c = s.decide_check_in(b, 1, Some(1), 100).unwrap();
+        assert_eq!(s.places_moved(&c), None);
+        s.apply(&c).unwrap();
+        assert_eq!(s.checked_in(b, 1), Some(100));
+        assert_eq!(
+            s.decide_check_in(b, 1, Some(1), 200),
+            Err(CommandError::AlreadyCheckedIn { at_ms: 100 })
+        );
+        // Applying it twice (a journal that does not fit) is an error.
+        assert!(s.apply(&c).is_err());
+        // The other place is its own ticket.
+        assert_eq!(s.checked_in(b, 2), None);
+        for (place, seat) in [(0, Some(1)), (3, Some(3)), (2, Some(1)), (2, None)] {
+            assert_eq!(
+                s.decide_check_in(b, place, seat, 300),
+                Err(CommandError::TicketNotFound),
+                "place {place}, seat {seat:?}"
+            );
+        }
+        assert_eq!(
+            s.decide_check_in(b + 1, 1, Some(1), 300),
+            Err(CommandError::TicketNotFound)
+        );
+        let c = s.decide_cancel(b, 21, &Caller::Support, 400).unwrap();
+        s.apply(&c).unwrap();
+        assert_eq!(
+            s.decide_check_in(b, 2, Some(2), 500),
+            Err(CommandError::TicketCancelled)
+        );
+        // The check-in of place 1 outlives the cancellation, as history.
+        assert_eq!(s.checked_in(b, 1), Some(100));
+        let outcome = s.outcome(&Change::TicketCheckedIn {
+            booking: b,
+            place: 1,
+            at_ms: 100,
+        });
+        assert!(matches!(
+            outcome,
+            Some(Outcome::CheckedIn {
+                place: 1,
+                at_ms: 100,
+                ..
+            })
+        ));
+    }
+
+    /// Check-ins travel with the parts, and parts that check in a place
+    /// no booking has, or one place twice, are refused.
+    #[test]
+    fn check_ins_survive_parts_and_bad_ones_are_refused() {
+        let (mut s, b) = booked();
+        let c = s.decide_check_in(b, 2, Some(2), 100).unwrap();
+        s.apply(&c).unwrap();
+        let parts = s.parts();
+        assert_eq!(parts.check_ins, vec![(b, 2, 100)]);
+        let back = Section::from_parts(Arc::clone(s.layout()), limits(), parts.clone()).unwrap();
+        assert_eq!(back.checked_in(b, 2), Some(100));
+        assert_eq!(back.parts(), parts);
+        for bad in [
+            vec![(b, 3, 100)],
+            vec![(b + 1, 1, 100)],
+            vec![(b, 0, 100)],
+            vec![(b, 1, 100), (b, 1, 200)],
+        ] {
+            let mut p = parts.clone();
+            p.check_ins = bad.clone();
+            assert!(
+                Section::from_parts(Arc::clone(s.layout()), limits(), p).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    /// A standing booking's places are numbered 1..=n and carry no seat.
+    #[test]
+    fn standing_tickets_are_numbered_places() {
+        let mut s = standing(5);
+        let c = s.decide_hold_best(3, &a(), 0, 1).unwrap();
+        s.apply(&c).unwrap();
+        let c = s
+            .decide_confirm(0, 1, "a", "a@b.c".into(), "pay-1".into(), 10, 21)
+            .unwrap();
+        s.apply(&c).unwrap();
+        assert_eq!(
+            s.decide_check_in(0, 4, None, 20),
+            Err(CommandError::TicketNotFound)
+        );
+        assert_eq!(
+            s.decide_check_in(0, 3, Some(0), 20),
+            Err(CommandError::TicketNotFound)
+        );
+        let c = s.decide_check_in(0, 3, None, 20).unwrap();
+        s.apply(&c).unwrap();
+        assert_eq!(s.checked_in(0, 3), Some(20));
     }
 }

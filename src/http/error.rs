@@ -13,8 +13,9 @@ use utoipa::ToSchema;
 
 use crate::actors::{RegistryError, SectionError};
 use crate::auth::receipt::ReceiptError;
-use crate::clock::rfc3339;
+use crate::clock::{rfc3339, rfc3339_ms};
 use crate::domain::{Admission, CommandError, SectionKind, SectionLayout};
+use crate::mail::TicketError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 const TYPE_PREFIX: &str = "urn:boxoffice:problem:";
@@ -379,7 +380,61 @@ impl ApiError {
             )
             .with("limit", limit)
             .with("owned", owned),
+            CommandError::TicketNotFound => ApiError::ticket_not_found(),
+            CommandError::TicketCancelled => ApiError::new(
+                StatusCode::CONFLICT,
+                "ticket-cancelled",
+                "Ticket cancelled",
+                "the ticket's booking was cancelled: the ticket is void",
+            ),
+            CommandError::AlreadyCheckedIn { at_ms } => ApiError::new(
+                StatusCode::CONFLICT,
+                "already-checked-in",
+                "Already checked in",
+                format!(
+                    "this ticket was checked in at {}; it admits once",
+                    rfc3339_ms(at_ms)
+                ),
+            )
+            .with("checked_in_at", rfc3339_ms(at_ms)),
         }
+    }
+
+    pub fn ticket_not_found() -> ApiError {
+        ApiError::not_found(
+            "ticket-not-found",
+            "no booking has the place this ticket names",
+        )
+    }
+
+    /// A ticket token that proves nothing.
+    pub fn bad_ticket(e: &TicketError) -> ApiError {
+        let reason = match e {
+            TicketError::Malformed => "malformed",
+            TicketError::BadSignature => "bad-signature",
+            TicketError::Payload(_) => "payload",
+        };
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ticket-invalid",
+            "Invalid ticket",
+            e.to_string(),
+        )
+        .with("field", "token")
+        .with("reason", reason)
+    }
+
+    /// A genuine ticket from before tickets were per place: it covers a
+    /// whole booking, and a door admits one person per scan.
+    pub fn ticket_superseded() -> ApiError {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ticket-superseded",
+            "Ticket superseded",
+            "this ticket covers a whole booking; scan the ticket of each place \
+             (the fan's booking lists them)",
+        )
+        .with("field", "token")
     }
 
     pub fn body(&self) -> Value {

@@ -45,7 +45,7 @@ fn event_detail_of(e: &EventEntry) -> EventDetail {
 
 /// Asks `section` for a change and renders its answer; the one way every
 /// change handler goes.
-async fn change(
+pub(super) async fn change(
     section: &SectionHandle,
     command: Command,
     idem: Option<crate::journal::IdemTag>,
@@ -340,7 +340,7 @@ pub async fn get_snapshot(
 
 /// The token of `Authorization: Bearer <token>`, if the request sends
 /// one (the scheme's case does not matter, RFC 7235).
-fn bearer(req: &HttpRequest) -> Option<&str> {
+pub(super) fn bearer(req: &HttpRequest) -> Option<&str> {
     let value = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)?
@@ -350,18 +350,23 @@ fn bearer(req: &HttpRequest) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Whether the request carries the admin token (compared in time
-/// independent of where the strings differ).
-fn is_admin(state: &AppState, req: &HttpRequest) -> bool {
-    let (Some(token), Some(given)) = (&state.admin_token, bearer(req)) else {
-        return false;
-    };
-    given.len() == token.len()
+/// Whether `given` is `secret`, compared in time independent of where
+/// the two differ.
+pub(super) fn same_secret(given: &str, secret: &str) -> bool {
+    given.len() == secret.len()
         && given
             .bytes()
-            .zip(token.bytes())
+            .zip(secret.bytes())
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0
+}
+
+/// Whether the request carries the admin token.
+fn is_admin(state: &AppState, req: &HttpRequest) -> bool {
+    match (&state.admin_token, bearer(req)) {
+        (Some(token), Some(given)) => same_secret(given, token),
+        _ => false,
+    }
 }
 
 fn check_admin(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
@@ -680,7 +685,7 @@ pub async fn get_booking(
     let by = caller(&state, &req)?;
     let own_fan = matches!(by, Caller::Fan(_));
     let (s, r) = booking_target(&state, &path)?;
-    let booking = ask(
+    let read = ask(
         &s,
         GetBooking {
             booking: r.seq(),
@@ -690,9 +695,9 @@ pub async fn get_booking(
     )
     .await?;
     let dto = if own_fan {
-        booking_dto_with_tickets(&s.def, &s.layout, &booking, &state.ticket_key)
+        booking_dto_with_tickets(&s.def, &s.layout, &read, &state.ticket_key)
     } else {
-        booking_dto(&s.def, &s.layout, &booking)
+        booking_dto(&s.def, &s.layout, &read.booking)
     };
     Ok(HttpResponse::Ok().json(dto))
 }
@@ -763,7 +768,10 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         &state.mail_stats,
         &state.auth,
         &state.receipts,
-        state.fan_rate.as_ref().map_or(0, |r| r.limited()),
+        crate::metrics::EdgeCounts {
+            fan_rate_limited: state.fan_rate.as_ref().map_or(0, |r| r.limited()),
+            check_ins_refused: &state.check_ins_refused.counts(),
+        },
     );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

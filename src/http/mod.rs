@@ -13,6 +13,7 @@ mod handlers;
 pub mod openapi;
 pub mod rate;
 pub mod server;
+mod tickets;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -66,8 +67,12 @@ pub struct AppState {
     pub fan_rate: Option<Arc<rate::FanRate>>,
     /// Deadline for reading a request's body, once its head is in.
     pub body_read_timeout: std::time::Duration,
-    /// Signs the tickets a fan reads with its booking.
+    /// Signs the tickets a fan reads with its booking, and checks those
+    /// a door scans.
     pub ticket_key: crate::mail::TicketKey,
+    /// Bearer token of door scanners; `None` disables check-in.
+    pub scanner_token: Option<String>,
+    pub check_ins_refused: tickets::CheckInRefusals,
 }
 
 impl AppState {
@@ -177,6 +182,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource(
         "/v1/bookings/{id}/cancel",
         [(post.clone(), route().to(cancel_booking))],
+    ))
+    .service(resource(
+        "/v1/tickets/check-in",
+        [(post.clone(), route().to(tickets::check_in))],
     ))
     .service(resource(
         "/v1/admin/outbox",
@@ -440,6 +449,7 @@ pub async fn refuse_early(
 fn bound_for_a_section(path: &str) -> bool {
     path.starts_with("/v1/holds/")
         || path.starts_with("/v1/bookings/")
+        || path == "/v1/tickets/check-in"
         || path
             .strip_prefix("/v1/events/")
             .is_some_and(|rest| rest.ends_with("/holds") || rest.contains("/sections/"))

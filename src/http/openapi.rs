@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use super::error::{Problem, PROBLEM_JSON};
 use super::handlers;
+use super::tickets;
 use crate::api::dto::*;
 use crate::auth::receipt::RECEIPT_LEN_MAX;
 use crate::layout::{self, SEATS_PER_HOLD_MAX};
@@ -33,6 +34,7 @@ use crate::layout::{
         handlers::confirm_hold,
         handlers::get_booking,
         handlers::cancel_booking,
+        tickets::check_in,
         handlers::list_outbox,
         handlers::retry_outbox,
         handlers::create_snapshot,
@@ -47,7 +49,7 @@ use crate::layout::{
         CategoryDto, SectionSummary, SectionCategoryDto, SeatMapDto, Availability,
         OutboxEntryDto, OutboxListDto, SnapshotFileDto, SnapshotListDto,
         EventSpec, CategorySpec, VenueSpec, SectionSpec, RowSpec, StandingSpec,
-        SalePhaseSpec, SalePhasesRequest, TicketDto,
+        SalePhaseSpec, SalePhasesRequest, TicketDto, CheckInRequest, CheckInDto,
     )),
     modifiers(&AdminToken),
 )]
@@ -61,6 +63,15 @@ impl Modify for AdminToken {
         components.add_security_scheme(
             "admin_token",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "scanner_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The door scanners' token (`--scanner-token`)"))
+                    .build(),
+            ),
         );
         components.add_security_scheme(
             "fan_token",

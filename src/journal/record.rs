@@ -133,6 +133,12 @@ pub enum ChangeRecord {
         created_at_ms: u64,
         expires_at_ms: u64,
     },
+    /// The ticket of place `place` (from 1) of a booking checked in.
+    TicketCheckedIn {
+        booking: u64,
+        place: u32,
+        at_ms: u64,
+    },
 }
 
 impl From<ClaimRecord> for Claim {
@@ -192,6 +198,15 @@ impl From<&Change> for ChangeRecord {
                 booking: *booking,
                 at_ms: *at_ms,
             },
+            Change::TicketCheckedIn {
+                booking,
+                place,
+                at_ms,
+            } => ChangeRecord::TicketCheckedIn {
+                booking: *booking,
+                place: *place,
+                at_ms: *at_ms,
+            },
         }
     }
 }
@@ -248,6 +263,15 @@ impl From<ChangeRecord> for Change {
             ChangeRecord::BookingCancelled { booking, at_ms } => {
                 Change::BookingCancelled { booking, at_ms }
             }
+            ChangeRecord::TicketCheckedIn {
+                booking,
+                place,
+                at_ms,
+            } => Change::TicketCheckedIn {
+                booking,
+                place,
+                at_ms,
+            },
         }
     }
 }
@@ -405,6 +429,24 @@ mod tests {
         );
         assert_eq!(encode(&sample()[1])[FRAME_HEADER_LEN + 1], 1);
         assert_eq!(decode_all(&bytes).unwrap(), vec![moved]);
+        let check_in = Record::Section {
+            event: "e".into(),
+            section: "s".into(),
+            change: ChangeRecord::TicketCheckedIn {
+                booking: 1,
+                place: 2,
+                at_ms: 3,
+            },
+            idem: None,
+        };
+        let bytes = encode(&check_in);
+        // Section is variant 1; its strings "e" and "s" are a length byte
+        // and a byte each; then the change's variant, the seventh.
+        assert_eq!(
+            bytes[FRAME_HEADER_LEN + 1..FRAME_HEADER_LEN + 7],
+            [1, 1, b'e', 1, b's', 6]
+        );
+        assert_eq!(decode_all(&bytes).unwrap(), vec![check_in]);
     }
 
     #[test]

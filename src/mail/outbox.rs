@@ -41,7 +41,8 @@ impl MailKind {
             Change::BookingCancelled { booking, .. } => Some((*booking, MailKind::Cancellation)),
             Change::HoldCreated { .. }
             | Change::HoldReleased { .. }
-            | Change::HoldExpired { .. } => None,
+            | Change::HoldExpired { .. }
+            | Change::TicketCheckedIn { .. } => None,
         }
     }
 

@@ -25,6 +25,7 @@ pub mod offline;
 pub mod scheduler;
 pub mod wire;
 mod wire_v1;
+mod wire_v2;
 
 use std::fs::File;
 use std::io::Write;
@@ -41,7 +42,9 @@ use crate::idempotency::SCOPED_KEY_LEN_MAX as IDEMPOTENCY_SCOPED_KEY_LEN_MAX;
 use crate::layout::EventSpec;
 
 pub const MAGIC: &[u8; 8] = b"BXSNAP01";
-pub const FORMAT: &str = "boxoffice.snapshot/2";
+pub const FORMAT: &str = "boxoffice.snapshot/3";
+/// The format before tickets checked in; still read.
+pub const FORMAT_V2: &str = "boxoffice.snapshot/2";
 /// The format before holds and bookings named their fan; still read.
 pub const FORMAT_V1: &str = "boxoffice.snapshot/1";
 /// Largest header and body a reader accepts (a stadium tour of sold-out
@@ -170,18 +173,20 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
     let raw: serde_json::Value =
         serde_json::from_slice(header_bytes).map_err(|e| SnapshotError::Header(e.to_string()))?;
     let found = raw["format"].as_str().unwrap_or("").to_owned();
-    if found != FORMAT && found != FORMAT_V1 {
+    if ![FORMAT, FORMAT_V2, FORMAT_V1].contains(&found.as_str()) {
         return Err(SnapshotError::Version { found });
     }
     let header: Header =
         serde_json::from_value(raw).map_err(|e| SnapshotError::Header(e.to_string()))?;
     let body_error = |e: postcard::Error| SnapshotError::Body(e.to_string());
-    let (body, rest) = if found == FORMAT_V1 {
-        postcard::take_from_bytes::<wire_v1::BodyV1>(body_bytes)
+    let (body, rest) = match found.as_str() {
+        FORMAT_V1 => postcard::take_from_bytes::<wire_v1::BodyV1>(body_bytes)
             .map(|(b, rest)| (Body::from(b), rest))
-            .map_err(body_error)?
-    } else {
-        postcard::take_from_bytes::<Body>(body_bytes).map_err(body_error)?
+            .map_err(body_error)?,
+        FORMAT_V2 => postcard::take_from_bytes::<wire_v2::BodyV2>(body_bytes)
+            .map(|(b, rest)| (Body::from(b), rest))
+            .map_err(body_error)?,
+        _ => postcard::take_from_bytes::<Body>(body_bytes).map_err(body_error)?,
     };
     if !rest.is_empty() {
         return Err(SnapshotError::Body(format!(

@@ -1,8 +1,8 @@
-//! The snapshot's serialized types (`boxoffice.snapshot/2`): a
+//! The snapshot's serialized types (`boxoffice.snapshot/3`): a
 //! compatibility boundary, kept apart from the domain and converted by
 //! hand. Any change of shape is a new `FORMAT` (postcard is not
 //! self-describing); the older formats' types stay, frozen, in
-//! `wire_v1.rs`, and are converted to these on reading.
+//! `wire_v1.rs` and `wire_v2.rs`, and are converted to these on reading.
 
 use std::sync::Arc;
 
@@ -26,7 +26,7 @@ pub const SEQ_MAX: u64 = 1 << 48;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Header {
-    /// Always `boxoffice.snapshot/1`.
+    /// `boxoffice.snapshot/3` (or an older format this build still reads).
     pub format: String,
     pub created_at: String,
     pub created_at_ms: u64,
@@ -74,6 +74,17 @@ pub struct SectionSnap {
     pub holds: Vec<HoldSnap>,
     pub bookings: Vec<BookingSnap>,
     pub ended: Vec<EndedSnap>,
+    /// Tickets checked in, by booking and place.
+    pub check_ins: Vec<CheckInSnap>,
+}
+
+/// The first check-in of one ticket: place `place` (from 1) of booking
+/// `booking`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckInSnap {
+    pub booking: u64,
+    pub place: u32,
+    pub at_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,6 +245,15 @@ impl SectionSnap {
                     },
                 })
                 .collect(),
+            check_ins: p
+                .check_ins
+                .iter()
+                .map(|&(booking, place, at_ms)| CheckInSnap {
+                    booking,
+                    place,
+                    at_ms,
+                })
+                .collect(),
         }
     }
 
@@ -299,6 +319,12 @@ impl SectionSnap {
                     ));
                 }
             }
+        }
+        for c in &self.check_ins {
+            time(
+                format!("check-in of booking {} place {}", c.booking, c.place),
+                c.at_ms,
+            )?;
         }
         Ok(())
     }
@@ -366,6 +392,11 @@ impl SectionSnap {
                         },
                     )
                 })
+                .collect(),
+            check_ins: self
+                .check_ins
+                .iter()
+                .map(|c| (c.booking, c.place, c.at_ms))
                 .collect(),
         })
     }

@@ -1,5 +1,6 @@
 //! `boxoffice.snapshot/1`, frozen: the body as it was before holds and
-//! bookings named their fan. Read only, converted to the current types:
+//! bookings named their fan. Read only, converted to the current types
+//! (through `/2`'s, which it differs from only in its sections):
 //! every hold and booking of a v1 file belongs to the anonymous fan `""`
 //! (the fan the journal gives holds made before fans were known), and the
 //! ended holds' secrets are masked with its tag, as v2 keeps them.
@@ -7,9 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::wire::{
-    AnswerSnap, Body, BookingSnap, ClaimSnap, EndedSnap, EventSnap, HoldSnap, MailSnap, SectionSnap,
-};
+use super::wire::{AnswerSnap, Body, BookingSnap, ClaimSnap, EndedSnap, HoldSnap, MailSnap};
+use super::wire_v2::{BodyV2, EventSnapV2, SectionSnapV2};
 use crate::domain::fan_tag;
 
 /// The fan of everything a v1 snapshot holds.
@@ -62,18 +62,24 @@ pub struct BookingSnapV1 {
 
 impl From<BodyV1> for Body {
     fn from(b: BodyV1) -> Body {
+        Body::from(BodyV2::from(b))
+    }
+}
+
+impl From<BodyV1> for BodyV2 {
+    fn from(b: BodyV1) -> BodyV2 {
         let tag = fan_tag(ANONYMOUS);
-        Body {
+        BodyV2 {
             events: b
                 .events
                 .into_iter()
-                .map(|e| EventSnap {
+                .map(|e| EventSnapV2 {
                     spec_json: e.spec_json,
                     created_at_ms: e.created_at_ms,
                     sections: e
                         .sections
                         .into_iter()
-                        .map(|s| SectionSnap {
+                        .map(|s| SectionSnapV2 {
                             id: s.id,
                             next_hold: s.next_hold,
                             next_booking: s.next_booking,

@@ -2,7 +2,7 @@
 # The OpenAPI contract, checked: schemathesis (pinned, from PyPI, in a
 # virtualenv in cargo's target directory) runs every phase (examples, coverage,
 # fuzzing, stateful) and every check against the debug server, signed in
-# as a fan and as the admin, and fails on any failure.
+# as a fan, as the admin and as a door scanner, and fails on any failure.
 #
 #   tests/contract/run.sh [extra schemathesis flags]
 set -euo pipefail
@@ -32,11 +32,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-export ADMIN_TOKEN=contract-admin-token
+export ADMIN_TOKEN=contract-admin-token SCANNER_TOKEN=contract-scanner-token
 # No per-fan pace or limit: the run holds far more often than a fan may
 # (both are tested elsewhere; their 429 and 409 are in the document).
 RUST_LOG=warn "$bin" serve --listen 127.0.0.1:0 --data-dir "$data" \
-    --admin-token "$ADMIN_TOKEN" --fan-holds-per-sec 0 --demo-tickets-per-fan-max 0 \
+    --admin-token "$ADMIN_TOKEN" --scanner-token "$SCANNER_TOKEN" --fan-holds-per-sec 0 --demo-tickets-per-fan-max 0 \
     > "$log" 2>&1 &
 server=$!
 for _ in $(seq 200); do

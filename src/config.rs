@@ -240,6 +240,18 @@ pub struct LoadgenArgs {
     /// Seed of the run; printed, so a run can be repeated.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// After the sale, open this many doors: every ticket of every
+    /// booking is scanned once (`POST /v1/tickets/check-in`), and each
+    /// must admit exactly once. Needs `--scanner-token`.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=4096))]
+    pub doors: u64,
+    /// The server's scanner token, for `--doors`.
+    #[arg(long, env = "BOXOFFICE_SCANNER_TOKEN", hide_env_values = true)]
+    pub scanner_token: Option<String>,
+    /// Share of tickets scanned a second time at another door (a
+    /// screenshot passed on): each must be refused.
+    #[arg(long, default_value_t = 0.1)]
+    pub rescan_ratio: f64,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

@@ -2,7 +2,7 @@
 //! binary: a small venue sells out with no seat sold twice, the server's
 //! sold count equals the bookings, no fan passes its limit (greedy fans
 //! try), every booking is paid by its own receipt, and no answer is a
-//! 5xx.
+//! 5xx. Then the doors open: every ticket admits exactly once.
 
 mod common;
 
@@ -21,6 +21,8 @@ fn a_short_flash_sale_sells_out_consistently() {
                 "127.0.0.1:0",
                 "--admin-token",
                 ADMIN_TOKEN,
+                "--scanner-token",
+                "loadgen-scanner-token",
             ])
             .args(["--demo", "false", "--mail-enabled", "false", "--data-dir"])
             .arg(dir.path())
@@ -42,6 +44,8 @@ fn a_short_flash_sale_sells_out_consistently() {
         .arg(dir.path().join("payment.key"))
         .args(["--greedy-ratio", "0.5"])
         .args(["--confirm-ratio", "0.9", "--release-ratio", "0.1", "--json"])
+        .args(["--doors", "6", "--scanner-token", "loadgen-scanner-token"])
+        .args(["--rescan-ratio", "0.3"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -89,6 +93,19 @@ fn a_short_flash_sale_sells_out_consistently() {
     // Half the fans in the seated section pick seats on the map.
     assert!(report["explicit_holds"].as_u64().unwrap() > 0, "{report}");
     assert!(report["latency"]["seat_map"]["count"].as_u64().unwrap() > 0);
+    // Every place sold is a ticket, and each admitted exactly once; the
+    // rescans were each refused as used.
+    let d = &report["doors"];
+    assert_eq!(d["ok"], true, "{d}");
+    assert_eq!(d["tickets"], c["places_in_bookings"], "{d}");
+    assert_eq!(d["admitted"], d["tickets"], "{d}");
+    assert_eq!(
+        d["admitted"].as_u64().unwrap() + d["refused_as_used"].as_u64().unwrap(),
+        d["scans"].as_u64().unwrap(),
+        "{d}"
+    );
+    assert!(d["refused_as_used"].as_u64().unwrap() > 0, "{d}");
+    assert_eq!(d["tickets_not_admitted_once"], 0, "{d}");
 
     server.kill().unwrap();
     server.wait().unwrap();

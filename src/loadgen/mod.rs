@@ -17,6 +17,7 @@
 //! ([`client::Conn`]), so the generator needs little CPU beside the server.
 
 pub mod client;
+pub mod doors;
 pub mod report;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -156,6 +157,10 @@ fn check_args(args: &LoadgenArgs) -> anyhow::Result<()> {
     ratio("release-ratio", args.release_ratio)?;
     ratio("explicit-ratio", args.explicit_ratio)?;
     ratio("greedy-ratio", args.greedy_ratio)?;
+    ratio("rescan-ratio", args.rescan_ratio)?;
+    if args.doors > 0 && args.scanner_token.is_none() {
+        bail!("--doors needs --scanner-token: the doors check tickets in with it");
+    }
     if args.confirm_ratio + args.release_ratio > 1.0 {
         bail!("--confirm-ratio plus --release-ratio is more than 1");
     }
@@ -258,6 +263,21 @@ pub async fn execute(args: LoadgenArgs) -> anyhow::Result<Report> {
         plan.limit.map(u64::from),
         tally.limit_breaches,
     );
+    let doors = match (&plan.args.scanner_token, plan.args.doors) {
+        (Some(token), n) if n > 0 => Some(
+            doors::open(
+                &plan.target,
+                token,
+                booked.iter().flat_map(|b| b.tickets.clone()).collect(),
+                n as usize,
+                plan.args.rescan_ratio,
+                plan.args.retries,
+                seed,
+            )
+            .await,
+        ),
+        _ => None,
+    };
     let requests = live.requests.load(Ordering::Relaxed);
     let sold_out_after_s = *live.sold_out_at.lock().unwrap_or_else(|e| e.into_inner());
     let all_sold_after_s = *live.all_sold_at.lock().unwrap_or_else(|e| e.into_inner());
@@ -287,6 +307,7 @@ pub async fn execute(args: LoadgenArgs) -> anyhow::Result<Report> {
         limit_refusals: tally.limit_refusals,
         refusals_without_retry_after: tally.refusals_without_retry_after,
         consistency,
+        doors,
     })
 }
 
@@ -789,6 +810,14 @@ async fn read_back(
                                 .unwrap_or_default(),
                             quantity: b["quantity"].as_u64().unwrap_or(0),
                             payment_ref: b["payment_ref"].as_str().unwrap_or("").to_owned(),
+                            tickets: b["tickets"]
+                                .as_array()
+                                .map(|a| {
+                                    a.iter()
+                                        .filter_map(|t| t["token"].as_str().map(str::to_owned))
+                                        .collect()
+                                })
+                                .unwrap_or_default(),
                             fan: auth,
                             paid_ref,
                         });
@@ -885,6 +914,19 @@ mod tests {
         assert_eq!(
             check_args(&a).unwrap_err().to_string(),
             "--rate must be above 0"
+        );
+        let mut a = args();
+        a.doors = 4;
+        assert_eq!(
+            check_args(&a).unwrap_err().to_string(),
+            "--doors needs --scanner-token: the doors check tickets in with it"
+        );
+        a.scanner_token = Some("scanner-token-123".into());
+        assert!(check_args(&a).is_ok());
+        a.rescan_ratio = -0.1;
+        assert_eq!(
+            check_args(&a).unwrap_err().to_string(),
+            "--rescan-ratio must be between 0 and 1, not -0.1"
         );
     }
 }

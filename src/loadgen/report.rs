@@ -65,6 +65,8 @@ pub struct BookedPlaces {
     /// fan paid with.
     pub payment_ref: String,
     pub paid_ref: String,
+    /// Its tickets' tokens, one per place.
+    pub tickets: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -247,6 +249,8 @@ pub struct Report {
     /// 503 and 429 answers without a `Retry-After`: each a failure.
     pub refusals_without_retry_after: u64,
     pub consistency: Consistency,
+    /// The doors, when they opened (`--doors`).
+    pub doors: Option<super::doors::DoorsReport>,
 }
 
 impl Report {
@@ -266,6 +270,12 @@ impl Report {
             return Some(format!(
                 "{} answers were 5xx other than 503",
                 self.server_errors
+            ));
+        }
+        if let Some(d) = self.doors.as_ref().filter(|d| !d.ok) {
+            return Some(format!(
+                "doors: {} tickets not admitted exactly once, {} wrong answers",
+                d.tickets_not_admitted_once, d.wrong_answers
             ));
         }
         if self.outcomes.unanswered > 0 {
@@ -334,6 +344,25 @@ pub fn print_report(r: &Report) {
         if c.ok { "OK" } else { "FAILED" }
     );
     println!("greedy fans refused at their limit: {}", r.limit_refusals);
+    if let Some(d) = &r.doors {
+        let p = &d.latency;
+        println!(
+            "doors: {} doors, {} tickets, {} scans in {:.2} s: {:.0} check-ins/s (p50 {:.2} ms, p99 {:.2} ms), \
+             {} rescans refused, {} retries, {} tickets not admitted once, {} wrong answers: {}",
+            d.doors,
+            d.tickets,
+            d.scans,
+            d.elapsed_s,
+            d.check_ins_per_s,
+            p.p50_ms,
+            p.p99_ms,
+            d.refused_as_used,
+            d.retries,
+            d.tickets_not_admitted_once,
+            d.wrong_answers,
+            if d.ok { "OK" } else { "FAILED" }
+        );
+    }
 }
 
 #[cfg(test)]
@@ -369,6 +398,7 @@ mod tests {
             fan: fan.into(),
             payment_ref: r.clone(),
             paid_ref: r,
+            tickets: Vec::new(),
         }
     }
 
@@ -475,6 +505,7 @@ mod tests {
             limit_refusals: 0,
             refusals_without_retry_after: 0,
             consistency,
+            doors: None,
         }
     }
 

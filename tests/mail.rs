@@ -16,6 +16,7 @@ use boxoffice::clock::ManualClock;
 use boxoffice::mail::TicketKey;
 use common::smtp::{Fault, SmtpSink};
 use common::*;
+use icalendar::{Component, EventLike};
 use mail_parser::{MessageParser, MimeHeaders};
 use serde_json::{json, Value};
 
@@ -61,6 +62,30 @@ fn tick(s: &TestServer) -> impl FnMut() + '_ {
 }
 
 /// `demo.A.b0` from a booking id `demo.A.b0.<secret>`.
+/// The one calendar event a confirmation carries in `show.ics`.
+fn calendar_event(msg: &mail_parser::Message) -> icalendar::Event {
+    use icalendar::CalendarComponent;
+    let part = msg
+        .attachments()
+        .find(|p| p.attachment_name() == Some("show.ics"))
+        .expect("a show.ics attachment");
+    let ct = part.content_type().unwrap();
+    assert_eq!((ct.ctype(), ct.subtype()), ("text", Some("calendar")));
+    let text = std::str::from_utf8(part.contents()).unwrap();
+    let calendar: icalendar::Calendar = text.parse().expect("the calendar parses");
+    assert_eq!(calendar.property_value("METHOD"), Some("PUBLISH"));
+    let events: Vec<_> = calendar
+        .components
+        .iter()
+        .filter_map(|c| match c {
+            CalendarComponent::Event(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(events.len(), 1, "{text}");
+    events[0].clone()
+}
+
 fn public_id(booking_id: &str) -> String {
     booking_id.rsplit_once('.').unwrap().0.to_owned()
 }
@@ -227,6 +252,35 @@ fn a_confirmation_arrives_with_both_parts_and_a_ticket_per_place() {
     assert!(
         text.contains("Seats: Row 3, Seat 4 (A/3/4), Row 3, Seat 5 (A/3/5)"),
         "{text}"
+    );
+    // The show as a calendar entry, parsed by a calendar library: when
+    // (in UTC), where, which seats, and nothing that cancels the booking.
+    let event = calendar_event(&msg);
+    assert_eq!(
+        event.get_summary(),
+        Some("Fan-club presale: Seoul encore night")
+    );
+    assert_eq!(
+        event.get_location(),
+        Some("Seoul Olympic Arena (demo layout)")
+    );
+    assert_eq!(
+        event.property_value("DTSTART"),
+        Some("20261224T100000Z"),
+        "19:00 KST"
+    );
+    // Its stamp is the booking's, not the sender's clock: a resend is
+    // the same entry.
+    assert_eq!(event.property_value("DTSTAMP"), Some("20261123T000000Z"));
+    let description = event.get_description().unwrap();
+    assert!(
+        description.starts_with("Lower bowl A: Row 3, Seat 4, Row 3, Seat 5\nBooking demo/A/")
+            && !description.contains(booking_id),
+        "{description}"
+    );
+    assert_eq!(
+        event.get_uid(),
+        Some(format!("{}@boxoffice.test", public_id(booking_id)).as_str())
     );
 
     // Cancelling sends a cancellation, its own message.

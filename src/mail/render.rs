@@ -1,6 +1,7 @@
 //! Renders an outbox entry into the email itself: subject, plain text and
 //! HTML alternatives from the templates in `templates/mail/`, and for a
-//! confirmation the ticket's QR code as an inline PNG.
+//! confirmation a QR code per ticket as an inline PNG and the show as a
+//! calendar entry (`show.ics`, RFC 5545).
 //!
 //! Rendering is deterministic: the same entry always gives the same
 //! Message-ID, Date and body, so a resend after a crash is a recognisable
@@ -19,6 +20,8 @@ use super::outbox::{MailEntry, MailKind};
 use super::ticket::{Ticket, TicketKey};
 use crate::domain::{BookingRef, Claim, SectionKind};
 
+/// The file name of a confirmation's calendar entry.
+pub const CALENDAR_FILE: &str = "show.ics";
 /// Content-ID of place `n`'s inline QR image: `ticket-qr-<n>`, from 1.
 pub const QR_CID_PREFIX: &str = "ticket-qr-";
 /// Pixels per QR module, and the quiet zone in modules.
@@ -219,6 +222,20 @@ impl Renderer {
                 part.singlepart(Attachment::new_inline(cid).body(image, png.clone()))
             },
         );
+        let body = MultiPart::alternative()
+            .singlepart(SinglePart::plain(text))
+            .multipart(html_part);
+        let body = match entry.key.kind {
+            MailKind::Confirmation => {
+                let ics = ContentType::parse("text/calendar; charset=utf-8; method=PUBLISH")
+                    .expect("a valid type");
+                let entry_ics = self.calendar(entry, &seats, qty);
+                MultiPart::mixed()
+                    .multipart(body)
+                    .singlepart(Attachment::new(CALENDAR_FILE.to_owned()).body(entry_ics, ics))
+            }
+            MailKind::Cancellation => body,
+        };
         Message::builder()
             .from(self.from.clone())
             .to(to)
@@ -226,12 +243,63 @@ impl Renderer {
             .message_id(Some(self.message_id(entry)))
             .date(SystemTime::UNIX_EPOCH + Duration::from_millis(entry.at_ms()))
             .header(BoxofficeMail(format!("{kind} {}", entry.key)))
-            .multipart(
-                MultiPart::alternative()
-                    .singlepart(SinglePart::plain(text))
-                    .multipart(html_part),
-            )
+            .multipart(body)
             .map_err(|e| RenderError::Build(e.to_string()))
+    }
+
+    /// The show as one calendar event. As deterministic as the rest of the
+    /// email: `DTSTAMP` is the booking's confirmation, `UID` follows from
+    /// the booking (so a resend, or a second import, updates one entry).
+    /// Calendars are shared and synced: it names the booking by its
+    /// number, never by its id (whose secret cancels it).
+    fn calendar(&self, entry: &MailEntry, seats: &[String], qty: Option<u32>) -> String {
+        let def = &entry.def;
+        let utc = |ms: u64| {
+            jiff::Timestamp::from_millisecond(i64::try_from(ms).unwrap_or(i64::MAX))
+                .unwrap_or(jiff::Timestamp::MAX)
+                .strftime("%Y%m%dT%H%M%SZ")
+                .to_string()
+        };
+        let uid = format!(
+            "{}.{}.b{:x}@{}",
+            entry.key.event(),
+            entry.key.section(),
+            entry.key.booking,
+            self.domain
+        );
+        let mut event = ics::Event::new(uid, utc(entry.booking.confirmed_at_ms));
+        if let Ok(t) = def.starts_at.parse::<jiff::Timestamp>() {
+            event.push(ics::properties::DtStart::new(
+                t.strftime("%Y%m%dT%H%M%SZ").to_string(),
+            ));
+        }
+        event.push(ics::properties::Summary::new(ics::escape_text(
+            def.name.as_str(),
+        )));
+        event.push(ics::properties::Location::new(ics::escape_text(
+            def.venue_name.as_str(),
+        )));
+        let places = match qty {
+            Some(n) => format!("{n} standing"),
+            None => seats
+                .iter()
+                .map(|s| seat_name(s))
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        event.push(ics::properties::Description::new(ics::escape_text(
+            format!(
+                "{}: {places}\nBooking {}/{}/{}",
+                entry.layout.name,
+                entry.key.event(),
+                entry.key.section(),
+                entry.key.booking
+            ),
+        )));
+        let mut calendar = ics::ICalendar::new("2.0", "-//boxoffice//tickets//EN");
+        calendar.push(ics::properties::Method::new("PUBLISH"));
+        calendar.add_event(event);
+        calendar.to_string()
     }
 }
 

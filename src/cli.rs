@@ -340,12 +340,13 @@ pub fn token(args: TokenArgs) -> anyhow::Result<()> {
         .unwrap_or(0);
     println!(
         "{}",
-        issuer.mint(
+        issuer.mint_in(
             &args.sub,
             &args.memberships,
             now_s,
             args.ttl_secs,
-            args.audience.as_deref()
+            args.audience.as_deref(),
+            args.locale.as_deref()
         )
     );
     Ok(())

@@ -87,6 +87,10 @@ pub struct TokenArgs {
     /// The token's `aud`, for a server started with `--jwt-audience`.
     #[arg(long)]
     pub audience: Option<String>,
+    /// The token's `locale` (a BCP 47 tag, e.g. `ko-KR`): the language of
+    /// the fan's emails.
+    #[arg(long)]
+    pub locale: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -61,7 +61,6 @@ fn tick(s: &TestServer) -> impl FnMut() + '_ {
     move || s.clock.advance_ms(500)
 }
 
-/// `demo.A.b0` from a booking id `demo.A.b0.<secret>`.
 /// The one calendar event a confirmation carries in `show.ics`.
 fn calendar_event(msg: &mail_parser::Message) -> icalendar::Event {
     use icalendar::CalendarComponent;
@@ -86,6 +85,7 @@ fn calendar_event(msg: &mail_parser::Message) -> icalendar::Event {
     events[0].clone()
 }
 
+/// `demo.A.b0` from a booking id `demo.A.b0.<secret>`.
 fn public_id(booking_id: &str) -> String {
     booking_id.rsplit_once('.').unwrap().0.to_owned()
 }
@@ -167,6 +167,140 @@ fn tickets_of(
             (token, ticket)
         })
         .collect()
+}
+
+/// Holds `seats` of section A and confirms them as the fan of `token`,
+/// with `headers` on the confirm; returns the booking as its fan reads it.
+fn book_as(s: &TestServer, token: &str, seats: &[&str], headers: &[(&str, &str)]) -> Value {
+    let auth = format!("Bearer {token}");
+    let mut h = vec![
+        ("Content-Type", "application/json"),
+        ("Authorization", auth.as_str()),
+    ];
+    let hold = s.raw(
+        "POST",
+        "/v1/events/demo/holds",
+        Some(json!({"section": "A", "seats": seats}).to_string()),
+        &h,
+    );
+    assert_eq!(hold.status, 201, "{hold:?}");
+    let id = hold.body["id"].as_str().unwrap();
+    let pay = common::pay(&s.data_dir, &hold.body, "fan@example.com");
+    h.extend_from_slice(headers);
+    let b = s.raw(
+        "POST",
+        &format!("/v1/holds/{id}/confirm"),
+        Some(pay.to_string()),
+        &h,
+    );
+    assert_eq!(b.status, 201, "{b:?}");
+    let read = s.raw(
+        "GET",
+        &format!("/v1/bookings/{}", b.body["id"].as_str().unwrap()),
+        None,
+        &h[1..2],
+    );
+    assert_eq!(read.status, 200, "{read:?}");
+    read.body
+}
+
+/// A fan's token's `locale` names the language of its emails; without
+/// one, the confirm's `Accept-Language` does; else English. The Korean
+/// email writes the date, seats and places as Koreans read them, and the
+/// language is the booking's: it survives a restart.
+#[test]
+fn emails_speak_the_fans_language() {
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &sink);
+    let issuer = boxoffice::auth::issuer::LocalIssuer::load_or_create(dir.path()).unwrap();
+    let token = |sub: &str, locale: Option<&str>| {
+        let fanclub = ["fanclub".to_owned()];
+        issuer.mint_in(sub, &fanclub, T0_MS / 1000, TOKEN_TTL_SECS, None, locale)
+    };
+    let korean = "ko-KR,ko;q=0.9,en-US;q=0.8,en;q=0.7";
+    let cases = [
+        // (token's locale, Accept-Language, the email's language)
+        (Some("ko-KR"), None, "ko"),
+        (None, Some(korean), "ko"),
+        (Some("en-US"), Some(korean), "en"),
+        (Some("ja"), Some(korean), "ko"),
+        (None, Some("fr, ja;q=0.5"), "en"),
+        (None, None, "en"),
+    ];
+    let mut bookings = Vec::new();
+    for (i, (locale, accept, want)) in cases.into_iter().enumerate() {
+        let seat = format!("A/7/{}", i + 1);
+        let headers: Vec<(&str, &str)> =
+            accept.map(|a| ("Accept-Language", a)).into_iter().collect();
+        let b = book_as(&s, &token(&format!("lang-{i}"), locale), &[&seat], &headers);
+        assert_eq!(b["language"], want, "{locale:?} {accept:?}: {b}");
+        bookings.push((b, want));
+    }
+    let m = sink.wait_for(WAIT, tick(&s), |m| m.len() == 6);
+    for raw in &m {
+        let msg = MessageParser::default().parse(raw).unwrap();
+        let text = msg.body_text(0).unwrap().into_owned();
+        let html = msg.body_html(0).unwrap().into_owned();
+        let seat = (1..=6)
+            .map(|n| format!("A/7/{n}"))
+            .find(|seat| text.contains(seat.as_str()))
+            .expect("the email names its seat");
+        let n = seat.rsplit('/').next().unwrap().to_owned();
+        let want = bookings
+            .iter()
+            .find(|(b, _)| b["seats"][0] == seat.as_str())
+            .unwrap()
+            .1;
+        if want == "ko" {
+            let subject = msg.subject().unwrap();
+            assert!(subject.contains("티켓"), "{subject}");
+            for needle in [
+                "예매가 확정되었습니다",
+                "2026년 12월 24일 (목) 19:00 KST",
+                &format!("7열 {n}번 ({seat})"),
+                "합계: 165,000 KRW",
+            ] {
+                assert!(text.contains(needle), "{needle:?} missing from\n{text}");
+            }
+            assert!(html.contains("<html lang=\"ko\">"), "{html}");
+            assert!(!text.contains("Your booking"), "{text}");
+        } else {
+            assert!(msg.subject().unwrap().starts_with("Your tickets for"));
+            for needle in [
+                "Your booking is confirmed",
+                "Thu 24 Dec 2026, 19:00 KST",
+                &format!("Row 7, Seat {n} ({seat})"),
+            ] {
+                assert!(text.contains(needle), "{needle:?} missing from\n{text}");
+            }
+            assert!(html.contains("<html lang=\"en\">"), "{html}");
+        }
+        // Either way, one QR code and the calendar entry.
+        let key = TicketKey::from_hex(KEY_HEX).unwrap();
+        assert_eq!(tickets_of(&msg, &key, 1).len(), 1);
+        calendar_event(&msg);
+    }
+    // The language is the booking's: after a restart from the journal,
+    // then from a snapshot, the same.
+    let first = bookings[1].0["id"].as_str().unwrap().to_owned();
+    let fan = format!("Bearer {}", token("lang-1", None));
+    let mut s = s;
+    for snapshot_first in [false, true] {
+        if snapshot_first {
+            let r = s.raw("POST", "/v1/admin/snapshots", None, &admin());
+            assert_eq!(r.status, 201, "{r:?}");
+        }
+        s.stop();
+        s = start(dir.path(), &sink);
+        let read = s.raw(
+            "GET",
+            &format!("/v1/bookings/{first}"),
+            None,
+            &[("Authorization", &fan)],
+        );
+        assert_eq!(read.body["language"], "ko", "{read:?}");
+    }
 }
 
 #[test]

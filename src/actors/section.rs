@@ -26,8 +26,8 @@ use super::ledger::FanLedger;
 use super::payments::PaymentRefs;
 use crate::clock::Clock;
 use crate::domain::{
-    BookingRead, Caller, CategoryCounts, Change, CommandError, EventDef, FanId, HoldView, Outcome,
-    PlacesMoved, Section, SectionCounts, SectionName,
+    Addressee, BookingRead, Caller, CategoryCounts, Change, CommandError, EventDef, FanId,
+    HoldView, Outcome, PlacesMoved, Section, SectionCounts, SectionName,
 };
 use crate::journal::{encode, IdemTag, Journal, Receipt, Record};
 use crate::mail::{Enqueue, MailEntry};
@@ -231,7 +231,8 @@ pub enum Command {
         hold: u64,
         secret: u64,
         fan: FanId,
-        email: String,
+        /// Where the booking's emails go, in which language.
+        to: Addressee,
         payment: Payment,
     },
     Cancel {
@@ -404,13 +405,13 @@ impl SectionActor {
                 hold,
                 secret,
                 fan,
-                email,
+                to,
                 payment,
             } => {
                 let booking_secret = self.rng.random();
                 let reference = payment.reference.clone();
                 let change =
-                    s.decide_confirm(hold, secret, &fan, email, reference, now, booking_secret)?;
+                    s.decide_confirm(hold, secret, &fan, to, reference, now, booking_secret)?;
                 self.check_payment(hold, &payment)?;
                 change
             }

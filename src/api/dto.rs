@@ -135,6 +135,9 @@ pub struct BookingDto {
     pub seats: Vec<String>,
     pub quantity: u32,
     pub email: String,
+    /// The language of the booking's emails (`en`, `ko`): the fan's
+    /// token's `locale`, else the confirm's `Accept-Language`, else `en`.
+    pub language: String,
     pub payment_ref: String,
     /// `confirmed` or `cancelled`.
     pub status: String,
@@ -391,6 +394,7 @@ pub fn booking_dto(def: &EventDef, layout: &SectionLayout, b: &Booking) -> Booki
         seats,
         quantity,
         email: b.email.clone(),
+        language: b.lang.tag().to_owned(),
         payment_ref: b.payment_ref.clone(),
         status: status.to_owned(),
         confirmed_at: rfc3339_ms(b.confirmed_at_ms),

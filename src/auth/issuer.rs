@@ -39,6 +39,8 @@ struct Claims<'a> {
     iat: u64,
     exp: u64,
     memberships: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    locale: Option<&'a str>,
 }
 
 impl LocalIssuer {
@@ -94,6 +96,20 @@ impl LocalIssuer {
         ttl_s: u64,
         audience: Option<&str>,
     ) -> String {
+        self.mint_in(sub, memberships, now_s, ttl_s, audience, None)
+    }
+
+    /// Likewise, for a fan whose `locale` claim (a BCP 47 tag) says the
+    /// language it reads.
+    pub fn mint_in(
+        &self,
+        sub: &str,
+        memberships: &[String],
+        now_s: u64,
+        ttl_s: u64,
+        audience: Option<&str>,
+        locale: Option<&str>,
+    ) -> String {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
         let claims = Claims {
@@ -103,6 +119,7 @@ impl LocalIssuer {
             iat: now_s,
             exp: now_s.saturating_add(ttl_s),
             memberships,
+            locale,
         };
         jsonwebtoken::encode(&header, &claims, &self.signing)
             .expect("an Ed25519 key signs any claims")

@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::Clock;
 use crate::config::ServeArgs;
-use crate::domain::FanId;
+use crate::domain::{FanId, Lang};
 use issuer::LocalIssuer;
 pub use keys::{KeySet, Keys, Origin};
 
@@ -41,6 +41,9 @@ pub const TOKEN_LEN_MAX: usize = 8 << 10;
 pub const SUB_LEN_MAX: usize = 128;
 /// Most memberships a token may list, and the longest.
 pub const MEMBERSHIPS_MAX: usize = 32;
+/// The claim naming the language a fan reads (a BCP 47 tag, as OpenID
+/// Connect's `locale`).
+pub const LOCALE_CLAIM: &str = "locale";
 pub const MEMBERSHIP_LEN_MAX: usize = 64;
 
 /// A fan, as a verified token says.
@@ -48,6 +51,9 @@ pub const MEMBERSHIP_LEN_MAX: usize = 64;
 pub struct Fan {
     pub id: FanId,
     pub memberships: Box<[Box<str>]>,
+    /// The language its `locale` claim names, if boxoffice writes it (a
+    /// claim of another language, or of another type, says nothing).
+    pub lang: Option<Lang>,
     /// The token's `exp`, in seconds since the epoch.
     pub expires_at_s: u64,
 }
@@ -332,9 +338,15 @@ impl Verifier {
                 .collect::<Result<Vec<Box<str>>, _>>()?,
             Some(_) => return Err(AuthError::Claims),
         };
+        let lang = claims
+            .rest
+            .get(LOCALE_CLAIM)
+            .and_then(serde_json::Value::as_str)
+            .and_then(Lang::from_tag);
         Ok(Fan {
             id: sub.into(),
             memberships: memberships.into(),
+            lang,
             // Within u64: a far-future exp stays far future.
             expires_at_s: exp.min(u64::MAX as f64) as u64,
         })

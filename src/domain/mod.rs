@@ -12,14 +12,16 @@
 //! what was decided once is reproduced exactly after a restart.
 
 mod ids;
+mod lang;
 mod sale;
 mod section;
 mod venue;
 
 pub use ids::{is_valid_name, BookingRef, HoldRef, SectionName};
+pub use lang::Lang;
 pub use sale::{Admission, SalePhase, SalePhases};
 pub use section::{
-    fan_tag, Booking, BookingRead, BookingStatus, Caller, CategoryCounts, Change, Claim,
+    fan_tag, Addressee, Booking, BookingRead, BookingStatus, Caller, CategoryCounts, Change, Claim,
     CommandError, FanId, Hold, HoldEnd, HoldView, Outcome, PlacesMoved, Section, SectionCounts,
     SectionParts, EMAIL_LEN_MAX,
 };

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
+use super::lang::Lang;
 use super::venue::{Limits, SectionKind, SectionLayout};
 
 /// How many holds, by number, a section remembers the end of, so that
@@ -100,9 +101,35 @@ pub struct Booking {
     pub fan: FanId,
     pub claim: Claim,
     pub email: String,
+    /// The language of its emails.
+    pub lang: Lang,
     pub payment_ref: String,
     pub confirmed_at_ms: u64,
     pub status: BookingStatus,
+}
+
+/// Where a booking's emails go, and in which language.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addressee {
+    pub email: String,
+    pub lang: Lang,
+}
+
+impl From<&str> for Addressee {
+    /// In English.
+    fn from(email: &str) -> Addressee {
+        Addressee::from(email.to_owned())
+    }
+}
+
+impl From<String> for Addressee {
+    /// In English.
+    fn from(email: String) -> Addressee {
+        Addressee {
+            email,
+            lang: Lang::En,
+        }
+    }
 }
 
 /// A booking as read, with when each of its places checked in (by
@@ -169,6 +196,7 @@ pub enum Change {
         booking: u64,
         secret: u64,
         email: String,
+        lang: Lang,
         payment_ref: String,
         at_ms: u64,
     },
@@ -691,7 +719,7 @@ impl Section {
         hold: u64,
         secret: u64,
         fan: &str,
-        email: String,
+        to: Addressee,
         payment_ref: String,
         now_ms: u64,
         booking_secret: u64,
@@ -706,7 +734,8 @@ impl Section {
             hold,
             booking: self.next_booking,
             secret: booking_secret,
-            email,
+            email: to.email,
+            lang: to.lang,
             payment_ref,
             at_ms: now_ms,
         })
@@ -1131,6 +1160,7 @@ impl Section {
                 booking,
                 secret,
                 email,
+                lang,
                 payment_ref,
                 at_ms,
             } => {
@@ -1153,6 +1183,7 @@ impl Section {
                     fan: h.fan,
                     claim: h.claim,
                     email: email.clone(),
+                    lang: *lang,
                     payment_ref: payment_ref.clone(),
                     confirmed_at_ms: *at_ms,
                     status: BookingStatus::Confirmed,

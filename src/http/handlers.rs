@@ -20,7 +20,7 @@ use crate::actors::{
 use crate::api::dto::*;
 use crate::api::{self, Answer};
 use crate::auth::Fan;
-use crate::domain::{BookingRef, Caller, HoldRef, SectionKind, EMAIL_LEN_MAX};
+use crate::domain::{Addressee, BookingRef, Caller, HoldRef, Lang, SectionKind, EMAIL_LEN_MAX};
 use crate::layout::{build_phases, EventSpec};
 
 /// The `Idempotency-Key` scope of admin requests (fans' keys are scoped to
@@ -619,6 +619,7 @@ pub async fn confirm_hold(
         read_json(&req, payload, BODY_LEN_MAX, false).await?;
     let (s, r) = hold_target(&state, &path)?;
     check_email(&body.email)?;
+    let lang = email_language(&fan, &req);
     let receipts = Arc::clone(&state.receipts);
     let hold_id = path.into_inner();
     let scope = Arc::clone(&fan.id);
@@ -635,7 +636,10 @@ pub async fn confirm_hold(
             hold: r.seq(),
             secret: r.secret(),
             fan: Arc::clone(&fan.id),
-            email: body.email,
+            to: Addressee {
+                email: body.email,
+                lang,
+            },
             payment: Payment {
                 amount: receipt.amount,
                 currency: receipt.currency,
@@ -645,6 +649,19 @@ pub async fn confirm_hold(
         change(&s, command, idem).await
     })
     .await
+}
+
+/// The language of a booking's emails: the fan's token's `locale`, else
+/// the confirm's `Accept-Language`, else English.
+fn email_language(fan: &Fan, req: &HttpRequest) -> Lang {
+    fan.lang
+        .or_else(|| {
+            req.headers()
+                .get(actix_web::http::header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(Lang::from_accept_language)
+        })
+        .unwrap_or_default()
 }
 
 /// Plausible, not verified: one `@`, a dotted domain, no spaces.

@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Change, Claim};
+use crate::domain::{Change, Claim, Lang};
 
 pub const RECORD_VERSION: u8 = 1;
 const FRAME_HEADER_LEN: usize = 8;
@@ -139,6 +139,18 @@ pub enum ChangeRecord {
         place: u32,
         at_ms: u64,
     },
+    /// A confirmation with the language of its booking's emails (a BCP
+    /// 47 tag; `HoldConfirmed`, from before emails had languages, reads
+    /// as English, as does a tag this build does not write).
+    HoldConfirmedIn {
+        hold: u64,
+        booking: u64,
+        secret: u64,
+        email: String,
+        lang: String,
+        payment_ref: String,
+        at_ms: u64,
+    },
 }
 
 impl From<ClaimRecord> for Claim {
@@ -184,13 +196,15 @@ impl From<&Change> for ChangeRecord {
                 booking,
                 secret,
                 email,
+                lang,
                 payment_ref,
                 at_ms,
-            } => ChangeRecord::HoldConfirmed {
+            } => ChangeRecord::HoldConfirmedIn {
                 hold: *hold,
                 booking: *booking,
                 secret: *secret,
                 email: email.clone(),
+                lang: lang.tag().to_owned(),
                 payment_ref: payment_ref.clone(),
                 at_ms: *at_ms,
             },
@@ -257,6 +271,24 @@ impl From<ChangeRecord> for Change {
                 booking,
                 secret,
                 email,
+                lang: Lang::En,
+                payment_ref,
+                at_ms,
+            },
+            ChangeRecord::HoldConfirmedIn {
+                hold,
+                booking,
+                secret,
+                email,
+                lang,
+                payment_ref,
+                at_ms,
+            } => Change::HoldConfirmed {
+                hold,
+                booking,
+                secret,
+                email,
+                lang: Lang::from_tag(&lang).unwrap_or_default(),
                 payment_ref,
                 at_ms,
             },

@@ -469,6 +469,7 @@ mod tests {
                 fan: "fan".into(),
                 claim: Claim::Quantity(1),
                 email: "a@b.c".into(),
+                lang: crate::domain::Lang::En,
                 payment_ref: "p".into(),
                 confirmed_at_ms: 0,
                 status: BookingStatus::Confirmed,

@@ -18,7 +18,73 @@ use sha2::{Digest, Sha256};
 
 use super::outbox::{MailEntry, MailKind};
 use super::ticket::{Ticket, TicketKey};
-use crate::domain::{BookingRef, Claim, SectionKind};
+use crate::domain::{BookingRef, Claim, Lang, SectionKind};
+
+/// The templates, as `templates/mail/<language>/<part>`: every language
+/// has every part (a unit test checks).
+const TEMPLATES: [(&str, &str); 12] = [
+    (
+        "en/confirmation.subject.txt",
+        include_str!("../../templates/mail/en/confirmation.subject.txt"),
+    ),
+    (
+        "en/confirmation.txt",
+        include_str!("../../templates/mail/en/confirmation.txt"),
+    ),
+    (
+        "en/confirmation.html",
+        include_str!("../../templates/mail/en/confirmation.html"),
+    ),
+    (
+        "en/cancellation.subject.txt",
+        include_str!("../../templates/mail/en/cancellation.subject.txt"),
+    ),
+    (
+        "en/cancellation.txt",
+        include_str!("../../templates/mail/en/cancellation.txt"),
+    ),
+    (
+        "en/cancellation.html",
+        include_str!("../../templates/mail/en/cancellation.html"),
+    ),
+    (
+        "ko/confirmation.subject.txt",
+        include_str!("../../templates/mail/ko/confirmation.subject.txt"),
+    ),
+    (
+        "ko/confirmation.txt",
+        include_str!("../../templates/mail/ko/confirmation.txt"),
+    ),
+    (
+        "ko/confirmation.html",
+        include_str!("../../templates/mail/ko/confirmation.html"),
+    ),
+    (
+        "ko/cancellation.subject.txt",
+        include_str!("../../templates/mail/ko/cancellation.subject.txt"),
+    ),
+    (
+        "ko/cancellation.txt",
+        include_str!("../../templates/mail/ko/cancellation.txt"),
+    ),
+    (
+        "ko/cancellation.html",
+        include_str!("../../templates/mail/ko/cancellation.html"),
+    ),
+];
+
+/// The name of template `part` in `lang`.
+fn template(lang: Lang, part: &str) -> &'static str {
+    TEMPLATES
+        .iter()
+        .map(|(name, _)| *name)
+        .find(|name| {
+            name.strip_prefix(lang.tag())
+                .and_then(|n| n.strip_prefix('/'))
+                == Some(part)
+        })
+        .unwrap_or("en/confirmation.txt")
+}
 
 /// The file name of a confirmation's calendar entry.
 pub const CALENDAR_FILE: &str = "show.ics";
@@ -62,32 +128,7 @@ struct Line {
 impl Renderer {
     pub fn new(from: Mailbox, key: TicketKey) -> Renderer {
         let mut env = Environment::new();
-        for (name, source) in [
-            (
-                "confirmation.subject.txt",
-                include_str!("../../templates/mail/confirmation.subject.txt"),
-            ),
-            (
-                "confirmation.txt",
-                include_str!("../../templates/mail/confirmation.txt"),
-            ),
-            (
-                "confirmation.html",
-                include_str!("../../templates/mail/confirmation.html"),
-            ),
-            (
-                "cancellation.subject.txt",
-                include_str!("../../templates/mail/cancellation.subject.txt"),
-            ),
-            (
-                "cancellation.txt",
-                include_str!("../../templates/mail/cancellation.txt"),
-            ),
-            (
-                "cancellation.html",
-                include_str!("../../templates/mail/cancellation.html"),
-            ),
-        ] {
+        for (name, source) in TEMPLATES {
             env.add_template(name, source)
                 .expect("the built-in mail templates parse");
         }
@@ -144,6 +185,7 @@ impl Renderer {
         let def = &entry.def;
         let layout = &entry.layout;
         let (seats, qty) = seats_of(entry);
+        let lang = entry.booking.lang;
         let lines = price_lines(entry);
         let total: u64 = lines.iter().map(|(_, n, p)| u64::from(*n) * p).sum();
         let booking_id = BookingRef::new(
@@ -164,20 +206,21 @@ impl Renderer {
             let (png, width) = qr_png(&token)?;
             let cid = format!("{QR_CID_PREFIX}{}", t.n.unwrap_or(0));
             // What a person reads: the seat by row and number, or the place.
-            let name = match &t.seat {
-                Some(seat) => format!("{} ({seat})", seat_name(seat)),
-                None => t.place(),
+            let name = match (&t.seat, t.n) {
+                (Some(seat), _) => format!("{} ({seat})", seat_name_in(lang, seat)),
+                (None, Some(n)) => place_name_in(lang, &layout.name, n),
+                (None, None) => t.place(),
             };
             codes.push((name, token, cid, png, width));
         }
         let ctx = context! {
             event => context! {
                 id => def.id, name => def.name, starts_at => def.starts_at,
-                starts_local => show_time(&def.starts_at, def.time_zone.as_deref()),
+                starts_local => show_time_in(lang, &def.starts_at, def.time_zone.as_deref()),
                 venue => def.venue_name,
             },
             section => context! { id => layout.id, name => layout.name },
-            seats => seats.iter().map(|id| context! { id => id, name => seat_name(id) })
+            seats => seats.iter().map(|id| context! { id => id, name => seat_name_in(lang, id) })
                 .collect::<Vec<_>>(),
             quantity => qty.unwrap_or(0),
             lines => lines.iter().map(|(c, n, p)| Line {
@@ -197,7 +240,8 @@ impl Renderer {
             }).collect::<Vec<_>>(),
         };
         let kind = entry.key.kind.as_str();
-        let render = |name: &'static str| {
+        let render = |part: &str| {
+            let name = template(lang, part);
             self.env
                 .get_template(name)
                 .and_then(|t| t.render(&ctx))
@@ -325,9 +369,24 @@ impl lettre::message::header::Header for BoxofficeMail {
 /// A seat as a person reads it: `A/3/4` is "Row 3, Seat 4" (the section
 /// is named beside it). An id of another shape shows as it is.
 pub fn seat_name(id: &str) -> String {
-    match id.split('/').collect::<Vec<_>>()[..] {
-        [_, row, number] => format!("Row {row}, Seat {number}"),
+    seat_name_in(Lang::En, id)
+}
+
+/// Likewise in `lang`: "Row 3, Seat 4", "3열 4번".
+pub fn seat_name_in(lang: Lang, id: &str) -> String {
+    let parts: Vec<&str> = id.split('/').collect();
+    match (&parts[..], lang) {
+        ([_, row, number], Lang::En) => format!("Row {row}, Seat {number}"),
+        ([_, row, number], Lang::Ko) => format!("{row}열 {number}번"),
         _ => id.to_owned(),
+    }
+}
+
+/// Standing place `n` of section `section` (its name) in `lang`.
+fn place_name_in(lang: Lang, section: &str, n: u32) -> String {
+    match lang {
+        Lang::En => format!("{section}, place {n}"),
+        Lang::Ko => format!("{section} {n}번"),
     }
 }
 
@@ -374,15 +433,32 @@ const ZERO_DECIMAL: &[&str] = &[
 /// 19:00 KST` in the venue's time zone (UTC without one). A start that
 /// does not parse (it always does: `layout.rs` checked it) shows as given.
 pub fn show_time(starts_at: &str, time_zone: Option<&str>) -> String {
+    show_time_in(Lang::En, starts_at, time_zone)
+}
+
+/// The show's start as a person reading `lang` writes it: "Thu 24 Dec
+/// 2026, 19:00 KST", "2026년 12월 24일 (목) 19:00 KST".
+pub fn show_time_in(lang: Lang, starts_at: &str, time_zone: Option<&str>) -> String {
     let Ok(t) = starts_at.parse::<jiff::Timestamp>() else {
         return starts_at.to_owned();
     };
     let tz = time_zone
         .and_then(|name| jiff::tz::TimeZone::get(name).ok())
         .unwrap_or(jiff::tz::TimeZone::UTC);
-    t.to_zoned(tz)
-        .strftime("%a %-d %b %Y, %H:%M %Z")
-        .to_string()
+    let z = t.to_zoned(tz);
+    match lang {
+        Lang::En => z.strftime("%a %-d %b %Y, %H:%M %Z").to_string(),
+        Lang::Ko => {
+            // Monday first, as jiff numbers them.
+            let day = ["월", "화", "수", "목", "금", "토", "일"]
+                [usize::from(z.weekday().to_monday_zero_offset().unsigned_abs())];
+            format!(
+                "{} ({day}) {}",
+                z.strftime("%Y년 %-m월 %-d일"),
+                z.strftime("%H:%M %Z")
+            )
+        }
+    }
 }
 
 pub fn money(minor: u64, currency: &str) -> String {
@@ -473,6 +549,45 @@ mod tests {
     fn seats_read_as_rows_and_numbers() {
         assert_eq!(seat_name("A/3/4"), "Row 3, Seat 4");
         assert_eq!(seat_name("FLOOR"), "FLOOR");
+        assert_eq!(seat_name_in(Lang::Ko, "A/3/4"), "3열 4번");
+        assert_eq!(seat_name_in(Lang::Ko, "FLOOR"), "FLOOR");
+        assert_eq!(place_name_in(Lang::En, "Floor", 2), "Floor, place 2");
+        assert_eq!(place_name_in(Lang::Ko, "Floor", 2), "Floor 2번");
+    }
+
+    /// Every language has every part, each its own file.
+    #[test]
+    fn every_language_has_every_template() {
+        let parts = [
+            "confirmation.subject.txt",
+            "confirmation.txt",
+            "confirmation.html",
+            "cancellation.subject.txt",
+            "cancellation.txt",
+            "cancellation.html",
+        ];
+        for lang in Lang::ALL {
+            for part in parts {
+                assert_eq!(template(lang, part), format!("{}/{part}", lang.tag()));
+            }
+        }
+        let sources: std::collections::HashSet<&str> = TEMPLATES.iter().map(|t| t.1).collect();
+        assert_eq!(sources.len(), TEMPLATES.len(), "no two templates the same");
+    }
+
+    /// In Korean, the date as Koreans write it, with the weekday.
+    #[test]
+    fn show_times_in_korean() {
+        let at = "2026-12-24T10:00:00Z";
+        assert_eq!(
+            show_time_in(Lang::Ko, at, Some("Asia/Seoul")),
+            "2026년 12월 24일 (목) 19:00 KST"
+        );
+        // Sunday, the last of jiff's Monday-first week.
+        assert_eq!(
+            show_time_in(Lang::Ko, "2026-12-27T01:30:00Z", Some("Asia/Seoul")),
+            "2026년 12월 27일 (일) 10:30 KST"
+        );
     }
 
     /// The venue's time, with its zone's abbreviation; UTC without one.

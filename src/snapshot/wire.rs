@@ -12,7 +12,7 @@ use crate::auth::receipt::REFERENCE_LEN_MAX;
 use crate::auth::SUB_LEN_MAX;
 use crate::clock::TIME_MS_MAX;
 use crate::domain::{
-    Booking, BookingStatus, Claim, Hold, HoldEnd, SectionKind, SectionLayout, SectionParts,
+    Booking, BookingStatus, Claim, Hold, HoldEnd, Lang, SectionKind, SectionLayout, SectionParts,
     EMAIL_LEN_MAX,
 };
 use crate::mail::MailKind;
@@ -107,6 +107,8 @@ pub struct BookingSnap {
     pub fan: Arc<str>,
     pub claim: ClaimSnap,
     pub email: String,
+    /// The language of its emails, a BCP 47 tag (`en`, `ko`).
+    pub lang: String,
     pub payment_ref: String,
     pub confirmed_at_ms: u64,
     pub cancelled_at_ms: Option<u64>,
@@ -224,6 +226,7 @@ impl SectionSnap {
                     fan: Arc::clone(&b.fan),
                     claim: claim_snap(&b.claim),
                     email: b.email.clone(),
+                    lang: b.lang.tag().to_owned(),
                     payment_ref: b.payment_ref.clone(),
                     confirmed_at_ms: b.confirmed_at_ms,
                     cancelled_at_ms: match b.status {
@@ -369,6 +372,9 @@ impl SectionSnap {
                         fan: Arc::clone(&b.fan),
                         claim: check(&b.claim)?,
                         email: b.email.clone(),
+                        lang: Lang::from_tag(&b.lang).ok_or_else(|| {
+                            format!("booking {}: no language {:?}", b.seq, b.lang)
+                        })?,
                         payment_ref: b.payment_ref.clone(),
                         confirmed_at_ms: b.confirmed_at_ms,
                         status: match b.cancelled_at_ms {

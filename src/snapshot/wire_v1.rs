@@ -8,8 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::wire::{AnswerSnap, Body, BookingSnap, ClaimSnap, EndedSnap, HoldSnap, MailSnap};
-use super::wire_v2::{BodyV2, EventSnapV2, SectionSnapV2};
+use super::wire::{AnswerSnap, Body, ClaimSnap, EndedSnap, HoldSnap, MailSnap};
+use super::wire_v2::{BodyV2, BookingSnapV2, EventSnapV2, SectionSnapV2};
 use crate::domain::fan_tag;
 
 /// The fan of everything a v1 snapshot holds.
@@ -98,7 +98,7 @@ impl From<BodyV1> for BodyV2 {
                             bookings: s
                                 .bookings
                                 .into_iter()
-                                .map(|b| BookingSnap {
+                                .map(|b| BookingSnapV2 {
                                     seq: b.seq,
                                     secret: b.secret,
                                     hold_seq: b.hold_seq,

@@ -1,12 +1,15 @@
 //! `boxoffice.snapshot/2`, frozen: the body as it was before tickets
-//! checked in. Read only, converted to the current types: a `/2` section
-//! has no check-ins. Never change these types: files in the field decode
+//! checked in and emails had languages. Read only, converted to the
+//! current types: a `/2` section has no check-ins, and its bookings are
+//! English. Never change these types: files in the field decode
 //! with them.
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::wire::{
-    AnswerSnap, Body, BookingSnap, EndedSnap, EventSnap, HoldSnap, MailSnap, SectionSnap,
+    AnswerSnap, Body, BookingSnap, ClaimSnap, EndedSnap, EventSnap, HoldSnap, MailSnap, SectionSnap,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,8 +32,38 @@ pub struct SectionSnapV2 {
     pub next_hold: u64,
     pub next_booking: u64,
     pub holds: Vec<HoldSnap>,
-    pub bookings: Vec<BookingSnap>,
+    pub bookings: Vec<BookingSnapV2>,
     pub ended: Vec<EndedSnap>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookingSnapV2 {
+    pub seq: u64,
+    pub secret: u64,
+    pub hold_seq: u64,
+    pub fan: Arc<str>,
+    pub claim: ClaimSnap,
+    pub email: String,
+    pub payment_ref: String,
+    pub confirmed_at_ms: u64,
+    pub cancelled_at_ms: Option<u64>,
+}
+
+impl From<BookingSnapV2> for BookingSnap {
+    fn from(b: BookingSnapV2) -> BookingSnap {
+        BookingSnap {
+            seq: b.seq,
+            secret: b.secret,
+            hold_seq: b.hold_seq,
+            fan: b.fan,
+            claim: b.claim,
+            email: b.email,
+            lang: "en".into(),
+            payment_ref: b.payment_ref,
+            confirmed_at_ms: b.confirmed_at_ms,
+            cancelled_at_ms: b.cancelled_at_ms,
+        }
+    }
 }
 
 impl From<BodyV2> for Body {
@@ -50,7 +83,7 @@ impl From<BodyV2> for Body {
                             next_hold: s.next_hold,
                             next_booking: s.next_booking,
                             holds: s.holds,
-                            bookings: s.bookings,
+                            bookings: s.bookings.into_iter().map(BookingSnap::from).collect(),
                             ended: s.ended,
                             check_ins: Vec::new(),
                         })
@@ -66,7 +99,6 @@ impl From<BodyV2> for Body {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::wire::ClaimSnap;
 
     /// A `/2` body, as a `/2` server wrote it, reads as the same
     /// sections with no check-ins.
@@ -81,7 +113,7 @@ mod tests {
                     next_hold: 1,
                     next_booking: 1,
                     holds: vec![],
-                    bookings: vec![BookingSnap {
+                    bookings: vec![BookingSnapV2 {
                         seq: 0,
                         secret: 9,
                         hold_seq: 0,
@@ -101,7 +133,9 @@ mod tests {
         let bytes = postcard::to_stdvec(&v2).unwrap();
         let body = Body::from(postcard::from_bytes::<BodyV2>(&bytes).unwrap());
         let s = &body.events[0].sections[0];
-        assert_eq!(s.bookings, v2.events[0].sections[0].bookings);
+        let v2_booking = v2.events[0].sections[0].bookings[0].clone();
+        assert_eq!(s.bookings, vec![BookingSnap::from(v2_booking)]);
+        assert_eq!(s.bookings[0].lang, "en");
         assert!(s.check_ins.is_empty());
         // The current format does not read a `/2` body: the versions are
         // told apart by the header, never guessed.

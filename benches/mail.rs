@@ -116,6 +116,10 @@ struct Round {
     /// Emails delivered per second, from the first confirm until the
     /// last of them arrived (mode `on` only).
     emails_per_sec: Option<f64>,
+    /// Emails delivered while the load ran, and seconds after it until the
+    /// last arrived (mode `on` only): the mailer steps aside for a busy
+    /// sale, so most go out after the rush.
+    during_and_drain: Option<(usize, f64)>,
     /// CPU seconds during the load: the server's, and this process's
     /// (the clients and the SMTP sink).
     cpu: (f64, f64),
@@ -201,6 +205,7 @@ fn round(sink: &SmtpSink, mode: &str, secs: u64, clients: usize, concurrency: us
         t.join().unwrap();
     }
     let load_secs = started.elapsed().as_secs_f64();
+    let sent_during = sink.count().saturating_sub(before);
     let cpu = (
         cpu_secs(&format!("/proc/{server_pid}/stat")) - cpu_before.0,
         cpu_secs("/proc/self/stat") - cpu_before.1,
@@ -215,6 +220,8 @@ fn round(sink: &SmtpSink, mode: &str, secs: u64, clients: usize, concurrency: us
         }
         confirms as f64 / started.elapsed().as_secs_f64()
     });
+    let during_and_drain =
+        (mode == "on").then(|| (sent_during, started.elapsed().as_secs_f64() - load_secs));
     drop(server);
     sink.set_fault(Fault::None, None); // releases stalled sessions
     Round {
@@ -222,6 +229,7 @@ fn round(sink: &SmtpSink, mode: &str, secs: u64, clients: usize, concurrency: us
         secs: load_secs,
         latencies_us,
         emails_per_sec,
+        during_and_drain,
         cpu,
     }
 }
@@ -272,8 +280,12 @@ fn main() {
                 res.confirms as f64 / res.secs,
                 pct(&res.latencies_us, 0.5),
                 pct(&res.latencies_us, 0.99),
-                res.emails_per_sec
-                    .map_or(String::new(), |e| format!(", {e:.0} emails/s")),
+                match (res.emails_per_sec, res.during_and_drain) {
+                    (Some(e), Some((during, drain))) => format!(
+                        ", {e:.0} emails/s ({during} during the load, the last {drain:.1} s after it)"
+                    ),
+                    _ => String::new(),
+                },
                 res.cpu.0 * 1e6 / res.confirms.max(1) as f64,
                 res.cpu.1 * 1e6 / res.confirms.max(1) as f64,
             );

@@ -496,6 +496,26 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..=256))]
     pub mail_concurrency: u64,
 
+    /// Changes a second (made durable, over the last quarter second) at
+    /// or above which the sale is busy: the mailer then steps aside and
+    /// sends at most `--mail-busy-concurrency` emails at once, so that
+    /// sending costs the sale as little as it can (0: never step aside).
+    #[arg(long, env = "BOXOFFICE_MAIL_BUSY_CHANGES_PER_SEC", default_value_t = 500,
+          value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
+    pub mail_busy_changes_per_sec: u64,
+
+    /// Most emails being sent at once while the sale is busy.
+    #[arg(long, env = "BOXOFFICE_MAIL_BUSY_CONCURRENCY", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub mail_busy_concurrency: u64,
+
+    /// However busy the sale, once the oldest email due has waited this
+    /// long the mailer sends at full `--mail-concurrency` again: a fan
+    /// hears back within about this long, rush or not.
+    #[arg(long, env = "BOXOFFICE_MAIL_DELAY_MAX_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub mail_delay_max_secs: u64,
+
     /// Deadline of one whole send (connect to final 250), in milliseconds.
     #[arg(long, env = "BOXOFFICE_MAIL_SEND_TIMEOUT_MS", default_value_t = 20_000,
           value_parser = clap::value_parser!(u64).range(100..=600_000))]

@@ -194,7 +194,7 @@ impl Metrics {
             mail_gauges: gauge_vec(
                 &registry,
                 "boxoffice_mail_outbox",
-                "Emails in the outbox: unsent (dead letters included), dead, in_flight",
+                "Emails in the outbox: unsent (dead letters included), dead, in_flight; yielding is 1 while the mailer steps aside for a busy sale",
                 &["state"],
             ),
             auth_refused: counter_vec(
@@ -302,6 +302,7 @@ impl Metrics {
             ("unsent", &mail.depth),
             ("dead", &mail.dead),
             ("in_flight", &mail.in_flight),
+            ("yielding", &mail.yielding),
         ] {
             self.mail_gauges
                 .with_label_values(&[name])

@@ -904,3 +904,95 @@ fn without_smtp_emails_are_eml_files_in_the_data_dir() {
         Some("k@example.com")
     );
 }
+
+/// The `boxoffice_mail_outbox{state="yielding"}` gauge: 1 while the
+/// mailer steps aside for a busy sale.
+fn yielding(s: &TestServer) -> u64 {
+    let text = s.get("/metrics").text;
+    text.lines()
+        .find_map(|l| l.strip_prefix("boxoffice_mail_outbox{state=\"yielding\"} "))
+        .expect("the yielding gauge")
+        .parse()
+        .unwrap()
+}
+
+/// Polls `f` every 20 ms for up to 30 s.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// While the sale is busy the mailer steps aside: one send at a time
+/// (`--mail-busy-concurrency`), emails wait for the rush. Once the
+/// oldest email due has waited `--mail-delay-max-secs`, it sends at full
+/// concurrency again, busy or not; and every email arrives.
+#[test]
+fn the_mailer_steps_aside_for_a_busy_sale() {
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = mail_args(dir.path(), &sink);
+    a.mail_concurrency = 4;
+    a.mail_busy_changes_per_sec = 20;
+    a.mail_busy_concurrency = 1;
+    a.mail_delay_max_secs = 600;
+    a.mail_send_timeout_ms = 60_000;
+    let s = TestServer::start_with(a, Arc::new(ManualClock::new(T0_MS)));
+    // Sends hang, so what is in flight shows at the sink.
+    sink.set_fault(Fault::Stall, None);
+    // The rush: fans holding and releasing standing places, fast.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..3)
+        .map(|_| {
+            let (base, token, stop) = (s.base.clone(), s.token.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let auth = format!("Bearer {token}");
+                let h = [
+                    ("Content-Type", "application/json"),
+                    ("Authorization", auth.as_str()),
+                ];
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let hold = common::request(
+                        "POST",
+                        &format!("{base}/v1/events/demo/holds"),
+                        Some(json!({"section": "FLOOR", "quantity": 1}).to_string()),
+                        &h,
+                    );
+                    let id = hold.body["id"].as_str().unwrap();
+                    common::request("DELETE", &format!("{base}/v1/holds/{id}"), None, &h);
+                }
+            })
+        })
+        .collect();
+    // The mailer measures the pace four times a second.
+    std::thread::sleep(Duration::from_millis(600));
+    for i in 0..4 {
+        book(
+            &s,
+            "B",
+            json!({"seats": [format!("B/1/{}", i + 1)]}),
+            "rush@example.com",
+        );
+    }
+    eventually("one send in flight", || sink.stalled() == 1);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sink.stalled(), 1, "one send at a time while busy");
+    assert_eq!(yielding(&s), 1);
+
+    // Ten minutes on, the emails have waited long enough: full pace,
+    // though the rush goes on (the next booking wakes the mailer).
+    s.clock.advance_ms(601_000);
+    book(&s, "B", json!({"seats": ["B/1/9"]}), "rush@example.com");
+    eventually("four sends in flight", || sink.stalled() == 4);
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in load {
+        t.join().unwrap();
+    }
+    // The stalled sends fail when the sink lets go, and are retried.
+    sink.set_fault(Fault::None, None);
+    let m = sink.wait_for(WAIT, tick(&s), |m| one_id_per_entry(m).len() == 5);
+    assert_eq!(one_id_per_entry(&m).len(), 5);
+}

@@ -61,6 +61,13 @@ pub const LIST_LEN_MAX: usize = 1000;
 pub struct MailSettings {
     /// Most sends in flight at once (and SMTP connections in the pool).
     pub concurrency: usize,
+    /// Changes a second at or above which the sale is busy (0: never).
+    pub busy_changes_per_sec: u64,
+    /// Most sends in flight while the sale is busy.
+    pub busy_concurrency: usize,
+    /// How long the oldest due email may wait for a busy sale before the
+    /// mailer sends at full concurrency again.
+    pub delay_max_ms: u64,
     /// Deadline of one whole send: connect, greeting, envelope, data.
     pub send_timeout: Duration,
     /// Attempts before an entry becomes a dead letter.
@@ -171,6 +178,8 @@ pub struct MailStats {
     pub depth: AtomicU64,
     pub dead: AtomicU64,
     pub in_flight: AtomicU64,
+    /// 1 while the mailer steps aside for a busy sale, else 0.
+    pub yielding: AtomicU64,
     /// Seconds per send attempt, success or not.
     pub send_seconds: prometheus::Histogram,
 }
@@ -186,6 +195,7 @@ impl Default for MailStats {
             depth: AtomicU64::new(0),
             dead: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            yielding: AtomicU64::new(0),
             send_seconds: prometheus::Histogram::with_opts(
                 prometheus::HistogramOpts::new(
                     "boxoffice_mail_send_seconds",
@@ -260,8 +270,25 @@ pub struct RetryDead(pub MailKey);
 #[rtype(result = "()")]
 pub struct StopMailer;
 
+/// How fast the sale changes, from the journal's count of durable
+/// records: emails wait for a rush (up to `MailSettings::delay_max_ms`),
+/// sales do not.
+struct Pace {
+    /// When `records` was read.
+    at: Instant,
+    records: u64,
+    /// Records the mailer journaled itself since (not the sale's).
+    own: u64,
+    /// Changes a second over the last sample.
+    per_sec: u64,
+}
+
+/// How often the sale's pace is measured.
+const PACE_SAMPLE: Duration = Duration::from_millis(250);
+
 pub struct Mailer {
     outbox: Outbox,
+    pace: Pace,
     /// `None` once stopped.
     transport: Option<Transport>,
     renderer: Arc<Renderer>,
@@ -287,6 +314,7 @@ impl Mailer {
     ) -> Mailer {
         assert!(settings.concurrency >= 1 && settings.attempts_max >= 1);
         let rng = StdRng::from_os_rng();
+        let journal_records = journal.stats().records.load(Ordering::Relaxed);
         let m = Mailer {
             outbox,
             transport,
@@ -297,6 +325,12 @@ impl Mailer {
             in_flight: 0,
             rng,
             stats,
+            pace: Pace {
+                at: Instant::now(),
+                records: journal_records,
+                own: 0,
+                per_sec: 0,
+            },
         };
         m.publish();
         m
@@ -317,6 +351,7 @@ impl Mailer {
     /// Journals an outcome (nobody waits for it: if it is lost in a crash,
     /// the email is sent again, same Message-ID) and applies it.
     fn record(&mut self, key: &MailKey, outcome: MailOutcome) {
+        self.pace.own += 1;
         if self
             .journal
             .append_unacked(mail_record(key, &outcome))
@@ -344,6 +379,44 @@ impl Mailer {
         exp / 2 + self.rng.random_range(0..=exp - exp / 2)
     }
 
+    /// How many sends may be in flight now: all of `concurrency`, unless
+    /// the sale is busy and the oldest due email has not yet waited
+    /// `delay_max_ms`.
+    fn concurrency_now(&self, now_ms: u64) -> usize {
+        let full = self.settings.concurrency;
+        let busy = self.settings.busy_changes_per_sec;
+        let yielding = busy > 0
+            && self.pace.per_sec >= busy
+            && self
+                .outbox
+                .oldest_due_at()
+                .is_some_and(|at| now_ms.saturating_sub(at) < self.settings.delay_max_ms);
+        self.stats
+            .yielding
+            .store(u64::from(yielding), Ordering::Relaxed);
+        if yielding {
+            self.settings.busy_concurrency.clamp(1, full)
+        } else {
+            full
+        }
+    }
+
+    /// Measures the sale's changes a second since the last sample: durable
+    /// journal records other than the mailer's own.
+    fn sample_pace(&mut self) {
+        let elapsed = self.pace.at.elapsed().as_secs_f64().max(1e-3);
+        let records = self.journal.stats().records.load(Ordering::Relaxed);
+        let sale = records
+            .saturating_sub(self.pace.records)
+            .saturating_sub(self.pace.own);
+        self.pace = Pace {
+            at: Instant::now(),
+            records,
+            own: 0,
+            per_sec: (sale as f64 / elapsed) as u64,
+        };
+    }
+
     /// Starts sends for due entries, up to the concurrency bound.
     fn pump(&mut self, ctx: &mut Context<Self>) {
         if self.journal.is_failed() {
@@ -352,11 +425,11 @@ impl Mailer {
         let Some(transport) = self.transport.clone() else {
             return;
         };
-        let free = self.settings.concurrency.saturating_sub(self.in_flight);
+        let now = self.clock.now_ms();
+        let free = self.concurrency_now(now).saturating_sub(self.in_flight);
         if free == 0 {
             return;
         }
-        let now = self.clock.now_ms();
         for entry in self.outbox.take_due(now, free) {
             if self.settings.panic_on_send {
                 panic!("failpoint: the mailer panics at its first send");
@@ -495,6 +568,12 @@ impl Actor for Mailer {
         );
         self.pump(ctx);
         ctx.run_interval(TICK, |act, ctx| act.pump(ctx));
+        // The sale's pace, measured on a clock of its own: sampled only
+        // when sends start, a quiet spell before a rush would hide it.
+        ctx.run_interval(PACE_SAMPLE, |act, ctx| {
+            act.sample_pace();
+            act.pump(ctx);
+        });
     }
 }
 

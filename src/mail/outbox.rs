@@ -312,6 +312,12 @@ impl Outbox {
         all
     }
 
+    /// When the entry due first is due (it may be stale: an entry sent or
+    /// rescheduled since leaves its old time until `take_due` skips it).
+    pub fn oldest_due_at(&self) -> Option<u64> {
+        self.schedule.peek().map(|Reverse((at, _))| *at)
+    }
+
     /// Up to `max` pending entries whose time has come, now marked as
     /// sending, oldest due first.
     pub fn take_due(&mut self, now_ms: u64, max: usize) -> Vec<MailEntry> {

@@ -25,6 +25,9 @@ impl MailSetup {
     pub fn from_args(args: &ServeArgs) -> anyhow::Result<MailSetup> {
         let settings = MailSettings {
             concurrency: args.mail_concurrency as usize,
+            busy_changes_per_sec: args.mail_busy_changes_per_sec,
+            busy_concurrency: args.mail_busy_concurrency as usize,
+            delay_max_ms: args.mail_delay_max_secs.saturating_mul(1000),
             send_timeout: Duration::from_millis(args.mail_send_timeout_ms),
             attempts_max: args.mail_attempts_max,
             backoff_base_ms: args.mail_backoff_ms,

@@ -87,6 +87,13 @@ pub enum MailOutcomeRecord {
     },
 }
 
+/// A language of emails; variants only ever appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LangRecord {
+    En,
+    Ko,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClaimRecord {
     Seats(Vec<u32>),
@@ -139,15 +146,15 @@ pub enum ChangeRecord {
         place: u32,
         at_ms: u64,
     },
-    /// A confirmation with the language of its booking's emails (a BCP
-    /// 47 tag; `HoldConfirmed`, from before emails had languages, reads
-    /// as English, as does a tag this build does not write).
+    /// A confirmation with the language of its booking's emails
+    /// (`HoldConfirmed`, from before emails had languages, reads as
+    /// English).
     HoldConfirmedIn {
         hold: u64,
         booking: u64,
         secret: u64,
         email: String,
-        lang: String,
+        lang: LangRecord,
         payment_ref: String,
         at_ms: u64,
     },
@@ -204,7 +211,10 @@ impl From<&Change> for ChangeRecord {
                 booking: *booking,
                 secret: *secret,
                 email: email.clone(),
-                lang: lang.tag().to_owned(),
+                lang: match lang {
+                    Lang::En => LangRecord::En,
+                    Lang::Ko => LangRecord::Ko,
+                },
                 payment_ref: payment_ref.clone(),
                 at_ms: *at_ms,
             },
@@ -288,7 +298,10 @@ impl From<ChangeRecord> for Change {
                 booking,
                 secret,
                 email,
-                lang: Lang::from_tag(&lang).unwrap_or_default(),
+                lang: match lang {
+                    LangRecord::En => Lang::En,
+                    LangRecord::Ko => Lang::Ko,
+                },
                 payment_ref,
                 at_ms,
             },

@@ -78,6 +78,32 @@ pub struct SectionSnap {
     pub check_ins: Vec<CheckInSnap>,
 }
 
+/// A language of emails: a variant index on disk (one byte, nothing to
+/// allocate); variants are only ever appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LangSnap {
+    En,
+    Ko,
+}
+
+impl From<Lang> for LangSnap {
+    fn from(l: Lang) -> LangSnap {
+        match l {
+            Lang::En => LangSnap::En,
+            Lang::Ko => LangSnap::Ko,
+        }
+    }
+}
+
+impl From<LangSnap> for Lang {
+    fn from(l: LangSnap) -> Lang {
+        match l {
+            LangSnap::En => Lang::En,
+            LangSnap::Ko => Lang::Ko,
+        }
+    }
+}
+
 /// The first check-in of one ticket: place `place` (from 1) of booking
 /// `booking`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,8 +133,8 @@ pub struct BookingSnap {
     pub fan: Arc<str>,
     pub claim: ClaimSnap,
     pub email: String,
-    /// The language of its emails, a BCP 47 tag (`en`, `ko`).
-    pub lang: String,
+    /// The language of its emails.
+    pub lang: LangSnap,
     pub payment_ref: String,
     pub confirmed_at_ms: u64,
     pub cancelled_at_ms: Option<u64>,
@@ -226,7 +252,7 @@ impl SectionSnap {
                     fan: Arc::clone(&b.fan),
                     claim: claim_snap(&b.claim),
                     email: b.email.clone(),
-                    lang: b.lang.tag().to_owned(),
+                    lang: b.lang.into(),
                     payment_ref: b.payment_ref.clone(),
                     confirmed_at_ms: b.confirmed_at_ms,
                     cancelled_at_ms: match b.status {
@@ -372,9 +398,7 @@ impl SectionSnap {
                         fan: Arc::clone(&b.fan),
                         claim: check(&b.claim)?,
                         email: b.email.clone(),
-                        lang: Lang::from_tag(&b.lang).ok_or_else(|| {
-                            format!("booking {}: no language {:?}", b.seq, b.lang)
-                        })?,
+                        lang: b.lang.into(),
                         payment_ref: b.payment_ref.clone(),
                         confirmed_at_ms: b.confirmed_at_ms,
                         status: match b.cancelled_at_ms {

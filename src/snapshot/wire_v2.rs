@@ -9,7 +9,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::wire::{
-    AnswerSnap, Body, BookingSnap, ClaimSnap, EndedSnap, EventSnap, HoldSnap, MailSnap, SectionSnap,
+    AnswerSnap, Body, BookingSnap, ClaimSnap, EndedSnap, EventSnap, HoldSnap, LangSnap, MailSnap,
+    SectionSnap,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,7 +59,7 @@ impl From<BookingSnapV2> for BookingSnap {
             fan: b.fan,
             claim: b.claim,
             email: b.email,
-            lang: "en".into(),
+            lang: LangSnap::En,
             payment_ref: b.payment_ref,
             confirmed_at_ms: b.confirmed_at_ms,
             cancelled_at_ms: b.cancelled_at_ms,
@@ -135,7 +136,7 @@ mod tests {
         let s = &body.events[0].sections[0];
         let v2_booking = v2.events[0].sections[0].bookings[0].clone();
         assert_eq!(s.bookings, vec![BookingSnap::from(v2_booking)]);
-        assert_eq!(s.bookings[0].lang, "en");
+        assert_eq!(s.bookings[0].lang, LangSnap::En);
         assert!(s.check_ins.is_empty());
         // The current format does not read a `/2` body: the versions are
         // told apart by the header, never guessed.

@@ -16,6 +16,7 @@ mod lang;
 mod sale;
 mod section;
 mod venue;
+mod waiting_room;
 
 pub use ids::{is_valid_name, BookingRef, HoldRef, SectionName};
 pub use lang::Lang;
@@ -26,3 +27,6 @@ pub use section::{
     SectionParts, EMAIL_LEN_MAX,
 };
 pub use venue::{Category, EventDef, Limits, Row, SeatMap, SectionKind, SectionLayout};
+pub use waiting_room::{
+    shuffle, RoomApplyError, RoomChange, RoomError, RoomSettings, Standing, WaitingRoom,
+};

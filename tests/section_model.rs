@@ -70,6 +70,9 @@ enum Op {
     Cancel(usize, Option<usize>),
     /// A wrong secret must never work.
     ConfirmWrongSecret(usize),
+    /// A door scans place `.1` (0 and past the booking's places: no such
+    /// ticket) of the `.0`th booking.
+    CheckIn(usize, u32),
     Advance(u64),
     Restart,
 }
@@ -83,6 +86,7 @@ fn op(seats: u32) -> impl Strategy<Value = Op> {
         3 => (any::<usize>(), who()).prop_map(|(i, f)| Op::Confirm(i, f)),
         1 => (any::<usize>(), prop::option::of(who())).prop_map(|(i, f)| Op::Cancel(i, f)),
         1 => any::<usize>().prop_map(Op::ConfirmWrongSecret),
+        2 => (any::<usize>(), 0u32..6).prop_map(|(i, p)| Op::CheckIn(i, p)),
         2 => prop_oneof![Just(1_000u64), Just(30_000), Just(TTL_MS), Just(TTL_MS + 1)].prop_map(Op::Advance),
         1 => Just(Op::Restart),
     ]
@@ -107,6 +111,8 @@ struct Model {
     /// Whose each hold is (live or ended), by hold; and each booking.
     hold_fans: BTreeMap<u64, usize>,
     booking_fans: BTreeMap<u64, usize>,
+    /// (booking, place) -> when it checked in.
+    check_ins: BTreeMap<(u64, u32), u64>,
 }
 
 impl Model {
@@ -462,6 +468,30 @@ impl Harness {
                     self.model.bookings.get_mut(&b).unwrap().3 = true;
                 }
             }
+            Op::CheckIn(i, place) => {
+                let all: Vec<u64> = self.model.bookings.keys().copied().collect();
+                if all.is_empty() {
+                    return;
+                }
+                let b = all[i % all.len()];
+                let (_, seats, quantity, cancelled) = self.model.bookings[&b].clone();
+                let seat = (!seats.is_empty()).then(|| {
+                    let k = (*place as usize).clamp(1, seats.len());
+                    seats[k - 1]
+                });
+                let got = self.section.decide_check_in(b, *place, seat, self.now);
+                let key = (b, *place);
+                if !(1..=quantity).contains(place) {
+                    assert_eq!(got, Err(CommandError::TicketNotFound));
+                } else if cancelled {
+                    assert_eq!(got, Err(CommandError::TicketCancelled));
+                } else if let Some(&at_ms) = self.model.check_ins.get(&key) {
+                    assert_eq!(got, Err(CommandError::AlreadyCheckedIn { at_ms }));
+                } else {
+                    self.commit(got.expect("a sold place checks in"));
+                    self.model.check_ins.insert(key, self.now);
+                }
+            }
             Op::Advance(ms) => {
                 self.now += ms;
                 // The sweep timer, as the actor runs it.
@@ -542,6 +572,14 @@ impl Harness {
             }
             assert!(owners.iter().all(|&n| n <= 1), "a seat with two owners");
         }
+        // Every place checks in once, when the model says.
+        for (&(b, place), &at) in &self.model.check_ins {
+            assert_eq!(self.section.checked_in(b, place), Some(at));
+        }
+        assert_eq!(
+            self.section.parts().check_ins.len(),
+            self.model.check_ins.len()
+        );
         // Invariant 3: nothing live past its expiry.
         assert!(self.section.holds().all(|h| h.expires_at_ms > self.now));
         // Every hold and booking is its fan's.

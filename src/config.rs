@@ -313,7 +313,7 @@ pub enum TicketCommand {
         #[arg(long, env = "BOXOFFICE_TICKET_KEY", hide_env_values = true)]
         ticket_key: Option<String>,
         /// Base URL of the running server: check the ticket in there.
-        #[arg(long, requires = "scanner_token", conflicts_with = "ticket_key")]
+        #[arg(long, requires = "scanner_token")]
         server: Option<String>,
         /// The server's scanner token.
         #[arg(long, env = "BOXOFFICE_SCANNER_TOKEN", hide_env_values = true)]

@@ -168,6 +168,14 @@ fn a_ticket_admits_once_and_the_second_scan_says_when() {
         ),
         1
     );
+
+    // Inside, the fan cannot hand the booking back for resale; support
+    // can cancel it, and its seats return.
+    let cancel = format!("/v1/bookings/{}/cancel", booking["id"].as_str().unwrap());
+    check_problem(&s.post(&cancel, &json!({})), 409, "booking-used");
+    let by_support = s.unsigned("POST", &cancel, None, &admin());
+    assert_eq!(by_support.status, 200, "{by_support:?}");
+    assert_eq!(by_support.body["status"], "cancelled");
 }
 
 /// Only the scanners' token checks in: not the admin's, not a fan's,

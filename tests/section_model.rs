@@ -458,8 +458,15 @@ impl Harness {
                     );
                     return;
                 }
+                let used = self
+                    .model
+                    .check_ins
+                    .keys()
+                    .any(|&(booking, _)| booking == b);
                 if cancelled {
                     assert_eq!(got, Err(CommandError::BookingCancelled));
+                } else if used && who.is_some() {
+                    assert_eq!(got, Err(CommandError::BookingUsed), "a used booking");
                 } else {
                     self.commit(got.expect("confirmed booking cancels"));
                     for s in seats {

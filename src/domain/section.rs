@@ -291,6 +291,9 @@ pub enum CommandError {
     TicketCancelled,
     #[error("the ticket was already checked in")]
     AlreadyCheckedIn { at_ms: u64 },
+    /// A fan's cancel of a booking whose ticket was used at the door.
+    #[error("a ticket of this booking was used at the door")]
+    BookingUsed,
 }
 
 /// A change that does not fit the state it is applied to. Live, that is a
@@ -751,6 +754,12 @@ impl Section {
         let b = self.find_booking(booking, secret, by)?;
         if b.status != BookingStatus::Confirmed {
             return Err(CommandError::BookingCancelled);
+        }
+        // A ticket used at the door: its seat is taken tonight, so the fan
+        // cannot hand it back for resale. Support may still cancel.
+        let used = (1..=b.claim.count()).any(|p| self.checked_in(booking, p).is_some());
+        if used && matches!(by, Caller::Fan(_)) {
+            return Err(CommandError::BookingUsed);
         }
         Ok(Change::BookingCancelled {
             booking,
@@ -1859,6 +1868,11 @@ mod tests {
             s.decide_check_in(b + 1, 1, Some(1), 300),
             Err(CommandError::TicketNotFound)
         );
+        assert_eq!(
+            s.decide_cancel(b, 21, &Caller::Fan(a()), 400),
+            Err(CommandError::BookingUsed),
+            "a used booking is not its fan's to hand back"
+        );
         let c = s.decide_cancel(b, 21, &Caller::Support, 400).unwrap();
         s.apply(&c).unwrap();
         assert_eq!(
@@ -1866,6 +1880,7 @@ mod tests {
             Err(CommandError::TicketCancelled)
         );
         // The check-in of place 1 outlives the cancellation, as history.
+        // (Its fan could not have cancelled: support did.)
         assert_eq!(s.checked_in(b, 1), Some(100));
         let outcome = s.outcome(&Change::TicketCheckedIn {
             booking: b,

@@ -387,6 +387,12 @@ impl ApiError {
                 "Ticket cancelled",
                 "the ticket's booking was cancelled: the ticket is void",
             ),
+            CommandError::BookingUsed => ApiError::new(
+                StatusCode::CONFLICT,
+                "booking-used",
+                "Booking used",
+                "a ticket of this booking was used at the door; support can still cancel it",
+            ),
             CommandError::AlreadyCheckedIn { at_ms } => ApiError::new(
                 StatusCode::CONFLICT,
                 "already-checked-in",

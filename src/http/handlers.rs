@@ -724,7 +724,7 @@ pub async fn get_booking(
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     security(("fan_token" = []), ("admin_token" = [])),
     responses((status = 401, description = "No token, or one that proves nothing", body = Problem, content_type = "application/problem+json"), (status = 200, body = BookingDto), (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already cancelled", body = Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "Already cancelled (`booking-cancelled`), or a fan's booking whose ticket was used at the door (`booking-used`)", body = Problem, content_type = "application/problem+json")))]
 pub async fn cancel_booking(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -22,7 +22,10 @@ use crate::actors::Command;
 use crate::api::dto::{CheckInDto, CheckInRequest};
 use crate::domain::SectionKind;
 
-/// The `Idempotency-Key` scope of scanners (they share one credential).
+/// The `Idempotency-Key` scope of scanners, to which each scan adds its
+/// ticket's place: doors share one credential, and a door retrying a scan
+/// must find its first answer however many other doors scanned since (a
+/// scope keeps its last `--idempotency-keys-per-fan` answers).
 const SCANNER_SCOPE: &str = "scanner token";
 
 /// Why check-ins were refused, as `boxoffice_check_ins_refused_total`
@@ -136,7 +139,11 @@ async fn check_in_inner(
         place,
         seat,
     };
-    idempotent(state, req, SCANNER_SCOPE, &raw, move |idem| async move {
+    let scope = format!(
+        "{SCANNER_SCOPE} {}/{}/{}/{place}",
+        ticket.e, ticket.s, ticket.b
+    );
+    idempotent(state, req, &scope, &raw, move |idem| async move {
         change(&section, command, idem).await
     })
     .await

@@ -89,7 +89,7 @@ pub async fn open(
         .enumerate()
         .map(|(d, list)| {
             let conn = Conn::new(target.clone(), Duration::from_secs(10));
-            tokio::spawn(door(conn, d, list, Arc::clone(&auth), retries))
+            tokio::spawn(door(conn, (seed, d), list, Arc::clone(&auth), retries))
         })
         .collect();
     let mut latency = Samples::default();
@@ -127,16 +127,18 @@ pub async fn open(
     }
 }
 
+/// One door's scans; `(seed, d)` names the run and the door in the scans'
+/// keys, so no two runs or doors share one.
 async fn door(
     mut conn: Conn,
-    d: usize,
+    (seed, d): (u64, usize),
     list: Vec<Scan>,
     auth: Arc<str>,
     retries: u32,
 ) -> DoorTally {
     let mut tally = DoorTally::default();
     for (n, (ticket, token)) in list.into_iter().enumerate() {
-        let key = format!("door-{d}-scan-{n}");
+        let key = format!("door-{seed:x}-{d}-scan-{n}");
         let body = Bytes::from(serde_json::json!({ "token": &*token }).to_string());
         let headers = [
             ("authorization", &*auth),

@@ -8,8 +8,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::wire::{AnswerSnap, Body, ClaimSnap, EndedSnap, HoldSnap, MailSnap};
-use super::wire_v2::{BodyV2, BookingSnapV2, EventSnapV2, SectionSnapV2};
+use super::wire::Body;
+use super::wire_v2::{
+    AnswerSnapV2 as AnswerSnap, BodyV2, BookingSnapV2, ClaimSnapV2 as ClaimSnap,
+    EndedSnapV2 as EndedSnap, EventSnapV2, HoldSnapV2 as HoldSnap, MailSnapV2 as MailSnap,
+    SectionSnapV2,
+};
 use crate::domain::fan_tag;
 
 /// The fan of everything a v1 snapshot holds.
@@ -132,7 +136,7 @@ impl From<BodyV1> for BodyV2 {
 mod tests {
     use super::*;
     use crate::domain::{CommandError, Limits, Section, SectionKind, SectionLayout};
-    use crate::snapshot::wire::EndSnap;
+    use crate::snapshot::wire_v2::EndSnapV2 as EndSnap;
     use std::sync::Arc;
 
     /// A v1 section becomes the anonymous fan's: its live hold, its

@@ -7,20 +7,6 @@ mod common;
 use common::*;
 use serde_json::json;
 
-/// Asserts an RFC 9457 answer with the given status and problem kind.
-#[track_caller]
-fn check_problem(r: &Resp, status: u16, kind: &str) {
-    assert_eq!(r.status, status, "{r:?}");
-    assert_eq!(r.content_type, "application/problem+json", "{r:?}");
-    assert_eq!(
-        r.body["type"],
-        format!("urn:boxoffice:problem:{kind}"),
-        "{r:?}"
-    );
-    assert_eq!(r.body["status"], status);
-    assert!(r.body["title"].is_string() && r.body["detail"].is_string());
-}
-
 fn availability(s: &TestServer, event: &str) -> (u64, u64, u64) {
     let e = s.get(&format!("/v1/events/{event}")).body;
     (

@@ -10,7 +10,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use boxoffice::clock::{rfc3339_ms, ManualClock};
-use common::{admin, bearer, try_request, Resp, TestServer, T0_MS};
+use common::{admin, bearer, check_problem, try_request, Resp, TestServer, T0_MS};
 use serde_json::{json, Value};
 
 const SCANNER_TOKEN: &str = "test-scanner-token";
@@ -65,16 +65,6 @@ fn scan_at(base: &str, token: &str, auth: Option<&str>) -> Result<Resp, String> 
 
 fn scan(s: &TestServer, token: &str) -> Resp {
     scan_at(&s.base, token, Some(SCANNER_TOKEN)).unwrap()
-}
-
-fn check_problem(r: &Resp, status: u16, kind: &str) {
-    assert_eq!(r.status, status, "{r:?}");
-    assert_eq!(r.content_type, "application/problem+json", "{r:?}");
-    assert_eq!(
-        r.body["type"],
-        format!("urn:boxoffice:problem:{kind}"),
-        "{r:?}"
-    );
 }
 
 fn metric(s: &TestServer, line_start: &str) -> u64 {

@@ -355,6 +355,20 @@ pub fn create_event(base: &str, event: &Value) {
     assert_eq!(r.status, 201, "{r:?}");
 }
 
+/// Asserts an RFC 9457 answer with the given status and problem kind.
+#[track_caller]
+pub fn check_problem(r: &Resp, status: u16, kind: &str) {
+    assert_eq!(r.status, status, "{r:?}");
+    assert_eq!(r.content_type, "application/problem+json", "{r:?}");
+    assert_eq!(
+        r.body["type"],
+        format!("urn:boxoffice:problem:{kind}"),
+        "{r:?}"
+    );
+    assert_eq!(r.body["status"], status);
+    assert!(r.body["title"].is_string() && r.body["detail"].is_string());
+}
+
 pub fn admin() -> [(&'static str, &'static str); 1] {
     [("Authorization", "Bearer test-admin-token")]
 }

@@ -13,7 +13,8 @@ command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"
 
 cargo build --release --quiet --bin boxoffice --example http_ceiling
 data=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$data"' EXIT
+# Wait for the servers' shutdown snapshots before removing their directory.
+trap 'kill $(jobs -p) 2>/dev/null || true; wait; rm -rf "$data" || true' EXIT
 
 # A 1,000,000-seat event (20 sections of 50,000) so the run never sells out.
 python3 benches/bench_event.py > "$data/bench.json"

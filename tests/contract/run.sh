@@ -26,9 +26,14 @@ cargo build --quiet --bin boxoffice
 bin=$target_dir/debug/boxoffice
 data=$(mktemp -d)
 log=$(mktemp)
+# The server snapshots its state when told to stop: wait for it to finish
+# before removing its directory, or `rm` races its last writes.
 cleanup() {
-    [ -n "${server:-}" ] && kill "$server" 2>/dev/null || true
-    rm -rf "$data"
+    if [ -n "${server:-}" ]; then
+        kill "$server" 2>/dev/null || true
+        wait "$server" 2>/dev/null || true
+    fi
+    rm -rf "$data" "$log" || true
 }
 trap cleanup EXIT
 

@@ -61,7 +61,7 @@ fn setup(sections: usize, durable: bool) -> Setup {
             .map(|l| Section::new(Arc::clone(l), def.limits))
             .collect();
         let event = registry
-            .start_event(Arc::clone(&def), Default::default(), sections, 0)
+            .start_event(Arc::clone(&def), Default::default(), sections, None, 0)
             .unwrap();
         (registry, event)
     });

@@ -410,6 +410,7 @@ fn snapshot_section() -> Box<dyn FnMut()> {
                 def: &def,
                 created_at_ms: 0,
                 sections: &sections,
+                room: None,
             }],
             &[],
             &outbox,

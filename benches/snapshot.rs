@@ -159,6 +159,7 @@ fn main() {
             def: &def,
             created_at_ms: 0,
             sections: &sections,
+            room: None,
         }],
         &Vec::<Answer>::new(),
         &Outbox::new(),

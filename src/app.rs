@@ -16,6 +16,7 @@ use actix_web::web;
 use anyhow::Context;
 
 use crate::actors::{Registry, SectionSettings};
+use crate::auth::admission::AdmissionKey;
 use crate::auth::receipt::ReceiptVerifier;
 use crate::auth::Verifier;
 use crate::clock::{Clock, SystemClock};
@@ -159,7 +160,7 @@ impl Application {
         ));
         for (_, e) in recovered.state.events {
             registry
-                .start_event(e.def, e.phases, e.sections, e.created_at_ms)
+                .start_event(e.def, e.phases, e.sections, e.room, e.created_at_ms)
                 .context("starting the recovered events")?;
         }
 
@@ -206,6 +207,7 @@ impl Application {
             ticket_key,
             scanner_token: args.scanner_token.clone(),
             check_ins_refused: Default::default(),
+            admission_key: AdmissionKey::load_or_create(data_dir)?,
         });
         let listener = TcpListener::bind(&args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::rfc3339;
 use crate::domain::{
-    is_valid_name, Category, EventDef, Limits, Row, SalePhase, SalePhases, SeatMap, SectionKind,
-    SectionLayout,
+    is_valid_name, Category, EventDef, Limits, RoomSettings, Row, SalePhase, SalePhases, SeatMap,
+    SectionKind, SectionLayout,
 };
 
 pub const FORMAT: &str = "boxoffice.event/1";
@@ -61,6 +61,10 @@ pub struct EventSpec {
     /// When the event is on sale, and to whom. Absent or empty: always.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sale_phases: Vec<SalePhaseSpec>,
+    /// A waiting room in front of the sale from the start. Absent: none
+    /// (an operator may switch one on later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_room: Option<WaitingRoomSpec>,
     pub categories: Vec<CategorySpec>,
     pub venue: VenueSpec,
 }
@@ -90,6 +94,161 @@ impl SalePhaseSpec {
             closes_at: p.closes_at_ms.map(rfc3339),
             memberships: p.memberships.clone(),
         }
+    }
+}
+
+/// A whole number written `4` or `4.0`: JSON Schema calls both an
+/// integer, and so do the clients generated from our OpenAPI document.
+pub fn whole_number<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::Error;
+    let n = serde_json::Number::deserialize(d)?;
+    let whole = match (n.as_u64(), n.as_f64()) {
+        (Some(u), _) => Some(u),
+        (None, Some(f)) if f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&f) => {
+            Some(f as u64)
+        }
+        _ => None,
+    };
+    whole
+        .and_then(|u| T::try_from(u).ok())
+        .ok_or_else(|| D::Error::custom(format!("{n} is not a whole number in range")))
+}
+
+/// [`whole_number`], or absent (`null`).
+pub fn whole_number_opt<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    #[derive(Deserialize)]
+    struct Whole<T: TryFrom<u64>>(#[serde(deserialize_with = "whole_number")] T);
+    Ok(Option::<Whole<T>>::deserialize(d)?.map(|w| w.0))
+}
+
+/// Most fans a waiting room admits a second.
+pub const ROOM_RATE_MAX: u32 = 100_000;
+/// Most fans admitted and still shopping a cap may allow.
+pub const ROOM_ACTIVE_MAX: u32 = 10_000_000;
+/// Longest an admission may stay valid: a day.
+pub const ROOM_ADMISSION_TTL_SECS_MAX: u64 = 86_400;
+
+/// An event's waiting room, as an operator sets it (`PUT
+/// /v1/events/{event}/waiting-room`): fans queue, and are admitted in
+/// queue order at `rate_per_sec`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitingRoomSpec {
+    /// `false` switches the waiting room off (its queue is dropped; the
+    /// other fields are then ignored).
+    pub enabled: bool,
+    /// When fans may start joining, RFC 3339 in UTC; absent: at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_opens_at: Option<String>,
+    /// The opening: fans who joined before it are shuffled, and admission
+    /// starts. Absent: when the first sale phase opens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opens_at: Option<String>,
+    /// Fans admitted per second, 1-100,000.
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 100_000)]
+    pub rate_per_sec: u32,
+    /// Most fans admitted and still shopping at once, 1-10,000,000;
+    /// absent: no cap.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole_number_opt"
+    )]
+    #[schema(minimum = 1, maximum = 10_000_000)]
+    pub active_max: Option<u32>,
+    /// How long an admission stays valid, 1-86,400 seconds.
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 86_400)]
+    pub admission_ttl_secs: u64,
+    /// Admission stopped for now; joining goes on.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+impl WaitingRoomSpec {
+    /// The document form of a running room's settings.
+    pub fn of(s: &RoomSettings) -> WaitingRoomSpec {
+        WaitingRoomSpec {
+            enabled: true,
+            queue_opens_at: (s.queue_opens_at_ms > 0).then(|| rfc3339(s.queue_opens_at_ms)),
+            opens_at: Some(rfc3339(s.opens_at_ms)),
+            rate_per_sec: s.rate_per_sec,
+            active_max: s.active_max,
+            admission_ttl_secs: s.admission_ttl_ms / 1000,
+            paused: s.paused,
+        }
+    }
+
+    /// Validates the spec against the event's sale `phases` (errors name
+    /// the field under `path`) and builds its settings; `None`: off.
+    pub fn build(
+        &self,
+        path: &str,
+        phases: &SalePhases,
+    ) -> Result<Option<RoomSettings>, LayoutError> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        let opens_at_ms = match &self.opens_at {
+            Some(t) => parse_ms(&format!("{path}.opens_at"), t)?,
+            None => match phases.0.iter().map(|p| p.opens_at_ms).min() {
+                Some(ms) => ms,
+                None => {
+                    return fail(
+                        format!("{path}.opens_at"),
+                        "the event has no sale phase to open with: give opens_at",
+                    )
+                }
+            },
+        };
+        let queue_opens_at_ms = match &self.queue_opens_at {
+            Some(t) => parse_ms(&format!("{path}.queue_opens_at"), t)?,
+            None => 0,
+        };
+        if queue_opens_at_ms > opens_at_ms {
+            return fail(
+                format!("{path}.queue_opens_at"),
+                "must not be after opens_at",
+            );
+        }
+        if !(1..=ROOM_RATE_MAX).contains(&self.rate_per_sec) {
+            return fail(
+                format!("{path}.rate_per_sec"),
+                format!("must be 1-{ROOM_RATE_MAX}"),
+            );
+        }
+        if self
+            .active_max
+            .is_some_and(|m| !(1..=ROOM_ACTIVE_MAX).contains(&m))
+        {
+            return fail(
+                format!("{path}.active_max"),
+                format!("must be 1-{ROOM_ACTIVE_MAX}"),
+            );
+        }
+        if !(1..=ROOM_ADMISSION_TTL_SECS_MAX).contains(&self.admission_ttl_secs) {
+            return fail(
+                format!("{path}.admission_ttl_secs"),
+                format!("must be 1-{ROOM_ADMISSION_TTL_SECS_MAX}"),
+            );
+        }
+        Ok(Some(RoomSettings {
+            queue_opens_at_ms,
+            opens_at_ms,
+            rate_per_sec: self.rate_per_sec,
+            active_max: self.active_max,
+            admission_ttl_ms: self.admission_ttl_secs * 1000,
+            paused: self.paused,
+        }))
     }
 }
 
@@ -269,6 +428,26 @@ impl EventSpec {
         build_phases("sale_phases", &self.sale_phases)
     }
 
+    /// The waiting room the document starts the event with (validated by
+    /// [`EventSpec::build`]).
+    pub fn room(&self) -> Result<Option<RoomSettings>, LayoutError> {
+        match &self.waiting_room {
+            None => Ok(None),
+            Some(room) => room.build("waiting_room", &self.phases()?),
+        }
+    }
+
+    /// The document as it is journaled: a waiting room that opens with
+    /// the first sale phase says when, so that moving the phases later
+    /// does not move (or unmake) the room's opening.
+    pub fn settled(&self) -> Result<EventSpec, LayoutError> {
+        let mut spec = self.clone();
+        if let (Some(room), Some(settings)) = (&mut spec.waiting_room, self.room()?) {
+            room.opens_at = Some(rfc3339(settings.opens_at_ms));
+        }
+        Ok(spec)
+    }
+
     /// Validates the spec and builds the immutable event definition. The
     /// sale phases are checked here too, but kept apart (they can move):
     /// [`EventSpec::phases`].
@@ -323,6 +502,7 @@ impl EventSpec {
             );
         }
         self.phases()?;
+        self.room()?;
         if self.categories.is_empty() || self.categories.len() > CATEGORIES_PER_EVENT_MAX {
             return fail(
                 "categories",

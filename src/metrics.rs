@@ -6,7 +6,7 @@
 //! and the mailer already count in atomics is copied into the registry at
 //! scrape time, so the hot paths pay nothing for metrics they already keep.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use prometheus::{
@@ -14,7 +14,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::actors::{Registry as Sections, ADMISSION_REFUSALS, CHANGE_KINDS};
+use crate::actors::{Registry as Sections, RoomHandle, ADMISSION_REFUSALS, CHANGE_KINDS};
 use crate::auth::receipt::{ReceiptVerifier, RECEIPT_REASONS};
 use crate::auth::{Verifier, REASONS};
 use crate::domain::CategoryCounts;
@@ -53,6 +53,9 @@ pub struct Metrics {
     receipts_refused: IntCounterVec,
     fan_rate_limited: prometheus::IntCounter,
     check_ins_refused: IntCounterVec,
+    room_fans: IntGaugeVec,
+    room_changes: IntCounterVec,
+    room_rate: prometheus::GaugeVec,
     /// Scrapes copy counters in with reset + add; one at a time.
     scrape: Mutex<()>,
 }
@@ -230,9 +233,74 @@ impl Metrics {
                 "Tickets refused at the door, by reason (the problem type: already-checked-in, ticket-cancelled, ticket-invalid, ...); check-ins admitted are boxoffice_changes_total{kind=\"check_in\"}",
                 &["reason"],
             ),
+            room_fans: gauge_vec(
+                &registry,
+                "boxoffice_waiting_room_fans",
+                "Fans in an event's waiting room: waiting (joined, not admitted yet) and active (admitted, admission still valid)",
+                &["event", "state"],
+            ),
+            room_changes: counter_vec(
+                &registry,
+                "boxoffice_waiting_room_total",
+                "What happened in waiting rooms since start: joined, admitted, expired (admitted, unused in time), done (admitted, booked)",
+                &["event", "kind"],
+            ),
+            room_rate: {
+                let g = prometheus::GaugeVec::new(
+                    Opts::new(
+                        "boxoffice_waiting_room_rate",
+                        "A waiting room's admissions per second (measured over 10 s) and the wait it implies for the last fan in the queue, in seconds",
+                    ),
+                    &["event", "what"],
+                )
+                .expect("a valid metric");
+                registry.register(Box::new(g.clone())).expect("unique");
+                g
+            },
             registry,
             scrape: Mutex::new(()),
         }
+    }
+
+    /// An event's waiting room (all zero while it is off).
+    fn render_room(
+        &self,
+        event: &str,
+        room: Option<&RoomHandle>,
+        set: &dyn Fn(&prometheus::IntCounter, u64),
+    ) {
+        let (view, stats) = match room {
+            Some(r) => (Some(r.view()), Some(&r.stats)),
+            None => (None, None),
+        };
+        let waiting = view.map_or(0, |v| v.joined.saturating_sub(v.serving));
+        let active = view.map_or(0, |v| u64::from(v.active));
+        for (state, n) in [("waiting", waiting), ("active", active)] {
+            self.room_fans
+                .with_label_values(&[event, state])
+                .set(n as i64);
+        }
+        let count = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        for (kind, n) in [
+            ("joined", stats.map_or(0, |s| count(&s.joined))),
+            ("admitted", stats.map_or(0, |s| count(&s.admitted))),
+            ("expired", stats.map_or(0, |s| count(&s.expired))),
+            ("done", stats.map_or(0, |s| count(&s.done))),
+        ] {
+            set(&self.room_changes.with_label_values(&[event, kind]), n);
+        }
+        let rate = view.map_or(0.0, |v| v.admitted_per_sec);
+        let wait = if rate > 0.0 {
+            waiting as f64 / rate
+        } else {
+            0.0
+        };
+        self.room_rate
+            .with_label_values(&[event, "admitted_per_sec"])
+            .set(rate);
+        self.room_rate
+            .with_label_values(&[event, "wait_secs"])
+            .set(wait);
     }
 
     /// Copies the counters kept elsewhere into the registry and renders
@@ -260,6 +328,7 @@ impl Metrics {
             for (reason, n) in ADMISSION_REFUSALS.iter().zip(e.refused_by_phase()) {
                 set(&self.holds_refused.with_label_values(&[event, reason]), n);
             }
+            self.render_room(event, e.room().as_deref(), &set);
             for s in e.sections() {
                 let (event, section) = (e.def.id.as_str(), s.layout.id.as_str());
                 let c: CategoryCounts = s.stats.by_category().into_iter().sum();

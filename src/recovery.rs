@@ -12,7 +12,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::api;
-use crate::domain::{Change, EventDef, SalePhases, Section, SectionName};
+use crate::domain::{
+    Change, EventDef, RoomChange, RoomSettings, SalePhases, Section, SectionName, WaitingRoom,
+};
 use crate::idempotency::IdempotencyStore;
 use crate::journal::{IdemTag, JournalReader, OpenError, Record};
 use crate::layout::{build_phases, EventSpec, SalePhaseSpec};
@@ -29,6 +31,8 @@ pub struct RecoveredEvent {
     pub phases: SalePhases,
     /// In layout order.
     pub sections: Vec<Section>,
+    /// Its waiting room, while switched on.
+    pub room: Option<WaitingRoom>,
     /// Section id → index in `sections`: a record finds its section
     /// without a scan (a stadium has a hundred).
     index: HashMap<String, usize>,
@@ -43,6 +47,7 @@ impl RecoveredEvent {
         spec_json: String,
         phases: SalePhases,
         sections: Vec<Section>,
+        room: Option<WaitingRoom>,
     ) -> RecoveredEvent {
         let index = sections
             .iter()
@@ -59,6 +64,7 @@ impl RecoveredEvent {
             spec_json,
             phases,
             sections,
+            room,
             index,
             names,
         }
@@ -157,6 +163,10 @@ impl<'a> Replay<'a> {
                 let phases = spec
                     .phases()
                     .map_err(|e| invalid(format!("event spec: {e}")))?;
+                let room = spec
+                    .room()
+                    .map_err(|e| invalid(format!("event spec: {e}")))?
+                    .map(WaitingRoom::new);
                 if self.state.events.contains_key(&def.id) {
                     return Err(invalid(format!("event {:?} created twice", def.id)));
                 }
@@ -171,7 +181,7 @@ impl<'a> Replay<'a> {
                 }
                 self.state.events.insert(
                     def.id.clone(),
-                    RecoveredEvent::new(Arc::clone(&def), at_ms, spec_json, phases, sections),
+                    RecoveredEvent::new(Arc::clone(&def), at_ms, spec_json, phases, sections, room),
                 );
             }
             Record::Section {
@@ -235,6 +245,37 @@ impl<'a> Replay<'a> {
                 spec.sale_phases = specs;
                 e.spec_json = spec.to_json();
             }
+            Record::WaitingRoomSet {
+                event,
+                settings,
+                at_ms: _,
+            } => {
+                let e =
+                    self.state.events.get_mut(&event).ok_or_else(|| {
+                        invalid(format!("waiting room of unknown event {event:?}"))
+                    })?;
+                let bad = |m: String| invalid(format!("waiting room of {event:?}: {m}"));
+                match (settings.map(RoomSettings::from), &mut e.room) {
+                    (None, room) => *room = None,
+                    (Some(s), Some(room)) => room
+                        .apply(&RoomChange::Settings(s))
+                        .map_err(|err| bad(err.to_string()))?,
+                    (Some(s), room @ None) => {
+                        s.check().map_err(|err| bad(err.to_string()))?;
+                        *room = Some(WaitingRoom::new(s));
+                    }
+                }
+            }
+            Record::WaitingRoom { event, change } => {
+                let room = self
+                    .state
+                    .events
+                    .get_mut(&event)
+                    .and_then(|e| e.room.as_mut())
+                    .ok_or_else(|| invalid(format!("change to no waiting room of {event:?}")))?;
+                room.apply(&RoomChange::from(change))
+                    .map_err(|err| invalid(format!("waiting room of {event:?}: {err}")))?;
+            }
         }
         Ok(())
     }
@@ -248,7 +289,14 @@ impl<'a> Replay<'a> {
         for e in restored.events {
             self.state.events.insert(
                 e.def.id.clone(),
-                RecoveredEvent::new(e.def, e.created_at_ms, e.spec_json, e.phases, e.sections),
+                RecoveredEvent::new(
+                    e.def,
+                    e.created_at_ms,
+                    e.spec_json,
+                    e.phases,
+                    e.sections,
+                    e.room,
+                ),
             );
         }
         // Oldest first: the store expires answers in the order it got them.
@@ -447,6 +495,7 @@ pub fn take_snapshot(
                 def: &e.def,
                 created_at_ms: e.created_at_ms,
                 sections: &e.sections,
+                room: e.room.as_ref(),
             }),
         &answers,
         &recovered.state.outbox,

@@ -8,7 +8,9 @@
 mod common;
 
 use boxoffice::layout::EventSpec;
-use boxoffice::snapshot::wire::{Body, CheckInSnap, ClaimSnap, EndSnap, Header, SectionSnap};
+use boxoffice::snapshot::wire::{
+    AdmissionSnap, Body, CheckInSnap, ClaimSnap, EndSnap, Header, RoomSnap, SectionSnap,
+};
 use boxoffice::snapshot::{self, Snapshot, SnapshotError};
 use common::*;
 use proptest::prelude::*;
@@ -72,6 +74,32 @@ fn refusal(bytes: &[u8]) -> String {
 }
 
 type Edit = fn(&mut Header, &mut Body);
+
+/// A waiting room of the demo event, shuffled, its first two fans
+/// admitted (one still valid), as a server would write it; `edit`
+/// spoils it.
+fn room(b: &mut Body, edit: impl FnOnce(&mut RoomSnap)) {
+    let mut r = RoomSnap {
+        event: "demo".into(),
+        queue_opens_at_ms: 0,
+        opens_at_ms: T0_MS,
+        rate_per_sec: 10,
+        active_max: None,
+        admission_ttl_ms: 60_000,
+        paused: false,
+        queue: vec!["fan-a".into(), "fan-b".into(), "fan-c".into()],
+        shuffled: Some(7),
+        next_at_us: T0_MS * 1000,
+        admissions: vec![
+            AdmissionSnap::Done,
+            AdmissionSnap::Valid {
+                expires_at_ms: T0_MS + 60_000,
+            },
+        ],
+    };
+    edit(&mut r);
+    b.rooms.push(r);
+}
 
 /// The section of the demo event that has the booking.
 fn section(b: &mut Body) -> &mut SectionSnap {
@@ -211,6 +239,50 @@ fn each_kind_of_inconsistent_snapshot_is_refused_by_name() {
             "email due past 9999",
             |_, b| b.outbox[0].next_at_ms = u64::MAX,
             "due past the year 9999",
+        ),
+        (
+            "a fan twice in a waiting room",
+            |_, b| room(b, |r| r.queue[2] = "fan-a".into()),
+            "in the queue twice",
+        ),
+        (
+            "admissions before the shuffle",
+            |_, b| room(b, |r| r.shuffled = None),
+            "admissions before the shuffle",
+        ),
+        (
+            "more admissions than fans",
+            |_, b| room(b, |r| r.queue.truncate(1)),
+            "2 admissions of 1 fans",
+        ),
+        (
+            "admission valid past 9999",
+            |_, b| {
+                room(b, |r| {
+                    r.admissions[1] = AdmissionSnap::Valid {
+                        expires_at_ms: u64::MAX,
+                    }
+                })
+            },
+            "past the year 9999",
+        ),
+        (
+            "waiting room admitting nobody",
+            |_, b| room(b, |r| r.rate_per_sec = 0),
+            "the rate is 1 to",
+        ),
+        (
+            "waiting room of an unknown event",
+            |_, b| room(b, |r| r.event = "nope".into()),
+            "waiting room of unknown event",
+        ),
+        (
+            "two waiting rooms of one event",
+            |_, b| {
+                room(b, |_| {});
+                room(b, |_| {});
+            },
+            "two waiting rooms",
         ),
         (
             "header counts",

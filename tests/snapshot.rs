@@ -96,7 +96,7 @@ fn a_restored_snapshot_serves_exactly_the_old_state_and_keeps_new_changes() {
     let stdout = ok(&cli(&["verify"], &[&file]));
     assert!(stdout.contains("valid"), "{stdout}");
     let header: Value = serde_json::from_str(&ok(&cli(&["inspect", "--json"], &[&file]))).unwrap();
-    assert_eq!(header["format"], "boxoffice.snapshot/3");
+    assert_eq!(header["format"], "boxoffice.snapshot/4");
     let demo = &header["events"][0];
     assert_eq!(
         (demo["id"].as_str(), demo["bookings"].as_u64()),
@@ -248,11 +248,11 @@ fn every_kind_of_damage_is_named_and_loads_nothing() {
     ));
     // A newer format.
     let text = String::from_utf8_lossy(&good).into_owned();
-    assert!(text.contains("boxoffice.snapshot/3"));
+    assert!(text.contains("boxoffice.snapshot/4"));
     let mut b = good.clone();
     let at = b
         .windows(20)
-        .position(|w| w == b"boxoffice.snapshot/3")
+        .position(|w| w == b"boxoffice.snapshot/4")
         .unwrap();
     b[at + 19] = b'9';
     reseal(&mut b);

@@ -12,12 +12,16 @@ mod ledger;
 mod limit;
 mod payments;
 mod registry;
+mod room;
 mod section;
 
 pub use ledger::FanLedger;
 pub use limit::{LimitSettings, Limiter};
 pub use payments::PaymentRefs;
-pub use registry::{EventEntry, Registry, RegistryError, SectionHandle, ADMISSION_REFUSALS};
+pub use registry::{
+    EventEntry, Registry, RegistryError, RoomSwitchError, SectionHandle, ADMISSION_REFUSALS,
+};
+pub use room::{FanStanding, RoomFailure, RoomHandle, RoomStats, RoomView};
 pub use section::{
     ChangeRequest, Command, GetBooking, GetHold, GetSeats, Payment, SeatsView, SectionActor,
     SectionError, SectionSettings, SectionStats, WhatToHold, CHANGE_KINDS, EXPIRIES_PER_STEP_MAX,

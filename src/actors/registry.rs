@@ -15,14 +15,26 @@ use actix::prelude::*;
 use super::ledger::FanLedger;
 use super::limit::{Admitted, Limiter};
 use super::payments::PaymentRefs;
+use super::room::{RoomFailure, RoomHandle};
 use super::section::{
     ChangeRequest, Command, Outlets, SectionActor, SectionError, SectionSettings, SectionStats,
 };
 use crate::clock::Clock;
-use crate::domain::{Admission, EventDef, Outcome, SalePhases, Section, SectionLayout};
+use crate::domain::{
+    Admission, EventDef, Outcome, RoomSettings, SalePhases, Section, SectionLayout, WaitingRoom,
+};
 use crate::journal::{encode, IdemTag, Journal, Record};
 use crate::layout::{EventSpec, SalePhaseSpec};
 use crate::mail::Enqueue;
+
+/// Why a waiting room was not switched or changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoomSwitchError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Room(#[from] RoomFailure),
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
@@ -135,6 +147,8 @@ pub struct EventEntry {
     /// Places per fan across the sections (the fan limit).
     pub ledger: Arc<FanLedger>,
     refused_by_phase: [AtomicU64; 3],
+    /// Its waiting room, while switched on.
+    room: RwLock<Option<Arc<RoomHandle>>>,
     sections: Vec<Arc<SectionHandle>>,
     index: HashMap<String, usize>,
 }
@@ -172,6 +186,11 @@ impl EventEntry {
         if position > current.0 {
             *current = (position, phases);
         }
+    }
+
+    /// Its waiting room, if switched on.
+    pub fn room(&self) -> Option<Arc<RoomHandle>> {
+        self.room.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn section(&self, id: &str) -> Option<&Arc<SectionHandle>> {
@@ -301,6 +320,7 @@ impl Registry {
         def: Arc<EventDef>,
         phases: SalePhases,
         sections: Vec<Section>,
+        room: Option<WaitingRoom>,
         created_at_ms: u64,
     ) -> Result<Arc<EventEntry>, RegistryError> {
         assert_eq!(def.sections.len(), sections.len());
@@ -342,6 +362,12 @@ impl Registry {
                 shed: AtomicU64::new(0),
             }));
         }
+        let room = room.map(|room| {
+            let handle =
+                RoomHandle::new(&def.id, room, self.journal.clone(), Arc::clone(&self.clock));
+            self.run_room(&arbiters, &handle);
+            handle
+        });
         drop(arbiters);
         let index = handles
             .iter()
@@ -354,6 +380,7 @@ impl Registry {
             phases: RwLock::new((0, Arc::new(phases))),
             ledger,
             refused_by_phase: Default::default(),
+            room: RwLock::new(room),
             sections: handles,
             index,
         });
@@ -379,6 +406,11 @@ impl Registry {
     ) -> Result<Arc<EventEntry>, RegistryError> {
         let claim = Creating::claim(self, &def.id)?;
         let phases = spec.phases().expect("a built spec has valid phases");
+        let spec = spec.settled().expect("a built spec has a valid room");
+        let room = spec
+            .room()
+            .expect("a built spec has a valid room")
+            .map(WaitingRoom::new);
         let now = self.clock.now_ms();
         let bytes = encode(&Record::EventCreated {
             spec_json: spec.to_json(),
@@ -402,7 +434,7 @@ impl Registry {
                 .iter()
                 .map(|l| Section::new(Arc::clone(l), def.limits))
                 .collect();
-            registry.start_event(def, phases, sections, now)
+            registry.start_event(def, phases, sections, room, now)
         });
         task.await.unwrap_or(Err(RegistryError::Unavailable))
     }
@@ -438,6 +470,77 @@ impl Registry {
             }
         });
         task.await.unwrap_or(Err(RegistryError::Unavailable))
+    }
+
+    /// Runs `room`'s ticker on the next arbiter.
+    fn run_room(&self, arbiters: &[Arbiter], room: &Arc<RoomHandle>) {
+        let arbiter = &arbiters[self.next_arbiter.fetch_add(1, Ordering::Relaxed) % arbiters.len()];
+        arbiter.spawn(Arc::clone(room).run());
+    }
+
+    /// Switches an event's waiting room on with `settings`, changes how
+    /// it runs, or (`None`) switches it off; answered once durable.
+    pub async fn set_waiting_room(
+        &self,
+        event: &str,
+        settings: Option<RoomSettings>,
+    ) -> Result<Arc<EventEntry>, RoomSwitchError> {
+        let entry = self
+            .get(event)
+            .ok_or_else(|| RegistryError::NoEvent(event.to_owned()))?;
+        let record = |settings: Option<RoomSettings>| {
+            encode(&Record::WaitingRoomSet {
+                event: event.to_owned(),
+                settings: settings.map(Into::into),
+                at_ms: self.clock.now_ms(),
+            })
+        };
+        // Under the slot's lock nothing waits; a running room's new
+        // settings are journaled by the room itself, after it.
+        let receipt = {
+            let mut slot = entry.room.write().unwrap_or_else(|e| e.into_inner());
+            match (settings, slot.clone()) {
+                (None, None) => None,
+                (None, Some(room)) => {
+                    let receipt = room.retire_with(record(None))?;
+                    *slot = None;
+                    Some(Ok(receipt))
+                }
+                (Some(s), Some(room)) => Some(Err((room, s))),
+                (Some(s), None) => {
+                    s.check().map_err(RoomFailure::from)?;
+                    let arbiters = self.arbiters.lock().unwrap_or_else(|e| e.into_inner());
+                    if arbiters.is_empty() {
+                        return Err(RegistryError::Unavailable.into());
+                    }
+                    let receipt = self
+                        .journal
+                        .append(record(Some(s)))
+                        .map_err(|_| RegistryError::Unavailable)?;
+                    let room = RoomHandle::new(
+                        event,
+                        WaitingRoom::new(s),
+                        self.journal.clone(),
+                        Arc::clone(&self.clock),
+                    );
+                    self.run_room(&arbiters, &room);
+                    *slot = Some(room);
+                    Some(Ok(receipt))
+                }
+            }
+        };
+        let receipt = match receipt {
+            None => return Ok(entry),
+            Some(Err((room, s))) => {
+                room.set(s).await?;
+                return Ok(entry);
+            }
+            Some(Ok(receipt)) => receipt,
+        };
+        match receipt.await {
+            Ok(Ok(_)) => Ok(entry),
+            _ => Err(RegistryError::Unavailable.into()),
+        }
     }
 
     /// Stops every arbiter (and so every section actor), waits for them,

@@ -12,7 +12,7 @@ use crate::domain::{
     Booking, BookingRead, BookingRef, BookingStatus, CategoryCounts, Claim, EventDef, Hold,
     HoldRef, HoldView, SalePhases, SectionCounts, SectionKind, SectionLayout,
 };
-use crate::layout::SalePhaseSpec;
+use crate::layout::{SalePhaseSpec, WaitingRoomSpec};
 use crate::mail::{seat_name, OutboxList, Ticket, TicketKey};
 use crate::snapshot::{Header, SnapshotError};
 
@@ -35,27 +35,8 @@ pub struct HoldRequest {
     pub seats: Option<Vec<String>>,
     /// Best available N seats together (same row, adjacent, nearest the
     /// stage first), or N standing places.
-    #[serde(default, deserialize_with = "whole_number")]
+    #[serde(default, deserialize_with = "crate::layout::whole_number_opt")]
     pub quantity: Option<u32>,
-}
-
-/// A whole number written `4` or `4.0`: JSON Schema calls both an
-/// integer, and so do the clients generated from our OpenAPI document.
-fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
-    use serde::de::Error;
-    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
-        return Ok(None);
-    };
-    let whole = match (n.as_u64(), n.as_f64()) {
-        (Some(u), _) => u32::try_from(u).ok(),
-        (None, Some(f)) if f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&f) => {
-            Some(f as u32)
-        }
-        _ => None,
-    };
-    whole
-        .map(Some)
-        .ok_or_else(|| D::Error::custom(format!("{n} is not a whole number of places")))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -597,4 +578,59 @@ pub fn snapshot_file_dto(
         bytes,
         header,
     }
+}
+
+/// An event's waiting room as everyone may see it: the same for every
+/// fan, so cheap to serve and to cache (a second).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WaitingRoomDto {
+    pub event: String,
+    pub enabled: bool,
+    /// How it runs (what `PUT` set); absent when off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settings: Option<WaitingRoomSpec>,
+    /// The first queue number not yet admitted: a fan with number `n`
+    /// has `n - serving` fans ahead.
+    pub serving: u64,
+    /// Fans who joined.
+    pub joined: u64,
+    /// Fans who joined and are not admitted yet.
+    pub waiting: u64,
+    /// Admissions valid now (the ones under `active_max`).
+    pub active: u32,
+    /// Fans admitted per second, measured over the last ten seconds.
+    pub admitted_per_sec: f64,
+    /// The seed the pre-queue was shuffled with, once it was (decimal:
+    /// anyone can redo the shuffle and check the order).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shuffle_seed: Option<String>,
+}
+
+/// Where a fan stands in an event's waiting room.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueStandingDto {
+    pub event: String,
+    /// `pre-queue` (joined before the opening: the number comes with the
+    /// shuffle), `waiting`, `admitted`, `expired` (admitted, not used in
+    /// time) or `done` (admitted, booked).
+    pub state: &'static str,
+    /// Its queue number, from 0; absent in the pre-queue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number: Option<u64>,
+    pub serving: u64,
+    /// Fans ahead, while waiting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ahead: Option<u64>,
+    /// While waiting: fans ahead over the admission rate (as measured,
+    /// else as set); absent while admission is paused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_wait_secs: Option<u64>,
+    /// The opening: the pre-queue is shuffled, and admission starts.
+    pub opens_at: String,
+    /// Once admitted: the token to send with each hold, in the
+    /// `Boxoffice-Admission` header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admission: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admission_expires_at: Option<String>,
 }

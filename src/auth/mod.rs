@@ -17,6 +17,7 @@
 //! A wrong-typed `exp` or `nbf` (a string, say) is refused: the claims are
 //! read into typed fields here, whatever the library skips.
 
+pub mod admission;
 pub mod issuer;
 pub mod keys;
 pub mod receipt;

@@ -28,5 +28,6 @@ pub use section::{
 };
 pub use venue::{Category, EventDef, Limits, Row, SeatMap, SectionKind, SectionLayout};
 pub use waiting_room::{
-    shuffle, RoomApplyError, RoomChange, RoomError, RoomSettings, Standing, WaitingRoom,
+    shuffle, AdmissionPart, RoomApplyError, RoomChange, RoomError, RoomParts, RoomSettings,
+    Standing, WaitingRoom,
 };

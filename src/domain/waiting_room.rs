@@ -131,6 +131,26 @@ enum Admission {
     Done,
 }
 
+/// What became of an admitted queue number, as [`RoomParts`] carry it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdmissionPart {
+    Valid { expires_at_ms: u64 },
+    Expired,
+    Done,
+}
+
+/// A room's whole state, in and out of a snapshot: the fans in queue
+/// order, and what became of each admitted number (`admissions[n]` for
+/// `n` below the serving number, which is their count).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomParts {
+    pub settings: RoomSettings,
+    pub queue: Vec<FanId>,
+    pub shuffled: Option<u64>,
+    pub next_at_us: u64,
+    pub admissions: Vec<AdmissionPart>,
+}
+
 #[derive(Debug)]
 pub struct WaitingRoom {
     settings: RoomSettings,
@@ -191,6 +211,82 @@ impl WaitingRoom {
             admissions: Vec::new(),
             active: 0,
             expiries: BinaryHeap::new(),
+        }
+    }
+
+    /// Rebuilds a room from its parts, refusing any that no run of the
+    /// room could have left (a fan twice, admissions before the shuffle
+    /// or past the queue, settings no room runs by).
+    pub fn from_parts(parts: RoomParts) -> Result<WaitingRoom, RoomApplyError> {
+        let bad = |m: String| Err(RoomApplyError(m));
+        if let Err(e) = parts.settings.check() {
+            return bad(e.to_string());
+        }
+        if parts.admissions.len() > parts.queue.len() {
+            return bad(format!(
+                "{} admissions of {} fans",
+                parts.admissions.len(),
+                parts.queue.len()
+            ));
+        }
+        if parts.shuffled.is_none() && !parts.admissions.is_empty() {
+            return bad("admissions before the shuffle".into());
+        }
+        let mut numbers = FxHashMap::default();
+        numbers.reserve(parts.queue.len());
+        for (number, fan) in parts.queue.iter().enumerate() {
+            if numbers.insert(FanId::clone(fan), number as u64).is_some() {
+                return bad(format!("fan {fan:?} in the queue twice"));
+            }
+        }
+        let mut active = 0u32;
+        let mut expiries = BinaryHeap::new();
+        let admissions: Vec<Admission> = parts
+            .admissions
+            .iter()
+            .enumerate()
+            .map(|(number, a)| match *a {
+                AdmissionPart::Valid { expires_at_ms } => {
+                    active += 1;
+                    expiries.push(Reverse((expires_at_ms, number as u64)));
+                    Admission::Valid { expires_at_ms }
+                }
+                AdmissionPart::Expired => Admission::Expired,
+                AdmissionPart::Done => Admission::Done,
+            })
+            .collect();
+        let room = WaitingRoom {
+            settings: parts.settings,
+            serving: admissions.len() as u64,
+            queue: parts.queue,
+            numbers,
+            shuffled: parts.shuffled,
+            next_at_us: parts.next_at_us,
+            admissions,
+            active,
+            expiries,
+        };
+        #[cfg(debug_assertions)]
+        room.check_invariants();
+        Ok(room)
+    }
+
+    /// The room's whole state (see [`RoomParts`]).
+    pub fn parts(&self) -> RoomParts {
+        RoomParts {
+            settings: self.settings,
+            queue: self.queue.clone(),
+            shuffled: self.shuffled,
+            next_at_us: self.next_at_us,
+            admissions: self
+                .admissions
+                .iter()
+                .map(|a| match *a {
+                    Admission::Valid { expires_at_ms } => AdmissionPart::Valid { expires_at_ms },
+                    Admission::Expired => AdmissionPart::Expired,
+                    Admission::Done => AdmissionPart::Done,
+                })
+                .collect(),
         }
     }
 
@@ -299,7 +395,11 @@ impl WaitingRoom {
             .map_or(u64::MAX, |m| u64::from(m.saturating_sub(self.active)));
         let now_us = now_ms.saturating_mul(1000);
         let interval = s.interval_us();
-        let mut t = self.next_at_us.max(now_us.saturating_sub(BURST_US));
+        // The credit after a lull: the admissions of the last second, no
+        // more (the first due one interval into it).
+        let mut t = self
+            .next_at_us
+            .max(now_us.saturating_sub(BURST_US).saturating_add(interval));
         let mut k = 0;
         while t <= now_us && k < waiting && k < room {
             k += 1;
@@ -715,8 +815,8 @@ mod tests {
         let Some(RoomChange::Admitted { through, .. }) = r.decide_admission(OPENS + 5_000) else {
             panic!("admitted after resuming")
         };
-        // A second's credit and the one due now, not the whole pause.
-        assert_eq!(through, 11);
+        // A second's worth (the rate), not the whole pause.
+        assert_eq!(through, 10);
         let bad = RoomSettings {
             rate_per_sec: 0,
             ..resumed
@@ -765,5 +865,31 @@ mod tests {
         assert_eq!(replayed.decide_admission(now), live.decide_admission(now));
         // A change that does not fit is an error, not a panic.
         assert!(replayed.apply(&log[0]).is_err(), "joined twice");
+    }
+
+    #[test]
+    fn a_room_rebuilds_from_its_parts_and_refuses_impossible_ones() {
+        let mut r = room(50, 30, 7, 10, Some(8));
+        run(&mut r, 100, OPENS + 3_000);
+        let back = WaitingRoom::from_parts(r.parts()).unwrap();
+        assert_eq!(back.parts(), r.parts());
+        assert_eq!((back.serving(), back.active()), (r.serving(), r.active()));
+        for n in 0..r.len() {
+            let f = r.fan(n).unwrap();
+            assert_eq!(back.standing(f), r.standing(f));
+        }
+
+        let mut twice = r.parts();
+        twice.queue[3] = FanId::clone(&twice.queue[4]);
+        assert!(WaitingRoom::from_parts(twice).is_err());
+        let mut unshuffled = r.parts();
+        unshuffled.shuffled = None;
+        assert!(WaitingRoom::from_parts(unshuffled).is_err());
+        let mut past = r.parts();
+        past.queue.truncate(past.admissions.len() - 1);
+        assert!(WaitingRoom::from_parts(past).is_err());
+        let mut zero = r.parts();
+        zero.settings.rate_per_sec = 0;
+        assert!(WaitingRoom::from_parts(zero).is_err());
     }
 }

@@ -217,6 +217,48 @@ impl ApiError {
         })
     }
 
+    /// A hold without a valid admission while the event's waiting room
+    /// is on: `reason` says what was wrong, `queue` where to queue.
+    pub fn admission_required(event: &str, reason: &'static str, detail: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "admission-required",
+            "Admission required",
+            format!("{detail}: this event's sale is behind a waiting room; queue, and send the admission you get in the Boxoffice-Admission header"),
+        )
+        .with("event", event)
+        .with("reason", reason)
+        .with("queue", format!("/v1/events/{event}/queue"))
+    }
+
+    /// A waiting room that refused, or a journal that failed.
+    pub fn from_room(err: crate::actors::RoomFailure, event: &str) -> ApiError {
+        use crate::actors::RoomFailure;
+        use crate::domain::RoomError;
+        match err {
+            RoomFailure::Refused(RoomError::NotOpenYet { opens_at_ms }) => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "queue-not-open",
+                "Queue not open yet",
+                format!("the waiting room opens at {}", rfc3339(opens_at_ms)),
+            )
+            .with("event", event)
+            .with("opens_at", rfc3339(opens_at_ms)),
+            RoomFailure::Refused(RoomError::Settings(m)) => ApiError::invalid(m),
+            RoomFailure::Refused(
+                RoomError::NotInQueue | RoomError::NotAdmitted | RoomError::OpeningDue,
+            ) => ApiError::not_found(
+                "not-in-queue",
+                format!("you are not in the queue of {event:?}"),
+            ),
+            RoomFailure::Off => ApiError::not_found(
+                "waiting-room-off",
+                format!("event {event:?} has no waiting room"),
+            ),
+            RoomFailure::Unavailable => ApiError::unavailable(),
+        }
+    }
+
     /// A receipt that proves nothing.
     pub fn bad_receipt(e: ReceiptError) -> ApiError {
         let (kind, title) = match e {

@@ -27,7 +27,7 @@ use crate::layout::{build_phases, EventSpec};
 /// the fan; a fan id never contains a space).
 const ADMIN_SCOPE: &str = "admin token";
 
-fn event_entry(state: &AppState, id: &str) -> Result<Arc<EventEntry>, ApiError> {
+pub(super) fn event_entry(state: &AppState, id: &str) -> Result<Arc<EventEntry>, ApiError> {
     state
         .registry
         .get(id)
@@ -369,7 +369,7 @@ fn is_admin(state: &AppState, req: &HttpRequest) -> bool {
     }
 }
 
-fn check_admin(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+pub(super) fn check_admin(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
     if state.admin_token.is_none() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -391,7 +391,7 @@ fn check_admin(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
 }
 
 /// The fan a request is signed in as: `401` without a valid token.
-fn signed_in(state: &AppState, req: &HttpRequest) -> Result<Arc<Fan>, ApiError> {
+pub(super) fn signed_in(state: &AppState, req: &HttpRequest) -> Result<Arc<Fan>, ApiError> {
     let token = bearer(req).ok_or_else(ApiError::sign_in_required)?;
     state.auth.verify(token).map_err(ApiError::invalid_token)
 }
@@ -432,7 +432,7 @@ pub async fn get_seats(
     security(("fan_token" = [])),
     responses((status = 401, description = "No token, or one that proves nothing", body = Problem, content_type = "application/problem+json"), (status = 201, body = HoldDto),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "No sale phase open to this fan: `sale-not-open` (with `opens_at`), `membership-required`, `sale-closed`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "No sale phase open to this fan: `sale-not-open` (with `opens_at`), `membership-required`, `sale-closed`; or the event's waiting room is on and the hold carries no valid admission: `admission-required` (with `reason` and `queue`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such event", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Seats taken, or no block large enough (`largest_block`)", body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
@@ -480,13 +480,21 @@ pub async fn create_hold(
     };
     let scope = Arc::clone(&fan.id);
     let clock = Arc::clone(state.registry.clock());
+    let admission = req
+        .headers()
+        .get(super::queue::ADMISSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let gate = state.clone();
     idempotent(&state, &req, &scope, &raw, move |idem| async move {
         // Checked when the request is answered, not replayed: a retried
         // hold from the presale still gets its first answer afterwards.
-        let admission = e.admit(clock.now_ms(), &|m| fan.is_member(m));
-        if let Some(refusal) = ApiError::not_admitted(&e.def.id, admission) {
+        let now = clock.now_ms();
+        let admitted = e.admit(now, &|m| fan.is_member(m));
+        if let Some(refusal) = ApiError::not_admitted(&e.def.id, admitted) {
             return Err(refusal);
         }
+        super::queue::check_admission(&gate, &e, &fan, admission.as_deref(), now)?;
         let command = Command::Hold {
             what,
             fan: Arc::clone(&fan.id),
@@ -621,6 +629,7 @@ pub async fn confirm_hold(
     check_email(&body.email)?;
     let lang = email_language(&fan, &req);
     let receipts = Arc::clone(&state.receipts);
+    let state_for_room = state.clone();
     let hold_id = path.into_inner();
     let scope = Arc::clone(&fan.id);
     idempotent(&state, &req, &scope, &raw, move |idem| async move {
@@ -632,6 +641,10 @@ pub async fn confirm_hold(
         if receipt.hold != hold_id {
             return Err(ApiError::receipt_for_another_hold(&receipt.hold));
         }
+        let room = state_for_room
+            .registry
+            .get(&s.def.id)
+            .and_then(|e| e.room());
         let command = Command::Confirm {
             hold: r.seq(),
             secret: r.secret(),
@@ -646,7 +659,13 @@ pub async fn confirm_hold(
                 reference: receipt.reference,
             },
         };
-        change(&s, command, idem).await
+        let answer = change(&s, command, idem).await?;
+        // A booking ends the fan's admission: its place under the
+        // waiting room's cap frees.
+        if let Some(room) = room {
+            room.done(&fan.id);
+        }
+        Ok(answer)
     })
     .await
 }

@@ -11,6 +11,7 @@
 pub mod error;
 mod handlers;
 pub mod openapi;
+mod queue;
 pub mod rate;
 pub mod server;
 mod tickets;
@@ -73,6 +74,8 @@ pub struct AppState {
     /// Bearer token of door scanners; `None` disables check-in.
     pub scanner_token: Option<String>,
     pub check_ins_refused: tickets::CheckInRefusals,
+    /// Signs the admissions of events' waiting rooms, and checks them.
+    pub admission_key: crate::auth::admission::AdmissionKey,
 }
 
 impl AppState {
@@ -182,6 +185,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource(
         "/v1/bookings/{id}/cancel",
         [(post.clone(), route().to(cancel_booking))],
+    ))
+    .service(resource(
+        "/v1/events/{event}/waiting-room",
+        [
+            (get.clone(), route().to(queue::get_waiting_room)),
+            (Method::PUT, route().to(queue::set_waiting_room)),
+        ],
+    ))
+    .service(resource(
+        "/v1/events/{event}/queue",
+        [(post.clone(), route().to(queue::join_queue))],
+    ))
+    .service(resource(
+        "/v1/events/{event}/queue/me",
+        [(get.clone(), route().to(queue::my_place))],
     ))
     .service(resource(
         "/v1/tickets/check-in",

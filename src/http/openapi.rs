@@ -11,12 +11,14 @@ use serde_json::{json, Value};
 
 use super::error::{Problem, PROBLEM_JSON};
 use super::handlers;
+use super::queue;
 use super::tickets;
 use crate::api::dto::*;
 use crate::auth::receipt::RECEIPT_LEN_MAX;
 use crate::layout::{self, SEATS_PER_HOLD_MAX};
 use crate::layout::{
     CategorySpec, EventSpec, RowSpec, SalePhaseSpec, SectionSpec, StandingSpec, VenueSpec,
+    WaitingRoomSpec,
 };
 
 #[derive(OpenApi)]
@@ -35,6 +37,10 @@ use crate::layout::{
         handlers::get_booking,
         handlers::cancel_booking,
         tickets::check_in,
+        queue::get_waiting_room,
+        queue::set_waiting_room,
+        queue::join_queue,
+        queue::my_place,
         handlers::list_outbox,
         handlers::retry_outbox,
         handlers::create_snapshot,
@@ -50,6 +56,7 @@ use crate::layout::{
         OutboxEntryDto, OutboxListDto, SnapshotFileDto, SnapshotListDto,
         EventSpec, CategorySpec, VenueSpec, SectionSpec, RowSpec, StandingSpec,
         SalePhaseSpec, SalePhasesRequest, TicketDto, CheckInRequest, CheckInDto,
+        WaitingRoomSpec, WaitingRoomDto, QueueStandingDto,
     )),
     modifiers(&AdminToken),
 )]

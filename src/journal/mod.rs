@@ -32,8 +32,8 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::oneshot;
 
 pub use record::{
-    decode_all, encode, encode_into, ChangeRecord, ClaimRecord, IdemTag, MailKindRecord,
-    MailOutcomeRecord, Record,
+    decode_all, encode, encode_into, room_record, ChangeRecord, ClaimRecord, IdemTag,
+    MailKindRecord, MailOutcomeRecord, Record, RoomChangeRecord, RoomSettingsRecord,
 };
 
 /// Largest value the journal hands sled. sled 0.34 writes any page above

@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Change, Claim, Lang};
+use crate::domain::{Change, Claim, Lang, RoomChange, RoomSettings};
 
 pub const RECORD_VERSION: u8 = 1;
 const FRAME_HEADER_LEN: usize = 8;
@@ -60,6 +60,133 @@ pub enum Record {
         phases_json: String,
         at_ms: u64,
     },
+    /// An operator switched an event's waiting room on or changed how it
+    /// runs (`Some`), or switched it off (`None`: its queue is dropped).
+    WaitingRoomSet {
+        event: String,
+        settings: Option<RoomSettingsRecord>,
+        at_ms: u64,
+    },
+    /// One change to an event's waiting room.
+    WaitingRoom {
+        event: String,
+        change: RoomChangeRecord,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomSettingsRecord {
+    pub queue_opens_at_ms: u64,
+    pub opens_at_ms: u64,
+    pub rate_per_sec: u32,
+    pub active_max: Option<u32>,
+    pub admission_ttl_ms: u64,
+    pub paused: bool,
+}
+
+/// A waiting room's change (its settings travel as `WaitingRoomSet`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RoomChangeRecord {
+    Joined {
+        /// Shared with the room: encoding copies no fan.
+        fan: std::sync::Arc<str>,
+        at_ms: u64,
+    },
+    Shuffled {
+        seed: u64,
+        at_ms: u64,
+    },
+    Admitted {
+        through: u64,
+        at_ms: u64,
+        next_at_us: u64,
+    },
+    Expired {
+        number: u64,
+    },
+    Done {
+        number: u64,
+    },
+}
+
+impl From<RoomSettings> for RoomSettingsRecord {
+    fn from(s: RoomSettings) -> RoomSettingsRecord {
+        RoomSettingsRecord {
+            queue_opens_at_ms: s.queue_opens_at_ms,
+            opens_at_ms: s.opens_at_ms,
+            rate_per_sec: s.rate_per_sec,
+            active_max: s.active_max,
+            admission_ttl_ms: s.admission_ttl_ms,
+            paused: s.paused,
+        }
+    }
+}
+
+impl From<RoomSettingsRecord> for RoomSettings {
+    fn from(s: RoomSettingsRecord) -> RoomSettings {
+        RoomSettings {
+            queue_opens_at_ms: s.queue_opens_at_ms,
+            opens_at_ms: s.opens_at_ms,
+            rate_per_sec: s.rate_per_sec,
+            active_max: s.active_max,
+            admission_ttl_ms: s.admission_ttl_ms,
+            paused: s.paused,
+        }
+    }
+}
+
+/// The record of a room's change to event `event`'s room.
+pub fn room_record(event: &str, change: &RoomChange, at_ms: u64) -> Record {
+    let event = event.to_owned();
+    let change = match change {
+        RoomChange::Settings(s) => {
+            return Record::WaitingRoomSet {
+                event,
+                settings: Some((*s).into()),
+                at_ms,
+            }
+        }
+        RoomChange::Joined { fan, at_ms } => RoomChangeRecord::Joined {
+            fan: std::sync::Arc::clone(fan),
+            at_ms: *at_ms,
+        },
+        RoomChange::Shuffled { seed, at_ms } => RoomChangeRecord::Shuffled {
+            seed: *seed,
+            at_ms: *at_ms,
+        },
+        RoomChange::Admitted {
+            through,
+            at_ms,
+            next_at_us,
+        } => RoomChangeRecord::Admitted {
+            through: *through,
+            at_ms: *at_ms,
+            next_at_us: *next_at_us,
+        },
+        RoomChange::Expired { number } => RoomChangeRecord::Expired { number: *number },
+        RoomChange::Done { number } => RoomChangeRecord::Done { number: *number },
+    };
+    Record::WaitingRoom { event, change }
+}
+
+impl From<RoomChangeRecord> for RoomChange {
+    fn from(c: RoomChangeRecord) -> RoomChange {
+        match c {
+            RoomChangeRecord::Joined { fan, at_ms } => RoomChange::Joined { fan, at_ms },
+            RoomChangeRecord::Shuffled { seed, at_ms } => RoomChange::Shuffled { seed, at_ms },
+            RoomChangeRecord::Admitted {
+                through,
+                at_ms,
+                next_at_us,
+            } => RoomChange::Admitted {
+                through,
+                at_ms,
+                next_at_us,
+            },
+            RoomChangeRecord::Expired { number } => RoomChange::Expired { number },
+            RoomChangeRecord::Done { number } => RoomChange::Done { number },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,8 +1,11 @@
-//! The snapshot's serialized types (`boxoffice.snapshot/3`): a
+//! The snapshot's serialized types (`boxoffice.snapshot/4`): a
 //! compatibility boundary, kept apart from the domain and converted by
 //! hand. Any change of shape is a new `FORMAT` (postcard is not
 //! self-describing); the older formats' types stay, frozen, in
 //! `wire_v1.rs` and `wire_v2.rs`, and are converted to these on reading.
+//! A `/3` body is a `/4` body without its last field, `rooms` (postcard
+//! writes a struct as its fields one after another), so every type a
+//! `/3` body holds is frozen here too: changing one is a `/5`.
 
 use std::sync::Arc;
 
@@ -12,8 +15,8 @@ use crate::auth::receipt::REFERENCE_LEN_MAX;
 use crate::auth::SUB_LEN_MAX;
 use crate::clock::TIME_MS_MAX;
 use crate::domain::{
-    Booking, BookingStatus, Claim, Hold, HoldEnd, Lang, SectionKind, SectionLayout, SectionParts,
-    EMAIL_LEN_MAX,
+    AdmissionPart, Booking, BookingStatus, Claim, Hold, HoldEnd, Lang, RoomParts, RoomSettings,
+    SectionKind, SectionLayout, SectionParts, EMAIL_LEN_MAX,
 };
 use crate::mail::MailKind;
 
@@ -26,7 +29,7 @@ pub const SEQ_MAX: u64 = 1 << 48;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Header {
-    /// `boxoffice.snapshot/3` (or an older format this build still reads).
+    /// `boxoffice.snapshot/4` (or an older format this build still reads).
     pub format: String,
     pub created_at: String,
     pub created_at_ms: u64,
@@ -55,6 +58,132 @@ pub struct Body {
     pub events: Vec<EventSnap>,
     pub idempotency: Vec<AnswerSnap>,
     pub outbox: Vec<MailSnap>,
+    /// Waiting rooms switched on (`/4`).
+    pub rooms: Vec<RoomSnap>,
+}
+
+/// A `/3` body: a `/4` one before its rooms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BodyV3 {
+    pub events: Vec<EventSnap>,
+    pub idempotency: Vec<AnswerSnap>,
+    pub outbox: Vec<MailSnap>,
+}
+
+impl From<BodyV3> for Body {
+    fn from(b: BodyV3) -> Body {
+        Body {
+            events: b.events,
+            idempotency: b.idempotency,
+            outbox: b.outbox,
+            rooms: Vec::new(),
+        }
+    }
+}
+
+/// One event's waiting room: its fans in queue order (before the
+/// shuffle: the pre-queue in arrival order) and what became of each
+/// admitted number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomSnap {
+    pub event: String,
+    pub queue_opens_at_ms: u64,
+    pub opens_at_ms: u64,
+    pub rate_per_sec: u32,
+    pub active_max: Option<u32>,
+    pub admission_ttl_ms: u64,
+    pub paused: bool,
+    /// Shared with the room, so capturing copies no fan.
+    pub queue: Vec<Arc<str>>,
+    pub shuffled: Option<u64>,
+    pub next_at_us: u64,
+    pub admissions: Vec<AdmissionSnap>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdmissionSnap {
+    Valid { expires_at_ms: u64 },
+    Expired,
+    Done,
+}
+
+impl RoomSnap {
+    pub fn from_parts(event: &str, p: RoomParts) -> RoomSnap {
+        let s = p.settings;
+        RoomSnap {
+            event: event.to_owned(),
+            queue_opens_at_ms: s.queue_opens_at_ms,
+            opens_at_ms: s.opens_at_ms,
+            rate_per_sec: s.rate_per_sec,
+            active_max: s.active_max,
+            admission_ttl_ms: s.admission_ttl_ms,
+            paused: s.paused,
+            queue: p.queue,
+            shuffled: p.shuffled,
+            next_at_us: p.next_at_us,
+            admissions: p
+                .admissions
+                .into_iter()
+                .map(|a| match a {
+                    AdmissionPart::Valid { expires_at_ms } => {
+                        AdmissionSnap::Valid { expires_at_ms }
+                    }
+                    AdmissionPart::Expired => AdmissionSnap::Expired,
+                    AdmissionPart::Done => AdmissionSnap::Done,
+                })
+                .collect(),
+        }
+    }
+
+    /// The room's parts, refusing times past what the server writes and
+    /// fans no token could name (the room checks the rest).
+    pub fn to_parts(&self) -> Result<RoomParts, String> {
+        let times = [
+            self.queue_opens_at_ms,
+            self.opens_at_ms,
+            self.admission_ttl_ms,
+        ];
+        let expiries = self.admissions.iter().filter_map(|a| match a {
+            AdmissionSnap::Valid { expires_at_ms } => Some(*expires_at_ms),
+            _ => None,
+        });
+        if times.into_iter().chain(expiries).any(|t| t > TIME_MS_MAX)
+            || self.next_at_us / 1000 > TIME_MS_MAX
+        {
+            return Err("a time past the year 9999".into());
+        }
+        if let Some(fan) = self
+            .queue
+            .iter()
+            .find(|f| f.is_empty() || f.len() > SUB_LEN_MAX)
+        {
+            return Err(format!("a fan id of {} bytes", fan.len()));
+        }
+        Ok(RoomParts {
+            settings: RoomSettings {
+                queue_opens_at_ms: self.queue_opens_at_ms,
+                opens_at_ms: self.opens_at_ms,
+                rate_per_sec: self.rate_per_sec,
+                active_max: self.active_max,
+                admission_ttl_ms: self.admission_ttl_ms,
+                paused: self.paused,
+            },
+            queue: self.queue.clone(),
+            shuffled: self.shuffled,
+            next_at_us: self.next_at_us,
+            admissions: self
+                .admissions
+                .iter()
+                .map(|a| match *a {
+                    AdmissionSnap::Valid { expires_at_ms } => {
+                        AdmissionPart::Valid { expires_at_ms }
+                    }
+                    AdmissionSnap::Expired => AdmissionPart::Expired,
+                    AdmissionSnap::Done => AdmissionPart::Done,
+                })
+                .collect(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -217,6 +217,7 @@ impl From<BodyV2> for Body {
                 .collect(),
             idempotency: b.idempotency.into_iter().map(AnswerSnap::from).collect(),
             outbox: b.outbox.into_iter().map(MailSnap::from).collect(),
+            rooms: Vec::new(),
         }
     }
 }

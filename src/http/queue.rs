@@ -1,0 +1,259 @@
+//! The waiting room's endpoints: an operator switches an event's room on,
+//! changes it or switches it off; fans join, ask where they stand and,
+//! once admitted, send their admission with each hold
+//! ([`check_admission`], called by the hold handler).
+//!
+//! The room's public state (serving number, rate) is the same for every
+//! fan and cacheable for a second, so hundreds of thousands of waiting
+//! fans need not ask for their own standing often: their position is
+//! their number minus the serving number.
+
+use std::sync::Arc;
+
+use actix_web::http::header::{CacheControl, CacheDirective};
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpRequest, HttpResponse};
+
+use super::error::Problem;
+use super::handlers::{check_admin, event_entry, signed_in};
+use super::{read_json, ApiError, AppState, BODY_LEN_MAX};
+use crate::actors::{EventEntry, FanStanding, RoomHandle, RoomView};
+use crate::api::dto::{QueueStandingDto, WaitingRoomDto};
+use crate::auth::admission::Admission;
+use crate::auth::Fan;
+use crate::clock::rfc3339_ms;
+use crate::domain::Standing;
+use crate::layout::WaitingRoomSpec;
+
+/// The header a hold carries its admission in.
+pub const ADMISSION_HEADER: &str = "boxoffice-admission";
+
+fn room_dto(event: &str, view: Option<RoomView>) -> WaitingRoomDto {
+    let Some(v) = view else {
+        return WaitingRoomDto {
+            event: event.to_owned(),
+            enabled: false,
+            settings: None,
+            serving: 0,
+            joined: 0,
+            waiting: 0,
+            active: 0,
+            admitted_per_sec: 0.0,
+            shuffle_seed: None,
+        };
+    };
+    WaitingRoomDto {
+        event: event.to_owned(),
+        enabled: true,
+        settings: Some(WaitingRoomSpec::of(&v.settings)),
+        serving: v.serving,
+        joined: v.joined,
+        waiting: v.joined.saturating_sub(v.serving),
+        active: v.active,
+        admitted_per_sec: (v.admitted_per_sec * 10.0).round() / 10.0,
+        shuffle_seed: v.shuffle_seed.map(|s| s.to_string()),
+    }
+}
+
+/// Switch an event's waiting room on, change how it runs (rate, cap,
+/// pause), or switch it off (admin).
+#[utoipa::path(put, path = "/v1/events/{event}/waiting-room", tag = "waiting room",
+    params(("event" = String, Path)),
+    request_body = WaitingRoomSpec,
+    security(("admin_token" = [])),
+    responses((status = 200, description = "The room as it now runs", body = WaitingRoomDto),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 421, description = "Another shard serves this event", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Settings no room runs by (`field` names which)", body = Problem, content_type = "application/problem+json")))]
+pub async fn set_waiting_room(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    check_admin(&state, &req)?;
+    let (spec, _): (WaitingRoomSpec, Bytes) = read_json(&req, payload, BODY_LEN_MAX, false).await?;
+    let e = event_entry(&state, &path)?;
+    let settings = spec
+        .build("waiting_room", &e.phases())
+        .map_err(|err| ApiError::invalid(err.to_string()).with("field", err.path.clone()))?;
+    let e = state
+        .registry
+        .set_waiting_room(&path, settings)
+        .await
+        .map_err(|err| match err {
+            crate::actors::RoomSwitchError::Registry(r) => ApiError::from_registry(r),
+            crate::actors::RoomSwitchError::Room(r) => ApiError::from_room(r, &path),
+        })?;
+    Ok(HttpResponse::Ok().json(room_dto(&e.def.id, e.room().map(|r| r.view()))))
+}
+
+/// An event's waiting room: whether it is on, its serving number and
+/// admission rate. The same for everyone; cacheable for a second.
+#[utoipa::path(get, path = "/v1/events/{event}/waiting-room", tag = "waiting room",
+    params(("event" = String, Path)),
+    responses((status = 200, body = WaitingRoomDto),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_waiting_room(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let e = event_entry(&state, &path)?;
+    Ok(HttpResponse::Ok()
+        .insert_header(CacheControl(vec![
+            CacheDirective::Public,
+            CacheDirective::MaxAge(1),
+        ]))
+        .json(room_dto(&e.def.id, e.room().map(|r| r.view()))))
+}
+
+fn open_room(e: &EventEntry) -> Result<Arc<RoomHandle>, ApiError> {
+    e.room().ok_or_else(|| {
+        ApiError::not_found(
+            "waiting-room-off",
+            format!("event {:?} has no waiting room: hold directly", e.def.id),
+        )
+    })
+}
+
+fn standing_dto(state: &AppState, event: &str, fan: &Fan, s: FanStanding) -> QueueStandingDto {
+    let v = s.view;
+    let mut dto = QueueStandingDto {
+        event: event.to_owned(),
+        state: "pre-queue",
+        number: None,
+        serving: v.serving,
+        ahead: None,
+        estimated_wait_secs: None,
+        opens_at: rfc3339_ms(v.settings.opens_at_ms),
+        admission: None,
+        admission_expires_at: None,
+    };
+    match s.standing {
+        Standing::PreQueue => {}
+        Standing::Waiting { number, ahead } => {
+            let rate = if v.admitted_per_sec >= 1.0 {
+                v.admitted_per_sec
+            } else {
+                f64::from(v.settings.rate_per_sec)
+            };
+            dto.state = "waiting";
+            dto.number = Some(number);
+            dto.ahead = Some(ahead);
+            dto.estimated_wait_secs =
+                (!v.settings.paused).then(|| (ahead as f64 / rate).ceil() as u64);
+        }
+        Standing::Admitted {
+            number,
+            expires_at_ms,
+        } => {
+            dto.state = "admitted";
+            dto.number = Some(number);
+            dto.admission = Some(state.admission_key.sign(&Admission {
+                e: event.to_owned(),
+                f: fan.id.to_string(),
+                n: number,
+                x: expires_at_ms,
+            }));
+            dto.admission_expires_at = Some(rfc3339_ms(expires_at_ms));
+        }
+        Standing::Expired { number } => {
+            dto.state = "expired";
+            dto.number = Some(number);
+        }
+        Standing::Done { number } => {
+            dto.state = "done";
+            dto.number = Some(number);
+        }
+    }
+    dto
+}
+
+/// Join an event's waiting room: one place per fan (joining again
+/// answers the same place). Before the opening fans wait in a pre-queue,
+/// shuffled at the opening; later fans queue in arrival order.
+#[utoipa::path(post, path = "/v1/events/{event}/queue", tag = "waiting room",
+    params(("event" = String, Path)),
+    security(("fan_token" = [])),
+    responses((status = 200, description = "Where the fan stands", body = QueueStandingDto),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The queue opens later (`queue-not-open`, with `opens_at`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such event, or it has no waiting room (`waiting-room-off`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Joins cannot be made durable now; see Retry-After", body = Problem, content_type = "application/problem+json")))]
+pub async fn join_queue(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let fan = signed_in(&state, &req)?;
+    let e = event_entry(&state, &path)?;
+    let room = open_room(&e)?;
+    let standing = room
+        .join(&fan.id)
+        .await
+        .map_err(|err| ApiError::from_room(err, &e.def.id))?;
+    Ok(HttpResponse::Ok().json(standing_dto(&state, &e.def.id, &fan, standing)))
+}
+
+/// Where the signed-in fan stands in an event's waiting room; once
+/// admitted, with the admission to send with each hold.
+#[utoipa::path(get, path = "/v1/events/{event}/queue/me", tag = "waiting room",
+    params(("event" = String, Path)),
+    security(("fan_token" = [])),
+    responses((status = 200, body = QueueStandingDto),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such event, no waiting room (`waiting-room-off`), or not in its queue (`not-in-queue`)", body = Problem, content_type = "application/problem+json")))]
+pub async fn my_place(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let fan = signed_in(&state, &req)?;
+    let e = event_entry(&state, &path)?;
+    let room = open_room(&e)?;
+    let standing = room.standing(&fan.id).ok_or_else(|| {
+        ApiError::not_found(
+            "not-in-queue",
+            format!("you are not in the queue of {:?}", e.def.id),
+        )
+    })?;
+    Ok(HttpResponse::Ok().json(standing_dto(&state, &e.def.id, &fan, standing)))
+}
+
+/// While `e`'s waiting room is on, a hold needs this fan's admission to
+/// this event, valid now, that the room still counts (one that ended in
+/// a booking, or expired, does not).
+pub(super) fn check_admission(
+    state: &AppState,
+    e: &EventEntry,
+    fan: &Fan,
+    token: Option<&str>,
+    now_ms: u64,
+) -> Result<(), ApiError> {
+    let Some(room) = e.room() else {
+        return Ok(());
+    };
+    let event = e.def.id.as_str();
+    let refuse = |reason, detail| Err(ApiError::admission_required(event, reason, detail));
+    let Some(token) = token else {
+        return refuse("missing", "no admission sent");
+    };
+    let Ok(admission) = state.admission_key.verify(token) else {
+        return refuse(
+            "invalid",
+            "the admission sent is not one this server signed",
+        );
+    };
+    if admission.e != event {
+        return refuse("another-event", "the admission sent is for another event");
+    }
+    if admission.f != *fan.id {
+        return refuse("another-fan", "the admission sent is another fan's");
+    }
+    if now_ms >= admission.x || !room.admits(&fan.id, admission.n, now_ms) {
+        return refuse("expired", "the admission sent is no longer valid");
+    }
+    Ok(())
+}

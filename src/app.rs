@@ -208,6 +208,8 @@ impl Application {
             scanner_token: args.scanner_token.clone(),
             check_ins_refused: Default::default(),
             admission_key: AdmissionKey::load_or_create(data_dir)?,
+            queue_streams: Arc::default(),
+            queue_streams_max: args.queue_streams_max as usize,
         });
         let listener = TcpListener::bind(&args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;

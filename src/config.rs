@@ -424,6 +424,13 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub connections_per_worker_max: u64,
 
+    /// Most waiting-room streams (`GET .../queue/me/stream`) open at once;
+    /// past it fans are told to poll instead (503). Each holds a
+    /// connection, so keep it below the connections the workers serve.
+    #[arg(long, env = "BOXOFFICE_QUEUE_STREAMS_MAX", default_value_t = 8_192,
+          value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    pub queue_streams_max: u64,
+
     /// Most requests in flight per section, however fast it answers; its
     /// limit moves below this with latency (`--latency-target-ms`), and a
     /// request past it is answered 503 with Retry-After.

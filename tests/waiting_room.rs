@@ -508,3 +508,128 @@ fn an_event_document_starts_behind_a_waiting_room() {
     assert_eq!(r.body["state"], "pre-queue", "{r:?}");
     s.stop();
 }
+
+/// The `standing` events of a waiting-room stream, read as they come.
+struct Stream(std::io::BufReader<Box<dyn std::io::Read + Send + Sync>>);
+
+impl Stream {
+    fn open(s: &TestServer, fan: &str) -> Result<Stream, Box<Resp>> {
+        let token = s.token_for(fan);
+        let r = agent()
+            .get(&format!("{}/v1/events/demo/queue/me/stream", s.base))
+            .set("Authorization", &format!("Bearer {token}"))
+            .call();
+        match r {
+            Ok(r) => {
+                assert_eq!(r.content_type(), "text/event-stream");
+                Ok(Stream(std::io::BufReader::new(r.into_reader())))
+            }
+            Err(ureq::Error::Status(status, r)) => {
+                let text = r.into_string().unwrap();
+                Err(Box::new(Resp {
+                    status,
+                    content_type: "application/problem+json".into(),
+                    retry_after: None,
+                    allow: None,
+                    replayed: false,
+                    body: serde_json::from_str(&text).unwrap(),
+                    text,
+                }))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// The next standing, or `None` once the stream ended.
+    fn next(&mut self) -> Option<Value> {
+        use std::io::BufRead;
+        let mut event = String::new();
+        loop {
+            let mut line = String::new();
+            if self.0.read_line(&mut line).unwrap() == 0 {
+                return None;
+            }
+            match line.trim_end() {
+                "" if !event.is_empty() => break,
+                l if l.starts_with("event: ") => assert_eq!(l, "event: standing"),
+                l if l.starts_with("data: ") => event = l["data: ".len()..].to_owned(),
+                _ => {}
+            }
+        }
+        Some(serde_json::from_str(&event).unwrap())
+    }
+}
+
+/// A fan waits on one connection: the stream says where it stands as
+/// that changes, ends with its admission, and the server keeps no more
+/// streams than it is told to.
+#[test]
+fn a_fan_waits_on_a_stream_until_admitted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = args(dir.path());
+    a.queue_streams_max = 1;
+    let s = TestServer::start_with(
+        a,
+        std::sync::Arc::new(boxoffice::clock::ManualClock::new(T0_MS)),
+    );
+    let opens = T0_MS + 10 * SEC;
+    let r = put_room(
+        &s,
+        &json!({"enabled": true, "opens_at": clock_text(opens), "rate_per_sec": 1,
+                "admission_ttl_secs": 60}),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    check_problem(
+        &Stream::open(&s, "sse-0").err().unwrap(),
+        404,
+        "not-in-queue",
+    );
+    s.clock.advance_ms(10 * SEC);
+    for f in ["sse-0", "sse-1", "sse-2"] {
+        assert_eq!(
+            as_fan(&s, f, "POST", "/v1/events/demo/queue", &[]).status,
+            200
+        );
+    }
+    room_when(&s, |v| v["serving"] == 1);
+    let mut stream = Stream::open(&s, "sse-2").unwrap();
+    let first = stream.next().unwrap();
+    assert_eq!(
+        (first["state"].as_str(), first["number"].as_u64()),
+        (Some("waiting"), Some(2))
+    );
+    assert_eq!(first["ahead"], 1, "{first}");
+    // One stream at a time here: the next fan is told to poll.
+    let r = Stream::open(&s, "sse-1").err().unwrap();
+    check_problem(&r, 503, "overloaded");
+
+    s.clock.advance_ms(SEC);
+    let next = stream.next().unwrap();
+    assert_eq!(
+        (next["state"].as_str(), next["ahead"].as_u64()),
+        (Some("waiting"), Some(0)),
+        "{next}"
+    );
+    s.clock.advance_ms(SEC);
+    let last = stream.next().unwrap();
+    assert_eq!(last["state"], "admitted", "{last}");
+    assert!(last["admission"].as_str().unwrap().starts_with("BXA1."));
+    assert_eq!(stream.next(), None, "the stream ends with the admission");
+    // Its place is free again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match Stream::open(&s, "sse-1") {
+            Ok(mut st) => {
+                assert_eq!(st.next().unwrap()["state"], "admitted");
+                break;
+            }
+            Err(r) => check_problem(&r, 503, "overloaded"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stream's place was not given back"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.stop();
+}

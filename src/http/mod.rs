@@ -76,6 +76,9 @@ pub struct AppState {
     pub check_ins_refused: tickets::CheckInRefusals,
     /// Signs the admissions of events' waiting rooms, and checks them.
     pub admission_key: crate::auth::admission::AdmissionKey,
+    /// Waiting-room streams open now, and the most kept at once.
+    pub queue_streams: Arc<std::sync::atomic::AtomicUsize>,
+    pub queue_streams_max: usize,
 }
 
 impl AppState {
@@ -200,6 +203,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource(
         "/v1/events/{event}/queue/me",
         [(get.clone(), route().to(queue::my_place))],
+    ))
+    .service(resource(
+        "/v1/events/{event}/queue/me/stream",
+        [(get.clone(), route().to(queue::my_place_stream))],
     ))
     .service(resource(
         "/v1/tickets/check-in",

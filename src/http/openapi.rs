@@ -41,6 +41,7 @@ use crate::layout::{
         queue::set_waiting_room,
         queue::join_queue,
         queue::my_place,
+        queue::my_place_stream,
         handlers::list_outbox,
         handlers::retry_outbox,
         handlers::create_snapshot,

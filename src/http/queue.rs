@@ -8,7 +8,9 @@
 //! fans need not ask for their own standing often: their position is
 //! their number minus the serving number.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix_web::http::header::{CacheControl, CacheDirective};
 use actix_web::web::{self, Bytes};
@@ -213,13 +215,142 @@ pub async fn my_place(
     let fan = signed_in(&state, &req)?;
     let e = event_entry(&state, &path)?;
     let room = open_room(&e)?;
-    let standing = room.standing(&fan.id).ok_or_else(|| {
-        ApiError::not_found(
-            "not-in-queue",
-            format!("you are not in the queue of {:?}", e.def.id),
-        )
-    })?;
+    let standing = room
+        .standing(&fan.id)
+        .ok_or_else(|| not_in_queue(&e.def.id))?;
     Ok(HttpResponse::Ok().json(standing_dto(&state, &e.def.id, &fan, standing)))
+}
+
+/// How often a stream looks at its fan's standing.
+const STREAM_POLL: Duration = Duration::from_secs(1);
+/// A comment line this often while nothing changes, so proxies keep the
+/// connection.
+const STREAM_KEEPALIVE: Duration = Duration::from_secs(15);
+/// A stream ends after this long; the client connects again (a browser's
+/// `EventSource` does so by itself), so no stream outlives its fan.
+const STREAM_LIFETIME: Duration = Duration::from_secs(600);
+
+/// A place among the streams open at once; given back when the stream
+/// ends, however it ends.
+pub struct StreamSlot(Arc<AtomicUsize>);
+
+impl StreamSlot {
+    fn take(open: &Arc<AtomicUsize>, max: usize) -> Option<StreamSlot> {
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .ok()?;
+        Some(StreamSlot(Arc::clone(open)))
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+struct Watch {
+    state: web::Data<AppState>,
+    room: Arc<RoomHandle>,
+    fan: Arc<Fan>,
+    event: String,
+    last: Option<String>,
+    quiet: Duration,
+    started: Instant,
+    ended: bool,
+    _slot: StreamSlot,
+}
+
+impl Watch {
+    /// The next line of the stream: the standing when it changed, a
+    /// keep-alive, or the end (admitted, expired, done; the room off; the
+    /// server stopping; the stream's lifetime over).
+    async fn next(mut self) -> Option<(Result<Bytes, std::convert::Infallible>, Watch)> {
+        loop {
+            if self.ended
+                || self.started.elapsed() >= STREAM_LIFETIME
+                || self.room.is_retired()
+                || self.state.drain.is_shutting_down()
+            {
+                return None;
+            }
+            let standing = self.room.standing(&self.fan.id)?;
+            let dto = standing_dto(&self.state, &self.event, &self.fan, standing);
+            let json = serde_json::to_string(&dto).expect("standings serialize");
+            if self.last.as_ref() != Some(&json) {
+                self.ended = !matches!(dto.state, "pre-queue" | "waiting");
+                let line = Bytes::from(format!("event: standing\ndata: {json}\n\n"));
+                self.last = Some(json);
+                self.quiet = Duration::ZERO;
+                return Some((Ok(line), self));
+            }
+            if self.quiet >= STREAM_KEEPALIVE {
+                self.quiet = Duration::ZERO;
+                return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), self));
+            }
+            tokio::time::sleep(STREAM_POLL).await;
+            self.quiet += STREAM_POLL;
+        }
+    }
+}
+
+/// Where the signed-in fan stands, as a server-sent event stream: an
+/// `event: standing` with the same body as `GET .../queue/me` whenever it
+/// changes (looked at every second), until the fan is admitted (that
+/// event carries the admission), its admission ended, or ten minutes
+/// passed (connect again). A phone waits on one connection instead of
+/// polling.
+#[utoipa::path(get, path = "/v1/events/{event}/queue/me/stream", tag = "waiting room",
+    params(("event" = String, Path)),
+    security(("fan_token" = [])),
+    responses((status = 200, description = "`text/event-stream` of `standing` events, each a QueueStandingDto", content_type = "text/event-stream", body = String),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such event, no waiting room (`waiting-room-off`), or not in its queue (`not-in-queue`): join first", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "As many streams open as the server keeps (`--queue-streams-max`): poll `GET .../queue/me` instead; see Retry-After", body = Problem, content_type = "application/problem+json")))]
+pub async fn my_place_stream(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let fan = signed_in(&state, &req)?;
+    let e = event_entry(&state, &path)?;
+    let room = open_room(&e)?;
+    if room.standing(&fan.id).is_none() {
+        return Err(not_in_queue(&e.def.id));
+    }
+    let slot = StreamSlot::take(&state.queue_streams, state.queue_streams_max)
+        .ok_or_else(|| {
+            ApiError::new(
+                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "Too busy",
+                "as many waiting-room streams are open as this server keeps: poll GET .../queue/me instead",
+            )
+            .retry_after(5)
+        })?;
+    let watch = Watch {
+        state: state.clone(),
+        room,
+        fan,
+        event: e.def.id.clone(),
+        last: None,
+        quiet: Duration::ZERO,
+        started: Instant::now(),
+        ended: false,
+        _slot: slot,
+    };
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(CacheControl(vec![CacheDirective::NoCache]))
+        .streaming(futures_util::stream::unfold(watch, Watch::next)))
+}
+
+fn not_in_queue(event: &str) -> ApiError {
+    ApiError::not_found(
+        "not-in-queue",
+        format!("you are not in the queue of {event:?}: join first"),
+    )
 }
 
 /// While `e`'s waiting room is on, a hold needs this fan's admission to

@@ -41,7 +41,7 @@ pub enum Command {
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
     /// Flash-sale load generator against a running server.
-    Loadgen(LoadgenArgs),
+    Loadgen(Box<LoadgenArgs>),
     /// Exit 0 if the server answers `/healthz` (or `--path`) with 200: the
     /// container health check, which needs no curl in the image.
     Probe {
@@ -256,6 +256,18 @@ pub struct LoadgenArgs {
     /// screenshot passed on): each must be refused.
     #[arg(long, default_value_t = 0.1)]
     pub rescan_ratio: f64,
+    /// Fans go through the event's waiting room (it must be on): join,
+    /// wait for their turn, then shop with their admission.
+    #[arg(long)]
+    pub queue: bool,
+    /// How often, with `--queue`, the public room is read to see whose
+    /// turn came.
+    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub queue_poll_ms: u64,
+    /// How long, with `--queue`, a fan waits for its admission before it
+    /// gives up.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub queue_patience_secs: u64,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

@@ -31,7 +31,7 @@ fn main() -> anyhow::Result<()> {
         Command::Token(args) => boxoffice::cli::token(args),
         Command::Receipt(args) => boxoffice::cli::receipt(args),
         Command::Snapshot(cmd) => boxoffice::cli::snapshot(cmd),
-        Command::Loadgen(args) => boxoffice::loadgen::run(args),
+        Command::Loadgen(args) => boxoffice::loadgen::run(*args),
         Command::Probe { server, path } => boxoffice::cli::probe(&server, &path),
         Command::Shards(cmd) => boxoffice::cli::shards(cmd),
     }

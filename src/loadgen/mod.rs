@@ -18,6 +18,7 @@
 
 pub mod client;
 pub mod doors;
+pub mod queue;
 pub mod report;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -243,12 +244,19 @@ pub async fn execute(args: LoadgenArgs) -> anyhow::Result<Report> {
         Arc::clone(&live),
         event_path.clone(),
     ));
-    let connections: Vec<_> = (0..plan.args.connections)
-        .map(|_| tokio::spawn(connection(Arc::clone(&plan), Arc::clone(&live))))
-        .collect();
     let mut tally = Tally::default();
-    for c in connections {
-        tally.merge(c.await.context("a connection task failed")?);
+    let mut queue_report = None;
+    if plan.args.queue {
+        let (t, q) = queue::run(Arc::clone(&plan), Arc::clone(&live)).await;
+        tally = t;
+        queue_report = Some(q);
+    } else {
+        let connections: Vec<_> = (0..plan.args.connections)
+            .map(|_| tokio::spawn(connection(Arc::clone(&plan), Arc::clone(&live))))
+            .collect();
+        for c in connections {
+            tally.merge(c.await.context("a connection task failed")?);
+        }
     }
     let elapsed = started.elapsed().as_secs_f64();
     live.done.store(true, Ordering::Relaxed);
@@ -308,6 +316,7 @@ pub async fn execute(args: LoadgenArgs) -> anyhow::Result<Report> {
         refusals_without_retry_after: tally.refusals_without_retry_after,
         consistency,
         doors,
+        queue: queue_report,
     })
 }
 
@@ -421,6 +430,7 @@ async fn connection(plan: Arc<Plan>, live: Arc<Live>) -> Tally {
             conn: &mut conn,
             tally: &mut tally,
             auth: Arc::clone(&plan.tokens[k % plan.tokens.len()]),
+            admission: None,
         };
         fan(&mut session, k).await;
     }
@@ -435,6 +445,8 @@ struct Session<'a> {
     tally: &'a mut Tally,
     /// `Bearer <token>` of the fan being run.
     auth: Arc<str>,
+    /// Its waiting room's admission, sent with each request.
+    admission: Option<String>,
 }
 
 impl Session<'_> {
@@ -454,6 +466,7 @@ impl Session<'_> {
             conn,
             tally,
             auth,
+            admission,
         } = self;
         let mut failure = Failure::Unanswered;
         for attempt in 0..=plan.args.retries {
@@ -461,18 +474,17 @@ impl Session<'_> {
                 tally.retries += 1;
                 tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
             }
-            let with_key = [
-                ("authorization", &**auth),
-                ("idempotency-key", key.unwrap_or("")),
-            ];
-            let headers = if key.is_some() {
-                &with_key[..]
-            } else {
-                &with_key[..1]
-            };
+            let mut headers = Vec::with_capacity(3);
+            headers.push(("authorization", &**auth));
+            if let Some(key) = key {
+                headers.push(("idempotency-key", key));
+            }
+            if let Some(a) = admission {
+                headers.push(("boxoffice-admission", a.as_str()));
+            }
             let started = Instant::now();
             let r = conn
-                .request(method.clone(), path, headers, body.clone())
+                .request(method.clone(), path, &headers, body.clone())
                 .await;
             live.requests.fetch_add(1, Ordering::Relaxed);
             let answer = match r {

@@ -251,6 +251,8 @@ pub struct Report {
     pub consistency: Consistency,
     /// The doors, when they opened (`--doors`).
     pub doors: Option<super::doors::DoorsReport>,
+    /// The waiting room, when fans went through it (`--queue`).
+    pub queue: Option<super::queue::QueueReport>,
 }
 
 impl Report {
@@ -276,6 +278,12 @@ impl Report {
             return Some(format!(
                 "doors: {} tickets not admitted exactly once, {} wrong answers",
                 d.tickets_not_admitted_once, d.wrong_answers
+            ));
+        }
+        if let Some(q) = self.queue.as_ref().filter(|q| !q.ok) {
+            return Some(format!(
+                "waiting room: {} fans told to wait after one behind them was admitted, {} joins failed",
+                q.out_of_order, q.join_failures
             ));
         }
         if self.outcomes.unanswered > 0 {
@@ -344,6 +352,22 @@ pub fn print_report(r: &Report) {
         if c.ok { "OK" } else { "FAILED" }
     );
     println!("greedy fans refused at their limit: {}", r.limit_refusals);
+    if let Some(q) = &r.queue {
+        println!(
+            "waiting room: {} joined (join p50 {:.2} ms, p99 {:.2} ms), {} admitted at {:.0}/s, \
+             in queue p50 {:.2} s, p99 {:.2} s, {} gave up, {} told to wait out of order: {}",
+            q.joined,
+            q.join_latency.p50_ms,
+            q.join_latency.p99_ms,
+            q.admitted,
+            q.admitted_per_s,
+            q.time_in_queue.p50_ms / 1000.0,
+            q.time_in_queue.p99_ms / 1000.0,
+            q.gave_up,
+            q.out_of_order,
+            if q.ok { "OK" } else { "FAILED" }
+        );
+    }
     if let Some(d) = &r.doors {
         let p = &d.latency;
         println!(
@@ -506,6 +530,7 @@ mod tests {
             refusals_without_retry_after: 0,
             consistency,
             doors: None,
+            queue: None,
         }
     }
 

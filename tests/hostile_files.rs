@@ -87,7 +87,7 @@ fn room(b: &mut Body, edit: impl FnOnce(&mut RoomSnap)) {
         active_max: None,
         admission_ttl_ms: 60_000,
         paused: false,
-        queue: vec!["fan-a".into(), "fan-b".into(), "fan-c".into()],
+        queue: vec![[1; 16], [2; 16], [3; 16]],
         shuffled: Some(7),
         next_at_us: T0_MS * 1000,
         admissions: vec![
@@ -242,7 +242,7 @@ fn each_kind_of_inconsistent_snapshot_is_refused_by_name() {
         ),
         (
             "a fan twice in a waiting room",
-            |_, b| room(b, |r| r.queue[2] = "fan-a".into()),
+            |_, b| room(b, |r| r.queue[2] = [1; 16]),
             "in the queue twice",
         ),
         (

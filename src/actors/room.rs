@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::domain::{FanId, RoomChange, RoomError, RoomSettings, Standing, WaitingRoom};
+use crate::domain::{FanId, FanKey, RoomChange, RoomError, RoomSettings, Standing, WaitingRoom};
 use crate::journal::{encode, room_record, Journal, Receipt};
 
 /// How often the ticker looks for fans to admit and admissions to expire.
@@ -172,7 +172,7 @@ impl RoomHandle {
     /// shown as the head of the queue.
     pub fn standing(&self, fan: &str) -> Option<FanStanding> {
         let live = self.lock();
-        let standing = match live.room.standing(fan)? {
+        let standing = match live.room.standing(&FanKey::of(fan))? {
             Standing::Admitted { number, .. } if number >= live.durable_serving => {
                 Standing::Waiting { number, ahead: 0 }
             }
@@ -198,7 +198,7 @@ impl RoomHandle {
         let live = self.lock();
         number < live.durable_serving
             && matches!(
-                live.room.standing(fan),
+                live.room.standing(&FanKey::of(fan)),
                 Some(Standing::Admitted { number: n, expires_at_ms }) if n == number && now_ms < expires_at_ms
             )
     }
@@ -208,7 +208,7 @@ impl RoomHandle {
     pub fn done(&self, fan: &str) {
         let mut live = self.lock();
         let now = self.clock.now_ms();
-        if let Ok(change) = live.room.decide_done(fan, now) {
+        if let Ok(change) = live.room.decide_done(&FanKey::of(fan), now) {
             if let Err(e) = self.commit(&mut live, &change) {
                 tracing::debug!(event = %self.event, error = %e, "admission not ended");
             }

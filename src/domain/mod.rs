@@ -28,6 +28,6 @@ pub use section::{
 };
 pub use venue::{Category, EventDef, Limits, Row, SeatMap, SectionKind, SectionLayout};
 pub use waiting_room::{
-    shuffle, AdmissionPart, RoomApplyError, RoomChange, RoomError, RoomParts, RoomSettings,
+    shuffle, AdmissionPart, FanKey, RoomApplyError, RoomChange, RoomError, RoomParts, RoomSettings,
     Standing, WaitingRoom,
 };

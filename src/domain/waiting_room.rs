@@ -22,9 +22,33 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use rustc_hash::FxHashMap;
+use hashbrown::HashTable;
+use sha2::{Digest, Sha256};
 
 use super::section::FanId;
+
+/// Most fans one room queues: far past any sale, and queue numbers fit
+/// the index the room keeps (`u32`).
+pub const QUEUE_LEN_MAX: u64 = 100_000_000;
+
+/// A fan as the room knows it: the first 128 bits of the SHA-256 of its
+/// id. Sixteen bytes whatever the id's length, so a waiting fan costs
+/// the room a fixed few dozen bytes; two of a million fans share a key
+/// with odds of about 2^-88.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FanKey(pub [u8; 16]);
+
+impl FanKey {
+    pub fn of(fan: &str) -> FanKey {
+        let digest = Sha256::digest(fan.as_bytes());
+        FanKey(digest[..16].try_into().expect("16 of 32 bytes"))
+    }
+
+    /// Its bits are a hash already.
+    fn hash(&self) -> u64 {
+        u64::from_le_bytes(self.0[..8].try_into().expect("8 bytes"))
+    }
+}
 
 /// The most admission credit that builds up while nobody waits: one
 /// second's worth of the rate.
@@ -92,6 +116,8 @@ pub enum RoomError {
     NotInQueue,
     #[error("this fan's admission is not valid")]
     NotAdmitted,
+    #[error("the queue is full")]
+    Full,
     #[error("invalid waiting room settings: {0}")]
     Settings(&'static str),
 }
@@ -145,7 +171,7 @@ pub enum AdmissionPart {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomParts {
     pub settings: RoomSettings,
-    pub queue: Vec<FanId>,
+    pub queue: Vec<FanKey>,
     pub shuffled: Option<u64>,
     pub next_at_us: u64,
     pub admissions: Vec<AdmissionPart>,
@@ -156,9 +182,9 @@ pub struct WaitingRoom {
     settings: RoomSettings,
     /// Fans in queue order (before the shuffle: the pre-queue in arrival
     /// order).
-    queue: Vec<FanId>,
+    queue: Vec<FanKey>,
     /// Each fan's index in `queue`.
-    numbers: FxHashMap<FanId, u64>,
+    numbers: HashTable<u32>,
     /// The seed of the shuffle, once done.
     shuffled: Option<u64>,
     /// The first queue number not admitted.
@@ -204,7 +230,7 @@ impl WaitingRoom {
         WaitingRoom {
             settings,
             queue: Vec::new(),
-            numbers: FxHashMap::default(),
+            numbers: HashTable::new(),
             shuffled: None,
             serving: 0,
             next_at_us: settings.opens_at_ms.saturating_mul(1000),
@@ -232,13 +258,11 @@ impl WaitingRoom {
         if parts.shuffled.is_none() && !parts.admissions.is_empty() {
             return bad("admissions before the shuffle".into());
         }
-        let mut numbers = FxHashMap::default();
-        numbers.reserve(parts.queue.len());
-        for (number, fan) in parts.queue.iter().enumerate() {
-            if numbers.insert(FanId::clone(fan), number as u64).is_some() {
-                return bad(format!("fan {fan:?} in the queue twice"));
-            }
+        if parts.queue.len() as u64 > QUEUE_LEN_MAX {
+            return bad(format!("{} fans in one queue", parts.queue.len()));
         }
+        let numbers = index(&parts.queue)
+            .map_err(|fan| RoomApplyError(format!("fan {fan:?} in the queue twice")))?;
         let mut active = 0u32;
         let mut expiries = BinaryHeap::new();
         let admissions: Vec<Admission> = parts
@@ -319,13 +343,21 @@ impl WaitingRoom {
     }
 
     /// The fan with queue number `number`.
-    pub fn fan(&self, number: u64) -> Option<&FanId> {
-        self.queue.get(usize::try_from(number).ok()?)
+    pub fn fan(&self, number: u64) -> Option<FanKey> {
+        self.queue.get(usize::try_from(number).ok()?).copied()
+    }
+
+    /// The queue number of the fan with key `key`.
+    fn number_of(&self, key: &FanKey) -> Option<u64> {
+        let queue = &self.queue;
+        self.numbers
+            .find(key.hash(), |&i| queue[i as usize] == *key)
+            .map(|&i| u64::from(i))
     }
 
     /// Where `fan` stands, if it joined.
-    pub fn standing(&self, fan: &str) -> Option<Standing> {
-        let &number = self.numbers.get(fan)?;
+    pub fn standing(&self, fan: &FanKey) -> Option<Standing> {
+        let number = self.number_of(fan)?;
         if self.shuffled.is_none() {
             return Some(Standing::PreQueue);
         }
@@ -344,7 +376,7 @@ impl WaitingRoom {
     }
 
     /// Whether `fan` holds an admission valid at `now_ms`.
-    pub fn is_admitted(&self, fan: &str, now_ms: u64) -> bool {
+    pub fn is_admitted(&self, fan: &FanKey, now_ms: u64) -> bool {
         matches!(self.standing(fan), Some(Standing::Admitted { expires_at_ms, .. }) if now_ms < expires_at_ms)
     }
 
@@ -353,8 +385,11 @@ impl WaitingRoom {
     /// `fan` joins; `None` when it is in the queue already (joining again
     /// keeps its place).
     pub fn decide_join(&self, fan: &FanId, now_ms: u64) -> Result<Option<RoomChange>, RoomError> {
-        if self.numbers.contains_key(fan) {
+        if self.number_of(&FanKey::of(fan)).is_some() {
             return Ok(None);
+        }
+        if self.len() >= QUEUE_LEN_MAX {
+            return Err(RoomError::Full);
         }
         if now_ms < self.settings.queue_opens_at_ms {
             return Err(RoomError::NotOpenYet {
@@ -435,8 +470,8 @@ impl WaitingRoom {
 
     /// `fan`'s admission ends (it booked, or left): its place under the
     /// cap frees.
-    pub fn decide_done(&self, fan: &str, now_ms: u64) -> Result<RoomChange, RoomError> {
-        let &number = self.numbers.get(fan).ok_or(RoomError::NotInQueue)?;
+    pub fn decide_done(&self, fan: &FanKey, now_ms: u64) -> Result<RoomChange, RoomError> {
+        let number = self.number_of(fan).ok_or(RoomError::NotInQueue)?;
         if !self.is_admitted(fan, now_ms) {
             return Err(RoomError::NotAdmitted);
         }
@@ -454,20 +489,25 @@ impl WaitingRoom {
         let err = |m: String| Err(RoomApplyError(m));
         match change {
             RoomChange::Joined { fan, .. } => {
-                if self.numbers.contains_key(fan) {
+                let key = FanKey::of(fan);
+                if self.number_of(&key).is_some() {
                     return err(format!("{fan:?} joined twice"));
                 }
-                self.numbers.insert(FanId::clone(fan), self.len());
-                self.queue.push(FanId::clone(fan));
+                if self.len() >= QUEUE_LEN_MAX {
+                    return err(format!("{fan:?} joined a full queue"));
+                }
+                let queue = &self.queue;
+                self.numbers
+                    .insert_unique(key.hash(), self.len() as u32, |&i| queue[i as usize].hash());
+                self.queue.push(key);
             }
             RoomChange::Shuffled { seed, .. } => {
                 if self.shuffled.is_some() {
                     return err("shuffled twice".into());
                 }
                 shuffle(&mut self.queue, *seed);
-                for (number, fan) in self.queue.iter().enumerate() {
-                    self.numbers.insert(FanId::clone(fan), number as u64);
-                }
+                self.numbers = index(&self.queue)
+                    .map_err(|fan| RoomApplyError(format!("fan {fan:?} in the queue twice")))?;
                 self.shuffled = Some(*seed);
             }
             RoomChange::Admitted {
@@ -532,7 +572,7 @@ impl WaitingRoom {
     pub fn check_invariants(&self) {
         assert_eq!(self.numbers.len(), self.queue.len(), "one number a fan");
         for (i, fan) in self.queue.iter().enumerate() {
-            assert_eq!(self.numbers.get(fan), Some(&(i as u64)), "{fan:?}");
+            assert_eq!(self.number_of(fan), Some(i as u64), "{fan:?}");
         }
         assert_eq!(self.admissions.len() as u64, self.serving);
         assert!(self.serving <= self.len());
@@ -544,6 +584,20 @@ impl WaitingRoom {
             .count();
         assert_eq!(valid, self.active as usize, "valid admissions");
     }
+}
+
+/// The index from fan key to queue number; the first key found twice, if
+/// one is.
+fn index(queue: &[FanKey]) -> Result<HashTable<u32>, FanKey> {
+    let mut numbers = HashTable::with_capacity(queue.len());
+    for (i, key) in queue.iter().enumerate() {
+        let found = numbers.find(key.hash(), |&j: &u32| queue[j as usize] == *key);
+        if found.is_some() {
+            return Err(*key);
+        }
+        numbers.insert_unique(key.hash(), i as u32, |&j| queue[j as usize].hash());
+    }
+    Ok(numbers)
 }
 
 /// Puts `fans` in the order seed `seed` gives: Fisher-Yates from the last
@@ -599,6 +653,10 @@ mod tests {
         format!("fan-{i}").into()
     }
 
+    fn key(i: usize) -> FanKey {
+        FanKey::of(&fan(i))
+    }
+
     fn apply(room: &mut WaitingRoom, c: Option<RoomChange>) {
         if let Some(c) = c {
             room.apply(&c).unwrap();
@@ -631,7 +689,7 @@ mod tests {
 
     /// Ticks every `step_ms` from the opening to `until_ms`, admitting
     /// and expiring; returns every admission as (fan, at).
-    fn run(r: &mut WaitingRoom, step_ms: u64, until_ms: u64) -> Vec<(FanId, u64)> {
+    fn run(r: &mut WaitingRoom, step_ms: u64, until_ms: u64) -> Vec<(FanKey, u64)> {
         let mut out = Vec::new();
         let mut now = OPENS;
         while now <= until_ms {
@@ -642,7 +700,7 @@ mod tests {
                 let from = r.serving();
                 r.apply(&c).unwrap();
                 for n in from..r.serving() {
-                    out.push((r.fan(n).unwrap().clone(), now));
+                    out.push((r.fan(n).unwrap(), now));
                 }
             }
             now += step_ms;
@@ -663,7 +721,7 @@ mod tests {
             let c = r.decide_join(&fan(0), OPENS - 5).unwrap();
             apply(&mut r, c);
         }
-        assert_eq!(r.standing("fan-0"), Some(Standing::PreQueue));
+        assert_eq!(r.standing(&FanKey::of("fan-0")), Some(Standing::PreQueue));
         assert_eq!(r.decide_join(&fan(0), OPENS - 4), Ok(None));
         {
             let c = r.decide_opening(OPENS, 7);
@@ -671,14 +729,14 @@ mod tests {
         }
         assert_eq!(r.decide_opening(OPENS + 1, 8), None, "one shuffle");
         assert_eq!(
-            r.standing("fan-0"),
+            r.standing(&FanKey::of("fan-0")),
             Some(Standing::Waiting {
                 number: 0,
                 ahead: 0
             })
         );
         assert_eq!(r.decide_join(&fan(0), OPENS + 10), Ok(None));
-        assert_eq!(r.standing("nobody"), None);
+        assert_eq!(r.standing(&FanKey::of("nobody")), None);
     }
 
     /// The shuffle is a permutation that the seed alone decides; the
@@ -689,17 +747,17 @@ mod tests {
         let mut r = room(50, 20, 42, 10, None);
         let admitted = run(&mut r, 100, OPENS + 10_000);
         assert_eq!(admitted.len(), 70);
-        let mut expected: Vec<FanId> = (0..50).map(fan).collect();
+        let mut expected: Vec<FanKey> = (0..50).map(key).collect();
         shuffle(&mut expected, 42);
-        expected.extend((50..70).map(fan));
-        let got: Vec<FanId> = admitted.iter().map(|(f, _)| f.clone()).collect();
+        expected.extend((50..70).map(key));
+        let got: Vec<FanKey> = admitted.iter().map(|(f, _)| *f).collect();
         assert_eq!(got, expected);
         let mut sorted = got[..50].to_vec();
         sorted.sort();
-        let mut all: Vec<FanId> = (0..50).map(fan).collect();
+        let mut all: Vec<FanKey> = (0..50).map(key).collect();
         all.sort();
         assert_eq!(sorted, all, "a permutation");
-        assert_ne!(&got[..50], &(0..50).map(fan).collect::<Vec<_>>()[..]);
+        assert_ne!(&got[..50], &(0..50).map(key).collect::<Vec<_>>()[..]);
         assert_eq!(r.shuffle_seed(), Some(42));
     }
 
@@ -767,7 +825,7 @@ mod tests {
         assert_eq!(r.active(), 10);
         assert_eq!(r.decide_admission(OPENS + 2_000), None, "the cap is full");
         // One fan books: one more is admitted.
-        let done = admitted[0].0.clone();
+        let done = admitted[0].0;
         {
             let c = Some(r.decide_done(&done, OPENS + 2_000).unwrap());
             apply(&mut r, c);
@@ -859,7 +917,8 @@ mod tests {
         }
         for i in 0..40 {
             let f = format!("fan-{i}");
-            assert_eq!(replayed.standing(&f), live.standing(&f), "{f}");
+            let k = FanKey::of(&f);
+            assert_eq!(replayed.standing(&k), live.standing(&k), "{f}");
         }
         assert_eq!(replayed.serving(), live.serving());
         assert_eq!(replayed.decide_admission(now), live.decide_admission(now));
@@ -876,11 +935,11 @@ mod tests {
         assert_eq!((back.serving(), back.active()), (r.serving(), r.active()));
         for n in 0..r.len() {
             let f = r.fan(n).unwrap();
-            assert_eq!(back.standing(f), r.standing(f));
+            assert_eq!(back.standing(&f), r.standing(&f));
         }
 
         let mut twice = r.parts();
-        twice.queue[3] = FanId::clone(&twice.queue[4]);
+        twice.queue[3] = twice.queue[4];
         assert!(WaitingRoom::from_parts(twice).is_err());
         let mut unshuffled = r.parts();
         unshuffled.shuffled = None;

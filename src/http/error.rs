@@ -251,6 +251,13 @@ impl ApiError {
                 "not-in-queue",
                 format!("you are not in the queue of {event:?}"),
             ),
+            RoomFailure::Refused(RoomError::Full) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "queue-full",
+                "Queue full",
+                format!("the waiting room of {event:?} holds as many fans as it can"),
+            )
+            .retry_after(60),
             RoomFailure::Off => ApiError::not_found(
                 "waiting-room-off",
                 format!("event {event:?} has no waiting room"),

@@ -183,7 +183,7 @@ fn standing_dto(state: &AppState, event: &str, fan: &Fan, s: FanStanding) -> Que
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The queue opens later (`queue-not-open`, with `opens_at`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such event, or it has no waiting room (`waiting-room-off`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Joins cannot be made durable now; see Retry-After", body = Problem, content_type = "application/problem+json")))]
+        (status = 503, description = "Joins cannot be made durable now, or the queue holds as many fans as it can (`queue-full`); see Retry-After", body = Problem, content_type = "application/problem+json")))]
 pub async fn join_queue(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -15,8 +15,8 @@ use crate::auth::receipt::REFERENCE_LEN_MAX;
 use crate::auth::SUB_LEN_MAX;
 use crate::clock::TIME_MS_MAX;
 use crate::domain::{
-    AdmissionPart, Booking, BookingStatus, Claim, Hold, HoldEnd, Lang, RoomParts, RoomSettings,
-    SectionKind, SectionLayout, SectionParts, EMAIL_LEN_MAX,
+    AdmissionPart, Booking, BookingStatus, Claim, FanKey, Hold, HoldEnd, Lang, RoomParts,
+    RoomSettings, SectionKind, SectionLayout, SectionParts, EMAIL_LEN_MAX,
 };
 use crate::mail::MailKind;
 
@@ -93,8 +93,9 @@ pub struct RoomSnap {
     pub active_max: Option<u32>,
     pub admission_ttl_ms: u64,
     pub paused: bool,
-    /// Shared with the room, so capturing copies no fan.
-    pub queue: Vec<Arc<str>>,
+    /// Each fan's key (`domain::FanKey`: 128 bits of the SHA-256 of its
+    /// id), in queue order.
+    pub queue: Vec<[u8; 16]>,
     pub shuffled: Option<u64>,
     pub next_at_us: u64,
     pub admissions: Vec<AdmissionSnap>,
@@ -118,7 +119,7 @@ impl RoomSnap {
             active_max: s.active_max,
             admission_ttl_ms: s.admission_ttl_ms,
             paused: s.paused,
-            queue: p.queue,
+            queue: p.queue.into_iter().map(|k| k.0).collect(),
             shuffled: p.shuffled,
             next_at_us: p.next_at_us,
             admissions: p
@@ -152,13 +153,6 @@ impl RoomSnap {
         {
             return Err("a time past the year 9999".into());
         }
-        if let Some(fan) = self
-            .queue
-            .iter()
-            .find(|f| f.is_empty() || f.len() > SUB_LEN_MAX)
-        {
-            return Err(format!("a fan id of {} bytes", fan.len()));
-        }
         Ok(RoomParts {
             settings: RoomSettings {
                 queue_opens_at_ms: self.queue_opens_at_ms,
@@ -168,7 +162,7 @@ impl RoomSnap {
                 admission_ttl_ms: self.admission_ttl_ms,
                 paused: self.paused,
             },
-            queue: self.queue.clone(),
+            queue: self.queue.iter().copied().map(FanKey).collect(),
             shuffled: self.shuffled,
             next_at_us: self.next_at_us,
             admissions: self

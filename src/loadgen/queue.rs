@@ -40,6 +40,8 @@ pub struct QueueReport {
     pub gave_up: usize,
     /// Joins refused or unanswered.
     pub join_failures: usize,
+    /// A join's answer, from its first attempt (retries in it, the wait
+    /// for one of the generator's connections not).
     pub join_latency: Percentiles,
     /// From a fan's join to the answer that admitted it.
     pub time_in_queue: Percentiles,
@@ -286,11 +288,12 @@ async fn queued_fan(
     let me_path = format!("{queue_path}/me");
 
     let started = Instant::now();
-    let Some(joined) = ask(&plan, &live, &pool, &auth, Method::POST, &queue_path).await else {
+    let Some((joined, took)) = ask(&plan, &live, &pool, &auth, Method::POST, &queue_path).await
+    else {
         seen.join_failed = true;
         return seen;
     };
-    seen.join_us = Some(started.elapsed().as_micros() as u64);
+    seen.join_us = Some(took.as_micros() as u64);
     seen.joined_at = Some(Instant::now());
     seen.number = joined["number"].as_u64();
     let patience = Duration::from_secs(plan.args.queue_patience_secs);
@@ -305,7 +308,7 @@ async fn queued_fan(
             return seen;
         }
         let asked = Instant::now();
-        let Some(me) = ask(&plan, &live, &pool, &auth, Method::GET, &me_path).await else {
+        let Some((me, _)) = ask(&plan, &live, &pool, &auth, Method::GET, &me_path).await else {
             seen.gave_up = true;
             return seen;
         };
@@ -340,7 +343,9 @@ async fn queued_fan(
     seen
 }
 
-/// One request of the queue as a fan: its JSON body if answered 200.
+/// One request of the queue as a fan: its JSON body if answered 200, and
+/// how long it took from the first attempt (the wait for a connection of
+/// the generator's pool is not the server's, and not in it).
 async fn ask(
     plan: &Plan,
     live: &Live,
@@ -348,9 +353,10 @@ async fn ask(
     auth: &str,
     method: Method,
     path: &str,
-) -> Option<Value> {
+) -> Option<(Value, Duration)> {
     let mut lease = pool.lease().await;
     let (conn, tally) = lease.slot.as_mut().expect("a leased connection");
+    let first = Instant::now();
     for attempt in 0..=plan.args.retries {
         if attempt > 0 {
             tally.retries += 1;
@@ -375,7 +381,11 @@ async fn ask(
                     .or_default()
                     .push(started.elapsed().as_micros() as u64);
                 match a.status {
-                    200 => return serde_json::from_slice(&a.body).ok(),
+                    200 => {
+                        return serde_json::from_slice(&a.body)
+                            .ok()
+                            .map(|v| (v, first.elapsed()))
+                    }
                     503 => continue,
                     s if s >= 500 => {
                         live.server_errors.fetch_add(1, Ordering::Relaxed);

@@ -260,6 +260,12 @@ pub struct LoadgenArgs {
     /// wait for their turn, then shop with their admission.
     #[arg(long)]
     pub queue: bool,
+    /// How a fan waits, with `--queue`: `poll` (the public serving number,
+    /// read by one poller for everyone, then its own standing once its
+    /// turn came) or `stream` (its own server-sent event stream, one
+    /// connection each; polling when the server keeps no more streams).
+    #[arg(long, value_enum, default_value_t = QueueWait::Poll)]
+    pub queue_wait: QueueWait,
     /// How often, with `--queue`, the public room is read to see whose
     /// turn came.
     #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(10..=60_000))]
@@ -271,6 +277,13 @@ pub struct LoadgenArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// How the load generator's fans wait in a waiting room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueueWait {
+    Poll,
+    Stream,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -117,6 +117,17 @@ fn a_short_flash_sale_sells_out_consistently() {
 /// hold is refused for want of one), and nothing is oversold.
 #[test]
 fn a_sale_through_the_waiting_room_admits_in_order() {
+    queued_sale("poll");
+}
+
+/// The same with fans waiting on their own streams; the server keeps 50,
+/// so most fans are told to poll, and do.
+#[test]
+fn fans_waiting_on_streams_are_admitted_in_order_too() {
+    queued_sale("stream");
+}
+
+fn queued_sale(wait: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (mut server, base) = spawn_listening(
         common::boxoffice()
@@ -127,6 +138,7 @@ fn a_sale_through_the_waiting_room_admits_in_order() {
                 "--admin-token",
                 ADMIN_TOKEN,
             ])
+            .args(["--queue-streams-max", "50"])
             .args(["--demo", "false", "--mail-enabled", "false", "--data-dir"])
             .arg(dir.path())
             .env("RUST_LOG", "warn"),
@@ -167,7 +179,13 @@ fn a_sale_through_the_waiting_room_admits_in_order() {
             "11",
             "--queue",
         ])
-        .args(["--queue-poll-ms", "100", "--issuer-key"])
+        .args([
+            "--queue-poll-ms",
+            "100",
+            "--queue-wait",
+            wait,
+            "--issuer-key",
+        ])
         .arg(dir.path().join("issuer.key"))
         .arg("--payment-key")
         .arg(dir.path().join("payment.key"))
@@ -186,6 +204,13 @@ fn a_sale_through_the_waiting_room_admits_in_order() {
     );
     assert_eq!(q["out_of_order"], 0, "{q}");
     assert_eq!(q["gave_up"], 0, "{q}");
+    // Streams: as many as the server keeps at once, at least; polls: none.
+    let streamed = q["admitted_on_streams"].as_u64().unwrap();
+    if wait == "stream" {
+        assert!(streamed >= 50, "{q}");
+    } else {
+        assert_eq!(streamed, 0, "{q}");
+    }
     // 200 fans at 100 a second: about two seconds of admissions.
     let rate = q["admitted_per_s"].as_f64().unwrap();
     assert!((50.0..=150.0).contains(&rate), "{q}");

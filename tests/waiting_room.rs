@@ -585,7 +585,7 @@ fn a_fan_waits_on_a_stream_until_admitted() {
         "not-in-queue",
     );
     s.clock.advance_ms(10 * SEC);
-    for f in ["sse-0", "sse-1", "sse-2"] {
+    for f in ["sse-0", "sse-1", "sse-2", "sse-3"] {
         assert_eq!(
             as_fan(&s, f, "POST", "/v1/events/demo/queue", &[]).status,
             200
@@ -615,12 +615,25 @@ fn a_fan_waits_on_a_stream_until_admitted() {
     assert_eq!(last["state"], "admitted", "{last}");
     assert!(last["admission"].as_str().unwrap().starts_with("BXA1."));
     assert_eq!(stream.next(), None, "the stream ends with the admission");
-    // Its place is free again.
+    // An admitted fan's stream would say nothing new: 204, so a browser's
+    // EventSource stops reconnecting.
+    let token = s.token_for("sse-1");
+    let r = agent()
+        .get(&format!("{}/v1/events/demo/queue/me/stream", s.base))
+        .set("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    // The ended stream's place is free again.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        match Stream::open(&s, "sse-1") {
+        match Stream::open(&s, "sse-3") {
             Ok(mut st) => {
+                assert_eq!(st.next().unwrap()["state"], "waiting");
+                // Its turn ends the stream at the server too.
+                s.clock.advance_ms(SEC);
                 assert_eq!(st.next().unwrap()["state"], "admitted");
+                assert_eq!(st.next(), None);
                 break;
             }
             Err(r) => check_problem(&r, 503, "overloaded"),

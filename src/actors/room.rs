@@ -37,6 +37,10 @@ pub enum RoomFailure {
     /// The room was switched off (or replaced) meanwhile.
     #[error("the waiting room is off")]
     Off,
+    /// The journal's queue is nearly full: refused before anything was
+    /// decided, so sales keep the room they need.
+    #[error("the journal is busy")]
+    Busy,
     #[error("the journal is unavailable")]
     Unavailable,
 }
@@ -77,6 +81,12 @@ struct Live {
     room: WaitingRoom,
     /// The serving number whose admissions are durable.
     durable_serving: u64,
+    /// The shuffle is durable: until then fans are shown the pre-queue
+    /// and nobody the seed (a crash before it would draw another).
+    durable_shuffle: bool,
+    /// A change was queued whose durability nobody will hear of (the
+    /// journal failed): nothing more is shown as durable.
+    failed: bool,
     /// Switched off or replaced: nothing more is journaled through it.
     retired: bool,
     /// (at_ms, durable serving) samples, oldest first, for the measured
@@ -100,11 +110,14 @@ impl RoomHandle {
         clock: Arc<dyn Clock>,
     ) -> Arc<RoomHandle> {
         let serving = room.serving();
+        let shuffled = room.shuffle_seed().is_some();
         Arc::new(RoomHandle {
             event: event.to_owned(),
             live: Mutex::new(Live {
                 room,
                 durable_serving: serving,
+                durable_shuffle: shuffled,
+                failed: false,
                 retired: false,
                 samples: VecDeque::new(),
             }),
@@ -124,10 +137,10 @@ impl RoomHandle {
             return Err(RoomFailure::Off);
         }
         let bytes = encode(&room_record(&self.event, change, self.clock.now_ms()));
-        let receipt = self
-            .journal
-            .append(bytes)
-            .map_err(|_| RoomFailure::Unavailable)?;
+        let receipt = self.journal.append(bytes).map_err(|_| {
+            live.failed = true;
+            RoomFailure::Unavailable
+        })?;
         if let Err(e) = live.room.apply(change) {
             // Decide and apply disagree: a bug. The journal has the change,
             // so the next start fails loudly on it rather than guessing.
@@ -151,19 +164,33 @@ impl RoomHandle {
         }
     }
 
-    /// `fan` joins (again: keeps its place); answered once durable.
+    /// `fan` joins (again: keeps its place); answered once durable (the
+    /// shuffle too, when this join is the one that found it due). While
+    /// the journal's queue is nearly full, a join is refused (`Busy`)
+    /// before anything is decided: holds of admitted fans come first.
     pub async fn join(&self, fan: &FanId) -> Result<FanStanding, RoomFailure> {
-        let receipt = {
+        if !self.journal.has_room() {
+            return Err(RoomFailure::Busy);
+        }
+        let (receipt, shuffled) = {
             let mut live = self.lock();
             let now = self.clock.now_ms();
-            self.open_if_due(&mut live, now)?;
-            match live.room.decide_join(fan, now)? {
+            let shuffle = self.open_if_due(&mut live, now)?;
+            let shuffled = shuffle.is_some();
+            let join = match live.room.decide_join(fan, now)? {
                 Some(change) => Some(self.commit(&mut live, &change)?),
                 None => None,
-            }
+            };
+            // The journal is written in order: the later receipt covers
+            // the earlier record.
+            (join.or(shuffle), shuffled)
         };
         if let Some(receipt) = receipt {
-            durable(receipt).await?;
+            self.durable(receipt).await?;
+        }
+        if shuffled {
+            let mut live = self.lock();
+            live.durable_shuffle = !live.failed;
         }
         self.standing(fan).ok_or(RoomFailure::Off)
     }
@@ -173,6 +200,7 @@ impl RoomHandle {
     pub fn standing(&self, fan: &str) -> Option<FanStanding> {
         let live = self.lock();
         let standing = match live.room.standing(&FanKey::of(fan))? {
+            _ if !live.durable_shuffle => Standing::PreQueue,
             Standing::Admitted { number, .. } if number >= live.durable_serving => {
                 Standing::Waiting { number, ahead: 0 }
             }
@@ -222,7 +250,7 @@ impl RoomHandle {
             let change = live.room.decide_settings(settings)?;
             self.commit(&mut live, &change)?
         };
-        durable(receipt).await
+        self.durable(receipt).await
     }
 
     /// Retires the room and journals `record` (its switch-off) under its
@@ -245,8 +273,11 @@ impl RoomHandle {
     /// the admissions unused past their time; admissions are shown once
     /// durable.
     pub async fn tick(&self) {
-        let (receipt, serving) = {
+        let (receipt, serving, shuffled) = {
             let mut live = self.lock();
+            if live.failed || !self.journal.has_room() {
+                return;
+            }
             let now = self.clock.now_ms();
             let mut last = match self.open_if_due(&mut live, now) {
                 Ok(r) => r,
@@ -263,21 +294,30 @@ impl RoomHandle {
                     Err(_) => return,
                 }
             }
-            for change in live.room.decide_expiries(now, EXPIRIES_PER_TICK_MAX) {
+            let max = EXPIRIES_PER_TICK_MAX.min(self.journal.room());
+            for change in live.room.decide_expiries(now, max) {
                 match self.commit(&mut live, &change) {
                     Ok(r) => last = Some(r),
                     Err(_) => return,
                 }
             }
-            (last, live.room.serving())
+            (
+                last,
+                live.room.serving(),
+                live.room.shuffle_seed().is_some(),
+            )
         };
         if let Some(receipt) = receipt {
-            if durable(receipt).await.is_err() {
+            if self.durable(receipt).await.is_err() {
                 return;
             }
         }
         let mut live = self.lock();
+        if live.failed {
+            return;
+        }
         live.durable_serving = live.durable_serving.max(serving);
+        live.durable_shuffle |= shuffled;
         let now = self.clock.now_ms();
         let durable_serving = live.durable_serving;
         live.samples.push_back((now, durable_serving));
@@ -304,6 +344,20 @@ impl RoomHandle {
     }
 }
 
+impl RoomHandle {
+    /// Waits for `receipt`; a journal that failed marks the room failed,
+    /// so nothing after it is shown as durable.
+    async fn durable(&self, receipt: Receipt) -> Result<(), RoomFailure> {
+        match receipt.await {
+            Ok(Ok(_)) => Ok(()),
+            _ => {
+                self.lock().failed = true;
+                Err(RoomFailure::Unavailable)
+            }
+        }
+    }
+}
+
 fn view(live: &Live) -> RoomView {
     let admitted_per_sec = match (live.samples.front(), live.samples.back()) {
         (Some(&(t0, s0)), Some(&(t1, s1))) if t1 > t0 => {
@@ -316,14 +370,7 @@ fn view(live: &Live) -> RoomView {
         serving: live.durable_serving,
         joined: live.room.len(),
         active: live.room.active(),
-        shuffle_seed: live.room.shuffle_seed(),
+        shuffle_seed: live.room.shuffle_seed().filter(|_| live.durable_shuffle),
         admitted_per_sec,
-    }
-}
-
-async fn durable(receipt: Receipt) -> Result<(), RoomFailure> {
-    match receipt.await {
-        Ok(Ok(_)) => Ok(()),
-        _ => Err(RoomFailure::Unavailable),
     }
 }

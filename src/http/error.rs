@@ -263,6 +263,13 @@ impl ApiError {
                 format!("event {event:?} has no waiting room"),
             ),
             RoomFailure::Unavailable => ApiError::unavailable(),
+            RoomFailure::Busy => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "Too busy",
+                "the sale's journal is busy: join again after the Retry-After seconds (joining again keeps any place you have)",
+            )
+            .retry_after(1),
         }
     }
 

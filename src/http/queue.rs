@@ -224,8 +224,9 @@ pub async fn my_place(
 /// How often a stream looks at its fan's standing.
 const STREAM_POLL: Duration = Duration::from_secs(1);
 /// A comment line this often while nothing changes, so proxies keep the
-/// connection.
-const STREAM_KEEPALIVE: Duration = Duration::from_secs(15);
+/// connection, and a fan who went away (noticed only when a write
+/// fails) gives its stream's place back within seconds.
+const STREAM_KEEPALIVE: Duration = Duration::from_secs(5);
 /// A stream ends after this long; the client connects again (a browser's
 /// `EventSource` does so by itself), so no stream outlives its fan.
 const STREAM_LIFETIME: Duration = Duration::from_secs(600);
@@ -300,11 +301,13 @@ impl Watch {
 /// changes (looked at every second), until the fan is admitted (that
 /// event carries the admission), its admission ended, or ten minutes
 /// passed (connect again). A phone waits on one connection instead of
-/// polling.
+/// polling. A fan already admitted (or past it) gets 204: nothing will
+/// change (`GET .../queue/me` has the admission).
 #[utoipa::path(get, path = "/v1/events/{event}/queue/me/stream", tag = "waiting room",
     params(("event" = String, Path)),
     security(("fan_token" = [])),
     responses((status = 200, description = "`text/event-stream` of `standing` events, each a QueueStandingDto", content_type = "text/event-stream", body = String),
+        (status = 204, description = "Already admitted, or past it: nothing will change"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such event, no waiting room (`waiting-room-off`), or not in its queue (`not-in-queue`): join first", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "As many streams open as the server keeps (`--queue-streams-max`): poll `GET .../queue/me` instead; see Retry-After", body = Problem, content_type = "application/problem+json")))]
@@ -316,8 +319,16 @@ pub async fn my_place_stream(
     let fan = signed_in(&state, &req)?;
     let e = event_entry(&state, &path)?;
     let room = open_room(&e)?;
-    if room.standing(&fan.id).is_none() {
-        return Err(not_in_queue(&e.def.id));
+    let standing = room
+        .standing(&fan.id)
+        .ok_or_else(|| not_in_queue(&e.def.id))?;
+    if !matches!(
+        standing.standing,
+        Standing::PreQueue | Standing::Waiting { .. }
+    ) {
+        // Nothing more will change: a browser's EventSource stops
+        // reconnecting on 204 (GET .../queue/me has the admission).
+        return Ok(HttpResponse::NoContent().finish());
     }
     let slot = StreamSlot::take(&state.queue_streams, state.queue_streams_max)
         .ok_or_else(|| {

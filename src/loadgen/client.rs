@@ -161,6 +161,41 @@ impl Conn {
         })
     }
 
+    /// A `GET` whose answer is read as it comes (server-sent events):
+    /// the status within the timeout, then the body's chunks.
+    pub async fn open_stream(
+        &mut self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, hyper::body::Incoming), TransportError> {
+        let io = |e: hyper::Error| TransportError::Io(e.to_string());
+        let timeout = self.timeout;
+        let open = async {
+            if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
+                self.sender = Some(self.connect().await?);
+            }
+            let sender = self.sender.as_mut().expect("connected above");
+            sender.ready().await.map_err(io)?;
+            let mut req = Request::builder()
+                .method(Method::GET)
+                .uri(path)
+                .header(hyper::header::HOST, &self.target.host);
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            let req = req
+                .body(Full::new(Bytes::new()))
+                .map_err(|e| TransportError::Io(e.to_string()))?;
+            let resp = sender.send_request(req).await.map_err(io)?;
+            Ok((resp.status().as_u16(), resp.into_body()))
+        };
+        let answer = tokio::time::timeout(timeout, open).await;
+        answer.unwrap_or_else(|_| {
+            self.sender = None;
+            Err(TransportError::Timeout)
+        })
+    }
+
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, TransportError> {
         let stream = tokio::net::TcpStream::connect(self.target.addr)
             .await

@@ -147,6 +147,9 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
 }
 
 fn check_args(args: &LoadgenArgs) -> anyhow::Result<()> {
+    if args.queue && args.fan_pool > 0 {
+        bail!("--queue needs every fan its own identity: a fan's place is its identity's (drop --fan-pool)");
+    }
     let ratio = |name: &str, v: f64| {
         if (0.0..=1.0).contains(&v) {
             Ok(())

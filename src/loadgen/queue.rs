@@ -29,6 +29,7 @@ use tokio::sync::{oneshot, Semaphore};
 use super::client::Conn;
 use super::report::{Percentiles, Samples, Tally};
 use super::{fan, Live, Plan, Session};
+use crate::config::QueueWait;
 
 /// What a run through the waiting room measured.
 #[derive(Debug, Clone, Serialize)]
@@ -40,6 +41,9 @@ pub struct QueueReport {
     pub gave_up: usize,
     /// Joins refused or unanswered.
     pub join_failures: usize,
+    /// Fans whose admission came on their own stream (`--queue-wait
+    /// stream`; the others polled).
+    pub admitted_on_streams: usize,
     /// A join's answer, from its first attempt (retries in it, the wait
     /// for one of the generator's connections not).
     pub join_latency: Percentiles,
@@ -47,7 +51,9 @@ pub struct QueueReport {
     pub time_in_queue: Percentiles,
     /// Admissions seen per second, from the first to the last.
     pub admitted_per_s: f64,
-    /// Fans told "waiting" after a fan behind them was told "admitted".
+    /// Fans told "waiting" after a fan behind them was told "admitted",
+    /// plus fans who joined after the opening and were numbered behind
+    /// a fan who joined after them.
     pub out_of_order: usize,
     pub ok: bool,
 }
@@ -143,6 +149,12 @@ struct Seen {
     /// When the answer that admitted it came back.
     admitted_at: Option<Instant>,
     joined_at: Option<Instant>,
+    /// When its join was sent, and whether the join's answer gave it its
+    /// number (it came after the opening).
+    join_sent: Option<Instant>,
+    numbered_at_join: bool,
+    /// Its admission came on its own stream.
+    streamed: bool,
     gave_up: bool,
     join_failed: bool,
     join_us: Option<u64>,
@@ -229,12 +241,26 @@ fn report(seen: &[Seen]) -> QueueReport {
             first_admitted_behind = Some(first_admitted_behind.map_or(a, |b| b.min(a)));
         }
     }
+    // After the opening, first come first served: a fan whose join was
+    // answered before another's was sent has the lower number.
+    let mut answered_behind: Option<Instant> = None;
+    for s in by_number.iter().rev().filter(|s| s.numbered_at_join) {
+        if let (Some(sent), Some(behind)) = (s.join_sent, answered_behind) {
+            if behind < sent {
+                out_of_order += 1;
+            }
+        }
+        if let Some(j) = s.joined_at {
+            answered_behind = Some(answered_behind.map_or(j, |b| b.min(j)));
+        }
+    }
     let join_failures = seen.iter().filter(|s| s.join_failed).count();
     QueueReport {
         joined: seen.iter().filter(|s| s.joined_at.is_some()).count(),
         admitted: admitted.len(),
         gave_up: seen.iter().filter(|s| s.gave_up).count(),
         join_failures,
+        admitted_on_streams: seen.iter().filter(|s| s.streamed).count(),
         join_latency: join_latency.percentiles(),
         time_in_queue: in_queue.percentiles(),
         admitted_per_s,
@@ -287,28 +313,43 @@ async fn queued_fan(
     let queue_path = format!("/v1/events/{}/queue", plan.args.event);
     let me_path = format!("{queue_path}/me");
 
-    let started = Instant::now();
-    let Some((joined, took)) = ask(&plan, &live, &pool, &auth, Method::POST, &queue_path).await
+    let Some((joined, sent, took)) =
+        ask(&plan, &live, &pool, &auth, Method::POST, &queue_path).await
     else {
         seen.join_failed = true;
         return seen;
     };
     seen.join_us = Some(took.as_micros() as u64);
+    seen.join_sent = Some(sent);
+    let started = sent;
     seen.joined_at = Some(Instant::now());
     seen.number = joined["number"].as_u64();
+    seen.numbered_at_join = seen.number.is_some();
     let patience = Duration::from_secs(plan.args.queue_patience_secs);
+    if plan.args.queue_wait == QueueWait::Stream {
+        let left = patience.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, wait_on_stream(&plan, &live, &auth, &mut seen)).await {
+            Ok(Some(admission)) => return shop(plan, live, pool, auth, admission, k, seen).await,
+            // Refused a stream, or it ended: poll as everyone else.
+            Ok(None) => {}
+            Err(_) => {
+                seen.gave_up = true;
+                return seen;
+            }
+        }
+    }
     let admission = loop {
         let turn = turns
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .wait(seen.number);
         let left = patience.saturating_sub(started.elapsed());
-        if tokio::time::timeout(left, turn).await.is_err() {
+        if tokio::time::timeout(left, turn).await.is_err() || live.stop.load(Ordering::Relaxed) {
             seen.gave_up = true;
             return seen;
         }
-        let asked = Instant::now();
-        let Some((me, _)) = ask(&plan, &live, &pool, &auth, Method::GET, &me_path).await else {
+        let Some((me, asked, _)) = ask(&plan, &live, &pool, &auth, Method::GET, &me_path).await
+        else {
             seen.gave_up = true;
             return seen;
         };
@@ -329,6 +370,19 @@ async fn queued_fan(
             }
         }
     };
+    shop(plan, live, pool, auth, admission, k, seen).await
+}
+
+/// An admitted fan shops, on a connection of the pool.
+async fn shop(
+    plan: Arc<Plan>,
+    live: Arc<Live>,
+    pool: Arc<Pool>,
+    auth: Arc<str>,
+    admission: String,
+    k: usize,
+    seen: Seen,
+) -> Seen {
     let mut lease = pool.lease().await;
     let (conn, tally) = lease.slot.as_mut().expect("a leased connection");
     let mut session = Session {
@@ -339,13 +393,60 @@ async fn queued_fan(
         auth,
         admission: Some(admission),
     };
-    fan(&mut session, k).await;
+    // Boxed: a waiting fan's task stays small until it shops.
+    Box::pin(fan(&mut session, k)).await;
     seen
 }
 
-/// One request of the queue as a fan: its JSON body if answered 200, and
-/// how long it took from the first attempt (the wait for a connection of
-/// the generator's pool is not the server's, and not in it).
+/// Waits on the fan's own stream (`GET .../queue/me/stream`, a
+/// connection of its own) until it says "admitted": the admission, or
+/// `None` when the server keeps no more streams or the stream ended
+/// otherwise (the caller polls). A stream's "waiting" is not evidence
+/// for the order check: when the server computed it is not known.
+async fn wait_on_stream(plan: &Plan, live: &Live, auth: &str, seen: &mut Seen) -> Option<String> {
+    use http_body_util::BodyExt;
+    let mut conn = Conn::new(
+        plan.target.clone(),
+        Duration::from_secs(plan.args.timeout_secs.max(1)),
+    );
+    let path = format!("/v1/events/{}/queue/me/stream", plan.args.event);
+    live.requests.fetch_add(1, Ordering::Relaxed);
+    let (status, mut body) = conn
+        .open_stream(&path, &[("authorization", auth)])
+        .await
+        .ok()?;
+    if status != 200 {
+        return None;
+    }
+    let mut buffer = String::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.ok()?.into_data() else {
+            continue;
+        };
+        buffer.push_str(&String::from_utf8_lossy(&data));
+        while let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            let Some(json) = event.lines().find_map(|l| l.strip_prefix("data: ")) else {
+                continue;
+            };
+            let Ok(standing) = serde_json::from_str::<Value>(json) else {
+                continue;
+            };
+            seen.number = standing["number"].as_u64().or(seen.number);
+            if standing["state"] == "admitted" {
+                seen.admitted_at = Some(Instant::now());
+                seen.streamed = true;
+                return standing["admission"].as_str().map(str::to_owned);
+            }
+        }
+    }
+    None
+}
+
+/// One request of the queue as a fan: its JSON body if answered 200,
+/// when its first attempt was sent and how long it took from there (the
+/// wait for a connection of the generator's pool is not the server's,
+/// and not in it).
 async fn ask(
     plan: &Plan,
     live: &Live,
@@ -353,7 +454,7 @@ async fn ask(
     auth: &str,
     method: Method,
     path: &str,
-) -> Option<(Value, Duration)> {
+) -> Option<(Value, Instant, Duration)> {
     let mut lease = pool.lease().await;
     let (conn, tally) = lease.slot.as_mut().expect("a leased connection");
     let first = Instant::now();
@@ -384,7 +485,7 @@ async fn ask(
                     200 => {
                         return serde_json::from_slice(&a.body)
                             .ok()
-                            .map(|v| (v, first.elapsed()))
+                            .map(|v| (v, first, first.elapsed()))
                     }
                     503 => continue,
                     s if s >= 500 => {
@@ -444,5 +545,24 @@ mod tests {
         let r = report(&unfair);
         assert_eq!((r.out_of_order, r.ok), (1, false));
         assert_eq!(r.admitted, 2);
+    }
+
+    #[test]
+    fn a_later_joiner_numbered_ahead_is_out_of_order() {
+        let t0 = Instant::now();
+        let at = |ms: u64| Some(t0 + Duration::from_millis(ms));
+        let joined = |number, sent, answered| Seen {
+            number: Some(number),
+            join_sent: sent,
+            joined_at: answered,
+            numbered_at_join: true,
+            ..Seen::default()
+        };
+        // Joins that overlap may be numbered either way.
+        let fair = [joined(0, at(10), at(20)), joined(1, at(5), at(15))];
+        assert_eq!(report(&fair).out_of_order, 0);
+        // Fan 1 was answered at 6 ms, before fan 0 even asked at 10 ms.
+        let unfair = [joined(0, at(10), at(12)), joined(1, at(5), at(6))];
+        assert_eq!(report(&unfair).out_of_order, 1);
     }
 }

@@ -354,13 +354,14 @@ pub fn print_report(r: &Report) {
     println!("greedy fans refused at their limit: {}", r.limit_refusals);
     if let Some(q) = &r.queue {
         println!(
-            "waiting room: {} joined (join p50 {:.2} ms, p99 {:.2} ms), {} admitted at {:.0}/s, \
+            "waiting room: {} joined (join p50 {:.2} ms, p99 {:.2} ms), {} admitted at {:.0}/s ({} on their own stream), \
              in queue p50 {:.2} s, p99 {:.2} s, {} gave up, {} told to wait out of order: {}",
             q.joined,
             q.join_latency.p50_ms,
             q.join_latency.p99_ms,
             q.admitted,
             q.admitted_per_s,
+            q.admitted_on_streams,
             q.time_in_queue.p50_ms / 1000.0,
             q.time_in_queue.p99_ms / 1000.0,
             q.gave_up,

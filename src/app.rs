@@ -22,6 +22,7 @@ use crate::auth::Verifier;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{PanicIn, ServeArgs};
 use crate::data_dir;
+use crate::http::queue::Streams;
 use crate::http::rate::FanRate;
 use crate::http::server::{Drain, HttpSettings};
 use crate::http::{self, AppState};
@@ -208,8 +209,7 @@ impl Application {
             scanner_token: args.scanner_token.clone(),
             check_ins_refused: Default::default(),
             admission_key: AdmissionKey::load_or_create(data_dir)?,
-            queue_streams: Arc::default(),
-            queue_streams_max: args.queue_streams_max as usize,
+            queue_streams: Arc::new(Streams::new(args.queue_streams_max as usize)),
         });
         let listener = TcpListener::bind(&args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -14,12 +14,51 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::actors::{Registry as Sections, RoomHandle, ADMISSION_REFUSALS, CHANGE_KINDS};
+use crate::actors::{
+    Registry as Sections, RoomHandle, ADMISSION_REFUSALS, CHANGE_KINDS, WAIT_BUCKETS_S,
+};
 use crate::auth::receipt::{ReceiptVerifier, RECEIPT_REASONS};
 use crate::auth::{Verifier, REASONS};
 use crate::domain::CategoryCounts;
 use crate::journal::Journal;
 use crate::mail::MailStats;
+
+/// The admitted fans' waits as a Prometheus histogram, written here from
+/// the buckets the rooms count (the `prometheus` crate's histograms take
+/// single observations, and a room counts its own).
+fn render_waits(text: &mut String, sections: &Sections) {
+    use std::fmt::Write;
+    let rooms: Vec<_> = sections
+        .events()
+        .into_iter()
+        .filter_map(|e| e.room())
+        .collect();
+    if rooms.is_empty() {
+        return;
+    }
+    let name = "boxoffice_waiting_room_wait_seconds";
+    let _ = writeln!(
+        text,
+        "# HELP {name} How long admitted fans waited in the queue (from their join, or the opening if later)\n# TYPE {name} histogram"
+    );
+    for room in rooms {
+        let event = &room.event;
+        let mut count = 0;
+        for (i, n) in room.stats.waits.iter().enumerate() {
+            count += n.load(Ordering::Relaxed);
+            let le = WAIT_BUCKETS_S
+                .get(i)
+                .map_or_else(|| "+Inf".to_owned(), |b| b.to_string());
+            let _ = writeln!(
+                text,
+                "{name}_bucket{{event=\"{event}\",le=\"{le}\"}} {count}"
+            );
+        }
+        let sum = room.stats.waited_ms.load(Ordering::Relaxed) as f64 / 1000.0;
+        let _ = writeln!(text, "{name}_sum{{event=\"{event}\"}} {sum}");
+        let _ = writeln!(text, "{name}_count{{event=\"{event}\"}} {count}");
+    }
+}
 
 /// What the HTTP layer counts itself, as a scrape reads it.
 pub struct EdgeCounts<'a> {
@@ -399,6 +438,8 @@ impl Metrics {
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)
             .expect("the text format always encodes");
-        String::from_utf8(out).expect("the text format is UTF-8")
+        let mut text = String::from_utf8(out).expect("the text format is UTF-8");
+        render_waits(&mut text, sections);
+        text
     }
 }

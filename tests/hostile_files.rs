@@ -88,6 +88,7 @@ fn room(b: &mut Body, edit: impl FnOnce(&mut RoomSnap)) {
         admission_ttl_ms: 60_000,
         paused: false,
         queue: vec![[1; 16], [2; 16], [3; 16]],
+        joined_s: vec![1_795_392_000; 3],
         shuffled: Some(7),
         next_at_us: T0_MS * 1000,
         admissions: vec![
@@ -252,7 +253,12 @@ fn each_kind_of_inconsistent_snapshot_is_refused_by_name() {
         ),
         (
             "more admissions than fans",
-            |_, b| room(b, |r| r.queue.truncate(1)),
+            |_, b| {
+                room(b, |r| {
+                    r.queue.truncate(1);
+                    r.joined_s.truncate(1);
+                })
+            },
             "2 admissions of 1 fans",
         ),
         (
@@ -265,6 +271,15 @@ fn each_kind_of_inconsistent_snapshot_is_refused_by_name() {
                 })
             },
             "past the year 9999",
+        ),
+        (
+            "join times that do not match the fans",
+            |_, b| {
+                room(b, |r| {
+                    r.joined_s.pop();
+                })
+            },
+            "2 join times for 3 fans",
         ),
         (
             "waiting room admitting nobody",

@@ -227,6 +227,13 @@ fn fans_are_admitted_in_queue_order_and_holds_need_their_own_admission() {
         "boxoffice_waiting_room_total{event=\"demo\",kind=\"done\"} 1",
         "boxoffice_waiting_room_fans{event=\"demo\",state=\"waiting\"} 7",
         "boxoffice_waiting_room_fans{event=\"demo\",state=\"active\"} 2",
+        // Waits from the opening: 0 s, 1 s twice, 31 s twice.
+        "boxoffice_waiting_room_wait_seconds_bucket{event=\"demo\",le=\"1\"} 3",
+        "boxoffice_waiting_room_wait_seconds_bucket{event=\"demo\",le=\"30\"} 3",
+        "boxoffice_waiting_room_wait_seconds_bucket{event=\"demo\",le=\"60\"} 5",
+        "boxoffice_waiting_room_wait_seconds_bucket{event=\"demo\",le=\"+Inf\"} 5",
+        "boxoffice_waiting_room_wait_seconds_sum{event=\"demo\"} 64",
+        "boxoffice_waiting_room_wait_seconds_count{event=\"demo\"} 5",
     ] {
         assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
     }

@@ -21,7 +21,7 @@ pub use payments::PaymentRefs;
 pub use registry::{
     EventEntry, Registry, RegistryError, RoomSwitchError, SectionHandle, ADMISSION_REFUSALS,
 };
-pub use room::{FanStanding, RoomFailure, RoomHandle, RoomStats, RoomView};
+pub use room::{FanStanding, RoomFailure, RoomHandle, RoomStats, RoomView, WAIT_BUCKETS_S};
 pub use section::{
     ChangeRequest, Command, GetBooking, GetHold, GetSeats, Payment, SeatsView, SectionActor,
     SectionError, SectionSettings, SectionStats, WhatToHold, CHANGE_KINDS, EXPIRIES_PER_STEP_MAX,

@@ -68,6 +68,9 @@ pub struct FanStanding {
     pub view: RoomView,
 }
 
+/// Upper bounds, in seconds, of the buckets of the admitted fans' waits.
+pub const WAIT_BUCKETS_S: [u64; 11] = [1, 5, 10, 30, 60, 120, 300, 600, 1_800, 3_600, 7_200];
+
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
 pub struct RoomStats {
@@ -75,6 +78,23 @@ pub struct RoomStats {
     pub admitted: AtomicU64,
     pub expired: AtomicU64,
     pub done: AtomicU64,
+    /// Admitted fans by how long they waited (from their join, or the
+    /// opening if later): one count per bucket of `WAIT_BUCKETS_S`, then
+    /// the rest.
+    pub waits: [AtomicU64; WAIT_BUCKETS_S.len() + 1],
+    /// The admitted fans' waits added up, in milliseconds.
+    pub waited_ms: AtomicU64,
+}
+
+impl RoomStats {
+    fn waited(&self, ms: u64) {
+        let i = WAIT_BUCKETS_S
+            .iter()
+            .position(|&b| ms <= b * 1000)
+            .unwrap_or(WAIT_BUCKETS_S.len());
+        self.waits[i].fetch_add(1, Ordering::Relaxed);
+        self.waited_ms.fetch_add(ms, Ordering::Relaxed);
+    }
 }
 
 struct Live {
@@ -289,6 +309,14 @@ impl RoomHandle {
                     Ok(r) => {
                         let admitted = live.room.serving() - before;
                         self.stats.admitted.fetch_add(admitted, Ordering::Relaxed);
+                        let opens_s = live.room.settings().opens_at_ms / 1000;
+                        for n in before..live.room.serving() {
+                            let from_s = live
+                                .room
+                                .joined_s(n)
+                                .map_or(opens_s, |j| opens_s.max(u64::from(j)));
+                            self.stats.waited(now.saturating_sub(from_s * 1000));
+                        }
                         last = Some(r);
                     }
                     Err(_) => return,

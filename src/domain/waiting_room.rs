@@ -172,6 +172,8 @@ pub enum AdmissionPart {
 pub struct RoomParts {
     pub settings: RoomSettings,
     pub queue: Vec<FanKey>,
+    /// When each fan in `queue` joined, in seconds since the epoch.
+    pub joined_s: Vec<u32>,
     pub shuffled: Option<u64>,
     pub next_at_us: u64,
     pub admissions: Vec<AdmissionPart>,
@@ -183,6 +185,9 @@ pub struct WaitingRoom {
     /// Fans in queue order (before the shuffle: the pre-queue in arrival
     /// order).
     queue: Vec<FanKey>,
+    /// When each fan of `queue` joined, in seconds since the epoch (its
+    /// wait is measured from it, or from the opening if later).
+    joined_s: Vec<u32>,
     /// Each fan's index in `queue`.
     numbers: HashTable<u32>,
     /// The seed of the shuffle, once done.
@@ -230,6 +235,7 @@ impl WaitingRoom {
         WaitingRoom {
             settings,
             queue: Vec::new(),
+            joined_s: Vec::new(),
             numbers: HashTable::new(),
             shuffled: None,
             serving: 0,
@@ -258,6 +264,13 @@ impl WaitingRoom {
         if parts.shuffled.is_none() && !parts.admissions.is_empty() {
             return bad("admissions before the shuffle".into());
         }
+        if parts.joined_s.len() != parts.queue.len() {
+            return bad(format!(
+                "{} join times for {} fans",
+                parts.joined_s.len(),
+                parts.queue.len()
+            ));
+        }
         if parts.queue.len() as u64 > QUEUE_LEN_MAX {
             return bad(format!("{} fans in one queue", parts.queue.len()));
         }
@@ -283,6 +296,7 @@ impl WaitingRoom {
             settings: parts.settings,
             serving: admissions.len() as u64,
             queue: parts.queue,
+            joined_s: parts.joined_s,
             numbers,
             shuffled: parts.shuffled,
             next_at_us: parts.next_at_us,
@@ -300,6 +314,7 @@ impl WaitingRoom {
         RoomParts {
             settings: self.settings,
             queue: self.queue.clone(),
+            joined_s: self.joined_s.clone(),
             shuffled: self.shuffled,
             next_at_us: self.next_at_us,
             admissions: self
@@ -345,6 +360,12 @@ impl WaitingRoom {
     /// The fan with queue number `number`.
     pub fn fan(&self, number: u64) -> Option<FanKey> {
         self.queue.get(usize::try_from(number).ok()?).copied()
+    }
+
+    /// When the fan with queue number `number` joined, in seconds since
+    /// the epoch.
+    pub fn joined_s(&self, number: u64) -> Option<u32> {
+        self.joined_s.get(usize::try_from(number).ok()?).copied()
     }
 
     /// The queue number of the fan with key `key`.
@@ -488,7 +509,7 @@ impl WaitingRoom {
     pub fn apply(&mut self, change: &RoomChange) -> Result<(), RoomApplyError> {
         let err = |m: String| Err(RoomApplyError(m));
         match change {
-            RoomChange::Joined { fan, .. } => {
+            RoomChange::Joined { fan, at_ms } => {
                 let key = FanKey::of(fan);
                 if self.number_of(&key).is_some() {
                     return err(format!("{fan:?} joined twice"));
@@ -500,12 +521,17 @@ impl WaitingRoom {
                 self.numbers
                     .insert_unique(key.hash(), self.len() as u32, |&i| queue[i as usize].hash());
                 self.queue.push(key);
+                self.joined_s
+                    .push(u32::try_from(at_ms / 1000).unwrap_or(u32::MAX));
             }
             RoomChange::Shuffled { seed, .. } => {
                 if self.shuffled.is_some() {
                     return err("shuffled twice".into());
                 }
+                // One permutation for both: it depends on the length
+                // and the seed alone.
                 shuffle(&mut self.queue, *seed);
+                shuffle(&mut self.joined_s, *seed);
                 self.numbers = index(&self.queue)
                     .map_err(|fan| RoomApplyError(format!("fan {fan:?} in the queue twice")))?;
                 self.shuffled = Some(*seed);
@@ -571,6 +597,7 @@ impl WaitingRoom {
     /// tests.
     pub fn check_invariants(&self) {
         assert_eq!(self.numbers.len(), self.queue.len(), "one number a fan");
+        assert_eq!(self.joined_s.len(), self.queue.len(), "one join time a fan");
         for (i, fan) in self.queue.iter().enumerate() {
             assert_eq!(self.number_of(fan), Some(i as u64), "{fan:?}");
         }

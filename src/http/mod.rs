@@ -11,7 +11,7 @@
 pub mod error;
 mod handlers;
 pub mod openapi;
-mod queue;
+pub mod queue;
 pub mod rate;
 pub mod server;
 mod tickets;
@@ -77,8 +77,7 @@ pub struct AppState {
     /// Signs the admissions of events' waiting rooms, and checks them.
     pub admission_key: crate::auth::admission::AdmissionKey,
     /// Waiting-room streams open now, and the most kept at once.
-    pub queue_streams: Arc<std::sync::atomic::AtomicUsize>,
-    pub queue_streams_max: usize,
+    pub queue_streams: Arc<queue::Streams>,
 }
 
 impl AppState {

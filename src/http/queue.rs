@@ -9,12 +9,14 @@
 //! their number minus the serving number.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::http::header::{CacheControl, CacheDirective};
+use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
+use rustc_hash::FxHashMap;
 
 use super::error::Problem;
 use super::handlers::{check_admin, event_entry, signed_in};
@@ -231,23 +233,73 @@ const STREAM_KEEPALIVE: Duration = Duration::from_secs(5);
 /// `EventSource` does so by itself), so no stream outlives its fan.
 const STREAM_LIFETIME: Duration = Duration::from_secs(600);
 
+/// Streams one fan may keep open at once (a phone and a laptop).
+pub const STREAMS_PER_FAN_MAX: u32 = 2;
+
+/// The waiting-room streams open: at most `max` in all, and
+/// `STREAMS_PER_FAN_MAX` a fan, so one fan's token cannot take every
+/// place.
+pub struct Streams {
+    open: AtomicUsize,
+    max: usize,
+    by_fan: Mutex<FxHashMap<Arc<str>, u32>>,
+}
+
+/// Why a stream was not opened.
+enum Refused {
+    Full,
+    FanFull,
+}
+
+impl Streams {
+    pub fn new(max: usize) -> Streams {
+        Streams {
+            open: AtomicUsize::new(0),
+            max,
+            by_fan: Mutex::default(),
+        }
+    }
+
+    fn take(self: &Arc<Self>, fan: &Arc<str>) -> Result<StreamSlot, Refused> {
+        let mut by_fan = self.by_fan.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = by_fan.get(fan).copied().unwrap_or(0);
+        if mine >= STREAMS_PER_FAN_MAX {
+            return Err(Refused::FanFull);
+        }
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .map_err(|_| Refused::Full)?;
+        by_fan.insert(Arc::clone(fan), mine + 1);
+        Ok(StreamSlot {
+            streams: Arc::clone(self),
+            fan: Arc::clone(fan),
+        })
+    }
+}
+
 /// A place among the streams open at once; given back when the stream
 /// ends, however it ends.
-pub struct StreamSlot(Arc<AtomicUsize>);
-
-impl StreamSlot {
-    fn take(open: &Arc<AtomicUsize>, max: usize) -> Option<StreamSlot> {
-        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            (n < max).then_some(n + 1)
-        })
-        .ok()?;
-        Some(StreamSlot(Arc::clone(open)))
-    }
+pub struct StreamSlot {
+    streams: Arc<Streams>,
+    fan: Arc<str>,
 }
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        let mut by_fan = self
+            .streams
+            .by_fan
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match by_fan.get_mut(&self.fan) {
+            Some(n) if *n > 1 => *n -= 1,
+            _ => {
+                by_fan.remove(&self.fan);
+            }
+        }
+        self.streams.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -310,6 +362,7 @@ impl Watch {
         (status = 204, description = "Already admitted, or past it: nothing will change"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such event, no waiting room (`waiting-room-off`), or not in its queue (`not-in-queue`): join first", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "This fan has two streams open already (`too-many-streams`); see Retry-After", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "As many streams open as the server keeps (`--queue-streams-max`): poll `GET .../queue/me` instead; see Retry-After", body = Problem, content_type = "application/problem+json")))]
 pub async fn my_place_stream(
     state: web::Data<AppState>,
@@ -330,15 +383,24 @@ pub async fn my_place_stream(
         // reconnecting on 204 (GET .../queue/me has the admission).
         return Ok(HttpResponse::NoContent().finish());
     }
-    let slot = StreamSlot::take(&state.queue_streams, state.queue_streams_max)
-        .ok_or_else(|| {
-            ApiError::new(
-                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+    let slot = state
+        .queue_streams
+        .take(&fan.id)
+        .map_err(|refused| match refused {
+            Refused::Full => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
                 "overloaded",
                 "Too busy",
                 "as many waiting-room streams are open as this server keeps: poll GET .../queue/me instead",
             )
-            .retry_after(5)
+            .retry_after(5),
+            Refused::FanFull => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-streams",
+                "Too many streams",
+                format!("you have {STREAMS_PER_FAN_MAX} streams open already: close one, or poll GET .../queue/me"),
+            )
+            .retry_after(5),
         })?;
     let watch = Watch {
         state: state.clone(),
@@ -398,4 +460,25 @@ pub(super) fn check_admission(
         return refuse("expired", "the admission sent is no longer valid");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_are_bounded_in_all_and_per_fan() {
+        let streams = Arc::new(Streams::new(3));
+        let (a, b): (Arc<str>, Arc<str>) = ("fan-a".into(), "fan-b".into());
+        let a1 = streams.take(&a).ok().unwrap();
+        let a2 = streams.take(&a).ok().unwrap();
+        assert!(matches!(streams.take(&a), Err(Refused::FanFull)));
+        let b1 = streams.take(&b).ok().unwrap();
+        assert!(matches!(streams.take(&b), Err(Refused::Full)));
+        drop(a1);
+        let a3 = streams.take(&a).ok().unwrap();
+        drop((a2, a3, b1));
+        assert_eq!(streams.open.load(Ordering::Relaxed), 0);
+        assert!(streams.by_fan.lock().unwrap().is_empty(), "nothing kept");
+    }
 }

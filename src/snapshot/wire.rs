@@ -96,6 +96,8 @@ pub struct RoomSnap {
     /// Each fan's key (`domain::FanKey`: 128 bits of the SHA-256 of its
     /// id), in queue order.
     pub queue: Vec<[u8; 16]>,
+    /// When each of them joined, in seconds since the epoch.
+    pub joined_s: Vec<u32>,
     pub shuffled: Option<u64>,
     pub next_at_us: u64,
     pub admissions: Vec<AdmissionSnap>,
@@ -120,6 +122,7 @@ impl RoomSnap {
             admission_ttl_ms: s.admission_ttl_ms,
             paused: s.paused,
             queue: p.queue.into_iter().map(|k| k.0).collect(),
+            joined_s: p.joined_s,
             shuffled: p.shuffled,
             next_at_us: p.next_at_us,
             admissions: p
@@ -163,6 +166,7 @@ impl RoomSnap {
                 paused: self.paused,
             },
             queue: self.queue.iter().copied().map(FanKey).collect(),
+            joined_s: self.joined_s.clone(),
             shuffled: self.shuffled,
             next_at_us: self.next_at_us,
             admissions: self

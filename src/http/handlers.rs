@@ -427,7 +427,8 @@ pub async fn get_seats(
 
 /// Hold seats for a few minutes: explicit seats, or the best N together.
 #[utoipa::path(post, path = "/v1/events/{event}/holds", tag = "holds",
-    params(("event" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "Retry key: the same key and body get the first answer again")),
+    params(("event" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "Retry key: the same key and body get the first answer again"),
+        ("Boxoffice-Admission" = Option<String>, Header, description = "While the event's waiting room is on: the fan's admission (`admission` of `GET /v1/events/{event}/queue/me`)")),
     request_body = HoldRequest,
     security(("fan_token" = [])),
     responses((status = 401, description = "No token, or one that proves nothing", body = Problem, content_type = "application/problem+json"), (status = 201, body = HoldDto),

@@ -122,6 +122,16 @@ fn open_room(e: &EventEntry) -> Result<Arc<RoomHandle>, ApiError> {
     })
 }
 
+/// The signed-in fan, the event its path names, and the event's room.
+type FanAndRoom = (Arc<Fan>, Arc<EventEntry>, Arc<RoomHandle>);
+
+fn fan_and_room(state: &AppState, req: &HttpRequest, event: &str) -> Result<FanAndRoom, ApiError> {
+    let fan = signed_in(state, req)?;
+    let e = event_entry(state, event)?;
+    let room = open_room(&e)?;
+    Ok((fan, e, room))
+}
+
 fn standing_dto(state: &AppState, event: &str, fan: &Fan, s: FanStanding) -> QueueStandingDto {
     let v = s.view;
     let mut dto = QueueStandingDto {
@@ -191,9 +201,7 @@ pub async fn join_queue(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let fan = signed_in(&state, &req)?;
-    let e = event_entry(&state, &path)?;
-    let room = open_room(&e)?;
+    let (fan, e, room) = fan_and_room(&state, &req, &path)?;
     let standing = room
         .join(&fan.id)
         .await
@@ -214,9 +222,7 @@ pub async fn my_place(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let fan = signed_in(&state, &req)?;
-    let e = event_entry(&state, &path)?;
-    let room = open_room(&e)?;
+    let (fan, e, room) = fan_and_room(&state, &req, &path)?;
     let standing = room
         .standing(&fan.id)
         .ok_or_else(|| not_in_queue(&e.def.id))?;
@@ -369,9 +375,7 @@ pub async fn my_place_stream(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let fan = signed_in(&state, &req)?;
-    let e = event_entry(&state, &path)?;
-    let room = open_room(&e)?;
+    let (fan, e, room) = fan_and_room(&state, &req, &path)?;
     let standing = room
         .standing(&fan.id)
         .ok_or_else(|| not_in_queue(&e.def.id))?;

@@ -95,6 +95,7 @@ pub struct Metrics {
     room_fans: IntGaugeVec,
     room_changes: IntCounterVec,
     room_rate: prometheus::GaugeVec,
+    room_paused: IntGaugeVec,
     /// Scrapes copy counters in with reset + add; one at a time.
     scrape: Mutex<()>,
 }
@@ -275,7 +276,7 @@ impl Metrics {
             room_fans: gauge_vec(
                 &registry,
                 "boxoffice_waiting_room_fans",
-                "Fans in an event's waiting room: waiting (joined, not admitted yet) and active (admitted, admission still valid)",
+                "Fans in an event's waiting room: pre_queue (joined before the shuffle), waiting (numbered, not admitted yet) and active (admitted, admission still valid)",
                 &["event", "state"],
             ),
             room_changes: counter_vec(
@@ -296,6 +297,12 @@ impl Metrics {
                 registry.register(Box::new(g.clone())).expect("unique");
                 g
             },
+            room_paused: gauge_vec(
+                &registry,
+                "boxoffice_waiting_room_paused",
+                "1 while an operator has paused an event's waiting room (joining goes on, admission does not)",
+                &["event"],
+            ),
             registry,
             scrape: Mutex::new(()),
         }
@@ -312,9 +319,22 @@ impl Metrics {
             Some(r) => (Some(r.view()), Some(&r.stats)),
             None => (None, None),
         };
-        let waiting = view.map_or(0, |v| v.joined.saturating_sub(v.serving));
+        // Before the shuffle every fan is in the pre-queue: nobody is
+        // admitted yet, and none of them waits on admission (an alert on
+        // "waiting, nobody admitted" must not fire all through it).
+        let shuffled = view.is_some_and(|v| v.shuffle_seed.is_some());
+        let joined = view.map_or(0, |v| v.joined);
+        let (pre_queue, waiting) = match view {
+            Some(v) if shuffled => (0, v.joined.saturating_sub(v.serving)),
+            _ => (joined, 0),
+        };
         let active = view.map_or(0, |v| u64::from(v.active));
-        for (state, n) in [("waiting", waiting), ("active", active)] {
+        let paused = view.is_some_and(|v| v.settings.paused);
+        for (state, n) in [
+            ("pre_queue", pre_queue),
+            ("waiting", waiting),
+            ("active", active),
+        ] {
             self.room_fans
                 .with_label_values(&[event, state])
                 .set(n as i64);
@@ -340,6 +360,9 @@ impl Metrics {
         self.room_rate
             .with_label_values(&[event, "wait_secs"])
             .set(wait);
+        self.room_paused
+            .with_label_values(&[event])
+            .set(i64::from(paused));
     }
 
     /// Copies the counters kept elsewhere into the registry and renders

@@ -126,6 +126,16 @@ fn fans_are_admitted_in_queue_order_and_holds_need_their_own_admission() {
     let r = as_fan(&s, &fans[3], "POST", "/v1/events/demo/queue", &[]);
     assert_eq!(r.body["state"], "pre-queue");
     assert_eq!(room_when(&s, |_| true)["joined"], 10);
+    // Before the shuffle nobody waits on admission (an alert on "fans
+    // wait, nobody is admitted" must stay quiet through the pre-queue).
+    let metrics = s.get("/metrics").text;
+    for line in [
+        "boxoffice_waiting_room_fans{event=\"demo\",state=\"pre_queue\"} 10",
+        "boxoffice_waiting_room_fans{event=\"demo\",state=\"waiting\"} 0",
+        "boxoffice_waiting_room_paused{event=\"demo\"} 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
 
     // The opening: the pre-queue is shuffled by the published seed, and
     // the first fan is admitted (two a second, one at once).
@@ -227,6 +237,7 @@ fn fans_are_admitted_in_queue_order_and_holds_need_their_own_admission() {
         "boxoffice_waiting_room_total{event=\"demo\",kind=\"done\"} 1",
         "boxoffice_waiting_room_fans{event=\"demo\",state=\"waiting\"} 7",
         "boxoffice_waiting_room_fans{event=\"demo\",state=\"active\"} 2",
+        "boxoffice_waiting_room_fans{event=\"demo\",state=\"pre_queue\"} 0",
         // Waits from the opening: 0 s, 1 s twice, 31 s twice.
         "boxoffice_waiting_room_wait_seconds_bucket{event=\"demo\",le=\"1\"} 3",
         "boxoffice_waiting_room_wait_seconds_bucket{event=\"demo\",le=\"30\"} 3",

@@ -280,6 +280,18 @@ fn fans_are_admitted_in_queue_order_and_holds_need_their_own_admission() {
         "{r:?}"
     );
 
+    // A fan whose admission ran out unused may queue again, at the back;
+    // one who booked keeps its "done".
+    let r = as_fan(&s, &expected[2], "POST", "/v1/events/demo/queue", &[]);
+    assert_eq!(
+        (r.status, &r.body["state"]),
+        (200, &json!("waiting")),
+        "{r:?}"
+    );
+    assert_eq!(r.body["number"], 12, "{r:?}");
+    let r = as_fan(&s, &expected[1], "POST", "/v1/events/demo/queue", &[]);
+    assert_eq!(r.body["state"], "done", "{r:?}");
+
     // Off again: holds go straight through, and the queue is gone.
     let r = put_room(&s, &json!({"enabled": false}));
     assert_eq!((r.status, &r.body["enabled"]), (200, &json!(false)));

@@ -274,7 +274,12 @@ impl WaitingRoom {
         if parts.queue.len() as u64 > QUEUE_LEN_MAX {
             return bad(format!("{} fans in one queue", parts.queue.len()));
         }
-        let numbers = index(&parts.queue)
+        let expired: Vec<bool> = parts
+            .admissions
+            .iter()
+            .map(|a| *a == AdmissionPart::Expired)
+            .collect();
+        let numbers = index(&parts.queue, &expired)
             .map_err(|fan| RoomApplyError(format!("fan {fan:?} in the queue twice")))?;
         let mut active = 0u32;
         let mut expiries = BinaryHeap::new();
@@ -406,8 +411,10 @@ impl WaitingRoom {
     /// `fan` joins; `None` when it is in the queue already (joining again
     /// keeps its place).
     pub fn decide_join(&self, fan: &FanId, now_ms: u64) -> Result<Option<RoomChange>, RoomError> {
-        if self.number_of(&FanKey::of(fan)).is_some() {
-            return Ok(None);
+        if let Some(number) = self.number_of(&FanKey::of(fan)) {
+            if !self.may_rejoin(number) {
+                return Ok(None);
+            }
         }
         if self.len() >= QUEUE_LEN_MAX {
             return Err(RoomError::Full);
@@ -424,6 +431,16 @@ impl WaitingRoom {
             fan: FanId::clone(fan),
             at_ms: now_ms,
         }))
+    }
+
+    /// Whether the fan at `number` may join again, at the back: its
+    /// admission ran out unused (its phone was off, say). A fan waiting,
+    /// admitted or done keeps its place.
+    fn may_rejoin(&self, number: u64) -> bool {
+        matches!(
+            self.admissions.get(number as usize),
+            Some(Admission::Expired)
+        )
     }
 
     /// The shuffle, once the opening has come (with `seed`, which the
@@ -511,11 +528,22 @@ impl WaitingRoom {
         match change {
             RoomChange::Joined { fan, at_ms } => {
                 let key = FanKey::of(fan);
-                if self.number_of(&key).is_some() {
-                    return err(format!("{fan:?} joined twice"));
-                }
                 if self.len() >= QUEUE_LEN_MAX {
                     return err(format!("{fan:?} joined a full queue"));
+                }
+                if let Some(number) = self.number_of(&key) {
+                    if !self.may_rejoin(number) {
+                        return err(format!("{fan:?} joined twice"));
+                    }
+                    // Joining again: its old place stays (expired), the
+                    // index points at the new one.
+                    let queue = &self.queue;
+                    if let Ok(entry) = self
+                        .numbers
+                        .find_entry(key.hash(), |&i| queue[i as usize] == key)
+                    {
+                        entry.remove();
+                    }
                 }
                 let queue = &self.queue;
                 self.numbers
@@ -532,7 +560,7 @@ impl WaitingRoom {
                 // and the seed alone.
                 shuffle(&mut self.queue, *seed);
                 shuffle(&mut self.joined_s, *seed);
-                self.numbers = index(&self.queue)
+                self.numbers = index(&self.queue, &[])
                     .map_err(|fan| RoomApplyError(format!("fan {fan:?} in the queue twice")))?;
                 self.shuffled = Some(*seed);
             }
@@ -596,11 +624,20 @@ impl WaitingRoom {
     /// Recounts everything; panics on any disagreement. Debug builds and
     /// tests.
     pub fn check_invariants(&self) {
-        assert_eq!(self.numbers.len(), self.queue.len(), "one number a fan");
         assert_eq!(self.joined_s.len(), self.queue.len(), "one join time a fan");
+        // Each fan's index entry is its latest place; an earlier place of
+        // it expired (it joined again).
+        let mut latest = 0;
         for (i, fan) in self.queue.iter().enumerate() {
-            assert_eq!(self.number_of(fan), Some(i as u64), "{fan:?}");
+            let n = self.number_of(fan).expect("every fan indexed");
+            if n == i as u64 {
+                latest += 1;
+            } else {
+                assert!(n > i as u64, "{fan:?}: indexed at {n}, behind {i}");
+                assert_eq!(self.admissions.get(i), Some(&Admission::Expired), "{fan:?}");
+            }
         }
+        assert_eq!(self.numbers.len(), latest, "one number a fan");
         assert_eq!(self.admissions.len() as u64, self.serving);
         assert!(self.serving <= self.len());
         assert!(self.shuffled.is_some() || self.serving == 0);
@@ -613,16 +650,21 @@ impl WaitingRoom {
     }
 }
 
-/// The index from fan key to queue number; the first key found twice, if
-/// one is.
-fn index(queue: &[FanKey]) -> Result<HashTable<u32>, FanKey> {
+/// The index from fan key to queue number: a fan's latest place. A key
+/// may come again only after a place whose admission expired
+/// (`expired[number]`: the fan joined again); the first key found twice
+/// otherwise is the error.
+fn index(queue: &[FanKey], expired: &[bool]) -> Result<HashTable<u32>, FanKey> {
     let mut numbers = HashTable::with_capacity(queue.len());
     for (i, key) in queue.iter().enumerate() {
-        let found = numbers.find(key.hash(), |&j: &u32| queue[j as usize] == *key);
-        if found.is_some() {
-            return Err(*key);
+        let found = numbers.find_mut(key.hash(), |&j: &u32| queue[j as usize] == *key);
+        match found {
+            Some(j) if expired.get(*j as usize) == Some(&true) => *j = i as u32,
+            Some(_) => return Err(*key),
+            None => {
+                numbers.insert_unique(key.hash(), i as u32, |&j| queue[j as usize].hash());
+            }
         }
-        numbers.insert_unique(key.hash(), i as u32, |&j| queue[j as usize].hash());
     }
     Ok(numbers)
 }
@@ -950,7 +992,25 @@ mod tests {
         assert_eq!(replayed.serving(), live.serving());
         assert_eq!(replayed.decide_admission(now), live.decide_admission(now));
         // A change that does not fit is an error, not a panic.
-        assert!(replayed.apply(&log[0]).is_err(), "joined twice");
+        let shuffle = log
+            .iter()
+            .find(|c| matches!(c, RoomChange::Shuffled { .. }))
+            .unwrap();
+        assert!(replayed.apply(shuffle).is_err(), "shuffled twice");
+        let waiting = (0..40)
+            .map(fan)
+            .find(|f| {
+                matches!(
+                    live.standing(&FanKey::of(f)),
+                    Some(Standing::Waiting { .. })
+                )
+            })
+            .unwrap();
+        let twice = RoomChange::Joined {
+            fan: waiting,
+            at_ms: now,
+        };
+        assert!(replayed.apply(&twice).is_err(), "joined twice");
     }
 
     #[test]
@@ -977,5 +1037,58 @@ mod tests {
         let mut zero = r.parts();
         zero.settings.rate_per_sec = 0;
         assert!(WaitingRoom::from_parts(zero).is_err());
+    }
+
+    /// A fan whose admission ran out unused may queue again, at the
+    /// back; one waiting, admitted or done keeps its place. The room
+    /// with the fan in it twice rebuilds from its parts.
+    #[test]
+    fn an_expired_fan_may_queue_again_at_the_back() {
+        let mut r = room(4, 0, 3, 10, None);
+        run(&mut r, 100, OPENS + 1_000);
+        assert_eq!(r.serving(), 4);
+        let first = r.fan(0).unwrap();
+        let who = (0..4).find(|&i| key(i) == first).unwrap();
+        let done = (0..4).find(|&i| key(i) == r.fan(1).unwrap()).unwrap();
+        {
+            let c = Some(r.decide_done(&key(done), OPENS + 2_000).unwrap());
+            apply(&mut r, c);
+        }
+        // Admitted, not expired yet: joining again keeps the place.
+        assert_eq!(r.decide_join(&fan(who), OPENS + 2_000), Ok(None));
+        for c in r.decide_expiries(OPENS + 61_000, usize::MAX) {
+            r.apply(&c).unwrap();
+        }
+        assert_eq!(r.standing(&key(who)), Some(Standing::Expired { number: 0 }));
+        assert_eq!(
+            r.decide_join(&fan(done), OPENS + 61_000),
+            Ok(None),
+            "done stays done"
+        );
+        {
+            let c = r.decide_join(&fan(who), OPENS + 61_000).unwrap();
+            assert!(c.is_some(), "an expired fan joins again");
+            apply(&mut r, c);
+        }
+        assert_eq!(
+            r.standing(&key(who)),
+            Some(Standing::Waiting {
+                number: 4,
+                ahead: 0
+            })
+        );
+        assert_eq!(r.len(), 5);
+        assert_eq!(r.decide_join(&fan(who), OPENS + 61_001), Ok(None));
+        let back = WaitingRoom::from_parts(r.parts()).unwrap();
+        assert_eq!(back.standing(&key(who)), r.standing(&key(who)));
+        {
+            let c = r.decide_admission(OPENS + 61_100);
+            assert!(matches!(c, Some(RoomChange::Admitted { through: 5, .. })));
+            apply(&mut r, c);
+        }
+        assert!(matches!(
+            r.standing(&key(who)),
+            Some(Standing::Admitted { number: 4, .. })
+        ));
     }
 }

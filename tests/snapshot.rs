@@ -160,7 +160,7 @@ fn restore_refuses_a_non_empty_directory_without_force() {
     let target = tempfile::tempdir().unwrap();
     std::fs::write(target.path().join("precious"), b"keep me").unwrap();
     let key = "ab".repeat(32);
-    let keys = ["ticket.key", "issuer.key", "payment.key"];
+    let keys = ["ticket.key", "issuer.key", "payment.key", "admission.key"];
     for k in keys {
         std::fs::write(target.path().join(k), &key).unwrap();
     }

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 
+use crate::auth::admission::ADMISSION_KEY_FILE;
 use crate::auth::issuer::ISSUER_KEY_FILE;
 use crate::auth::receipt::PAYMENT_KEY_FILE;
 use crate::config::IDEMPOTENCY_TTL_SECS_DEFAULT;
@@ -91,8 +92,14 @@ pub fn restore(file: &Path, data_dir: &Path, force: bool) -> anyhow::Result<snap
     // Keys are not in the snapshot (a secret stays out of backup files):
     // the directory being replaced keeps its own, or the tickets already
     // in fans' emails would stop verifying at the door (and, on the demo
-    // issuer and payment secret, tokens and receipts already handed out).
-    for file in [TICKET_KEY_FILE, ISSUER_KEY_FILE, PAYMENT_KEY_FILE] {
+    // issuer and payment secret, tokens and receipts already handed out;
+    // and the waiting rooms' admissions fans hold).
+    for file in [
+        TICKET_KEY_FILE,
+        ISSUER_KEY_FILE,
+        PAYMENT_KEY_FILE,
+        ADMISSION_KEY_FILE,
+    ] {
         let key = data_dir.join(file);
         if key.exists() {
             let copied = tmp.join(file);

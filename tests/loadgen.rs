@@ -129,19 +129,18 @@ fn fans_waiting_on_streams_are_admitted_in_order_too() {
 
 fn queued_sale(wait: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let (mut server, base) = spawn_listening(
-        common::boxoffice()
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-token",
-                ADMIN_TOKEN,
-            ])
-            .args(["--queue-streams-max", "50"])
-            .args(["--demo", "false", "--mail-enabled", "false", "--data-dir"])
-            .arg(dir.path())
-            .env("RUST_LOG", "warn"),
+    let (mut server, base) = serve(
+        dir.path(),
+        &[
+            "--admin-token",
+            ADMIN_TOKEN,
+            "--queue-streams-max",
+            "50",
+            "--demo",
+            "false",
+            "--mail-enabled",
+            "false",
+        ],
     );
     let mut event = small_event("queued", &[20, 20, 20], 40, 4);
     event["tickets_per_fan_max"] = 4.into();

@@ -581,8 +581,9 @@ pub fn snapshot_file_dto(
 }
 
 /// An event's waiting room as everyone may see it: the same for every
-/// fan, so cheap to serve and to cache (a second).
-#[derive(Debug, Serialize, ToSchema)]
+/// fan, so cheap to serve and to cache (a second). The default is a room
+/// switched off.
+#[derive(Debug, Default, Serialize, ToSchema)]
 pub struct WaitingRoomDto {
     pub event: String,
     pub enabled: bool,

@@ -1,25 +1,21 @@
 //! Admission tokens: what a fan admitted by an event's waiting room sends
 //! with each hold (`Boxoffice-Admission`).
 //!
-//! A token is `BXA1.<payload>.<mac>`: the payload is base64url (no
-//! padding) of a small JSON object naming the event, the fan, its queue
-//! number and when the admission ends; the mac is base64url of
-//! HMAC-SHA256 over `BXA1.<payload>` with the server's admission key
-//! (`admission.key` in the data directory, so tokens outlive a restart).
+//! A token is `BXA1.<payload>.<mac>` (`signed::MacKey`): the payload
+//! names the event, the fan, its queue number and when the admission
+//! ends; the key is the server's admission key (`admission.key` in the
+//! data directory, so tokens outlive a restart).
 //! The token proves what the room said when it was issued; the room
 //! itself is asked too (an admission that ended in a booking ends early),
 //! and reissues the token whenever the fan asks where it stands.
 
 use std::path::Path;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
+
+use super::signed::{MacKey, SignedError, KEY_LEN};
 
 const PREFIX: &str = "BXA1";
-const KEY_LEN: usize = 32;
 /// Longest token `verify` looks at; real ones are under 300 bytes.
 pub const TOKEN_LEN_MAX: usize = 1024;
 /// The file in a data directory that holds the admission key.
@@ -47,64 +43,37 @@ pub enum AdmissionError {
     BadSignature,
 }
 
-#[derive(Clone)]
-pub struct AdmissionKey([u8; KEY_LEN]);
-
-impl std::fmt::Debug for AdmissionKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AdmissionKey(..)")
-    }
-}
+#[derive(Clone, Debug)]
+pub struct AdmissionKey(MacKey);
 
 impl AdmissionKey {
     pub fn from_bytes(bytes: [u8; KEY_LEN]) -> AdmissionKey {
-        AdmissionKey(bytes)
+        AdmissionKey(MacKey::from_bytes(bytes))
     }
 
     /// The key in `dir/admission.key`, made from fresh randomness (and
     /// synced) on first use.
     pub fn load_or_create(dir: &Path) -> anyhow::Result<AdmissionKey> {
         let bytes = crate::data_dir::load_or_create_secret(dir, ADMISSION_KEY_FILE, KEY_LEN)?;
-        Ok(AdmissionKey(bytes.try_into().expect("KEY_LEN bytes")))
-    }
-
-    fn mac(&self) -> Hmac<Sha256> {
-        Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length")
+        Ok(AdmissionKey::from_bytes(
+            bytes.try_into().expect("KEY_LEN bytes"),
+        ))
     }
 
     pub fn sign(&self, admission: &Admission) -> String {
-        let json = serde_json::to_vec(admission).expect("admissions serialize");
-        let signed = format!("{PREFIX}.{}", URL_SAFE_NO_PAD.encode(json));
-        let mut mac = self.mac();
-        mac.update(signed.as_bytes());
-        let tag = mac.finalize().into_bytes();
-        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(tag))
+        self.0.sign(PREFIX, admission)
     }
 
     /// Checks the signature in constant time, then decodes the payload.
     /// Whether it is this fan's, for this event and still valid is the
     /// caller's to check.
     pub fn verify(&self, token: &str) -> Result<Admission, AdmissionError> {
-        let token = token.trim();
-        if token.len() > TOKEN_LEN_MAX {
-            return Err(AdmissionError::Malformed);
-        }
-        let (signed, tag) = token.rsplit_once('.').ok_or(AdmissionError::Malformed)?;
-        let payload = signed
-            .strip_prefix(PREFIX)
-            .and_then(|p| p.strip_prefix('.'))
-            .ok_or(AdmissionError::Malformed)?;
-        let tag = URL_SAFE_NO_PAD
-            .decode(tag)
-            .map_err(|_| AdmissionError::Malformed)?;
-        let mut mac = self.mac();
-        mac.update(signed.as_bytes());
-        mac.verify_slice(&tag)
-            .map_err(|_| AdmissionError::BadSignature)?;
-        let json = URL_SAFE_NO_PAD
-            .decode(payload)
-            .map_err(|_| AdmissionError::Malformed)?;
-        serde_json::from_slice(&json).map_err(|_| AdmissionError::Malformed)
+        self.0
+            .verify(PREFIX, token, TOKEN_LEN_MAX)
+            .map_err(|e| match e {
+                SignedError::BadSignature => AdmissionError::BadSignature,
+                SignedError::Malformed | SignedError::Payload(_) => AdmissionError::Malformed,
+            })
     }
 }
 

@@ -21,6 +21,7 @@ pub mod admission;
 pub mod issuer;
 pub mod keys;
 pub mod receipt;
+pub mod signed;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

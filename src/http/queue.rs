@@ -36,14 +36,7 @@ fn room_dto(event: &str, view: Option<RoomView>) -> WaitingRoomDto {
     let Some(v) = view else {
         return WaitingRoomDto {
             event: event.to_owned(),
-            enabled: false,
-            settings: None,
-            serving: 0,
-            joined: 0,
-            waiting: 0,
-            active: 0,
-            admitted_per_sec: 0.0,
-            shuffle_seed: None,
+            ..WaitingRoomDto::default()
         };
     };
     WaitingRoomDto {

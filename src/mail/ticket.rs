@@ -10,14 +10,12 @@
 
 use std::path::Path;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
+
+use crate::auth::signed::{MacKey, SignedError};
 
 const PREFIX: &str = "BXT1";
-pub const KEY_LEN: usize = 32;
+pub use crate::auth::signed::KEY_LEN;
 /// Longest token `verify` looks at; real ones are a few hundred bytes.
 pub const TOKEN_LEN_MAX: usize = 4096;
 
@@ -102,68 +100,44 @@ pub enum TicketError {
 /// The file in a data directory that holds its ticket key (64 hex digits).
 pub const TICKET_KEY_FILE: &str = "ticket.key";
 
-#[derive(Clone)]
-pub struct TicketKey([u8; KEY_LEN]);
-
-impl std::fmt::Debug for TicketKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TicketKey(..)")
-    }
-}
+#[derive(Clone, Debug)]
+pub struct TicketKey(MacKey);
 
 impl TicketKey {
     pub fn from_bytes(bytes: [u8; KEY_LEN]) -> TicketKey {
-        TicketKey(bytes)
+        TicketKey(MacKey::from_bytes(bytes))
     }
 
     /// Parses 64 hex digits.
     pub fn from_hex(hex: &str) -> Result<TicketKey, String> {
         let bytes = crate::data_dir::from_hex(hex.trim(), KEY_LEN).map_err(|e| e.to_string())?;
-        Ok(TicketKey(bytes.try_into().expect("KEY_LEN bytes")))
+        Ok(TicketKey::from_bytes(
+            bytes.try_into().expect("KEY_LEN bytes"),
+        ))
     }
 
     /// The key in `dir/ticket.key`, made from fresh randomness (and synced)
     /// on first use, so tickets issued before a restart still verify.
     pub fn load_or_create(dir: &Path) -> anyhow::Result<TicketKey> {
         let bytes = crate::data_dir::load_or_create_secret(dir, TICKET_KEY_FILE, KEY_LEN)?;
-        Ok(TicketKey(bytes.try_into().expect("KEY_LEN bytes")))
-    }
-
-    fn mac(&self) -> Hmac<Sha256> {
-        Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length")
+        Ok(TicketKey::from_bytes(
+            bytes.try_into().expect("KEY_LEN bytes"),
+        ))
     }
 
     pub fn sign(&self, ticket: &Ticket) -> String {
-        let json = serde_json::to_vec(ticket).expect("tickets serialize");
-        let signed = format!("{PREFIX}.{}", URL_SAFE_NO_PAD.encode(json));
-        let mut mac = self.mac();
-        mac.update(signed.as_bytes());
-        let tag = mac.finalize().into_bytes();
-        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(tag))
+        self.0.sign(PREFIX, ticket)
     }
 
     /// Checks the signature in constant time, then decodes the ticket.
     pub fn verify(&self, token: &str) -> Result<Ticket, TicketError> {
-        let token = token.trim();
-        if token.len() > TOKEN_LEN_MAX {
-            return Err(TicketError::Malformed);
-        }
-        let (signed, tag) = token.rsplit_once('.').ok_or(TicketError::Malformed)?;
-        let payload = signed
-            .strip_prefix(PREFIX)
-            .and_then(|p| p.strip_prefix('.'))
-            .ok_or(TicketError::Malformed)?;
-        let tag = URL_SAFE_NO_PAD
-            .decode(tag)
-            .map_err(|_| TicketError::Malformed)?;
-        let mut mac = self.mac();
-        mac.update(signed.as_bytes());
-        mac.verify_slice(&tag)
-            .map_err(|_| TicketError::BadSignature)?;
-        let json = URL_SAFE_NO_PAD
-            .decode(payload)
-            .map_err(|e| TicketError::Payload(e.to_string()))?;
-        serde_json::from_slice(&json).map_err(|e| TicketError::Payload(e.to_string()))
+        self.0
+            .verify(PREFIX, token, TOKEN_LEN_MAX)
+            .map_err(|e| match e {
+                SignedError::Malformed => TicketError::Malformed,
+                SignedError::BadSignature => TicketError::BadSignature,
+                SignedError::Payload(m) => TicketError::Payload(m),
+            })
     }
 }
 
@@ -233,10 +207,10 @@ mod tests {
         assert!(TicketKey::from_hex("00").is_err());
         assert!(TicketKey::from_hex(&"zz".repeat(32)).is_err());
         let k = TicketKey::from_hex(&"ab".repeat(32)).unwrap();
-        assert_eq!(k.0, [0xab; 32]);
+        assert_eq!(k.0.bytes(), &[0xab; 32]);
         let dir = tempfile::tempdir().unwrap();
         let a = TicketKey::load_or_create(dir.path()).unwrap();
         let b = TicketKey::load_or_create(dir.path()).unwrap();
-        assert_eq!(a.0, b.0);
+        assert_eq!(a.0.bytes(), b.0.bytes());
     }
 }

@@ -393,7 +393,7 @@ impl Metrics {
             self.render_room(event, e.room().as_deref(), &set);
             for s in e.sections() {
                 let (event, section) = (e.def.id.as_str(), s.layout.id.as_str());
-                let c: CategoryCounts = s.stats.by_category().into_iter().sum();
+                let c: CategoryCounts = s.board.view().counts.total;
                 for (state, v) in [("free", c.free), ("held", c.held), ("sold", c.sold)] {
                     self.seats
                         .with_label_values(&[event, section, state])

@@ -2,7 +2,8 @@
 //!
 //! Architecture invariants:
 //! - one actor per (event, section) owns that section's state; nothing else
-//!   reads or writes it (the HTTP layer only reads published counters);
+//!   reads or writes it (readers see the views it publishes once durable,
+//!   [`SeatBoard`]);
 //! - an actor answers a change only after the journal says it is durable;
 //! - what is in flight is bounded, per section and for the process, by
 //!   limits that follow latency ([`Limiter`]): past them a request is
@@ -14,6 +15,7 @@ mod payments;
 mod registry;
 mod room;
 mod section;
+mod views;
 
 pub use ledger::FanLedger;
 pub use limit::{LimitSettings, Limiter};
@@ -23,6 +25,10 @@ pub use registry::{
 };
 pub use room::{FanStanding, RoomFailure, RoomHandle, RoomStats, RoomView, WAIT_BUCKETS_S};
 pub use section::{
-    ChangeRequest, Command, GetBooking, GetHold, GetSeats, Payment, SeatsView, SectionActor,
-    SectionError, SectionSettings, SectionStats, WhatToHold, CHANGE_KINDS, EXPIRIES_PER_STEP_MAX,
+    ChangeRequest, Command, GetBooking, GetHold, Payment, SectionActor, SectionError,
+    SectionSettings, SectionStats, WhatToHold, CHANGE_KINDS, EXPIRIES_PER_STEP_MAX,
+};
+pub use views::{
+    Publication, Publisher, SeatBoard, SeatsPublished, Start, Subscription, ROUND_INTERVAL,
+    STREAM_BUFFER,
 };

@@ -19,6 +19,7 @@ use super::room::{RoomFailure, RoomHandle};
 use super::section::{
     ChangeRequest, Command, Outlets, SectionActor, SectionError, SectionSettings, SectionStats,
 };
+use super::views::{Publisher, SeatBoard};
 use crate::clock::Clock;
 use crate::domain::{
     Admission, EventDef, Outcome, RoomSettings, SalePhases, Section, SectionLayout, WaitingRoom,
@@ -46,13 +47,20 @@ pub enum RegistryError {
     Unavailable,
 }
 
-/// Routes to one section's actor, with its event, layout and published
-/// counters: everything a request needs to ask the section and render
-/// its answer.
+/// Longest a read waits for the views to catch up with the journal
+/// before it answers with what they show (a publisher that far behind is
+/// a bug, and an older view is still durable).
+const CATCH_UP_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Routes to one section's actor, with its event, layout, counters and
+/// published view: everything a request needs to ask the section, read
+/// it, and render its answer.
 pub struct SectionHandle {
     pub def: Arc<EventDef>,
     pub layout: Arc<SectionLayout>,
     pub stats: Arc<SectionStats>,
+    /// The section as last published (durable only).
+    pub board: Arc<SeatBoard>,
     addr: Addr<SectionActor>,
     /// What may be in flight to this section.
     limit: Arc<Limiter>,
@@ -250,6 +258,9 @@ pub struct Registry {
     payments: Arc<PaymentRefs>,
     /// What may be in flight to all sections at once.
     process: Arc<Limiter>,
+    /// Publishes every section's durable state (its thread ends with the
+    /// journal's flusher).
+    publisher: Publisher,
 }
 
 impl Registry {
@@ -262,7 +273,10 @@ impl Registry {
         mail: Option<Recipient<Enqueue>>,
     ) -> Registry {
         assert!(arbiters >= 1 && settings.mailbox_capacity >= 1);
+        let (publisher, _thread) =
+            Publisher::start(journal.durable_batches(), journal.durable_position());
         Registry {
+            publisher,
             events: RwLock::new(BTreeMap::new()),
             creating: Mutex::new(HashSet::new()),
             arbiters: Mutex::new((0..arbiters).map(|_| Arbiter::new()).collect()),
@@ -283,6 +297,23 @@ impl Registry {
 
     pub fn journal(&self) -> &Journal {
         &self.journal
+    }
+
+    /// The thread that publishes durable state, and how far it has come.
+    pub fn publisher(&self) -> &Publisher {
+        &self.publisher
+    }
+
+    /// Waits (up to `CATCH_UP_WAIT_MAX`) until the published views hold
+    /// every change durable now, so a fan who was told of a change sees
+    /// it in the next read (a round of the publisher at most, 25 ms).
+    pub async fn caught_up(&self) {
+        let durable = self.journal.durable_position();
+        let mut position = self.publisher.position();
+        if *position.borrow() >= durable {
+            return;
+        }
+        let _ = tokio::time::timeout(CATCH_UP_WAIT_MAX, position.wait_for(|p| *p >= durable)).await;
     }
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
@@ -336,13 +367,21 @@ impl Registry {
         for section in sections {
             let arbiter =
                 &arbiters[self.next_arbiter.fetch_add(1, Ordering::Relaxed) % arbiters.len()];
-            let stats = Arc::new(SectionStats::new(&section.counts()));
+            let stats = Arc::new(SectionStats::default());
+            // The section is durable as it stands: replayed, or new (no
+            // change of it can be durable before its event is).
+            let board = Arc::new(SeatBoard::new(
+                section.seat_states(),
+                section.counts(),
+                self.journal.durable_position(),
+            ));
             let layout = Arc::clone(section.layout());
             let actor = SectionActor::new(
                 Arc::clone(&def),
                 section,
                 Arc::clone(&ledger),
                 Arc::clone(&stats),
+                Arc::clone(&board),
                 Outlets {
                     journal: self.journal.clone(),
                     clock: Arc::clone(&self.clock),
@@ -356,6 +395,7 @@ impl Registry {
                 def: Arc::clone(&def),
                 layout,
                 stats,
+                board,
                 addr,
                 limit: Arc::new(Limiter::new(self.settings.section_limit())),
                 process: Arc::clone(&self.process),

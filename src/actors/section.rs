@@ -14,7 +14,7 @@
 //! because the journal is written in order, so a reply that depends on an
 //! earlier change is released only after that change is durable too.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,12 +24,13 @@ use rand::{Rng, SeedableRng};
 
 use super::ledger::FanLedger;
 use super::payments::PaymentRefs;
+use super::views::{SeatBoard, SeatNote, FREE, HELD, SOLD};
 use crate::clock::Clock;
 use crate::domain::{
-    Addressee, BookingRead, Caller, CategoryCounts, Change, CommandError, EventDef, FanId,
-    HoldView, Outcome, PlacesMoved, Section, SectionCounts, SectionName,
+    Addressee, BookingRead, Caller, Change, Claim, CommandError, EventDef, FanId, HoldView,
+    Outcome, PlacesMoved, Section, SectionName,
 };
-use crate::journal::{encode, IdemTag, Journal, Receipt, Record};
+use crate::journal::{encode, IdemTag, Journal, Note, Receipt, Record};
 use crate::mail::{Enqueue, MailEntry};
 
 /// Most expiries one sweep step journals. A step runs before every
@@ -49,37 +50,10 @@ pub enum SectionError {
     Unavailable,
 }
 
-/// One category's free, held and sold counts, published for readers on
-/// other threads.
+/// Counters a section keeps for metrics, read without a message to the
+/// actor. (What readers see of its seats is its [`SeatBoard`].)
 #[derive(Debug, Default)]
-struct AtomicCounts {
-    free: AtomicU32,
-    held: AtomicU32,
-    sold: AtomicU32,
-}
-
-impl AtomicCounts {
-    fn store(&self, c: CategoryCounts) {
-        self.free.store(c.free, Ordering::Relaxed);
-        self.held.store(c.held, Ordering::Relaxed);
-        self.sold.store(c.sold, Ordering::Relaxed);
-    }
-
-    fn load(&self) -> CategoryCounts {
-        CategoryCounts {
-            free: self.free.load(Ordering::Relaxed),
-            held: self.held.load(Ordering::Relaxed),
-            sold: self.sold.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// Counts a section publishes after every change, so that availability is
-/// read without a message to the actor.
-#[derive(Debug)]
 pub struct SectionStats {
-    /// By category index.
-    counts: Vec<AtomicCounts>,
     /// Changes applied since start, by kind (`CHANGE_KINDS`).
     changes: [AtomicU64; CHANGE_KINDS.len()],
 }
@@ -88,25 +62,6 @@ pub struct SectionStats {
 pub const CHANGE_KINDS: [&str; 6] = ["hold", "release", "expiry", "confirm", "cancel", "check_in"];
 
 impl SectionStats {
-    pub fn new(counts: &SectionCounts) -> SectionStats {
-        let s = SectionStats {
-            counts: counts
-                .by_category
-                .iter()
-                .map(|_| AtomicCounts::default())
-                .collect(),
-            changes: Default::default(),
-        };
-        s.publish(counts);
-        s
-    }
-
-    fn publish(&self, counts: &SectionCounts) {
-        for (slot, c) in self.counts.iter().zip(&counts.by_category) {
-            slot.store(*c);
-        }
-    }
-
     fn count_change(&self, change: &Change) {
         let i = match change {
             Change::HoldCreated { .. } => 0,
@@ -122,11 +77,6 @@ impl SectionStats {
     /// Changes applied since start, in `CHANGE_KINDS` order.
     pub fn changes(&self) -> [u64; CHANGE_KINDS.len()] {
         std::array::from_fn(|i| self.changes[i].load(Ordering::Relaxed))
-    }
-
-    /// Counts by category index, as last published.
-    pub fn by_category(&self) -> Vec<CategoryCounts> {
-        self.counts.iter().map(AtomicCounts::load).collect()
     }
 }
 
@@ -282,18 +232,6 @@ pub struct GetBooking {
     pub by: Caller,
 }
 
-/// Every seat's state, and the counts.
-#[derive(Message)]
-#[rtype(result = "Result<SeatsView, SectionError>")]
-pub struct GetSeats;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SeatsView {
-    /// One of `f`, `h`, `s` per seat; empty for a standing section.
-    pub states: String,
-    pub counts: SectionCounts,
-}
-
 /// The next step of an expiry sweep that found more due than one step
 /// takes (sent by the actor to itself).
 #[derive(Message)]
@@ -325,6 +263,9 @@ pub struct SectionActor {
     /// Draws the secrets in hold and booking ids.
     rng: StdRng,
     stats: Arc<SectionStats>,
+    /// What readers see of the section; moved by the notes on its
+    /// records once they are durable.
+    board: Arc<SeatBoard>,
     /// How often idle sections look for expired holds.
     sweep_interval: Duration,
     /// Inbox bound; the registry's in-flight counter keeps below it.
@@ -339,6 +280,7 @@ impl SectionActor {
         section: Section,
         ledger: Arc<FanLedger>,
         stats: Arc<SectionStats>,
+        board: Arc<SeatBoard>,
         outlets: Outlets,
         settings: &SectionSettings,
     ) -> SectionActor {
@@ -363,6 +305,7 @@ impl SectionActor {
             clock,
             rng,
             stats,
+            board,
             sweep_interval: settings.sweep_interval,
             mailbox_capacity: settings.mailbox_capacity,
             panic_on_change: settings.panic_on_change,
@@ -431,7 +374,7 @@ impl SectionActor {
             // Refused, the change is dropped: nothing was applied.
             self.ledger.take(fan, *places)?;
         }
-        let record = self.apply(&change, idem);
+        let (record, note) = self.apply(&change, idem);
         if self.panic_on_change {
             panic!("failpoint: a section panics with a change applied but not journaled");
         }
@@ -440,7 +383,7 @@ impl SectionActor {
         // change is never shown as done.
         let receipt = self
             .journal
-            .append(record)
+            .append_noted(record, note)
             .map_err(|_| SectionError::Unavailable)?;
         self.give_back(moved);
         let outcome = self
@@ -481,21 +424,50 @@ impl SectionActor {
         Ok(())
     }
 
-    /// Applies a decided change, publishes the new counts and returns the
-    /// change's journal record, ready to queue.
-    fn apply(&mut self, change: &Change, idem: Option<IdemTag>) -> Vec<u8> {
+    /// Applies a decided change and returns the change's journal record,
+    /// ready to queue, with the note that moves the section's board once
+    /// the record is durable.
+    fn apply(&mut self, change: &Change, idem: Option<IdemTag>) -> (Vec<u8>, Option<Note>) {
         let record = encode(&Record::Section {
             event: self.name.event.to_string(),
             section: self.name.section.to_string(),
             change: change.into(),
             idem,
         });
+        let moved = self.seats_moved(change);
         self.section
             .apply(change)
             .expect("a change this section decided applies to it");
-        self.stats.publish(&self.section.counts());
         self.stats.count_change(change);
-        record
+        let note = moved.map(|(seats, to)| {
+            Box::new(SeatNote {
+                board: Arc::clone(&self.board),
+                seats,
+                to,
+                counts: self.section.counts(),
+            }) as Note
+        });
+        (record, note)
+    }
+
+    /// The seats `change` (not applied yet) moves and the state they all
+    /// end in; `None` when it moves none (a check-in).
+    fn seats_moved(&self, change: &Change) -> Option<(Box<[u32]>, u8)> {
+        let s = &self.section;
+        let (claim, to) = match change {
+            Change::HoldCreated { claim, .. } => (claim, HELD),
+            Change::HoldReleased { hold, .. } | Change::HoldExpired { hold, .. } => {
+                (&s.hold(*hold)?.claim, FREE)
+            }
+            Change::HoldConfirmed { hold, .. } => (&s.hold(*hold)?.claim, SOLD),
+            Change::BookingCancelled { booking, .. } => (&s.booking(*booking)?.claim, FREE),
+            Change::TicketCheckedIn { .. } => return None,
+        };
+        let seats = match claim {
+            Claim::Seats(seats) => seats.clone(),
+            Claim::Quantity(_) => Box::default(),
+        };
+        Some((seats, to))
     }
 
     /// Expires up to `EXPIRIES_PER_STEP_MAX` holds whose time has come,
@@ -514,8 +486,8 @@ impl SectionActor {
         let more = due.len() == max;
         for change in &due {
             let moved = self.section.places_moved(change);
-            let record = self.apply(change, None);
-            if self.journal.append_unacked(record).is_err() {
+            let (record, note) = self.apply(change, None);
+            if self.journal.append_unacked_noted(record, note).is_err() {
                 return false;
             }
             self.give_back(moved);
@@ -610,18 +582,6 @@ impl Handler<GetBooking> for SectionActor {
     }
 }
 
-impl Handler<GetSeats> for SectionActor {
-    type Result = Result<SeatsView, SectionError>;
-
-    fn handle(&mut self, _: GetSeats, _: &mut Context<Self>) -> Self::Result {
-        self.expire_step();
-        Ok(SeatsView {
-            states: self.section.seat_states(),
-            counts: self.section.counts(),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -664,7 +624,16 @@ mod tests {
             section.apply(&change).unwrap();
         }
         let clock = Arc::new(ManualClock::new(3_600_000));
-        let stats = Arc::new(SectionStats::new(&section.counts()));
+        let stats = Arc::new(SectionStats::default());
+        let board = Arc::new(SeatBoard::new(
+            section.seat_states(),
+            section.counts(),
+            journal.durable_position(),
+        ));
+        let (publisher, _) = super::super::views::Publisher::start(
+            journal.durable_batches(),
+            journal.durable_position(),
+        );
         // One fan holds every seat, over its limit of one: the ledger
         // counts what is there, and gets every place back as it expires.
         let ledger = Arc::new(FanLedger::new(Some(1), [&section]));
@@ -688,26 +657,33 @@ mod tests {
                 section,
                 Arc::clone(&ledger),
                 Arc::clone(&stats),
+                Arc::clone(&board),
                 outlets,
                 &settings,
             )
             .start();
-            let seats = actor.send(GetSeats).await.unwrap().unwrap();
-            assert_eq!(seats.states.len(), 1000);
+            let before = board.view();
+            assert_eq!(before.states.len(), 1000);
+            assert_eq!(before.counts.total.held, holds);
+            let mut position = publisher.position();
             for _ in 0..100 {
-                if stats.changes()[2] == u64::from(holds) {
+                if board.view().counts.total.held == 0 {
                     break;
                 }
-                actix::clock::sleep(Duration::from_millis(10)).await;
+                let _ = tokio::time::timeout(Duration::from_millis(50), position.changed()).await;
             }
             assert_eq!(
                 stats.changes()[2],
                 u64::from(holds),
                 "every due hold expired"
             );
-            let seats = actor.send(GetSeats).await.unwrap().unwrap();
-            assert_eq!(seats.counts.total.held, 0);
+            // The published view shows them once durable: every seat free.
+            let after = board.view();
+            assert_eq!(after.counts.total.held, 0);
+            assert!(after.states.bytes().all(|s| s == b'f'));
+            assert!(after.position > before.position);
             assert_eq!(ledger.owned("fan"), 0);
+            drop(actor);
         });
         journal.close();
         flusher.join().unwrap();

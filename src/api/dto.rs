@@ -456,7 +456,7 @@ pub fn event_detail(
 pub fn seat_map(
     def: &EventDef,
     layout: &SectionLayout,
-    states: String,
+    states: &str,
     counts: &SectionCounts,
 ) -> SeatMapDto {
     let mut dto = SeatMapDto {
@@ -469,7 +469,7 @@ pub fn seat_map(
         category: Vec::new(),
         x: Vec::new(),
         y: Vec::new(),
-        states,
+        states: states.to_owned(),
     };
     if let SectionKind::Seated(map) = &layout.kind {
         dto.ids = (0..map.len()).map(|i| map.seat_id(i)).collect();

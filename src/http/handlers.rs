@@ -14,9 +14,7 @@ use super::rate::Verdict;
 use super::{
     answer_response, idempotent, read_json, ApiError, AppState, BODY_LEN_MAX, EVENT_BODY_LEN_MAX,
 };
-use crate::actors::{
-    Command, EventEntry, GetBooking, GetHold, GetSeats, Payment, SectionHandle, WhatToHold,
-};
+use crate::actors::{Command, EventEntry, GetBooking, GetHold, Payment, SectionHandle, WhatToHold};
 use crate::api::dto::*;
 use crate::api::{self, Answer};
 use crate::auth::Fan;
@@ -34,9 +32,12 @@ pub(super) fn event_entry(state: &AppState, id: &str) -> Result<Arc<EventEntry>,
         .ok_or_else(|| ApiError::not_found("event-not-found", format!("no event {id:?}")))
 }
 
-/// Each section's counts by category, as last published.
+/// Each section's counts by category, as last published (durable).
 fn published_counts(e: &EventEntry) -> Vec<Vec<crate::domain::CategoryCounts>> {
-    e.sections().iter().map(|s| s.stats.by_category()).collect()
+    e.sections()
+        .iter()
+        .map(|s| s.board.view().counts.by_category.clone())
+        .collect()
 }
 
 fn event_detail_of(e: &EventEntry) -> EventDetail {
@@ -74,6 +75,7 @@ where
 #[utoipa::path(get, path = "/v1/events", tag = "events",
     responses((status = 200, description = "Events with their availability", body = [EventSummary])))]
 pub async fn list_events(state: web::Data<AppState>) -> HttpResponse {
+    state.registry.caught_up().await;
     let events: Vec<EventSummary> = state
         .registry
         .events()
@@ -93,6 +95,7 @@ pub async fn get_event(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let e = event_entry(&state, &path)?;
+    state.registry.caught_up().await;
     Ok(HttpResponse::Ok().json(event_detail_of(&e)))
 }
 
@@ -421,8 +424,10 @@ pub async fn get_seats(
             format!("event {event:?} has no section {section:?}"),
         )
     })?;
-    let view = ask(s, GetSeats).await?;
-    Ok(HttpResponse::Ok().json(seat_map(&e.def, &s.layout, view.states, &view.counts)))
+    // The published view: never a message to the actor.
+    state.registry.caught_up().await;
+    let view = s.board.view();
+    Ok(HttpResponse::Ok().json(seat_map(&e.def, &s.layout, &view.states, &view.counts)))
 }
 
 /// Hold seats for a few minutes: explicit seats, or the best N together.
@@ -799,6 +804,8 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 #[utoipa::path(get, path = "/metrics", tag = "ops",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    // Seat counts come from the published views.
+    state.registry.caught_up().await;
     let text = state.metrics.render(
         &state.registry,
         state.registry.journal(),

@@ -149,6 +149,21 @@ impl Default for JournalStats {
 struct Entry {
     bytes: Vec<u8>,
     done: Option<oneshot::Sender<Result<u64, JournalError>>>,
+    note: Option<Note>,
+}
+
+/// Something a record's writer wants handed on once the record is
+/// durable (a section's seat change, for the view it publishes). The
+/// journal only carries it, in the record's order, and never looks
+/// inside.
+pub type Note = Box<dyn std::any::Any + Send>;
+
+/// One durable batch as the flusher hands it on (see
+/// [`Journal::durable_batches`]): the position after it, and the notes of
+/// its records in journal order.
+pub struct DurableBatch {
+    pub position: u64,
+    pub notes: Vec<Note>,
 }
 
 /// What the flusher's queue carries.
@@ -173,6 +188,8 @@ struct Shared {
     /// Batches below this are covered by a durable snapshot and may be
     /// dropped; the flusher removes them a little at a time.
     compact_below: AtomicU64,
+    /// Where durable batches are handed on, once someone asked.
+    durable_tx: std::sync::Mutex<Option<Sender<DurableBatch>>>,
 }
 
 /// A cheap, clonable handle for appending records.
@@ -298,6 +315,7 @@ impl Store {
             stats: JournalStats::default(),
             durable: AtomicU64::new(self.next_batch),
             compact_below: AtomicU64::new(0),
+            durable_tx: std::sync::Mutex::new(None),
         });
         let weak = Arc::downgrade(&shared);
         let thread = std::thread::Builder::new()
@@ -446,10 +464,27 @@ fn parse_key(k: &[u8]) -> Option<(u64, u32)> {
     ))
 }
 
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn flusher(
-    mut store: Store,
+    store: Store,
     rx: Receiver<Queued>,
     shared: std::sync::Weak<Shared>,
+    config: JournalConfig,
+) {
+    write_batches(store, rx, &shared, config);
+    // Whoever takes the durable batches learns there are no more.
+    if let Some(s) = shared.upgrade() {
+        lock(&s.durable_tx).take();
+    }
+}
+
+fn write_batches(
+    mut store: Store,
+    rx: Receiver<Queued>,
+    shared: &std::sync::Weak<Shared>,
     config: JournalConfig,
 ) {
     let mut batch: Vec<Entry> = Vec::with_capacity(config.batch_records_max);
@@ -534,15 +569,28 @@ fn flusher(
         }
         match result {
             Ok(position) => {
-                if let Some(s) = shared.upgrade() {
+                let handed_on = shared.upgrade().and_then(|s| {
                     s.durable.store(position + 1, Ordering::Release);
-                }
+                    lock(&s.durable_tx).clone()
+                });
+                let mut notes = Vec::new();
                 for e in batch.drain(..) {
                     if let Some(done) = e.done {
                         // The requester may have gone (client hung up):
                         // the change is durable all the same.
                         let _ = done.send(Ok(position));
                     }
+                    if let (Some(note), Some(_)) = (e.note, &handed_on) {
+                        notes.push(note);
+                    }
+                }
+                if let Some(tx) = handed_on {
+                    // Unbounded: the receiver only applies notes to
+                    // memory, and the flusher must never wait for it.
+                    let _ = tx.send(DurableBatch {
+                        position: position + 1,
+                        notes,
+                    });
                 }
                 if stopping {
                     break;
@@ -582,19 +630,53 @@ impl Journal {
     /// Queues an encoded record (see [`record::encode`]); the receipt
     /// resolves once it is durable.
     pub fn append(&self, bytes: Vec<u8>) -> Result<Receipt, JournalError> {
+        self.append_noted(bytes, None)
+    }
+
+    /// Queues an encoded record with a note for whoever takes the durable
+    /// batches ([`Journal::durable_batches`]).
+    pub fn append_noted(
+        &self,
+        bytes: Vec<u8>,
+        note: Option<Note>,
+    ) -> Result<Receipt, JournalError> {
         assert!(!bytes.is_empty(), "records are framed, never empty");
         let (done, receipt) = oneshot::channel();
         self.push(Entry {
             bytes,
             done: Some(done),
+            note,
         })?;
         Ok(receipt)
+    }
+
+    /// [`Journal::append_unacked`] with a note.
+    pub fn append_unacked_noted(
+        &self,
+        bytes: Vec<u8>,
+        note: Option<Note>,
+    ) -> Result<(), JournalError> {
+        self.push(Entry {
+            bytes,
+            done: None,
+            note,
+        })
     }
 
     /// Queues a record nobody waits for (an expiry). Later receipts still
     /// imply it is durable: the journal is written in order.
     pub fn append_unacked(&self, bytes: Vec<u8>) -> Result<(), JournalError> {
-        self.push(Entry { bytes, done: None })
+        self.append_unacked_noted(bytes, None)
+    }
+
+    /// Every batch made durable from now on, in order, with its records'
+    /// notes: for the one reader that publishes views of durable state.
+    /// A second call takes the batches from the first. The channel ends
+    /// when the flusher does; before anyone asks, notes are dropped.
+    pub fn durable_batches(&self) -> Receiver<DurableBatch> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        *lock(&self.shared.durable_tx) = Some(tx);
+        rx
     }
 
     fn push(&self, entry: Entry) -> Result<(), JournalError> {

@@ -1,0 +1,321 @@
+//! Published views: what readers see of each section, and only once it is
+//! durable.
+//!
+//! A section actor attaches a [`SeatNote`] (the seats a change moved, their
+//! state now, the section's counts after it) to the change's journal
+//! record. The flusher hands every durable batch's notes on, in journal
+//! order, to one publisher thread ([`Publisher`]), which applies them to
+//! each section's [`SeatBoard`] and, at most once a round
+//! (`ROUND_INTERVAL`), publishes every board that moved: an immutable
+//! [`SeatsPublished`] for seat maps and availability, and a
+//! [`Publication`] (the seats that changed) for the section's streams.
+//! Readers never send the actor a message, so a read never waits in its
+//! mailbox nor counts against its in-flight limit, and nothing a reader
+//! sees can be lost by a crash.
+//!
+//! Positions are the journal's: a view at position `p` holds every batch
+//! below `p` and none after. A publication covers `(since, position]`;
+//! a stream that saw position `p` resumes from the publication whose
+//! `since` is `p`, while the board still keeps it (at least
+//! `RING_PUBLICATIONS_MIN` of them, and up to a section's worth of seats).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use tokio::sync::{broadcast, watch};
+
+use crate::domain::SectionCounts;
+use crate::journal::DurableBatch;
+
+/// Shortest time between two publications of a board. A round applies
+/// every batch that came in the meantime, so a hot section is published
+/// about this often, whatever its rate of changes: each publication wakes
+/// every stream of the section.
+pub const ROUND_INTERVAL: Duration = Duration::from_millis(25);
+
+/// Publications a board keeps for streams that reconnect, at least.
+pub const RING_PUBLICATIONS_MIN: usize = 64;
+
+/// Publications a board keeps at most, whatever their size.
+pub const RING_PUBLICATIONS_MAX: usize = 4096;
+
+/// Publications a stream may fall behind before it is cut off (it
+/// reconnects with `Last-Event-ID` and gets what it missed).
+pub const STREAM_BUFFER: usize = 128;
+
+/// A seat's state in a view: one of these bytes (as in `Section::seat_states`).
+pub const FREE: u8 = b'f';
+pub const HELD: u8 = b'h';
+pub const SOLD: u8 = b's';
+
+/// One section as last published: durable, immutable, shared by readers.
+#[derive(Debug)]
+pub struct SeatsPublished {
+    /// The journal position it stands at: every batch below it is in.
+    pub position: u64,
+    /// One of `f`, `h`, `s` per seat; empty for a standing section.
+    pub states: Arc<str>,
+    pub counts: SectionCounts,
+}
+
+/// What changed in a section between two of its views.
+#[derive(Debug)]
+pub struct Publication {
+    /// Position of the board's view before this.
+    pub since: u64,
+    /// Position of the board's view with this.
+    pub position: u64,
+    /// Every seat that changed, by ascending index, with its state now.
+    pub seats: Vec<(u32, u8)>,
+    pub counts: SectionCounts,
+    /// The publication as a stream sends it, rendered once by the first
+    /// stream that sends it.
+    pub frame: OnceLock<Bytes>,
+}
+
+/// How a stream starts: what it missed since the position it saw, or the
+/// whole state when that is no longer kept (or it saw nothing yet).
+pub enum Start {
+    Whole(Arc<SeatsPublished>),
+    Missed(Vec<Arc<Publication>>),
+}
+
+/// A stream of one section's publications.
+pub struct Subscription {
+    pub start: Start,
+    /// Every publication after the start; `Lagged` when the stream fell
+    /// more than `STREAM_BUFFER` behind.
+    pub rx: broadcast::Receiver<Arc<Publication>>,
+}
+
+/// One section's published state, and what the publisher keeps to move
+/// it on. Shared by the section's actor (which notes its changes), the
+/// publisher, and readers.
+pub struct SeatBoard {
+    view: RwLock<Arc<SeatsPublished>>,
+    inner: Mutex<Board>,
+    tx: broadcast::Sender<Arc<Publication>>,
+}
+
+struct Board {
+    /// Every seat's state with every durable change applied.
+    states: Vec<u8>,
+    counts: SectionCounts,
+    /// Seats changed since the last publication (may repeat).
+    changed: Vec<u32>,
+    dirty: bool,
+    /// Position of the last publication (or the start).
+    position: u64,
+    ring: VecDeque<Arc<Publication>>,
+    /// Seats named by the publications in `ring`.
+    ring_seats: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl SeatBoard {
+    /// A board for a section whose state, `states` and `counts`, is
+    /// durable up to `position`.
+    pub fn new(states: String, counts: SectionCounts, position: u64) -> SeatBoard {
+        let view = Arc::new(SeatsPublished {
+            position,
+            states: Arc::from(states.as_str()),
+            counts: counts.clone(),
+        });
+        SeatBoard {
+            view: RwLock::new(view),
+            inner: Mutex::new(Board {
+                states: states.into_bytes(),
+                counts,
+                changed: Vec::new(),
+                dirty: false,
+                position,
+                ring: VecDeque::new(),
+                ring_seats: 0,
+            }),
+            tx: broadcast::channel(STREAM_BUFFER).0,
+        }
+    }
+
+    /// The section as last published.
+    pub fn view(&self) -> Arc<SeatsPublished> {
+        Arc::clone(&self.view.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Streams open on this board.
+    pub fn streams(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
+    /// Starts a stream that saw the board at `seen` (its `Last-Event-ID`),
+    /// or nothing yet: it misses nothing and sees nothing twice.
+    pub fn subscribe(&self, seen: Option<u64>) -> Subscription {
+        let board = lock(&self.inner);
+        // Under the board's lock, so no publication falls between the
+        // start and the first one received.
+        let rx = self.tx.subscribe();
+        let start = match seen {
+            Some(p) if p == board.position => Start::Missed(Vec::new()),
+            Some(p) => match board.ring.iter().position(|x| x.since == p) {
+                Some(i) => Start::Missed(board.ring.range(i..).cloned().collect()),
+                None => Start::Whole(self.view()),
+            },
+            None => Start::Whole(self.view()),
+        };
+        drop(board);
+        Subscription { start, rx }
+    }
+
+    /// Applies one durable change (the publisher's side).
+    fn apply(&self, note: SeatNote) -> bool {
+        let mut board = lock(&self.inner);
+        for &seat in note.seats.iter() {
+            if let Some(s) = board.states.get_mut(seat as usize) {
+                *s = note.to;
+            }
+        }
+        board.changed.extend_from_slice(&note.seats);
+        board.counts = note.counts;
+        !std::mem::replace(&mut board.dirty, true)
+    }
+
+    /// Publishes what moved since the last publication, at `position`.
+    fn publish(&self, position: u64) {
+        let mut board = lock(&self.inner);
+        board.dirty = false;
+        let mut changed = std::mem::take(&mut board.changed);
+        changed.sort_unstable();
+        changed.dedup();
+        let seats: Vec<(u32, u8)> = changed
+            .iter()
+            .filter_map(|&i| Some((i, *board.states.get(i as usize)?)))
+            .collect();
+        changed.clear();
+        board.changed = changed;
+        let publication = Arc::new(Publication {
+            since: board.position,
+            position,
+            seats,
+            counts: board.counts.clone(),
+            frame: OnceLock::new(),
+        });
+        board.position = position;
+        let states = std::str::from_utf8(&board.states).unwrap_or_default();
+        let view = Arc::new(SeatsPublished {
+            position,
+            states: Arc::from(states),
+            counts: board.counts.clone(),
+        });
+        *self.view.write().unwrap_or_else(|e| e.into_inner()) = view;
+        board.ring_seats += publication.seats.len();
+        board.ring.push_back(Arc::clone(&publication));
+        // Past a section's worth of seats, the whole state is the smaller
+        // catch-up.
+        let seats_max = board.states.len();
+        while board.ring.len() > RING_PUBLICATIONS_MAX
+            || (board.ring.len() > RING_PUBLICATIONS_MIN && board.ring_seats > seats_max)
+        {
+            if let Some(old) = board.ring.pop_front() {
+                board.ring_seats -= old.seats.len();
+            }
+        }
+        // No stream open is no error.
+        let _ = self.tx.send(publication);
+    }
+}
+
+/// A section's durable change, as its actor notes it on the record: the
+/// seats it moved (none in a standing section), which all end in one
+/// state, and the section's counts after it.
+pub struct SeatNote {
+    pub board: Arc<SeatBoard>,
+    pub seats: Box<[u32]>,
+    pub to: u8,
+    pub counts: SectionCounts,
+}
+
+/// The thread that publishes durable state, and the position it has
+/// published up to.
+pub struct Publisher {
+    position: watch::Receiver<u64>,
+}
+
+impl Publisher {
+    /// Starts publishing the batches `batches` hands on; `position` is
+    /// where the journal stands (every batch below it is durable and
+    /// already in the boards). The thread ends with the channel.
+    pub fn start(batches: Receiver<DurableBatch>, position: u64) -> (Publisher, JoinHandle<()>) {
+        let (tx, rx) = watch::channel(position);
+        let thread = std::thread::Builder::new()
+            .name("view-publisher".into())
+            .spawn(move || publish(batches, tx))
+            .expect("spawn the view publisher");
+        (Publisher { position: rx }, thread)
+    }
+
+    /// The journal position every view has caught up with; changes when
+    /// a round ends.
+    pub fn position(&self) -> watch::Receiver<u64> {
+        self.position.clone()
+    }
+}
+
+fn publish(batches: Receiver<DurableBatch>, position: watch::Sender<u64>) {
+    let mut dirty: Vec<Arc<SeatBoard>> = Vec::new();
+    let mut at = *position.borrow();
+    let mut last_round: Option<Instant> = None;
+    loop {
+        let Ok(first) = batches.recv() else {
+            break;
+        };
+        take_in(first, &mut at, &mut dirty);
+        // Take in what comes until the round is due.
+        let due = last_round.map_or_else(Instant::now, |t| t + ROUND_INTERVAL);
+        let mut ended = false;
+        loop {
+            let next = match due.checked_duration_since(Instant::now()) {
+                Some(wait) if !wait.is_zero() => batches.recv_timeout(wait),
+                _ => batches.try_recv().map_err(|e| match e {
+                    crossbeam_channel::TryRecvError::Empty => RecvTimeoutError::Timeout,
+                    crossbeam_channel::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                }),
+            };
+            match next {
+                Ok(batch) => take_in(batch, &mut at, &mut dirty),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => {
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        for board in dirty.drain(..) {
+            board.publish(at);
+        }
+        position.send_replace(at);
+        last_round = Some(Instant::now());
+        if ended {
+            break;
+        }
+    }
+}
+
+/// Applies a durable batch's notes to their boards; `dirty` gains every
+/// board that moved for the first time this round.
+fn take_in(batch: DurableBatch, at: &mut u64, dirty: &mut Vec<Arc<SeatBoard>>) {
+    *at = batch.position;
+    for note in batch.notes {
+        if let Ok(note) = note.downcast::<SeatNote>() {
+            let board = Arc::clone(&note.board);
+            if board.apply(*note) {
+                dirty.push(board);
+            }
+        }
+    }
+}

@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::dev::ServerHandle;
 use boxoffice::app::Application;
 use boxoffice::auth::issuer::LocalIssuer;
 use boxoffice::clock::SystemClock;
@@ -35,14 +34,14 @@ const SECTIONS: usize = 20;
 
 struct Server {
     target: Target,
-    handle: ServerHandle,
+    handle: boxoffice::http::server::StopHandle,
     thread: Option<std::thread::JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        actix_web::rt::System::new().block_on(self.handle.stop(true));
+        actix_web::rt::System::new().block_on(self.handle.stop());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

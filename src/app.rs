@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use actix_web::dev::{Server, ServerHandle};
+use actix_web::dev::Server;
 use actix_web::web;
 use anyhow::Context;
 
@@ -24,7 +24,8 @@ use crate::config::{PanicIn, ServeArgs};
 use crate::data_dir;
 use crate::http::queue::Streams;
 use crate::http::rate::FanRate;
-use crate::http::server::{Drain, HttpSettings};
+use crate::http::server::{Drain, HttpSettings, StopHandle};
+use crate::http::streams::SeatStreams;
 use crate::http::{self, AppState};
 use crate::idempotency::IdempotencyStore;
 use crate::journal::{JournalConfig, Store};
@@ -210,6 +211,7 @@ impl Application {
             check_ins_refused: Default::default(),
             admission_key: AdmissionKey::load_or_create(data_dir)?,
             queue_streams: Arc::new(Streams::new(args.queue_streams_max as usize)),
+            seat_streams: Arc::new(SeatStreams::new(args.seat_streams_max as usize)),
         });
         let listener = TcpListener::bind(&args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -234,8 +236,13 @@ impl Application {
         self.port
     }
 
-    pub fn handle(&self) -> ServerHandle {
-        self.server.handle()
+    pub fn handle(&self) -> StopHandle {
+        let (drain, timeout) = (Arc::clone(&self.drain), self.shutdown_timeout);
+        StopHandle {
+            server: self.server.handle(),
+            drain,
+            timeout,
+        }
     }
 
     /// On SIGTERM or SIGINT: mark not ready, wait the shutdown delay,

@@ -456,6 +456,13 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     pub queue_streams_max: u64,
 
+    /// Most seat streams (`GET .../sections/{section}/stream`) open at
+    /// once; past it clients are told to read the seat map instead (503).
+    /// Each holds a connection and about 1 KB besides.
+    #[arg(long, env = "BOXOFFICE_SEAT_STREAMS_MAX", default_value_t = 20_000,
+          value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    pub seat_streams_max: u64,
+
     /// Most requests in flight per section, however fast it answers; its
     /// limit moves below this with latency (`--latency-target-ms`), and a
     /// request past it is answered 503 with Retry-After.

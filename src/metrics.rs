@@ -66,6 +66,9 @@ pub struct EdgeCounts<'a> {
     pub fan_rate_limited: u64,
     /// Check-ins refused, by reason.
     pub check_ins_refused: &'a [(&'a str, u64)],
+    /// Seat streams open now, and cut since start for falling behind.
+    pub seat_streams_open: usize,
+    pub seat_streams_cut: u64,
 }
 
 pub struct Metrics {
@@ -91,6 +94,8 @@ pub struct Metrics {
     holds_refused: IntCounterVec,
     receipts_refused: IntCounterVec,
     fan_rate_limited: prometheus::IntCounter,
+    seat_streams: IntGauge,
+    seat_streams_cut: prometheus::IntCounter,
     check_ins_refused: IntCounterVec,
     room_fans: IntGaugeVec,
     room_changes: IntCounterVec,
@@ -262,6 +267,21 @@ impl Metrics {
                 let c = prometheus::IntCounter::new(
                     "boxoffice_fan_rate_limited_total",
                     "Hold attempts refused because their fan tried too fast (429), or the rate limiter tracked too many fans (503)",
+                )
+                .expect("a valid metric");
+                registry.register(Box::new(c.clone())).expect("unique");
+                c
+            },
+            seat_streams: {
+                let g = IntGauge::new("boxoffice_seat_streams", "Seat streams open")
+                    .expect("a valid metric");
+                registry.register(Box::new(g.clone())).expect("unique");
+                g
+            },
+            seat_streams_cut: {
+                let c = prometheus::IntCounter::new(
+                    "boxoffice_seat_streams_cut_total",
+                    "Seat streams ended for falling too far behind (their clients reconnect and catch up)",
                 )
                 .expect("a valid metric");
                 registry.register(Box::new(c.clone())).expect("unique");
@@ -446,6 +466,8 @@ impl Metrics {
             set(&self.receipts_refused.with_label_values(&[reason]), n);
         }
         set(&self.fan_rate_limited, edge.fan_rate_limited);
+        self.seat_streams.set(edge.seat_streams_open as i64);
+        set(&self.seat_streams_cut, edge.seat_streams_cut);
         for (reason, n) in edge.check_ins_refused {
             set(&self.check_ins_refused.with_label_values(&[reason]), *n);
         }

@@ -66,3 +66,189 @@ fn a_change_is_shown_once_durable_and_reads_pass_a_full_section() {
     assert!(s.states("A").starts_with("hff"));
     assert_eq!(held(&s), 1);
 }
+
+/// One server-sent event.
+#[derive(Debug)]
+struct Sse {
+    event: String,
+    id: u64,
+    data: serde_json::Value,
+}
+
+/// A section's seat stream, read as it comes.
+struct SeatStream(std::io::BufReader<Box<dyn std::io::Read + Send + Sync>>);
+
+impl SeatStream {
+    /// Opens section `section`'s stream, resuming after `last` if given;
+    /// the status and body of a refusal.
+    fn open(
+        s: &TestServer,
+        section: &str,
+        last: Option<&str>,
+    ) -> Result<SeatStream, (u16, String)> {
+        let mut r = agent().get(&format!(
+            "{}/v1/events/demo/sections/{section}/stream",
+            s.base
+        ));
+        if let Some(last) = last {
+            r = r.set("Last-Event-ID", last);
+        }
+        match r.call() {
+            Ok(r) => {
+                assert_eq!(r.content_type(), "text/event-stream");
+                Ok(SeatStream(std::io::BufReader::new(r.into_reader())))
+            }
+            Err(ureq::Error::Status(status, r)) => {
+                assert_eq!(
+                    r.header("Retry-After").filter(|_| status == 503),
+                    (status == 503).then_some("5")
+                );
+                Err((status, r.into_string().unwrap()))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// The next event (comments and `retry:` skipped), `None` once the
+    /// stream ended.
+    fn next(&mut self) -> Option<Sse> {
+        use std::io::BufRead;
+        let (mut event, mut id, mut data) = (String::new(), None, None);
+        loop {
+            let mut line = String::new();
+            if self.0.read_line(&mut line).unwrap() == 0 {
+                return None;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                if let Some(data) = data.take() {
+                    return Some(Sse {
+                        event,
+                        id: id.expect("every event has an id"),
+                        data,
+                    });
+                }
+                continue;
+            }
+            if let Some(v) = line.strip_prefix("event: ") {
+                event = v.to_owned();
+            } else if let Some(v) = line.strip_prefix("id: ") {
+                id = Some(v.parse().unwrap());
+            } else if let Some(v) = line.strip_prefix("data: ") {
+                data = Some(serde_json::from_str(v).unwrap());
+            }
+        }
+    }
+}
+
+fn indices(v: &serde_json::Value) -> Vec<u64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect()
+}
+
+/// The whole state first, then each durable change with its journal
+/// position; a reconnect with `Last-Event-ID` gets exactly what it
+/// missed, and an id the server does not keep gets the whole state.
+#[test]
+fn a_seat_stream_sends_each_change_and_resumes_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path());
+    let mut stream = SeatStream::open(&s, "A", None).unwrap();
+    let first = stream.next().unwrap();
+    assert_eq!(first.event, "seats");
+    assert_eq!(first.data["position"], first.id);
+    let states = first.data["states"].as_str().unwrap();
+    assert_eq!(states.len(), 720);
+    assert!(states.bytes().all(|b| b == b'f'));
+    assert_eq!(
+        (first.data["free"].as_u64(), first.data["held"].as_u64()),
+        (Some(720), Some(0))
+    );
+
+    // Seats A/1/1 and A/1/2 are the map's first two.
+    let hold = s.hold("A", &["A/1/1", "A/1/2"]);
+    let changed = stream.next().unwrap();
+    assert_eq!(changed.event, "changes");
+    assert!(changed.id > first.id);
+    assert_eq!(changed.data["since"], first.id);
+    assert_eq!(indices(&changed.data["held"]), [0, 1]);
+    assert_eq!(indices(&changed.data["free"]), Vec::<u64>::new());
+    assert_eq!(changed.data["held"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        (changed.data["free"].as_u64(), changed.data["held"].as_u64()),
+        (None, None)
+    );
+    drop(stream);
+
+    // Missed while away: the release and another hold.
+    let released = s.delete(&format!("/v1/holds/{}", hold["id"].as_str().unwrap()));
+    assert_eq!(released.status, 204, "{released:?}");
+    s.hold("A", &["A/1/3"]);
+    let mut resumed = SeatStream::open(&s, "A", Some(&changed.id.to_string())).unwrap();
+    let (mut freed, mut held) = (Vec::new(), Vec::new());
+    let mut since = changed.id;
+    while held.is_empty() {
+        let e = resumed.next().unwrap();
+        assert_eq!(e.event, "changes", "only what was missed: {e:?}");
+        assert_eq!(e.data["since"], since, "no gap, nothing twice");
+        since = e.id;
+        freed.extend(indices(&e.data["free"]));
+        held.extend(indices(&e.data["held"]));
+    }
+    assert_eq!((freed, held), (vec![0, 1], vec![2]));
+    drop(resumed);
+
+    // An id it never sent, or garbage: the whole state, as it is now.
+    for last in ["999999999", "not a number"] {
+        let mut again = SeatStream::open(&s, "A", Some(last)).unwrap();
+        let e = again.next().unwrap();
+        assert_eq!(e.event, "seats");
+        assert_eq!(e.id, since);
+        assert!(e.data["states"].as_str().unwrap().starts_with("ffhf"));
+        assert_eq!(e.data["held"], 1);
+    }
+
+    let none = SeatStream::open(&s, "NOPE", None).err().unwrap();
+    assert_eq!(none.0, 404);
+}
+
+/// No more streams than `--seat-streams-max`; a closed one gives its
+/// place back (the server learns of it when it next writes to it: at the
+/// section's next change, or the keep-alive).
+#[test]
+fn seat_streams_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = args(dir.path());
+    a.seat_streams_max = 1;
+    let s = TestServer::start_with(
+        a,
+        std::sync::Arc::new(boxoffice::clock::ManualClock::new(T0_MS)),
+    );
+    let mut one = SeatStream::open(&s, "B", None).unwrap();
+    assert_eq!(one.next().unwrap().event, "seats");
+    let refused = SeatStream::open(&s, "A", None).err().unwrap();
+    assert_eq!(refused.0, 503);
+    assert!(
+        refused.1.contains("urn:boxoffice:problem:overloaded"),
+        "{}",
+        refused.1
+    );
+    drop(one);
+    let began = Instant::now();
+    for seat in 1.. {
+        match SeatStream::open(&s, "A", None) {
+            Ok(mut s) => {
+                assert_eq!(s.next().unwrap().event, "seats");
+                break;
+            }
+            Err((503, _)) if began.elapsed() < Duration::from_secs(5) => {
+                s.hold("B", &[&format!("B/1/{seat}")]);
+                std::thread::sleep(Duration::from_millis(30));
+            }
+            Err(e) => panic!("the closed stream's place never came back: {e:?}"),
+        }
+    }
+}

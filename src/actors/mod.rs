@@ -29,6 +29,6 @@ pub use section::{
     SectionSettings, SectionStats, WhatToHold, CHANGE_KINDS, EXPIRIES_PER_STEP_MAX,
 };
 pub use views::{
-    Publication, Publisher, SeatBoard, SeatsPublished, Start, Subscription, ROUND_INTERVAL,
-    STREAM_BUFFER,
+    Publication, Publisher, SeatBoard, SeatsPublished, Start, Subscription, FREE, HELD,
+    ROUND_INTERVAL, SOLD, STREAM_BUFFER,
 };

@@ -319,3 +319,140 @@ fn take_in(batch: DurableBatch, at: &mut u64, dirty: &mut Vec<Arc<SeatBoard>>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::CategoryCounts;
+
+    fn counts(free: u32, held: u32) -> SectionCounts {
+        let c = CategoryCounts {
+            free,
+            held,
+            sold: 0,
+        };
+        SectionCounts {
+            total: c,
+            by_category: vec![c],
+        }
+    }
+
+    fn board(seats: usize) -> Arc<SeatBoard> {
+        let states = "f".repeat(seats);
+        Arc::new(SeatBoard::new(states, counts(seats as u32, 0), 10))
+    }
+
+    fn note(board: &Arc<SeatBoard>, seats: &[u32], to: u8, held: u32) -> SeatNote {
+        SeatNote {
+            board: Arc::clone(board),
+            seats: seats.into(),
+            to,
+            counts: counts(100 - held, held),
+        }
+    }
+
+    /// Changes between two publications become one: each seat once, in
+    /// order, in the state it ended in; the view moves with it.
+    #[test]
+    fn a_round_publishes_each_seat_once_in_its_last_state() {
+        let b = board(100);
+        let mut sub = b.subscribe(None);
+        assert!(matches!(sub.start, Start::Whole(ref v) if v.position == 10));
+        assert!(b.apply(note(&b, &[7, 3], HELD, 2)), "the first change dirties");
+        assert!(!b.apply(note(&b, &[7, 3], FREE, 0)), "the rest do not");
+        assert!(!b.apply(note(&b, &[5], SOLD, 0)));
+        b.publish(12);
+        let p = sub.rx.try_recv().unwrap();
+        assert_eq!((p.since, p.position), (10, 12));
+        assert_eq!(p.seats, [(3, FREE), (5, SOLD), (7, FREE)]);
+        let view = b.view();
+        assert_eq!(view.position, 12);
+        assert_eq!(&view.states[..8], "fffffsff");
+        assert!(sub.rx.try_recv().is_err(), "one publication a round");
+    }
+
+    /// A stream that saw position `p` gets exactly what came after it
+    /// while the board keeps it, the whole state once it does not, and
+    /// nothing when it saw the latest.
+    #[test]
+    fn a_resumed_stream_gets_what_it_missed_or_the_whole_state() {
+        let b = board(100);
+        for i in 0..80u32 {
+            b.apply(note(&b, &[i], HELD, i + 1));
+            b.publish(11 + u64::from(i));
+        }
+        // Positions 11..=90 published; the board keeps at least the last
+        // RING_PUBLICATIONS_MIN.
+        let Start::Missed(missed) = b.subscribe(Some(80)).start else {
+            panic!("80 is kept");
+        };
+        assert_eq!(missed.len(), 10);
+        assert_eq!(missed[0].since, 80);
+        for pair in missed.windows(2) {
+            assert_eq!(pair[1].since, pair[0].position, "a chain, no gap");
+        }
+        assert_eq!(missed.last().unwrap().position, 90);
+        assert!(matches!(b.subscribe(Some(90)).start, Start::Missed(ref m) if m.is_empty()));
+        // Past a section's worth of seats (100) and the minimum kept,
+        // the oldest go: the whole state instead.
+        for i in 0..60u32 {
+            b.apply(note(&b, &[i], FREE, 0));
+            b.publish(91 + u64::from(i));
+        }
+        assert!(matches!(b.subscribe(Some(11)).start, Start::Whole(ref v) if v.position == 150));
+        assert!(matches!(b.subscribe(Some(7_000)).start, Start::Whole(_)));
+        let kept = lock(&b.inner).ring.len();
+        assert!((RING_PUBLICATIONS_MIN..=101).contains(&kept), "{kept}");
+    }
+
+    /// A stream that stops reading holds no queue of its own: the
+    /// publications are shared and bounded, and when it reads again it
+    /// learns it fell behind (the HTTP layer then ends it).
+    #[test]
+    fn a_stream_that_stops_reading_falls_behind_and_is_told() {
+        let b = board(1000);
+        let mut idle = b.subscribe(None);
+        for i in 0..(STREAM_BUFFER as u32 * 3) {
+            b.apply(note(&b, &[i], HELD, 1));
+            b.publish(11 + u64::from(i));
+        }
+        assert!(lock(&b.inner).ring.len() <= RING_PUBLICATIONS_MAX);
+        assert!(matches!(
+            idle.rx.try_recv(),
+            Err(broadcast::error::TryRecvError::Lagged(_))
+        ));
+    }
+
+    /// The publisher applies every durable batch's notes in order and
+    /// publishes the boards that moved; its position follows the journal.
+    #[test]
+    fn the_publisher_follows_the_durable_batches() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (publisher, thread) = Publisher::start(rx, 10);
+        let b = board(100);
+        let mut sub = b.subscribe(None);
+        let batch = |position, notes: Vec<SeatNote>| DurableBatch {
+            position,
+            notes: notes.into_iter().map(|n| Box::new(n) as crate::journal::Note).collect(),
+        };
+        tx.send(batch(11, vec![note(&b, &[1, 2], HELD, 2)])).unwrap();
+        tx.send(batch(12, vec![])).unwrap();
+        tx.send(batch(13, vec![note(&b, &[2], FREE, 1)])).unwrap();
+        drop(tx);
+        thread.join().unwrap();
+        assert_eq!(*publisher.position().borrow(), 13);
+        let view = b.view();
+        assert_eq!(view.position, 13);
+        assert_eq!(&view.states[..4], "fhff");
+        assert_eq!(view.counts.total.held, 1);
+        // However the batches fell into rounds, the stream's chain ends
+        // at 13 with seat 1 held and seat 2 free.
+        let mut last = None;
+        while let Ok(p) = sub.rx.try_recv() {
+            last = Some(p);
+        }
+        let last = last.unwrap();
+        assert_eq!(last.position, 13);
+        assert!(last.seats.contains(&(2, FREE)));
+    }
+}

@@ -238,6 +238,34 @@ pub struct SeatMapDto {
     pub states: String,
 }
 
+/// A section's whole state, first on its seat stream.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeatStatesDto<'a> {
+    /// The journal position this state stands at (the event's `id`).
+    pub position: u64,
+    #[serde(flatten)]
+    pub availability: Availability,
+    /// One of `f` (free), `h` (held), `s` (sold) per seat, in the order of
+    /// the seat map's `ids`; empty for a standing section.
+    pub states: &'a str,
+}
+
+/// What changed in a section between two positions of its seat stream:
+/// each seat (an index into the seat map's `ids`) that changed, under the
+/// state it is in now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeatChangesDto {
+    /// The journal position this stands at (the event's `id`).
+    pub position: u64,
+    /// The position of the stream's previous event.
+    pub since: u64,
+    #[serde(flatten)]
+    pub availability: Availability,
+    pub free: Vec<u32>,
+    pub held: Vec<u32>,
+    pub sold: Vec<u32>,
+}
+
 pub fn kind_name(layout: &SectionLayout) -> &'static str {
     match layout.kind {
         SectionKind::Seated(_) => "seated",

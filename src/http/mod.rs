@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod queue;
 pub mod rate;
 pub mod server;
+pub mod streams;
 mod tickets;
 
 use std::future::Future;
@@ -78,6 +79,8 @@ pub struct AppState {
     pub admission_key: crate::auth::admission::AdmissionKey,
     /// Waiting-room streams open now, and the most kept at once.
     pub queue_streams: Arc<queue::Streams>,
+    /// Seat streams open now, and the most kept at once.
+    pub seat_streams: Arc<streams::SeatStreams>,
 }
 
 impl AppState {
@@ -187,6 +190,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource(
         "/v1/bookings/{id}/cancel",
         [(post.clone(), route().to(cancel_booking))],
+    ))
+    .service(resource(
+        "/v1/events/{event}/sections/{section}/stream",
+        [(get.clone(), route().to(streams::seat_stream))],
     ))
     .service(resource(
         "/v1/events/{event}/waiting-room",

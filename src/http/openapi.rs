@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use super::error::{Problem, PROBLEM_JSON};
 use super::handlers;
 use super::queue;
+use super::streams;
 use super::tickets;
 use crate::api::dto::*;
 use crate::auth::receipt::RECEIPT_LEN_MAX;
@@ -42,6 +43,7 @@ use crate::layout::{
         queue::join_queue,
         queue::my_place,
         queue::my_place_stream,
+        streams::seat_stream,
         handlers::list_outbox,
         handlers::retry_outbox,
         handlers::create_snapshot,
@@ -57,7 +59,7 @@ use crate::layout::{
         OutboxEntryDto, OutboxListDto, SnapshotFileDto, SnapshotListDto,
         EventSpec, CategorySpec, VenueSpec, SectionSpec, RowSpec, StandingSpec,
         SalePhaseSpec, SalePhasesRequest, TicketDto, CheckInRequest, CheckInDto,
-        WaitingRoomSpec, WaitingRoomDto, QueueStandingDto,
+        WaitingRoomSpec, WaitingRoomDto, QueueStandingDto, SeatStatesDto, SeatChangesDto,
     )),
     modifiers(&AdminToken),
 )]

@@ -7,6 +7,7 @@
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::dev::{Server, ServerHandle};
@@ -114,5 +115,22 @@ impl Drain {
         }
         // Nothing is in flight: what connections remain are idle.
         server.stop(false).await;
+    }
+}
+
+/// Stops a server as a signal does (not ready, streams end, what is in
+/// flight is answered within the timeout), without the delay for load
+/// balancers: for whoever embeds the server (tests, benches).
+#[derive(Clone)]
+pub struct StopHandle {
+    pub server: ServerHandle,
+    pub drain: Arc<Drain>,
+    pub timeout: Duration,
+}
+
+impl StopHandle {
+    pub async fn stop(&self) {
+        let server = self.server.clone();
+        self.drain.stop(server, Duration::ZERO, self.timeout).await;
     }
 }

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use actix_web::dev::ServerHandle;
 use boxoffice::app::Application;
 use boxoffice::clock::{Clock, ManualClock};
 use boxoffice::config::ServeArgs;
@@ -30,7 +29,7 @@ pub struct TestServer {
     /// The default fan's token (`fan-1`, a fanclub member): sent with
     /// every request that does not carry its own `Authorization`.
     pub token: String,
-    handle: ServerHandle,
+    handle: boxoffice::http::server::StopHandle,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -191,7 +190,7 @@ impl TestServer {
     fn shutdown(&mut self) {
         if let Some(t) = self.thread.take() {
             let h = self.handle.clone();
-            actix_web::rt::System::new().block_on(h.stop(true));
+            actix_web::rt::System::new().block_on(h.stop());
             t.join().unwrap();
         }
     }

@@ -1,0 +1,246 @@
+//! Seat streams: a section's seats as server-sent events, live.
+//!
+//! `GET /v1/events/{event}/sections/{section}/stream` sends the section's
+//! whole state (`event: seats`), then every publication of its board
+//! (`event: changes`: the seats that changed, by state, and the counts),
+//! each with its journal position as the `id:`. A reconnect with
+//! `Last-Event-ID` gets what it missed while the board keeps it, or the
+//! whole state again. Everything shown is durable (see `actors::views`).
+//!
+//! Bounds: at most `--seat-streams-max` streams at once (503 past it); a
+//! stream more than `STREAM_BUFFER` publications behind is cut (its
+//! client reconnects and catches up), so a client that stops reading
+//! costs a slot and a receiver, never a growing queue; publications are
+//! rendered once and shared by every stream.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::header::{CacheControl, CacheDirective};
+use actix_web::http::StatusCode;
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpRequest, HttpResponse};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::error::{ApiError, Problem};
+use super::handlers::event_entry;
+use super::AppState;
+use crate::actors::{Publication, SeatsPublished, Start};
+use crate::api::dto::{SeatChangesDto, SeatStatesDto};
+
+/// A comment line this often keeps proxies from closing a quiet stream.
+pub const KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// How often a quiet stream looks whether the server is stopping.
+const DRAIN_POLL: Duration = Duration::from_secs(1);
+
+/// The seat streams open, bounded, and how many were cut for falling
+/// behind.
+pub struct SeatStreams {
+    open: AtomicUsize,
+    max: usize,
+    cut: AtomicU64,
+}
+
+impl SeatStreams {
+    pub fn new(max: usize) -> SeatStreams {
+        SeatStreams {
+            open: AtomicUsize::new(0),
+            max,
+            cut: AtomicU64::new(0),
+        }
+    }
+
+    fn take(self: &Arc<Self>) -> Option<SeatStreamSlot> {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(SeatStreamSlot(Arc::clone(self)))
+    }
+
+    /// Streams open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Streams cut since start for falling `STREAM_BUFFER` behind.
+    pub fn cut(&self) -> u64 {
+        self.cut.load(Ordering::Relaxed)
+    }
+}
+
+/// A place among the seat streams open; given back however it ends.
+struct SeatStreamSlot(Arc<SeatStreams>);
+
+impl Drop for SeatStreamSlot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The frame of a section's whole state.
+fn whole_frame(view: &SeatsPublished) -> Bytes {
+    let dto = SeatStatesDto {
+        position: view.position,
+        availability: view.counts.total.into(),
+        states: &view.states,
+    };
+    let json = serde_json::to_string(&dto).expect("seat states serialize");
+    Bytes::from(format!(
+        "id: {}\nevent: seats\ndata: {json}\n\n",
+        view.position
+    ))
+}
+
+/// A publication's frame, rendered by the first stream that sends it.
+fn changes_frame(p: &Publication) -> Bytes {
+    p.frame
+        .get_or_init(|| {
+            let mut dto = SeatChangesDto {
+                position: p.position,
+                since: p.since,
+                availability: p.counts.total.into(),
+                free: Vec::new(),
+                held: Vec::new(),
+                sold: Vec::new(),
+            };
+            for &(seat, state) in &p.seats {
+                match state {
+                    crate::actors::HELD => dto.held.push(seat),
+                    crate::actors::SOLD => dto.sold.push(seat),
+                    _ => dto.free.push(seat),
+                }
+            }
+            let json = serde_json::to_string(&dto).expect("seat changes serialize");
+            Bytes::from(format!(
+                "id: {}\nevent: changes\ndata: {json}\n\n",
+                p.position
+            ))
+        })
+        .clone()
+}
+
+struct SeatWatch {
+    state: web::Data<AppState>,
+    /// Frames to send before the live ones (the start).
+    first: VecDeque<Bytes>,
+    rx: tokio::sync::broadcast::Receiver<Arc<Publication>>,
+    /// Position of the last frame sent: live publications up to it were
+    /// in the start already.
+    seen: u64,
+    quiet: Duration,
+    _slot: SeatStreamSlot,
+}
+
+impl SeatWatch {
+    async fn next(mut self) -> Option<(Result<Bytes, Infallible>, SeatWatch)> {
+        if let Some(frame) = self.first.pop_front() {
+            return Some((Ok(frame), self));
+        }
+        loop {
+            if self.state.drain.is_shutting_down() {
+                return None;
+            }
+            let wait = DRAIN_POLL.min(KEEPALIVE.saturating_sub(self.quiet));
+            match tokio::time::timeout(wait, self.rx.recv()).await {
+                Ok(Ok(p)) if p.position <= self.seen => {}
+                Ok(Ok(p)) => {
+                    self.seen = p.position;
+                    self.quiet = Duration::ZERO;
+                    return Some((Ok(changes_frame(&p)), self));
+                }
+                Ok(Err(RecvError::Lagged(_))) => {
+                    self.state.seat_streams.cut.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+                Ok(Err(RecvError::Closed)) => return None,
+                Err(_) => {
+                    self.quiet += wait;
+                    if self.quiet >= KEEPALIVE {
+                        self.quiet = Duration::ZERO;
+                        return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), self));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A section's seats, live, as server-sent events: first `event: seats`
+/// (a SeatStatesDto: every seat's state, one letter each, in the order of
+/// the seat map's `ids`), then `event: changes` (a SeatChangesDto: the
+/// seats that changed since, by the state they are in now) whenever some
+/// did, at most every 25 ms. Each event's `id` is the journal position it
+/// stands at; reconnect with `Last-Event-ID` to get what you missed (or
+/// the whole state again, when that is too old). Only durable changes are
+/// sent. A comment line every 15 s keeps proxies from closing the stream.
+/// A stream that falls 128 publications behind is ended: reconnect.
+#[utoipa::path(get, path = "/v1/events/{event}/sections/{section}/stream", tag = "events",
+    params(("event" = String, Path), ("section" = String, Path),
+        ("Last-Event-ID" = Option<String>, Header, description = "The `id` of the last event received: resume after it")),
+    responses((status = 200, description = "`text/event-stream` of `seats` (SeatStatesDto) then `changes` (SeatChangesDto) events", content_type = "text/event-stream", body = String),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "As many seat streams open as the server keeps (`--seat-streams-max`); see Retry-After", body = Problem, content_type = "application/problem+json")))]
+pub async fn seat_stream(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (event, section) = path.into_inner();
+    let e = event_entry(&state, &event)?;
+    let s = e.section(&section).ok_or_else(|| {
+        ApiError::not_found(
+            "section-not-found",
+            format!("event {event:?} has no section {section:?}"),
+        )
+    })?;
+    let slot = state.seat_streams.take().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "Too busy",
+            "as many seat streams are open as this server keeps: read GET .../seats instead",
+        )
+        .retry_after(5)
+    })?;
+    // An id this server did not send (or garbage) gets the whole state.
+    let seen = req
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let subscription = s.board.subscribe(seen);
+    let mut first = VecDeque::new();
+    first.push_back(Bytes::from_static(b"retry: 1000\n\n"));
+    let seen = match subscription.start {
+        Start::Whole(view) => {
+            first.push_back(whole_frame(&view));
+            view.position
+        }
+        Start::Missed(missed) => {
+            let mut at = seen.unwrap_or(0);
+            for p in &missed {
+                first.push_back(changes_frame(p));
+                at = p.position;
+            }
+            at
+        }
+    };
+    let watch = SeatWatch {
+        state: state.clone(),
+        first,
+        rx: subscription.rx,
+        seen,
+        quiet: Duration::ZERO,
+        _slot: slot,
+    };
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(CacheControl(vec![CacheDirective::NoCache]))
+        .streaming(futures_util::stream::unfold(watch, SeatWatch::next)))
+}

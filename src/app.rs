@@ -22,10 +22,9 @@ use crate::auth::Verifier;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{PanicIn, ServeArgs};
 use crate::data_dir;
-use crate::http::queue::Streams;
 use crate::http::rate::FanRate;
 use crate::http::server::{Drain, HttpSettings, StopHandle};
-use crate::http::streams::SeatStreams;
+use crate::http::streams::Streams;
 use crate::http::{self, AppState};
 use crate::idempotency::IdempotencyStore;
 use crate::journal::{JournalConfig, Store};
@@ -210,8 +209,8 @@ impl Application {
             scanner_token: args.scanner_token.clone(),
             check_ins_refused: Default::default(),
             admission_key: AdmissionKey::load_or_create(data_dir)?,
-            queue_streams: Arc::new(Streams::new(args.queue_streams_max as usize)),
-            seat_streams: Arc::new(SeatStreams::new(args.seat_streams_max as usize)),
+            feed_token: args.feed_token.clone(),
+            streams: Streams::from_args(&args),
         });
         let listener = TcpListener::bind(&args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;

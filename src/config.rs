@@ -379,6 +379,12 @@ pub struct ServeArgs {
     #[arg(long, env = "BOXOFFICE_SCANNER_TOKEN", hide_env_values = true)]
     pub scanner_token: Option<String>,
 
+    /// Bearer token of the services that read the change feed (`GET
+    /// /v1/events/{event}/changes`), which carries fans' ids and emails;
+    /// the admin token reads it too. Never the admin or scanner token.
+    #[arg(long, env = "BOXOFFICE_FEED_TOKEN", hide_env_values = true)]
+    pub feed_token: Option<String>,
+
     /// The shard map (TOML: which shard owns which events). With it (and
     /// `--shard`), the server serves only its own events and answers
     /// `421` naming the owner for any other; without it, it serves every
@@ -462,6 +468,12 @@ pub struct ServeArgs {
     #[arg(long, env = "BOXOFFICE_SEAT_STREAMS_MAX", default_value_t = 20_000,
           value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     pub seat_streams_max: u64,
+
+    /// Most change feeds (`GET /v1/events/{event}/changes`) open at once;
+    /// each reads the journal while it catches up.
+    #[arg(long, env = "BOXOFFICE_FEED_STREAMS_MAX", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub feed_streams_max: u64,
 
     /// Most requests in flight per section, however fast it answers; its
     /// limit moves below this with latency (`--latency-target-ms`), and a
@@ -729,6 +741,7 @@ impl ServeArgs {
             ),
             ("--smtp-url (BOXOFFICE_SMTP_URL)", &self.smtp_url),
             ("--ticket-key (BOXOFFICE_TICKET_KEY)", &self.ticket_key),
+            ("--feed-token (BOXOFFICE_FEED_TOKEN)", &self.feed_token),
         ];
         for (name, value) in named {
             let Some(v) = value else { continue };
@@ -745,6 +758,7 @@ impl ServeArgs {
                 "--scanner-token (BOXOFFICE_SCANNER_TOKEN)",
                 &self.scanner_token,
             ),
+            ("--feed-token (BOXOFFICE_FEED_TOKEN)", &self.feed_token),
         ];
         for (name, token) in service_tokens {
             let Some(token) = token else { continue };
@@ -758,6 +772,13 @@ impl ServeArgs {
         if self.scanner_token.is_some() && self.scanner_token == self.admin_token {
             anyhow::bail!(
                 "--scanner-token (BOXOFFICE_SCANNER_TOKEN) is the admin token: give the scanners their own"
+            );
+        }
+        if self.feed_token.is_some()
+            && (self.feed_token == self.admin_token || self.feed_token == self.scanner_token)
+        {
+            anyhow::bail!(
+                "--feed-token (BOXOFFICE_FEED_TOKEN) is the admin or the scanner token: give the feed its own"
             );
         }
         Ok(())

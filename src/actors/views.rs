@@ -358,7 +358,10 @@ mod tests {
         let b = board(100);
         let mut sub = b.subscribe(None);
         assert!(matches!(sub.start, Start::Whole(ref v) if v.position == 10));
-        assert!(b.apply(note(&b, &[7, 3], HELD, 2)), "the first change dirties");
+        assert!(
+            b.apply(note(&b, &[7, 3], HELD, 2)),
+            "the first change dirties"
+        );
         assert!(!b.apply(note(&b, &[7, 3], FREE, 0)), "the rest do not");
         assert!(!b.apply(note(&b, &[5], SOLD, 0)));
         b.publish(12);
@@ -433,9 +436,13 @@ mod tests {
         let mut sub = b.subscribe(None);
         let batch = |position, notes: Vec<SeatNote>| DurableBatch {
             position,
-            notes: notes.into_iter().map(|n| Box::new(n) as crate::journal::Note).collect(),
+            notes: notes
+                .into_iter()
+                .map(|n| Box::new(n) as crate::journal::Note)
+                .collect(),
         };
-        tx.send(batch(11, vec![note(&b, &[1, 2], HELD, 2)])).unwrap();
+        tx.send(batch(11, vec![note(&b, &[1, 2], HELD, 2)]))
+            .unwrap();
         tx.send(batch(12, vec![])).unwrap();
         tx.send(batch(13, vec![note(&b, &[2], FREE, 1)])).unwrap();
         drop(tx);

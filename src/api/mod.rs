@@ -9,6 +9,7 @@
 //! first request got.
 
 pub mod dto;
+pub mod feed;
 
 use bytes::Bytes;
 

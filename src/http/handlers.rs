@@ -815,8 +815,8 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         crate::metrics::EdgeCounts {
             fan_rate_limited: state.fan_rate.as_ref().map_or(0, |r| r.limited()),
             check_ins_refused: &state.check_ins_refused.counts(),
-            seat_streams_open: state.seat_streams.open(),
-            seat_streams_cut: state.seat_streams.cut(),
+            seat_streams_open: state.streams.seats.open(),
+            seat_streams_cut: state.streams.seats.cut(),
         },
     );
     HttpResponse::Ok()

@@ -9,6 +9,7 @@
 //!   and by tests alike.
 
 pub mod error;
+mod feed;
 mod handlers;
 pub mod openapi;
 pub mod queue;
@@ -77,10 +78,11 @@ pub struct AppState {
     pub check_ins_refused: tickets::CheckInRefusals,
     /// Signs the admissions of events' waiting rooms, and checks them.
     pub admission_key: crate::auth::admission::AdmissionKey,
-    /// Waiting-room streams open now, and the most kept at once.
-    pub queue_streams: Arc<queue::Streams>,
-    /// Seat streams open now, and the most kept at once.
-    pub seat_streams: Arc<streams::SeatStreams>,
+    /// Bearer token of the services that read the change feed.
+    pub feed_token: Option<String>,
+    /// The streams open now (waiting room, seats, change feeds), and the
+    /// most kept at once.
+    pub streams: streams::Streams,
 }
 
 impl AppState {
@@ -194,6 +196,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource(
         "/v1/events/{event}/sections/{section}/stream",
         [(get.clone(), route().to(streams::seat_stream))],
+    ))
+    .service(resource(
+        "/v1/events/{event}/changes",
+        [(get.clone(), route().to(feed::changes))],
     ))
     .service(resource(
         "/v1/events/{event}/waiting-room",

@@ -10,6 +10,7 @@ use utoipa::{Modify, OpenApi};
 use serde_json::{json, Value};
 
 use super::error::{Problem, PROBLEM_JSON};
+use super::feed;
 use super::handlers;
 use super::queue;
 use super::streams;
@@ -44,6 +45,7 @@ use crate::layout::{
         queue::my_place,
         queue::my_place_stream,
         streams::seat_stream,
+        feed::changes,
         handlers::list_outbox,
         handlers::retry_outbox,
         handlers::create_snapshot,
@@ -60,6 +62,7 @@ use crate::layout::{
         EventSpec, CategorySpec, VenueSpec, SectionSpec, RowSpec, StandingSpec,
         SalePhaseSpec, SalePhasesRequest, TicketDto, CheckInRequest, CheckInDto,
         WaitingRoomSpec, WaitingRoomDto, QueueStandingDto, SeatStatesDto, SeatChangesDto,
+        crate::api::feed::FeedEntryDto, crate::api::feed::FeedChangeDto,
     )),
     modifiers(&AdminToken),
 )]
@@ -80,6 +83,15 @@ impl Modify for AdminToken {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some("The door scanners' token (`--scanner-token`)"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "feed_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The change feed's readers' token (`--feed-token`)"))
                     .build(),
             ),
         );

@@ -381,7 +381,8 @@ pub async fn my_place_stream(
         return Ok(HttpResponse::NoContent().finish());
     }
     let slot = state
-        .queue_streams
+        .streams
+        .queue
         .take(&fan.id)
         .map_err(|refused| match refused {
             Refused::Full => ApiError::new(

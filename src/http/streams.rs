@@ -35,32 +35,54 @@ use crate::api::dto::{SeatChangesDto, SeatStatesDto};
 pub const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// How often a quiet stream looks whether the server is stopping.
-const DRAIN_POLL: Duration = Duration::from_secs(1);
+pub(super) const DRAIN_POLL: Duration = Duration::from_secs(1);
 
-/// The seat streams open, bounded, and how many were cut for falling
+/// The comment line that keeps a quiet stream open.
+pub(super) const KEEPALIVE_FRAME: &[u8] = b": keep-alive\n\n";
+
+/// Every kind of stream the server keeps open, each bounded.
+pub struct Streams {
+    /// Waiting-room streams (two a fan at most).
+    pub queue: Arc<super::queue::Streams>,
+    pub seats: Arc<StreamSlots>,
+    /// Change feeds.
+    pub feeds: Arc<StreamSlots>,
+}
+
+impl Streams {
+    pub fn from_args(args: &crate::config::ServeArgs) -> Streams {
+        Streams {
+            queue: Arc::new(super::queue::Streams::new(args.queue_streams_max as usize)),
+            seats: Arc::new(StreamSlots::new(args.seat_streams_max as usize)),
+            feeds: Arc::new(StreamSlots::new(args.feed_streams_max as usize)),
+        }
+    }
+}
+
+/// Streams of one kind open, bounded, and how many were cut for falling
 /// behind.
-pub struct SeatStreams {
+pub struct StreamSlots {
     open: AtomicUsize,
     max: usize,
     cut: AtomicU64,
 }
 
-impl SeatStreams {
-    pub fn new(max: usize) -> SeatStreams {
-        SeatStreams {
+impl StreamSlots {
+    pub fn new(max: usize) -> StreamSlots {
+        StreamSlots {
             open: AtomicUsize::new(0),
             max,
             cut: AtomicU64::new(0),
         }
     }
 
-    fn take(self: &Arc<Self>) -> Option<SeatStreamSlot> {
+    pub(super) fn take(self: &Arc<Self>) -> Option<StreamSlot> {
         self.open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < self.max).then_some(n + 1)
             })
             .ok()?;
-        Some(SeatStreamSlot(Arc::clone(self)))
+        Some(StreamSlot(Arc::clone(self)))
     }
 
     /// Streams open now.
@@ -68,16 +90,16 @@ impl SeatStreams {
         self.open.load(Ordering::Acquire)
     }
 
-    /// Streams cut since start for falling `STREAM_BUFFER` behind.
+    /// Streams cut since start for falling behind.
     pub fn cut(&self) -> u64 {
         self.cut.load(Ordering::Relaxed)
     }
 }
 
-/// A place among the seat streams open; given back however it ends.
-struct SeatStreamSlot(Arc<SeatStreams>);
+/// A place among the streams open; given back however it ends.
+pub(super) struct StreamSlot(Arc<StreamSlots>);
 
-impl Drop for SeatStreamSlot {
+impl Drop for StreamSlot {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, Ordering::AcqRel);
     }
@@ -134,7 +156,7 @@ struct SeatWatch {
     /// in the start already.
     seen: u64,
     quiet: Duration,
-    _slot: SeatStreamSlot,
+    _slot: StreamSlot,
 }
 
 impl SeatWatch {
@@ -155,7 +177,7 @@ impl SeatWatch {
                     return Some((Ok(changes_frame(&p)), self));
                 }
                 Ok(Err(RecvError::Lagged(_))) => {
-                    self.state.seat_streams.cut.fetch_add(1, Ordering::Relaxed);
+                    self.state.streams.seats.cut.fetch_add(1, Ordering::Relaxed);
                     return None;
                 }
                 Ok(Err(RecvError::Closed)) => return None,
@@ -163,7 +185,7 @@ impl SeatWatch {
                     self.quiet += wait;
                     if self.quiet >= KEEPALIVE {
                         self.quiet = Duration::ZERO;
-                        return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), self));
+                        return Some((Ok(Bytes::from_static(KEEPALIVE_FRAME)), self));
                     }
                 }
             }
@@ -199,7 +221,7 @@ pub async fn seat_stream(
             format!("event {event:?} has no section {section:?}"),
         )
     })?;
-    let slot = state.seat_streams.take().ok_or_else(|| {
+    let slot = state.streams.seats.take().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",

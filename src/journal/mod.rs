@@ -190,6 +190,9 @@ struct Shared {
     compact_below: AtomicU64,
     /// Where durable batches are handed on, once someone asked.
     durable_tx: std::sync::Mutex<Option<Sender<DurableBatch>>>,
+    /// Reads beside the flusher (the change feed); taken when the
+    /// flusher ends, so no handle keeps sled open after it.
+    reader: std::sync::Mutex<Option<JournalReader>>,
 }
 
 /// A cheap, clonable handle for appending records.
@@ -316,6 +319,7 @@ impl Store {
             durable: AtomicU64::new(self.next_batch),
             compact_below: AtomicU64::new(0),
             durable_tx: std::sync::Mutex::new(None),
+            reader: std::sync::Mutex::new(Some(self.reader())),
         });
         let weak = Arc::downgrade(&shared);
         let thread = std::thread::Builder::new()
@@ -475,9 +479,11 @@ fn flusher(
     config: JournalConfig,
 ) {
     write_batches(store, rx, &shared, config);
-    // Whoever takes the durable batches learns there are no more.
+    // Whoever takes the durable batches learns there are no more, and
+    // sled is closed once the readers given out are done.
     if let Some(s) = shared.upgrade() {
         lock(&s.durable_tx).take();
+        lock(&s.reader).take();
     }
 }
 
@@ -708,6 +714,13 @@ impl Journal {
     /// batch below it.
     pub fn durable_position(&self) -> u64 {
         self.shared.durable.load(Ordering::Acquire)
+    }
+
+    /// Reads the journal beside the flusher; read only below
+    /// `durable_position`, which is what is on stable storage. `None`
+    /// once the flusher has ended.
+    pub fn reader(&self) -> Option<JournalReader> {
+        lock(&self.shared.reader).clone()
     }
 
     /// Lets the flusher drop batches below `position` (covered by a

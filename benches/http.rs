@@ -2,7 +2,9 @@
 //! builds it) on a loopback socket, driven by the load generator's client
 //! in the same process over 64 keep-alive connections. Measures durable
 //! holds per second (best available, one seat, rotating over 20 sections
-//! of a 1,000,000-seat event) and event reads per second.
+//! of a 1,000,000-seat event), event reads per second, and seat-map reads
+//! per second (section A of the demo arena, 720 seats, from its published
+//! view).
 //!
 //!     cargo bench --bench http
 //!     cargo bench --bench http -- --warm-up-time 1 --measurement-time 3   # quick
@@ -56,7 +58,8 @@ fn start(rt: &tokio::runtime::Runtime) -> Server {
         listen: "127.0.0.1:0".into(),
         data_dir: dir.path().join("data"),
         admin_token: Some("bench-admin-token".into()),
-        demo: false,
+        // One fan makes every hold here: no pace per fan.
+        fan_holds_per_sec: 0,
         ..ServeArgs::default()
     };
     let (tx, rx) = std::sync::mpsc::channel();
@@ -157,6 +160,10 @@ fn read_event(_: u64) -> (Method, String, Option<Bytes>) {
     (Method::GET, "/v1/events/bench".into(), None)
 }
 
+fn read_seat_map(_: u64) -> (Method, String, Option<Bytes>) {
+    (Method::GET, "/v1/events/demo/sections/A/seats".into(), None)
+}
+
 fn http(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -174,6 +181,9 @@ fn http(c: &mut Criterion) {
     });
     g.bench_function(BenchmarkId::new("get_event", CONNECTIONS), |b| {
         b.iter_custom(|iters| rounds(&rt, &mut conns, iters, read_event, 200))
+    });
+    g.bench_function(BenchmarkId::new("seat_map", CONNECTIONS), |b| {
+        b.iter_custom(|iters| rounds(&rt, &mut conns, iters, read_seat_map, 200))
     });
     g.finish();
     drop(conns);

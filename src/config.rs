@@ -274,6 +274,16 @@ pub struct LoadgenArgs {
     /// gives up.
     #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub queue_patience_secs: u64,
+    /// Clients that keep a section's seat stream open meanwhile (as
+    /// browsers showing the live map would), reconnecting when the server
+    /// ends a stream; the report gives what they received and the delay
+    /// from a hold's answer to the frame showing it.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub watchers: u64,
+    /// The section the watchers stream (default: the event's first seated
+    /// section, the hottest seated one with --skew).
+    #[arg(long)]
+    pub watch_section: Option<String>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

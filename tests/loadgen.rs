@@ -46,6 +46,7 @@ fn a_short_flash_sale_sells_out_consistently() {
         .args(["--confirm-ratio", "0.9", "--release-ratio", "0.1", "--json"])
         .args(["--doors", "6", "--scanner-token", "loadgen-scanner-token"])
         .args(["--rescan-ratio", "0.3"])
+        .args(["--watchers", "12"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -106,6 +107,18 @@ fn a_short_flash_sale_sells_out_consistently() {
     );
     assert!(d["refused_as_used"].as_u64().unwrap() > 0, "{d}");
     assert_eq!(d["tickets_not_admitted_once"], 0, "{d}");
+    // Twelve clients watched the seated section's stream throughout: the
+    // state rebuilt from it is the seat map's, and the holds showed up.
+    let w = &report["watch"];
+    assert_eq!(w["watchers"], 12, "{w}");
+    assert_eq!(w["open_max"], 12, "{w}");
+    assert_eq!(w["refused"], 0, "{w}");
+    assert_eq!(w["replica_matches_map"], true, "{w}");
+    assert!(w["frames"].as_u64().unwrap() > 1, "{w}");
+    assert!(
+        w["delay"]["count"].as_u64().unwrap() + w["ahead_of_answer"].as_u64().unwrap() > 0,
+        "{w}"
+    );
 
     server.kill().unwrap();
     server.wait().unwrap();

@@ -163,10 +163,8 @@ fn a_seat_stream_sends_each_change_and_resumes_where_it_stopped() {
     let states = first.data["states"].as_str().unwrap();
     assert_eq!(states.len(), 720);
     assert!(states.bytes().all(|b| b == b'f'));
-    assert_eq!(
-        (first.data["free"].as_u64(), first.data["held"].as_u64()),
-        (Some(720), Some(0))
-    );
+    assert_eq!(first.data["availability"]["free"], 720);
+    assert_eq!(first.data["availability"]["held"], 0);
 
     // Seats A/1/1 and A/1/2 are the map's first two.
     let hold = s.hold("A", &["A/1/1", "A/1/2"]);
@@ -176,11 +174,8 @@ fn a_seat_stream_sends_each_change_and_resumes_where_it_stopped() {
     assert_eq!(changed.data["since"], first.id);
     assert_eq!(indices(&changed.data["held"]), [0, 1]);
     assert_eq!(indices(&changed.data["free"]), Vec::<u64>::new());
-    assert_eq!(changed.data["held"].as_array().unwrap().len(), 2);
-    assert_eq!(
-        (changed.data["free"].as_u64(), changed.data["held"].as_u64()),
-        (None, None)
-    );
+    assert_eq!(changed.data["availability"]["held"], 2);
+    assert_eq!(changed.data["availability"]["free"], 718);
     drop(stream);
 
     // Missed while away: the release and another hold.
@@ -208,7 +203,7 @@ fn a_seat_stream_sends_each_change_and_resumes_where_it_stopped() {
         assert_eq!(e.event, "seats");
         assert_eq!(e.id, since);
         assert!(e.data["states"].as_str().unwrap().starts_with("ffhf"));
-        assert_eq!(e.data["held"], 1);
+        assert_eq!(e.data["availability"]["held"], 1);
     }
 
     let none = SeatStream::open(&s, "NOPE", None).err().unwrap();
@@ -250,5 +245,30 @@ fn seat_streams_are_bounded() {
             }
             Err(e) => panic!("the closed stream's place never came back: {e:?}"),
         }
+    }
+}
+
+/// A standing section has no seats to name: its stream sends the counts
+/// as they change.
+#[test]
+fn a_standing_section_streams_its_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path());
+    let mut stream = SeatStream::open(&s, "FLOOR", None).unwrap();
+    let first = stream.next().unwrap();
+    assert_eq!(first.event, "seats");
+    assert_eq!(first.data["states"], "");
+    let free = first.data["availability"]["free"].as_u64().unwrap();
+    let r = s.post(
+        "/v1/events/demo/holds",
+        &json!({"section": "FLOOR", "quantity": 3}),
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    let changed = stream.next().unwrap();
+    assert_eq!(changed.event, "changes");
+    assert_eq!(changed.data["availability"]["held"], 3);
+    assert_eq!(changed.data["availability"]["free"], free - 3);
+    for state in ["free", "held", "sold"] {
+        assert_eq!(changed.data[state], json!([]));
     }
 }

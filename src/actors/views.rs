@@ -37,6 +37,13 @@ use crate::journal::DurableBatch;
 /// every stream of the section.
 pub const ROUND_INTERVAL: Duration = Duration::from_millis(25);
 
+/// What one stream's frame is budgeted to cost a hot section's board: its
+/// streams get a publication at most every `max(ROUND_INTERVAL, streams
+/// × STREAM_FRAME_BUDGET)`, so however many watch it, a board sends at
+/// most 100,000 frames a second (10,000 streams: one every 100 ms), and
+/// the CPU that serves holds is not spent on the crowd watching them.
+pub const STREAM_FRAME_BUDGET: Duration = Duration::from_micros(10);
+
 /// Publications a board keeps for streams that reconnect, at least.
 pub const RING_PUBLICATIONS_MIN: usize = 64;
 
@@ -60,6 +67,11 @@ pub struct SeatsPublished {
     /// One of `f`, `h`, `s` per seat; empty for a standing section.
     pub states: Arc<str>,
     pub counts: SectionCounts,
+    /// The view as the seat map's body, rendered once by the first
+    /// reader: every later read of this view sends the same bytes.
+    pub body: OnceLock<Bytes>,
+    /// The view as a seat stream's first frame, likewise.
+    pub frame: OnceLock<Bytes>,
 }
 
 /// What changed in a section between two of its views.
@@ -105,11 +117,21 @@ struct Board {
     /// Every seat's state with every durable change applied.
     states: Vec<u8>,
     counts: SectionCounts,
-    /// Seats changed since the last publication (may repeat).
+    /// Seats changed since the last stream publication (may repeat).
     changed: Vec<u32>,
+    /// Anything changed since the last stream publication (in a standing
+    /// section, only the counts do).
+    unsent: bool,
+    /// In the publisher's list of boards whose streams wait.
+    paced: bool,
+    /// Changed since the view was last published.
     dirty: bool,
-    /// Position of the last publication (or the start).
+    /// Position of the view.
     position: u64,
+    /// Position of the last stream publication (or the start).
+    streamed: u64,
+    /// When the streams may get their next publication.
+    next_stream: Option<Instant>,
     ring: VecDeque<Arc<Publication>>,
     /// Seats named by the publications in `ring`.
     ring_seats: usize,
@@ -127,6 +149,8 @@ impl SeatBoard {
             position,
             states: Arc::from(states.as_str()),
             counts: counts.clone(),
+            body: OnceLock::new(),
+            frame: OnceLock::new(),
         });
         SeatBoard {
             view: RwLock::new(view),
@@ -134,8 +158,12 @@ impl SeatBoard {
                 states: states.into_bytes(),
                 counts,
                 changed: Vec::new(),
+                unsent: false,
+                paced: false,
                 dirty: false,
                 position,
+                streamed: position,
+                next_stream: None,
                 ring: VecDeque::new(),
                 ring_seats: 0,
             }),
@@ -155,14 +183,23 @@ impl SeatBoard {
 
     /// Starts a stream that saw the board at `seen` (its `Last-Event-ID`),
     /// or nothing yet: it misses nothing and sees nothing twice.
+    /// Publications name each changed seat's state at their position, so
+    /// one that began before `seen` and ends after it brings a state at
+    /// `seen` to the state at its end.
     pub fn subscribe(&self, seen: Option<u64>) -> Subscription {
         let board = lock(&self.inner);
         // Under the board's lock, so no publication falls between the
         // start and the first one received.
         let rx = self.tx.subscribe();
         let start = match seen {
-            Some(p) if p == board.position => Start::Missed(Vec::new()),
-            Some(p) => match board.ring.iter().position(|x| x.since == p) {
+            // Between the last stream publication and the view: the next
+            // publication brings what came after.
+            Some(p) if (board.streamed..=board.position).contains(&p) => Start::Missed(Vec::new()),
+            Some(p) => match board
+                .ring
+                .iter()
+                .position(|x| x.since <= p && p < x.position)
+            {
                 Some(i) => Start::Missed(board.ring.range(i..).cloned().collect()),
                 None => Start::Whole(self.view()),
             },
@@ -182,13 +219,40 @@ impl SeatBoard {
         }
         board.changed.extend_from_slice(&note.seats);
         board.counts = note.counts;
+        board.unsent = true;
         !std::mem::replace(&mut board.dirty, true)
     }
 
-    /// Publishes what moved since the last publication, at `position`.
-    fn publish(&self, position: u64) {
+    /// Publishes the view at `position` (every change applied so far).
+    fn publish_view(&self, position: u64) {
         let mut board = lock(&self.inner);
         board.dirty = false;
+        board.position = position;
+        let states = std::str::from_utf8(&board.states).unwrap_or_default();
+        let view = Arc::new(SeatsPublished {
+            position,
+            states: Arc::from(states),
+            counts: board.counts.clone(),
+            body: OnceLock::new(),
+            frame: OnceLock::new(),
+        });
+        *self.view.write().unwrap_or_else(|e| e.into_inner()) = view;
+    }
+
+    /// Sends the streams what changed since their last publication, up
+    /// to the view's position, unless their pace (`STREAM_FRAME_BUDGET`)
+    /// says wait: then the time it may, and nothing is sent.
+    fn publish_stream(&self, now: Instant) -> Option<Instant> {
+        let mut board = lock(&self.inner);
+        if !board.unsent {
+            return None;
+        }
+        if let Some(next) = board.next_stream.filter(|&next| next > now) {
+            return Some(next);
+        }
+        board.unsent = false;
+        let streams = u32::try_from(self.tx.receiver_count()).unwrap_or(u32::MAX);
+        board.next_stream = Some(now + ROUND_INTERVAL.max(STREAM_FRAME_BUDGET * streams));
         let mut changed = std::mem::take(&mut board.changed);
         changed.sort_unstable();
         changed.dedup();
@@ -199,20 +263,13 @@ impl SeatBoard {
         changed.clear();
         board.changed = changed;
         let publication = Arc::new(Publication {
-            since: board.position,
-            position,
+            since: board.streamed,
+            position: board.position,
             seats,
             counts: board.counts.clone(),
             frame: OnceLock::new(),
         });
-        board.position = position;
-        let states = std::str::from_utf8(&board.states).unwrap_or_default();
-        let view = Arc::new(SeatsPublished {
-            position,
-            states: Arc::from(states),
-            counts: board.counts.clone(),
-        });
-        *self.view.write().unwrap_or_else(|e| e.into_inner()) = view;
+        board.streamed = board.position;
         board.ring_seats += publication.seats.len();
         board.ring.push_back(Arc::clone(&publication));
         // Past a section's worth of seats, the whole state is the smaller
@@ -227,6 +284,16 @@ impl SeatBoard {
         }
         // No stream open is no error.
         let _ = self.tx.send(publication);
+        None
+    }
+
+    /// Publishes the view and, at their pace, the streams (both only
+    /// ever on the publisher's thread); when the streams must wait, the
+    /// time they may get it.
+    #[cfg(test)]
+    fn publish(&self, position: u64, now: Instant) -> Option<Instant> {
+        self.publish_view(position);
+        self.publish_stream(now)
     }
 }
 
@@ -268,13 +335,20 @@ impl Publisher {
 
 fn publish(batches: Receiver<DurableBatch>, position: watch::Sender<u64>) {
     let mut dirty: Vec<Arc<SeatBoard>> = Vec::new();
+    // Boards whose streams wait for their pace, and until when.
+    let mut paced: Vec<(Arc<SeatBoard>, Instant)> = Vec::new();
     let mut at = *position.borrow();
     let mut last_round: Option<Instant> = None;
     loop {
-        let Ok(first) = batches.recv() else {
-            break;
+        let first = match paced.iter().map(|(_, t)| *t).min() {
+            None => batches.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(t) => batches.recv_timeout(t.saturating_duration_since(Instant::now())),
         };
-        take_in(first, &mut at, &mut dirty);
+        match first {
+            Ok(batch) => take_in(batch, &mut at, &mut dirty),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
         // Take in what comes until the round is due.
         let due = last_round.map_or_else(Instant::now, |t| t + ROUND_INTERVAL);
         let mut ended = false;
@@ -295,11 +369,34 @@ fn publish(batches: Receiver<DurableBatch>, position: watch::Sender<u64>) {
                 }
             }
         }
+        // At the end, nothing waits: the last changes go out at once.
+        let now = match ended {
+            true => Instant::now() + Duration::from_secs(3600),
+            false => Instant::now(),
+        };
         for board in dirty.drain(..) {
-            board.publish(at);
+            board.publish_view(at);
+            if !std::mem::replace(&mut lock(&board.inner).paced, true) {
+                paced.push((board, now));
+            }
         }
+        paced.retain_mut(|(board, when)| {
+            if *when > now {
+                return true;
+            }
+            match board.publish_stream(now) {
+                Some(next) => {
+                    *when = next;
+                    true
+                }
+                None => {
+                    lock(&board.inner).paced = false;
+                    false
+                }
+            }
+        });
         position.send_replace(at);
-        last_round = Some(Instant::now());
+        last_round = Some(now);
         if ended {
             break;
         }
@@ -342,6 +439,13 @@ mod tests {
         Arc::new(SeatBoard::new(states, counts(seats as u32, 0), 10))
     }
 
+    /// Round `i`'s time: rounds a little over `ROUND_INTERVAL` apart.
+    fn round(i: u64) -> Instant {
+        use std::sync::OnceLock;
+        static T0: OnceLock<Instant> = OnceLock::new();
+        *T0.get_or_init(Instant::now) + (ROUND_INTERVAL + Duration::from_millis(1)) * i as u32
+    }
+
     fn note(board: &Arc<SeatBoard>, seats: &[u32], to: u8, held: u32) -> SeatNote {
         SeatNote {
             board: Arc::clone(board),
@@ -364,7 +468,7 @@ mod tests {
         );
         assert!(!b.apply(note(&b, &[7, 3], FREE, 0)), "the rest do not");
         assert!(!b.apply(note(&b, &[5], SOLD, 0)));
-        b.publish(12);
+        assert_eq!(b.publish(12, round(0)), None);
         let p = sub.rx.try_recv().unwrap();
         assert_eq!((p.since, p.position), (10, 12));
         assert_eq!(p.seats, [(3, FREE), (5, SOLD), (7, FREE)]);
@@ -382,7 +486,7 @@ mod tests {
         let b = board(100);
         for i in 0..80u32 {
             b.apply(note(&b, &[i], HELD, i + 1));
-            b.publish(11 + u64::from(i));
+            assert_eq!(b.publish(11 + u64::from(i), round(u64::from(i))), None);
         }
         // Positions 11..=90 published; the board keeps at least the last
         // RING_PUBLICATIONS_MIN.
@@ -400,7 +504,7 @@ mod tests {
         // the oldest go: the whole state instead.
         for i in 0..60u32 {
             b.apply(note(&b, &[i], FREE, 0));
-            b.publish(91 + u64::from(i));
+            b.publish(91 + u64::from(i), round(80 + u64::from(i)));
         }
         assert!(matches!(b.subscribe(Some(11)).start, Start::Whole(ref v) if v.position == 150));
         assert!(matches!(b.subscribe(Some(7_000)).start, Start::Whole(_)));
@@ -417,13 +521,58 @@ mod tests {
         let mut idle = b.subscribe(None);
         for i in 0..(STREAM_BUFFER as u32 * 3) {
             b.apply(note(&b, &[i], HELD, 1));
-            b.publish(11 + u64::from(i));
+            b.publish(11 + u64::from(i), round(u64::from(i)));
         }
         assert!(lock(&b.inner).ring.len() <= RING_PUBLICATIONS_MAX);
         assert!(matches!(
             idle.rx.try_recv(),
             Err(broadcast::error::TryRecvError::Lagged(_))
         ));
+    }
+
+    /// However many watch, a board's streams get a publication at most
+    /// once per `STREAM_FRAME_BUDGET` each (10,000 streams: every
+    /// 100 ms), while its view moves every round; a publication covers
+    /// every change since the last, and a stream that saw a view in
+    /// between resumes with it.
+    #[test]
+    fn streams_get_publications_at_their_pace_and_views_every_round() {
+        let b = board(100);
+        let mut crowd: Vec<Subscription> = (0..10_000).map(|_| b.subscribe(None)).collect();
+        let t0 = round(0);
+        let pace = STREAM_FRAME_BUDGET * 10_000;
+        assert_eq!(pace, Duration::from_millis(100));
+        b.apply(note(&b, &[1], HELD, 1));
+        assert_eq!(b.publish(11, t0), None, "the first goes at once");
+        b.apply(note(&b, &[2], HELD, 2));
+        assert_eq!(b.publish(12, t0 + ROUND_INTERVAL), Some(t0 + pace));
+        assert_eq!(b.view().position, 12, "the view does not wait");
+        assert_eq!(&b.view().states[..3], "fhh");
+        b.apply(note(&b, &[2], FREE, 1));
+        assert_eq!(b.publish(13, t0 + ROUND_INTERVAL * 2), Some(t0 + pace));
+        assert_eq!(b.publish_stream(t0 + pace), None, "sent once due");
+        let rx = &mut crowd[0].rx;
+        let first = rx.try_recv().unwrap();
+        assert_eq!((first.since, first.position), (10, 11));
+        assert_eq!(first.seats, [(1, HELD)]);
+        let second = rx.try_recv().unwrap();
+        assert_eq!((second.since, second.position), (11, 13));
+        assert_eq!(second.seats, [(2, FREE)], "seat 2 as it is at 13");
+        assert!(rx.try_recv().is_err());
+        // A stream that was shown the view at 12 misses only the second.
+        let Start::Missed(m) = b.subscribe(Some(12)).start else {
+            panic!("12 is covered");
+        };
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].position, 13);
+        assert!(matches!(b.subscribe(Some(13)).start, Start::Missed(ref m) if m.is_empty()));
+        assert!(
+            matches!(b.subscribe(Some(14)).start, Start::Whole(_)),
+            "not yet: whole"
+        );
+        // Nothing changed: nothing to send, whenever asked.
+        assert_eq!(b.publish_stream(t0 + pace * 3), None);
+        assert!(crowd[1].rx.try_recv().is_ok());
     }
 
     /// The publisher applies every durable batch's notes in order and

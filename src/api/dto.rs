@@ -243,7 +243,7 @@ pub struct SeatMapDto {
 pub struct SeatStatesDto<'a> {
     /// The journal position this state stands at (the event's `id`).
     pub position: u64,
-    #[serde(flatten)]
+    /// The section's counts.
     pub availability: Availability,
     /// One of `f` (free), `h` (held), `s` (sold) per seat, in the order of
     /// the seat map's `ids`; empty for a standing section.
@@ -252,14 +252,17 @@ pub struct SeatStatesDto<'a> {
 
 /// What changed in a section between two positions of its seat stream:
 /// each seat (an index into the seat map's `ids`) that changed, under the
-/// state it is in now.
+/// state it is in now (`free`, `held`, `sold`), and the counts.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SeatChangesDto {
     /// The journal position this stands at (the event's `id`).
     pub position: u64,
-    /// The position of the stream's previous event.
+    /// The position of the section's previous `changes`: at most the
+    /// stream's previous `id` (a stream that started with the whole state
+    /// may get changes it had already; each names the seat's state now,
+    /// so applying them again changes nothing).
     pub since: u64,
-    #[serde(flatten)]
+    /// The section's counts.
     pub availability: Availability,
     pub free: Vec<u32>,
     pub held: Vec<u32>,

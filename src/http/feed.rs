@@ -38,6 +38,10 @@ use crate::journal::{JournalReader, OpenError};
 /// Most batches one read of the journal takes in.
 const BATCHES_PER_READ: u64 = 16;
 
+/// Most changes one read hands the stream (a batch holds up to 4,096
+/// records): a slow client holds at most this many frames.
+const FRAMES_PER_READ: usize = 1024;
+
 /// Where a feed stands: the next batch to read, and how many of its
 /// records were sent already.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,12 +62,14 @@ fn after(position: &str) -> Option<Cursor> {
     })
 }
 
-/// Why a read of the journal stopped the stream.
+/// Why a read of the journal stopped.
 enum ReadError {
     Open(OpenError),
     /// A batch was missing (compacted meanwhile): the client reconnects
     /// and is told where the journal starts.
     Gap,
+    /// `FRAMES_PER_READ` frames are in: the next read starts here.
+    Full(Cursor),
 }
 
 impl From<OpenError> for ReadError {
@@ -73,17 +79,18 @@ impl From<OpenError> for ReadError {
 }
 
 /// The frames of event `def`'s changes in batches `[from.batch, end)`,
-/// after `from.skip` records of the first.
+/// after `from.skip` records of the first, up to `FRAMES_PER_READ`; and
+/// where the next read starts.
 fn read(
     reader: &JournalReader,
     def: &EventDef,
     from: Cursor,
     end: u64,
-) -> Result<Vec<Bytes>, ReadError> {
+) -> Result<(Vec<Bytes>, Cursor), ReadError> {
     let mut frames = Vec::new();
     let mut expect = from.batch;
     let mut index = 0u32;
-    reader.replay_range(from.batch, Some(end), |batch, record| {
+    let read = reader.replay_range(from.batch, Some(end), |batch, record| {
         if batch == expect {
             expect += 1;
             index = 0;
@@ -95,6 +102,9 @@ fn read(
         if batch == from.batch && index < from.skip {
             return Ok(());
         }
+        if frames.len() == FRAMES_PER_READ {
+            return Err(ReadError::Full(Cursor { batch, skip: index }));
+        }
         if event_of(&record).as_deref() != Some(def.id.as_str()) {
             return Ok(());
         }
@@ -102,11 +112,23 @@ fn read(
             frames.push(frame(batch, index, &def.id, change));
         }
         Ok(())
-    })?;
-    if expect != end {
-        return Err(ReadError::Gap);
+    });
+    match read {
+        Ok(_) if expect == end => Ok((
+            frames,
+            Cursor {
+                batch: end,
+                skip: 0,
+            },
+        )),
+        Ok(_) => Err(ReadError::Gap),
+        Err(ReadError::Full(next)) => Ok((frames, next)),
+        // A batch compaction was removing when the read began.
+        Err(ReadError::Open(OpenError::Corrupt { batch, .. })) if batch == from.batch => {
+            Err(ReadError::Gap)
+        }
+        Err(e) => Err(e),
     }
-    Ok(frames)
 }
 
 fn frame(batch: u64, index: u32, event: &str, change: crate::api::feed::FeedChangeDto) -> Bytes {
@@ -153,18 +175,15 @@ impl FeedWatch {
                 let reader = journal.reader()?;
                 let (def, from) = (Arc::clone(&self.def), self.cursor);
                 match web::block(move || read(&reader, &def, from, end)).await {
-                    Ok(Ok(frames)) => {
+                    Ok(Ok((frames, next))) => {
                         self.pending.extend(frames);
-                        self.cursor = Cursor {
-                            batch: end,
-                            skip: 0,
-                        };
+                        self.cursor = next;
                     }
                     Ok(Err(ReadError::Open(error))) => {
                         tracing::error!(%error, "the change feed cannot read the journal");
                         return None;
                     }
-                    Ok(Err(ReadError::Gap)) | Err(_) => return None,
+                    Ok(Err(ReadError::Gap | ReadError::Full(_))) | Err(_) => return None,
                 }
                 continue;
             }
@@ -264,7 +283,7 @@ pub async fn changes(
             skip: 0,
         },
     };
-    if cursor.batch > durable {
+    if cursor.batch > durable || (cursor.batch == durable && cursor.skip > 0) {
         return Err(ApiError::bad_request(format!(
             "this journal has not reached batch {}: it stands at {durable} (a position from another server, or from before a restore?)",
             cursor.batch
@@ -280,8 +299,11 @@ pub async fn changes(
             ApiError::overloaded()
         })?;
     // Batches below the first kept (or, with none kept, below the
-    // durable position) were compacted after a snapshot.
-    let oldest = first.unwrap_or(durable);
+    // durable position) were compacted after a snapshot; so are those
+    // below where compaction may be removing keys now.
+    let oldest = first
+        .unwrap_or(durable)
+        .max(journal.compacting_below().min(durable));
     if cursor.batch < oldest {
         return Err(ApiError::new(
             StatusCode::GONE,
@@ -318,6 +340,91 @@ pub async fn changes(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::{encode, ChangeRecord, JournalConfig, Record, Store};
+    use crate::layout::EventSpec;
+
+    fn event(id: &str) -> Arc<EventDef> {
+        let doc = serde_json::json!({
+            "format": "boxoffice.event/1", "id": id, "name": "Ev", "starts_at": "2026-12-24T10:00:00Z",
+            "currency": "KRW", "hold_ttl_secs": 60, "seats_per_hold_max": 4,
+            "categories": [{"id": "R", "name": "R", "price": 1}],
+            "venue": {"name": "V", "sections": [{"id": "S", "name": "S", "category": "R",
+                "rows": [{"label": "1", "seats": 10, "x": 0.0, "y": 0.0}]}]}
+        });
+        let spec = EventSpec::from_json(doc.to_string().as_bytes()).unwrap();
+        Arc::new(spec.build().unwrap())
+    }
+
+    fn release(event: &str, hold: u64) -> Vec<u8> {
+        encode(&Record::Section {
+            event: event.into(),
+            section: "S".into(),
+            change: ChangeRecord::HoldReleased { hold, at_ms: 0 },
+            idem: None,
+        })
+    }
+
+    /// A read hands out at most `FRAMES_PER_READ` changes and says where
+    /// the next starts, mid-batch; another event's records are skipped
+    /// but counted in the positions; read on from there, every change
+    /// comes once, in order.
+    #[test]
+    fn reads_page_through_a_batch_and_skip_other_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, flusher) = Store::open(dir.path())
+            .unwrap()
+            .start(JournalConfig::default());
+        let n = FRAMES_PER_READ as u64 + 100;
+        // One batch: a record of another event between every two of ours.
+        let mut receipts = Vec::new();
+        for i in 0..n {
+            journal.append_unacked(release("other", i)).unwrap();
+            receipts.push(journal.append(release("ev", i)).unwrap());
+        }
+        for r in receipts {
+            r.blocking_recv().unwrap().unwrap();
+        }
+        let def = event("ev");
+        let reader = journal.reader().unwrap();
+        let end = journal.durable_position();
+        let mut at = Cursor { batch: 0, skip: 0 };
+        let mut holds = Vec::new();
+        let mut ids = Vec::new();
+        while at.batch < end {
+            let (frames, next) = read(&reader, &def, at, end).ok().unwrap();
+            assert!(frames.len() <= FRAMES_PER_READ);
+            for f in frames {
+                let text = std::str::from_utf8(&f).unwrap().to_owned();
+                let id = text
+                    .lines()
+                    .next()
+                    .unwrap()
+                    .strip_prefix("id: ")
+                    .unwrap()
+                    .to_owned();
+                let data: serde_json::Value = serde_json::from_str(
+                    text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap(),
+                )
+                .unwrap();
+                assert_eq!(data["event"], "ev");
+                holds.push(data["hold"].as_u64().unwrap());
+                ids.push(id);
+            }
+            assert!(next != at, "a read moves on");
+            at = next;
+        }
+        assert_eq!(holds, (0..n).collect::<Vec<_>>(), "each once, in order");
+        // Ours are the odd records of their batches.
+        let (_, index) = ids[0].split_once('.').unwrap();
+        assert_eq!(index, "1");
+        // Resuming right after any id gives exactly the rest.
+        let k = FRAMES_PER_READ + 7;
+        let after_k = after(&ids[k]).unwrap();
+        let (rest, _) = read(&reader, &def, after_k, end).ok().unwrap();
+        assert_eq!(rest.len(), holds.len() - k - 1);
+        journal.close();
+        flusher.join().unwrap();
+    }
 
     #[test]
     fn a_position_resumes_right_after_it() {

@@ -424,10 +424,16 @@ pub async fn get_seats(
             format!("event {event:?} has no section {section:?}"),
         )
     })?;
-    // The published view: never a message to the actor.
+    // The published view: never a message to the actor, and rendered
+    // once per publication, whoever reads it.
     state.registry.caught_up().await;
     let view = s.board.view();
-    Ok(HttpResponse::Ok().json(seat_map(&e.def, &s.layout, &view.states, &view.counts)))
+    let body = view
+        .body
+        .get_or_init(|| to_json(&seat_map(&e.def, &s.layout, &view.states, &view.counts)));
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body.clone()))
 }
 
 /// Hold seats for a few minutes: explicit seats, or the best N together.

@@ -478,13 +478,20 @@ fn flusher(
     shared: std::sync::Weak<Shared>,
     config: JournalConfig,
 ) {
-    write_batches(store, rx, &shared, config);
-    // Whoever takes the durable batches learns there are no more, and
-    // sled is closed once the readers given out are done.
-    if let Some(s) = shared.upgrade() {
-        lock(&s.durable_tx).take();
-        lock(&s.reader).take();
+    /// However the flusher ends (a panic too): whoever takes the durable
+    /// batches learns there are no more, and sled is closed once the
+    /// readers given out are done.
+    struct Ended<'a>(&'a std::sync::Weak<Shared>);
+    impl Drop for Ended<'_> {
+        fn drop(&mut self) {
+            if let Some(s) = self.0.upgrade() {
+                lock(&s.durable_tx).take();
+                lock(&s.reader).take();
+            }
+        }
     }
+    let _ended = Ended(&shared);
+    write_batches(store, rx, &shared, config);
 }
 
 fn write_batches(
@@ -729,6 +736,11 @@ impl Journal {
         self.shared
             .compact_below
             .fetch_max(position, Ordering::Relaxed);
+    }
+
+    /// Batches below this may be removed by compaction at any moment.
+    pub fn compacting_below(&self) -> u64 {
+        self.shared.compact_below.load(Ordering::Relaxed)
     }
 
     /// Whether the queue has room to take a new change without waiting.

@@ -20,6 +20,7 @@ pub mod client;
 pub mod doors;
 pub mod queue;
 pub mod report;
+pub mod watchers;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -92,6 +93,9 @@ struct Plan {
     /// The event's `tickets_per_fan_max`, and most places per hold.
     limit: Option<u32>,
     per_hold_max: u32,
+    /// With `--watchers`: when each seat of the watched section was
+    /// acknowledged held.
+    acks: Option<Arc<watchers::Acks>>,
 }
 
 /// What connections share while the run is on.
@@ -149,6 +153,9 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
 fn check_args(args: &LoadgenArgs) -> anyhow::Result<()> {
     if args.queue && args.fan_pool > 0 {
         bail!("--queue needs every fan its own identity: a fan's place is its identity's (drop --fan-pool)");
+    }
+    if args.fans == 0 && args.watchers > 0 && args.duration_secs.is_none() {
+        bail!("--fans 0 --watchers N only watches: say for how long with --duration-secs");
     }
     let ratio = |name: &str, v: f64| {
         if (0.0..=1.0).contains(&v) {
@@ -223,8 +230,28 @@ pub async fn execute(args: LoadgenArgs) -> anyhow::Result<Report> {
         .context("--payment-key: the server's demo payment secret signs the receipts")?;
     let limit = event["tickets_per_fan_max"].as_u64().map(|n| n as u32);
     let tokens = sign_in_all(&args, &issuer, seed);
+    let watched = match args.watchers {
+        0 => None,
+        _ => Some(watch_section(&args, &sections, &mut conn).await?),
+    };
+    let watching = match &watched {
+        Some((section, acks)) => Some((
+            section.clone(),
+            watchers::start(
+                &target,
+                &args.event,
+                section,
+                args.watchers as usize,
+                Arc::clone(acks),
+            )
+            .await,
+        )),
+        None => None,
+    };
+
     let started = Instant::now();
     let plan = Arc::new(Plan {
+        acks: watched.as_ref().map(|(_, acks)| Arc::clone(acks)),
         tokens,
         payments,
         limit,
@@ -241,7 +268,6 @@ pub async fn execute(args: LoadgenArgs) -> anyhow::Result<Report> {
         args,
     });
     let live = Arc::new(Live::default());
-
     let progress = tokio::spawn(progress(
         Arc::clone(&plan),
         Arc::clone(&live),
@@ -253,6 +279,11 @@ pub async fn execute(args: LoadgenArgs) -> anyhow::Result<Report> {
         let (t, q) = queue::run(Arc::clone(&plan), Arc::clone(&live)).await;
         tally = t;
         queue_report = Some(q);
+    } else if plan.args.fans == 0 {
+        // Only watching: for the run's duration.
+        if let Some(deadline) = plan.deadline {
+            tokio::time::sleep_until(deadline.into()).await;
+        }
     } else {
         let connections: Vec<_> = (0..plan.args.connections)
             .map(|_| tokio::spawn(connection(Arc::clone(&plan), Arc::clone(&live))))
@@ -264,6 +295,13 @@ pub async fn execute(args: LoadgenArgs) -> anyhow::Result<Report> {
     let elapsed = started.elapsed().as_secs_f64();
     live.done.store(true, Ordering::Relaxed);
     let _ = progress.await;
+    let watch = match watching {
+        Some((section, (watching, tasks))) => {
+            let map = format!("{event_path}/sections/{section}/seats");
+            Some(watchers::stop(watching, tasks, &section, &mut conn, &map).await)
+        }
+        None => None,
+    };
 
     let booked = read_back(&plan, &tally.bookings).await?;
     let ev = get_json(&mut conn, &event_path).await?;
@@ -320,7 +358,32 @@ pub async fn execute(args: LoadgenArgs) -> anyhow::Result<Report> {
         consistency,
         doors,
         queue: queue_report,
+        watch,
     })
+}
+
+/// The section `--watchers` stream, and its seat ids for measuring.
+async fn watch_section(
+    args: &LoadgenArgs,
+    sections: &[SectionInfo],
+    conn: &mut Conn,
+) -> anyhow::Result<(String, Arc<watchers::Acks>)> {
+    let section = match &args.watch_section {
+        Some(s) => s.clone(),
+        None => sections
+            .iter()
+            .find(|s| s.seated)
+            .map(|s| s.id.clone())
+            .context("--watchers: the event has no seated section to watch")?,
+    };
+    let map = get_json(
+        conn,
+        &format!("/v1/events/{}/sections/{section}/seats", args.event),
+    )
+    .await
+    .with_context(|| format!("--watch-section {section:?}"))?;
+    let acks = Arc::new(watchers::Acks::new(&section, &map));
+    Ok((section, acks))
 }
 
 async fn get_json(conn: &mut Conn, path: &str) -> anyhow::Result<Value> {
@@ -731,6 +794,9 @@ async fn fan(s: &mut Session<'_>, k: usize) {
     };
     s.tally.holds += 1;
     let held: Value = serde_json::from_slice(&hold.body).unwrap_or_default();
+    if let Some(acks) = &plan.acks {
+        acks.held(&section.id, &held["seats"]);
+    }
     let id = held["id"].as_str().unwrap_or_default().to_owned();
     let quantity_held = held["quantity"].as_u64().unwrap_or(0) as u32;
     if rng.random::<f64>() < plan.args.greedy_ratio {

@@ -253,6 +253,8 @@ pub struct Report {
     pub doors: Option<super::doors::DoorsReport>,
     /// The waiting room, when fans went through it (`--queue`).
     pub queue: Option<super::queue::QueueReport>,
+    /// The seat streams watched meanwhile (`--watchers`).
+    pub watch: Option<super::watchers::WatchReport>,
 }
 
 impl Report {
@@ -272,6 +274,12 @@ impl Report {
             return Some(format!(
                 "{} answers were 5xx other than 503",
                 self.server_errors
+            ));
+        }
+        if let Some(w) = self.watch.as_ref().filter(|w| !w.replica_matches_map) {
+            return Some(format!(
+                "watchers: the seat states rebuilt from section {}'s stream differ from its seat map",
+                w.section
             ));
         }
         if let Some(d) = self.doors.as_ref().filter(|d| !d.ok) {
@@ -367,6 +375,26 @@ pub fn print_report(r: &Report) {
             q.gave_up,
             q.out_of_order,
             if q.ok { "OK" } else { "FAILED" }
+        );
+    }
+    if let Some(w) = &r.watch {
+        println!(
+            "watchers: {} on section {} ({} open at most, {} opened, {} ended by the server, {} refused), \
+             {} frames, {} bytes; hold answered to stream shown p50 {:.1} ms, p99 {:.1} ms ({} samples, {} shown before the answer); \
+             states rebuilt from the stream match the map: {}",
+            w.watchers,
+            w.section,
+            w.open_max,
+            w.opened,
+            w.ended_by_server,
+            w.refused,
+            w.frames,
+            w.bytes,
+            w.delay.p50_ms,
+            w.delay.p99_ms,
+            w.delay.count,
+            w.ahead_of_answer,
+            if w.replica_matches_map { "OK" } else { "FAILED" }
         );
     }
     if let Some(d) = &r.doors {
@@ -532,6 +560,7 @@ mod tests {
             consistency,
             doors: None,
             queue: None,
+            watch: None,
         }
     }
 

@@ -111,14 +111,7 @@ impl Application {
         recovery::release_freed_memory();
 
         let snapshot_reader = store.reader();
-        let (journal, flusher) = store.start(JournalConfig {
-            batch_records_max: args.batch_records_max as usize,
-            queue_capacity: 65_536,
-            sync_data: args.fdatasync,
-            fail_after_batches: args.journal_fail_after_batches,
-            panic_at_write: args.panic_in == Some(PanicIn::Flusher),
-            write_delay: Duration::from_millis(args.journal_delay_ms),
-        });
+        let (journal, flusher) = store.start(JournalConfig::from_args(&args));
         let settings = SectionSettings {
             mailbox_capacity: args.mailbox_capacity as usize,
             process_inflight_max: args.process_inflight_max as usize,

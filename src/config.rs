@@ -713,6 +713,13 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub journal_delay_ms: u64,
 
+    /// Failpoint for tests: every group commit waits this many
+    /// milliseconds with its batch written into sled (readable) but not
+    /// yet flushed or synced: nothing may show it meanwhile.
+    #[arg(long, hide = true, default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub journal_unsynced_delay_ms: u64,
+
     /// Failpoint for tests: a panic in a section actor (at the first change
     /// it applies, before journaling it), the journal's flusher (at its
     /// first write) or the mailer (at its first send).

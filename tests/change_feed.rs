@@ -434,3 +434,44 @@ fn the_feed_resumes_after_sigkill_with_no_gap() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Invariant 8 where it could break: each group commit's batch sits in
+/// sled, readable beside the flusher, for 600 ms before it is flushed and
+/// synced. Meanwhile neither the feed nor the seat map shows it; once the
+/// fan is answered, both do.
+#[test]
+fn a_batch_readable_but_not_durable_is_shown_to_nobody() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = args(dir.path());
+    a.feed_token = Some(FEED_TOKEN.into());
+    a.journal_unsynced_delay_ms = 600;
+    let s = TestServer::start_with(
+        a,
+        std::sync::Arc::new(boxoffice::clock::ManualClock::new(T0_MS)),
+    );
+    let live = open_feed(&s.base, "", &[]).unwrap();
+    std::thread::scope(|scope| {
+        let holding = scope.spawn(|| s.hold("A", &["A/1/1"]));
+        let applied = r#"boxoffice_changes_total{event="demo",kind="hold",section="A"} 1"#;
+        let began = std::time::Instant::now();
+        while !s.get("/metrics").text.lines().any(|l| l == applied) {
+            assert!(
+                began.elapsed() < Duration::from_secs(5),
+                "the hold never applied"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Its batch is in sled now, not yet synced.
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(
+            live.recv_timeout(Duration::from_millis(150)).is_err(),
+            "the feed sent a change that was not durable"
+        );
+        assert!(s.states("A").starts_with('f'), "the seat map showed it");
+        holding.join().unwrap();
+    });
+    let c = take(&live, 1);
+    assert_eq!(c[0].kind, "hold");
+    assert_eq!(c[0].data["seats"], json!(["A/1/1"]));
+    assert!(s.states("A").starts_with('h'));
+}

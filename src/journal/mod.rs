@@ -67,6 +67,26 @@ pub struct JournalConfig {
     /// Failpoint for tests: every group commit takes this much longer, as
     /// on a slow disk.
     pub write_delay: std::time::Duration,
+    /// Failpoint for tests: every group commit waits this long with its
+    /// batch in sled (readable beside the flusher) but not yet flushed,
+    /// synced or durable.
+    pub unsynced_delay: std::time::Duration,
+}
+
+impl JournalConfig {
+    /// The journal `boxoffice serve` runs with these settings.
+    pub fn from_args(args: &crate::config::ServeArgs) -> JournalConfig {
+        let ms = std::time::Duration::from_millis;
+        JournalConfig {
+            batch_records_max: args.batch_records_max as usize,
+            queue_capacity: 65_536,
+            sync_data: args.fdatasync,
+            fail_after_batches: args.journal_fail_after_batches,
+            panic_at_write: args.panic_in == Some(crate::config::PanicIn::Flusher),
+            write_delay: ms(args.journal_delay_ms),
+            unsynced_delay: ms(args.journal_unsynced_delay_ms),
+        }
+    }
 }
 
 impl Default for JournalConfig {
@@ -78,6 +98,7 @@ impl Default for JournalConfig {
             fail_after_batches: None,
             panic_at_write: false,
             write_delay: std::time::Duration::ZERO,
+            unsynced_delay: std::time::Duration::ZERO,
         }
     }
 }
@@ -290,13 +311,21 @@ impl Store {
     }
 
     /// Writes one batch durably: one sled batch, one flush, one fdatasync.
-    fn write(&mut self, bytes: &[u8], sync_data: bool) -> Result<u64, std::io::Error> {
+    fn write(
+        &mut self,
+        bytes: &[u8],
+        sync_data: bool,
+        unsynced_delay: std::time::Duration,
+    ) -> Result<u64, std::io::Error> {
         let batch = self.next_batch;
         let mut b = sled::Batch::default();
         for (i, chunk) in bytes.chunks(CHUNK_BYTES).enumerate() {
             b.insert(&key(batch, i as u32)[..], chunk);
         }
         self.db.apply_batch(b).map_err(io_error)?;
+        if !unsynced_delay.is_zero() {
+            std::thread::sleep(unsynced_delay);
+        }
         self.db.flush().map_err(io_error)?;
         if sync_data {
             self.data_file.sync_data()?;
@@ -564,7 +593,7 @@ fn write_batches(
         let result = if config.fail_after_batches.is_some_and(|n| written >= n) {
             Err(std::io::Error::other("failpoint: journal write refused"))
         } else {
-            store.write(&buf, config.sync_data)
+            store.write(&buf, config.sync_data, config.unsynced_delay)
         };
         written += 1;
         let elapsed = started.elapsed();

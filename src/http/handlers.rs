@@ -408,6 +408,22 @@ fn caller(state: &AppState, req: &HttpRequest) -> Result<Caller, ApiError> {
     Ok(Caller::Fan(Arc::clone(&signed_in(state, req)?.id)))
 }
 
+/// An event's section by their ids: `404` naming the one missing.
+pub(super) fn section_entry(
+    state: &AppState,
+    event: &str,
+    section: &str,
+) -> Result<(Arc<EventEntry>, Arc<SectionHandle>), ApiError> {
+    let e = event_entry(state, event)?;
+    let s = e.section(section).cloned().ok_or_else(|| {
+        ApiError::not_found(
+            "section-not-found",
+            format!("event {event:?} has no section {section:?}"),
+        )
+    })?;
+    Ok((e, s))
+}
+
 /// Every seat of a section with its state, in columns.
 #[utoipa::path(get, path = "/v1/events/{event}/sections/{section}/seats", tag = "events",
     params(("event" = String, Path), ("section" = String, Path)),
@@ -417,13 +433,7 @@ pub async fn get_seats(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (event, section) = path.into_inner();
-    let e = event_entry(&state, &event)?;
-    let s = e.section(&section).ok_or_else(|| {
-        ApiError::not_found(
-            "section-not-found",
-            format!("event {event:?} has no section {section:?}"),
-        )
-    })?;
+    let (e, s) = section_entry(&state, &event, &section)?;
     // The published view: never a message to the actor, and rendered
     // once per publication, whoever reads it.
     state.registry.caught_up().await;

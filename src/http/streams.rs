@@ -26,7 +26,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::error::{ApiError, Problem};
-use super::handlers::event_entry;
+use super::handlers::section_entry;
 use super::AppState;
 use crate::actors::{Publication, SeatsPublished, Start};
 use crate::api::dto::{SeatChangesDto, SeatStatesDto};
@@ -219,13 +219,7 @@ pub async fn seat_stream(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (event, section) = path.into_inner();
-    let e = event_entry(&state, &event)?;
-    let s = e.section(&section).ok_or_else(|| {
-        ApiError::not_found(
-            "section-not-found",
-            format!("event {event:?} has no section {section:?}"),
-        )
-    })?;
+    let (_, s) = section_entry(&state, &event, &section)?;
     let slot = state.streams.seats.take().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -12,6 +12,7 @@ pub mod error;
 mod feed;
 mod handlers;
 pub mod openapi;
+mod page;
 pub mod queue;
 pub mod rate;
 pub mod server;
@@ -196,6 +197,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource(
         "/v1/events/{event}/sections/{section}/stream",
         [(get.clone(), route().to(streams::seat_stream))],
+    ))
+    .service(resource("/", [(get.clone(), route().to(page::index))]))
+    .service(resource(
+        "/app.js",
+        [(get.clone(), route().to(page::script))],
+    ))
+    .service(resource(
+        "/app.css",
+        [(get.clone(), route().to(page::style))],
     ))
     .service(resource(
         "/v1/events/{event}/changes",

@@ -167,6 +167,18 @@ fn the_page_shows_the_event_and_a_section_live() {
             .unwrap();
         let sections = c.find_all(Locator::Css("a[data-section]")).await.unwrap();
         assert_eq!(sections.len(), 21);
+        // The venue drawn: every one of the arena's 15,000 seats.
+        let arena = c
+            .wait()
+            .for_element(Locator::Css("svg.arena[data-draw-ms]"))
+            .await
+            .unwrap();
+        let drawn = c.find_all(Locator::Css("svg.arena circle")).await.unwrap();
+        assert_eq!(drawn.len(), 15_000);
+        let ms = arena.attr("data-draw-ms").await.unwrap().unwrap();
+        eprintln!("the arena's 15,000 seats drawn in {ms} ms (fetched, built, on screen)");
+        let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+        std::fs::write(tmp.join("fan-arena.png"), c.screenshot().await.unwrap()).unwrap();
         c.find(Locator::Css("a[data-section='A']"))
             .await
             .unwrap()
@@ -208,9 +220,8 @@ fn the_page_shows_the_event_and_a_section_live() {
         // Past the colour's transition, for the picture.
         tokio::time::sleep(Duration::from_millis(400)).await;
         let png = c.screenshot().await.unwrap();
-        let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("fan-page.png");
-        std::fs::write(&out, png).unwrap();
-        eprintln!("screenshot: {}", out.display());
+        std::fs::write(tmp.join("fan-page.png"), png).unwrap();
+        eprintln!("screenshots: {}/fan-arena.png, fan-page.png", tmp.display());
         b.close().await;
     });
 }

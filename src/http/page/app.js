@@ -136,6 +136,7 @@ async function eventPage(id) {
   for (const c of e.categories) {
     cats.append(el('li', {}, `${c.name}: ${money(c.price, e.currency)} (${c.free.toLocaleString()} left)`));
   }
+  const arena = el('figure', { class: 'arena' });
   const sections = el('ul', { class: 'sections' });
   for (const s of e.sections) {
     sections.append(el('li', {},
@@ -156,8 +157,50 @@ async function eventPage(id) {
     el('h2', {}, 'Prices'),
     cats,
     el('h2', {}, 'Sections'),
+    arena,
     sections,
   );
+  drawArena(e, arena);
+}
+
+// The whole venue, every seat where it is, each section in the colour of
+// how much of it is left; a click opens the section. Drawn once the
+// seat maps are in; the list of sections above says the same to those
+// who do not see it (the drawing is hidden from screen readers).
+async function drawArena(e, figure) {
+  const began = performance.now();
+  const seated = e.sections.filter((s) => s.kind === 'seated');
+  const maps = await Promise.all(seated.map((s) => api(`/v1/events/${enc(e.id)}/sections/${enc(s.id)}/seats`)));
+  if (!figure.isConnected) return;
+  let minX = Infinity; let minY = Infinity; let maxX = -Infinity; let maxY = -Infinity;
+  for (const m of maps) {
+    for (let i = 0; i < m.x.length; i++) {
+      minX = Math.min(minX, m.x[i]); maxX = Math.max(maxX, m.x[i]);
+      minY = Math.min(minY, m.y[i]); maxY = Math.max(maxY, m.y[i]);
+    }
+  }
+  const svg = el('svg', {
+    class: 'arena', viewBox: `${minX - 1} ${minY - 1} ${maxX - minX + 2} ${maxY - minY + 2}`, 'aria-hidden': 'true',
+  });
+  const frag = document.createDocumentFragment();
+  maps.forEach((m, k) => {
+    const s = seated[k];
+    const g = el('g', { fill: level(s.free, s.capacity), 'data-section': s.id });
+    for (let i = 0; i < m.x.length; i++) {
+      g.append(el('circle', { cx: m.x[i], cy: m.y[i], r: 0.45 }));
+    }
+    frag.append(g);
+  });
+  svg.append(frag);
+  svg.addEventListener('click', (ev) => {
+    const g = ev.target.closest('g[data-section]');
+    if (g) location.hash = `#/events/${enc(e.id)}/sections/${enc(g.getAttribute('data-section'))}`;
+  });
+  figure.replaceChildren(svg);
+  // When it is on screen, for the browser test's figure.
+  requestAnimationFrame(() => {
+    svg.setAttribute('data-draw-ms', String(Math.round(performance.now() - began)));
+  });
 }
 
 const STATE_NAMES = { f: 'available', h: 'held', s: 'sold' };

@@ -208,7 +208,20 @@ fn sigterm_under_load_finishes_what_it_accepted() {
                             let v: serde_json::Value = resp.into_json().unwrap();
                             acked.push((v["id"].as_str().unwrap().to_owned(), token));
                         }
-                        Err(ureq::Error::Status(code, _)) => panic!("answered {code}"),
+                        // A request that reached a connection accepted
+                        // just before the stop began: refused, unchanged.
+                        Err(ureq::Error::Status(503, resp)) => {
+                            assert_eq!(resp.header("Retry-After"), Some("1"));
+                            let body: serde_json::Value = resp.into_json().unwrap();
+                            assert_eq!(body["type"], "urn:boxoffice:problem:shutting-down");
+                            refused += 1;
+                            if refused > 3 {
+                                break;
+                            }
+                        }
+                        Err(ureq::Error::Status(code, resp)) => {
+                            panic!("answered {code}: {:?}", resp.into_string())
+                        }
                         Err(ureq::Error::Transport(t)) => {
                             // Refused at connect, or closed unread: a
                             // connection still in the kernel's backlog

@@ -256,6 +256,20 @@ fn the_page_loads_nothing_from_elsewhere_and_says_what_is_wrong() {
             .await
             .unwrap();
         assert_eq!(alert.text().await.unwrap(), "There is no such event.");
+        // An address that does not even decode.
+        c.goto(&format!("{}/#/events/%E0%A4%A", s.base))
+            .await
+            .unwrap();
+        c.refresh().await.unwrap();
+        let alert = c
+            .wait()
+            .for_element(Locator::Css("[role='alert']"))
+            .await
+            .unwrap();
+        assert_eq!(
+            alert.text().await.unwrap(),
+            "This page has no such address."
+        );
         b.close().await;
     });
 }

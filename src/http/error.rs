@@ -126,6 +126,18 @@ impl ApiError {
         .retry_after(1)
     }
 
+    /// The server is stopping: another replica (or this one, restarted)
+    /// will answer.
+    pub fn shutting_down() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting-down",
+            "Shutting down",
+            "this server is stopping; retry after the Retry-After seconds with the same Idempotency-Key",
+        )
+        .retry_after(1)
+    }
+
     pub fn unavailable() -> ApiError {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -475,6 +475,9 @@ pub async fn refuse_early(
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
     use actix_web::ResponseError;
     let refusal = req.app_data::<web::Data<AppState>>().and_then(|s| {
+        if s.drain.is_closed() {
+            return Some(ApiError::shutting_down());
+        }
         if s.sharding.is_some() {
             if let Some(Err(e)) = event_of_path(req.path()).map(|event| s.own(&event)) {
                 return Some(e);

@@ -76,6 +76,10 @@ pub fn start(
 pub struct Drain {
     shutting_down: AtomicBool,
     in_flight: AtomicUsize,
+    /// Set once nothing was in flight: a request that reaches a handler
+    /// after this is refused (503) rather than served while the sections
+    /// stop behind it.
+    closed: AtomicBool,
 }
 
 /// One request in flight, until dropped.
@@ -92,8 +96,15 @@ const DRAIN_POLL: Duration = Duration::from_millis(2);
 
 impl Drain {
     pub fn enter(&self) -> InFlight<'_> {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        // SeqCst, with `closed`: a request either sees the drain closed
+        // or is counted before the drain's last look (see `stop`).
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
         InFlight(self)
+    }
+
+    /// Whether requests are refused now: the server is about to stop.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
     }
 
     /// Set once a stop has begun: `/readyz` says 503, and every answer
@@ -110,10 +121,16 @@ impl Drain {
         actix_web::rt::time::sleep(delay).await;
         server.pause().await;
         let deadline = Instant::now() + timeout;
-        while self.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+        while self.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             actix_web::rt::time::sleep(DRAIN_POLL).await;
         }
-        // Nothing is in flight: what connections remain are idle.
+        // A connection accepted before the pause may still bring a
+        // request: from now on it is refused, and those that came in
+        // before are answered first. Only then may the sections stop.
+        self.closed.store(true, Ordering::SeqCst);
+        while self.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            actix_web::rt::time::sleep(DRAIN_POLL).await;
+        }
         server.stop(false).await;
     }
 }

@@ -72,8 +72,9 @@ function heading(text) {
 async function route() {
   for (const stop of cleanup) stop();
   cleanup = [];
-  const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
   try {
+    // A hand-typed address may not decode: that is a message too.
+    const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
     if (parts[0] === 'events' && parts[2] === 'sections' && parts[3]) {
       await sectionPage(parts[1], parts[3]);
     } else if (parts[0] === 'events' && parts[1]) {
@@ -82,7 +83,8 @@ async function route() {
       await eventsPage();
     }
   } catch (e) {
-    main.replaceChildren(el('p', { class: 'error', role: 'alert' }, e.message), el('p', {}, el('a', { href: '#/' }, 'All events')));
+    const text = e instanceof URIError ? 'This page has no such address.' : e.message;
+    main.replaceChildren(el('p', { class: 'error', role: 'alert' }, text), el('p', {}, el('a', { href: '#/' }, 'All events')));
   }
   const h = main.querySelector('h1');
   if (h) h.focus();

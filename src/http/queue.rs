@@ -8,7 +8,6 @@
 //! fans need not ask for their own standing often: their position is
 //! their number minus the serving number.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +19,7 @@ use rustc_hash::FxHashMap;
 
 use super::error::Problem;
 use super::handlers::{check_admin, event_entry, signed_in};
+use super::streams::{StreamSlot as Slot, StreamSlots};
 use super::{read_json, ApiError, AppState, BODY_LEN_MAX};
 use crate::actors::{EventEntry, FanStanding, RoomHandle, RoomView};
 use crate::api::dto::{QueueStandingDto, WaitingRoomDto};
@@ -235,12 +235,11 @@ const STREAM_LIFETIME: Duration = Duration::from_secs(600);
 /// Streams one fan may keep open at once (a phone and a laptop).
 pub const STREAMS_PER_FAN_MAX: u32 = 2;
 
-/// The waiting-room streams open: at most `max` in all, and
-/// `STREAMS_PER_FAN_MAX` a fan, so one fan's token cannot take every
-/// place.
+/// The waiting-room streams open: at most `max` in all (the bound every
+/// kind of stream keeps, `StreamSlots`), and `STREAMS_PER_FAN_MAX` a fan,
+/// so one fan's token cannot take every place.
 pub struct Streams {
-    open: AtomicUsize,
-    max: usize,
+    all: Arc<StreamSlots>,
     by_fan: Mutex<FxHashMap<Arc<str>, u32>>,
 }
 
@@ -253,8 +252,7 @@ enum Refused {
 impl Streams {
     pub fn new(max: usize) -> Streams {
         Streams {
-            open: AtomicUsize::new(0),
-            max,
+            all: Arc::new(StreamSlots::new(max)),
             by_fan: Mutex::default(),
         }
     }
@@ -265,15 +263,12 @@ impl Streams {
         if mine >= STREAMS_PER_FAN_MAX {
             return Err(Refused::FanFull);
         }
-        self.open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max).then_some(n + 1)
-            })
-            .map_err(|_| Refused::Full)?;
+        let place = self.all.take().ok_or(Refused::Full)?;
         by_fan.insert(Arc::clone(fan), mine + 1);
         Ok(StreamSlot {
             streams: Arc::clone(self),
             fan: Arc::clone(fan),
+            _place: place,
         })
     }
 }
@@ -283,6 +278,8 @@ impl Streams {
 pub struct StreamSlot {
     streams: Arc<Streams>,
     fan: Arc<str>,
+    /// Its place in the bound on all of them, given back after the fan's.
+    _place: Slot,
 }
 
 impl Drop for StreamSlot {
@@ -298,7 +295,6 @@ impl Drop for StreamSlot {
                 by_fan.remove(&self.fan);
             }
         }
-        self.streams.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -476,7 +472,7 @@ mod tests {
         drop(a1);
         let a3 = streams.take(&a).ok().unwrap();
         drop((a2, a3, b1));
-        assert_eq!(streams.open.load(Ordering::Relaxed), 0);
+        assert_eq!(streams.all.open(), 0);
         assert!(streams.by_fan.lock().unwrap().is_empty(), "nothing kept");
     }
 }

@@ -204,6 +204,7 @@ impl Application {
             admission_key: AdmissionKey::load_or_create(data_dir)?,
             feed_token: args.feed_token.clone(),
             streams: Streams::from_args(&args),
+            demo: http::Demo::from_args(&args)?,
         });
         let listener = TcpListener::bind(&args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -59,7 +59,7 @@ pub(super) async fn change(
 }
 
 /// Asks `section` something and maps its refusal.
-async fn ask<M, T>(section: &SectionHandle, msg: M) -> Result<T, ApiError>
+pub(super) async fn ask<M, T>(section: &SectionHandle, msg: M) -> Result<T, ApiError>
 where
     M: actix::Message<Result = Result<T, crate::actors::SectionError>> + Send + 'static,
     T: Send + 'static,
@@ -401,7 +401,7 @@ pub(super) fn signed_in(state: &AppState, req: &HttpRequest) -> Result<Arc<Fan>,
 
 /// Who asks about a booking: support (the admin token) or a signed-in
 /// fan.
-fn caller(state: &AppState, req: &HttpRequest) -> Result<Caller, ApiError> {
+pub(super) fn caller(state: &AppState, req: &HttpRequest) -> Result<Caller, ApiError> {
     if is_admin(state, req) {
         return Ok(Caller::Support);
     }
@@ -560,7 +560,10 @@ fn seat_indices(section: &SectionHandle, seats: &[String], max: u32) -> Result<V
 }
 
 /// The section a hold id names, and the id; 404 for anything else.
-fn hold_target(state: &AppState, id: &str) -> Result<(Arc<SectionHandle>, HoldRef), ApiError> {
+pub(super) fn hold_target(
+    state: &AppState,
+    id: &str,
+) -> Result<(Arc<SectionHandle>, HoldRef), ApiError> {
     let not_found = || ApiError::not_found("hold-not-found", "no such hold");
     let r = HoldRef::parse(id).map_err(|_| not_found())?;
     let section = state
@@ -571,7 +574,7 @@ fn hold_target(state: &AppState, id: &str) -> Result<(Arc<SectionHandle>, HoldRe
 }
 
 /// The section a booking id names, and the id; 404 for anything else.
-fn booking_target(
+pub(super) fn booking_target(
     state: &AppState,
     id: &str,
 ) -> Result<(Arc<SectionHandle>, BookingRef), ApiError> {

@@ -8,6 +8,7 @@
 //! - [`configure`] is the one place routes are declared, used by the server
 //!   and by tests alike.
 
+mod demo;
 pub mod error;
 mod feed;
 mod handlers;
@@ -35,6 +36,7 @@ use crate::api::Answer;
 use crate::idempotency::{Begin, IdempotencyStore};
 use crate::journal::IdemTag;
 use crate::shard::{event_of_path, Sharding};
+pub use demo::Demo;
 pub use error::ApiError;
 
 /// Largest body of a fan's request.
@@ -84,6 +86,9 @@ pub struct AppState {
     /// The streams open now (waiting room, seats, change feeds), and the
     /// most kept at once.
     pub streams: streams::Streams,
+    /// The demo's stand-ins for the fan club's login and the payment
+    /// page, present only while the server trusts the demo's keys.
+    pub demo: demo::Demo,
 }
 
 impl AppState {
@@ -191,6 +196,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         [(get.clone(), route().to(get_booking))],
     ))
     .service(resource(
+        "/v1/bookings/{id}/tickets/{place}/qr",
+        [(get.clone(), route().to(tickets::ticket_qr))],
+    ))
+    .service(resource(
         "/v1/bookings/{id}/cancel",
         [(post.clone(), route().to(cancel_booking))],
     ))
@@ -246,7 +255,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         "/v1/admin/snapshots",
         [
             (get.clone(), route().to(list_snapshots)),
-            (post, route().to(create_snapshot)),
+            (post.clone(), route().to(create_snapshot)),
         ],
     ))
     .service(resource(
@@ -256,6 +265,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource(
         "/v1/openapi.json",
         [(get.clone(), route().to(openapi::serve))],
+    ))
+    .service(resource(
+        "/v1/demo",
+        [(get.clone(), route().to(demo::offers))],
+    ))
+    .service(resource(
+        "/v1/demo/fans",
+        [(post.clone(), route().to(demo::new_fan))],
+    ))
+    .service(resource(
+        "/v1/demo/payments",
+        [(post, route().to(demo::pay))],
     ))
     .service(resource("/metrics", [(get.clone(), route().to(metrics))]))
     .service(resource("/healthz", [(get.clone(), route().to(healthz))]))

@@ -9,6 +9,7 @@ use utoipa::{Modify, OpenApi};
 
 use serde_json::{json, Value};
 
+use super::demo;
 use super::error::{Problem, PROBLEM_JSON};
 use super::feed;
 use super::handlers;
@@ -39,6 +40,7 @@ use crate::layout::{
         handlers::get_booking,
         handlers::cancel_booking,
         tickets::check_in,
+        tickets::ticket_qr,
         queue::get_waiting_room,
         queue::set_waiting_room,
         queue::join_queue,
@@ -46,6 +48,9 @@ use crate::layout::{
         queue::my_place_stream,
         streams::seat_stream,
         feed::changes,
+        demo::offers,
+        demo::new_fan,
+        demo::pay,
         handlers::list_outbox,
         handlers::retry_outbox,
         handlers::create_snapshot,
@@ -63,6 +68,8 @@ use crate::layout::{
         SalePhaseSpec, SalePhasesRequest, TicketDto, CheckInRequest, CheckInDto,
         WaitingRoomSpec, WaitingRoomDto, QueueStandingDto, SeatStatesDto, SeatChangesDto,
         crate::api::feed::FeedEntryDto, crate::api::feed::FeedChangeDto,
+        demo::DemoDto, demo::DemoFanRequest, demo::DemoFanDto, demo::DemoPaymentRequest,
+        demo::DemoPaymentDto,
     )),
     modifiers(&AdminToken),
 )]

@@ -11,16 +11,17 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use actix_web::http::header::{CacheControl, CacheDirective};
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 
 use super::error::Problem;
-use super::handlers::{bearer, change, same_secret};
+use super::handlers::{ask, bearer, booking_target, change, same_secret, signed_in};
 use super::{idempotent, read_json, ApiError, AppState, BODY_LEN_MAX};
-use crate::actors::Command;
-use crate::api::dto::{CheckInDto, CheckInRequest};
-use crate::domain::SectionKind;
+use crate::actors::{Command, GetBooking};
+use crate::api::dto::{booking_dto_with_tickets, CheckInDto, CheckInRequest};
+use crate::domain::{Caller, SectionKind};
 
 /// The `Idempotency-Key` scope of scanners, to which each scan adds its
 /// ticket's place: doors share one credential, and a door retrying a scan
@@ -147,4 +148,53 @@ async fn check_in_inner(
         change(&section, command, idem).await
     })
     .await
+}
+
+/// The QR code of place `place` (from 1) of the signed-in fan's booking,
+/// as a PNG: what the fan's page shows, the same token as the email's and
+/// `tickets[place - 1].token` of `GET /v1/bookings/{id}`.
+#[utoipa::path(get, path = "/v1/bookings/{id}/tickets/{place}/qr", tag = "bookings",
+    params(("id" = String, Path), ("place" = u32, Path, minimum = 1)),
+    security(("fan_token" = [])),
+    responses((status = 200, description = "The ticket's QR code", content_type = "image/png", body = Vec<u8>),
+        (status = 401, description = "No token, or one that proves nothing", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such booking of this fan, none confirmed, or no such place (`ticket-not-found`)", body = Problem, content_type = "application/problem+json")))]
+pub async fn ticket_qr(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, u32)>,
+) -> Result<HttpResponse, ApiError> {
+    let fan = signed_in(&state, &req)?;
+    let (id, place) = path.into_inner();
+    let (s, r) = booking_target(&state, &id)?;
+    let read = ask(
+        &s,
+        GetBooking {
+            booking: r.seq(),
+            secret: r.secret(),
+            by: Caller::Fan(std::sync::Arc::clone(&fan.id)),
+        },
+    )
+    .await?;
+    let token = booking_dto_with_tickets(&s.def, &s.layout, &read, &state.ticket_key)
+        .tickets
+        .and_then(|t| t.into_iter().nth((place as usize).checked_sub(1)?))
+        .map(|t| t.token)
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "ticket-not-found",
+                "this booking has no ticket for that place",
+            )
+        })?;
+    let (png, _) = crate::mail::qr_png(&token).map_err(|e| {
+        tracing::error!("a ticket's QR code did not render: {e}");
+        ApiError::internal()
+    })?;
+    Ok(HttpResponse::Ok()
+        .content_type("image/png")
+        .insert_header(CacheControl(vec![
+            CacheDirective::Private,
+            CacheDirective::NoStore,
+        ]))
+        .body(png))
 }

@@ -37,7 +37,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 pub use outbox::{MailEntry, MailKey, MailKind, MailOutcome, Outbox, RetryError, SlotState};
-pub use render::{seat_name, Renderer};
+pub use render::{qr_png, seat_name, Renderer};
 pub use setup::MailSetup;
 pub use ticket::{Ticket, TicketError, TicketKey, TICKET_KEY_FILE};
 

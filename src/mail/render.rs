@@ -483,7 +483,7 @@ pub fn money(minor: u64, currency: &str) -> String {
 /// The QR code of `token` as a 1-bit greyscale PNG, and its width in
 /// pixels. One bit per pixel and fast compression keep this to tens of
 /// microseconds: the mailer renders every email, under full sale load.
-fn qr_png(token: &str) -> Result<(Vec<u8>, u32), RenderError> {
+pub fn qr_png(token: &str) -> Result<(Vec<u8>, u32), RenderError> {
     // qrcode's `QrCode::new` scores all eight masks to pick the most
     // readable one, which is ~90% of rendering an email (a millisecond).
     // Any mask is valid QR; scanners read the checkerboard one fine.

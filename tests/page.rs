@@ -8,9 +8,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use boxoffice::clock::{Clock, ManualClock};
 use common::*;
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::json;
+use serde_json::{json, Value};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -19,14 +21,15 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 fn installed() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
-        if std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists() {
+        let have = |p: &str| std::path::Path::new(p).exists();
+        if have(CHROMIUM) && have(CHROMEDRIVER) && have("/usr/bin/curl") {
             return;
         }
-        eprintln!("installing Debian's chromium and chromium-driver for the browser tests");
+        eprintln!("installing Debian's chromium, chromium-driver and curl for the browser tests");
         let ok = Command::new("sh")
             .args([
                 "-c",
-                "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver",
+                "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver curl ca-certificates",
             ])
             .status()
             .is_ok_and(|s| s.success());
@@ -197,7 +200,14 @@ fn the_page_shows_the_event_and_a_section_live() {
             label,
             "Section A, row 1, seat 5, R seat, ₩165,000, available"
         );
-        assert_eq!(seat.attr("tabindex").await.unwrap().as_deref(), Some("0"));
+        // Focusable; the map is one stop in the tab order (its first
+        // seat), the arrow keys move between seats.
+        assert_eq!(seat.attr("tabindex").await.unwrap().as_deref(), Some("-1"));
+        let first = c
+            .find(Locator::Css("circle[data-seat='A/1/1']"))
+            .await
+            .unwrap();
+        assert_eq!(first.attr("tabindex").await.unwrap().as_deref(), Some("0"));
 
         // Another fan holds it: the page shows it taken, live.
         let token = s.token_for("fan-2");
@@ -270,6 +280,693 @@ fn the_page_loads_nothing_from_elsewhere_and_says_what_is_wrong() {
             alert.text().await.unwrap(),
             "This page has no such address."
         );
+        b.close().await;
+    });
+}
+
+/// A server on the real time of day (the page counts a hold's time down
+/// on the browser's clock), with `tweak` applied to its settings.
+fn server_now(
+    dir: &std::path::Path,
+    tweak: impl FnOnce(&mut boxoffice::config::ServeArgs),
+) -> TestServer {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut a = args(dir);
+    tweak(&mut a);
+    TestServer::start_with(a, std::sync::Arc::new(ManualClock::new(now_ms)))
+}
+
+/// Whether the focused element matches `css`.
+async fn focused_is(c: &Client, css: &str) -> bool {
+    c.execute(
+        "return document.activeElement !== null && document.activeElement.matches(arguments[0]);",
+        vec![json!(css)],
+    )
+    .await
+    .unwrap()
+        == json!(true)
+}
+
+/// Presses Tab until the element `css` has the focus, as a fan without a
+/// mouse would; fails after `max` presses.
+async fn tab_to(c: &Client, css: &str, max: usize) {
+    for _ in 0..max {
+        if focused_is(c, css).await {
+            return;
+        }
+        press(c, Key::Tab).await;
+    }
+    assert!(
+        focused_is(c, css).await,
+        "{css} not reached with {max} Tabs"
+    );
+}
+
+/// Sends a key to the focused element.
+async fn press(c: &Client, key: Key) {
+    let k: char = key.into();
+    c.active_element()
+        .await
+        .unwrap()
+        .send_keys(&k.to_string())
+        .await
+        .unwrap();
+}
+
+async fn type_text(c: &Client, text: &str) {
+    c.active_element()
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+/// The text of the first element `css`, once there (found again if the
+/// page redrew it meanwhile).
+async fn text_of(c: &Client, css: &str) -> String {
+    let began = Instant::now();
+    loop {
+        let found = match c.find(Locator::Css(css)).await {
+            Ok(e) => e.text().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match found {
+            Ok(text) => return text,
+            Err(e) if began.elapsed() > Duration::from_secs(5) => panic!("{css}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// The booking page's tickets: each QR image decoded, and the token it
+/// encodes accepted by `boxoffice ticket verify` against the server's
+/// ticket key. Returns what the tool said of each.
+async fn tickets_verify(c: &Client, data_dir: &std::path::Path, places: usize) -> Vec<String> {
+    use base64::Engine;
+    let began = Instant::now();
+    while text_of(c, "h1").await != "Your tickets" {
+        if began.elapsed() > Duration::from_secs(5) {
+            let said = c
+                .execute("return [...document.querySelectorAll('[role=alert],[role=status]')].map((e) => e.textContent).join(' | ');", vec![])
+                .await
+                .unwrap();
+            panic!("no tickets page; the page says: {said}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut said = Vec::new();
+    for k in 0..places {
+        let css = format!("ul.tickets li:nth-child({}) img", k + 1);
+        let img = c.wait().for_element(Locator::Css(&css)).await.unwrap();
+        eventually(Duration::from_secs(5), "the QR image loaded", || async {
+            img.attr("src").await.unwrap().is_some()
+        })
+        .await;
+        let src = img.attr("src").await.unwrap().unwrap();
+        let b64 = src
+            .strip_prefix("data:image/png;base64,")
+            .unwrap_or_else(|| panic!("a PNG data address: {src:.40}"));
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        let token = qr_token(&png);
+        let out = boxoffice()
+            .args(["ticket", "verify", &token, "--data-dir"])
+            .arg(data_dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        said.push(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    }
+    assert_eq!(
+        c.find_all(Locator::Css("ul.tickets img"))
+            .await
+            .unwrap()
+            .len(),
+        places
+    );
+    said
+}
+
+/// A fan signs in on the demo, picks two seats and holds them (the
+/// countdown shows), sees another fan's hold appear live, pays and books:
+/// the booking shows a QR code per seat that decodes to a ticket
+/// `boxoffice ticket verify` accepts.
+#[test]
+fn a_fan_holds_two_seats_pays_and_gets_its_tickets() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server_now(dir.path(), |_| {});
+    runtime().block_on(async {
+        let b = Browser::start().await;
+        let c = b.client();
+        c.goto(&format!("{}/#/sign-in", s.base)).await.unwrap();
+        c.wait()
+            .for_element(Locator::Css("#demo-fan"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let who = text_of(c, "#account .who").await;
+        assert!(
+            who.starts_with("Signed in as demo-") && who.ends_with("(fanclub)"),
+            "{who}"
+        );
+        c.goto(&format!("{}/#/events/demo/sections/A", s.base))
+            .await
+            .unwrap();
+        for id in ["A/1/1", "A/1/2"] {
+            let seat = c
+                .wait()
+                .for_element(Locator::Css(&format!("circle[data-seat='{id}']")))
+                .await
+                .unwrap();
+            seat.click().await.unwrap();
+            assert_eq!(
+                seat.attr("aria-checked").await.unwrap().as_deref(),
+                Some("true")
+            );
+        }
+        let hold = c.find(Locator::Css("#hold-chosen")).await.unwrap();
+        assert_eq!(hold.text().await.unwrap(), "Hold 2 seats");
+        hold.click().await.unwrap();
+        let timer = text_of(c, "section.buy [role='timer']").await;
+        // The demo's holds last 7 minutes.
+        eventually(Duration::from_secs(3), "the hold's countdown", || async {
+            let t = c
+                .find(Locator::Css("section.buy [role='timer']"))
+                .await
+                .unwrap();
+            t.text()
+                .await
+                .unwrap()
+                .starts_with("Your hold ends in 6 min")
+        })
+        .await;
+        eprintln!("countdown: {timer}");
+        let mine = c
+            .find(Locator::Css("circle[data-seat='A/1/1']"))
+            .await
+            .unwrap();
+        let label = mine.attr("aria-label").await.unwrap().unwrap();
+        assert!(label.ends_with("held by you"), "{label}");
+
+        // A second fan holds a seat in view: shown taken within a second.
+        let other = c
+            .find(Locator::Css("circle[data-seat='A/1/9']"))
+            .await
+            .unwrap();
+        let token = s.token_for("fan-2");
+        let held = s.post_with(
+            "/v1/events/demo/holds",
+            &json!({"section": "A", "seats": ["A/1/9"]}),
+            &[("Authorization", &format!("Bearer {token}"))],
+        );
+        assert_eq!(held.status, 201, "{held:?}");
+        eventually(
+            Duration::from_secs(1),
+            "the other fan's hold shown",
+            || async { other.attr("data-state").await.unwrap().as_deref() == Some("h") },
+        )
+        .await;
+        let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+        std::fs::write(tmp.join("fan-hold.png"), c.screenshot().await.unwrap()).unwrap();
+
+        c.find(Locator::Css("#email"))
+            .await
+            .unwrap()
+            .send_keys("fan@example.com")
+            .await
+            .unwrap();
+        c.find(Locator::Css("#pay"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let said = tickets_verify(c, &s.data_dir, 2).await;
+        assert!(
+            said[0].ends_with("seat A/1/1 (place 1 of the booking)"),
+            "{said:?}"
+        );
+        assert!(
+            said[1].ends_with("seat A/1/2 (place 2 of the booking)"),
+            "{said:?}"
+        );
+        std::fs::write(tmp.join("fan-tickets.png"), c.screenshot().await.unwrap()).unwrap();
+        b.close().await;
+    });
+    // The booking is the server's too: both seats sold.
+    let states = s.states("A");
+    assert_eq!(&states[..2], "ss");
+}
+
+/// The same with the keyboard alone: Tab to the demo sign-in, into the
+/// map, space to choose, an arrow to the next seat, Tab to hold, type the
+/// email, Enter to pay.
+#[test]
+fn the_whole_flow_works_with_the_keyboard_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server_now(dir.path(), |_| {});
+    runtime().block_on(async {
+        let b = Browser::start().await;
+        let c = b.client();
+        c.goto(&format!("{}/#/events/demo/sections/B", s.base))
+            .await
+            .unwrap();
+        c.wait()
+            .for_element(Locator::Css("circle[data-seat]"))
+            .await
+            .unwrap();
+        tab_to(c, "#account a[href='#/sign-in']", 10).await;
+        press(c, Key::Enter).await;
+        c.wait()
+            .for_element(Locator::Css("#demo-fan"))
+            .await
+            .unwrap();
+        tab_to(c, "#demo-fan", 10).await;
+        press(c, Key::Enter).await;
+        // Back where the fan was, signed in.
+        c.wait()
+            .for_element(Locator::Css("#account .who"))
+            .await
+            .unwrap();
+        c.wait()
+            .for_element(Locator::Css("circle[data-seat]"))
+            .await
+            .unwrap();
+        let first = c
+            .find(Locator::Css("circle[tabindex='0']"))
+            .await
+            .unwrap()
+            .attr("data-seat")
+            .await
+            .unwrap()
+            .unwrap();
+        tab_to(c, "circle[data-seat]", 10).await;
+        press(c, Key::Space).await;
+        // The arrows move on the map as drawn (sections face the stage
+        // at every angle): to whichever side has a seat.
+        for key in [Key::Right, Key::Left, Key::Down, Key::Up] {
+            press(c, key).await;
+            if !focused_is(c, &format!("circle[data-seat='{first}']")).await {
+                break;
+            }
+        }
+        assert!(!focused_is(c, &format!("circle[data-seat='{first}']")).await);
+        press(c, Key::Space).await;
+        let chosen = c
+            .find_all(Locator::Css("circle[aria-checked='true']"))
+            .await
+            .unwrap();
+        assert_eq!(chosen.len(), 2);
+        let mut seats = Vec::new();
+        for seat in &chosen {
+            seats.push(seat.attr("data-seat").await.unwrap().unwrap());
+        }
+        tab_to(c, "#hold-chosen", 10).await;
+        press(c, Key::Enter).await;
+        // The hold moves the focus to the email field.
+        eventually(
+            Duration::from_secs(5),
+            "the email field focused",
+            || async { focused_is(c, "#email").await },
+        )
+        .await;
+        type_text(c, "keys@example.com").await;
+        tab_to(c, "#pay", 5).await;
+        press(c, Key::Enter).await;
+        let said = tickets_verify(c, &s.data_dir, 2).await;
+        assert!(
+            said[0].ends_with(&format!("seat {first} (place 1 of the booking)")),
+            "{said:?}"
+        );
+        b.close().await;
+    });
+}
+
+/// What the page says when the API refuses: a fan who is no member in
+/// the presale, a fan at the event's ticket limit, a seat another fan
+/// took between the choice and the hold.
+#[test]
+fn refusals_are_shown_as_sentences() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server_now(dir.path(), |a| a.demo_tickets_per_fan_max = 2);
+    runtime().block_on(async {
+        let b = Browser::start().await;
+        let c = b.client();
+        let alert = || async { text_of(c, "section.buy ~ [role='alert']:not(:empty)").await };
+
+        c.goto(&format!("{}/#/sign-in", s.base)).await.unwrap();
+        c.wait()
+            .for_element(Locator::Css("#demo-guest"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.wait()
+            .for_element(Locator::Css("#account .who"))
+            .await
+            .unwrap();
+        c.goto(&format!("{}/#/events/demo/sections/A", s.base))
+            .await
+            .unwrap();
+        c.wait()
+            .for_element(Locator::Css("#hold-best"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let said = alert().await;
+        assert!(
+            said.starts_with("This part of the sale is for fan-club members. It opens to you "),
+            "{said}"
+        );
+
+        // A member, limited to two tickets, asks for three.
+        c.find(Locator::Css("#account button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.goto(&format!("{}/#/sign-in", s.base)).await.unwrap();
+        c.wait()
+            .for_element(Locator::Css("#demo-fan"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.wait()
+            .for_element(Locator::Css("#account .who"))
+            .await
+            .unwrap();
+        c.goto(&format!("{}/#/events/demo/sections/A", s.base))
+            .await
+            .unwrap();
+        let best = c.wait().for_element(Locator::Css("#best-n")).await.unwrap();
+        best.select_by_value("3").await.unwrap();
+        c.find(Locator::Css("#hold-best"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        assert_eq!(
+            alert().await,
+            "You have reached this event's limit of 2 tickets per fan (you have 0)."
+        );
+
+        // A seat taken between the choice and the hold: the stream takes
+        // it out of the choice and says so.
+        let seat = c
+            .find(Locator::Css("circle[data-seat='A/2/3']"))
+            .await
+            .unwrap();
+        seat.click().await.unwrap();
+        let token = s.token_for("fan-2");
+        let held = s.post_with(
+            "/v1/events/demo/holds",
+            &json!({"section": "A", "seats": ["A/2/3"]}),
+            &[("Authorization", &format!("Bearer {token}"))],
+        );
+        assert_eq!(held.status, 201, "{held:?}");
+        eventually(
+            Duration::from_secs(2),
+            "the taken seat out of the choice",
+            || async { seat.attr("aria-checked").await.unwrap().as_deref() == Some("false") },
+        )
+        .await;
+        assert_eq!(
+            alert().await,
+            "Another fan just took seat row 2, seat 3: it is no longer in your choice."
+        );
+        b.close().await;
+    });
+}
+
+/// axe-core, pinned and checked against npm's published digest, fetched
+/// once into the target directory.
+fn axe_source() -> String {
+    use sha2::{Digest, Sha512};
+    installed();
+    const VERSION: &str = "4.14.1";
+    const SHA512: &str =
+        "FHfa+lmNjQZfJz1q8wKqIDwC6DExcHt/pkjNQb09a3NPjCKg2rhu5qb2S4r76ASyFNNtuFooJpZe37OgudVGtQ==";
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let tgz = dir.join(format!("axe-core-{VERSION}.tgz"));
+    let good = |bytes: &[u8]| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(Sha512::digest(bytes)) == SHA512
+    };
+    if !std::fs::read(&tgz).is_ok_and(|b| good(&b)) {
+        let url = format!("https://registry.npmjs.org/axe-core/-/axe-core-{VERSION}.tgz");
+        // curl, for the machine's own certificate store (a proxy's CA).
+        let got = Command::new("curl")
+            .args(["-fsSL", "--retry", "3", &url])
+            .output()
+            .expect("curl, to fetch axe-core from npm's registry");
+        assert!(
+            got.status.success(),
+            "{url}: {}",
+            String::from_utf8_lossy(&got.stderr)
+        );
+        let bytes = got.stdout;
+        assert!(
+            good(&bytes),
+            "{url} is not the published axe-core {VERSION}"
+        );
+        std::fs::write(&tgz, &bytes).unwrap();
+    }
+    let out = Command::new("tar")
+        .args(["-xzOf"])
+        .arg(&tgz)
+        .arg("package/axe.min.js")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// axe's serious and critical violations on the page as it is now.
+async fn axe_violations(c: &Client, axe: &str) -> Vec<Value> {
+    c.execute(axe, vec![]).await.unwrap();
+    let found = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, { resultTypes: ['violations'] })
+               .then((r) => done(r.violations.map((v) => ({
+                 id: v.id, impact: v.impact, help: v.help,
+                 nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) }))))
+               .catch((e) => done([{ id: 'axe-failed', impact: 'critical', help: String(e) }]));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    found
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
+        .cloned()
+        .collect()
+}
+
+/// axe-core finds no serious or critical violation on any of the page's
+/// views: events, an event, sign-in, a section with a hold, the tickets.
+#[test]
+fn axe_finds_nothing_serious() {
+    let axe = axe_source();
+    let dir = tempfile::tempdir().unwrap();
+    let s = server_now(dir.path(), |_| {});
+    runtime().block_on(async {
+        let b = Browser::start().await;
+        let c = b.client();
+        let mut found = Vec::new();
+        let mut check = |view: &str, v: Vec<Value>| {
+            for x in v {
+                found.push(format!("{view}: {x}"));
+            }
+        };
+        c.goto(&format!("{}/", s.base)).await.unwrap();
+        c.wait()
+            .for_element(Locator::Css("a[data-event]"))
+            .await
+            .unwrap();
+        check("events", axe_violations(c, &axe).await);
+        c.goto(&format!("{}/#/events/demo", s.base)).await.unwrap();
+        c.wait()
+            .for_element(Locator::Css("svg.arena[data-draw-ms]"))
+            .await
+            .unwrap();
+        check("event", axe_violations(c, &axe).await);
+        c.goto(&format!("{}/#/sign-in", s.base)).await.unwrap();
+        c.wait()
+            .for_element(Locator::Css("#demo-fan"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.wait()
+            .for_element(Locator::Css("#account .who"))
+            .await
+            .unwrap();
+        c.goto(&format!("{}/#/events/demo/sections/C", s.base))
+            .await
+            .unwrap();
+        c.wait()
+            .for_element(Locator::Css("#hold-best"))
+            .await
+            .unwrap();
+        c.find(Locator::Css("details summary"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        check("section", axe_violations(c, &axe).await);
+        c.find(Locator::Css("#hold-best"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.wait().for_element(Locator::Css("#email")).await.unwrap();
+        check("hold", axe_violations(c, &axe).await);
+        c.find(Locator::Css("#email"))
+            .await
+            .unwrap()
+            .send_keys("a@example.com")
+            .await
+            .unwrap();
+        c.find(Locator::Css("#pay"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        tickets_verify(c, &s.data_dir, 1).await;
+        check("tickets", axe_violations(c, &axe).await);
+        c.goto(&format!("{}/#/sign-in", s.base)).await.unwrap();
+        c.wait().for_element(Locator::Css("#token")).await.unwrap();
+        check("sign-in", axe_violations(c, &axe).await);
+        b.close().await;
+        assert!(found.is_empty(), "{found:#?}");
+    });
+}
+
+/// With the sale behind a waiting room: the fan joins from the section's
+/// page, sees its place and the fans ahead, and once admitted (the
+/// server's clock moved on, a second a turn) holds with its admission.
+#[test]
+fn the_waiting_room_lets_the_fan_in_then_it_holds() {
+    const SEC: u64 = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let s = server_now(dir.path(), |_| {});
+    let t0 = s.clock.now_ms();
+    let opens = boxoffice::clock::rfc3339(t0 + 10 * SEC);
+    let put = s.raw(
+        "PUT",
+        "/v1/events/demo/waiting-room",
+        Some(
+            json!({"enabled": true, "opens_at": opens, "rate_per_sec": 1,
+                   "admission_ttl_secs": 600})
+            .to_string(),
+        ),
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &format!("Bearer {ADMIN_TOKEN}")),
+        ],
+    );
+    assert_eq!(put.status, 200, "{put:?}");
+    // Three fans queue before the opening; at the opening they are
+    // shuffled, and the fan of the page, joining after, is fourth.
+    for fan in ["early-1", "early-2", "early-3"] {
+        let token = s.token_for(fan);
+        let r = s.raw(
+            "POST",
+            "/v1/events/demo/queue",
+            None,
+            &[("Authorization", &format!("Bearer {token}"))],
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    s.clock.advance_ms(10 * SEC);
+    runtime().block_on(async {
+        let b = Browser::start().await;
+        let c = b.client();
+        c.goto(&format!("{}/#/sign-in", s.base)).await.unwrap();
+        c.wait()
+            .for_element(Locator::Css("#demo-fan"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.wait()
+            .for_element(Locator::Css("#account .who"))
+            .await
+            .unwrap();
+        c.goto(&format!("{}/#/events/demo/sections/A", s.base))
+            .await
+            .unwrap();
+        c.wait()
+            .for_element(Locator::Css("#join"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let waiting = text_of(c, ".standing[data-state='waiting']").await;
+        assert!(
+            waiting.starts_with("You are number 4 in the queue: "),
+            "{waiting}"
+        );
+        assert!(
+            c.find(Locator::Css("#hold-best")).await.is_err(),
+            "no holding while waiting"
+        );
+        // A second a turn: the fan's turn comes within four.
+        let mut admitted = false;
+        for _ in 0..8 {
+            s.clock.advance_ms(SEC);
+            let began = Instant::now();
+            while began.elapsed() < Duration::from_secs(3) {
+                if c.find(Locator::Css("#hold-best")).await.is_ok() {
+                    admitted = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if admitted {
+                break;
+            }
+        }
+        assert!(admitted, "the page never let the fan in");
+        let said = text_of(c, "[role='status']:not(:empty)").await;
+        assert!(
+            said.starts_with("It is your turn! Hold your seats before "),
+            "{said}"
+        );
+        c.find(Locator::Css("#hold-best"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.wait().for_element(Locator::Css("#email")).await.unwrap();
         b.close().await;
     });
 }

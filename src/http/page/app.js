@@ -1,10 +1,13 @@
 'use strict';
 // The fan's page: the events on sale, an event's sale phases and
-// sections, and a section's seats drawn from their coordinates, live from
-// the section's seat stream. Plain JavaScript, no dependencies: all it
-// reads is the REST API of the server that serves it.
+// sections, a section's seats drawn from their coordinates and live from
+// its seat stream; signing in, choosing and holding seats, paying and the
+// booking's tickets; the waiting room when the sale has one. Plain
+// JavaScript, no dependencies: all it reads is the REST API of the server
+// that serves it.
 
 const main = document.getElementById('main');
+const account = document.getElementById('account');
 const SVG = 'http://www.w3.org/2000/svg';
 // What the current view keeps open; closed when the fan navigates.
 let cleanup = [];
@@ -17,29 +20,14 @@ function el(tag, attrs = {}, ...children) {
     if (k === 'style') {
       // Through the CSSOM: the page's policy allows no inline style.
       for (const [p, value] of Object.entries(v)) node.style.setProperty(p, value);
+    } else if (k.startsWith('on')) {
+      node.addEventListener(k.slice(2), v);
     } else if (v !== null && v !== undefined && v !== false) {
       node.setAttribute(k, v);
     }
   }
   node.append(...children.filter((c) => c !== null && c !== undefined));
   return node;
-}
-
-// Clear messages for the problems the API answers with.
-const PROBLEMS = {
-  'event-not-found': 'There is no such event.',
-  'section-not-found': 'This event has no such section.',
-  overloaded: 'So many fans are here right now that the server asked us to wait. Trying again shortly.',
-};
-
-async function api(path) {
-  const r = await fetch(path, { headers: { Accept: 'application/json' } });
-  const body = await r.json().catch(() => null);
-  if (!r.ok) {
-    const kind = body && typeof body.type === 'string' ? body.type.split(':').pop() : '';
-    throw new Error(PROBLEMS[kind] || (body && body.detail) || `The server answered ${r.status}.`);
-  }
-  return body;
 }
 
 const enc = encodeURIComponent;
@@ -54,6 +42,10 @@ function when(iso) {
   return new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' }).format(new Date(iso));
 }
 
+function clock(iso) {
+  return new Intl.DateTimeFormat(undefined, { timeStyle: 'medium' }).format(new Date(iso));
+}
+
 function span(ms) {
   const s = Math.max(0, Math.floor(ms / 1000));
   const d = Math.floor(s / 86400);
@@ -64,14 +56,171 @@ function span(ms) {
   return `${m} min ${String(s % 60).padStart(2, '0')} s`;
 }
 
-function heading(text) {
-  const h = el('h1', { tabindex: '-1' }, text);
-  return h;
+function plural(n, one, many) {
+  return `${n.toLocaleString()} ${n === 1 ? one : many}`;
 }
+
+// "A/3/4" → "row 3, seat 4"; a standing place's number as it is.
+function seatName(id) {
+  const [, row, seat] = String(id).split('/');
+  return seat ? `row ${row}, seat ${seat}` : `place ${id}`;
+}
+
+// ---- The fan's sign-in: a token from the fan club's login (handed to
+// the page in the address's fragment, `#token=…`), pasted, or on the demo
+// a demo fan's. Kept for this tab only.
+
+const session = {
+  get token() {
+    const t = sessionStorage.getItem('token');
+    const claims = t && this.claims(t);
+    if (!claims || (claims.exp && claims.exp * 1000 < now())) return null;
+    return t;
+  },
+  get fan() {
+    const t = this.token;
+    return t ? this.claims(t) : null;
+  },
+  // What a token says about its fan (the server checks its signature).
+  claims(t) {
+    try {
+      const part = t.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+      const json = new TextDecoder().decode(Uint8Array.from(atob(part), (c) => c.charCodeAt(0)));
+      const c = JSON.parse(json);
+      return c && typeof c.sub === 'string' ? c : null;
+    } catch {
+      return null;
+    }
+  },
+  signIn(t) {
+    sessionStorage.setItem('token', t);
+    showAccount();
+  },
+  signOut() {
+    sessionStorage.clear();
+    showAccount();
+  },
+  // The fan's live hold of an event, its bookings, its admission.
+  get(key) {
+    try {
+      return JSON.parse(sessionStorage.getItem(key));
+    } catch {
+      return null;
+    }
+  },
+  set(key, value) {
+    if (value === null) sessionStorage.removeItem(key);
+    else sessionStorage.setItem(key, JSON.stringify(value));
+  },
+};
+
+// The server's clock, as its answers' `Date` says: countdowns follow it.
+let skew = 0;
+function now() {
+  return Date.now() + skew;
+}
+
+// ---- The API, and what its refusals mean to a fan.
+
+const PROBLEMS = {
+  'event-not-found': () => 'There is no such event.',
+  'section-not-found': () => 'This event has no such section.',
+  'booking-not-found': () => 'There is no such booking of yours.',
+  overloaded: () => 'So many fans are here right now that the server asked us to wait. Try again in a moment.',
+  'shutting-down': () => 'The server is restarting. Try again in a moment.',
+  unauthorized: () => 'Sign in first.',
+  'invalid-token': () => 'Your sign-in is no longer valid. Sign in again.',
+  'rate-limited': (p, r) => `You are trying too fast. Wait ${r.headers.get('Retry-After') || 'a few'} seconds, then try again.`,
+  'seats-unavailable': (p) => `Another fan took ${p.seats && p.seats.length === 1 ? `seat ${seatName(p.seats[0])}` : 'some of these seats'} a moment ago. Choose others.`,
+  'no-adjacent-seats': (p) => (p.largest_block
+    ? `There are no ${p.wanted} seats together left here; at most ${p.largest_block}. Ask for fewer, or choose seats one by one.`
+    : 'This section is sold out.'),
+  'not-enough-places': (p) => (p.available ? `Only ${plural(p.available, 'place is', 'places are')} left here.` : 'This section is sold out.'),
+  'fan-limit-reached': (p) => `You have reached this event's limit of ${plural(p.limit, 'ticket', 'tickets')} per fan (you have ${p.owned}).`,
+  'sale-not-open': (p) => `The sale is not open to you yet: it opens ${when(p.opens_at)}.`,
+  'membership-required': (p) => (p.opens_at
+    ? `This part of the sale is for fan-club members. It opens to you ${when(p.opens_at)}.`
+    : 'This sale is for fan-club members only.'),
+  'sale-closed': () => 'The sale has ended.',
+  'admission-required': () => 'This sale has a waiting room: wait for your turn in the queue first.',
+  'queue-not-open': (p) => `The queue opens ${when(p.opens_at)}.`,
+  'queue-full': () => 'The queue is full right now. Try again in a moment.',
+  'hold-expired': () => 'Your hold ended before it was paid: its seats went back on sale.',
+  'hold-released': () => 'You released this hold.',
+  'hold-not-found': () => 'This hold is not there any more.',
+  'hold-confirmed': () => 'This hold is booked already.',
+  'payment-already-used': () => 'This payment has booked already.',
+  'receipt-expired': () => 'The payment took too long and its receipt expired. Pay again.',
+  'receipt-invalid': () => 'The payment service\'s receipt is not valid.',
+  'receipt-wrong-hold': () => 'That receipt pays for another hold.',
+  'receipt-wrong-amount': () => 'That receipt pays another amount.',
+  'receipt-wrong-currency': () => 'That receipt pays in another currency.',
+  'demo-off': () => 'This server has no demo sign-in or payment.',
+};
+
+class Refusal extends Error {
+  constructor(message, kind, status) {
+    super(message);
+    this.kind = kind;
+    this.status = status;
+  }
+}
+
+async function refusal(r) {
+  const body = await r.json().catch(() => null);
+  const kind = body && typeof body.type === 'string' ? body.type.split(':').pop() : '';
+  if (kind === 'invalid-token') session.signOut();
+  const explain = PROBLEMS[kind];
+  let text;
+  if (explain) text = explain(body, r);
+  else if (r.status === 422 && body && body.detail) text = `Please check what you entered: ${body.detail}.`;
+  else text = `Something went wrong (the server answered ${r.status}). Try again.`;
+  return new Refusal(text, kind, r.status);
+}
+
+// A request of the API; `auth` sends the fan's token. A change carries
+// an Idempotency-Key and is sent again on a lost connection, so a
+// phone's flaky network never holds or books twice.
+async function api(path, { method = 'GET', body, auth = false, headers = {}, key = null } = {}) {
+  const h = { Accept: 'application/json', ...headers };
+  if (body !== undefined) h['Content-Type'] = 'application/json';
+  if (auth) {
+    const t = session.token;
+    if (!t) throw new Refusal('Sign in first.', 'unauthorized', 401);
+    h.Authorization = `Bearer ${t}`;
+  }
+  if (key) h['Idempotency-Key'] = key;
+  const init = { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body) };
+  let r;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      r = await fetch(path, init);
+      break;
+    } catch (e) {
+      if (!key || attempt >= 2) throw new Refusal('The connection failed. Check your network and try again.', 'network', 0);
+      await new Promise((ok) => setTimeout(ok, 500 * (attempt + 1)));
+    }
+  }
+  const date = Date.parse(r.headers.get('Date'));
+  if (!Number.isNaN(date) && Math.abs(date - Date.now()) > 2000) skew = date - Date.now();
+  if (!r.ok) throw await refusal(r);
+  if (r.status === 204) return null;
+  return r.json();
+}
+
+// ---- Routes.
 
 async function route() {
   for (const stop of cleanup) stop();
   cleanup = [];
+  // The fan club's login sends the fan here with its token: keep it, and
+  // take it out of the address and the history.
+  if (location.hash.startsWith('#token=')) {
+    const q = new URLSearchParams(location.hash.slice(1));
+    if (session.claims(q.get('token') || '')) session.signIn(q.get('token'));
+    const to = q.get('to');
+    history.replaceState(null, '', `#${to && to.startsWith('/') ? to : '/'}`);
+  }
   try {
     // A hand-typed address may not decode: that is a message too.
     const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
@@ -79,6 +228,12 @@ async function route() {
       await sectionPage(parts[1], parts[3]);
     } else if (parts[0] === 'events' && parts[1]) {
       await eventPage(parts[1]);
+    } else if (parts[0] === 'sign-in') {
+      await signInPage();
+    } else if (parts[0] === 'bookings' && parts[1]) {
+      await bookingPage(parts.slice(1).join('/'));
+    } else if (parts[0] === 'tickets') {
+      ticketsPage();
     } else {
       await eventsPage();
     }
@@ -89,6 +244,76 @@ async function route() {
   const h = main.querySelector('h1');
   if (h) h.focus();
 }
+
+function heading(text) {
+  return el('h1', { tabindex: '-1' }, text);
+}
+
+function showAccount() {
+  const fan = session.fan;
+  if (fan) {
+    const member = fan.memberships && fan.memberships.length ? ` (${fan.memberships.join(', ')})` : '';
+    account.replaceChildren(
+      el('span', { class: 'who' }, `Signed in as ${fan.sub}${member}`),
+      el('a', { href: '#/tickets' }, 'My tickets'),
+      el('button', { type: 'button', class: 'link', onclick: () => { session.signOut(); route(); } }, 'Sign out'),
+    );
+  } else {
+    account.replaceChildren(el('a', { href: '#/sign-in', onclick: () => sessionStorage.setItem('back', location.hash) }, 'Sign in'));
+  }
+}
+
+// ---- Sign-in.
+
+async function signInPage() {
+  document.title = 'Sign in: boxoffice';
+  const back = () => {
+    const to = sessionStorage.getItem('back');
+    sessionStorage.removeItem('back');
+    location.hash = to && !to.startsWith('#/sign-in') ? to : '#/';
+  };
+  const msg = el('p', { class: 'error', role: 'alert' });
+  const field = el('textarea', { id: 'token', rows: '3', autocomplete: 'off', spellcheck: 'false', required: true });
+  const form = el('form', { class: 'stack' },
+    el('label', { for: 'token' }, 'Your fan club token'),
+    field,
+    el('button', { type: 'submit' }, 'Sign in'));
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const t = field.value.trim();
+    const claims = session.claims(t);
+    if (!claims) {
+      msg.textContent = 'That is not a fan club token: copy all of it, three parts joined by dots.';
+    } else if (claims.exp && claims.exp * 1000 < now()) {
+      msg.textContent = 'That token has expired. Sign in at the fan club again.';
+    } else {
+      session.signIn(t);
+      back();
+    }
+  });
+  const demo = await api('/v1/demo').catch(() => ({ fans: false }));
+  const demoFan = (memberships) => async () => {
+    try {
+      const fan = await api('/v1/demo/fans', { method: 'POST', body: { memberships } });
+      session.signIn(fan.token);
+      back();
+    } catch (e) {
+      msg.textContent = e.message;
+    }
+  };
+  main.replaceChildren(
+    heading('Sign in'),
+    el('p', {}, 'Sign in with the fan club: its login brings you back here signed in. Or paste the token it gave you.'),
+    form,
+    demo.fans ? el('h2', {}, 'On the demo') : null,
+    demo.fans ? el('p', { class: 'actions' },
+      el('button', { type: 'button', id: 'demo-fan', onclick: demoFan(['fanclub']) }, 'Sign in as a demo fan (fan club member)'),
+      el('button', { type: 'button', id: 'demo-guest', class: 'secondary', onclick: demoFan([]) }, 'Sign in as a demo fan (no member)')) : null,
+    msg,
+  );
+}
+
+// ---- Events.
 
 async function eventsPage() {
   const events = await api('/v1/events');
@@ -104,10 +329,10 @@ async function eventsPage() {
 }
 
 // The next opening among an event's phases, if one is ahead.
-function nextOpening(phases, now) {
+function nextOpening(phases, at) {
   return phases
     .map((p) => ({ phase: p, at: Date.parse(p.opens_at) }))
-    .filter((x) => x.at > now)
+    .filter((x) => x.at > at)
     .sort((a, b) => a.at - b.at)[0];
 }
 
@@ -117,23 +342,31 @@ function level(free, capacity) {
   return `hsl(${Math.round(share * 130)} 65% 42%)`;
 }
 
+// Every second while the view is open.
+function every(ms, f) {
+  f();
+  const timer = setInterval(f, ms);
+  cleanup.push(() => clearInterval(timer));
+}
+
 async function eventPage(id) {
   const e = await api(`/v1/events/${enc(id)}`);
   document.title = `${e.name}: boxoffice`;
+  const fan = session.fan;
+  const mine = (p) => !p.memberships || !p.memberships.length
+    || (fan && fan.memberships && p.memberships.some((m) => fan.memberships.includes(m)));
   const phases = el('ul', { class: 'phases' });
   for (const p of e.sale_phases) {
     const who = p.memberships && p.memberships.length ? `members of ${p.memberships.join(', ')}` : 'everyone';
     const until = p.closes_at ? ` until ${when(p.closes_at)}` : '';
     phases.append(el('li', {}, el('strong', {}, p.name), `: from ${when(p.opens_at)}${until}, for ${who}`));
   }
+  // The countdown is to the next opening this fan may buy in.
   const countdown = el('p', { class: 'countdown', role: 'timer', 'aria-live': 'off' });
-  const tick = () => {
-    const next = nextOpening(e.sale_phases, Date.now());
-    countdown.textContent = next ? `${next.phase.name} opens in ${span(next.at - Date.now())}` : '';
-  };
-  tick();
-  const timer = setInterval(tick, 1000);
-  cleanup.push(() => clearInterval(timer));
+  every(1000, () => {
+    const next = nextOpening(e.sale_phases.filter(mine), now());
+    countdown.textContent = next ? `${next.phase.name} opens to you in ${span(next.at - now())}` : '';
+  });
   const cats = el('ul', {});
   for (const c of e.categories) {
     cats.append(el('li', {}, `${c.name}: ${money(c.price, e.currency)} (${c.free.toLocaleString()} left)`));
@@ -150,9 +383,11 @@ async function eventPage(id) {
       el('strong', {}, s.name), el('br'),
       el('span', { class: 'meta' }, `${s.kind === 'standing' ? 'standing' : 'seated'}: ${s.free.toLocaleString()} of ${s.capacity.toLocaleString()} left`))));
   }
+  const limits = [`at most ${e.seats_per_hold_max} seats a hold`];
+  if (e.tickets_per_fan_max) limits.push(`${plural(e.tickets_per_fan_max, 'ticket', 'tickets')} per fan`);
   main.replaceChildren(
     heading(e.name),
-    el('p', { class: 'meta' }, `${e.venue} · ${when(e.starts_at)} · at most ${e.seats_per_hold_max} seats a hold`),
+    el('p', { class: 'meta' }, `${e.venue} · ${when(e.starts_at)} · ${limits.join(' · ')}`),
     e.sale_phases.length ? el('h2', {}, 'Sale') : null,
     e.sale_phases.length ? phases : null,
     countdown,
@@ -205,53 +440,131 @@ async function drawArena(e, figure) {
   });
 }
 
+// ---- A section: its seats, live, and the fan's choice, hold and payment.
+
 const STATE_NAMES = { f: 'available', h: 'held', s: 'sold' };
 const PALETTE = ['#5b21b6', '#1d4ed8', '#0f766e', '#15803d', '#7c2d12', '#9d174d', '#334155', '#0369a1'];
 
 async function sectionPage(eventId, sectionId) {
-  const [e, map] = await Promise.all([
+  const [e, map, room] = await Promise.all([
     api(`/v1/events/${enc(eventId)}`),
     api(`/v1/events/${enc(eventId)}/sections/${enc(sectionId)}/seats`),
+    api(`/v1/events/${enc(eventId)}/waiting-room`).catch(() => ({ enabled: false })),
   ]);
   const section = e.sections.find((s) => s.id === sectionId) || { name: sectionId };
   document.title = `${section.name}, ${e.name}: boxoffice`;
   const byId = Object.fromEntries(e.categories.map((c) => [c.id, c]));
+  const catOf = (i) => byId[map.categories[map.category[i]]] || { name: map.categories[map.category[i]], price: 0 };
+  const seated = map.kind === 'seated' && map.ids.length > 0;
   const counts = el('p', { class: 'counts' });
   const showCounts = (a) => {
     counts.textContent = `${a.free.toLocaleString()} available · ${a.held.toLocaleString()} held · ${a.sold.toLocaleString()} sold`;
   };
   showCounts(map);
   const states = map.states.split('');
+  const index = new Map(map.ids.map((id, i) => [id, i]));
+  // The seats this fan chose, and those its hold has.
+  const chosen = new Set();
+  const mine = new Set();
   const label = (i) => {
     const [, row, seat] = map.ids[i].split('/');
-    const cat = byId[map.categories[map.category[i]]] || { name: map.categories[map.category[i]], price: 0 };
-    return `Section ${sectionId}, row ${row}, seat ${seat}, ${cat.name}, ${money(cat.price, e.currency)}, ${STATE_NAMES[states[i]]}`;
+    const cat = catOf(i);
+    const state = mine.has(i) ? 'held by you' : STATE_NAMES[states[i]];
+    return `Section ${sectionId}, row ${row}, seat ${seat}, ${cat.name}, ${money(cat.price, e.currency)}, ${state}`;
   };
   const nodes = [];
   const rows = [];
+  const paint = (i) => {
+    const c = nodes[i];
+    if (c) {
+      c.classList.toggle('h', states[i] === 'h' && !mine.has(i));
+      c.classList.toggle('s', states[i] === 's');
+      c.classList.toggle('mine', mine.has(i));
+      c.classList.toggle('chosen', chosen.has(i));
+      c.setAttribute('data-state', states[i]);
+      c.setAttribute('aria-checked', String(chosen.has(i)));
+      c.setAttribute('aria-disabled', String(states[i] !== 'f'));
+      c.setAttribute('aria-label', label(i));
+    }
+    if (rows[i]) {
+      rows[i].state.textContent = mine.has(i) ? 'held by you' : STATE_NAMES[states[i]];
+      rows[i].box.checked = chosen.has(i);
+      rows[i].box.disabled = states[i] !== 'f';
+    }
+  };
+  const notice = el('p', { class: 'notice', role: 'status' });
+  const alert = el('p', { class: 'error', role: 'alert' });
+  const say = (text) => { alert.textContent = ''; notice.textContent = text; };
+  const fail = (text) => { notice.textContent = ''; alert.textContent = text; };
+  const max = e.seats_per_hold_max;
+  const choose = (i) => {
+    if (states[i] !== 'f') {
+      fail(`Seat ${seatName(map.ids[i])} is ${mine.has(i) ? 'held by you already' : 'taken'}.`);
+      return;
+    }
+    if (chosen.has(i)) {
+      chosen.delete(i);
+    } else if (chosen.size >= max) {
+      fail(`At most ${plural(max, 'seat', 'seats')} a hold.`);
+      return;
+    } else {
+      chosen.add(i);
+    }
+    alert.textContent = '';
+    paint(i);
+    buy.update();
+  };
+
   let figure = null;
-  if (map.kind === 'seated' && map.ids.length) {
+  if (seated) {
     const xs = map.x;
     const ys = map.y;
     const minX = Math.min(...xs) - 1;
     const minY = Math.min(...ys) - 1;
     const w = Math.max(...xs) - minX + 1;
     const h = Math.max(...ys) - minY + 1;
-    const svg = el('svg', { class: 'seats', viewBox: `${minX} ${minY} ${w} ${h}`, role: 'group', 'aria-label': `Seats of section ${section.name}` });
+    const svg = el('svg', {
+      class: 'seats', viewBox: `${minX} ${minY} ${w} ${h}`, role: 'group',
+      'aria-label': `Seats of section ${section.name}: arrow keys move, space chooses`,
+    });
+    const r = seatRadius(xs, ys);
     const frag = document.createDocumentFragment();
     for (let i = 0; i < map.ids.length; i++) {
+      // One seat in the tab order (the map is one stop); the arrow keys
+      // move between seats, each of which takes the focus.
       const c = el('circle', {
-        cx: xs[i], cy: ys[i], r: 0.42,
+        cx: xs[i], cy: ys[i], r,
         fill: PALETTE[map.category[i] % PALETTE.length],
-        class: states[i] === 'f' ? null : states[i],
-        tabindex: '0', role: 'img',
-        'data-seat': map.ids[i], 'data-state': states[i],
-        'aria-label': label(i),
+        tabindex: i === 0 ? '0' : '-1', role: 'checkbox',
+        'data-seat': map.ids[i],
       });
       nodes.push(c);
       frag.append(c);
     }
     svg.append(frag);
+    for (let i = 0; i < nodes.length; i++) paint(i);
+    svg.addEventListener('click', (ev) => {
+      const i = nodes.indexOf(ev.target);
+      if (i >= 0) { focusSeat(i); choose(i); }
+    });
+    const focusSeat = (i) => {
+      const at = svg.querySelector('circle[tabindex="0"]');
+      if (at) at.setAttribute('tabindex', '-1');
+      nodes[i].setAttribute('tabindex', '0');
+      nodes[i].focus();
+    };
+    svg.addEventListener('keydown', (ev) => {
+      const i = nodes.indexOf(document.activeElement);
+      if (i < 0) return;
+      const to = neighbour(xs, ys, i, ev.key);
+      if (to !== null) {
+        ev.preventDefault();
+        if (to >= 0) focusSeat(to);
+      } else if (ev.key === ' ' || ev.key === 'Enter') {
+        ev.preventDefault();
+        choose(i);
+      }
+    });
     figure = svg;
   }
   const present = new Set(map.category);
@@ -260,32 +573,41 @@ async function sectionPage(eventId, sectionId) {
       .map((id, k) => [id, k])
       .filter(([, k]) => present.has(k))
       .map(([id, k]) => el('span', { style: { '--c': PALETTE[k % PALETTE.length] } }, `${(byId[id] || { name: id }).name} ${byId[id] ? money(byId[id].price, e.currency) : ''}`)),
+    el('span', { class: 'ring', style: { '--c': 'var(--chosen)' } }, 'your choice'),
+    el('span', { style: { '--c': 'var(--mine)' } }, 'held by you'),
     el('span', { style: { '--c': 'var(--held)' } }, 'held'),
     el('span', { style: { '--c': 'var(--sold)' } }, 'sold'));
-  // Those who cannot use the map read the same seats as a table.
+  // Those who cannot use the map choose from the same seats as a table.
   const list = el('details', {}, el('summary', {}, 'List of seats'));
   list.addEventListener('toggle', () => {
     if (!list.open || rows.length) return;
     const body = el('tbody');
     for (let i = 0; i < map.ids.length; i++) {
-      const state = el('td', {}, STATE_NAMES[states[i]]);
-      rows.push(state);
-      const cat = byId[map.categories[map.category[i]]];
-      body.append(el('tr', {}, el('td', {}, map.ids[i]), el('td', {}, cat ? cat.name : ''), el('td', {}, cat ? money(cat.price, e.currency) : ''), state));
+      const cat = catOf(i);
+      const box = el('input', { type: 'checkbox', id: `seat-${i}`, 'data-seat': map.ids[i] });
+      box.addEventListener('change', () => { choose(i); paint(i); });
+      const state = el('td', {});
+      rows[i] = { box, state };
+      body.append(el('tr', {},
+        el('td', {}, box, ' ', el('label', { for: `seat-${i}` }, map.ids[i])),
+        el('td', {}, cat.name), el('td', {}, money(cat.price, e.currency)), state));
+      paint(i);
     }
-    list.append(el('table', { class: 'list' }, el('thead', {}, el('tr', {}, el('th', {}, 'Seat'), el('th', {}, 'Category'), el('th', {}, 'Price'), el('th', {}, 'State'))), body));
+    list.append(el('table', { class: 'list' }, el('caption', {}, `Seats of section ${section.name}`),
+      el('thead', {}, el('tr', {}, el('th', { scope: 'col' }, 'Seat'), el('th', { scope: 'col' }, 'Category'), el('th', { scope: 'col' }, 'Price'), el('th', { scope: 'col' }, 'State'))), body));
   });
-  // Repaints only the seats that changed.
+
+  const buy = buyPanel({ e, section, seated, chosen, mine, map, index, catOf, states, say, fail, paint, room });
+  // The section's seat stream: each change repaints only its seats.
   const set = (i, s) => {
     if (states[i] === s || i >= states.length) return;
     states[i] = s;
-    const c = nodes[i];
-    if (c) {
-      if (s === 'f') c.removeAttribute('class'); else c.setAttribute('class', s);
-      c.setAttribute('data-state', s);
-      c.setAttribute('aria-label', label(i));
+    if (s !== 'f' && chosen.has(i)) {
+      chosen.delete(i);
+      fail(`Another fan just took seat ${seatName(map.ids[i])}: it is no longer in your choice.`);
+      buy.update();
     }
-    if (rows[i]) rows[i].textContent = STATE_NAMES[s];
+    paint(i);
   };
   const live = new EventSource(`/v1/events/${enc(eventId)}/sections/${enc(sectionId)}/stream`);
   cleanup.push(() => live.close());
@@ -296,20 +618,359 @@ async function sectionPage(eventId, sectionId) {
   });
   live.addEventListener('changes', (ev) => {
     const d = JSON.parse(ev.data);
-    for (const [key, s] of [['free', 'f'], ['held', 'h'], ['sold', 's']]) {
-      for (const i of d[key]) set(i, s);
+    for (const [k, s] of [['free', 'f'], ['held', 'h'], ['sold', 's']]) {
+      for (const i of d[k]) set(i, s);
     }
     showCounts(d.availability);
   });
   main.replaceChildren(
-    heading(`Section ${section.name}`),
+    heading(section.name),
     el('p', { class: 'meta' }, el('a', { href: `#/events/${enc(e.id)}` }, e.name), ` · ${when(e.starts_at)}`),
     counts,
     figure ? legend : null,
     figure,
-    figure ? list : el('p', {}, 'A standing section: places are not numbered.'),
+    buy.node,
+    notice,
+    alert,
+    figure ? list : null,
+  );
+  await buy.start();
+}
+
+// A seat's radius: as large as it can be without touching its nearest
+// neighbour (rows packed tighter than a seat's width still show every
+// seat, each clickable).
+function seatRadius(xs, ys) {
+  const order = xs.map((_, i) => i).sort((a, b) => xs[a] - xs[b]);
+  let nearest = Infinity;
+  for (let k = 0; k < order.length; k++) {
+    const i = order[k];
+    for (let m = k + 1; m < order.length && xs[order[m]] - xs[i] < nearest; m++) {
+      const j = order[m];
+      nearest = Math.min(nearest, Math.hypot(xs[j] - xs[i], ys[j] - ys[i]));
+    }
+  }
+  return Number.isFinite(nearest) ? Math.min(0.42, Math.max(0.05, nearest * 0.45)) : 0.42;
+}
+
+// The seat the arrow key `key` moves to from seat `i`: the next in its
+// row for left and right, the nearest in the next row for up and down;
+// -1 when there is none that way; null for any other key.
+function neighbour(xs, ys, i, key) {
+  const dir = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] }[key];
+  if (!dir) return null;
+  let best = -1;
+  let bestScore = Infinity;
+  for (let j = 0; j < xs.length; j++) {
+    const dx = xs[j] - xs[i];
+    const dy = ys[j] - ys[i];
+    const along = dir[0] ? dx * dir[0] : dy * dir[1];
+    const across = dir[0] ? Math.abs(dy) : Math.abs(dx);
+    // Within 45 degrees of the way the key points.
+    if (along <= 0.01 || across > along) continue;
+    const score = along + across * 4;
+    if (score < bestScore) { bestScore = score; best = j; }
+  }
+  return best;
+}
+
+// The fan's side of a section: signing in, the waiting room, the
+// choice, the hold with its countdown, release, payment and confirm.
+function buyPanel({ e, section, seated, chosen, mine, map, index, catOf, states, say, fail, paint, room }) {
+  const holdKey = `hold:${e.id}`;
+  const admissionKey = `admission:${e.id}`;
+  const node = el('section', { class: 'buy', 'aria-labelledby': 'buy-h' });
+  let hold = null;
+  let demo = { payments: false };
+  let busy = false;
+
+  const admission = () => {
+    const a = session.get(admissionKey);
+    return a && Date.parse(a.expires_at) > now() ? a.token : null;
+  };
+  const needsRoom = () => room.enabled && !admission() && !hold;
+
+  const setMine = (seats) => {
+    const before = [...mine];
+    mine.clear();
+    for (const id of seats) if (index.has(id)) mine.add(index.get(id));
+    for (const i of before) paint(i);
+    for (const i of mine) paint(i);
+  };
+
+  const run = (f) => async (ev) => {
+    if (ev) ev.preventDefault();
+    if (busy) return;
+    busy = true;
+    node.setAttribute('aria-busy', 'true');
+    try {
+      await f();
+    } catch (err) {
+      fail(err.message);
+      if (err.kind === 'admission-required') session.set(admissionKey, null);
+      if (['hold-expired', 'hold-released', 'hold-not-found'].includes(err.kind)) setHold(null);
+      if (err.kind === 'invalid-token' || err.kind === 'unauthorized') update();
+    } finally {
+      busy = false;
+      node.removeAttribute('aria-busy');
+      update();
+    }
+  };
+
+  const setHold = (h) => {
+    hold = h && h.status === 'held' ? h : null;
+    session.set(holdKey, hold ? hold.id : null);
+    setMine(hold && hold.section === section.id ? hold.seats : []);
+  };
+
+  const holdWith = async (what) => {
+    const headers = {};
+    const a = admission();
+    if (a) headers['Boxoffice-Admission'] = a;
+    const h = await api(`/v1/events/${enc(e.id)}/holds`, {
+      method: 'POST', auth: true, headers, key: crypto.randomUUID(), body: { section: section.id, ...what },
+    });
+    for (const i of [...chosen]) { chosen.delete(i); paint(i); }
+    setHold(h);
+    const where = h.seats.length ? h.seats.map(seatName).join('; ') : plural(h.quantity, 'standing place', 'standing places');
+    say(`Held for you: ${where}. Pay before the hold ends to keep them.`);
+    // On to the payment: the form takes the focus.
+    update();
+    const pay = node.querySelector('#email');
+    if (pay) pay.focus();
+  };
+
+  const release = run(async () => {
+    await api(`/v1/holds/${enc(hold.id)}`, { method: 'DELETE', auth: true });
+    setHold(null);
+    say('Released: the seats are back on sale.');
+  });
+
+  const confirm = run(async () => {
+    const email = node.querySelector('#email').value.trim();
+    let receipt;
+    if (demo.payments) {
+      receipt = (await api('/v1/demo/payments', { method: 'POST', auth: true, body: { hold: hold.id } })).receipt;
+    } else {
+      receipt = node.querySelector('#receipt').value.trim();
+    }
+    const b = await api(`/v1/holds/${enc(hold.id)}/confirm`, {
+      method: 'POST', auth: true, key: crypto.randomUUID(), body: { email, receipt },
+    });
+    const mineList = session.get('bookings') || [];
+    session.set('bookings', [b.id, ...mineList.filter((id) => id !== b.id)].slice(0, 50));
+    setHold(null);
+    if (room.enabled) session.set(admissionKey, null);
+    location.hash = `#/bookings/${enc(b.id)}`;
+  });
+
+  const expiry = el('p', { class: 'countdown', role: 'timer', 'aria-live': 'off' });
+  const roomView = el('div', { class: 'room' });
+
+  function update() {
+    const fan = session.fan;
+    const parts = [el('h2', { id: 'buy-h' }, hold ? 'Your hold' : 'Your seats')];
+    if (!fan) {
+      parts.push(el('p', {}, el('a', { href: '#/sign-in', onclick: () => sessionStorage.setItem('back', location.hash) }, 'Sign in'), ' to hold seats.'));
+    } else if (hold) {
+      const where = hold.section === section.id ? '' : ` in section ${hold.section}`;
+      const seats = hold.seats.length ? hold.seats.map(seatName).join('; ') : plural(hold.quantity, 'standing place', 'standing places');
+      const form = el('form', { class: 'stack', onsubmit: confirm },
+        el('label', { for: 'email' }, 'Email for your tickets'),
+        el('input', { id: 'email', type: 'email', autocomplete: 'email', required: true }),
+        demo.payments ? null : el('label', { for: 'receipt' }, 'The payment service\'s receipt'),
+        demo.payments ? null : el('input', { id: 'receipt', autocomplete: 'off', required: true }),
+        el('p', { class: 'actions' },
+          el('button', { type: 'submit', id: 'pay' }, demo.payments ? `Pay ${money(hold.total_price, hold.currency)} (demo) and book` : 'Book'),
+          el('button', { type: 'button', id: 'release', class: 'secondary', onclick: release }, 'Release')));
+      parts.push(el('p', {}, `${seats}${where} · ${money(hold.total_price, hold.currency)}`), expiry, form);
+    } else if (needsRoom()) {
+      parts.push(roomView);
+    } else {
+      const total = [...chosen].reduce((sum, i) => sum + catOf(i).price, 0);
+      const names = [...chosen].sort((a, b) => a - b).map((i) => seatName(map.ids[i]));
+      const best = el('select', { id: 'best-n' },
+        ...Array.from({ length: e.seats_per_hold_max }, (_, k) => el('option', { value: String(k + 1) }, String(k + 1))));
+      if (seated) {
+        parts.push(
+          el('p', {}, chosen.size
+            ? `Your choice: ${names.join('; ')} · ${money(total, e.currency)}`
+            : `Choose up to ${plural(e.seats_per_hold_max, 'seat', 'seats')} on the map or in the list of seats.`),
+          el('p', { class: 'actions' },
+            el('button', {
+              type: 'button', id: 'hold-chosen', disabled: chosen.size === 0,
+              onclick: run(() => holdWith({ seats: [...chosen].sort((a, b) => a - b).map((i) => map.ids[i]) })),
+            }, chosen.size ? `Hold ${plural(chosen.size, 'seat', 'seats')}` : 'Hold seats')));
+      }
+      parts.push(el('form', { class: 'inline', onsubmit: run(() => holdWith({ quantity: Number(best.value) })) },
+        el('label', { for: 'best-n' }, seated ? 'Or the best ' : 'Places: '), best,
+        seated ? ' seats together ' : ' ',
+        el('button', { type: 'submit', id: 'hold-best' }, seated ? 'Hold the best seats' : 'Hold places')));
+    }
+    // Keep the focus where it was when the panel is drawn again.
+    const focused = document.activeElement && node.contains(document.activeElement) ? document.activeElement.id : null;
+    node.replaceChildren(...parts);
+    if (focused && node.querySelector(`#${focused}`)) node.querySelector(`#${focused}`).focus();
+  }
+
+  every(1000, () => {
+    if (!hold) return;
+    const left = Date.parse(hold.expires_at) - now();
+    expiry.textContent = left > 0 ? `Your hold ends in ${span(left)}.` : 'Your hold has ended.';
+    if (left <= 0 && !busy) {
+      setHold(null);
+      fail(PROBLEMS['hold-expired']());
+      update();
+    }
+  });
+
+  // The waiting room: join, wait for the turn (a stream of the fan's
+  // standing, polled when no stream is to be had), then buy.
+  async function waitInRoom() {
+    const show = (st) => {
+      if (st.state === 'admitted' && st.admission) {
+        session.set(admissionKey, { token: st.admission, expires_at: st.admission_expires_at });
+        say(`It is your turn! Hold your seats before ${clock(st.admission_expires_at)}.`);
+        update();
+        return true;
+      }
+      const text = {
+        'pre-queue': `You are in the queue. At ${when(st.opens_at)} everyone who joined before then is put in a random order, and the first are let in.`,
+        waiting: `You are number ${(st.number + 1).toLocaleString()} in the queue: ${plural(st.ahead, 'fan', 'fans')} ahead of you.${st.estimated_wait_secs !== undefined ? ` About ${span(st.estimated_wait_secs * 1000)} to wait.` : ' Admission is paused for now.'}`,
+        expired: 'Your turn ended before you held seats.',
+        done: 'You have booked with your turn.',
+      }[st.state] || '';
+      roomView.replaceChildren(
+        el('p', {}, 'This sale has a waiting room: fans are let in a few at a time, in turn.'),
+        el('p', { class: 'standing', 'data-state': st.state }, text));
+      return false;
+    };
+    const abort = new AbortController();
+    cleanup.push(() => abort.abort());
+    const path = `/v1/events/${enc(e.id)}/queue`;
+    let st;
+    try {
+      st = await api(`${path}/me`, { auth: true });
+    } catch (err) {
+      if (err.kind !== 'not-in-queue') throw err;
+      roomView.replaceChildren(
+        el('p', {}, 'This sale has a waiting room: fans are let in a few at a time, in turn.'),
+        el('p', {}, el('button', { type: 'button', id: 'join', onclick: run(async () => { await api(path, { method: 'POST', auth: true }); waitInRoom(); }) }, 'Join the queue')));
+      update();
+      return;
+    }
+    if (show(st)) return;
+    update();
+    while (!abort.signal.aborted) {
+      try {
+        const r = await fetch(`${path}/me/stream`, { headers: { Authorization: `Bearer ${session.token}` }, signal: abort.signal });
+        if (r.ok && r.status !== 204) {
+          for await (const [name, data] of serverEvents(r)) {
+            if (name === 'standing' && show(JSON.parse(data))) return;
+          }
+        }
+        st = await api(`${path}/me`, { auth: true });
+        if (show(st)) return;
+      } catch (err) {
+        if (abort.signal.aborted) return;
+      }
+      await new Promise((ok) => setTimeout(ok, 3000));
+    }
+  }
+
+  return {
+    node,
+    update,
+    async start() {
+      if (!session.fan) { update(); return; }
+      demo = await api('/v1/demo').catch(() => demo);
+      const id = session.get(holdKey);
+      if (id) {
+        try {
+          setHold(await api(`/v1/holds/${enc(id)}`, { auth: true }));
+        } catch {
+          setHold(null);
+        }
+      }
+      update();
+      if (needsRoom()) await waitInRoom().catch((err) => fail(err.message));
+    },
+  };
+}
+
+// A server-sent event stream read through fetch (which, unlike
+// EventSource, sends the fan's token): yields [event, data].
+async function* serverEvents(r) {
+  const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buf += value;
+    let end;
+    while ((end = buf.indexOf('\n\n')) >= 0) {
+      const block = buf.slice(0, end);
+      buf = buf.slice(end + 2);
+      let name = 'message';
+      const data = [];
+      for (const line of block.split('\n')) {
+        if (line.startsWith('event:')) name = line.slice(6).trim();
+        else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+      }
+      if (data.length) yield [name, data.join('\n')];
+    }
+  }
+}
+
+// ---- Bookings and their tickets.
+
+async function bookingPage(id) {
+  const b = await api(`/v1/bookings/${enc(id)}`, { auth: true });
+  document.title = `Booking ${b.id}: boxoffice`;
+  const e = await api(`/v1/events/${enc(b.event)}`).catch(() => ({ name: b.event, starts_at: null, sections: [] }));
+  const section = (e.sections.find((s) => s.id === b.section) || { name: b.section }).name;
+  const tickets = el('ul', { class: 'tickets' });
+  (b.tickets || []).forEach((t, k) => {
+    const img = el('img', { alt: `QR code of the ticket for ${seatName(t.place)}`, width: '200', height: '200', 'data-place': t.place });
+    tickets.append(el('li', {},
+      el('h3', {}, `${section}, ${seatName(t.place)}`),
+      img,
+      el('p', { class: 'meta' }, t.checked_in_at ? `Checked in at ${when(t.checked_in_at)}` : 'Show this code at the door: it lets one person in, once.')));
+    qrImage(b.id, k + 1).then((src) => { img.src = src; }).catch(() => { img.alt = 'The ticket\'s code could not be loaded: reload the page.'; });
+  });
+  main.replaceChildren(
+    heading(b.status === 'confirmed' ? 'Your tickets' : 'Booking cancelled'),
+    el('p', {}, `${e.name}${e.starts_at ? ` · ${when(e.starts_at)}` : ''}`),
+    el('p', { class: 'meta' }, `Booking ${b.id} · ${money(b.total_price, b.currency)} · paid, reference ${b.payment_ref} · tickets also sent to ${b.email}`),
+    b.tickets ? tickets : el('p', {}, `Cancelled ${b.cancelled_at ? when(b.cancelled_at) : ''}.`),
+  );
+}
+
+// A ticket's QR code as a data: address (the image needs the fan's
+// token, which an <img> cannot send).
+async function qrImage(booking, place) {
+  const r = await fetch(`/v1/bookings/${enc(booking)}/tickets/${place}/qr`, { headers: { Authorization: `Bearer ${session.token}` } });
+  if (!r.ok) throw new Error(String(r.status));
+  const blob = await r.blob();
+  return new Promise((ok, no) => {
+    const reader = new FileReader();
+    reader.onload = () => ok(reader.result);
+    reader.onerror = no;
+    reader.readAsDataURL(blob);
+  });
+}
+
+function ticketsPage() {
+  document.title = 'My tickets: boxoffice';
+  const ids = session.get('bookings') || [];
+  main.replaceChildren(
+    heading('My tickets'),
+    ids.length
+      ? el('ul', {}, ...ids.map((id) => el('li', {}, el('a', { href: `#/bookings/${enc(id)}` }, `Booking ${id}`))))
+      : el('p', {}, 'No bookings in this browser yet. Your tickets are also in the email each booking sent.'),
   );
 }
 
 window.addEventListener('hashchange', route);
+showAccount();
 route();

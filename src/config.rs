@@ -459,6 +459,13 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(100..=300_000))]
     pub body_read_timeout_ms: u64,
 
+    /// A connection whose client has taken none of what was sent to it
+    /// for this long, in seconds, is dropped (TCP_USER_TIMEOUT): a client
+    /// that stopped reading, whose window stays shut, or that vanished.
+    #[arg(long, env = "BOXOFFICE_SEND_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub send_timeout_secs: u64,
+
     /// Most connections each HTTP worker serves at once; more wait in the
     /// listen backlog.
     #[arg(long, env = "BOXOFFICE_CONNECTIONS_PER_WORKER_MAX", default_value_t = 10_000,

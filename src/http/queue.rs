@@ -376,6 +376,9 @@ pub async fn my_place_stream(
         // reconnecting on 204 (GET .../queue/me has the admission).
         return Ok(HttpResponse::NoContent().finish());
     }
+    if let Some(socket) = req.conn_data::<super::server::Socket>() {
+        socket.cap_send_buffer();
+    }
     let slot = state
         .streams
         .queue

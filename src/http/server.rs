@@ -3,9 +3,16 @@
 //! connection must finish its request head within the header deadline and
 //! its body within the body deadline ([`read_body`](super::read_body)), or
 //! it is answered `408` and closed; each worker serves at most so many
-//! connections at once, and the rest wait in the listen backlog.
+//! connections at once, and the rest wait in the listen backlog. A client
+//! that stops reading is dropped once what was sent to it has waited
+//! unread for the send deadline (the kernel's `TCP_USER_TIMEOUT`, which
+//! also ends a connection whose window stays shut); a long-lived stream
+//! also keeps its socket's send buffer small ([`Socket::cap_send_buffer`]),
+//! so such a client holds little memory until then and meets the
+//! deadline soon.
 
 use std::net::TcpListener;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +33,9 @@ pub struct HttpSettings {
     /// Most connections one worker serves at once.
     pub connections_per_worker_max: usize,
     pub shutdown_timeout_secs: u64,
+    /// How long sent data may wait unacknowledged (a shut window
+    /// included) before the kernel drops the connection.
+    pub send_timeout: Duration,
 }
 
 impl HttpSettings {
@@ -39,6 +49,7 @@ impl HttpSettings {
             header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
             connections_per_worker_max: args.connections_per_worker_max as usize,
             shutdown_timeout_secs: args.shutdown_timeout_secs,
+            send_timeout: Duration::from_secs(args.send_timeout_secs),
         }
     }
 }
@@ -49,12 +60,20 @@ pub fn start(
     listener: TcpListener,
     settings: &HttpSettings,
 ) -> std::io::Result<Server> {
+    let send_timeout_ms = u32::try_from(settings.send_timeout.as_millis()).unwrap_or(u32::MAX);
     Ok(HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .wrap(actix_web::middleware::from_fn(super::refuse_early))
             .wrap(actix_web::middleware::from_fn(super::observe))
             .configure(super::configure)
+    })
+    .on_connect(move |conn, ext| {
+        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            let socket = Socket(tcp.as_raw_fd());
+            socket.set_send_timeout(send_timeout_ms);
+            ext.insert(socket);
+        }
     })
     .workers(settings.workers)
     .backlog(4096)
@@ -65,6 +84,48 @@ pub fn start(
     .shutdown_timeout(settings.shutdown_timeout_secs)
     .listen(listener)?
     .run())
+}
+
+/// A connection's socket, for what a handler may tune on it while the
+/// connection lasts (it owns the descriptor: a handler's request keeps
+/// the connection, and so the descriptor, open).
+#[derive(Debug, Clone, Copy)]
+pub struct Socket(RawFd);
+
+/// The send buffer a long-lived stream keeps: its events are small, and
+/// a client that stops reading holds no more than this (the kernel
+/// doubles it for its own bookkeeping) until the send deadline drops it.
+pub const STREAM_SEND_BUFFER: i32 = 16 << 10;
+
+impl Socket {
+    fn set_send_timeout(self, ms: u32) {
+        self.set(libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, ms as libc::c_int);
+    }
+
+    /// Caps the socket's send buffer at `STREAM_SEND_BUFFER`.
+    pub fn cap_send_buffer(self) {
+        self.set(libc::SOL_SOCKET, libc::SO_SNDBUF, STREAM_SEND_BUFFER);
+    }
+
+    fn set(self, level: libc::c_int, name: libc::c_int, value: libc::c_int) {
+        // SAFETY: a setsockopt of an int on a descriptor this connection
+        // owns; a failure only leaves the kernel's default.
+        let r = unsafe {
+            libc::setsockopt(
+                self.0,
+                level,
+                name,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            tracing::debug!(
+                "setsockopt({level}, {name}) failed: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
 }
 
 /// A graceful stop, in the server's own hands: requests in flight are

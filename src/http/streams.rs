@@ -220,6 +220,9 @@ pub async fn seat_stream(
 ) -> Result<HttpResponse, ApiError> {
     let (event, section) = path.into_inner();
     let (_, s) = section_entry(&state, &event, &section)?;
+    if let Some(socket) = req.conn_data::<super::server::Socket>() {
+        socket.cap_send_buffer();
+    }
     let slot = state.streams.seats.take().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

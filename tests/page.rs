@@ -179,7 +179,11 @@ fn the_page_shows_the_event_and_a_section_live() {
         let drawn = c.find_all(Locator::Css("svg.arena circle")).await.unwrap();
         assert_eq!(drawn.len(), 15_000);
         let ms = arena.attr("data-draw-ms").await.unwrap().unwrap();
-        eprintln!("the arena's 15,000 seats drawn in {ms} ms (fetched, built, on screen)");
+        let slice = arena.attr("data-longest-slice-ms").await.unwrap().unwrap();
+        eprintln!(
+            "the arena's 15,000 seats drawn in {ms} ms (fetched, built, on screen), \
+             the page blocked {slice} ms at most"
+        );
         let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
         std::fs::write(tmp.join("fan-arena.png"), c.screenshot().await.unwrap()).unwrap();
         c.find(Locator::Css("a[data-section='A']"))
@@ -195,6 +199,13 @@ fn the_page_shows_the_event_and_a_section_live() {
             .unwrap();
         let seats = c.find_all(Locator::Css("circle[data-seat]")).await.unwrap();
         assert_eq!(seats.len(), 720, "every seat of section A is drawn");
+        let drawn = c
+            .wait()
+            .for_element(Locator::Css("svg.seats[data-draw-ms]"))
+            .await
+            .unwrap();
+        let ms = drawn.attr("data-draw-ms").await.unwrap().unwrap();
+        eprintln!("section A's 720 seats drawn in {ms} ms (fetched, built, on screen)");
         let label = seat.attr("aria-label").await.unwrap().unwrap();
         assert_eq!(
             label,

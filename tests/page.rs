@@ -125,6 +125,28 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// The element `css`, once there.
+async fn wait_for(c: &Client, css: &str) -> fantoccini::elements::Element {
+    c.wait().for_element(Locator::Css(css)).await.unwrap()
+}
+
+async fn click(c: &Client, css: &str) {
+    wait_for(c, css).await.click().await.unwrap();
+}
+
+/// Opens `path` (`#/...`) of the server's page.
+async fn open(c: &Client, s: &TestServer, path: &str) {
+    c.goto(&format!("{}/{path}", s.base)).await.unwrap();
+}
+
+/// Signs in on the demo with `button` (`#demo-fan`, a fan-club member;
+/// `#demo-guest`, no member).
+async fn sign_in_demo(c: &Client, s: &TestServer, button: &str) {
+    open(c, s, "#/sign-in").await;
+    click(c, button).await;
+    wait_for(c, "#account .who").await;
+}
+
 /// Waits up to `within` for `f` to hold.
 async fn eventually<F, Fut>(within: Duration, what: &str, mut f: F) -> Duration
 where
@@ -152,7 +174,7 @@ fn the_page_shows_the_event_and_a_section_live() {
     runtime().block_on(async {
         let b = Browser::start().await;
         let c = b.client();
-        c.goto(&format!("{}/", s.base)).await.unwrap();
+        open(c, &s, "").await;
         let event = c
             .wait()
             .for_element(Locator::Css("a[data-event='demo']"))
@@ -164,10 +186,7 @@ fn the_page_shows_the_event_and_a_section_live() {
             .unwrap()
             .contains("17,500 of 17,500 left"));
         event.click().await.unwrap();
-        c.wait()
-            .for_element(Locator::Css("a[data-section='A']"))
-            .await
-            .unwrap();
+        wait_for(c, "a[data-section='A']").await;
         let sections = c.find_all(Locator::Css("a[data-section]")).await.unwrap();
         assert_eq!(sections.len(), 21);
         // The venue drawn: every one of the arena's 15,000 seats.
@@ -186,12 +205,7 @@ fn the_page_shows_the_event_and_a_section_live() {
         );
         let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
         std::fs::write(tmp.join("fan-arena.png"), c.screenshot().await.unwrap()).unwrap();
-        c.find(Locator::Css("a[data-section='A']"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(c, "a[data-section='A']").await;
         let seat = c
             .wait()
             .for_element(Locator::Css("circle[data-seat='A/1/5']"))
@@ -270,7 +284,7 @@ fn the_page_loads_nothing_from_elsewhere_and_says_what_is_wrong() {
     runtime().block_on(async {
         let b = Browser::start().await;
         let c = b.client();
-        c.goto(&format!("{}/#/events/nope", s.base)).await.unwrap();
+        open(c, &s, "#/events/nope").await;
         let alert = c
             .wait()
             .for_element(Locator::Css("[role='alert']"))
@@ -278,9 +292,7 @@ fn the_page_loads_nothing_from_elsewhere_and_says_what_is_wrong() {
             .unwrap();
         assert_eq!(alert.text().await.unwrap(), "There is no such event.");
         // An address that does not even decode.
-        c.goto(&format!("{}/#/events/%E0%A4%A", s.base))
-            .await
-            .unwrap();
+        open(c, &s, "#/events/%E0%A4%A").await;
         c.refresh().await.unwrap();
         let alert = c
             .wait()
@@ -392,7 +404,7 @@ async fn tickets_verify(c: &Client, data_dir: &std::path::Path, places: usize) -
     let mut said = Vec::new();
     for k in 0..places {
         let css = format!("ul.tickets li:nth-child({}) img", k + 1);
-        let img = c.wait().for_element(Locator::Css(&css)).await.unwrap();
+        let img = wait_for(c, &css).await;
         eventually(Duration::from_secs(5), "the QR image loaded", || async {
             img.attr("src").await.unwrap().is_some()
         })
@@ -438,22 +450,14 @@ fn a_fan_holds_two_seats_pays_and_gets_its_tickets() {
     runtime().block_on(async {
         let b = Browser::start().await;
         let c = b.client();
-        c.goto(&format!("{}/#/sign-in", s.base)).await.unwrap();
-        c.wait()
-            .for_element(Locator::Css("#demo-fan"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        open(c, &s, "#/sign-in").await;
+        click(c, "#demo-fan").await;
         let who = text_of(c, "#account .who").await;
         assert!(
             who.starts_with("Signed in as demo-") && who.ends_with("(fanclub)"),
             "{who}"
         );
-        c.goto(&format!("{}/#/events/demo/sections/A", s.base))
-            .await
-            .unwrap();
+        open(c, &s, "#/events/demo/sections/A").await;
         for id in ["A/1/1", "A/1/2"] {
             let seat = c
                 .wait()
@@ -517,12 +521,7 @@ fn a_fan_holds_two_seats_pays_and_gets_its_tickets() {
             .send_keys("fan@example.com")
             .await
             .unwrap();
-        c.find(Locator::Css("#pay"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(c, "#pay").await;
         let said = tickets_verify(c, &s.data_dir, 2).await;
         assert!(
             said[0].ends_with("seat A/1/1 (place 1 of the booking)"),
@@ -550,30 +549,16 @@ fn the_whole_flow_works_with_the_keyboard_alone() {
     runtime().block_on(async {
         let b = Browser::start().await;
         let c = b.client();
-        c.goto(&format!("{}/#/events/demo/sections/B", s.base))
-            .await
-            .unwrap();
-        c.wait()
-            .for_element(Locator::Css("circle[data-seat]"))
-            .await
-            .unwrap();
+        open(c, &s, "#/events/demo/sections/B").await;
+        wait_for(c, "circle[data-seat]").await;
         tab_to(c, "#account a[href='#/sign-in']", 10).await;
         press(c, Key::Enter).await;
-        c.wait()
-            .for_element(Locator::Css("#demo-fan"))
-            .await
-            .unwrap();
+        wait_for(c, "#demo-fan").await;
         tab_to(c, "#demo-fan", 10).await;
         press(c, Key::Enter).await;
         // Back where the fan was, signed in.
-        c.wait()
-            .for_element(Locator::Css("#account .who"))
-            .await
-            .unwrap();
-        c.wait()
-            .for_element(Locator::Css("circle[data-seat]"))
-            .await
-            .unwrap();
+        wait_for(c, "#account .who").await;
+        wait_for(c, "circle[data-seat]").await;
         let first = c
             .find(Locator::Css("circle[tabindex='0']"))
             .await
@@ -636,28 +621,9 @@ fn refusals_are_shown_as_sentences() {
         let c = b.client();
         let alert = || async { text_of(c, "section.buy ~ [role='alert']:not(:empty)").await };
 
-        c.goto(&format!("{}/#/sign-in", s.base)).await.unwrap();
-        c.wait()
-            .for_element(Locator::Css("#demo-guest"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        c.wait()
-            .for_element(Locator::Css("#account .who"))
-            .await
-            .unwrap();
-        c.goto(&format!("{}/#/events/demo/sections/A", s.base))
-            .await
-            .unwrap();
-        c.wait()
-            .for_element(Locator::Css("#hold-best"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        sign_in_demo(c, &s, "#demo-guest").await;
+        open(c, &s, "#/events/demo/sections/A").await;
+        click(c, "#hold-best").await;
         let said = alert().await;
         assert!(
             said.starts_with("This part of the sale is for fan-club members. It opens to you "),
@@ -665,35 +631,12 @@ fn refusals_are_shown_as_sentences() {
         );
 
         // A member, limited to two tickets, asks for three.
-        c.find(Locator::Css("#account button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        c.goto(&format!("{}/#/sign-in", s.base)).await.unwrap();
-        c.wait()
-            .for_element(Locator::Css("#demo-fan"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        c.wait()
-            .for_element(Locator::Css("#account .who"))
-            .await
-            .unwrap();
-        c.goto(&format!("{}/#/events/demo/sections/A", s.base))
-            .await
-            .unwrap();
-        let best = c.wait().for_element(Locator::Css("#best-n")).await.unwrap();
+        click(c, "#account button").await;
+        sign_in_demo(c, &s, "#demo-fan").await;
+        open(c, &s, "#/events/demo/sections/A").await;
+        let best = wait_for(c, "#best-n").await;
         best.select_by_value("3").await.unwrap();
-        c.find(Locator::Css("#hold-best"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(c, "#hold-best").await;
         assert_eq!(
             alert().await,
             "You have reached this event's limit of 2 tickets per fan (you have 0)."
@@ -810,51 +753,19 @@ fn axe_finds_nothing_serious() {
                 found.push(format!("{view}: {x}"));
             }
         };
-        c.goto(&format!("{}/", s.base)).await.unwrap();
-        c.wait()
-            .for_element(Locator::Css("a[data-event]"))
-            .await
-            .unwrap();
+        open(c, &s, "").await;
+        wait_for(c, "a[data-event]").await;
         check("events", axe_violations(c, &axe).await);
-        c.goto(&format!("{}/#/events/demo", s.base)).await.unwrap();
-        c.wait()
-            .for_element(Locator::Css("svg.arena[data-draw-ms]"))
-            .await
-            .unwrap();
+        open(c, &s, "#/events/demo").await;
+        wait_for(c, "svg.arena[data-draw-ms]").await;
         check("event", axe_violations(c, &axe).await);
-        c.goto(&format!("{}/#/sign-in", s.base)).await.unwrap();
-        c.wait()
-            .for_element(Locator::Css("#demo-fan"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        c.wait()
-            .for_element(Locator::Css("#account .who"))
-            .await
-            .unwrap();
-        c.goto(&format!("{}/#/events/demo/sections/C", s.base))
-            .await
-            .unwrap();
-        c.wait()
-            .for_element(Locator::Css("#hold-best"))
-            .await
-            .unwrap();
-        c.find(Locator::Css("details summary"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        sign_in_demo(c, &s, "#demo-fan").await;
+        open(c, &s, "#/events/demo/sections/C").await;
+        wait_for(c, "#hold-best").await;
+        click(c, "details summary").await;
         check("section", axe_violations(c, &axe).await);
-        c.find(Locator::Css("#hold-best"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        c.wait().for_element(Locator::Css("#email")).await.unwrap();
+        click(c, "#hold-best").await;
+        wait_for(c, "#email").await;
         check("hold", axe_violations(c, &axe).await);
         c.find(Locator::Css("#email"))
             .await
@@ -862,16 +773,11 @@ fn axe_finds_nothing_serious() {
             .send_keys("a@example.com")
             .await
             .unwrap();
-        c.find(Locator::Css("#pay"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(c, "#pay").await;
         tickets_verify(c, &s.data_dir, 1).await;
         check("tickets", axe_violations(c, &axe).await);
-        c.goto(&format!("{}/#/sign-in", s.base)).await.unwrap();
-        c.wait().for_element(Locator::Css("#token")).await.unwrap();
+        open(c, &s, "#/sign-in").await;
+        wait_for(c, "#token").await;
         check("sign-in", axe_violations(c, &axe).await);
         b.close().await;
         assert!(found.is_empty(), "{found:#?}");
@@ -918,28 +824,9 @@ fn the_waiting_room_lets_the_fan_in_then_it_holds() {
     runtime().block_on(async {
         let b = Browser::start().await;
         let c = b.client();
-        c.goto(&format!("{}/#/sign-in", s.base)).await.unwrap();
-        c.wait()
-            .for_element(Locator::Css("#demo-fan"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        c.wait()
-            .for_element(Locator::Css("#account .who"))
-            .await
-            .unwrap();
-        c.goto(&format!("{}/#/events/demo/sections/A", s.base))
-            .await
-            .unwrap();
-        c.wait()
-            .for_element(Locator::Css("#join"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        sign_in_demo(c, &s, "#demo-fan").await;
+        open(c, &s, "#/events/demo/sections/A").await;
+        click(c, "#join").await;
         let waiting = text_of(c, ".standing[data-state='waiting']").await;
         assert!(
             waiting.starts_with("You are number 4 in the queue: "),
@@ -971,13 +858,8 @@ fn the_waiting_room_lets_the_fan_in_then_it_holds() {
             said.starts_with("It is your turn! Hold your seats before "),
             "{said}"
         );
-        c.find(Locator::Css("#hold-best"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        c.wait().for_element(Locator::Css("#email")).await.unwrap();
+        click(c, "#hold-best").await;
+        wait_for(c, "#email").await;
         b.close().await;
     });
 }

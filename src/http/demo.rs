@@ -12,7 +12,6 @@
 //! - `POST /v1/demo/payments`: a payment receipt for the signed-in fan's
 //!   own live hold, for exactly its total, as the payment page would.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web::{self, Bytes};
@@ -21,9 +20,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::Problem;
-use super::handlers::{ask, hold_target, signed_in};
+use super::handlers::{read_hold, signed_in};
 use super::{read_json, ApiError, AppState, BODY_LEN_MAX};
-use crate::actors::GetHold;
 use crate::api::dto::hold_view_dto;
 use crate::auth::issuer::LocalIssuer;
 use crate::auth::receipt::LocalPayments;
@@ -223,16 +221,7 @@ pub async fn pay(
     let fan = signed_in(&state, &req)?;
     let (body, _): (DemoPaymentRequest, Bytes) =
         read_json(&req, payload, BODY_LEN_MAX, false).await?;
-    let (s, r) = hold_target(&state, &body.hold)?;
-    let view = ask(
-        &s,
-        GetHold {
-            hold: r.seq(),
-            secret: r.secret(),
-            fan: Arc::clone(&fan.id),
-        },
-    )
-    .await?;
+    let (s, view) = read_hold(&state, &fan, &body.hold).await?;
     if matches!(view, HoldView::Confirmed { .. }) {
         return Err(ApiError::new(
             actix_web::http::StatusCode::CONFLICT,

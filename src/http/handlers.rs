@@ -599,7 +599,17 @@ pub async fn get_hold(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let fan = signed_in(&state, &req)?;
-    let (s, r) = hold_target(&state, &path)?;
+    let (s, hold) = read_hold(&state, &fan, &path).await?;
+    Ok(HttpResponse::Ok().json(hold_view_dto(&s.def, &s.layout, &hold)))
+}
+
+/// Fan `fan`'s hold `id` as its section has it, and the section.
+pub(super) async fn read_hold(
+    state: &AppState,
+    fan: &Fan,
+    id: &str,
+) -> Result<(Arc<SectionHandle>, crate::domain::HoldView), ApiError> {
+    let (s, r) = hold_target(state, id)?;
     let hold = ask(
         &s,
         GetHold {
@@ -609,7 +619,7 @@ pub async fn get_hold(
         },
     )
     .await?;
-    Ok(HttpResponse::Ok().json(hold_view_dto(&s.def, &s.layout, &hold)))
+    Ok((s, hold))
 }
 
 /// Release a hold: its seats return to free.

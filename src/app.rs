@@ -63,7 +63,7 @@ impl Application {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let data_dir = &args.data_dir;
         repair_interrupted_restore(data_dir)?;
-        std::fs::create_dir_all(data_dir)
+        data_dir::create_dir_durable(data_dir)
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
         let lock = data_dir::lock(data_dir)?;
         let mail_setup = MailSetup::from_args(&args)?;

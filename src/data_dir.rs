@@ -34,6 +34,34 @@ pub fn lock(dir: &Path) -> anyhow::Result<File> {
     }
 }
 
+/// Creates `dir` and its missing parents, and makes their names durable:
+/// once a new directory is made, its parent is synced, or a power cut can
+/// take the directory back with everything in it. `dir`'s own parent is
+/// synced even when `dir` was there already (a crash may have come
+/// between its creation and that sync).
+pub fn create_dir_durable(dir: &Path) -> std::io::Result<()> {
+    let mut made = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        made.push(d);
+        at = d.parent();
+    }
+    std::fs::create_dir_all(dir)?;
+    let parent_of = |d: &Path| {
+        d.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_owned)
+    };
+    let mut parents: Vec<_> = made.iter().rev().filter_map(|d| parent_of(d)).collect();
+    if made.is_empty() {
+        parents.extend(parent_of(dir));
+    }
+    for p in parents {
+        File::open(&p)?.sync_all()?;
+    }
+    Ok(())
+}
+
 /// A secret of `len` random bytes kept in `dir/name` as hex (the ticket
 /// key, the demo issuer's key, the demo payment secret): read if the file
 /// exists, else made and written whole (temporary file with mode 0600,
@@ -48,8 +76,7 @@ pub fn load_or_create_secret(dir: &Path, name: &str, len: usize) -> anyhow::Resu
             rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut key)
                 .map_err(|e| anyhow::anyhow!("no randomness for {name}: {e}"))?;
             let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+            create_dir_durable(dir).with_context(|| format!("cannot create {}", dir.display()))?;
             let tmp = dir.join(format!("{name}.tmp"));
             let mut f =
                 File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;

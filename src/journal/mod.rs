@@ -247,6 +247,11 @@ impl Store {
             .mode(sled::Mode::HighThroughput)
             // Only our flusher flushes (spacejam/sled#1308).
             .flush_every_ms(None);
+        // sled makes its directory and files without syncing any name.
+        crate::data_dir::create_dir_durable(dir).map_err(|source| OpenError::DataFile {
+            path: dir.to_owned(),
+            source,
+        })?;
         let waited = Instant::now();
         let db = loop {
             match config.open() {
@@ -265,6 +270,10 @@ impl Store {
         let data_path = dir.join("db");
         let data_file = File::open(&data_path).map_err(|source| OpenError::DataFile {
             path: data_path,
+            source,
+        })?;
+        sync_files_and_names(dir).map_err(|source| OpenError::DataFile {
+            path: dir.to_owned(),
             source,
         })?;
         Ok(Store {
@@ -792,6 +801,20 @@ impl Journal {
     pub fn stats(&self) -> &JournalStats {
         &self.shared.stats
     }
+}
+
+/// Syncs every file sled keeps in `dir` (its `conf`, written once when
+/// the store is made and never synced by sled; its data file; its own
+/// snapshots) and then `dir` itself, so the names are durable too: after
+/// this a power cut finds the store as it was opened.
+fn sync_files_and_names(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            File::open(entry.path())?.sync_all()?;
+        }
+    }
+    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -98,7 +98,7 @@ impl TransportSpec {
 
     /// `.eml` files in `dir` (created now, so a bad path fails at start).
     pub fn files(dir: &Path) -> std::io::Result<TransportSpec> {
-        std::fs::create_dir_all(dir)?;
+        crate::data_dir::create_dir_durable(dir)?;
         Ok(TransportSpec::Files(dir.to_owned()))
     }
 

@@ -179,7 +179,7 @@ impl SnapshotWorker {
             self.clock.now_ms(),
             &mut |_| {},
         )?;
-        std::fs::create_dir_all(self.data_dir.join(snapshot::DIR))?;
+        crate::data_dir::create_dir_durable(&self.data_dir.join(snapshot::DIR))?;
         let path = snapshot::path_for(&self.data_dir, header.journal_position);
         snapshot::write_atomic(&path, &bytes)
             .with_context(|| format!("cannot write {}", path.display()))?;

@@ -47,10 +47,15 @@ pub fn create_dir_durable(dir: &Path) -> std::io::Result<()> {
         at = d.parent();
     }
     std::fs::create_dir_all(dir)?;
+    // `data`'s parent is the working directory.
     let parent_of = |d: &Path| {
-        d.parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map(Path::to_owned)
+        d.parent().map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".").to_owned()
+            } else {
+                p.to_owned()
+            }
+        })
     };
     let mut parents: Vec<_> = made.iter().rev().filter_map(|d| parent_of(d)).collect();
     if made.is_empty() {
@@ -104,4 +109,21 @@ pub fn from_hex(text: &str, len: usize) -> anyhow::Result<Vec<u8>> {
     (0..len)
         .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).context("expected hex digits"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn makes_missing_directories_and_takes_existing_ones() {
+        let t = tempfile::tempdir().unwrap();
+        let deep = t.path().join("a/b/c");
+        create_dir_durable(&deep).unwrap();
+        assert!(deep.is_dir());
+        create_dir_durable(&deep).unwrap();
+        let file = t.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(create_dir_durable(&file.join("under-a-file")).is_err());
+    }
 }

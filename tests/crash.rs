@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::acked::{client, verify, History, CLIENTS};
-use common::{spawn_listening, Rng};
+use common::Rng;
 
 struct Server {
     child: Child,
@@ -23,24 +23,7 @@ struct Server {
 }
 
 fn start(dir: &Path) -> Server {
-    let (child, base) = spawn_listening(
-        common::boxoffice()
-            // Holds must outlive the whole run: the check counts every
-            // acknowledged hold as held (or sold) after the last restart.
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--hold-ttl-secs",
-                "3600",
-            ])
-            // Snapshot and compact all the time, so that kills also land
-            // during snapshots and restarts start from one.
-            .args(["--snapshot-every-records", "50", "--snapshot-keep", "2"])
-            .arg("--data-dir")
-            .arg(dir)
-            .env("RUST_LOG", "warn"),
-    );
+    let (child, base) = common::acked::start_server(dir);
     Server { child, base }
 }
 

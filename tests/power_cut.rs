@@ -222,22 +222,7 @@ fn acknowledged_changes_survive_power_cuts() {
     let fs = CutFs::new();
     let mut mounted = fs.mount(mnt.path());
     let dir = mnt.path().join("data");
-    let start = |dir: &Path| {
-        common::spawn_listening(
-            common::boxoffice()
-                .args([
-                    "serve",
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--hold-ttl-secs",
-                    "3600",
-                ])
-                .args(["--snapshot-every-records", "50", "--snapshot-keep", "2"])
-                .arg("--data-dir")
-                .arg(dir)
-                .env("RUST_LOG", "warn"),
-        )
-    };
+    let start = common::acked::start_server;
     let history = Mutex::new(History::default());
     let (mut server, mut base) = start(&dir);
     let began = Instant::now();

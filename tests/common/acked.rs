@@ -302,3 +302,24 @@ pub fn verify(base: &str, h: &mut History) {
         17_500
     );
 }
+
+/// The real binary for a run it may not survive, on `dir`: holds outlive
+/// the whole run (the check counts every acknowledged hold as held or
+/// sold after the last restart), and it snapshots and compacts all the
+/// time, so that kills land during snapshots and restarts start from one.
+pub fn start_server(dir: &Path) -> (std::process::Child, String) {
+    super::spawn_listening(
+        super::boxoffice()
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--hold-ttl-secs",
+                "3600",
+            ])
+            .args(["--snapshot-every-records", "50", "--snapshot-keep", "2"])
+            .arg("--data-dir")
+            .arg(dir)
+            .env("RUST_LOG", "warn"),
+    )
+}

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::acked::{client, verify, History, CLIENTS};
+use common::acked::{check_all, client, verify, History, CLIENTS};
 use common::Rng;
 
 struct Server {
@@ -58,7 +58,7 @@ fn acknowledged_changes_survive_sigkill() {
         });
         server = start(dir.path());
         let mut h = history.lock().unwrap();
-        verify(&server.base, &mut h);
+        verify(&server.base, &mut h, check_all(cycle, cycles));
         eprintln!(
             "cycle {cycle}: killed after {kill_after:?}; {} holds, {} bookings, {} releases, {} cancels acknowledged so far",
             h.holds.len(),

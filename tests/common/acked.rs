@@ -14,6 +14,12 @@ use serde_json::json;
 use super::{try_request, Resp, Rng};
 
 pub const CLIENTS: usize = 4;
+
+/// Whether the check after run `n` of `runs` asks about every acknowledged
+/// change, not only those since the last check: every 25th and the last.
+pub fn check_all(n: usize, runs: usize) -> bool {
+    n + 1 == runs || n % 25 == 24
+}
 pub const SECTIONS: &[&str] = &[
     "A", "B", "C", "D", "E", "F", "G", "H", "I", "J", "K", "L", "M", "N", "O", "P", "Q", "R", "S",
     "T",
@@ -38,6 +44,8 @@ pub struct History {
     pub unknown_hold_seats_max: usize,
     /// The token of each hold's fan (every hold is a fan of its own).
     pub tokens: HashMap<String, String>,
+    /// Holds asked about or changed since the last check.
+    pub dirty: HashSet<String>,
 }
 
 fn post(base: &str, token: &str, path: &str, body: serde_json::Value) -> Result<Resp, String> {
@@ -62,14 +70,111 @@ fn seats_of(r: &Resp) -> Vec<String> {
         .collect()
 }
 
+/// How a client's request ended: answered (and recorded), or the server
+/// is gone (the client stops).
+type Answered = Result<(), ()>;
+
+/// Releases a hold, recording the release as unknown until it is answered.
+fn release(base: &str, token: &str, id: &str, history: &Mutex<History>) -> Answered {
+    {
+        let mut h = history.lock().unwrap();
+        h.dirty.insert(id.to_owned());
+        h.release_unknown.insert(id.to_owned());
+    }
+    let auth = format!("Bearer {token}");
+    let d = try_request(
+        "DELETE",
+        &format!("{base}/v1/holds/{id}"),
+        None,
+        &[("Authorization", &auth)],
+    )
+    .map_err(drop)?;
+    assert_eq!(d.status, 204, "{d:?}");
+    let mut h = history.lock().unwrap();
+    h.release_unknown.remove(id);
+    h.released.insert(id.to_owned());
+    Ok(())
+}
+
+/// Cancels the booking made from hold `id`: its seats go back on sale.
+fn cancel(base: &str, token: &str, id: &str, bid: &str, history: &Mutex<History>) -> Answered {
+    {
+        let mut h = history.lock().unwrap();
+        h.dirty.insert(id.to_owned());
+        h.cancel_unknown.insert(bid.to_owned());
+    }
+    let auth = format!("Bearer {token}");
+    let c = try_request(
+        "POST",
+        &format!("{base}/v1/bookings/{bid}/cancel"),
+        None,
+        &[("Authorization", &auth)],
+    )
+    .map_err(drop)?;
+    assert_eq!(c.status, 200, "{c:?}");
+    let mut h = history.lock().unwrap();
+    h.cancel_unknown.remove(bid);
+    h.cancelled.insert(bid.to_owned());
+    Ok(())
+}
+
+/// A section had no seats for a hold: give back seats a known fan owns
+/// there (a hold released or a booking cancelled, chosen by `pick`), so
+/// that a long run never sells the arena out and every cut falls among
+/// changes.
+/// Whether anything was there to give back.
+fn recycle(base: &str, section: &str, pick: u64, history: &Mutex<History>) -> Result<bool, ()> {
+    let prefix = format!("{section}/");
+    let chosen = {
+        let h = history.lock().unwrap();
+        let settled = |id: &String| {
+            !h.released.contains(id)
+                && !h.confirm_unknown.contains(id)
+                && !h.release_unknown.contains(id)
+        };
+        let live: Vec<(&String, Option<&String>)> = h
+            .holds
+            .iter()
+            .filter(|(id, seats)| {
+                settled(id) && seats.first().is_some_and(|s| s.starts_with(&prefix))
+            })
+            .map(|(id, _)| id)
+            .filter_map(|id| match h.confirmed.get(id) {
+                None => Some((id, None)),
+                Some((bid, _)) if h.cancelled.contains(bid) || h.cancel_unknown.contains(bid) => {
+                    None
+                }
+                Some((bid, _)) => Some((id, Some(bid))),
+            })
+            .collect();
+        if live.is_empty() {
+            return Ok(false);
+        }
+        let (id, bid) = live[(pick % live.len() as u64) as usize];
+        (id.clone(), bid.cloned(), h.tokens[id].clone())
+    };
+    match chosen {
+        (id, None, token) => release(base, &token, &id, history)?,
+        (id, Some(bid), token) => cancel(base, &token, &id, &bid, history)?,
+    }
+    Ok(true)
+}
+
 /// One client until the server dies: every acknowledged change goes into
 /// the history, every unanswered one into its "unknown" sets.
 pub fn client(dir: &Path, base: &str, seed: u64, history: &Mutex<History>, stop: &AtomicBool) {
     let mut rng = Rng(seed);
     let mut n = 0;
+    // A hold refused for want of seats is asked again once some are given
+    // back.
+    let mut again = None;
     while !stop.load(Ordering::Relaxed) {
-        let section = SECTIONS[(rng.next() % SECTIONS.len() as u64) as usize];
-        let qty = 1 + rng.next() % 4;
+        let (section, qty) = again.take().unwrap_or_else(|| {
+            (
+                SECTIONS[(rng.next() % SECTIONS.len() as u64) as usize],
+                1 + rng.next() % 4,
+            )
+        });
         n += 1;
         let token = super::token(dir, &format!("crash-{seed:x}-{n}"));
         let r = match post(
@@ -84,8 +189,16 @@ pub fn client(dir: &Path, base: &str, seed: u64, history: &Mutex<History>, stop:
                 return;
             }
         };
+        if r.status == 409 {
+            match recycle(base, section, rng.next(), history) {
+                Ok(true) => again = Some((section, qty)),
+                Ok(false) => {}
+                Err(()) => return,
+            }
+            continue;
+        }
         if r.status != 201 {
-            assert!(matches!(r.status, 409 | 503), "{r:?}");
+            assert_eq!(r.status, 503, "{r:?}");
             continue;
         }
         let id = r.body["id"].as_str().unwrap().to_owned();
@@ -93,8 +206,9 @@ pub fn client(dir: &Path, base: &str, seed: u64, history: &Mutex<History>, stop:
             let mut h = history.lock().unwrap();
             h.holds.insert(id.clone(), seats_of(&r));
             h.tokens.insert(id.clone(), token.clone());
+            h.dirty.insert(id.clone());
         }
-        match rng.next() % 10 {
+        let answered = match rng.next() % 10 {
             0..=4 => {
                 history.lock().unwrap().confirm_unknown.insert(id.clone());
                 match post(
@@ -106,53 +220,25 @@ pub fn client(dir: &Path, base: &str, seed: u64, history: &Mutex<History>, stop:
                     Ok(b) => {
                         assert_eq!(b.status, 201, "{b:?}");
                         let bid = b.body["id"].as_str().unwrap().to_owned();
-                        let mut h = history.lock().unwrap();
-                        h.confirm_unknown.remove(&id);
-                        h.confirmed.insert(id, (bid.clone(), seats_of(&b)));
+                        {
+                            let mut h = history.lock().unwrap();
+                            h.confirm_unknown.remove(&id);
+                            h.confirmed.insert(id.clone(), (bid.clone(), seats_of(&b)));
+                        }
                         if rng.next().is_multiple_of(4) {
-                            // The fan cancels: its seats go back on sale.
-                            h.cancel_unknown.insert(bid.clone());
-                            drop(h);
-                            let auth = format!("Bearer {token}");
-                            match try_request(
-                                "POST",
-                                &format!("{base}/v1/bookings/{bid}/cancel"),
-                                None,
-                                &[("Authorization", &auth)],
-                            ) {
-                                Ok(c) => {
-                                    assert_eq!(c.status, 200, "{c:?}");
-                                    let mut h = history.lock().unwrap();
-                                    h.cancel_unknown.remove(&bid);
-                                    h.cancelled.insert(bid);
-                                }
-                                Err(_) => return,
-                            }
+                            cancel(base, &token, &id, &bid, history)
+                        } else {
+                            Ok(())
                         }
                     }
-                    Err(_) => return,
+                    Err(_) => Err(()),
                 }
             }
-            5..=6 => {
-                history.lock().unwrap().release_unknown.insert(id.clone());
-                let auth = format!("Bearer {token}");
-                let delete = try_request(
-                    "DELETE",
-                    &format!("{base}/v1/holds/{id}"),
-                    None,
-                    &[("Authorization", &auth)],
-                );
-                match delete {
-                    Ok(d) => {
-                        assert_eq!(d.status, 204, "{d:?}");
-                        let mut h = history.lock().unwrap();
-                        h.release_unknown.remove(&id);
-                        h.released.insert(id);
-                    }
-                    Err(_) => return,
-                }
-            }
-            _ => {}
+            5..=6 => release(base, &token, &id, history),
+            _ => Ok(()),
+        };
+        if answered.is_err() {
+            return;
         }
     }
 }
@@ -169,16 +255,21 @@ fn get(base: &str, token: &str, path: &str) -> Resp {
 }
 
 /// Checks the restarted server against everything acknowledged so far, and
-/// settles the unanswered changes one way or the other.
-pub fn verify(base: &str, h: &mut History) {
-    let mut expected: HashMap<String, char> = HashMap::new();
-    let mut own = |seat: &String, state: char, who: &str| {
-        assert!(
-            expected.insert(seat.clone(), state).is_none(),
-            "seat {seat} has two owners (second: {who})"
-        );
+/// settles the unanswered changes one way or the other. With `all` false
+/// only the holds changed since the last check are asked about one by one
+/// (every change not yet answered is among them); the seat maps are always
+/// checked against the whole history.
+pub fn verify(base: &str, h: &mut History, all: bool) {
+    let ids: Vec<String> = if all {
+        h.holds.keys().cloned().collect()
+    } else {
+        h.dirty
+            .iter()
+            .filter(|id| h.holds.contains_key(*id))
+            .cloned()
+            .collect()
     };
-    let ids: Vec<String> = h.holds.keys().cloned().collect();
+    h.dirty.clear();
     // What the server says of each: its booking if one was acknowledged,
     // else the hold; asked over eight connections at once (thousands of
     // holds after a long run).
@@ -210,31 +301,23 @@ pub fn verify(base: &str, h: &mut History) {
             let b = said;
             assert_eq!(b.status, 200, "acknowledged booking {bid} lost: {b:?}");
             assert_eq!(seats_of(&b), bseats);
-            let cancelled = match b.body["status"].as_str() {
+            match b.body["status"].as_str() {
                 Some("cancelled") if h.cancel_unknown.remove(&bid) => {
                     // The unanswered cancel was made durable.
                     h.cancelled.insert(bid.clone());
-                    true
                 }
-                Some("cancelled") => {
-                    assert!(
-                        h.cancelled.contains(&bid),
-                        "booking {bid} cancelled unasked"
-                    );
-                    true
-                }
+                Some("cancelled") => assert!(
+                    h.cancelled.contains(&bid),
+                    "booking {bid} cancelled unasked"
+                ),
                 Some("confirmed") => {
                     assert!(
                         !h.cancelled.contains(&bid),
                         "acknowledged cancel of {bid} lost"
                     );
                     h.cancel_unknown.remove(&bid);
-                    false
                 }
                 other => panic!("booking {bid} is {other:?}"),
-            };
-            if !cancelled {
-                bseats.iter().for_each(|s| own(s, 's', &bid));
             }
             continue;
         }
@@ -253,7 +336,6 @@ pub fn verify(base: &str, h: &mut History) {
                 assert_eq!(seats_of(&r), seats, "hold {id} changed seats");
                 h.confirm_unknown.remove(&id);
                 h.release_unknown.remove(&id);
-                seats.iter().for_each(|s| own(s, 'h', &id));
             }
             (200, Some("confirmed")) if h.confirm_unknown.remove(&id) => {
                 // The unanswered confirm was made durable: whole booking.
@@ -261,13 +343,32 @@ pub fn verify(base: &str, h: &mut History) {
                 let b = get(base, &token, &format!("/v1/bookings/{bid}"));
                 assert_eq!(b.status, 200);
                 assert_eq!(seats_of(&b), seats);
-                seats.iter().for_each(|s| own(s, 's', &bid));
                 h.confirmed.insert(id.clone(), (bid, seats));
             }
             (410, _) if h.release_unknown.remove(&id) => {
                 h.released.insert(id.clone());
             }
             _ => panic!("acknowledged hold {id} is in an unexpected state: {r:?}"),
+        }
+    }
+    assert!(
+        h.confirm_unknown.is_empty() && h.release_unknown.is_empty() && h.cancel_unknown.is_empty(),
+        "every unanswered change was asked about"
+    );
+    // Who owns each seat now, by the (settled) history.
+    let mut expected: HashMap<&str, char> = HashMap::new();
+    for (id, seats) in &h.holds {
+        let (state, who) = match h.confirmed.get(id) {
+            Some((bid, _)) if h.cancelled.contains(bid) => continue,
+            Some((bid, _)) => ('s', bid),
+            None if h.released.contains(id) => continue,
+            None => ('h', id),
+        };
+        for seat in seats {
+            assert!(
+                expected.insert(seat.as_str(), state).is_none(),
+                "seat {seat} has two owners (second: {who})"
+            );
         }
     }
     // Seat maps: every known owner shows; unknown holds hold at most what

@@ -5,6 +5,7 @@
 //! - [`domain`]: venues, sections, holds, bookings, best-available search.
 //!   Pure: no I/O, no clock, no actix, no sled.
 //! - [`clock`]: the injected clock (system time, or a manual one in tests).
+//! - [`threads`]: the calling thread's name and priority.
 //! - [`config`]: command-line flags, `BOXOFFICE_*` variables, the TOML file.
 //! - [`data_dir`]: the data directory's layout and its lock.
 //! - [`layout`]: the versioned event/venue file format and its validation
@@ -52,3 +53,4 @@ pub mod metrics;
 pub mod recovery;
 pub mod shard;
 pub mod snapshot;
+pub mod threads;

@@ -23,6 +23,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("clock", 0),
     ("config", 0),
     ("data_dir", 0),
+    ("threads", 0),
     // Formats and bookkeeping over the domain.
     ("layout", 1),
     ("idempotency", 1),

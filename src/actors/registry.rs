@@ -279,7 +279,17 @@ impl Registry {
             publisher,
             events: RwLock::new(BTreeMap::new()),
             creating: Mutex::new(HashSet::new()),
-            arbiters: Mutex::new((0..arbiters).map(|_| Arbiter::new()).collect()),
+            arbiters: Mutex::new(
+                (0..arbiters)
+                    .map(|i| {
+                        let arbiter = Arbiter::new();
+                        arbiter.spawn_fn(move || {
+                            crate::threads::name_current(&format!("sections-{i}"))
+                        });
+                        arbiter
+                    })
+                    .collect(),
+            ),
             next_arbiter: AtomicUsize::new(0),
             journal,
             clock,

@@ -61,7 +61,11 @@ pub fn start(
     settings: &HttpSettings,
 ) -> std::io::Result<Server> {
     let send_timeout_ms = u32::try_from(settings.send_timeout.as_millis()).unwrap_or(u32::MAX);
+    let workers_named = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     Ok(HttpServer::new(move || {
+        // Called once on each worker's thread, as it starts.
+        let n = workers_named.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::threads::name_current(&format!("http-{n}"));
         App::new()
             .app_data(state.clone())
             .wrap(actix_web::middleware::from_fn(super::refuse_early))

@@ -524,26 +524,6 @@ impl Mailer {
     }
 }
 
-/// Lowers the calling thread's scheduling priority (Linux: a thread id
-/// given to `setpriority` names that thread alone). Best effort: a failure
-/// costs only priority, so it is logged, not fatal.
-pub fn lower_thread_priority(nice: i32) {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: gettid and setpriority take no pointers and only affect
-        // the scheduling of the calling thread.
-        let rc = unsafe {
-            let tid = libc::gettid();
-            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
-        };
-        if rc != 0 {
-            tracing::warn!(error = %std::io::Error::last_os_error(), "cannot lower the mailer's priority");
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = nice;
-}
-
 fn truncate(mut s: String) -> String {
     if s.len() > ERROR_LEN_MAX {
         let mut end = ERROR_LEN_MAX;
@@ -559,7 +539,8 @@ impl Actor for Mailer {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        lower_thread_priority(MAILER_NICE);
+        crate::threads::name_current("mailer");
+        crate::threads::lower_priority(MAILER_NICE);
         tracing::info!(
             transport = self.transport.as_ref().map_or("none", Transport::describe),
             unsent = self.outbox.len(),

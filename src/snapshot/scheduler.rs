@@ -15,9 +15,10 @@ use anyhow::Context;
 
 use crate::clock::Clock;
 use crate::journal::{Journal, JournalReader};
-use crate::mail::{lower_thread_priority, MAILER_NICE};
+use crate::mail::MAILER_NICE;
 use crate::recovery;
 use crate::snapshot;
+use crate::threads;
 
 /// When the server snapshots itself.
 #[derive(Debug, Clone)]
@@ -74,7 +75,7 @@ impl Snapshotter {
             .name("snapshotter".into())
             .spawn(move || {
                 // Background work: the sections come first.
-                lower_thread_priority(MAILER_NICE);
+                threads::lower_priority(MAILER_NICE);
                 worker.compact();
                 loop {
                     match rx.recv_timeout(Duration::from_millis(200)) {

@@ -23,6 +23,10 @@
 #   BEFORE=<old binary> benches/compare.sh   also runs the boxoffice steps
 #                                      with an older build, interleaved
 #                                      (what a change bought)
+#   SERVER_FLAGS='--arbiters 1' BEFORE_FLAGS='--arbiters 2' ...   flags of
+#                                      `serve` for boxoffice and for the
+#                                      build before (the same binary when
+#                                      only BEFORE_FLAGS is set)
 #   SERVER_CPUS=0 benches/compare.sh   pins boxoffice and redis-server to
 #                                      those CPUs (taskset -c), the load
 #                                      tools to the others
@@ -116,15 +120,16 @@ timed() {
     { time "$@" 2>>"$out/tools.log" ; } 2> "$into"
 }
 
-# Durable holds from server binary $1 (reports tagged $2, round $3): 64
-# connections, then 16 on the same server.
+# Durable holds from server binary $1 (reports tagged $2, round $3, more
+# flags of `serve` after): 64 connections, then 16 on the same server.
 boxoffice() {
     local server_bin=$1 tag=$2 r=$3
+    shift 3
     echo "== round $r: $tag, durable holds, 10,000 fans" >&2
     local db="$out/db"
     rm -rf "$db"
     RUST_LOG=warn "${pin_server[@]}" "$server_bin" serve --listen 127.0.0.1:8291 --data-dir "$db" \
-        --admin-token bench-admin-token --demo false --fan-holds-per-sec 0 > "$db.log" 2>&1 &
+        --admin-token bench-admin-token --demo false --fan-holds-per-sec 0 "$@" > "$db.log" 2>&1 &
     local server=$!
     pids+=($server)
     wait_ready http://127.0.0.1:8291
@@ -163,9 +168,11 @@ for r in $(seq "$rounds"); do
         "${holds_only[@]}" --connections "$conns" --issuer-key "$out/ceiling-keys/issuer.key" \
         --payment-key "$out/ceiling-keys/payment.key" > "$out/ceiling.$r.json"
 
-    boxoffice "$bin" boxoffice "$r"
-    if [ -n "${BEFORE:-}" ]; then
-        boxoffice "$BEFORE" before "$r"
+    # shellcheck disable=SC2086 # flags, split on purpose
+    boxoffice "$bin" boxoffice "$r" ${SERVER_FLAGS:-}
+    if [ -n "${BEFORE:-}${BEFORE_FLAGS:-}" ]; then
+        # shellcheck disable=SC2086
+        boxoffice "${BEFORE:-$bin}" before "$r" ${BEFORE_FLAGS:-}
     fi
 
     echo "== round $r: redis-server, appendfsync always, SET NX EX" >&2
@@ -181,9 +188,9 @@ for r in $(seq "$rounds"); do
     stop_last
 done
 
-python3 - "$out" "$rounds" "${BEFORE:-}" <<'PY'
+python3 - "$out" "$rounds" "${BEFORE:-$bin} ${BEFORE_FLAGS:-}" "${BEFORE:-}${BEFORE_FLAGS:-}" <<'PY'
 import csv, json, os, statistics, sys
-out, rounds, before_bin = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+out, rounds, before_bin, with_before = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 med = statistics.median
 R = range(1, rounds + 1)
 def load(step):
@@ -258,7 +265,7 @@ print(f"boxoffice / ceiling: {med(b) / med(ceiling):.2f}x (goal 0.60; per round 
 print(f"boxoffice / redis:   {med(b) / med(redis):.2f}x (goal 1.00; per round " +
       ", ".join(f"{x / y:.2f}" for x, y in zip(b, redis)) + ")")
 box.report()
-if before_bin:
+if with_before:
     before = Server("before")
     print(f"against BEFORE ({before_bin}): {med(b) / med(before.rates):.3f}x holds/s (per round " +
           ", ".join(f"{x / y:.3f}" for x, y in zip(b, before.rates)) + ")")

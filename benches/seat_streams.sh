@@ -48,7 +48,8 @@ start_server() {
     rm -rf "$dir"
     RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$port" --data-dir "$dir" \
         --fan-holds-per-sec 0 --demo-tickets-per-fan-max 0 --mail-enabled false \
-        --seat-streams-max $((watchers + 100)) > "$dir.log" 2>&1 &
+        --seat-streams-max $((watchers + 100)) --seat-streams-anonymous-max $((watchers + 100)) \
+        > "$dir.log" 2>&1 &
     pid=$!
     for _ in $(seq 200); do
         curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return 0

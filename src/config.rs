@@ -486,6 +486,14 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     pub seat_streams_max: u64,
 
+    /// Of those, most open without a fan's token (503 past it); the rest
+    /// are kept for fans signed in (a stream sent with their token, four a
+    /// fan), so a crowd of anonymous clients cannot take the live seat map
+    /// from fans.
+    #[arg(long, env = "BOXOFFICE_SEAT_STREAMS_ANONYMOUS_MAX", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    pub seat_streams_anonymous_max: u64,
+
     /// Most change feeds (`GET /v1/events/{event}/changes`) open at once;
     /// each reads the journal while it catches up.
     #[arg(long, env = "BOXOFFICE_FEED_STREAMS_MAX", default_value_t = 64,

@@ -68,6 +68,8 @@ pub struct EdgeCounts<'a> {
     pub check_ins_refused: &'a [(&'a str, u64)],
     /// Seat streams open now, and cut since start for falling behind.
     pub seat_streams_open: usize,
+    /// Of those, opened without a fan's token.
+    pub seat_streams_anonymous: usize,
     pub seat_streams_cut: u64,
 }
 
@@ -95,6 +97,7 @@ pub struct Metrics {
     receipts_refused: IntCounterVec,
     fan_rate_limited: prometheus::IntCounter,
     seat_streams: IntGauge,
+    seat_streams_anonymous: IntGauge,
     seat_streams_cut: prometheus::IntCounter,
     check_ins_refused: IntCounterVec,
     room_fans: IntGaugeVec,
@@ -275,6 +278,15 @@ impl Metrics {
             seat_streams: {
                 let g = IntGauge::new("boxoffice_seat_streams", "Seat streams open")
                     .expect("a valid metric");
+                registry.register(Box::new(g.clone())).expect("unique");
+                g
+            },
+            seat_streams_anonymous: {
+                let g = IntGauge::new(
+                    "boxoffice_seat_streams_anonymous",
+                    "Seat streams open without a fan's token (at most --seat-streams-anonymous-max)",
+                )
+                .expect("a valid metric");
                 registry.register(Box::new(g.clone())).expect("unique");
                 g
             },
@@ -467,6 +479,8 @@ impl Metrics {
         }
         set(&self.fan_rate_limited, edge.fan_rate_limited);
         self.seat_streams.set(edge.seat_streams_open as i64);
+        self.seat_streams_anonymous
+            .set(edge.seat_streams_anonymous as i64);
         set(&self.seat_streams_cut, edge.seat_streams_cut);
         for (reason, n) in edge.check_ins_refused {
             set(&self.check_ins_refused.with_label_values(&[reason]), *n);

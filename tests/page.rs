@@ -512,6 +512,15 @@ fn a_fan_holds_two_seats_pays_and_gets_its_tickets() {
             || async { other.attr("data-state").await.unwrap().as_deref() == Some("h") },
         )
         .await;
+        // The signed-in fan's page streams with its token: on a fan's
+        // place, none of the anonymous ones.
+        let metrics = s.get("/metrics").text;
+        for line in [
+            "boxoffice_seat_streams 1",
+            "boxoffice_seat_streams_anonymous 0",
+        ] {
+            assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+        }
         let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
         std::fs::write(tmp.join("fan-hold.png"), c.screenshot().await.unwrap()).unwrap();
 

@@ -86,6 +86,16 @@ impl SeatStream {
         section: &str,
         last: Option<&str>,
     ) -> Result<SeatStream, (u16, String)> {
+        SeatStream::open_as(s, section, last, None)
+    }
+
+    /// The stream, sent with a fan's `token` when there is one.
+    fn open_as(
+        s: &TestServer,
+        section: &str,
+        last: Option<&str>,
+        token: Option<&str>,
+    ) -> Result<SeatStream, (u16, String)> {
         let mut r = agent().get(&format!(
             "{}/v1/events/demo/sections/{section}/stream",
             s.base
@@ -93,15 +103,19 @@ impl SeatStream {
         if let Some(last) = last {
             r = r.set("Last-Event-ID", last);
         }
+        if let Some(token) = token {
+            r = r.set("Authorization", &format!("Bearer {token}"));
+        }
         match r.call() {
             Ok(r) => {
                 assert_eq!(r.content_type(), "text/event-stream");
                 Ok(SeatStream(std::io::BufReader::new(r.into_reader())))
             }
             Err(ureq::Error::Status(status, r)) => {
+                let refused = matches!(status, 503 | 429);
                 assert_eq!(
-                    r.header("Retry-After").filter(|_| status == 503),
-                    (status == 503).then_some("5")
+                    r.header("Retry-After").filter(|_| refused),
+                    refused.then_some("5")
                 );
                 Err((status, r.into_string().unwrap()))
             }
@@ -246,6 +260,54 @@ fn seat_streams_are_bounded() {
             Err(e) => panic!("the closed stream's place never came back: {e:?}"),
         }
     }
+}
+
+/// Anonymous clients get at most `--seat-streams-anonymous-max` streams:
+/// the other places stay for fans who send their token, four a fan.
+#[test]
+fn seat_streams_keep_places_for_fans() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = args(dir.path());
+    a.seat_streams_max = 8;
+    a.seat_streams_anonymous_max = 2;
+    let s = TestServer::start_with(
+        a,
+        std::sync::Arc::new(boxoffice::clock::ManualClock::new(T0_MS)),
+    );
+    let open = |token: Option<&str>| SeatStream::open_as(&s, "A", None, token);
+    let mut kept = Vec::new();
+    for _ in 0..2 {
+        kept.push(open(None).unwrap());
+    }
+    let (status, body) = open(None).err().unwrap();
+    assert_eq!(status, 503);
+    assert!(body.contains("without sign-in"), "{body}");
+    // A crowd without tokens is full; a fan still gets in, four times.
+    let fan = s.token_for("fan-a");
+    for _ in 0..4 {
+        let mut stream = open(Some(&fan)).unwrap();
+        assert_eq!(stream.next().unwrap().event, "seats");
+        kept.push(stream);
+    }
+    let (status, body) = open(Some(&fan)).err().unwrap();
+    assert_eq!(status, 429);
+    assert!(
+        body.contains("urn:boxoffice:problem:too-many-streams"),
+        "{body}"
+    );
+    // A bad token is refused as such, and takes no place.
+    let (status, _) = open(Some("not-a-token")).err().unwrap();
+    assert_eq!(status, 401);
+    let other = s.token_for("fan-b");
+    for _ in 0..2 {
+        kept.push(open(Some(&other)).unwrap());
+    }
+    // Every place taken: 2 anonymous and 6 of fans.
+    let (status, body) = open(Some(&s.token_for("fan-c"))).err().unwrap();
+    assert_eq!(status, 503);
+    assert!(body.contains("read GET .../seats instead"), "{body}");
+    assert!(!body.contains("without sign-in"), "{body}");
+    assert_eq!(kept.len(), 8);
 }
 
 /// A standing section has no seats to name: its stream sends the counts

@@ -845,6 +845,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             fan_rate_limited: state.fan_rate.as_ref().map_or(0, |r| r.limited()),
             check_ins_refused: &state.check_ins_refused.counts(),
             seat_streams_open: state.streams.seats.open(),
+            seat_streams_anonymous: state.streams.seats_anonymous.open(),
             seat_streams_cut: state.streams.seats.cut(),
         },
     );

@@ -8,18 +8,17 @@
 //! fans need not ask for their own standing often: their position is
 //! their number minus the serving number.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::http::header::{CacheControl, CacheDirective};
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
-use rustc_hash::FxHashMap;
 
 use super::error::Problem;
 use super::handlers::{check_admin, event_entry, signed_in};
-use super::streams::{StreamSlot as Slot, StreamSlots};
+use super::streams::{FanSlot, Refused};
 use super::{read_json, ApiError, AppState, BODY_LEN_MAX};
 use crate::actors::{EventEntry, FanStanding, RoomHandle, RoomView};
 use crate::api::dto::{QueueStandingDto, WaitingRoomDto};
@@ -232,71 +231,9 @@ const STREAM_KEEPALIVE: Duration = Duration::from_secs(5);
 /// `EventSource` does so by itself), so no stream outlives its fan.
 const STREAM_LIFETIME: Duration = Duration::from_secs(600);
 
-/// Streams one fan may keep open at once (a phone and a laptop).
+/// Waiting-room streams one fan may keep open at once (a phone and a
+/// laptop).
 pub const STREAMS_PER_FAN_MAX: u32 = 2;
-
-/// The waiting-room streams open: at most `max` in all (the bound every
-/// kind of stream keeps, `StreamSlots`), and `STREAMS_PER_FAN_MAX` a fan,
-/// so one fan's token cannot take every place.
-pub struct Streams {
-    all: Arc<StreamSlots>,
-    by_fan: Mutex<FxHashMap<Arc<str>, u32>>,
-}
-
-/// Why a stream was not opened.
-enum Refused {
-    Full,
-    FanFull,
-}
-
-impl Streams {
-    pub fn new(max: usize) -> Streams {
-        Streams {
-            all: Arc::new(StreamSlots::new(max)),
-            by_fan: Mutex::default(),
-        }
-    }
-
-    fn take(self: &Arc<Self>, fan: &Arc<str>) -> Result<StreamSlot, Refused> {
-        let mut by_fan = self.by_fan.lock().unwrap_or_else(|e| e.into_inner());
-        let mine = by_fan.get(fan).copied().unwrap_or(0);
-        if mine >= STREAMS_PER_FAN_MAX {
-            return Err(Refused::FanFull);
-        }
-        let place = self.all.take().ok_or(Refused::Full)?;
-        by_fan.insert(Arc::clone(fan), mine + 1);
-        Ok(StreamSlot {
-            streams: Arc::clone(self),
-            fan: Arc::clone(fan),
-            _place: place,
-        })
-    }
-}
-
-/// A place among the streams open at once; given back when the stream
-/// ends, however it ends.
-pub struct StreamSlot {
-    streams: Arc<Streams>,
-    fan: Arc<str>,
-    /// Its place in the bound on all of them, given back after the fan's.
-    _place: Slot,
-}
-
-impl Drop for StreamSlot {
-    fn drop(&mut self) {
-        let mut by_fan = self
-            .streams
-            .by_fan
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        match by_fan.get_mut(&self.fan) {
-            Some(n) if *n > 1 => *n -= 1,
-            _ => {
-                by_fan.remove(&self.fan);
-            }
-        }
-    }
-}
 
 struct Watch {
     state: web::Data<AppState>,
@@ -307,7 +244,7 @@ struct Watch {
     quiet: Duration,
     started: Instant,
     ended: bool,
-    _slot: StreamSlot,
+    _slot: FanSlot,
 }
 
 impl Watch {
@@ -457,25 +394,4 @@ pub(super) fn check_admission(
         return refuse("expired", "the admission sent is no longer valid");
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn streams_are_bounded_in_all_and_per_fan() {
-        let streams = Arc::new(Streams::new(3));
-        let (a, b): (Arc<str>, Arc<str>) = ("fan-a".into(), "fan-b".into());
-        let a1 = streams.take(&a).ok().unwrap();
-        let a2 = streams.take(&a).ok().unwrap();
-        assert!(matches!(streams.take(&a), Err(Refused::FanFull)));
-        let b1 = streams.take(&b).ok().unwrap();
-        assert!(matches!(streams.take(&b), Err(Refused::Full)));
-        drop(a1);
-        let a3 = streams.take(&a).ok().unwrap();
-        drop((a2, a3, b1));
-        assert_eq!(streams.all.open(), 0);
-        assert!(streams.by_fan.lock().unwrap().is_empty(), "nothing kept");
-    }
 }

@@ -7,8 +7,11 @@
 //! `Last-Event-ID` gets what it missed while the board keeps it, or the
 //! whole state again. Everything shown is durable (see `actors::views`).
 //!
-//! Bounds: at most `--seat-streams-max` streams at once (503 past it); a
-//! stream more than `STREAM_BUFFER` publications behind is cut (its
+//! Bounds: at most `--seat-streams-max` streams at once (503 past it), of
+//! which at most `--seat-streams-anonymous-max` without a fan's token (the
+//! rest kept for fans signed in, so a crowd of anonymous clients cannot
+//! take the live map from fans) and `SEAT_STREAMS_PER_FAN_MAX` a fan
+//! (429); a stream more than `STREAM_BUFFER` publications behind is cut (its
 //! client reconnects and catches up), so a client that stops reading
 //! costs a slot and a receiver, never a growing queue; publications are
 //! rendered once and shared by every stream.
@@ -16,17 +19,18 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::http::header::{CacheControl, CacheDirective};
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
+use rustc_hash::FxHashMap;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::error::{ApiError, Problem};
-use super::handlers::section_entry;
+use super::handlers::{bearer, section_entry, signed_in};
 use super::AppState;
 use crate::actors::{Publication, SeatsPublished, Start};
 use crate::api::dto::{SeatChangesDto, SeatStatesDto};
@@ -40,20 +44,38 @@ pub(super) const DRAIN_POLL: Duration = Duration::from_secs(1);
 /// The comment line that keeps a quiet stream open.
 pub(super) const KEEPALIVE_FRAME: &[u8] = b": keep-alive\n\n";
 
+/// Seat streams one signed-in fan may keep open at once (a few tabs and
+/// devices).
+pub const SEAT_STREAMS_PER_FAN_MAX: u32 = 4;
+
 /// Every kind of stream the server keeps open, each bounded.
 pub struct Streams {
     /// Waiting-room streams (two a fan at most).
-    pub queue: Arc<super::queue::Streams>,
+    pub queue: Arc<FanStreams>,
+    /// Seat streams, all of them.
     pub seats: Arc<StreamSlots>,
+    /// Seat streams of signed-in fans (within `seats`).
+    pub seat_fans: Arc<FanStreams>,
+    /// Seat streams without a token (within `seats`).
+    pub seats_anonymous: Arc<StreamSlots>,
     /// Change feeds.
     pub feeds: Arc<StreamSlots>,
 }
 
 impl Streams {
     pub fn from_args(args: &crate::config::ServeArgs) -> Streams {
+        let seats = Arc::new(StreamSlots::new(args.seat_streams_max as usize));
         Streams {
-            queue: Arc::new(super::queue::Streams::new(args.queue_streams_max as usize)),
-            seats: Arc::new(StreamSlots::new(args.seat_streams_max as usize)),
+            queue: Arc::new(FanStreams::new(
+                Arc::new(StreamSlots::new(args.queue_streams_max as usize)),
+                super::queue::STREAMS_PER_FAN_MAX,
+            )),
+            seat_fans: Arc::new(FanStreams::new(
+                Arc::clone(&seats),
+                SEAT_STREAMS_PER_FAN_MAX,
+            )),
+            seats_anonymous: Arc::new(StreamSlots::new(args.seat_streams_anonymous_max as usize)),
+            seats,
             feeds: Arc::new(StreamSlots::new(args.feed_streams_max as usize)),
         }
     }
@@ -103,6 +125,88 @@ impl Drop for StreamSlot {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// Streams of one kind that fans open with their token: at most
+/// `per_fan` a fan, and every one of them a place in `all`, so one fan's
+/// token cannot take every place.
+pub struct FanStreams {
+    all: Arc<StreamSlots>,
+    per_fan: u32,
+    by_fan: Mutex<FxHashMap<Arc<str>, u32>>,
+}
+
+/// Why a fan's stream was not opened.
+pub(super) enum Refused {
+    /// Every place is taken.
+    Full,
+    /// The fan has `per_fan` streams open already.
+    FanFull,
+}
+
+impl FanStreams {
+    pub fn new(all: Arc<StreamSlots>, per_fan: u32) -> FanStreams {
+        FanStreams {
+            all,
+            per_fan,
+            by_fan: Mutex::default(),
+        }
+    }
+
+    pub(super) fn take(self: &Arc<Self>, fan: &Arc<str>) -> Result<FanSlot, Refused> {
+        let mut by_fan = self.by_fan.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = by_fan.get(fan).copied().unwrap_or(0);
+        if mine >= self.per_fan {
+            return Err(Refused::FanFull);
+        }
+        let place = self.all.take().ok_or(Refused::Full)?;
+        by_fan.insert(Arc::clone(fan), mine + 1);
+        Ok(FanSlot {
+            streams: Arc::clone(self),
+            fan: Arc::clone(fan),
+            _place: place,
+        })
+    }
+
+    /// Streams open now, of every fan.
+    pub fn open(&self) -> usize {
+        self.all.open()
+    }
+}
+
+/// A fan's place among the streams open at once; given back when the
+/// stream ends, however it ends.
+pub(super) struct FanSlot {
+    streams: Arc<FanStreams>,
+    fan: Arc<str>,
+    /// Its place in the bound on all of them, given back after the fan's.
+    _place: StreamSlot,
+}
+
+impl Drop for FanSlot {
+    fn drop(&mut self) {
+        let mut by_fan = self
+            .streams
+            .by_fan
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match by_fan.get_mut(&self.fan) {
+            Some(n) if *n > 1 => *n -= 1,
+            _ => {
+                by_fan.remove(&self.fan);
+            }
+        }
+    }
+}
+
+/// A seat stream's place: a fan's, or one of the anonymous places and
+/// one of all (held for the stream's life, given back when it ends).
+enum SeatSlot {
+    Fan(#[allow(dead_code)] FanSlot),
+    Anonymous(
+        #[allow(dead_code)] StreamSlot,
+        #[allow(dead_code)] StreamSlot,
+    ),
 }
 
 /// The frame of a section's whole state, rendered once per view.
@@ -160,7 +264,7 @@ struct SeatWatch {
     /// in the start already.
     seen: u64,
     quiet: Duration,
-    _slot: StreamSlot,
+    _slot: SeatSlot,
 }
 
 impl SeatWatch {
@@ -197,6 +301,41 @@ impl SeatWatch {
     }
 }
 
+/// A place for a seat stream: a signed-in fan's (a bad token is `401`,
+/// one stream too many for the fan `429`), or without a token one of
+/// the anonymous places; `503` when none is left.
+fn seat_slot(state: &AppState, req: &HttpRequest) -> Result<SeatSlot, ApiError> {
+    let full = |detail: &str| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "Too busy",
+            detail,
+        )
+        .retry_after(5)
+    };
+    let everyone = "as many seat streams are open as this server keeps: read GET .../seats instead";
+    if bearer(req).is_none() {
+        let anonymous = state.streams.seats_anonymous.take().ok_or_else(|| {
+            full("as many seat streams without sign-in are open as this server keeps: sign in, or read GET .../seats instead")
+        })?;
+        let place = state.streams.seats.take().ok_or_else(|| full(everyone))?;
+        return Ok(SeatSlot::Anonymous(anonymous, place));
+    }
+    let fan = signed_in(state, req)?;
+    match state.streams.seat_fans.take(&fan.id) {
+        Ok(slot) => Ok(SeatSlot::Fan(slot)),
+        Err(Refused::Full) => Err(full(everyone)),
+        Err(Refused::FanFull) => Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-streams",
+            "Too many streams",
+            format!("you have {SEAT_STREAMS_PER_FAN_MAX} seat streams open already: close one"),
+        )
+        .retry_after(5)),
+    }
+}
+
 /// A section's seats, live, as server-sent events: first `event: seats`
 /// (a SeatStatesDto: every seat's state, one letter each, in the order of
 /// the seat map's `ids`), then `event: changes` (a SeatChangesDto: the
@@ -207,12 +346,17 @@ impl SeatWatch {
 /// the whole state again, when that is too old). Only durable changes are
 /// sent. A comment line every 15 s keeps proxies from closing the stream.
 /// A stream that falls 128 publications behind is ended: reconnect.
+/// Anyone may watch; a fan's token (optional) opens the stream on the
+/// places kept for signed-in fans, four a fan.
 #[utoipa::path(get, path = "/v1/events/{event}/sections/{section}/stream", tag = "events",
+    security((), ("fan_token" = [])),
     params(("event" = String, Path), ("section" = String, Path),
         ("Last-Event-ID" = Option<String>, Header, description = "The `id` of the last event received: resume after it")),
     responses((status = 200, description = "`text/event-stream` of `seats` (SeatStatesDto) then `changes` (SeatChangesDto) events", content_type = "text/event-stream", body = String),
+        (status = 401, description = "A token was sent and is not valid", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "As many seat streams open as the server keeps (`--seat-streams-max`); see Retry-After", body = Problem, content_type = "application/problem+json")))]
+        (status = 429, description = "This fan has four seat streams open already (`too-many-streams`); see Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "As many seat streams open as the server keeps (`--seat-streams-max`), or without a token as it keeps for those (`--seat-streams-anonymous-max`); see Retry-After", body = Problem, content_type = "application/problem+json")))]
 pub async fn seat_stream(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -220,18 +364,10 @@ pub async fn seat_stream(
 ) -> Result<HttpResponse, ApiError> {
     let (event, section) = path.into_inner();
     let (_, s) = section_entry(&state, &event, &section)?;
+    let slot = seat_slot(&state, &req)?;
     if let Some(socket) = req.conn_data::<super::server::Socket>() {
         socket.cap_send_buffer();
     }
-    let slot = state.streams.seats.take().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            "Too busy",
-            "as many seat streams are open as this server keeps: read GET .../seats instead",
-        )
-        .retry_after(5)
-    })?;
     // An id this server did not send (or garbage) gets the whole state.
     let seen = req
         .headers()
@@ -267,4 +403,25 @@ pub async fn seat_stream(
         .content_type("text/event-stream")
         .insert_header(CacheControl(vec![CacheDirective::NoCache]))
         .streaming(futures_util::stream::unfold(watch, SeatWatch::next)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fan_streams_are_bounded_in_all_and_per_fan() {
+        let streams = Arc::new(FanStreams::new(Arc::new(StreamSlots::new(3)), 2));
+        let (a, b): (Arc<str>, Arc<str>) = ("fan-a".into(), "fan-b".into());
+        let a1 = streams.take(&a).ok().unwrap();
+        let a2 = streams.take(&a).ok().unwrap();
+        assert!(matches!(streams.take(&a), Err(Refused::FanFull)));
+        let b1 = streams.take(&b).ok().unwrap();
+        assert!(matches!(streams.take(&b), Err(Refused::Full)));
+        drop(a1);
+        let a3 = streams.take(&a).ok().unwrap();
+        drop((a2, a3, b1));
+        assert_eq!(streams.open(), 0);
+        assert!(streams.by_fan.lock().unwrap().is_empty(), "nothing kept");
+    }
 }

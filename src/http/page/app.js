@@ -628,19 +628,19 @@ async function sectionPage(eventId, sectionId) {
     }
     paint(i);
   };
-  const live = new EventSource(`/v1/events/${enc(eventId)}/sections/${enc(sectionId)}/stream`);
-  cleanup.push(() => live.close());
-  live.addEventListener('seats', (ev) => {
-    const d = JSON.parse(ev.data);
-    d.states.split('').forEach((s, i) => set(i, s));
-    showCounts(d.availability);
-  });
-  live.addEventListener('changes', (ev) => {
-    const d = JSON.parse(ev.data);
-    for (const [k, s] of [['free', 'f'], ['held', 'h'], ['sold', 's']]) {
-      for (const i of d[k]) set(i, s);
-    }
-    showCounts(d.availability);
+  seatStream(`/v1/events/${enc(eventId)}/sections/${enc(sectionId)}/stream`, {
+    seats(data) {
+      const d = JSON.parse(data);
+      d.states.split('').forEach((s, i) => set(i, s));
+      showCounts(d.availability);
+    },
+    changes(data) {
+      const d = JSON.parse(data);
+      for (const [k, s] of [['free', 'f'], ['held', 'h'], ['sold', 's']]) {
+        for (const i of d[k]) set(i, s);
+      }
+      showCounts(d.availability);
+    },
   });
   main.replaceChildren(
     heading(section.name),
@@ -920,8 +920,45 @@ function buyPanel({ e, section, seated, chosen, mine, map, index, catOf, states,
   };
 }
 
+// A section's seat stream, each event handed to `on[name](data)`. A fan
+// signed in reads it through fetch with the token, on the places the
+// server keeps for fans (a crowd without tokens cannot take them), and
+// reconnects from the last id it got; anyone else, and a fan whose token
+// the server refuses, through an EventSource.
+function seatStream(url, on) {
+  const anonymous = () => {
+    const live = new EventSource(url);
+    cleanup.push(() => live.close());
+    for (const name of Object.keys(on)) live.addEventListener(name, (ev) => on[name](ev.data));
+  };
+  if (!session.fan) { anonymous(); return; }
+  const abort = new AbortController();
+  cleanup.push(() => abort.abort());
+  (async () => {
+    let last = null;
+    while (!abort.signal.aborted) {
+      try {
+        const headers = { Authorization: `Bearer ${session.token}` };
+        if (last !== null) headers['Last-Event-ID'] = last;
+        const r = await fetch(url, { headers, signal: abort.signal });
+        // Not while leaving the page: navigation aborted the fetch.
+        if (r.status === 401) { if (!abort.signal.aborted) anonymous(); return; }
+        if (r.ok) {
+          for await (const [name, data, id] of serverEvents(r)) {
+            if (id !== null) last = id;
+            if (on[name]) on[name](data);
+          }
+        }
+      } catch {
+        if (abort.signal.aborted) return;
+      }
+      await new Promise((ok) => setTimeout(ok, 1000));
+    }
+  })();
+}
+
 // A server-sent event stream read through fetch (which, unlike
-// EventSource, sends the fan's token): yields [event, data].
+// EventSource, sends the fan's token): yields [event, data, id].
 async function* serverEvents(r) {
   const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
   let buf = '';
@@ -934,12 +971,14 @@ async function* serverEvents(r) {
       const block = buf.slice(0, end);
       buf = buf.slice(end + 2);
       let name = 'message';
+      let id = null;
       const data = [];
       for (const line of block.split('\n')) {
         if (line.startsWith('event:')) name = line.slice(6).trim();
         else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+        else if (line.startsWith('id:')) id = line.slice(3).trim();
       }
-      if (data.length) yield [name, data.join('\n')];
+      if (data.length) yield [name, data.join('\n'), id];
     }
   }
 }

@@ -442,7 +442,7 @@ async fn tickets_verify(c: &Client, data_dir: &std::path::Path, places: usize) -
 /// A fan signs in on the demo, picks two seats and holds them (the
 /// countdown shows), sees another fan's hold appear live, pays and books:
 /// the booking shows a QR code per seat that decodes to a ticket
-/// `boxoffice ticket verify` accepts.
+/// `boxoffice ticket verify` accepts. Then the fan gives the booking back.
 #[test]
 fn a_fan_holds_two_seats_pays_and_gets_its_tickets() {
     let dir = tempfile::tempdir().unwrap();
@@ -541,11 +541,29 @@ fn a_fan_holds_two_seats_pays_and_gets_its_tickets() {
             "{said:?}"
         );
         std::fs::write(tmp.join("fan-tickets.png"), c.screenshot().await.unwrap()).unwrap();
+        assert_eq!(&s.states("A")[..2], "ss", "booked");
+
+        // The fan cannot come after all: asked twice (the first time it
+        // keeps its tickets), then the booking is given back.
+        click(c, "#cancel-booking").await;
+        click(c, "#cancel-no").await;
+        assert_eq!(text_of(c, "h1").await, "Your tickets");
+        click(c, "#cancel-booking").await;
+        let yes = wait_for(c, "#cancel-yes").await;
+        assert_eq!(yes.text().await.unwrap(), "Yes, give up all 2 tickets");
+        yes.click().await.unwrap();
+        eventually(
+            Duration::from_secs(5),
+            "the booking shown cancelled",
+            || async { text_of(c, "h1").await == "Booking cancelled" },
+        )
+        .await;
+        assert!(c.find(Locator::Css("#cancel-booking")).await.is_err());
         b.close().await;
     });
-    // The booking is the server's too: both seats sold.
+    // The server's too: both seats on sale again.
     let states = s.states("A");
-    assert_eq!(&states[..2], "ss");
+    assert_eq!(&states[..2], "ff");
 }
 
 /// The same with the keyboard alone: Tab to the demo sign-in, into the
@@ -747,7 +765,8 @@ async fn axe_violations(c: &Client, axe: &str) -> Vec<Value> {
 }
 
 /// axe-core finds no serious or critical violation on any of the page's
-/// views: events, an event, sign-in, a section with a hold, the tickets.
+/// views: events, an event, sign-in, a section with a hold, the tickets,
+/// cancelling them.
 #[test]
 fn axe_finds_nothing_serious() {
     let axe = axe_source();
@@ -785,6 +804,15 @@ fn axe_finds_nothing_serious() {
         click(c, "#pay").await;
         tickets_verify(c, &s.data_dir, 1).await;
         check("tickets", axe_violations(c, &axe).await);
+        click(c, "#cancel-booking").await;
+        wait_for(c, "#cancel-yes").await;
+        check("cancel", axe_violations(c, &axe).await);
+        click(c, "#cancel-yes").await;
+        eventually(Duration::from_secs(5), "the booking cancelled", || async {
+            text_of(c, "h1").await == "Booking cancelled"
+        })
+        .await;
+        check("cancelled", axe_violations(c, &axe).await);
         open(c, &s, "#/sign-in").await;
         wait_for(c, "#token").await;
         check("sign-in", axe_violations(c, &axe).await);

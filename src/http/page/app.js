@@ -156,6 +156,8 @@ const PROBLEMS = {
   'receipt-wrong-amount': () => 'That receipt pays another amount.',
   'receipt-wrong-currency': () => 'That receipt pays in another currency.',
   'demo-off': () => 'This server has no demo sign-in or payment.',
+  'booking-cancelled': () => 'This booking is cancelled already.',
+  'booking-used': () => 'A ticket of this booking was used at the door: the booking can no longer be cancelled.',
 };
 
 class Refusal extends Error {
@@ -1004,7 +1006,49 @@ async function bookingPage(id) {
     el('p', {}, `${e.name}${e.starts_at ? ` · ${when(e.starts_at)}` : ''}`),
     el('p', { class: 'meta' }, `Booking ${b.id} · ${money(b.total_price, b.currency)} · paid, reference ${b.payment_ref} · tickets also sent to ${b.email}`),
     b.tickets ? tickets : el('p', {}, `Cancelled ${b.cancelled_at ? when(b.cancelled_at) : ''}.`),
+    b.status === 'confirmed' ? cancelPanel(b) : null,
   );
+}
+
+// Giving a booking back: asked once, confirmed a second time (it cannot
+// be undone), then the booking shown as it is now.
+function cancelPanel(b) {
+  const n = (b.tickets || []).length;
+  const count = n === 1 ? 'its ticket' : `all ${n} tickets`;
+  const alert = el('p', { class: 'error', role: 'alert' });
+  const body = el('div', {});
+  let busy = false;
+  const ask = () => body.replaceChildren(
+    el('p', {}, 'If you cannot come, you can give the booking back: its seats go on sale again.'),
+    el('button', { type: 'button', id: 'cancel-booking', class: 'secondary', onclick: confirmStep }, 'Cancel this booking'));
+  function confirmStep() {
+    body.replaceChildren(
+      el('p', {}, `Cancelling gives up ${count} of this booking. It cannot be undone.`),
+      el('button', { type: 'button', id: 'cancel-yes', class: 'secondary', onclick: cancel }, `Yes, give up ${count}`),
+      ' ',
+      el('button', { type: 'button', id: 'cancel-no', onclick: () => { ask(); document.getElementById('cancel-booking').focus(); } }, 'Keep my tickets'));
+    document.getElementById('cancel-no').focus();
+  }
+  async function cancel() {
+    if (busy) return;
+    busy = true;
+    alert.textContent = '';
+    try {
+      await api(`/v1/bookings/${enc(b.id)}/cancel`, { method: 'POST', auth: true });
+    } catch (err) {
+      // Cancelled already (an earlier try whose answer was lost): show it.
+      if (err.kind !== 'booking-cancelled') {
+        alert.textContent = err.message;
+        busy = false;
+        return;
+      }
+    }
+    await bookingPage(b.id);
+    main.querySelector('h1').focus();
+  }
+  ask();
+  return el('section', { class: 'cancel', 'aria-labelledby': 'cancel-title' },
+    el('h2', { id: 'cancel-title' }, 'Cannot come?'), body, alert);
 }
 
 // A ticket's QR code as a data: address (the image needs the fan's

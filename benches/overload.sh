@@ -14,6 +14,9 @@
 #                 what the limits cost when nothing is overloaded.
 #
 #   benches/overload.sh [rounds=3]
+#   SERVER_CPUS=0 benches/overload.sh   the server on those CPUs (taskset
+#                                       -c), the load generator on the
+#                                       others, so it cannot starve it
 #
 # Needs python3 and curl. Writes every report to $OUT (default: a
 # temporary directory).
@@ -31,6 +34,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Where the server runs, and where the load generator does.
+pin_server=()
+pin_load=()
+if [ -n "${SERVER_CPUS:-}" ]; then
+    pin_server=(taskset -c "$SERVER_CPUS")
+    others=$(python3 -c 'import os,sys
+s={int(c) for c in sys.argv[1].split(",")}
+print(",".join(str(c) for c in sorted(os.sched_getaffinity(0)) if c not in s))' "$SERVER_CPUS")
+    [ -n "$others" ] && pin_load=(taskset -c "$others")
+fi
+
 python3 benches/bench_event.py > "$out/bench.json"
 
 # A fresh server of binary $1 on port $2 (data in $3) with the bench
@@ -38,7 +52,7 @@ python3 benches/bench_event.py > "$out/bench.json"
 start_server() {
     local server=$1 port=$2 dir=$3
     rm -rf "$dir"
-    RUST_LOG=warn "$server" serve --listen "127.0.0.1:$port" --data-dir "$dir" \
+    RUST_LOG=warn "${pin_server[@]}" "$server" serve --listen "127.0.0.1:$port" --data-dir "$dir" \
         --admin-token bench-admin-token --demo false --fan-holds-per-sec 0 \
         > "$dir.log" 2>&1 &
     server_pid=$!
@@ -71,7 +85,7 @@ holds_only=(--event bench --confirm-ratio 0 --release-ratio 0 --explicit-ratio 0
 loadgen() {
     local port=$1 dir=$2
     shift 2
-    "$bin" loadgen --server "http://127.0.0.1:$port" "${holds_only[@]}" \
+    "${pin_load[@]}" "$bin" loadgen --server "http://127.0.0.1:$port" "${holds_only[@]}" \
         --issuer-key "$dir/issuer.key" --payment-key "$dir/payment.key" "$@"
 }
 

@@ -105,24 +105,27 @@ impl SectionHandle {
     }
 
     /// Asks the section for a change; its outcome, once durable. The
-    /// permits travel with the change and are given back by the actor as
-    /// it answers: their latency is the section's queue, decision and
-    /// group commit.
+    /// permits travel with the change and are given back as it is
+    /// answered: their latency is the section's queue, decision and group
+    /// commit. The answer comes on a channel of its own, from the actor
+    /// when refused and from the journal's flusher once durable; sent
+    /// without waiting for room in the mailbox, as the permits already
+    /// bound what is in it.
     pub async fn change(
         &self,
         command: Command,
         idem: Option<IdemTag>,
     ) -> Result<Outcome, SectionError> {
         let admitted = self.admit()?;
-        let request = ChangeRequest {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.addr.do_send(ChangeRequest {
             command,
             idem,
             admitted: Some(admitted),
-        };
-        match self.addr.send(request).await {
-            Ok(answer) => answer,
-            Err(_) => Err(SectionError::Unavailable),
-        }
+            reply,
+        });
+        // A stopped actor, or a journal that failed, drops the channel.
+        answer.await.unwrap_or(Err(SectionError::Unavailable))
     }
 
     /// Requests in flight right now.

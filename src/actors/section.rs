@@ -3,16 +3,20 @@
 //!
 //! Every change goes one way: [`Command`] → decide (the domain validates
 //! it against the section and returns a `Change`) → apply (memory moves)
-//! → journal (the record is queued for the next group commit) → receipt
-//! (the reply waits for durability) → the email the change owes, if any.
-//! Expiries take the same path without a receipt: nobody waits for them.
+//! → journal (the record is queued for the next group commit, with the
+//! answer) → once durable, the journal's flusher hands the answer to the
+//! request's own channel and the email the change owes, if any, to the
+//! mailer. Expiries take the same path with no answer: nobody waits for
+//! them.
 //!
-//! Replies to changes are futures that wait for the journal receipt, so the
-//! actor moves on to the next command while earlier changes are being
-//! flushed: that is what lets many fans share one group commit. Later
-//! commands see earlier changes before they are durable; that is safe
-//! because the journal is written in order, so a reply that depends on an
-//! earlier change is released only after that change is durable too.
+//! The actor does not wait for durability: it moves on to the next
+//! command while earlier changes are being flushed, which is what lets
+//! many fans share one group commit, and the answer goes from the flusher
+//! straight to the HTTP worker that asked, not back through this actor's
+//! thread. Later commands see earlier changes before they are durable;
+//! that is safe because the journal is written in order, so an answer
+//! that depends on an earlier change is released only after that change
+//! is durable too.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,7 +34,7 @@ use crate::domain::{
     Addressee, BookingRead, Caller, Change, Claim, CommandError, EventDef, FanId, HoldView,
     Outcome, PlacesMoved, Section, SectionName,
 };
-use crate::journal::{encode, IdemTag, Journal, Note, Receipt, Record};
+use crate::journal::{encode, IdemTag, Journal, Note, Record};
 use crate::mail::{Enqueue, MailEntry};
 
 /// Most expiries one sweep step journals. A step runs before every
@@ -202,16 +206,18 @@ pub enum Command {
     },
 }
 
-/// Asks a section for a change; answered with its outcome once durable.
-/// The `Idempotency-Key` rides into the change's journal record, so the
+/// Asks a section for a change; answered on `reply` with its outcome once
+/// durable (by the journal's flusher), or at once when refused. The
+/// `Idempotency-Key` rides into the change's journal record, so the
 /// answer can be rebuilt after a restart.
 #[derive(Message)]
-#[rtype(result = "Result<Outcome, SectionError>")]
+#[rtype(result = "()")]
 pub struct ChangeRequest {
     pub command: Command,
     pub idem: Option<IdemTag>,
     /// Its places within the in-flight limits, given back once answered.
     pub admitted: Option<super::limit::Admitted>,
+    pub reply: tokio::sync::oneshot::Sender<Result<Outcome, SectionError>>,
 }
 
 /// A fan's hold: live, or the booking it became.
@@ -238,12 +244,15 @@ pub struct GetBooking {
 #[rtype(result = "()")]
 struct Sweep;
 
-/// A change decided and applied, on its way to durability.
-struct Pending {
-    receipt: Receipt,
+
+/// A change decided and applied, for the journal.
+struct Applied {
+    record: Vec<u8>,
+    note: Option<Note>,
     outcome: Outcome,
     /// The email it owes, handed to the mailer once durable.
     mail: Option<MailEntry>,
+    moved: Option<PlacesMoved>,
 }
 
 pub struct SectionActor {
@@ -329,7 +338,9 @@ impl SectionActor {
 
     /// Decides `command`, applies the change and queues its record: the
     /// one path of every change a client asks for.
-    fn run(&mut self, command: Command, idem: Option<IdemTag>) -> Result<Pending, SectionError> {
+    /// Decides and applies `command`: its record, note, outcome and the
+    /// email it owes, for the journal. Refused, nothing moved.
+    fn run(&mut self, command: Command, idem: Option<IdemTag>) -> Result<Applied, SectionError> {
         self.ready()?;
         self.expire_step();
         let now = self.clock.now_ms();
@@ -378,14 +389,6 @@ impl SectionActor {
         if self.panic_on_change {
             panic!("failpoint: a section panics with a change applied but not journaled");
         }
-        // Memory moved first; if the journal refuses now, it has failed and
-        // refuses every later request too (fail-stop), so the unjournaled
-        // change is never shown as done.
-        let receipt = self
-            .journal
-            .append_noted(record, note)
-            .map_err(|_| SectionError::Unavailable)?;
-        self.give_back(moved);
         let outcome = self
             .section
             .outcome(&change)
@@ -394,10 +397,12 @@ impl SectionActor {
             Some(_) => MailEntry::owed(&self.def, &self.name, &self.section, &change),
             None => None,
         };
-        Ok(Pending {
-            receipt,
+        Ok(Applied {
+            record,
+            note,
             outcome,
             mail,
+            moved,
         })
     }
 
@@ -533,33 +538,53 @@ impl Handler<Sweep> for SectionActor {
 }
 
 impl Handler<ChangeRequest> for SectionActor {
-    type Result = ResponseFuture<Result<Outcome, SectionError>>;
+    type Result = ();
 
-    fn handle(&mut self, msg: ChangeRequest, _: &mut Context<Self>) -> Self::Result {
-        let pending = self.run(msg.command, msg.idem);
-        let mailer = self.mail.clone();
-        let admitted = msg.admitted;
-        Box::pin(async move {
-            let Pending {
-                receipt,
-                outcome,
-                mail,
-            } = pending?;
-            let durable = receipt.await;
-            // The change's latency ends here, on this thread: given back
-            // now, not when an HTTP worker next polls the answer.
+    fn handle(&mut self, msg: ChangeRequest, _: &mut Context<Self>) {
+        let ChangeRequest {
+            command,
+            idem,
+            admitted,
+            reply,
+        } = msg;
+        let Applied {
+            record,
+            note,
+            outcome,
+            mail,
+            moved,
+        } = match self.run(command, idem) {
+            Ok(applied) => applied,
+            Err(refused) => {
+                let _ = reply.send(Err(refused));
+                return;
+            }
+        };
+        let mailer = mail.as_ref().and(self.mail.clone());
+        // Called by the journal's flusher once the change is durable (or
+        // the journal failed): the answer goes from there to the worker.
+        let answer: crate::journal::Then = Box::new(move |durable| {
+            // The change's latency ends here: given back now, not when the
+            // HTTP worker next polls the answer.
             drop(admitted);
-            match durable {
-                Ok(Ok(_position)) => {}
-                _ => return Err(SectionError::Unavailable),
+            if durable.is_err() {
+                let _ = reply.send(Err(SectionError::Unavailable));
+                return;
             }
             // Only now: no email for a booking a crash could still erase.
             // Nothing waits for the mailer.
             if let (Some(to), Some(entry)) = (mailer, mail) {
                 to.do_send(Enqueue(entry));
             }
-            Ok(outcome)
-        })
+            let _ = reply.send(Ok(outcome));
+        });
+        // Memory moved first; if the journal refuses now, it has failed and
+        // refuses every later request too (fail-stop), so the unjournaled
+        // change is never shown as done: `answer` is dropped uncalled, and
+        // the worker, its channel closed, answers 503.
+        if self.journal.append_noted_then(record, note, answer).is_ok() {
+            self.give_back(moved);
+        }
     }
 }
 

@@ -169,8 +169,34 @@ impl Default for JournalStats {
 /// One encoded record and whoever waits for it to be durable.
 struct Entry {
     bytes: Vec<u8>,
-    done: Option<oneshot::Sender<Result<u64, JournalError>>>,
+    done: Option<Done>,
     note: Option<Note>,
+}
+
+/// Whoever waits for a record: told its batch's position once it is
+/// durable, or that the journal failed.
+enum Done {
+    /// The sending half of a [`Receipt`].
+    Receipt(oneshot::Sender<Result<u64, JournalError>>),
+    /// Called on the flusher's thread (see [`Journal::append_noted_then`]).
+    Then(Then),
+}
+
+/// What [`Journal::append_noted_then`] calls once its record is durable
+/// (or the journal failed).
+pub type Then = Box<dyn FnOnce(Result<u64, JournalError>) + Send>;
+
+impl Done {
+    fn finish(self, result: Result<u64, JournalError>) {
+        match self {
+            // The requester may have gone (a client hung up): the change
+            // is durable all the same.
+            Done::Receipt(tx) => {
+                let _ = tx.send(result);
+            }
+            Done::Then(then) => then(result),
+        }
+    }
 }
 
 /// Something a record's writer wants handed on once the record is
@@ -627,9 +653,7 @@ fn write_batches(
                 let mut notes = Vec::new();
                 for e in batch.drain(..) {
                     if let Some(done) = e.done {
-                        // The requester may have gone (client hung up):
-                        // the change is durable all the same.
-                        let _ = done.send(Ok(position));
+                        done.finish(Ok(position));
                     }
                     if let (Some(note), Some(_)) = (e.note, &handed_on) {
                         notes.push(note);
@@ -654,7 +678,7 @@ fn write_batches(
                 }
                 for e in batch.drain(..) {
                     if let Some(done) = e.done {
-                        let _ = done.send(Err(JournalError::Failed));
+                        done.finish(Err(JournalError::Failed));
                     }
                 }
                 if stopping {
@@ -668,7 +692,7 @@ fn write_batches(
                         return;
                     };
                     if let Some(done) = e.done {
-                        let _ = done.send(Err(JournalError::Failed));
+                        done.finish(Err(JournalError::Failed));
                     }
                 }
                 return;
@@ -695,10 +719,30 @@ impl Journal {
         let (done, receipt) = oneshot::channel();
         self.push(Entry {
             bytes,
-            done: Some(done),
+            done: Some(Done::Receipt(done)),
             note,
         })?;
         Ok(receipt)
+    }
+
+    /// Queues an encoded record with a note, and `then` to be called with
+    /// its batch's position once it is durable (or with the failure): on
+    /// the flusher's thread, in the record's order, so it must only hand
+    /// the news on (a channel send), never wait. Whoever waits for the
+    /// change is woken by the flusher itself, with no thread in between.
+    /// Refused (`Err`), `then` is dropped uncalled.
+    pub fn append_noted_then(
+        &self,
+        bytes: Vec<u8>,
+        note: Option<Note>,
+        then: Then,
+    ) -> Result<(), JournalError> {
+        assert!(!bytes.is_empty(), "records are framed, never empty");
+        self.push(Entry {
+            bytes,
+            done: Some(Done::Then(then)),
+            note,
+        })
     }
 
     /// [`Journal::append_unacked`] with a note.

@@ -52,32 +52,7 @@ fi
 cargo build --release --quiet --bin boxoffice --example http_ceiling
 bin=./target/release/boxoffice
 
-# Where the server runs, and where the load tools do.
-pin_server=()
-pin_load=()
-if [ -n "${SERVER_CPUS:-}" ]; then
-    pin_server=(taskset -c "$SERVER_CPUS")
-    others=$(python3 -c 'import os,sys
-s={int(c) for c in sys.argv[1].split(",")}
-print(",".join(str(c) for c in sorted(os.sched_getaffinity(0)) if c not in s))' "$SERVER_CPUS")
-    [ -n "$others" ] && pin_load=(taskset -c "$others")
-fi
-
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-
-wait_ready() {
-    for _ in $(seq 200); do
-        curl -sf "$1/readyz" >/dev/null 2>&1 && return 0
-        curl -sf "$1/v1/events/bench" >/dev/null 2>&1 && return 0
-        sleep 0.05
-    done
-    echo "no server at $1" >&2
-    exit 1
-}
+. benches/common.sh
 
 stop_last() {
     local p=${pids[-1]}

@@ -33,21 +33,7 @@ mkdir -p "$out"
 
 cargo build --release --quiet --bin boxoffice --example http_ceiling
 bin=./target/release/boxoffice
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-
-wait_ready() {
-    for _ in $(seq 200); do
-        curl -sf "$1/readyz" >/dev/null 2>&1 && return 0
-        curl -sf "$1/v1/events/bench" >/dev/null 2>&1 && return 0
-        sleep 0.05
-    done
-    echo "no server at $1" >&2
-    exit 1
-}
+. benches/common.sh
 
 # A fresh server on $1 (data in $2), extra flags after.
 start_server() {

@@ -28,22 +28,7 @@ mkdir -p "$out"
 
 cargo build --release --quiet --bin boxoffice
 bin=./target/release/boxoffice
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-
-# Where the server runs, and where the load generator does.
-pin_server=()
-pin_load=()
-if [ -n "${SERVER_CPUS:-}" ]; then
-    pin_server=(taskset -c "$SERVER_CPUS")
-    others=$(python3 -c 'import os,sys
-s={int(c) for c in sys.argv[1].split(",")}
-print(",".join(str(c) for c in sorted(os.sched_getaffinity(0)) if c not in s))' "$SERVER_CPUS")
-    [ -n "$others" ] && pin_load=(taskset -c "$others")
-fi
+. benches/common.sh
 
 python3 benches/bench_event.py > "$out/bench.json"
 

@@ -244,7 +244,6 @@ pub struct GetBooking {
 #[rtype(result = "()")]
 struct Sweep;
 
-
 /// A change decided and applied, for the journal.
 struct Applied {
     record: Vec<u8>,
@@ -336,10 +335,9 @@ impl SectionActor {
         Ok(())
     }
 
-    /// Decides `command`, applies the change and queues its record: the
-    /// one path of every change a client asks for.
-    /// Decides and applies `command`: its record, note, outcome and the
-    /// email it owes, for the journal. Refused, nothing moved.
+    /// Decides `command` and applies the change: the one path of every
+    /// change a client asks for, up to the journal (the handler queues
+    /// the record). Refused, nothing moved.
     fn run(&mut self, command: Command, idem: Option<IdemTag>) -> Result<Applied, SectionError> {
         self.ready()?;
         self.expire_step();

@@ -938,6 +938,7 @@ function seatStream(url, on) {
   cleanup.push(() => abort.abort());
   (async () => {
     let last = null;
+    let wait = 1000;
     while (!abort.signal.aborted) {
       try {
         const headers = { Authorization: `Bearer ${session.token}` };
@@ -950,11 +951,15 @@ function seatStream(url, on) {
             if (id !== null) last = id;
             if (on[name]) on[name](data);
           }
+        } else {
+          // Too many streams (this fan's, or the server's): as told.
+          wait = 1000 * (Number(r.headers.get('Retry-After')) || 1);
         }
       } catch {
         if (abort.signal.aborted) return;
       }
-      await new Promise((ok) => setTimeout(ok, 1000));
+      await new Promise((ok) => setTimeout(ok, wait));
+      wait = 1000;
     }
   })();
 }

@@ -33,7 +33,7 @@ use crate::mail::{MailSetup, MailStats, Mailer};
 use crate::recovery;
 use crate::shard::Sharding;
 use crate::snapshot::offline::repair_interrupted_restore;
-use crate::snapshot::scheduler::{SnapshotSettings, Snapshotter};
+use crate::snapshot::scheduler::{snapshot_long_replay, SnapshotSettings, Snapshotter};
 
 pub struct Application {
     port: u16,
@@ -135,7 +135,14 @@ impl Application {
                 every: Duration::from_secs(args.snapshot_every_secs),
                 keep: args.snapshot_keep as usize,
             },
-            recovered.snapshot.unwrap_or(0),
+            snapshot_long_replay(
+                data_dir,
+                &recovered,
+                &idempotency,
+                args.idempotency_ttl_secs * 1000,
+                args.snapshot_every_records,
+                clock.now_ms(),
+            ),
         ));
         let mail_stats = Arc::new(MailStats::default());
         let (mailer, mail_arbiter) = mail_setup.start(

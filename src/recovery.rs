@@ -481,27 +481,44 @@ pub fn take_snapshot(
     // what is stale by its own clock.
     let idem = IdempotencyStore::new(idem_ttl_ms, usize::MAX, None);
     let recovered = recover(data_dir, reader, &idem, 0, idem_ttl_ms, end, progress)?;
+    let position = end.unwrap_or(recovered.position).max(recovered.position);
+    Ok(encode_snapshot(
+        &recovered.state,
+        &idem,
+        idem_ttl_ms,
+        position,
+        now_ms,
+    ))
+}
+
+/// Encodes `state`, recovered up to journal `position`, with the
+/// answers `idem` remembers: those within one TTL of the newest (a pure
+/// function of the journal when `idem` kept every answer; whoever loads
+/// the snapshot drops what is stale by its own clock).
+pub fn encode_snapshot(
+    state: &State,
+    idem: &IdempotencyStore,
+    idem_ttl_ms: u64,
+    position: u64,
+    now_ms: u64,
+) -> (snapshot::Header, Vec<u8>) {
     let mut answers = idem.answers(0);
     if let Some(newest) = answers.iter().map(|a| a.at_ms).max() {
         answers.retain(|a| a.at_ms.saturating_add(idem_ttl_ms) > newest);
     }
     let (header, body) = snapshot::capture(
-        recovered
-            .state
-            .events
-            .values()
-            .map(|e| snapshot::EventState {
-                spec_json: &e.spec_json,
-                def: &e.def,
-                created_at_ms: e.created_at_ms,
-                sections: &e.sections,
-                room: e.room.as_ref(),
-            }),
+        state.events.values().map(|e| snapshot::EventState {
+            spec_json: &e.spec_json,
+            def: &e.def,
+            created_at_ms: e.created_at_ms,
+            sections: &e.sections,
+            room: e.room.as_ref(),
+        }),
         &answers,
-        &recovered.state.outbox,
-        end.unwrap_or(recovered.position).max(recovered.position),
+        &state.outbox,
+        position,
         now_ms,
     );
     let bytes = snapshot::encode(&header, &body);
-    Ok((header, bytes))
+    (header, bytes)
 }

@@ -626,3 +626,64 @@ fn the_shipped_demo_snapshot_restores_and_serves() {
     s.hold("A", &["A/1/1"]);
     s.stop();
 }
+
+/// A start that replayed at least `--snapshot-every-records` records
+/// writes a snapshot of what it recovered before it listens: a server
+/// killed again and again before its automatic snapshot finished would
+/// otherwise replay ever more at each start. A start with little to
+/// replay writes none.
+#[test]
+fn a_start_after_a_long_replay_snapshots_what_it_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = |every: &str| {
+        common::spawn_listening(
+            common::boxoffice()
+                .args(["serve", "--listen", "127.0.0.1:0"])
+                .args(["--snapshot-every-records", every])
+                .args(["--snapshot-every-secs", "3600"])
+                .arg("--data-dir")
+                .arg(dir.path())
+                .env("RUST_LOG", "warn"),
+        )
+    };
+    let (mut server, base) = start("1000000");
+    for n in 0..30 {
+        let token = common::token(dir.path(), &format!("replayed-{n}"));
+        let r = common::try_request(
+            "POST",
+            &format!("{base}/v1/events/demo/holds"),
+            Some(json!({"section": "A", "quantity": 1}).to_string()),
+            &[
+                ("Content-Type", "application/json"),
+                ("Authorization", &format!("Bearer {token}")),
+            ],
+        )
+        .unwrap();
+        assert_eq!(r.status, 201, "{r:?}");
+    }
+    // Killed: no snapshot at shutdown; the next start replays the holds.
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let before: Vec<u64> = snapshot::list(dir.path())
+        .unwrap()
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+
+    let (mut server, _) = start("20");
+    let listed = snapshot::list(dir.path()).unwrap();
+    let (newest, path) = listed.first().expect("a snapshot written at start").clone();
+    assert!(before.iter().all(|p| *p < newest), "{before:?} {newest}");
+    let header: Value = serde_json::from_str(&ok(&cli(&["inspect", "--json"], &[&path]))).unwrap();
+    assert_eq!(header["events"][0]["held"], 30, "{header}");
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    // Nothing to replay now: no other snapshot.
+    let (mut server, _) = start("20");
+    let again = snapshot::list(dir.path()).unwrap();
+    assert_eq!(again.first().map(|(p, _)| *p), Some(newest));
+    assert_eq!(again.len(), listed.len());
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

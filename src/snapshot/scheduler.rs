@@ -32,6 +32,58 @@ pub struct SnapshotSettings {
     pub keep: usize,
 }
 
+/// After a start that replayed at least `every_records` journal records
+/// past its snapshot, writes a snapshot of the state just recovered
+/// (`recovered`, with the answers `idem` restored), so the next start
+/// does not replay them again: a server killed again and again before
+/// its automatic snapshot could finish (which replays that tail once
+/// more, at low priority) would otherwise replay ever more at each start.
+/// Returns the journal position of the newest snapshot on disk. A
+/// snapshot that cannot be written is logged, not fatal: the journal
+/// still holds everything.
+pub fn snapshot_long_replay(
+    data_dir: &Path,
+    recovered: &recovery::Recovered,
+    idem: &crate::idempotency::IdempotencyStore,
+    idem_ttl_ms: u64,
+    every_records: u64,
+    now_ms: u64,
+) -> u64 {
+    let last = recovered.snapshot.unwrap_or(0);
+    if recovered.records < every_records || recovered.position <= last {
+        return last;
+    }
+    let started = std::time::Instant::now();
+    let (header, bytes) = recovery::encode_snapshot(
+        &recovered.state,
+        idem,
+        idem_ttl_ms,
+        recovered.position,
+        now_ms,
+    );
+    let path = snapshot::path_for(data_dir, header.journal_position);
+    let written = crate::data_dir::create_dir_durable(&data_dir.join(snapshot::DIR))
+        .map_err(anyhow::Error::from)
+        .and_then(|()| snapshot::write_atomic(&path, &bytes).map_err(anyhow::Error::from));
+    match written {
+        Ok(()) => {
+            tracing::info!(
+                path = %path.display(),
+                position = header.journal_position,
+                replayed = recovered.records,
+                bytes = bytes.len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "snapshot of the long replay written"
+            );
+            header.journal_position
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "cannot write the snapshot of the long replay");
+            last
+        }
+    }
+}
+
 enum SnapshotRequest {
     Take(tokio::sync::oneshot::Sender<Result<snapshot::Header, String>>),
     /// A last snapshot (if anything changed), then stop: graceful shutdown.

@@ -62,10 +62,7 @@ pub fn snapshot_long_replay(
         now_ms,
     );
     let path = snapshot::path_for(data_dir, header.journal_position);
-    let written = crate::data_dir::create_dir_durable(&data_dir.join(snapshot::DIR))
-        .map_err(anyhow::Error::from)
-        .and_then(|()| snapshot::write_atomic(&path, &bytes).map_err(anyhow::Error::from));
-    match written {
+    match write(data_dir, &path, &bytes) {
         Ok(()) => {
             tracing::info!(
                 path = %path.display(),
@@ -82,6 +79,13 @@ pub fn snapshot_long_replay(
             last
         }
     }
+}
+
+/// Writes a snapshot file at `path` in `data_dir`'s snapshot directory,
+/// made durably first: whole or not at all, its name synced.
+fn write(data_dir: &Path, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    crate::data_dir::create_dir_durable(&data_dir.join(snapshot::DIR))?;
+    snapshot::write_atomic(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
 enum SnapshotRequest {
@@ -232,10 +236,8 @@ impl SnapshotWorker {
             self.clock.now_ms(),
             &mut |_| {},
         )?;
-        crate::data_dir::create_dir_durable(&self.data_dir.join(snapshot::DIR))?;
         let path = snapshot::path_for(&self.data_dir, header.journal_position);
-        snapshot::write_atomic(&path, &bytes)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        write(&self.data_dir, &path, &bytes)?;
         let size = bytes.len();
         // The replayed copy of the state and its encoding are gone now;
         // without this their pages stay resident (glibc keeps them in this

@@ -41,11 +41,11 @@ def main():
     upper = "KLMNOPQRST"
     for i, s in enumerate(lower):
         angle = -81 + i * 18
-        sections.append(seated(s, f"Lower bowl {s}", angle, 20, 36, 22.0,
+        sections.append(seated(s, f"Lower bowl {s}", angle, 20, 36, 65.0,
                                lambda row: "R" if row <= 10 else "S"))
     for i, s in enumerate(upper):
         angle = -81 + i * 18
-        sections.append(seated(s, f"Upper bowl {s}", angle, 26, 30, 46.0,
+        sections.append(seated(s, f"Upper bowl {s}", angle, 26, 30, 89.0,
                                lambda row: "A"))
     event = {
         "format": "boxoffice.event/1",
@@ -61,7 +61,8 @@ def main():
             {"id": "S", "name": "S seat", "price": 143000},
             {"id": "A", "name": "A seat", "price": 110000},
         ],
-        "venue": {"name": "Seoul Olympic Arena (demo layout)", "sections": sections},
+        "venue": {"name": "Seoul Olympic Arena (demo layout)", "time_zone": "Asia/Seoul",
+                  "sections": sections},
     }
     print(json.dumps(event, indent=1))
 

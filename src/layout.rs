@@ -915,4 +915,42 @@ mod tests {
             .iter()
             .any(|s| matches!(s.kind, SectionKind::Standing { .. })));
     }
+
+    /// The page draws the arena from these coordinates: two sections whose
+    /// seats came within a seat of each other would be drawn as one block
+    /// (as the first demo layout's lower bowl was, its rows wider than
+    /// their wedge near the stage).
+    #[test]
+    fn demo_sections_are_drawn_apart() {
+        let spec = EventSpec::from_json(DEMO_EVENT_JSON.as_bytes()).unwrap();
+        // Seats by the unit square they fall in; only neighbouring squares
+        // can hold seats closer than one unit.
+        type Seat = (usize, f32, f32);
+        let mut cells: std::collections::HashMap<(i32, i32), Vec<Seat>> = Default::default();
+        for (k, section) in spec.venue.sections.iter().enumerate() {
+            for row in section.rows.iter().flatten() {
+                for i in 0..row.seats {
+                    let (x, y) = (row.x + i as f32 * row.dx, row.y + i as f32 * row.dy);
+                    cells
+                        .entry((x.floor() as i32, y.floor() as i32))
+                        .or_default()
+                        .push((k, x, y));
+                }
+            }
+        }
+        let mut nearest = f32::INFINITY;
+        for (&(cx, cy), seats) in &cells {
+            for (ox, oy) in (-1..=1).flat_map(|ox| (-1..=1).map(move |oy| (ox, oy))) {
+                for &(a, ax, ay) in seats {
+                    for &(b, bx, by) in cells.get(&(cx + ox, cy + oy)).into_iter().flatten() {
+                        if a != b {
+                            nearest = nearest.min((ax - bx).hypot(ay - by));
+                        }
+                    }
+                }
+            }
+        }
+        // A row's seats are 0.55 apart and its rows 1.0: an aisle is wider.
+        assert!(nearest >= 1.0, "seats of two sections {nearest} apart");
+    }
 }

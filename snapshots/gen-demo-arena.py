@@ -35,7 +35,9 @@ def seated(section_id, name, angle_deg, rows, seats_per_row, radius0, categories
 def main():
     sections = [{
         "id": "FLOOR", "name": "Floor (standing)", "category": "VIP",
-        "standing": {"capacity": 2500},
+        # The floor between the stage and the lower bowl's first rows.
+        "standing": {"capacity": 2500,
+                     "area": {"x": -40.0, "y": 4.0, "width": 80.0, "height": 42.0}},
     }]
     lower = "ABCDEFGHIJ"
     upper = "KLMNOPQRST"
@@ -62,6 +64,7 @@ def main():
             {"id": "A", "name": "A seat", "price": 110000},
         ],
         "venue": {"name": "Seoul Olympic Arena (demo layout)", "time_zone": "Asia/Seoul",
+                  "stage": {"x": -24.0, "y": -8.0, "width": 48.0, "height": 8.0},
                   "sections": sections},
     }
     print(json.dumps(event, indent=1))

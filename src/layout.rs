@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::rfc3339;
 use crate::domain::{
-    is_valid_name, Category, EventDef, Limits, RoomSettings, Row, SalePhase, SalePhases, SeatMap,
-    SectionKind, SectionLayout,
+    is_valid_name, Category, EventDef, Limits, MapArea, RoomSettings, Row, SalePhase, SalePhases,
+    SeatMap, SectionKind, SectionLayout,
 };
 
 pub const FORMAT: &str = "boxoffice.event/1";
@@ -334,8 +334,52 @@ pub struct VenueSpec {
     /// people (emails) are shown in it. Absent: UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_zone: Option<String>,
+    /// Where the stage is drawn on the map (in the seats' coordinates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<AreaSpec>,
     /// Nearest the stage first.
     pub sections: Vec<SectionSpec>,
+}
+
+/// A rectangle on the venue's map, in the seats' coordinates: `x` and `y`
+/// are its corner with the smallest coordinates. Only drawn: nothing is
+/// decided by it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AreaSpec {
+    pub x: f32,
+    pub y: f32,
+    #[schema(exclusive_minimum = 0)]
+    pub width: f32,
+    #[schema(exclusive_minimum = 0)]
+    pub height: f32,
+}
+
+impl AreaSpec {
+    pub fn of(a: &MapArea) -> AreaSpec {
+        AreaSpec {
+            x: a.x,
+            y: a.y,
+            width: a.width,
+            height: a.height,
+        }
+    }
+
+    fn build(&self, path: &str) -> Result<MapArea, LayoutError> {
+        let sizes = [("width", self.width), ("height", self.height)];
+        if !self.x.is_finite() || !self.y.is_finite() {
+            return fail(path, "coordinates must be finite numbers");
+        }
+        if let Some((name, _)) = sizes.iter().find(|(_, v)| !(v.is_finite() && *v > 0.0)) {
+            return fail(format!("{path}.{name}"), "must be a finite number above 0");
+        }
+        Ok(MapArea {
+            x: self.x,
+            y: self.y,
+            width: self.width,
+            height: self.height,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -378,6 +422,10 @@ pub struct RowSpec {
 #[serde(deny_unknown_fields)]
 pub struct StandingSpec {
     pub capacity: u32,
+    /// Where the standing area is drawn on the map; absent: it is listed,
+    /// not drawn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub area: Option<AreaSpec>,
 }
 
 fn one() -> u32 {
@@ -585,6 +633,10 @@ impl EventSpec {
                     SectionKind::Standing {
                         capacity: st.capacity,
                         category: lookup(format!("{path}.category"), s.category.as_ref())?,
+                        area: st
+                            .area
+                            .map(|a| a.build(&format!("{path}.standing.area")))
+                            .transpose()?,
                     }
                 }
                 _ => return fail(path, "needs exactly one of `rows` and `standing`"),
@@ -618,6 +670,11 @@ impl EventSpec {
                 tickets_per_fan_max: self.tickets_per_fan_max,
             },
             sections,
+            stage: self
+                .venue
+                .stage
+                .map(|a| a.build("venue.stage"))
+                .transpose()?,
         })
     }
 }
@@ -952,5 +1009,89 @@ mod tests {
         }
         // A row's seats are 0.55 apart and its rows 1.0: an aisle is wider.
         assert!(nearest >= 1.0, "seats of two sections {nearest} apart");
+
+        // The floor and the stage are drawn as rectangles: clear of every
+        // seat and of each other.
+        let def = spec.build().unwrap();
+        let floor = def
+            .sections
+            .iter()
+            .find_map(|s| match s.kind {
+                SectionKind::Standing { area, .. } => area,
+                SectionKind::Seated(_) => None,
+            })
+            .expect("the floor is drawn");
+        let stage = def.stage.expect("the stage is drawn");
+        let gap = |a: &MapArea, x: f32, y: f32| {
+            let dx = (a.x - x).max(x - (a.x + a.width)).max(0.0);
+            let dy = (a.y - y).max(y - (a.y + a.height)).max(0.0);
+            dx.hypot(dy)
+        };
+        for seats in cells.values() {
+            for &(_, x, y) in seats {
+                assert!(gap(&floor, x, y) >= 1.0, "seat at ({x}, {y}) on the floor");
+                assert!(gap(&stage, x, y) >= 1.0, "seat at ({x}, {y}) on the stage");
+            }
+        }
+        assert!(
+            stage.y + stage.height < floor.y,
+            "the stage overlaps the floor"
+        );
+    }
+
+    #[test]
+    fn map_areas_must_be_finite_and_not_empty() {
+        let mut v = small();
+        v["venue"]["stage"] =
+            serde_json::json!({"x": -2.0, "y": -3.0, "width": 4.0, "height": 1.0});
+        v["venue"]["sections"][1]["standing"]["area"] =
+            serde_json::json!({"x": 0.0, "y": 3.0, "width": 3.0, "height": 2.0});
+        let spec: EventSpec = serde_json::from_value(v).expect("well-typed");
+        let def = spec.build().expect("valid");
+        assert_eq!(
+            def.stage,
+            Some(MapArea {
+                x: -2.0,
+                y: -3.0,
+                width: 4.0,
+                height: 1.0
+            })
+        );
+        assert!(matches!(
+            def.sections[1].kind,
+            SectionKind::Standing {
+                area: Some(MapArea { width: 3.0, .. }),
+                ..
+            }
+        ));
+        // Both round-trip through the document the journal keeps.
+        let again = EventSpec::from_json(spec.to_json().as_bytes()).unwrap();
+        assert_eq!(again.venue.stage, spec.venue.stage);
+
+        check_err(
+            |v| v["venue"]["stage"] = serde_json::json!({"x": 0, "y": 0, "width": 0, "height": 1}),
+            "venue.stage.width",
+        );
+        check_err(
+            |v| {
+                v["venue"]["sections"][1]["standing"]["area"] =
+                    serde_json::json!({"x": 0, "y": 0, "width": 1, "height": -2})
+            },
+            "venue.sections[1].standing.area.height",
+        );
+        // 1e39 is past f32: it arrives as infinity.
+        check_err(
+            |v| {
+                v["venue"]["stage"] =
+                    serde_json::json!({"x": 1e39, "y": 0, "width": 1, "height": 1})
+            },
+            "venue.stage",
+        );
+        let mut v = small();
+        v["venue"]["stage"] = serde_json::json!({"x": 0, "y": 0, "width": 1, "height": 1, "z": 0});
+        assert!(
+            serde_json::from_value::<EventSpec>(v).is_err(),
+            "unknown fields are refused"
+        );
     }
 }

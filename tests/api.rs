@@ -48,7 +48,20 @@ fn events_and_seat_maps() {
     assert_eq!(sections.len(), 21);
     assert_eq!(sections[0]["id"], "FLOOR");
     assert_eq!(sections[0]["kind"], "standing");
+    // Where the page draws what has no seats: the floor, and the stage.
+    assert_eq!(
+        sections[0]["area"],
+        serde_json::json!({"x": -40.0, "y": 4.0, "width": 80.0, "height": 42.0})
+    );
+    assert_eq!(
+        e.body["stage"],
+        serde_json::json!({"x": -24.0, "y": -8.0, "width": 48.0, "height": 8.0})
+    );
     assert_eq!(sections[1]["capacity"], 720);
+    assert!(
+        sections[1].get("area").is_none(),
+        "seated: drawn from its seats"
+    );
     let cats: Vec<&str> = e.body["categories"]
         .as_array()
         .unwrap()

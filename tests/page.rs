@@ -197,6 +197,17 @@ fn the_page_shows_the_event_and_a_section_live() {
             .unwrap();
         let drawn = c.find_all(Locator::Css("svg.arena circle")).await.unwrap();
         assert_eq!(drawn.len(), 15_000);
+        // The standing floor, which has no seats, where the layout puts it,
+        // opening its section like the seats do; the stage beside it.
+        let floor = c
+            .find(Locator::Css("svg.arena g[data-section='FLOOR']"))
+            .await
+            .unwrap();
+        assert_eq!(floor.text().await.unwrap(), "Floor (standing)");
+        let rect = floor.find(Locator::Css("rect")).await.unwrap();
+        assert_eq!(rect.attr("width").await.unwrap().as_deref(), Some("80"));
+        let stage = c.find(Locator::Css("svg.arena g.stage")).await.unwrap();
+        assert_eq!(stage.text().await.unwrap(), "Stage");
         let ms = arena.attr("data-draw-ms").await.unwrap().unwrap();
         let slice = arena.attr("data-longest-slice-ms").await.unwrap().unwrap();
         eprintln!(

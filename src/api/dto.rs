@@ -12,7 +12,7 @@ use crate::domain::{
     Booking, BookingRead, BookingRef, BookingStatus, CategoryCounts, Claim, EventDef, Hold,
     HoldRef, HoldView, SalePhases, SectionCounts, SectionKind, SectionLayout,
 };
-use crate::layout::{SalePhaseSpec, WaitingRoomSpec};
+use crate::layout::{AreaSpec, SalePhaseSpec, WaitingRoomSpec};
 use crate::mail::{seat_name, OutboxList, Ticket, TicketKey};
 use crate::snapshot::{Header, SnapshotError};
 
@@ -194,6 +194,10 @@ pub struct SectionSummary {
     pub availability: Availability,
     /// Availability per category present in the section.
     pub categories: Vec<SectionCategoryDto>,
+    /// A standing section's place on the map, when the layout gives one
+    /// (a seated section is drawn from its seats).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub area: Option<AreaSpec>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -217,6 +221,9 @@ pub struct EventDetail {
     pub sale_phases: Vec<SalePhaseSpec>,
     pub categories: Vec<CategoryDto>,
     pub sections: Vec<SectionSummary>,
+    /// Where the stage is on the map, when the layout gives it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<AreaSpec>,
 }
 
 /// A section's seats in columns: `ids[i]`, `category[i]`, `x[i]`, `y[i]`
@@ -457,6 +464,10 @@ pub fn event_detail(
                     availability: (*c).into(),
                 })
                 .collect(),
+            area: match &s.kind {
+                SectionKind::Standing { area, .. } => area.as_ref().map(AreaSpec::of),
+                SectionKind::Seated(_) => None,
+            },
         })
         .collect();
     EventDetail {
@@ -479,6 +490,7 @@ pub fn event_detail(
         sale_phases: phases.0.iter().map(SalePhaseSpec::of).collect(),
         categories,
         sections,
+        stage: def.stage.as_ref().map(AreaSpec::of),
     }
 }
 

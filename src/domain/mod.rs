@@ -26,7 +26,7 @@ pub use section::{
     CommandError, FanId, Hold, HoldEnd, HoldView, Outcome, PlacesMoved, Section, SectionCounts,
     SectionParts, EMAIL_LEN_MAX,
 };
-pub use venue::{Category, EventDef, Limits, Row, SeatMap, SectionKind, SectionLayout};
+pub use venue::{Category, EventDef, Limits, MapArea, Row, SeatMap, SectionKind, SectionLayout};
 pub use waiting_room::{
     shuffle, AdmissionPart, FanKey, RoomApplyError, RoomChange, RoomError, RoomParts, RoomSettings,
     Standing, WaitingRoom,

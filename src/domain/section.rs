@@ -519,7 +519,9 @@ impl Section {
                     row_free: map.rows.iter().map(|r| r.len).collect(),
                 }
             }
-            SectionKind::Standing { capacity, category } => {
+            SectionKind::Standing {
+                capacity, category, ..
+            } => {
                 counts[usize::from(*category)].free = *capacity;
                 Places::Standing { held: 0, sold: 0 }
             }
@@ -1388,7 +1390,12 @@ impl Section {
                 }
                 assert_eq!(&rows, row_free, "free seats per row");
             }
-            (Places::Standing { held, sold }, SectionKind::Standing { capacity, category }) => {
+            (
+                Places::Standing { held, sold },
+                SectionKind::Standing {
+                    capacity, category, ..
+                },
+            ) => {
                 let h: u32 = self.holds.values().map(|h| h.claim.count()).sum();
                 let s: u32 = self
                     .bookings()
@@ -1797,6 +1804,7 @@ mod tests {
             kind: SectionKind::Standing {
                 capacity,
                 category: 0,
+                area: None,
             },
             category_count: 1,
         });

@@ -25,6 +25,18 @@ pub struct Limits {
     pub tickets_per_fan_max: Option<u32>,
 }
 
+/// A rectangle on the venue's map, in the seats' coordinates: `(x, y)` is
+/// its corner with the smallest coordinates. Drawn for places that have no
+/// seats to draw (a standing floor) and for the stage; nothing is decided
+/// by it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MapArea {
+    pub x: f32,
+    pub y: f32,
+    pub width: f32,
+    pub height: f32,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Category {
     pub id: String,
@@ -47,6 +59,8 @@ pub struct EventDef {
     pub categories: Vec<Category>,
     pub limits: Limits,
     pub sections: Vec<Arc<SectionLayout>>,
+    /// Where the stage is drawn on the map, when the layout says.
+    pub stage: Option<MapArea>,
 }
 
 impl EventDef {
@@ -100,6 +114,8 @@ pub enum SectionKind {
     Standing {
         capacity: u32,
         category: u8,
+        /// Where the standing area is drawn on the map, when the layout says.
+        area: Option<MapArea>,
     },
 }
 

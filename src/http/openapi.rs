@@ -20,8 +20,8 @@ use crate::api::dto::*;
 use crate::auth::receipt::RECEIPT_LEN_MAX;
 use crate::layout::{self, SEATS_PER_HOLD_MAX};
 use crate::layout::{
-    CategorySpec, EventSpec, RowSpec, SalePhaseSpec, SectionSpec, StandingSpec, VenueSpec,
-    WaitingRoomSpec,
+    AreaSpec, CategorySpec, EventSpec, RowSpec, SalePhaseSpec, SectionSpec, StandingSpec,
+    VenueSpec, WaitingRoomSpec,
 };
 
 #[derive(OpenApi)]
@@ -64,7 +64,7 @@ use crate::layout::{
         Problem, HoldRequest, HoldDto, ConfirmRequest, BookingDto, EventSummary, EventDetail,
         CategoryDto, SectionSummary, SectionCategoryDto, SeatMapDto, Availability,
         OutboxEntryDto, OutboxListDto, SnapshotFileDto, SnapshotListDto,
-        EventSpec, CategorySpec, VenueSpec, SectionSpec, RowSpec, StandingSpec,
+        EventSpec, CategorySpec, VenueSpec, SectionSpec, RowSpec, StandingSpec, AreaSpec,
         SalePhaseSpec, SalePhasesRequest, TicketDto, CheckInRequest, CheckInDto,
         WaitingRoomSpec, WaitingRoomDto, QueueStandingDto, SeatStatesDto, SeatChangesDto,
         crate::api::feed::FeedEntryDto, crate::api::feed::FeedChangeDto,

@@ -463,6 +463,7 @@ mod tests {
             kind: SectionKind::Standing {
                 capacity: 10,
                 category: 0,
+                area: None,
             },
             category_count: 1,
         });
@@ -494,6 +495,7 @@ mod tests {
                     tickets_per_fan_max: None,
                 },
                 sections: vec![Arc::clone(&layout)],
+                stage: None,
             }),
             layout,
         }

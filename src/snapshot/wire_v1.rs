@@ -195,6 +195,7 @@ mod tests {
             kind: SectionKind::Standing {
                 capacity: 10,
                 category: 0,
+                area: None,
             },
             category_count: 1,
         });

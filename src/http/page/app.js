@@ -13,7 +13,7 @@ const SVG = 'http://www.w3.org/2000/svg';
 let cleanup = [];
 
 function el(tag, attrs = {}, ...children) {
-  const node = ['svg', 'circle', 'title', 'g'].includes(tag)
+  const node = ['svg', 'circle', 'title', 'g', 'rect', 'text'].includes(tag)
     ? document.createElementNS(SVG, tag)
     : document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
@@ -414,6 +414,10 @@ async function drawArena(e, figure) {
   const seated = e.sections.filter((s) => s.kind === 'seated');
   const maps = await Promise.all(seated.map((s) => api(`/v1/events/${enc(e.id)}/sections/${enc(s.id)}/seats`)));
   if (!figure.isConnected) return;
+  // Places with no seats to draw (a standing floor) and the stage are
+  // drawn as the rectangles the layout gives them, when it does.
+  const floors = e.sections.filter((s) => s.area);
+  const areas = floors.map((s) => s.area).concat(e.stage ? [e.stage] : []);
   let minX = Infinity; let minY = Infinity; let maxX = -Infinity; let maxY = -Infinity;
   for (const m of maps) {
     for (let i = 0; i < m.x.length; i++) {
@@ -421,9 +425,29 @@ async function drawArena(e, figure) {
       minY = Math.min(minY, m.y[i]); maxY = Math.max(maxY, m.y[i]);
     }
   }
+  for (const a of areas) {
+    minX = Math.min(minX, a.x); maxX = Math.max(maxX, a.x + a.width);
+    minY = Math.min(minY, a.y); maxY = Math.max(maxY, a.y + a.height);
+  }
   const svg = el('svg', {
     class: 'arena', viewBox: `${minX - 1} ${minY - 1} ${maxX - minX + 2} ${maxY - minY + 2}`, 'aria-hidden': 'true',
   });
+  // A label sized to its rectangle, centred in it.
+  const label = (a, text) => el('text', {
+    x: a.x + a.width / 2, y: a.y + a.height / 2, 'text-anchor': 'middle', 'dominant-baseline': 'central',
+    'font-size': Math.min(a.height * 0.4, a.width / Math.max(text.length, 1) * 1.2),
+  }, text);
+  if (e.stage) {
+    svg.append(el('g', { class: 'stage' },
+      el('rect', { x: e.stage.x, y: e.stage.y, width: e.stage.width, height: e.stage.height }),
+      label(e.stage, 'Stage')));
+  }
+  for (const s of floors) {
+    const a = s.area;
+    svg.append(el('g', { class: 'floor', fill: level(s.free, s.capacity), 'data-section': s.id },
+      el('rect', { x: a.x, y: a.y, width: a.width, height: a.height, rx: 1 }),
+      label(a, s.name)));
+  }
   svg.addEventListener('click', (ev) => {
     const g = ev.target.closest('g[data-section]');
     if (g) location.hash = `#/events/${enc(e.id)}/sections/${enc(g.getAttribute('data-section'))}`;

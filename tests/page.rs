@@ -203,11 +203,26 @@ fn the_page_shows_the_event_and_a_section_live() {
             .find(Locator::Css("svg.arena g[data-section='FLOOR']"))
             .await
             .unwrap();
-        assert_eq!(floor.text().await.unwrap(), "Floor (standing)");
+        let name = floor.find(Locator::Css("text")).await.unwrap();
+        assert_eq!(name.text().await.unwrap(), "Floor (standing)");
+        // Named with what is left on hover, like every section drawn.
+        let title = floor.find(Locator::Css("title")).await.unwrap();
+        assert_eq!(
+            title.prop("textContent").await.unwrap().as_deref(),
+            Some("Floor (standing): 2,500 of 2,500 left")
+        );
         let rect = floor.find(Locator::Css("rect")).await.unwrap();
         assert_eq!(rect.attr("width").await.unwrap().as_deref(), Some("80"));
         let stage = c.find(Locator::Css("svg.arena g.stage")).await.unwrap();
         assert_eq!(stage.text().await.unwrap(), "Stage");
+        // Each seated section named where it is drawn.
+        let a = c
+            .find(Locator::Css(
+                "svg.arena g[data-section='A'] text.section-id",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(a.text().await.unwrap(), "A");
         let ms = arena.attr("data-draw-ms").await.unwrap().unwrap();
         let slice = arena.attr("data-longest-slice-ms").await.unwrap().unwrap();
         eprintln!(
@@ -215,6 +230,13 @@ fn the_page_shows_the_event_and_a_section_live() {
              the page blocked {slice} ms at most"
         );
         let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+        // The whole drawing in the picture (README's docs/fan-arena.png).
+        c.execute(
+            "document.querySelector('svg.arena').scrollIntoView({block: 'center'});",
+            vec![],
+        )
+        .await
+        .unwrap();
         std::fs::write(tmp.join("fan-arena.png"), c.screenshot().await.unwrap()).unwrap();
         click(c, "a[data-section='A']").await;
         let seat = c

@@ -445,6 +445,7 @@ async function drawArena(e, figure) {
   for (const s of floors) {
     const a = s.area;
     svg.append(el('g', { class: 'floor', fill: level(s.free, s.capacity), 'data-section': s.id },
+      el('title', {}, `${s.name}: ${s.free.toLocaleString()} of ${s.capacity.toLocaleString()} left`),
       el('rect', { x: a.x, y: a.y, width: a.width, height: a.height, rx: 1 }),
       label(a, s.name)));
   }
@@ -462,9 +463,20 @@ async function drawArena(e, figure) {
   for (let k = 0; k < maps.length; k++) {
     const m = maps[k];
     const s = seated[k];
-    const g = el('g', { fill: level(s.free, s.capacity), 'data-section': s.id });
+    // Named on hover; its id drawn in its middle, so a fan can tell the
+    // map's sections apart and find the one the list names.
+    const g = el('g', { fill: level(s.free, s.capacity), 'data-section': s.id },
+      el('title', {}, `${s.name}: ${s.free.toLocaleString()} of ${s.capacity.toLocaleString()} left`));
+    let cx = 0; let cy = 0;
     for (let i = 0; i < m.x.length; i++) {
       g.append(el('circle', { cx: m.x[i], cy: m.y[i], r: 0.45 }));
+      cx += m.x[i]; cy += m.y[i];
+    }
+    if (m.x.length) {
+      g.append(el('text', {
+        class: 'section-id', x: cx / m.x.length, y: cy / m.y.length,
+        'text-anchor': 'middle', 'dominant-baseline': 'central', 'font-size': 5,
+      }, s.id));
     }
     svg.append(g);
     inSlice += m.x.length;

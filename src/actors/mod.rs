@@ -9,6 +9,7 @@
 //!   limits that follow latency ([`Limiter`]): past them a request is
 //!   answered `Overloaded` at once instead of queueing.
 
+mod handoff;
 mod ledger;
 mod limit;
 mod payments;

@@ -62,6 +62,8 @@ pub struct SectionHandle {
     /// The section as last published (durable only).
     pub board: Arc<SeatBoard>,
     addr: Addr<SectionActor>,
+    /// Its actor and the arbiter thread it runs on, for changes.
+    route: super::handoff::Route,
     /// What may be in flight to this section.
     limit: Arc<Limiter>,
     /// What may be in flight to every section of the process.
@@ -118,12 +120,15 @@ impl SectionHandle {
     ) -> Result<Outcome, SectionError> {
         let admitted = self.admit()?;
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.addr.do_send(ChangeRequest {
-            command,
-            idem,
-            admitted: Some(admitted),
-            reply,
-        });
+        super::handoff::send(
+            &self.route,
+            ChangeRequest {
+                command,
+                idem,
+                admitted: Some(admitted),
+                reply,
+            },
+        );
         // A stopped actor, or a journal that failed, drops the channel.
         answer.await.unwrap_or(Err(SectionError::Unavailable))
     }
@@ -251,6 +256,8 @@ pub struct Registry {
     /// to one winner.
     creating: Mutex<HashSet<String>>,
     arbiters: Mutex<Vec<Arbiter>>,
+    /// The arbiters' threads, in the same order, for handing changes over.
+    threads: Vec<super::handoff::Thread>,
     next_arbiter: AtomicUsize,
     journal: Journal,
     clock: Arc<dyn Clock>,
@@ -278,21 +285,22 @@ impl Registry {
         assert!(arbiters >= 1 && settings.mailbox_capacity >= 1);
         let (publisher, _thread) =
             Publisher::start(journal.durable_batches(), journal.durable_position());
+        let arbiters: Vec<Arbiter> = (0..arbiters)
+            .map(|i| {
+                let arbiter = Arbiter::new();
+                arbiter.spawn_fn(move || crate::threads::name_current(&format!("sections-{i}")));
+                arbiter
+            })
+            .collect();
         Registry {
             publisher,
             events: RwLock::new(BTreeMap::new()),
             creating: Mutex::new(HashSet::new()),
-            arbiters: Mutex::new(
-                (0..arbiters)
-                    .map(|i| {
-                        let arbiter = Arbiter::new();
-                        arbiter.spawn_fn(move || {
-                            crate::threads::name_current(&format!("sections-{i}"))
-                        });
-                        arbiter
-                    })
-                    .collect(),
-            ),
+            threads: arbiters
+                .iter()
+                .map(|a| super::handoff::Thread::new(a.handle()))
+                .collect(),
+            arbiters: Mutex::new(arbiters),
             next_arbiter: AtomicUsize::new(0),
             journal,
             clock,
@@ -378,8 +386,8 @@ impl Registry {
             return Err(RegistryError::Unavailable);
         }
         for section in sections {
-            let arbiter =
-                &arbiters[self.next_arbiter.fetch_add(1, Ordering::Relaxed) % arbiters.len()];
+            let ix = self.next_arbiter.fetch_add(1, Ordering::Relaxed) % arbiters.len();
+            let arbiter = &arbiters[ix];
             let stats = Arc::new(SectionStats::default());
             // The section is durable as it stands: replayed, or new (no
             // change of it can be durable before its event is).
@@ -409,6 +417,10 @@ impl Registry {
                 layout,
                 stats,
                 board,
+                route: super::handoff::Route {
+                    thread: self.threads[ix].clone(),
+                    actor: addr.clone(),
+                },
                 addr,
                 limit: Arc::new(Limiter::new(self.settings.section_limit())),
                 process: Arc::clone(&self.process),

@@ -220,6 +220,14 @@ pub struct ChangeRequest {
     pub reply: tokio::sync::oneshot::Sender<Result<Outcome, SectionError>>,
 }
 
+/// The change requests one HTTP worker made of this section during one
+/// turn of its runtime, handed over as one message: one wake-up of the
+/// section's arbiter for all of them (see `actors::handoff`). Decided in
+/// order, each exactly as if it had come alone.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ChangeBatch(pub Vec<ChangeRequest>);
+
 /// A fan's hold: live, or the booking it became.
 #[derive(Message)]
 #[rtype(result = "Result<HoldView, SectionError>")]
@@ -539,6 +547,24 @@ impl Handler<ChangeRequest> for SectionActor {
     type Result = ();
 
     fn handle(&mut self, msg: ChangeRequest, _: &mut Context<Self>) {
+        self.change(msg);
+    }
+}
+
+impl Handler<ChangeBatch> for SectionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ChangeBatch, _: &mut Context<Self>) {
+        for request in msg.0 {
+            self.change(request);
+        }
+    }
+}
+
+impl SectionActor {
+    /// Decides one change and hands its record to the journal, with what
+    /// answers the worker once the record is durable.
+    fn change(&mut self, msg: ChangeRequest) {
         let ChangeRequest {
             command,
             idem,

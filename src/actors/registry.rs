@@ -61,8 +61,7 @@ pub struct SectionHandle {
     pub stats: Arc<SectionStats>,
     /// The section as last published (durable only).
     pub board: Arc<SeatBoard>,
-    addr: Addr<SectionActor>,
-    /// Its actor and the arbiter thread it runs on, for changes.
+    /// Its actor, and the arbiter thread it runs on (for changes).
     route: super::handoff::Route,
     /// What may be in flight to this section.
     limit: Arc<Limiter>,
@@ -100,7 +99,7 @@ impl SectionHandle {
     {
         let Admitted { section, process } = self.admit()?;
         let _quiet = (section.quiet(), process.quiet());
-        match self.addr.send(msg).await {
+        match self.route.actor.send(msg).await {
             Ok(answer) => answer,
             Err(_) => Err(SectionError::Unavailable),
         }
@@ -419,9 +418,8 @@ impl Registry {
                 board,
                 route: super::handoff::Route {
                     thread: self.threads[ix].clone(),
-                    actor: addr.clone(),
+                    actor: addr,
                 },
-                addr,
                 limit: Arc::new(Limiter::new(self.settings.section_limit())),
                 process: Arc::clone(&self.process),
                 shed: AtomicU64::new(0),

@@ -599,6 +599,70 @@ fn a_fan_holds_two_seats_pays_and_gets_its_tickets() {
     assert_eq!(&states[..2], "ff");
 }
 
+/// The standing floor, which has no seats, bought from the arena map: a
+/// click on the floor opens its page, the fan asks for three places,
+/// holds, pays, and gets a QR ticket per place that `boxoffice ticket
+/// verify` accepts; the server counts them sold.
+#[test]
+fn a_fan_buys_standing_places_on_the_floor_from_the_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server_now(dir.path(), |_| {});
+    runtime().block_on(async {
+        let b = Browser::start().await;
+        let c = b.client();
+        sign_in_demo(c, &s, "#demo-fan").await;
+        open(c, &s, "#/events/demo").await;
+        wait_for(c, "svg.arena[data-draw-ms]").await;
+        click(c, "svg.arena g[data-section='FLOOR'] rect").await;
+        eventually(Duration::from_secs(3), "the floor's page", || async {
+            c.current_url()
+                .await
+                .unwrap()
+                .as_str()
+                .ends_with("#/events/demo/sections/FLOOR")
+        })
+        .await;
+        // No seats to choose: a number of places.
+        assert!(c.find(Locator::Css("svg.seats")).await.is_err());
+        let places = wait_for(c, "#best-n").await;
+        places.select_by_value("3").await.unwrap();
+        let hold = wait_for(c, "#hold-best").await;
+        assert_eq!(hold.text().await.unwrap(), "Hold places");
+        hold.click().await.unwrap();
+        eventually(Duration::from_secs(5), "the hold of 3 places", || async {
+            text_of(c, "section.buy")
+                .await
+                .contains("3 standing places")
+        })
+        .await;
+        let pay = wait_for(c, "#pay").await;
+        // VIP standing, 198,000 a place.
+        assert_eq!(pay.text().await.unwrap(), "Pay ₩594,000 (demo) and book");
+        c.find(Locator::Css("#email"))
+            .await
+            .unwrap()
+            .send_keys("floor@example.com")
+            .await
+            .unwrap();
+        pay.click().await.unwrap();
+        let said = tickets_verify(c, &s.data_dir, 3).await;
+        for (k, line) in said.iter().enumerate() {
+            assert!(
+                line.contains("section FLOOR")
+                    && line.ends_with(&format!("standing place {} of the booking", k + 1)),
+                "{said:?}"
+            );
+        }
+        b.close().await;
+    });
+    let floor = &s.get("/v1/events/demo").body["sections"][0];
+    assert_eq!(floor["id"], "FLOOR");
+    assert_eq!(
+        (floor["sold"].as_u64(), floor["free"].as_u64()),
+        (Some(3), Some(2497))
+    );
+}
+
 /// The same with the keyboard alone: Tab to the demo sign-in, into the
 /// map, space to choose, an arrow to the next seat, Tab to hold, type the
 /// email, Enter to pay.

@@ -910,6 +910,9 @@ fn axe_finds_nothing_serious() {
         })
         .await;
         check("cancelled", axe_violations(c, &axe).await);
+        open(c, &s, "#/events/demo/sections/FLOOR").await;
+        wait_for(c, "#hold-best").await;
+        check("standing section", axe_violations(c, &axe).await);
         open(c, &s, "#/sign-in").await;
         wait_for(c, "#token").await;
         check("sign-in", axe_violations(c, &axe).await);

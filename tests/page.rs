@@ -421,6 +421,22 @@ async fn text_of(c: &Client, css: &str) -> String {
 /// The booking page's tickets: each QR image decoded, and the token it
 /// encodes accepted by `boxoffice ticket verify` against the server's
 /// ticket key. Returns what the tool said of each.
+/// The view shows no "null" or "undefined": an optional part left out is
+/// left out, never printed (the standing floor's page once read
+/// "nullnull" where a seated section has its legend and map).
+async fn shows_no_null(c: &Client, view: &str) {
+    let text = c
+        .find(Locator::Css("main"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for word in ["null", "undefined"] {
+        assert!(!text.contains(word), "{view} shows {word:?}:\n{text}");
+    }
+}
+
 async fn tickets_verify(c: &Client, data_dir: &std::path::Path, places: usize) -> Vec<String> {
     use base64::Engine;
     let began = Instant::now();
@@ -592,6 +608,7 @@ fn a_fan_holds_two_seats_pays_and_gets_its_tickets() {
         )
         .await;
         assert!(c.find(Locator::Css("#cancel-booking")).await.is_err());
+        shows_no_null(c, "the cancelled booking").await;
         b.close().await;
     });
     // The server's too: both seats on sale again.
@@ -635,6 +652,7 @@ fn a_fan_buys_standing_places_on_the_floor_from_the_map() {
                 .contains("3 standing places")
         })
         .await;
+        shows_no_null(c, "the floor's page").await;
         let pay = wait_for(c, "#pay").await;
         // VIP standing, 198,000 a place.
         assert_eq!(pay.text().await.unwrap(), "Pay ₩594,000 (demo) and book");

@@ -30,6 +30,13 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// Puts `children` in `node` in place of what it held, leaving out the
+// null and undefined that optional parts give (`replaceChildren` itself
+// would show them as the text "null").
+function fill(node, ...children) {
+  node.replaceChildren(...children.filter((c) => c !== null && c !== undefined));
+}
+
 const enc = encodeURIComponent;
 
 function money(amount, currency) {
@@ -241,7 +248,7 @@ async function route() {
     }
   } catch (e) {
     const text = e instanceof URIError ? 'This page has no such address.' : e.message;
-    main.replaceChildren(el('p', { class: 'error', role: 'alert' }, text), el('p', {}, el('a', { href: '#/' }, 'All events')));
+    fill(main, el('p', { class: 'error', role: 'alert' }, text), el('p', {}, el('a', { href: '#/' }, 'All events')));
   }
   const h = main.querySelector('h1');
   if (h) h.focus();
@@ -255,13 +262,13 @@ function showAccount() {
   const fan = session.fan;
   if (fan) {
     const member = fan.memberships && fan.memberships.length ? ` (${fan.memberships.join(', ')})` : '';
-    account.replaceChildren(
+    fill(account,
       el('span', { class: 'who' }, `Signed in as ${fan.sub}${member}`),
       el('a', { href: '#/tickets' }, 'My tickets'),
       el('button', { type: 'button', class: 'link', onclick: () => { session.signOut(); route(); } }, 'Sign out'),
     );
   } else {
-    account.replaceChildren(el('a', { href: '#/sign-in', onclick: () => sessionStorage.setItem('back', location.hash) }, 'Sign in'));
+    fill(account, el('a', { href: '#/sign-in', onclick: () => sessionStorage.setItem('back', location.hash) }, 'Sign in'));
   }
 }
 
@@ -303,7 +310,7 @@ async function signInPage() {
       msg.textContent = e.message;
     }
   };
-  main.replaceChildren(
+  fill(main,
     heading('Sign in'),
     el('p', {}, 'Sign in with the fan club: its login brings you back here signed in. Or paste the token it gave you.'),
     form,
@@ -327,7 +334,7 @@ async function eventsPage() {
         el('strong', {}, e.name), el('br'),
         el('span', { class: 'meta' }, `${e.venue} · ${when(e.starts_at)} · ${e.free.toLocaleString()} of ${e.capacity.toLocaleString()} left`))));
   }
-  main.replaceChildren(heading('Events on sale'), events.length ? list : el('p', {}, 'Nothing is on sale right now.'));
+  fill(main, heading('Events on sale'), events.length ? list : el('p', {}, 'Nothing is on sale right now.'));
 }
 
 // The next opening among an event's phases, if one is ahead.
@@ -387,7 +394,7 @@ async function eventPage(id) {
   }
   const limits = [`at most ${e.seats_per_hold_max} seats a hold`];
   if (e.tickets_per_fan_max) limits.push(`${plural(e.tickets_per_fan_max, 'ticket', 'tickets')} per fan`);
-  main.replaceChildren(
+  fill(main,
     heading(e.name),
     el('p', { class: 'meta' }, `${e.venue} · ${when(e.starts_at)} · ${limits.join(' · ')}`),
     e.sale_phases.length ? el('h2', {}, 'Sale') : null,
@@ -453,7 +460,7 @@ async function drawArena(e, figure) {
     const g = ev.target.closest('g[data-section]');
     if (g) location.hash = `#/events/${enc(e.id)}/sections/${enc(g.getAttribute('data-section'))}`;
   });
-  figure.replaceChildren(svg);
+  fill(figure, svg);
   // Drawn a few thousand seats at a time, letting the page answer the
   // fan between slices (a phone takes several times as long as this
   // machine: one slice of 15,000 seats would freeze it for a second).
@@ -680,7 +687,7 @@ async function sectionPage(eventId, sectionId) {
       showCounts(d.availability);
     },
   });
-  main.replaceChildren(
+  fill(main,
     heading(section.name),
     el('p', { class: 'meta' }, el('a', { href: `#/events/${enc(e.id)}` }, e.name), ` · ${when(e.starts_at)}`),
     counts,
@@ -869,7 +876,7 @@ function buyPanel({ e, section, seated, chosen, mine, map, index, catOf, states,
     }
     // Keep the focus where it was when the panel is drawn again.
     const focused = document.activeElement && node.contains(document.activeElement) ? document.activeElement.id : null;
-    node.replaceChildren(...parts);
+    fill(node, ...parts);
     if (focused && node.querySelector(`#${focused}`)) node.querySelector(`#${focused}`).focus();
   }
 
@@ -900,7 +907,7 @@ function buyPanel({ e, section, seated, chosen, mine, map, index, catOf, states,
         expired: 'Your turn ended before you held seats.',
         done: 'You have booked with your turn.',
       }[st.state] || '';
-      roomView.replaceChildren(
+      fill(roomView,
         el('p', {}, 'This sale has a waiting room: fans are let in a few at a time, in turn.'),
         el('p', { class: 'standing', 'data-state': st.state }, text));
       return false;
@@ -913,7 +920,7 @@ function buyPanel({ e, section, seated, chosen, mine, map, index, catOf, states,
       st = await api(`${path}/me`, { auth: true });
     } catch (err) {
       if (err.kind !== 'not-in-queue') throw err;
-      roomView.replaceChildren(
+      fill(roomView,
         el('p', {}, 'This sale has a waiting room: fans are let in a few at a time, in turn.'),
         el('p', {}, el('button', { type: 'button', id: 'join', onclick: run(async () => { await api(path, { method: 'POST', auth: true }); waitInRoom(); }) }, 'Join the queue')));
       update();
@@ -1042,7 +1049,7 @@ async function bookingPage(id) {
       el('p', { class: 'meta' }, t.checked_in_at ? `Checked in at ${when(t.checked_in_at)}` : 'Show this code at the door: it lets one person in, once.')));
     qrImage(b.id, k + 1).then((src) => { img.src = src; }).catch(() => { img.alt = 'The ticket\'s code could not be loaded: reload the page.'; });
   });
-  main.replaceChildren(
+  fill(main,
     heading(b.status === 'confirmed' ? 'Your tickets' : 'Booking cancelled'),
     el('p', {}, `${e.name}${e.starts_at ? ` · ${when(e.starts_at)}` : ''}`),
     el('p', { class: 'meta' }, `Booking ${b.id} · ${money(b.total_price, b.currency)} · paid, reference ${b.payment_ref} · tickets also sent to ${b.email}`),
@@ -1059,11 +1066,11 @@ function cancelPanel(b) {
   const alert = el('p', { class: 'error', role: 'alert' });
   const body = el('div', {});
   let busy = false;
-  const ask = () => body.replaceChildren(
+  const ask = () => fill(body,
     el('p', {}, 'If you cannot come, you can give the booking back: its seats go on sale again.'),
     el('button', { type: 'button', id: 'cancel-booking', class: 'secondary', onclick: confirmStep }, 'Cancel this booking'));
   function confirmStep() {
-    body.replaceChildren(
+    fill(body,
       el('p', {}, `Cancelling gives up ${count} of this booking. It cannot be undone.`),
       el('button', { type: 'button', id: 'cancel-yes', class: 'secondary', onclick: cancel }, `Yes, give up ${count}`),
       ' ',
@@ -1109,7 +1116,7 @@ async function qrImage(booking, place) {
 function ticketsPage() {
   document.title = 'My tickets: boxoffice';
   const ids = session.get('bookings') || [];
-  main.replaceChildren(
+  fill(main,
     heading('My tickets'),
     ids.length
       ? el('ul', {}, ...ids.map((id) => el('li', {}, el('a', { href: `#/bookings/${enc(id)}` }, `Booking ${id}`))))

@@ -664,6 +664,26 @@ fn a_fan_buys_standing_places_on_the_floor_from_the_map() {
             .unwrap();
         pay.click().await.unwrap();
         let said = tickets_verify(c, &s.data_dir, 3).await;
+        // Each ticket named for a person at the door: the section once,
+        // then its place.
+        let names: Vec<String> = {
+            let mut v = Vec::new();
+            for h in c.find_all(Locator::Css("ul.tickets h3")).await.unwrap() {
+                v.push(h.text().await.unwrap());
+            }
+            v
+        };
+        assert_eq!(
+            names,
+            [
+                "Floor (standing), place 1",
+                "Floor (standing), place 2",
+                "Floor (standing), place 3"
+            ]
+        );
+        assert!(text_of(c, "main")
+            .await
+            .contains("its places go on sale again"));
         for (k, line) in said.iter().enumerate() {
             assert!(
                 line.contains("section FLOOR")

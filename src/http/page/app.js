@@ -1042,9 +1042,12 @@ async function bookingPage(id) {
   const section = (e.sections.find((s) => s.id === b.section) || { name: b.section }).name;
   const tickets = el('ul', { class: 'tickets' });
   (b.tickets || []).forEach((t, k) => {
-    const img = el('img', { alt: `QR code of the ticket for ${seatName(t.place)}`, width: '200', height: '200', 'data-place': t.place });
+    // A seat by its row and number; a standing place by its number in the
+    // booking (tickets come in place order), the section named once.
+    const place = b.seats.length ? seatName(t.place) : `place ${k + 1}`;
+    const img = el('img', { alt: `QR code of the ticket for ${place}`, width: '200', height: '200', 'data-place': t.place });
     tickets.append(el('li', {},
-      el('h3', {}, `${section}, ${seatName(t.place)}`),
+      el('h3', {}, `${section}, ${place}`),
       img,
       el('p', { class: 'meta' }, t.checked_in_at ? `Checked in at ${when(t.checked_in_at)}` : 'Show this code at the door: it lets one person in, once.')));
     qrImage(b.id, k + 1).then((src) => { img.src = src; }).catch(() => { img.alt = 'The ticket\'s code could not be loaded: reload the page.'; });
@@ -1067,7 +1070,7 @@ function cancelPanel(b) {
   const body = el('div', {});
   let busy = false;
   const ask = () => fill(body,
-    el('p', {}, 'If you cannot come, you can give the booking back: its seats go on sale again.'),
+    el('p', {}, `If you cannot come, you can give the booking back: its ${b.seats.length ? 'seats go' : 'places go'} on sale again.`),
     el('button', { type: 'button', id: 'cancel-booking', class: 'secondary', onclick: confirmStep }, 'Cancel this booking'));
   function confirmStep() {
     fill(body,

@@ -684,6 +684,14 @@ fn a_fan_buys_standing_places_on_the_floor_from_the_map() {
         assert!(text_of(c, "main")
             .await
             .contains("its places go on sale again"));
+        // "My tickets" lists the booking by what it is.
+        click(c, "a[href='#/tickets']").await;
+        assert_eq!(
+            text_of(c, "ul.bookings li").await,
+            "Fan-club presale: Seoul encore night · Floor (standing): 3 standing places"
+        );
+        click(c, "ul.bookings li a").await;
+        wait_for(c, "ul.tickets").await;
         for (k, line) in said.iter().enumerate() {
             assert!(
                 line.contains("section FLOOR")

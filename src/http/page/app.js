@@ -810,7 +810,7 @@ function buyPanel({ e, section, seated, chosen, mine, map, index, catOf, states,
   const release = run(async () => {
     await api(`/v1/holds/${enc(hold.id)}`, { method: 'DELETE', auth: true });
     setHold(null);
-    say('Released: the seats are back on sale.');
+    say(`Released: the ${seated ? 'seats are' : 'places are'} back on sale.`);
   });
 
   const confirm = run(async () => {
@@ -824,8 +824,11 @@ function buyPanel({ e, section, seated, chosen, mine, map, index, catOf, states,
     const b = await api(`/v1/holds/${enc(hold.id)}/confirm`, {
       method: 'POST', auth: true, key: crypto.randomUUID(), body: { email, receipt },
     });
-    const mineList = session.get('bookings') || [];
-    session.set('bookings', [b.id, ...mineList.filter((id) => id !== b.id)].slice(0, 50));
+    // Listed on "My tickets" by what a fan recognises, newest first.
+    const places = b.seats.length ? b.seats.map(seatName).join('; ') : plural(b.quantity, 'standing place', 'standing places');
+    const what = `${e.name} · ${section.name}: ${places}`;
+    const mineList = (session.get('bookings') || []).filter((x) => (x.id || x) !== b.id);
+    session.set('bookings', [{ id: b.id, what }, ...mineList].slice(0, 50));
     setHold(null);
     if (room.enabled) session.set(admissionKey, null);
     location.hash = `#/bookings/${enc(b.id)}`;
@@ -1118,11 +1121,12 @@ async function qrImage(booking, place) {
 
 function ticketsPage() {
   document.title = 'My tickets: boxoffice';
-  const ids = session.get('bookings') || [];
+  // Entries of an older page were ids alone.
+  const mine = (session.get('bookings') || []).map((x) => (typeof x === 'string' ? { id: x, what: `Booking ${x}` } : x));
   fill(main,
     heading('My tickets'),
-    ids.length
-      ? el('ul', {}, ...ids.map((id) => el('li', {}, el('a', { href: `#/bookings/${enc(id)}` }, `Booking ${id}`))))
+    mine.length
+      ? el('ul', { class: 'bookings' }, ...mine.map((m) => el('li', {}, el('a', { href: `#/bookings/${enc(m.id)}` }, m.what))))
       : el('p', {}, 'No bookings in this browser yet. Your tickets are also in the email each booking sent.'),
   );
 }

@@ -641,6 +641,7 @@ fn a_fan_buys_standing_places_on_the_floor_from_the_map() {
         .await;
         // No seats to choose: a number of places.
         assert!(c.find(Locator::Css("svg.seats")).await.is_err());
+        assert_eq!(text_of(c, "#buy-h").await, "Your places");
         let places = wait_for(c, "#best-n").await;
         places.select_by_value("3").await.unwrap();
         let hold = wait_for(c, "#hold-best").await;

@@ -152,7 +152,7 @@ const PROBLEMS = {
   'admission-required': () => 'This sale has a waiting room: wait for your turn in the queue first.',
   'queue-not-open': (p) => `The queue opens ${when(p.opens_at)}.`,
   'queue-full': () => 'The queue is full right now. Try again in a moment.',
-  'hold-expired': () => 'Your hold ended before it was paid: its seats went back on sale.',
+  'hold-expired': () => 'Your hold ended before it was paid: what it held went back on sale.',
   'hold-released': () => 'You released this hold.',
   'hold-not-found': () => 'This hold is not there any more.',
   'hold-confirmed': () => 'This hold is booked already.',
@@ -744,6 +744,8 @@ function neighbour(xs, ys, i, key) {
 // The fan's side of a section: signing in, the waiting room, the
 // choice, the hold with its countdown, release, payment and confirm.
 function buyPanel({ e, section, seated, chosen, mine, map, index, catOf, states, say, fail, paint, room }) {
+  // What this section sells, in the fan's words.
+  const things = seated ? 'seats' : 'places';
   const holdKey = `hold:${e.id}`;
   const admissionKey = `admission:${e.id}`;
   const node = el('section', { class: 'buy', 'aria-labelledby': 'buy-h' });
@@ -839,9 +841,9 @@ function buyPanel({ e, section, seated, chosen, mine, map, index, catOf, states,
 
   function update() {
     const fan = session.fan;
-    const parts = [el('h2', { id: 'buy-h' }, hold ? 'Your hold' : 'Your seats')];
+    const parts = [el('h2', { id: 'buy-h' }, hold ? 'Your hold' : `Your ${things}`)];
     if (!fan) {
-      parts.push(el('p', {}, el('a', { href: '#/sign-in', onclick: () => sessionStorage.setItem('back', location.hash) }, 'Sign in'), ' to hold seats.'));
+      parts.push(el('p', {}, el('a', { href: '#/sign-in', onclick: () => sessionStorage.setItem('back', location.hash) }, 'Sign in'), ` to hold ${things}.`));
     } else if (hold) {
       const where = hold.section === section.id ? '' : ` in section ${hold.section}`;
       const seats = hold.seats.length ? hold.seats.map(seatName).join('; ') : plural(hold.quantity, 'standing place', 'standing places');
@@ -900,14 +902,14 @@ function buyPanel({ e, section, seated, chosen, mine, map, index, catOf, states,
     const show = (st) => {
       if (st.state === 'admitted' && st.admission) {
         session.set(admissionKey, { token: st.admission, expires_at: st.admission_expires_at });
-        say(`It is your turn! Hold your seats before ${clock(st.admission_expires_at)}.`);
+        say(`It is your turn! Hold your ${things} before ${clock(st.admission_expires_at)}.`);
         update();
         return true;
       }
       const text = {
         'pre-queue': `You are in the queue. At ${when(st.opens_at)} everyone who joined before then is put in a random order, and the first are let in.`,
         waiting: `You are number ${(st.number + 1).toLocaleString()} in the queue: ${plural(st.ahead, 'fan', 'fans')} ahead of you.${st.estimated_wait_secs !== undefined ? ` About ${span(st.estimated_wait_secs * 1000)} to wait.` : ' Admission is paused for now.'}`,
-        expired: 'Your turn ended before you held seats.',
+        expired: `Your turn ended before you held ${things}.`,
         done: 'You have booked with your turn.',
       }[st.state] || '';
       fill(roomView,

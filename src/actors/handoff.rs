@@ -91,17 +91,32 @@ pub fn send(route: &Route, request: ChangeRequest) {
     });
     if schedule {
         // Queued behind the tasks already ready on this thread: what they
-        // ask joins this hand-off.
-        actix::spawn(async { hand_off() });
+        // ask joins this hand-off. Run when the task runs, or when it is
+        // dropped unrun (a runtime shutting down), so no request is left
+        // waiting in the list.
+        let hand_off = HandOff;
+        actix::spawn(async move { drop(hand_off) });
+    }
+}
+
+struct HandOff;
+
+impl Drop for HandOff {
+    fn drop(&mut self) {
+        hand_off();
     }
 }
 
 fn hand_off() {
-    let by_thread = PENDING.with(|p| {
+    // Gone only while the thread itself ends: its requests' channels go
+    // with it.
+    let Ok(by_thread) = PENDING.try_with(|p| {
         let mut p = p.borrow_mut();
         p.scheduled = false;
         std::mem::take(&mut p.by_thread)
-    });
+    }) else {
+        return;
+    };
     for (thread, sections) in by_thread {
         // A stopped arbiter drops the closure, a stopped actor its batch,
         // and with them every request's channel: each is answered

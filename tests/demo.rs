@@ -209,6 +209,29 @@ fn demo_fans_are_checked_as_any_fan() {
         &[("Content-Type", "text/plain")],
     );
     check_problem(&r, 415, "unsupported-media-type");
+    // serde would read a struct from an array, field by field: refused
+    // (schemathesis found `[null]` answered 201), and no fan made.
+    for body in ["[null]", " [[\"fanclub\"]]", "[]"] {
+        let r = s.unsigned(
+            "POST",
+            "/v1/demo/fans",
+            Some(body.into()),
+            &[("Content-Type", "application/json")],
+        );
+        check_problem(&r, 422, "invalid-request");
+        assert!(
+            r.body["detail"].as_str().unwrap().contains("not an array"),
+            "{body}: {r:?}"
+        );
+    }
+    let r = as_fan(
+        &s,
+        token,
+        "POST",
+        "/v1/events/demo/holds",
+        Some(json!(["A", null, 1])),
+    );
+    check_problem(&r, 422, "invalid-request");
     let r = s.unsigned("GET", "/v1/demo/fans", None, &[]);
     assert_eq!((r.status, r.allow.as_deref()), (405, Some("POST")));
     // A payment for a hold that is not there.

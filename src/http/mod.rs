@@ -300,6 +300,14 @@ pub async fn read_json<T: DeserializeOwned>(
             .map_err(|e| ApiError::invalid(e.to_string()));
     }
     check_json_content_type(req.headers())?;
+    // serde reads a struct from an array too, field by field in order
+    // (`[null]` would be `{"memberships": null}`); every body here is an
+    // object, so an array is refused before it can be taken for one.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::invalid(
+            "the body must be a JSON object, not an array",
+        ));
+    }
     match serde_json::from_slice::<T>(&bytes) {
         Ok(v) => Ok((v, bytes)),
         Err(e) => match e.classify() {

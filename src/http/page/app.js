@@ -73,6 +73,17 @@ function seatName(id) {
   return seat ? `row ${row}, seat ${seat}` : `place ${id}`;
 }
 
+// What a hold or a booking has: its seats, or its number of standing
+// places.
+function claimName(c) {
+  return c.seats.length ? c.seats.map(seatName).join('; ') : plural(c.quantity, 'standing place', 'standing places');
+}
+
+// A section's name and what is left of it, for a hover title.
+function leftOf(s) {
+  return `${s.name}: ${s.free.toLocaleString()} of ${s.capacity.toLocaleString()} left`;
+}
+
 // ---- The fan's sign-in: a token from the fan club's login (handed to
 // the page in the address's fragment, `#token=…`), pasted, or on the demo
 // a demo fan's. Kept for this tab only.
@@ -452,7 +463,7 @@ async function drawArena(e, figure) {
   for (const s of floors) {
     const a = s.area;
     svg.append(el('g', { class: 'floor', fill: level(s.free, s.capacity), 'data-section': s.id },
-      el('title', {}, `${s.name}: ${s.free.toLocaleString()} of ${s.capacity.toLocaleString()} left`),
+      el('title', {}, leftOf(s)),
       el('rect', { x: a.x, y: a.y, width: a.width, height: a.height, rx: 1 }),
       label(a, s.name)));
   }
@@ -473,7 +484,7 @@ async function drawArena(e, figure) {
     // Named on hover; its id drawn in its middle, so a fan can tell the
     // map's sections apart and find the one the list names.
     const g = el('g', { fill: level(s.free, s.capacity), 'data-section': s.id },
-      el('title', {}, `${s.name}: ${s.free.toLocaleString()} of ${s.capacity.toLocaleString()} left`));
+      el('title', {}, leftOf(s)));
     let cx = 0; let cy = 0;
     for (let i = 0; i < m.x.length; i++) {
       g.append(el('circle', { cx: m.x[i], cy: m.y[i], r: 0.45 }));
@@ -801,8 +812,7 @@ function buyPanel({ e, section, seated, chosen, mine, map, index, catOf, states,
     });
     for (const i of [...chosen]) { chosen.delete(i); paint(i); }
     setHold(h);
-    const where = h.seats.length ? h.seats.map(seatName).join('; ') : plural(h.quantity, 'standing place', 'standing places');
-    say(`Held for you: ${where}. Pay before the hold ends to keep them.`);
+    say(`Held for you: ${claimName(h)}. Pay before the hold ends to keep them.`);
     // On to the payment: the form takes the focus.
     update();
     const pay = node.querySelector('#email');
@@ -812,7 +822,7 @@ function buyPanel({ e, section, seated, chosen, mine, map, index, catOf, states,
   const release = run(async () => {
     await api(`/v1/holds/${enc(hold.id)}`, { method: 'DELETE', auth: true });
     setHold(null);
-    say(`Released: the ${seated ? 'seats are' : 'places are'} back on sale.`);
+    say(`Released: the ${things} are back on sale.`);
   });
 
   const confirm = run(async () => {
@@ -827,8 +837,7 @@ function buyPanel({ e, section, seated, chosen, mine, map, index, catOf, states,
       method: 'POST', auth: true, key: crypto.randomUUID(), body: { email, receipt },
     });
     // Listed on "My tickets" by what a fan recognises, newest first.
-    const places = b.seats.length ? b.seats.map(seatName).join('; ') : plural(b.quantity, 'standing place', 'standing places');
-    const what = `${e.name} · ${section.name}: ${places}`;
+    const what = `${e.name} · ${section.name}: ${claimName(b)}`;
     const mineList = (session.get('bookings') || []).filter((x) => (x.id || x) !== b.id);
     session.set('bookings', [{ id: b.id, what }, ...mineList].slice(0, 50));
     setHold(null);
@@ -846,7 +855,6 @@ function buyPanel({ e, section, seated, chosen, mine, map, index, catOf, states,
       parts.push(el('p', {}, el('a', { href: '#/sign-in', onclick: () => sessionStorage.setItem('back', location.hash) }, 'Sign in'), ` to hold ${things}.`));
     } else if (hold) {
       const where = hold.section === section.id ? '' : ` in section ${hold.section}`;
-      const seats = hold.seats.length ? hold.seats.map(seatName).join('; ') : plural(hold.quantity, 'standing place', 'standing places');
       const form = el('form', { class: 'stack', onsubmit: confirm },
         el('label', { for: 'email' }, 'Email for your tickets'),
         el('input', { id: 'email', type: 'email', autocomplete: 'email', required: true }),
@@ -855,7 +863,7 @@ function buyPanel({ e, section, seated, chosen, mine, map, index, catOf, states,
         el('p', { class: 'actions' },
           el('button', { type: 'submit', id: 'pay' }, demo.payments ? `Pay ${money(hold.total_price, hold.currency)} (demo) and book` : 'Book'),
           el('button', { type: 'button', id: 'release', class: 'secondary', onclick: release }, 'Release')));
-      parts.push(el('p', {}, `${seats}${where} · ${money(hold.total_price, hold.currency)}`), expiry, form);
+      parts.push(el('p', {}, `${claimName(hold)}${where} · ${money(hold.total_price, hold.currency)}`), expiry, form);
     } else if (needsRoom()) {
       parts.push(roomView);
     } else {
@@ -1075,7 +1083,7 @@ function cancelPanel(b) {
   const body = el('div', {});
   let busy = false;
   const ask = () => fill(body,
-    el('p', {}, `If you cannot come, you can give the booking back: its ${b.seats.length ? 'seats go' : 'places go'} on sale again.`),
+    el('p', {}, `If you cannot come, you can give the booking back: its ${b.seats.length ? 'seats' : 'places'} go on sale again.`),
     el('button', { type: 'button', id: 'cancel-booking', class: 'secondary', onclick: confirmStep }, 'Cancel this booking'));
   function confirmStep() {
     fill(body,

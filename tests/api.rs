@@ -317,6 +317,135 @@ fn confirm_and_cancel() {
     );
 }
 
+/// "My tickets" on any device: a fan's bookings of an event, from the
+/// server, newest first, each as its own read says (cancelled ones as
+/// cancelled), nobody else's, the same after a restart.
+#[test]
+fn a_fan_lists_its_own_bookings_newest_first_and_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let book = |s: &TestServer, who: &(&'static str, String), hold: serde_json::Value| -> String {
+        let id = hold["id"].as_str().unwrap();
+        let body = common::pay(&s.data_dir, &hold, "fan@example.com");
+        let b = s.post_with(
+            &format!("/v1/holds/{id}/confirm"),
+            &body,
+            &[(who.0, &who.1)],
+        );
+        assert_eq!(b.status, 201, "{b:?}");
+        b.body["id"].as_str().unwrap().to_owned()
+    };
+    let fan1 = common::bearer(&token(dir.path(), "fan-1"));
+    let mine = |s: &TestServer, who: &(&'static str, String)| {
+        let r = s.raw(
+            "GET",
+            "/v1/events/demo/me/bookings",
+            None,
+            &[(who.0, &who.1)],
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+        r.body
+    };
+    let listed = {
+        let s = TestServer::start(dir.path());
+        let fan2 = common::bearer(&s.token_for("fan-2"));
+        assert_eq!(mine(&s, &fan1), json!({"bookings": [], "total": 0}));
+        let b1 = book(&s, &fan1, s.hold("E", &["E/1/1"]));
+        s.clock.advance_ms(1_000);
+        let floor = s.post(
+            "/v1/events/demo/holds",
+            &json!({"section": "FLOOR", "quantity": 2}),
+        );
+        let b2 = book(&s, &fan1, floor.body);
+        s.clock.advance_ms(1_000);
+        let theirs = s.post_with(
+            "/v1/events/demo/holds",
+            &json!({"section": "E", "seats": ["E/5/1"]}),
+            &[(fan2.0, &fan2.1)],
+        );
+        let c1 = book(&s, &fan2, theirs.body);
+        s.clock.advance_ms(1_000);
+        let b3 = book(&s, &fan1, s.hold("A", &["A/1/1"]));
+        let c = s.raw("POST", &format!("/v1/bookings/{b3}/cancel"), None, &[]);
+        assert_eq!(c.status, 200, "{c:?}");
+
+        let list = mine(&s, &fan1);
+        assert_eq!(list["total"], 3);
+        let bookings = list["bookings"].as_array().unwrap();
+        let ids: Vec<&str> = bookings.iter().map(|b| b["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, [&b3, &b2, &b1], "newest first");
+        // Each as the booking's own read has it now, without its tickets
+        // (the booking's read has them).
+        for b in bookings {
+            let mut read = s
+                .get(&format!("/v1/bookings/{}", b["id"].as_str().unwrap()))
+                .body;
+            read.as_object_mut().unwrap().remove("tickets");
+            assert_eq!(*b, read);
+        }
+        assert_eq!(bookings[0]["status"], "cancelled");
+        assert_eq!(
+            (&bookings[1]["section"], &bookings[1]["quantity"]),
+            (&json!("FLOOR"), &json!(2))
+        );
+        let theirs = mine(&s, &fan2);
+        assert_eq!(theirs["total"], 1);
+        assert_eq!(theirs["bookings"][0]["id"], c1.as_str());
+        let nobody = common::bearer(&s.token_for("fan-3"));
+        assert_eq!(mine(&s, &nobody), json!({"bookings": [], "total": 0}));
+
+        check_problem(
+            &s.unsigned("GET", "/v1/events/demo/me/bookings", None, &[]),
+            401,
+            "unauthorized",
+        );
+        // Support's token names no fan.
+        check_problem(
+            &s.unsigned("GET", "/v1/events/demo/me/bookings", None, &admin()),
+            401,
+            "invalid-token",
+        );
+        check_problem(
+            &s.get("/v1/events/nope/me/bookings"),
+            404,
+            "event-not-found",
+        );
+        s.stop();
+        list
+    };
+    // Rebuilt from the journal at start: the same list.
+    let s = TestServer::start(dir.path());
+    assert_eq!(mine(&s, &fan1), listed);
+}
+
+/// A fan who cancels and books again past the list's bound sees its
+/// newest 50, and how many there are in all.
+#[test]
+fn a_fans_list_of_bookings_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path());
+    let mut ids = Vec::new();
+    for n in 0..52 {
+        let h = s.hold("B", &[&format!("B/{}/{}", 1 + n / 36, 1 + n % 36)]);
+        let id = h["id"].as_str().unwrap();
+        let b = s.post(
+            &format!("/v1/holds/{id}/confirm"),
+            &s.pay(id, "fan@example.com"),
+        );
+        assert_eq!(b.status, 201, "{b:?}");
+        ids.push(b.body["id"].as_str().unwrap().to_owned());
+    }
+    let list = s.get("/v1/events/demo/me/bookings").body;
+    assert_eq!(list["total"], 52);
+    let listed: Vec<&str> = list["bookings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    let newest: Vec<&str> = ids.iter().rev().take(50).map(String::as_str).collect();
+    assert_eq!(listed, newest);
+}
+
 /// Invariant 3: a hold expires on time and its seats return.
 #[test]
 fn holds_expire_on_time() {
@@ -931,4 +1060,28 @@ fn a_failed_journal_write_stops_acknowledging() {
     let s = TestServer::start(dir.path());
     assert_eq!(availability(&s, "demo"), (17_500, 0, 0));
     s.hold("A", &["A/1/1"]);
+}
+
+/// A booking whose record never became durable is never listed among
+/// its fan's bookings, though the section applied it in memory.
+#[test]
+fn a_booking_the_journal_failed_to_keep_is_not_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = args(dir.path());
+    // Batch 0 creates the demo event, batch 1 the hold; the confirm fails.
+    a.journal_fail_after_batches = Some(2);
+    let s = TestServer::start_with(
+        a,
+        std::sync::Arc::new(boxoffice::clock::ManualClock::new(T0_MS)),
+    );
+    let h = s.hold("A", &["A/1/1"]);
+    let id = h["id"].as_str().unwrap();
+    let r = s.post(
+        &format!("/v1/holds/{id}/confirm"),
+        &common::pay(&s.data_dir, &h, "fan@example.com"),
+    );
+    check_problem(&r, 503, "unavailable");
+    let list = s.get("/v1/events/demo/me/bookings");
+    assert_eq!(list.status, 200, "{list:?}");
+    assert_eq!(list.body, json!({"bookings": [], "total": 0}));
 }

@@ -50,25 +50,37 @@ struct Browser {
 impl Browser {
     async fn start() -> Browser {
         installed();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let driver = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
-        let began = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                began.elapsed() < Duration::from_secs(20),
-                "chromedriver never listened"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        // A free port, then chromedriver on it: another test's server may
+        // take the port in between, and chromedriver then exits. Only its
+        // own answer on /status counts as started; otherwise, again.
+        let (driver, port) = (0..5)
+            .find_map(|_| {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+                    .port();
+                let mut driver = Command::new(CHROMEDRIVER)
+                    .arg(format!("--port={port}"))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("start chromedriver");
+                let began = Instant::now();
+                while began.elapsed() < Duration::from_secs(20) {
+                    if driver.try_wait().unwrap().is_some() {
+                        return None;
+                    }
+                    if chromedriver_ready(port) {
+                        return Some((driver, port));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = driver.kill();
+                let _ = driver.wait();
+                None
+            })
+            .expect("chromedriver never listened");
         let profile = tempfile::tempdir().unwrap();
         // As the machine's notes say: no background networking (the
         // network is closed), a fresh profile, no sandbox as root.
@@ -108,6 +120,25 @@ impl Browser {
             let _ = c.close().await;
         }
     }
+}
+
+/// Whether chromedriver itself answers on `port` (not whatever else may
+/// listen there).
+fn chromedriver_ready(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+    if conn
+        .write_all(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = conn.read_to_string(&mut answer);
+    answer.contains("\"ready\":true")
 }
 
 impl Drop for Browser {
@@ -418,9 +449,6 @@ async fn text_of(c: &Client, css: &str) -> String {
     }
 }
 
-/// The booking page's tickets: each QR image decoded, and the token it
-/// encodes accepted by `boxoffice ticket verify` against the server's
-/// ticket key. Returns what the tool said of each.
 /// The view shows no "null" or "undefined": an optional part left out is
 /// left out, never printed (the standing floor's page once read
 /// "nullnull" where a seated section has its legend and map).
@@ -437,6 +465,9 @@ async fn shows_no_null(c: &Client, view: &str) {
     }
 }
 
+/// The booking page's tickets: each QR image decoded, and the token it
+/// encodes accepted by `boxoffice ticket verify` against the server's
+/// ticket key. Returns what the tool said of each.
 async fn tickets_verify(c: &Client, data_dir: &std::path::Path, places: usize) -> Vec<String> {
     use base64::Engine;
     let began = Instant::now();
@@ -609,6 +640,11 @@ fn a_fan_holds_two_seats_pays_and_gets_its_tickets() {
         .await;
         assert!(c.find(Locator::Css("#cancel-booking")).await.is_err());
         shows_no_null(c, "the cancelled booking").await;
+        click(c, "a[href='#/tickets']").await;
+        assert_eq!(
+            text_of(c, "ul.bookings li").await,
+            "Fan-club presale: Seoul encore night · Lower bowl A: row 1, seat 1; row 1, seat 2 (cancelled)"
+        );
         b.close().await;
     });
     // The server's too: both seats on sale again.
@@ -700,7 +736,26 @@ fn a_fan_buys_standing_places_on_the_floor_from_the_map() {
                 "{said:?}"
             );
         }
+        // On another device (a browser of its own, nothing kept from this
+        // one), the same fan signed in finds the booking and its tickets.
+        let token = c
+            .execute("return sessionStorage.getItem('token')", vec![])
+            .await
+            .unwrap();
+        let token = token.as_str().unwrap().to_owned();
         b.close().await;
+        let other = Browser::start().await;
+        let c = other.client();
+        open(c, &s, "#/tickets").await;
+        assert_eq!(text_of(c, "main p").await, "Sign in to see your tickets.");
+        open(c, &s, &format!("#token={token}&to=/tickets")).await;
+        assert_eq!(
+            text_of(c, "ul.bookings li").await,
+            "Fan-club presale: Seoul encore night · Floor (standing): 3 standing places"
+        );
+        click(c, "ul.bookings li a").await;
+        assert_eq!(tickets_verify(c, &s.data_dir, 3).await, said);
+        other.close().await;
     });
     let floor = &s.get("/v1/events/demo").body["sections"][0];
     assert_eq!(floor["id"], "FLOOR");

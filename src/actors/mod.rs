@@ -9,6 +9,7 @@
 //!   limits that follow latency ([`Limiter`]): past them a request is
 //!   answered `Overloaded` at once instead of queueing.
 
+mod fan_bookings;
 mod handoff;
 mod ledger;
 mod limit;
@@ -18,6 +19,7 @@ mod room;
 mod section;
 mod views;
 
+pub use fan_bookings::{BookingAt, FanBookings};
 pub use ledger::FanLedger;
 pub use limit::{LimitSettings, Limiter};
 pub use payments::PaymentRefs;

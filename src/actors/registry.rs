@@ -12,12 +12,14 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use actix::prelude::*;
 
+use super::fan_bookings::FanBookings;
 use super::ledger::FanLedger;
 use super::limit::{Admitted, Limiter};
 use super::payments::PaymentRefs;
 use super::room::{RoomFailure, RoomHandle};
 use super::section::{
-    ChangeRequest, Command, Outlets, SectionActor, SectionError, SectionSettings, SectionStats,
+    ChangeRequest, Command, InEvent, Outlets, SectionActor, SectionError, SectionSettings,
+    SectionStats,
 };
 use super::views::{Publisher, SeatBoard};
 use crate::clock::Clock;
@@ -161,6 +163,8 @@ pub struct EventEntry {
     phases: RwLock<(u64, Arc<SalePhases>)>,
     /// Places per fan across the sections (the fan limit).
     pub ledger: Arc<FanLedger>,
+    /// Each fan's bookings across the sections ("My tickets").
+    pub bookings: Arc<FanBookings>,
     refused_by_phase: [AtomicU64; 3],
     /// Its waiting room, while switched on.
     room: RwLock<Option<Arc<RoomHandle>>>,
@@ -376,6 +380,7 @@ impl Registry {
     ) -> Result<Arc<EventEntry>, RegistryError> {
         assert_eq!(def.sections.len(), sections.len());
         let ledger = Arc::new(FanLedger::new(def.limits.tickets_per_fan_max, &sections));
+        let bookings = Arc::new(FanBookings::new(&sections));
         for section in &sections {
             self.payments.add_bookings(section);
         }
@@ -384,7 +389,7 @@ impl Registry {
         if arbiters.is_empty() {
             return Err(RegistryError::Unavailable);
         }
-        for section in sections {
+        for (in_event, section) in (0..).zip(sections) {
             let ix = self.next_arbiter.fetch_add(1, Ordering::Relaxed) % arbiters.len();
             let arbiter = &arbiters[ix];
             let stats = Arc::new(SectionStats::default());
@@ -399,7 +404,11 @@ impl Registry {
             let actor = SectionActor::new(
                 Arc::clone(&def),
                 section,
-                Arc::clone(&ledger),
+                InEvent {
+                    ix: in_event,
+                    ledger: Arc::clone(&ledger),
+                    bookings: Arc::clone(&bookings),
+                },
                 Arc::clone(&stats),
                 Arc::clone(&board),
                 Outlets {
@@ -442,6 +451,7 @@ impl Registry {
             created_at_ms,
             phases: RwLock::new((0, Arc::new(phases))),
             ledger,
+            bookings,
             refused_by_phase: Default::default(),
             room: RwLock::new(room),
             sections: handles,

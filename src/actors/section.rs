@@ -26,6 +26,7 @@ use actix::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::fan_bookings::{BookingAt, FanBookings};
 use super::ledger::FanLedger;
 use super::payments::PaymentRefs;
 use super::views::{SeatBoard, SeatNote, FREE, HELD, SOLD};
@@ -146,6 +147,17 @@ pub struct Outlets {
     pub mail: Option<Recipient<Enqueue>>,
     /// Payment references used, server-wide.
     pub payments: Arc<PaymentRefs>,
+}
+
+/// Where a section stands in its event, and what it shares with the
+/// event's other sections.
+pub struct InEvent {
+    /// Its position among the event's sections.
+    pub ix: u32,
+    /// Places per fan across the event's sections.
+    pub ledger: Arc<FanLedger>,
+    /// Each fan's bookings across the event's sections.
+    pub bookings: Arc<FanBookings>,
 }
 
 /// What to hold.
@@ -271,8 +283,9 @@ pub struct SectionActor {
     /// Where the emails of durable bookings and cancellations go.
     mail: Option<Recipient<Enqueue>>,
     section: Section,
-    /// Places per fan across the event's sections, shared by them all.
-    ledger: Arc<FanLedger>,
+    /// Places per fan and bookings per fan across the event's sections,
+    /// shared by them all.
+    in_event: InEvent,
     payments: Arc<PaymentRefs>,
     journal: Journal,
     clock: Arc<dyn Clock>,
@@ -294,7 +307,7 @@ impl SectionActor {
     pub fn new(
         def: Arc<EventDef>,
         section: Section,
-        ledger: Arc<FanLedger>,
+        in_event: InEvent,
         stats: Arc<SectionStats>,
         board: Arc<SeatBoard>,
         outlets: Outlets,
@@ -315,7 +328,7 @@ impl SectionActor {
             name,
             mail,
             section,
-            ledger,
+            in_event,
             payments,
             journal,
             clock,
@@ -389,7 +402,7 @@ impl SectionActor {
         let moved = self.section.places_moved(&change);
         if let Some(PlacesMoved::Taken { fan, places }) = &moved {
             // Refused, the change is dropped: nothing was applied.
-            self.ledger.take(fan, *places)?;
+            self.in_event.ledger.take(fan, *places)?;
         }
         let (record, note) = self.apply(&change, idem);
         if self.panic_on_change {
@@ -510,7 +523,7 @@ impl SectionActor {
     /// ledger (see `ledger.rs` for why queued is soon enough).
     fn give_back(&self, moved: Option<PlacesMoved>) {
         if let Some(PlacesMoved::Freed { fan, places }) = moved {
-            self.ledger.give_back(&fan, places);
+            self.in_event.ledger.give_back(&fan, places);
         }
     }
 
@@ -585,6 +598,18 @@ impl SectionActor {
             }
         };
         let mailer = mail.as_ref().and(self.mail.clone());
+        let booked = match &outcome {
+            Outcome::Confirmed(b) => Some((
+                Arc::clone(&self.in_event.bookings),
+                Arc::clone(&b.fan),
+                BookingAt {
+                    section: self.in_event.ix,
+                    seq: b.seq,
+                    secret: b.secret,
+                },
+            )),
+            _ => None,
+        };
         // Called by the journal's flusher once the change is durable (or
         // the journal failed): the answer goes from there to the worker.
         let answer: crate::journal::Then = Box::new(move |durable| {
@@ -599,6 +624,11 @@ impl SectionActor {
             // Nothing waits for the mailer.
             if let (Some(to), Some(entry)) = (mailer, mail) {
                 to.do_send(Enqueue(entry));
+            }
+            // Listed before its fan hears of it: a list asked for after
+            // the answer has it.
+            if let Some((bookings, fan, at)) = booked {
+                bookings.add(&fan, at);
             }
             let _ = reply.send(Ok(outcome));
         });
@@ -704,7 +734,11 @@ mod tests {
             let actor = SectionActor::new(
                 Arc::clone(&def),
                 section,
-                Arc::clone(&ledger),
+                InEvent {
+                    ix: 0,
+                    ledger: Arc::clone(&ledger),
+                    bookings: Arc::default(),
+                },
                 Arc::clone(&stats),
                 Arc::clone(&board),
                 outlets,

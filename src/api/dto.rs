@@ -134,6 +134,16 @@ pub struct BookingDto {
     pub tickets: Option<Vec<TicketDto>>,
 }
 
+/// A fan's bookings of one event, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MyBookingsDto {
+    /// At most 50, newest first; without tickets (read a booking by its
+    /// `id` for them).
+    pub bookings: Vec<BookingDto>,
+    /// How many bookings the fan has of the event in all.
+    pub total: usize,
+}
+
 /// One place's ticket: its signed token is what its QR code encodes.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TicketDto {

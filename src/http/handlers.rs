@@ -773,6 +773,53 @@ pub async fn get_booking(
     Ok(HttpResponse::Ok().json(dto))
 }
 
+/// Most bookings `GET /v1/events/{event}/me/bookings` lists: a fan has
+/// as many as its limit allows, unless it cancels and books again; the
+/// oldest past this are left out (`total` counts them).
+pub const MY_BOOKINGS_LISTED_MAX: usize = 50;
+
+/// The signed-in fan's bookings of an event, newest first, as they stand
+/// now (cancelled ones too): "My tickets", on any device. Only durable
+/// bookings are listed; each is read by its `id` for its tickets.
+#[utoipa::path(get, path = "/v1/events/{event}/me/bookings", tag = "bookings",
+    params(("event" = String, Path)),
+    security(("fan_token" = [])),
+    responses((status = 200, body = MyBookingsDto),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such event (`event-not-found`)", body = Problem, content_type = "application/problem+json")))]
+pub async fn my_bookings(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let fan = signed_in(&state, &req)?;
+    state.own(&path)?;
+    let e = event_entry(&state, &path)?;
+    let (newest, total) = e.bookings.newest(&fan.id, MY_BOOKINGS_LISTED_MAX);
+    let reads = newest.into_iter().map(|at| {
+        let s = usize::try_from(at.section)
+            .ok()
+            .and_then(|ix| e.sections().get(ix))
+            .cloned();
+        let by = Caller::Fan(Arc::clone(&fan.id));
+        async move {
+            let s = s.ok_or_else(ApiError::internal)?;
+            let read = ask(
+                &s,
+                GetBooking {
+                    booking: at.seq,
+                    secret: at.secret,
+                    by,
+                },
+            )
+            .await?;
+            Ok::<_, ApiError>(booking_dto(&s.def, &s.layout, &read.booking))
+        }
+    });
+    let bookings = futures_util::future::try_join_all(reads).await?;
+    Ok(HttpResponse::Ok().json(MyBookingsDto { bookings, total }))
+}
+
 /// Cancel a booking: its seats return to free. The body may be empty.
 #[utoipa::path(post, path = "/v1/bookings/{id}/cancel", tag = "bookings",
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),

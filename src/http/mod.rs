@@ -200,6 +200,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         [(get.clone(), route().to(tickets::ticket_qr))],
     ))
     .service(resource(
+        "/v1/events/{event}/me/bookings",
+        [(get.clone(), route().to(my_bookings))],
+    ))
+    .service(resource(
         "/v1/bookings/{id}/cancel",
         [(post.clone(), route().to(cancel_booking))],
     ))
@@ -524,14 +528,17 @@ pub async fn refuse_early(
 }
 
 /// Whether a request of `path` asks a section (and so counts against the
-/// in-flight limits): holds, bookings and seat maps.
+/// in-flight limits): holds, bookings (a fan's list of them too) and
+/// seat maps.
 fn bound_for_a_section(path: &str) -> bool {
     path.starts_with("/v1/holds/")
         || path.starts_with("/v1/bookings/")
         || path == "/v1/tickets/check-in"
-        || path
-            .strip_prefix("/v1/events/")
-            .is_some_and(|rest| rest.ends_with("/holds") || rest.contains("/sections/"))
+        || path.strip_prefix("/v1/events/").is_some_and(|rest| {
+            rest.ends_with("/holds")
+                || rest.ends_with("/me/bookings")
+                || rest.contains("/sections/")
+        })
 }
 
 /// Longest `X-Request-Id` taken from a client; longer or odd ones are

@@ -39,6 +39,7 @@ use crate::layout::{
         handlers::confirm_hold,
         handlers::get_booking,
         handlers::cancel_booking,
+        handlers::my_bookings,
         tickets::check_in,
         tickets::ticket_qr,
         queue::get_waiting_room,
@@ -61,7 +62,7 @@ use crate::layout::{
         handlers::readyz,
     ),
     components(schemas(
-        Problem, HoldRequest, HoldDto, ConfirmRequest, BookingDto, EventSummary, EventDetail,
+        Problem, HoldRequest, HoldDto, ConfirmRequest, BookingDto, MyBookingsDto, EventSummary, EventDetail,
         CategoryDto, SectionSummary, SectionCategoryDto, SeatMapDto, Availability,
         OutboxEntryDto, OutboxListDto, SnapshotFileDto, SnapshotListDto,
         EventSpec, CategorySpec, VenueSpec, SectionSpec, RowSpec, StandingSpec, AreaSpec,

@@ -118,7 +118,7 @@ const session = {
     sessionStorage.clear();
     showAccount();
   },
-  // The fan's live hold of an event, its bookings, its admission.
+  // The fan's live hold of an event, and its admission.
   get(key) {
     try {
       return JSON.parse(sessionStorage.getItem(key));
@@ -253,7 +253,7 @@ async function route() {
     } else if (parts[0] === 'bookings' && parts[1]) {
       await bookingPage(parts.slice(1).join('/'));
     } else if (parts[0] === 'tickets') {
-      ticketsPage();
+      await ticketsPage();
     } else {
       await eventsPage();
     }
@@ -836,10 +836,6 @@ function buyPanel({ e, section, seated, chosen, mine, map, index, catOf, states,
     const b = await api(`/v1/holds/${enc(hold.id)}/confirm`, {
       method: 'POST', auth: true, key: crypto.randomUUID(), body: { email, receipt },
     });
-    // Listed on "My tickets" by what a fan recognises, newest first.
-    const what = `${e.name} · ${section.name}: ${claimName(b)}`;
-    const mineList = (session.get('bookings') || []).filter((x) => (x.id || x) !== b.id);
-    session.set('bookings', [{ id: b.id, what }, ...mineList].slice(0, 50));
     setHold(null);
     if (room.enabled) session.set(admissionKey, null);
     location.hash = `#/bookings/${enc(b.id)}`;
@@ -1129,15 +1125,34 @@ async function qrImage(booking, place) {
   });
 }
 
-function ticketsPage() {
+// "My tickets": the fan's bookings of every event, from the server, so
+// they are here on any device, newest first.
+async function ticketsPage() {
   document.title = 'My tickets: boxoffice';
-  // Entries of an older page were ids alone.
-  const mine = (session.get('bookings') || []).map((x) => (typeof x === 'string' ? { id: x, what: `Booking ${x}` } : x));
+  if (!session.token) {
+    fill(main, heading('My tickets'),
+      el('p', {}, el('a', { href: '#/sign-in', onclick: () => sessionStorage.setItem('back', location.hash) }, 'Sign in'), ' to see your tickets.'));
+    return;
+  }
+  const events = await api('/v1/events');
+  const mine = await Promise.all(events.map(async (e) => ({
+    e, ...(await api(`/v1/events/${enc(e.id)}/me/bookings`, { auth: true })),
+  })));
+  const booked = mine.filter((m) => m.total > 0);
+  const details = await Promise.all(booked.map((m) => api(`/v1/events/${enc(m.e.id)}`)));
+  const items = booked.flatMap((m, k) => m.bookings.map((b) => {
+    const section = (details[k].sections.find((s) => s.id === b.section) || { name: b.section }).name;
+    const what = `${m.e.name} · ${section}: ${claimName(b)}`;
+    return { b, what: b.status === 'cancelled' ? `${what} (cancelled)` : what };
+  }));
+  items.sort((x, y) => Date.parse(y.b.confirmed_at) - Date.parse(x.b.confirmed_at));
+  const older = booked.reduce((n, m) => n + m.total - m.bookings.length, 0);
   fill(main,
     heading('My tickets'),
-    mine.length
-      ? el('ul', { class: 'bookings' }, ...mine.map((m) => el('li', {}, el('a', { href: `#/bookings/${enc(m.id)}` }, m.what))))
-      : el('p', {}, 'No bookings in this browser yet. Your tickets are also in the email each booking sent.'),
+    items.length
+      ? el('ul', { class: 'bookings' }, ...items.map(({ b, what }) => el('li', {}, el('a', { href: `#/bookings/${enc(b.id)}`, 'data-booking': b.id }, what))))
+      : el('p', {}, 'You have no bookings yet.'),
+    older ? el('p', { class: 'meta' }, `${plural(older, 'older booking is', 'older bookings are')} not listed: each is in the email it sent.`) : null,
   );
 }
 

@@ -1,0 +1,114 @@
+//! Each fan's bookings of one event, across its sections: what "My
+//! tickets" lists (`GET /v1/events/{event}/me/bookings`) on any device,
+//! not only in the browser that booked.
+//!
+//! A booking lives in its section's actor; this index keeps only where
+//! to find it (the section, its number and secret), so the list is read
+//! from the sections themselves, status and check-ins as they are now.
+//! A section adds a booking once its record is durable (the journal's
+//! flusher runs the addition just before the fan's answer), so the list
+//! never shows a booking a crash could take back. Bookings are never
+//! removed: a cancelled one stays listed, as cancelled. Rebuilt from the
+//! sections at every start (`FanBookings::new`), never persisted.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::domain::{fan_tag, FanId, Section};
+
+/// Locks the index is spread over, by fan.
+const SHARDS: usize = 16;
+
+/// Where one booking is: its section (by position in the event) and its
+/// number and secret there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BookingAt {
+    pub section: u32,
+    pub seq: u64,
+    pub secret: u64,
+}
+
+#[derive(Default)]
+pub struct FanBookings {
+    /// By fan, oldest first; a fan with no booking has no entry.
+    shards: [Mutex<HashMap<FanId, Vec<BookingAt>>>; SHARDS],
+}
+
+impl FanBookings {
+    /// The index of an event whose sections, in the event's order, are
+    /// `sections`: each fan's bookings in the order they were confirmed.
+    pub fn new<'a>(sections: impl IntoIterator<Item = &'a Section>) -> FanBookings {
+        let mut all: Vec<(u64, &FanId, BookingAt)> = Vec::new();
+        for (ix, section) in sections.into_iter().enumerate() {
+            let ix = u32::try_from(ix).expect("an event's sections are numbered in u32");
+            all.extend(section.bookings().map(|b| {
+                let at = BookingAt {
+                    section: ix,
+                    seq: b.seq,
+                    secret: b.secret,
+                };
+                (b.confirmed_at_ms, &b.fan, at)
+            }));
+        }
+        // The same order as the journal's, but for bookings of the same
+        // millisecond in different sections (any order is true then).
+        all.sort_by_key(|&(at_ms, _, at)| (at_ms, at.section, at.seq));
+        let index = FanBookings::default();
+        for (_, fan, at) in all {
+            index.add(fan, at);
+        }
+        index
+    }
+
+    fn shard(&self, fan: &str) -> std::sync::MutexGuard<'_, HashMap<FanId, Vec<BookingAt>>> {
+        self.shards[(fan_tag(fan) % SHARDS as u64) as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Lists a durable booking of `fan`'s, as its newest.
+    pub fn add(&self, fan: &FanId, at: BookingAt) {
+        self.shard(fan).entry(Arc::clone(fan)).or_default().push(at);
+    }
+
+    /// `fan`'s newest bookings, newest first, at most `max` of them, and
+    /// how many it has in all.
+    pub fn newest(&self, fan: &str, max: usize) -> (Vec<BookingAt>, usize) {
+        let shard = self.shard(fan);
+        let Some(all) = shard.get(fan) else {
+            return (Vec::new(), 0);
+        };
+        (all.iter().rev().take(max).copied().collect(), all.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(section: u32, seq: u64) -> BookingAt {
+        BookingAt {
+            section,
+            seq,
+            secret: seq * 7 + u64::from(section),
+        }
+    }
+
+    #[test]
+    fn lists_a_fans_own_bookings_newest_first_up_to_max() {
+        let index = FanBookings::default();
+        let (a, b): (FanId, FanId) = ("a".into(), "b".into());
+        index.add(&a, at(0, 0));
+        index.add(&b, at(0, 1));
+        index.add(&a, at(3, 0));
+        index.add(&a, at(0, 2));
+        assert_eq!(
+            index.newest("a", 10),
+            (vec![at(0, 2), at(3, 0), at(0, 0)], 3)
+        );
+        assert_eq!(index.newest("a", 2), (vec![at(0, 2), at(3, 0)], 3));
+        assert_eq!(index.newest("b", 10), (vec![at(0, 1)], 1));
+        assert_eq!(index.newest("c", 10), (vec![], 0));
+        assert_eq!(index.newest("a", 0), (vec![], 3));
+    }
+}

@@ -892,6 +892,25 @@ fn refusals_are_shown_as_sentences() {
             alert().await,
             "Another fan just took seat row 2, seat 3: it is no longer in your choice."
         );
+
+        // "My tickets" while the server sheds the list's requests: the
+        // event named, the reason in a sentence, the view still there.
+        c.execute(
+            r#"const real = window.fetch;
+               window.fetch = (url, init) => String(url).endsWith('/me/bookings')
+                 ? Promise.resolve(new Response(JSON.stringify({type: 'urn:boxoffice:problem:overloaded', title: 'Too busy', status: 503}),
+                     {status: 503, headers: {'Content-Type': 'application/problem+json'}}))
+                 : real(url, init);"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+        c.execute("location.hash = '#/tickets'", vec![]).await.unwrap();
+        assert_eq!(
+            text_of(c, "main [role='alert']").await,
+            "Your bookings of Fan-club presale: Seoul encore night could not be loaded: So many fans are here right now that the server asked us to wait. Try again in a moment."
+        );
+        assert_eq!(text_of(c, "h1").await, "My tickets");
         b.close().await;
     });
 }
@@ -1012,6 +1031,9 @@ fn axe_finds_nothing_serious() {
         })
         .await;
         check("cancelled", axe_violations(c, &axe).await);
+        open(c, &s, "#/tickets").await;
+        wait_for(c, "ul.bookings li").await;
+        check("my tickets", axe_violations(c, &axe).await);
         open(c, &s, "#/events/demo/sections/FLOOR").await;
         wait_for(c, "#hold-best").await;
         check("standing section", axe_violations(c, &axe).await);

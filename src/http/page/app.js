@@ -1135,9 +1135,11 @@ async function ticketsPage() {
     return;
   }
   const events = await api('/v1/events');
-  const mine = await Promise.all(events.map(async (e) => ({
-    e, ...(await api(`/v1/events/${enc(e.id)}/me/bookings`, { auth: true })),
-  })));
+  // An event whose list cannot be had now is named, not the whole view
+  // lost.
+  const mine = await Promise.all(events.map((e) => api(`/v1/events/${enc(e.id)}/me/bookings`, { auth: true })
+    .then((list) => ({ e, ...list }), (err) => ({ e, failed: err.message }))));
+  const failed = mine.filter((m) => m.failed);
   const booked = mine.filter((m) => m.total > 0);
   const details = await Promise.all(booked.map((m) => api(`/v1/events/${enc(m.e.id)}`)));
   const items = booked.flatMap((m, k) => m.bookings.map((b) => {
@@ -1151,8 +1153,9 @@ async function ticketsPage() {
     heading('My tickets'),
     items.length
       ? el('ul', { class: 'bookings' }, ...items.map(({ b, what }) => el('li', {}, el('a', { href: `#/bookings/${enc(b.id)}`, 'data-booking': b.id }, what))))
-      : el('p', {}, 'You have no bookings yet.'),
+      : el('p', {}, failed.length ? 'No other bookings.' : 'You have no bookings yet.'),
     older ? el('p', { class: 'meta' }, `${plural(older, 'older booking is', 'older bookings are')} not listed: each is in the email it sent.`) : null,
+    ...failed.map((m) => el('p', { class: 'error', role: 'alert' }, `Your bookings of ${m.e.name} could not be loaded: ${m.failed}`)),
   );
 }
 

@@ -28,7 +28,7 @@ pub use registry::{
 };
 pub use room::{FanStanding, RoomFailure, RoomHandle, RoomStats, RoomView, WAIT_BUCKETS_S};
 pub use section::{
-    ChangeRequest, Command, GetBooking, GetHold, Payment, SectionActor, SectionError,
+    ChangeRequest, Command, GetBooking, GetBookings, GetHold, Payment, SectionActor, SectionError,
     SectionSettings, SectionStats, WhatToHold, CHANGE_KINDS, EXPIRIES_PER_STEP_MAX,
 };
 pub use views::{

@@ -258,6 +258,16 @@ pub struct GetBooking {
     pub by: Caller,
 }
 
+/// Some of one fan's bookings, read at once (its list: one message per
+/// section, however many of its bookings are there).
+#[derive(Message)]
+#[rtype(result = "Result<Vec<BookingRead>, SectionError>")]
+pub struct GetBookings {
+    /// Each booking's number and secret, in the order answered.
+    pub bookings: Vec<(u64, u64)>,
+    pub fan: FanId,
+}
+
 /// The next step of an expiry sweep that found more due than one step
 /// takes (sent by the actor to itself).
 #[derive(Message)]
@@ -658,6 +668,18 @@ impl Handler<GetBooking> for SectionActor {
         Ok(self
             .section
             .read_booking(msg.booking, msg.secret, &msg.by)?)
+    }
+}
+
+impl Handler<GetBookings> for SectionActor {
+    type Result = Result<Vec<BookingRead>, SectionError>;
+
+    fn handle(&mut self, msg: GetBookings, _: &mut Context<Self>) -> Self::Result {
+        let by = Caller::Fan(msg.fan);
+        msg.bookings
+            .into_iter()
+            .map(|(seq, secret)| Ok(self.section.read_booking(seq, secret, &by)?))
+            .collect()
     }
 }
 

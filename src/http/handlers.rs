@@ -14,7 +14,9 @@ use super::rate::Verdict;
 use super::{
     answer_response, idempotent, read_json, ApiError, AppState, BODY_LEN_MAX, EVENT_BODY_LEN_MAX,
 };
-use crate::actors::{Command, EventEntry, GetBooking, GetHold, Payment, SectionHandle, WhatToHold};
+use crate::actors::{
+    Command, EventEntry, GetBooking, GetBookings, GetHold, Payment, SectionHandle, WhatToHold,
+};
 use crate::api::dto::*;
 use crate::api::{self, Answer};
 use crate::auth::Fan;
@@ -796,27 +798,39 @@ pub async fn my_bookings(
     state.own(&path)?;
     let e = event_entry(&state, &path)?;
     let (newest, total) = e.bookings.newest(&fan.id, MY_BOOKINGS_LISTED_MAX);
-    let reads = newest.into_iter().map(|at| {
-        let s = usize::try_from(at.section)
+    // One message to each section holding some, not one per booking.
+    let mut by_section: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
+    for (k, at) in newest.iter().enumerate() {
+        by_section.entry(at.section).or_default().push(k);
+    }
+    let reads = by_section.into_iter().map(|(ix, ks)| {
+        let s = usize::try_from(ix)
             .ok()
             .and_then(|ix| e.sections().get(ix))
             .cloned();
-        let by = Caller::Fan(Arc::clone(&fan.id));
+        let ask_for = GetBookings {
+            bookings: ks
+                .iter()
+                .map(|&k| (newest[k].seq, newest[k].secret))
+                .collect(),
+            fan: Arc::clone(&fan.id),
+        };
         async move {
             let s = s.ok_or_else(ApiError::internal)?;
-            let read = ask(
-                &s,
-                GetBooking {
-                    booking: at.seq,
-                    secret: at.secret,
-                    by,
-                },
-            )
-            .await?;
-            Ok::<_, ApiError>(booking_dto(&s.def, &s.layout, &read.booking))
+            let read = ask(&s, ask_for).await?;
+            let dtos = read
+                .iter()
+                .map(|r| booking_dto(&s.def, &s.layout, &r.booking));
+            Ok::<_, ApiError>(ks.into_iter().zip(dtos).collect::<Vec<_>>())
         }
     });
-    let bookings = futures_util::future::try_join_all(reads).await?;
+    let mut placed: Vec<(usize, BookingDto)> = futures_util::future::try_join_all(reads)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    placed.sort_by_key(|&(k, _)| k);
+    let bookings = placed.into_iter().map(|(_, b)| b).collect();
     Ok(HttpResponse::Ok().json(MyBookingsDto { bookings, total }))
 }
 

@@ -911,6 +911,23 @@ fn refusals_are_shown_as_sentences() {
             "Your bookings of Fan-club presale: Seoul encore night could not be loaded: So many fans are here right now that the server asked us to wait. Try again in a moment."
         );
         assert_eq!(text_of(c, "h1").await, "My tickets");
+        // A token the server no longer takes: signed out, and asked once
+        // to sign in again.
+        c.execute(
+            r#"const real = window.fetch;
+               window.fetch = (url, init) => String(url).endsWith('/me/bookings')
+                 ? Promise.resolve(new Response(JSON.stringify({type: 'urn:boxoffice:problem:invalid-token', title: 'Invalid token', status: 401}),
+                     {status: 401, headers: {'Content-Type': 'application/problem+json'}}))
+                 : real(url, init);
+               location.hash = '#/';"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+        wait_for(c, "a[data-event]").await;
+        c.execute("location.hash = '#/tickets'", vec![]).await.unwrap();
+        assert_eq!(text_of(c, "main p").await, "Sign in to see your tickets.");
+        assert!(c.find(Locator::Css("main [role='alert']")).await.is_err());
         b.close().await;
     });
 }

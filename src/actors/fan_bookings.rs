@@ -20,17 +20,28 @@ use crate::domain::{fan_tag, FanId, Section};
 const SHARDS: usize = 16;
 
 /// Where one booking is: its section (by position in the event) and its
-/// number and secret there.
+/// number and secret there, and when it was confirmed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BookingAt {
+    pub confirmed_at_ms: u64,
     pub section: u32,
     pub seq: u64,
     pub secret: u64,
 }
 
+impl BookingAt {
+    /// A fan's bookings are listed in this order, at run time and after
+    /// a restart alike (the order they became durable in may differ: two
+    /// sections read the clock, then append in either order).
+    fn key(&self) -> (u64, u32, u64) {
+        (self.confirmed_at_ms, self.section, self.seq)
+    }
+}
+
 #[derive(Default)]
 pub struct FanBookings {
-    /// By fan, oldest first; a fan with no booking has no entry.
+    /// By fan, oldest first ([`BookingAt::key`]); a fan with no booking
+    /// has no entry.
     shards: [Mutex<HashMap<FanId, Vec<BookingAt>>>; SHARDS],
 }
 
@@ -38,23 +49,24 @@ impl FanBookings {
     /// The index of an event whose sections, in the event's order, are
     /// `sections`: each fan's bookings in the order they were confirmed.
     pub fn new<'a>(sections: impl IntoIterator<Item = &'a Section>) -> FanBookings {
-        let mut all: Vec<(u64, &FanId, BookingAt)> = Vec::new();
+        let mut all: Vec<(&FanId, BookingAt)> = Vec::new();
         for (ix, section) in sections.into_iter().enumerate() {
             let ix = u32::try_from(ix).expect("an event's sections are numbered in u32");
             all.extend(section.bookings().map(|b| {
                 let at = BookingAt {
+                    confirmed_at_ms: b.confirmed_at_ms,
                     section: ix,
                     seq: b.seq,
                     secret: b.secret,
                 };
-                (b.confirmed_at_ms, &b.fan, at)
+                (&b.fan, at)
             }));
         }
-        // The same order as the journal's, but for bookings of the same
-        // millisecond in different sections (any order is true then).
-        all.sort_by_key(|&(at_ms, _, at)| (at_ms, at.section, at.seq));
+        // Sorted first, so each addition is the fan's last (a fan with
+        // many bookings costs no more than one with a few).
+        all.sort_by_key(|(_, at)| at.key());
         let index = FanBookings::default();
-        for (_, fan, at) in all {
+        for (fan, at) in all {
             index.add(fan, at);
         }
         index
@@ -66,9 +78,16 @@ impl FanBookings {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Lists a durable booking of `fan`'s, as its newest.
+    /// Lists a durable booking of `fan`'s, in its place by
+    /// [`BookingAt::key`] (almost always the last).
     pub fn add(&self, fan: &FanId, at: BookingAt) {
-        self.shard(fan).entry(Arc::clone(fan)).or_default().push(at);
+        let mut shard = self.shard(fan);
+        let list = shard.entry(Arc::clone(fan)).or_default();
+        let place = list
+            .iter()
+            .rposition(|b| b.key() <= at.key())
+            .map_or(0, |i| i + 1);
+        list.insert(place, at);
     }
 
     /// `fan`'s newest bookings, newest first, at most `max` of them, and
@@ -88,6 +107,7 @@ mod tests {
 
     fn at(section: u32, seq: u64) -> BookingAt {
         BookingAt {
+            confirmed_at_ms: 1_000 + seq,
             section,
             seq,
             secret: seq * 7 + u64::from(section),
@@ -110,5 +130,18 @@ mod tests {
         assert_eq!(index.newest("b", 10), (vec![at(0, 1)], 1));
         assert_eq!(index.newest("c", 10), (vec![], 0));
         assert_eq!(index.newest("a", 0), (vec![], 3));
+    }
+
+    /// Two sections read the clock, then append in the other order: the
+    /// list has them by when they were confirmed, as a restart would.
+    #[test]
+    fn a_booking_durable_late_takes_its_place_by_time() {
+        let index = FanBookings::default();
+        let a: FanId = "a".into();
+        let (early, late) = (at(1, 5), at(0, 9));
+        index.add(&a, late);
+        index.add(&a, early);
+        index.add(&a, at(2, 20));
+        assert_eq!(index.newest("a", 10), (vec![at(2, 20), late, early], 3));
     }
 }

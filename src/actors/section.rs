@@ -613,6 +613,7 @@ impl SectionActor {
                 Arc::clone(&self.in_event.bookings),
                 Arc::clone(&b.fan),
                 BookingAt {
+                    confirmed_at_ms: b.confirmed_at_ms,
                     section: self.in_event.ix,
                     seq: b.seq,
                     secret: b.secret,

@@ -784,7 +784,7 @@ pub const MY_BOOKINGS_LISTED_MAX: usize = 50;
 /// now (cancelled ones too): "My tickets", on any device. Only durable
 /// bookings are listed; each is read by its `id` for its tickets.
 #[utoipa::path(get, path = "/v1/events/{event}/me/bookings", tag = "bookings",
-    params(("event" = String, Path)),
+    params(("event" = String, Path, description = "Event id")),
     security(("fan_token" = [])),
     responses((status = 200, body = MyBookingsDto),
         (status = 401, body = Problem, content_type = "application/problem+json"),

@@ -1138,24 +1138,33 @@ async function ticketsPage() {
   // An event whose list cannot be had now is named, not the whole view
   // lost.
   const mine = await Promise.all(events.map((e) => api(`/v1/events/${enc(e.id)}/me/bookings`, { auth: true })
-    .then((list) => ({ e, ...list }), (err) => ({ e, failed: err.message }))));
+    .then((list) => ({ e, ...list }), (err) => ({ e, failed: err }))));
   const failed = mine.filter((m) => m.failed);
+  if (failed.some((m) => m.failed.status === 401) && !session.token) {
+    // The token no longer holds (the refusal signed the fan out): say
+    // so once.
+    await ticketsPage();
+    return;
+  }
   const booked = mine.filter((m) => m.total > 0);
-  const details = await Promise.all(booked.map((m) => api(`/v1/events/${enc(m.e.id)}`)));
+  // Sections are named from the event's details; by their ids when those
+  // cannot be had.
+  const details = await Promise.all(booked.map((m) => api(`/v1/events/${enc(m.e.id)}`).catch(() => ({ sections: [] }))));
   const items = booked.flatMap((m, k) => m.bookings.map((b) => {
-    const section = (details[k].sections.find((s) => s.id === b.section) || { name: b.section }).name;
+    const section = (details[k].sections.find((s) => s.id === b.section) || { name: `Section ${b.section}` }).name;
     const what = `${m.e.name} · ${section}: ${claimName(b)}`;
     return { b, what: b.status === 'cancelled' ? `${what} (cancelled)` : what };
   }));
   items.sort((x, y) => Date.parse(y.b.confirmed_at) - Date.parse(x.b.confirmed_at));
   const older = booked.reduce((n, m) => n + m.total - m.bookings.length, 0);
+  const names = failed.map((m) => m.e.name).join(', ');
   fill(main,
     heading('My tickets'),
     items.length
       ? el('ul', { class: 'bookings' }, ...items.map(({ b, what }) => el('li', {}, el('a', { href: `#/bookings/${enc(b.id)}`, 'data-booking': b.id }, what))))
       : el('p', {}, failed.length ? 'No other bookings.' : 'You have no bookings yet.'),
     older ? el('p', { class: 'meta' }, `${plural(older, 'older booking is', 'older bookings are')} not listed: each is in the email it sent.`) : null,
-    ...failed.map((m) => el('p', { class: 'error', role: 'alert' }, `Your bookings of ${m.e.name} could not be loaded: ${m.failed}`)),
+    failed.length ? el('p', { class: 'error', role: 'alert' }, `Your bookings of ${names} could not be loaded: ${failed[0].failed.message}`) : null,
   );
 }
 

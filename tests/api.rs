@@ -417,6 +417,93 @@ fn a_fan_lists_its_own_bookings_newest_first_and_after_a_restart() {
     assert_eq!(mine(&s, &fan1), listed);
 }
 
+/// A fan's live holds, from any device: listed once held, newest first,
+/// each as its own read says, nobody else's; gone once released,
+/// confirmed or expired; the same after a restart.
+#[test]
+fn a_fan_finds_its_live_holds_on_any_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let mine = |s: &TestServer| {
+        let r = s.get("/v1/events/demo/me/holds");
+        assert_eq!(r.status, 200, "{r:?}");
+        r.body["holds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let (kept, floor);
+    {
+        let s = TestServer::start(dir.path());
+        assert!(mine(&s).is_empty());
+        let released = s.hold("E", &["E/1/1"])["id"].as_str().unwrap().to_owned();
+        s.clock.advance_ms(1_000);
+        kept = s.hold("E", &["E/1/2", "E/1/3"]);
+        s.clock.advance_ms(1_000);
+        let f = s.post(
+            "/v1/events/demo/holds",
+            &json!({"section": "FLOOR", "quantity": 2}),
+        );
+        assert_eq!(f.status, 201, "{f:?}");
+        floor = f.body;
+        s.clock.advance_ms(1_000);
+        let booked = s.hold("A", &["A/1/1"]);
+        let kept_id = kept["id"].as_str().unwrap().to_owned();
+        let floor_id = floor["id"].as_str().unwrap().to_owned();
+        let booked_id = booked["id"].as_str().unwrap().to_owned();
+        // Listed as soon as answered, newest first.
+        assert_eq!(mine(&s), [&*booked_id, &floor_id, &kept_id, &released]);
+        let list = s.get("/v1/events/demo/me/holds").body;
+        assert_eq!(list["holds"][2], kept, "as the hold's own read has it");
+        assert_eq!(list["holds"][1], floor);
+        // Another fan's list has none of them.
+        let other = common::bearer(&s.token_for("fan-2"));
+        let theirs = s.raw(
+            "GET",
+            "/v1/events/demo/me/holds",
+            None,
+            &[(other.0, &other.1)],
+        );
+        assert_eq!(theirs.body, json!({"holds": []}));
+        check_problem(
+            &s.unsigned("GET", "/v1/events/demo/me/holds", None, &[]),
+            401,
+            "unauthorized",
+        );
+        check_problem(&s.get("/v1/events/nope/me/holds"), 404, "event-not-found");
+
+        assert_eq!(s.delete(&format!("/v1/holds/{released}")).status, 204);
+        let b = s.post(
+            &format!("/v1/holds/{booked_id}/confirm"),
+            &common::pay(&s.data_dir, &booked, "fan@example.com"),
+        );
+        assert_eq!(b.status, 201, "{b:?}");
+        assert_eq!(
+            mine(&s),
+            [&*floor_id, &kept_id],
+            "released and confirmed: gone"
+        );
+        s.stop();
+    }
+    // Rebuilt at start from the sections' live holds.
+    let s = TestServer::start(dir.path());
+    let (kept_id, floor_id) = (kept["id"].as_str().unwrap(), floor["id"].as_str().unwrap());
+    assert_eq!(mine(&s), [floor_id, kept_id]);
+    // Expired (the sweep, nobody asking): gone. (This server's clock
+    // starts again at T0; the holds were made up to 3 s after it.)
+    s.clock.advance_ms(430_000);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !mine(&s).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expired holds still listed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    availability_becomes(&s, (17_499, 0, 1));
+}
+
 /// A fan who cancels and books again past the list's bound sees its
 /// newest 50, and how many there are in all.
 #[test]

@@ -38,11 +38,33 @@ impl BookingAt {
     }
 }
 
+/// A list per fan, spread over locks by fan (holds of different fans
+/// rarely wait for each other); a fan with an empty list has no entry.
+pub struct ByFan<T> {
+    shards: [Mutex<HashMap<FanId, Vec<T>>>; SHARDS],
+}
+
+impl<T> Default for ByFan<T> {
+    fn default() -> Self {
+        ByFan {
+            shards: std::array::from_fn(|_| Mutex::default()),
+        }
+    }
+}
+
+impl<T> ByFan<T> {
+    /// `fan`'s shard, locked.
+    pub fn lock(&self, fan: &str) -> std::sync::MutexGuard<'_, HashMap<FanId, Vec<T>>> {
+        self.shards[(fan_tag(fan) % SHARDS as u64) as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 #[derive(Default)]
 pub struct FanBookings {
-    /// By fan, oldest first ([`BookingAt::key`]); a fan with no booking
-    /// has no entry.
-    shards: [Mutex<HashMap<FanId, Vec<BookingAt>>>; SHARDS],
+    /// By fan, oldest first ([`BookingAt::key`]).
+    lists: ByFan<BookingAt>,
 }
 
 impl FanBookings {
@@ -72,16 +94,10 @@ impl FanBookings {
         index
     }
 
-    fn shard(&self, fan: &str) -> std::sync::MutexGuard<'_, HashMap<FanId, Vec<BookingAt>>> {
-        self.shards[(fan_tag(fan) % SHARDS as u64) as usize]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Lists a durable booking of `fan`'s, in its place by
     /// [`BookingAt::key`] (almost always the last).
     pub fn add(&self, fan: &FanId, at: BookingAt) {
-        let mut shard = self.shard(fan);
+        let mut shard = self.lists.lock(fan);
         let list = shard.entry(Arc::clone(fan)).or_default();
         let place = list
             .iter()
@@ -93,7 +109,7 @@ impl FanBookings {
     /// `fan`'s newest bookings, newest first, at most `max` of them, and
     /// how many it has in all.
     pub fn newest(&self, fan: &str, max: usize) -> (Vec<BookingAt>, usize) {
-        let shard = self.shard(fan);
+        let shard = self.lists.lock(fan);
         let Some(all) = shard.get(fan) else {
             return (Vec::new(), 0);
         };

@@ -10,6 +10,7 @@
 //!   answered `Overloaded` at once instead of queueing.
 
 mod fan_bookings;
+mod fan_holds;
 mod handoff;
 mod ledger;
 mod limit;
@@ -20,6 +21,7 @@ mod section;
 mod views;
 
 pub use fan_bookings::{BookingAt, FanBookings};
+pub use fan_holds::{FanHolds, HoldAt};
 pub use ledger::FanLedger;
 pub use limit::{LimitSettings, Limiter};
 pub use payments::PaymentRefs;
@@ -28,8 +30,8 @@ pub use registry::{
 };
 pub use room::{FanStanding, RoomFailure, RoomHandle, RoomStats, RoomView, WAIT_BUCKETS_S};
 pub use section::{
-    ChangeRequest, Command, GetBooking, GetBookings, GetHold, Payment, SectionActor, SectionError,
-    SectionSettings, SectionStats, WhatToHold, CHANGE_KINDS, EXPIRIES_PER_STEP_MAX,
+    ChangeRequest, Command, GetBooking, GetBookings, GetHold, GetHolds, Payment, SectionActor,
+    SectionError, SectionSettings, SectionStats, WhatToHold, CHANGE_KINDS, EXPIRIES_PER_STEP_MAX,
 };
 pub use views::{
     Publication, Publisher, SeatBoard, SeatsPublished, Start, Subscription, FREE, HELD,

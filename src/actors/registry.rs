@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use actix::prelude::*;
 
 use super::fan_bookings::FanBookings;
+use super::fan_holds::FanHolds;
 use super::ledger::FanLedger;
 use super::limit::{Admitted, Limiter};
 use super::payments::PaymentRefs;
@@ -165,6 +166,8 @@ pub struct EventEntry {
     pub ledger: Arc<FanLedger>,
     /// Each fan's bookings across the sections ("My tickets").
     pub bookings: Arc<FanBookings>,
+    /// Each fan's live holds across the sections.
+    pub holds: Arc<FanHolds>,
     refused_by_phase: [AtomicU64; 3],
     /// Its waiting room, while switched on.
     room: RwLock<Option<Arc<RoomHandle>>>,
@@ -381,6 +384,7 @@ impl Registry {
         assert_eq!(def.sections.len(), sections.len());
         let ledger = Arc::new(FanLedger::new(def.limits.tickets_per_fan_max, &sections));
         let bookings = Arc::new(FanBookings::new(&sections));
+        let holds = Arc::new(FanHolds::new(&sections));
         for section in &sections {
             self.payments.add_bookings(section);
         }
@@ -408,6 +412,7 @@ impl Registry {
                     ix: in_event,
                     ledger: Arc::clone(&ledger),
                     bookings: Arc::clone(&bookings),
+                    holds: Arc::clone(&holds),
                 },
                 Arc::clone(&stats),
                 Arc::clone(&board),
@@ -452,6 +457,7 @@ impl Registry {
             phases: RwLock::new((0, Arc::new(phases))),
             ledger,
             bookings,
+            holds,
             refused_by_phase: Default::default(),
             room: RwLock::new(room),
             sections: handles,

@@ -27,12 +27,13 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::fan_bookings::{BookingAt, FanBookings};
+use super::fan_holds::{FanHolds, HoldAt, HoldNote};
 use super::ledger::FanLedger;
 use super::payments::PaymentRefs;
 use super::views::{SeatBoard, SeatNote, FREE, HELD, SOLD};
 use crate::clock::Clock;
 use crate::domain::{
-    Addressee, BookingRead, Caller, Change, Claim, CommandError, EventDef, FanId, HoldView,
+    Addressee, BookingRead, Caller, Change, Claim, CommandError, EventDef, FanId, Hold, HoldView,
     Outcome, PlacesMoved, Section, SectionName,
 };
 use crate::journal::{encode, IdemTag, Journal, Note, Record};
@@ -158,6 +159,8 @@ pub struct InEvent {
     pub ledger: Arc<FanLedger>,
     /// Each fan's bookings across the event's sections.
     pub bookings: Arc<FanBookings>,
+    /// Each fan's live holds across the event's sections.
+    pub holds: Arc<FanHolds>,
 }
 
 /// What to hold.
@@ -265,6 +268,16 @@ pub struct GetBooking {
 pub struct GetBookings {
     /// Each booking's number and secret, in the order answered.
     pub bookings: Vec<(u64, u64)>,
+    pub fan: FanId,
+}
+
+/// Some of one fan's holds, each if still live (its list of live holds:
+/// one message per section).
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Option<Hold>>, SectionError>")]
+pub struct GetHolds {
+    /// Each hold's number and secret; the answer keeps their order.
+    pub holds: Vec<(u64, u64)>,
     pub fan: FanId,
 }
 
@@ -469,6 +482,7 @@ impl SectionActor {
             idem,
         });
         let moved = self.seats_moved(change);
+        let hold = self.hold_note(change);
         self.section
             .apply(change)
             .expect("a change this section decided applies to it");
@@ -479,9 +493,42 @@ impl SectionActor {
                 seats,
                 to,
                 counts: self.section.counts(),
+                hold,
             }) as Note
         });
         (record, note)
+    }
+
+    /// The hold `change` (not applied yet) creates or ends, for its
+    /// fan's list once durable.
+    fn hold_note(&self, change: &Change) -> Option<HoldNote> {
+        let (fan, created_at_ms, seq, secret, live) = match change {
+            Change::HoldCreated {
+                hold,
+                secret,
+                fan,
+                created_at_ms,
+                ..
+            } => (Arc::clone(fan), *created_at_ms, *hold, *secret, true),
+            Change::HoldReleased { hold, .. }
+            | Change::HoldExpired { hold, .. }
+            | Change::HoldConfirmed { hold, .. } => {
+                let h = self.section.hold(*hold)?;
+                (Arc::clone(&h.fan), h.created_at_ms, h.seq, h.secret, false)
+            }
+            Change::BookingCancelled { .. } | Change::TicketCheckedIn { .. } => return None,
+        };
+        Some(HoldNote {
+            holds: Arc::clone(&self.in_event.holds),
+            fan,
+            at: HoldAt {
+                created_at_ms,
+                section: self.in_event.ix,
+                seq,
+                secret,
+            },
+            live,
+        })
     }
 
     /// The seats `change` (not applied yet) moves and the state they all
@@ -684,6 +731,18 @@ impl Handler<GetBookings> for SectionActor {
     }
 }
 
+impl Handler<GetHolds> for SectionActor {
+    type Result = Result<Vec<Option<Hold>>, SectionError>;
+
+    fn handle(&mut self, msg: GetHolds, _: &mut Context<Self>) -> Self::Result {
+        Ok(msg
+            .holds
+            .into_iter()
+            .map(|(seq, secret)| self.section.find_hold(seq, secret, &msg.fan).ok().cloned())
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -740,6 +799,10 @@ mod tests {
         // counts what is there, and gets every place back as it expires.
         let ledger = Arc::new(FanLedger::new(Some(1), [&section]));
         assert_eq!(ledger.owned("fan"), holds);
+        // The fan's list of live holds has them all, and loses each as
+        // its expiry is durable.
+        let listed = Arc::new(FanHolds::new([&section]));
+        assert_eq!(listed.newest("fan", usize::MAX).len(), holds as usize);
         actix::System::new().block_on(async {
             let settings = SectionSettings {
                 mailbox_capacity: 64,
@@ -761,6 +824,7 @@ mod tests {
                     ix: 0,
                     ledger: Arc::clone(&ledger),
                     bookings: Arc::default(),
+                    holds: Arc::clone(&listed),
                 },
                 Arc::clone(&stats),
                 Arc::clone(&board),
@@ -789,6 +853,7 @@ mod tests {
             assert!(after.states.bytes().all(|s| s == b'f'));
             assert!(after.position > before.position);
             assert_eq!(ledger.owned("fan"), 0);
+            assert!(listed.newest("fan", usize::MAX).is_empty());
             drop(actor);
         });
         journal.close();

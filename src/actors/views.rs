@@ -305,6 +305,8 @@ pub struct SeatNote {
     pub seats: Box<[u32]>,
     pub to: u8,
     pub counts: SectionCounts,
+    /// A hold it creates or ends, for its fan's list of live holds.
+    pub hold: Option<super::fan_holds::HoldNote>,
 }
 
 /// The thread that publishes durable state, and the position it has
@@ -408,7 +410,10 @@ fn publish(batches: Receiver<DurableBatch>, position: watch::Sender<u64>) {
 fn take_in(batch: DurableBatch, at: &mut u64, dirty: &mut Vec<Arc<SeatBoard>>) {
     *at = batch.position;
     for note in batch.notes {
-        if let Ok(note) = note.downcast::<SeatNote>() {
+        if let Ok(mut note) = note.downcast::<SeatNote>() {
+            if let Some(hold) = note.hold.take() {
+                hold.apply();
+            }
             let board = Arc::clone(&note.board);
             if board.apply(*note) {
                 dirty.push(board);
@@ -452,6 +457,7 @@ mod tests {
             seats: seats.into(),
             to,
             counts: counts(100 - held, held),
+            hold: None,
         }
     }
 

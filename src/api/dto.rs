@@ -134,6 +134,13 @@ pub struct BookingDto {
     pub tickets: Option<Vec<TicketDto>>,
 }
 
+/// A fan's live holds of one event, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MyHoldsDto {
+    /// At most 50, newest first.
+    pub holds: Vec<HoldDto>,
+}
+
 /// A fan's bookings of one event, newest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MyBookingsDto {

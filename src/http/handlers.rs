@@ -15,7 +15,8 @@ use super::{
     answer_response, idempotent, read_json, ApiError, AppState, BODY_LEN_MAX, EVENT_BODY_LEN_MAX,
 };
 use crate::actors::{
-    Command, EventEntry, GetBooking, GetBookings, GetHold, Payment, SectionHandle, WhatToHold,
+    Command, EventEntry, GetBooking, GetBookings, GetHold, GetHolds, Payment, SectionHandle,
+    WhatToHold,
 };
 use crate::api::dto::*;
 use crate::api::{self, Answer};
@@ -798,40 +799,102 @@ pub async fn my_bookings(
     state.own(&path)?;
     let e = event_entry(&state, &path)?;
     let (newest, total) = e.bookings.newest(&fan.id, MY_BOOKINGS_LISTED_MAX);
-    // One message to each section holding some, not one per booking.
-    let mut by_section: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
-    for (k, at) in newest.iter().enumerate() {
-        by_section.entry(at.section).or_default().push(k);
+    let refs = newest.iter().map(|b| (b.section, b.seq, b.secret));
+    let bookings = per_section(
+        &e,
+        refs,
+        |bookings| GetBookings {
+            bookings,
+            fan: Arc::clone(&fan.id),
+        },
+        |s, read| Some(booking_dto(&s.def, &s.layout, &read.booking)),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(MyBookingsDto { bookings, total }))
+}
+
+/// Reads some of a fan's holds or bookings, `refs` (section position,
+/// number, secret), asking each section that has some once, with the
+/// message `ask_for` makes of its share; renders each answer with
+/// `render` (`None`: left out), in `refs`' order.
+async fn per_section<M, A, D>(
+    e: &EventEntry,
+    refs: impl Iterator<Item = (u32, u64, u64)>,
+    ask_for: impl Fn(Vec<(u64, u64)>) -> M,
+    render: impl Fn(&SectionHandle, A) -> Option<D>,
+) -> Result<Vec<D>, ApiError>
+where
+    M: actix::Message<Result = Result<Vec<A>, crate::actors::SectionError>> + Send + 'static,
+    A: Send + 'static,
+    crate::actors::SectionActor: actix::Handler<M>,
+{
+    /// A section's share: positions in `refs`, and (number, secret).
+    type Share = (Vec<usize>, Vec<(u64, u64)>);
+    let mut by_section: std::collections::BTreeMap<u32, Share> = Default::default();
+    for (k, (section, seq, secret)) in refs.enumerate() {
+        let (ks, ids) = by_section.entry(section).or_default();
+        ks.push(k);
+        ids.push((seq, secret));
     }
-    let reads = by_section.into_iter().map(|(ix, ks)| {
+    let reads = by_section.into_iter().map(|(ix, (ks, ids))| {
         let s = usize::try_from(ix)
             .ok()
             .and_then(|ix| e.sections().get(ix))
             .cloned();
-        let ask_for = GetBookings {
-            bookings: ks
-                .iter()
-                .map(|&k| (newest[k].seq, newest[k].secret))
-                .collect(),
-            fan: Arc::clone(&fan.id),
-        };
+        let msg = ask_for(ids);
         async move {
             let s = s.ok_or_else(ApiError::internal)?;
-            let read = ask(&s, ask_for).await?;
-            let dtos = read
-                .iter()
-                .map(|r| booking_dto(&s.def, &s.layout, &r.booking));
-            Ok::<_, ApiError>(ks.into_iter().zip(dtos).collect::<Vec<_>>())
+            let answers = ask(&s, msg).await?;
+            Ok::<_, ApiError>((s, ks, answers))
         }
     });
-    let mut placed: Vec<(usize, BookingDto)> = futures_util::future::try_join_all(reads)
-        .await?
-        .into_iter()
-        .flatten()
-        .collect();
+    let mut placed: Vec<(usize, D)> = Vec::new();
+    for (s, ks, answers) in futures_util::future::try_join_all(reads).await? {
+        placed.extend(
+            ks.into_iter()
+                .zip(answers)
+                .filter_map(|(k, a)| render(&s, a).map(|d| (k, d))),
+        );
+    }
     placed.sort_by_key(|&(k, _)| k);
-    let bookings = placed.into_iter().map(|(_, b)| b).collect();
-    Ok(HttpResponse::Ok().json(MyBookingsDto { bookings, total }))
+    Ok(placed.into_iter().map(|(_, d)| d).collect())
+}
+
+/// Most live holds `GET /v1/events/{event}/me/holds` lists.
+pub const MY_HOLDS_LISTED_MAX: usize = 50;
+
+/// The signed-in fan's live holds of an event, newest first: a fan who
+/// held on another device (or in a tab it closed) finds its hold to pay
+/// for or release. Only holds whose creation is durable are listed.
+#[utoipa::path(get, path = "/v1/events/{event}/me/holds", tag = "holds",
+    params(("event" = String, Path, description = "Event id")),
+    security(("fan_token" = [])),
+    responses((status = 200, body = MyHoldsDto),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such event (`event-not-found`)", body = Problem, content_type = "application/problem+json")))]
+pub async fn my_holds(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let fan = signed_in(&state, &req)?;
+    state.own(&path)?;
+    let e = event_entry(&state, &path)?;
+    // The list moves as the views do: a hold just answered is in it.
+    state.registry.caught_up().await;
+    let newest = e.holds.newest(&fan.id, MY_HOLDS_LISTED_MAX);
+    let refs = newest.iter().map(|h| (h.section, h.seq, h.secret));
+    let holds = per_section(
+        &e,
+        refs,
+        |holds| GetHolds {
+            holds,
+            fan: Arc::clone(&fan.id),
+        },
+        |s, live: Option<crate::domain::Hold>| live.map(|h| hold_dto(&s.def, &s.layout, &h)),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(MyHoldsDto { holds }))
 }
 
 /// Cancel a booking: its seats return to free. The body may be empty.

@@ -204,6 +204,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         [(get.clone(), route().to(my_bookings))],
     ))
     .service(resource(
+        "/v1/events/{event}/me/holds",
+        [(get.clone(), route().to(my_holds))],
+    ))
+    .service(resource(
         "/v1/bookings/{id}/cancel",
         [(post.clone(), route().to(cancel_booking))],
     ))
@@ -528,7 +532,7 @@ pub async fn refuse_early(
 }
 
 /// Whether a request of `path` asks a section (and so counts against the
-/// in-flight limits): holds, bookings (a fan's list of them too) and
+/// in-flight limits): holds, bookings (a fan's lists of them too) and
 /// seat maps.
 fn bound_for_a_section(path: &str) -> bool {
     path.starts_with("/v1/holds/")

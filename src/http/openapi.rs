@@ -40,6 +40,7 @@ use crate::layout::{
         handlers::get_booking,
         handlers::cancel_booking,
         handlers::my_bookings,
+        handlers::my_holds,
         tickets::check_in,
         tickets::ticket_qr,
         queue::get_waiting_room,
@@ -62,7 +63,7 @@ use crate::layout::{
         handlers::readyz,
     ),
     components(schemas(
-        Problem, HoldRequest, HoldDto, ConfirmRequest, BookingDto, MyBookingsDto, EventSummary, EventDetail,
+        Problem, HoldRequest, HoldDto, ConfirmRequest, BookingDto, MyBookingsDto, MyHoldsDto, EventSummary, EventDetail,
         CategoryDto, SectionSummary, SectionCategoryDto, SeatMapDto, Availability,
         OutboxEntryDto, OutboxListDto, SnapshotFileDto, SnapshotListDto,
         EventSpec, CategorySpec, VenueSpec, SectionSpec, RowSpec, StandingSpec, AreaSpec,

@@ -765,6 +765,61 @@ fn a_fan_buys_standing_places_on_the_floor_from_the_map() {
     );
 }
 
+/// A hold made in one browser, whose tab then closed, is found again on
+/// another device signed in as the same fan: its seats shown as the
+/// fan's, and paid for there.
+#[test]
+fn a_hold_made_on_one_device_is_booked_on_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server_now(dir.path(), |_| {});
+    runtime().block_on(async {
+        let b = Browser::start().await;
+        let c = b.client();
+        sign_in_demo(c, &s, "#demo-fan").await;
+        open(c, &s, "#/events/demo/sections/A").await;
+        for id in ["A/1/1", "A/1/2"] {
+            click(c, &format!("circle[data-seat='{id}']")).await;
+        }
+        click(c, "#hold-chosen").await;
+        wait_for(c, "#pay").await;
+        let token = c
+            .execute("return sessionStorage.getItem('token')", vec![])
+            .await
+            .unwrap();
+        let token = token.as_str().unwrap().to_owned();
+        b.close().await;
+
+        let other = Browser::start().await;
+        let c = other.client();
+        open(c, &s, &format!("#token={token}&to=/events/demo/sections/A")).await;
+        wait_for(c, "#pay").await;
+        assert_eq!(text_of(c, "#buy-h").await, "Your hold");
+        assert_eq!(
+            text_of(c, "[role='status']:not(:empty)").await,
+            "You already hold row 1, seat 1; row 1, seat 2: book or release it."
+        );
+        for id in ["A/1/1", "A/1/2"] {
+            let seat = wait_for(c, &format!("circle[data-seat='{id}']")).await;
+            let label = seat.attr("aria-label").await.unwrap().unwrap();
+            assert!(label.ends_with("held by you"), "{label}");
+        }
+        c.find(Locator::Css("#email"))
+            .await
+            .unwrap()
+            .send_keys("fan@example.com")
+            .await
+            .unwrap();
+        click(c, "#pay").await;
+        let said = tickets_verify(c, &s.data_dir, 2).await;
+        assert!(
+            said[0].ends_with("seat A/1/1 (place 1 of the booking)"),
+            "{said:?}"
+        );
+        other.close().await;
+    });
+    assert_eq!(&s.states("A")[..2], "ss", "booked");
+}
+
 /// The same with the keyboard alone: Tab to the demo sign-in, into the
 /// map, space to choose, an arrow to the next seat, Tab to hold, type the
 /// email, Enter to pay.

@@ -5,17 +5,26 @@
 //! the hold expires (`GET /v1/events/{event}/me/holds`).
 //!
 //! Moved in journal order by the view publisher, as each change's record
-//! is durable (a `HoldNote` rides on the change's `SeatNote`): a hold is
-//! listed once its creation is durable and no longer once its release,
-//! expiry or confirmation is. The list is read from the sections
-//! themselves (`GetHolds`), which answer only for holds still live.
-//! Rebuilt from the sections at every start (`FanHolds::new`), never
-//! persisted.
+//! is durable (a `HoldNote` rides on the change's `SeatNote`; the index
+//! hangs on the section's `SeatBoard`): a hold is listed once its
+//! creation is durable and no longer once its release, expiry or
+//! confirmation is. The list is read from the sections themselves
+//! (`GetHolds`), which answer only for a hold still live and the fan's
+//! own. Rebuilt from the sections at every start (`FanHolds::new`),
+//! never persisted.
+//!
+//! Kept by the fan's 64-bit tag (`fan_tag`), not its id: a note then
+//! carries no shared pointer to bump across threads on every hold. Two
+//! fans whose tags collide would share a list; each still sees only its
+//! own holds, since the section checks the fan.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::Mutex;
 
-use super::fan_bookings::ByFan;
-use crate::domain::{FanId, Section};
+use crate::domain::{fan_tag, Section};
+
+/// Locks the index is spread over, by fan.
+const SHARDS: usize = 16;
 
 /// Where one live hold is: its section (by position in the event) and
 /// its number and secret there, and when it was made.
@@ -35,35 +44,34 @@ impl HoldAt {
     }
 }
 
-#[derive(Default)]
 pub struct FanHolds {
-    /// By fan, oldest first ([`HoldAt::key`]).
-    lists: ByFan<HoldAt>,
+    /// By fan tag, oldest first ([`HoldAt::key`]); a fan with none has
+    /// no entry.
+    shards: [Mutex<HashMap<u64, Vec<HoldAt>>>; SHARDS],
+}
+
+impl Default for FanHolds {
+    fn default() -> Self {
+        FanHolds {
+            shards: std::array::from_fn(|_| Mutex::default()),
+        }
+    }
 }
 
 /// A hold listed or ended, for the publisher to apply once durable.
 pub struct HoldNote {
-    pub holds: Arc<FanHolds>,
-    pub fan: FanId,
+    /// The fan's tag (`fan_tag`).
+    pub fan: u64,
     pub at: HoldAt,
     /// Created (listed), or ended (no longer).
     pub live: bool,
-}
-
-impl HoldNote {
-    pub fn apply(self) {
-        match self.live {
-            true => self.holds.add(&self.fan, self.at),
-            false => self.holds.remove(&self.fan, self.at.section, self.at.seq),
-        }
-    }
 }
 
 impl FanHolds {
     /// The index of an event whose sections, in the event's order, are
     /// `sections`.
     pub fn new<'a>(sections: impl IntoIterator<Item = &'a Section>) -> FanHolds {
-        let mut all: Vec<(&FanId, HoldAt)> = Vec::new();
+        let mut all: Vec<(u64, HoldAt)> = Vec::new();
         for (ix, section) in sections.into_iter().enumerate() {
             let ix = u32::try_from(ix).expect("an event's sections are numbered in u32");
             all.extend(section.holds().map(|h| {
@@ -73,7 +81,7 @@ impl FanHolds {
                     seq: h.seq,
                     secret: h.secret,
                 };
-                (&h.fan, at)
+                (fan_tag(&h.fan), at)
             }));
         }
         // Sorted first, so each addition is the fan's last.
@@ -85,11 +93,25 @@ impl FanHolds {
         index
     }
 
-    /// Lists `fan`'s hold in its place by [`HoldAt::key`] (almost always
+    fn shard(&self, fan: u64) -> std::sync::MutexGuard<'_, HashMap<u64, Vec<HoldAt>>> {
+        self.shards[(fan % SHARDS as u64) as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Moves the index as a durable change says.
+    pub fn apply(&self, note: HoldNote) {
+        match note.live {
+            true => self.add(note.fan, note.at),
+            false => self.remove(note.fan, note.at.section, note.at.seq),
+        }
+    }
+
+    /// Lists a fan's hold in its place by [`HoldAt::key`] (almost always
     /// the last).
-    fn add(&self, fan: &FanId, at: HoldAt) {
-        let mut shard = self.lists.lock(fan);
-        let list = shard.entry(Arc::clone(fan)).or_default();
+    fn add(&self, fan: u64, at: HoldAt) {
+        let mut shard = self.shard(fan);
+        let list = shard.entry(fan).or_default();
         let place = list
             .iter()
             .rposition(|h| h.key() <= at.key())
@@ -97,22 +119,24 @@ impl FanHolds {
         list.insert(place, at);
     }
 
-    fn remove(&self, fan: &str, section: u32, seq: u64) {
-        let mut shard = self.lists.lock(fan);
-        let Some(list) = shard.get_mut(fan) else {
+    fn remove(&self, fan: u64, section: u32, seq: u64) {
+        let mut shard = self.shard(fan);
+        let Some(list) = shard.get_mut(&fan) else {
             return;
         };
         list.retain(|h| (h.section, h.seq) != (section, seq));
         if list.is_empty() {
-            shard.remove(fan);
+            shard.remove(&fan);
         }
     }
 
-    /// `fan`'s newest live holds, newest first, at most `max`.
+    /// `fan`'s newest live holds, newest first, at most `max` (with any
+    /// of a fan whose tag is the same: the section tells them apart).
     pub fn newest(&self, fan: &str, max: usize) -> Vec<HoldAt> {
-        let shard = self.lists.lock(fan);
+        let tag = fan_tag(fan);
+        let shard = self.shard(tag);
         shard
-            .get(fan)
+            .get(&tag)
             .map(|all| all.iter().rev().take(max).copied().collect())
             .unwrap_or_default()
     }
@@ -122,10 +146,9 @@ impl FanHolds {
 mod tests {
     use super::*;
 
-    fn note(holds: &Arc<FanHolds>, fan: &str, section: u32, seq: u64, live: bool) -> HoldNote {
+    fn note(fan: &str, section: u32, seq: u64, live: bool) -> HoldNote {
         HoldNote {
-            holds: Arc::clone(holds),
-            fan: fan.into(),
+            fan: fan_tag(fan),
             at: HoldAt {
                 created_at_ms: seq,
                 section,
@@ -138,11 +161,11 @@ mod tests {
 
     #[test]
     fn lists_a_fans_live_holds_until_each_ends() {
-        let holds = Arc::new(FanHolds::default());
-        note(&holds, "a", 3, 1, true).apply();
-        note(&holds, "b", 0, 2, true).apply();
+        let holds = FanHolds::default();
+        holds.apply(note("a", 3, 1, true));
+        holds.apply(note("b", 0, 2, true));
         // Made first, durable second: listed by when it was made.
-        note(&holds, "a", 0, 1, true).apply();
+        holds.apply(note("a", 0, 1, true));
         let seqs = |fan| -> Vec<(u32, u64)> {
             holds
                 .newest(fan, 10)
@@ -152,14 +175,17 @@ mod tests {
         };
         assert_eq!(seqs("a"), [(3, 1), (0, 1)]);
         assert_eq!(holds.newest("a", 1).len(), 1);
-        note(&holds, "a", 0, 1, false).apply();
+        holds.apply(note("a", 0, 1, false));
         assert_eq!(seqs("a"), [(3, 1)]);
         assert_eq!(seqs("b"), [(0, 2)]);
-        note(&holds, "a", 3, 1, false).apply();
+        holds.apply(note("a", 3, 1, false));
         assert!(seqs("a").is_empty());
-        assert!(holds.lists.lock("a").get("a").is_none(), "forgotten");
+        assert!(
+            holds.shard(fan_tag("a")).get(&fan_tag("a")).is_none(),
+            "forgotten"
+        );
         // An end of a hold never listed changes nothing.
-        note(&holds, "c", 0, 9, false).apply();
+        holds.apply(note("c", 0, 9, false));
         assert!(seqs("c").is_empty());
     }
 }

@@ -399,11 +399,14 @@ impl Registry {
             let stats = Arc::new(SectionStats::default());
             // The section is durable as it stands: replayed, or new (no
             // change of it can be durable before its event is).
-            let board = Arc::new(SeatBoard::new(
-                section.seat_states(),
-                section.counts(),
-                self.journal.durable_position(),
-            ));
+            let board = Arc::new(
+                SeatBoard::new(
+                    section.seat_states(),
+                    section.counts(),
+                    self.journal.durable_position(),
+                )
+                .with_fan_holds(Arc::clone(&holds)),
+            );
             let layout = Arc::clone(section.layout());
             let actor = SectionActor::new(
                 Arc::clone(&def),
@@ -412,7 +415,6 @@ impl Registry {
                     ix: in_event,
                     ledger: Arc::clone(&ledger),
                     bookings: Arc::clone(&bookings),
-                    holds: Arc::clone(&holds),
                 },
                 Arc::clone(&stats),
                 Arc::clone(&board),

@@ -27,14 +27,14 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::fan_bookings::{BookingAt, FanBookings};
-use super::fan_holds::{FanHolds, HoldAt, HoldNote};
+use super::fan_holds::{HoldAt, HoldNote};
 use super::ledger::FanLedger;
 use super::payments::PaymentRefs;
 use super::views::{SeatBoard, SeatNote, FREE, HELD, SOLD};
 use crate::clock::Clock;
 use crate::domain::{
-    Addressee, BookingRead, Caller, Change, Claim, CommandError, EventDef, FanId, Hold, HoldView,
-    Outcome, PlacesMoved, Section, SectionName,
+    fan_tag, Addressee, BookingRead, Caller, Change, Claim, CommandError, EventDef, FanId, Hold,
+    HoldView, Outcome, PlacesMoved, Section, SectionName,
 };
 use crate::journal::{encode, IdemTag, Journal, Note, Record};
 use crate::mail::{Enqueue, MailEntry};
@@ -159,8 +159,6 @@ pub struct InEvent {
     pub ledger: Arc<FanLedger>,
     /// Each fan's bookings across the event's sections.
     pub bookings: Arc<FanBookings>,
-    /// Each fan's live holds across the event's sections.
-    pub holds: Arc<FanHolds>,
 }
 
 /// What to hold.
@@ -509,17 +507,16 @@ impl SectionActor {
                 fan,
                 created_at_ms,
                 ..
-            } => (Arc::clone(fan), *created_at_ms, *hold, *secret, true),
+            } => (fan_tag(fan), *created_at_ms, *hold, *secret, true),
             Change::HoldReleased { hold, .. }
             | Change::HoldExpired { hold, .. }
             | Change::HoldConfirmed { hold, .. } => {
                 let h = self.section.hold(*hold)?;
-                (Arc::clone(&h.fan), h.created_at_ms, h.seq, h.secret, false)
+                (fan_tag(&h.fan), h.created_at_ms, h.seq, h.secret, false)
             }
             Change::BookingCancelled { .. } | Change::TicketCheckedIn { .. } => return None,
         };
         Some(HoldNote {
-            holds: Arc::clone(&self.in_event.holds),
             fan,
             at: HoldAt {
                 created_at_ms,
@@ -745,6 +742,7 @@ impl Handler<GetHolds> for SectionActor {
 
 #[cfg(test)]
 mod tests {
+    use super::super::fan_holds::FanHolds;
     use super::*;
     use crate::clock::ManualClock;
     use crate::journal::{JournalConfig, Store};
@@ -786,11 +784,17 @@ mod tests {
         }
         let clock = Arc::new(ManualClock::new(3_600_000));
         let stats = Arc::new(SectionStats::default());
-        let board = Arc::new(SeatBoard::new(
-            section.seat_states(),
-            section.counts(),
-            journal.durable_position(),
-        ));
+        // The fan's list of live holds has them all, and loses each as
+        // its expiry is durable.
+        let listed = Arc::new(FanHolds::new([&section]));
+        let board = Arc::new(
+            SeatBoard::new(
+                section.seat_states(),
+                section.counts(),
+                journal.durable_position(),
+            )
+            .with_fan_holds(Arc::clone(&listed)),
+        );
         let (publisher, _) = super::super::views::Publisher::start(
             journal.durable_batches(),
             journal.durable_position(),
@@ -799,9 +803,6 @@ mod tests {
         // counts what is there, and gets every place back as it expires.
         let ledger = Arc::new(FanLedger::new(Some(1), [&section]));
         assert_eq!(ledger.owned("fan"), holds);
-        // The fan's list of live holds has them all, and loses each as
-        // its expiry is durable.
-        let listed = Arc::new(FanHolds::new([&section]));
         assert_eq!(listed.newest("fan", usize::MAX).len(), holds as usize);
         actix::System::new().block_on(async {
             let settings = SectionSettings {
@@ -824,7 +825,6 @@ mod tests {
                     ix: 0,
                     ledger: Arc::clone(&ledger),
                     bookings: Arc::default(),
-                    holds: Arc::clone(&listed),
                 },
                 Arc::clone(&stats),
                 Arc::clone(&board),

@@ -111,6 +111,9 @@ pub struct SeatBoard {
     view: RwLock<Arc<SeatsPublished>>,
     inner: Mutex<Board>,
     tx: broadcast::Sender<Arc<Publication>>,
+    /// The event's fans' live holds, moved by the notes of this section's
+    /// holds as they are durable.
+    fan_holds: Arc<super::fan_holds::FanHolds>,
 }
 
 struct Board {
@@ -168,7 +171,14 @@ impl SeatBoard {
                 ring_seats: 0,
             }),
             tx: broadcast::channel(STREAM_BUFFER).0,
+            fan_holds: Arc::default(),
         }
+    }
+
+    /// The board of a section whose fans' live holds `holds` lists.
+    pub fn with_fan_holds(mut self, holds: Arc<super::fan_holds::FanHolds>) -> SeatBoard {
+        self.fan_holds = holds;
+        self
     }
 
     /// The section as last published.
@@ -412,7 +422,7 @@ fn take_in(batch: DurableBatch, at: &mut u64, dirty: &mut Vec<Arc<SeatBoard>>) {
     for note in batch.notes {
         if let Ok(mut note) = note.downcast::<SeatNote>() {
             if let Some(hold) = note.hold.take() {
-                hold.apply();
+                note.board.fan_holds.apply(hold);
             }
             let board = Arc::clone(&note.board);
             if board.apply(*note) {

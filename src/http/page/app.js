@@ -968,6 +968,20 @@ function buyPanel({ e, section, seated, chosen, mine, map, index, catOf, states,
           setHold(null);
         }
       }
+      if (!hold && session.token) {
+        // A hold made on another device, or in a tab since closed: found
+        // again, to pay for or give back (this section's first).
+        try {
+          const { holds } = await api(`/v1/events/${enc(e.id)}/me/holds`, { auth: true });
+          const found = holds.find((h) => h.section === section.id) || holds[0];
+          if (found) {
+            setHold(found);
+            say(`You already hold ${claimName(found)}: book or release it.`);
+          }
+        } catch {
+          // The panel works without it.
+        }
+      }
       update();
       if (needsRoom()) await waitInRoom().catch((err) => fail(err.message));
     },

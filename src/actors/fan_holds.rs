@@ -18,13 +18,8 @@
 //! fans whose tags collide would share a list; each still sees only its
 //! own holds, since the section checks the fan.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
+use super::fan_bookings::{FanLists, Listed};
 use crate::domain::{fan_tag, Section};
-
-/// Locks the index is spread over, by fan.
-const SHARDS: usize = 16;
 
 /// Where one live hold is: its section (by position in the event) and
 /// its number and secret there, and when it was made.
@@ -36,26 +31,15 @@ pub struct HoldAt {
     pub secret: u64,
 }
 
-impl HoldAt {
-    /// A fan's holds are listed in this order, at run time and after a
-    /// restart alike.
+impl Listed for HoldAt {
     fn key(&self) -> (u64, u32, u64) {
         (self.created_at_ms, self.section, self.seq)
     }
 }
 
+#[derive(Default)]
 pub struct FanHolds {
-    /// By fan tag, oldest first ([`HoldAt::key`]); a fan with none has
-    /// no entry.
-    shards: [Mutex<HashMap<u64, Vec<HoldAt>>>; SHARDS],
-}
-
-impl Default for FanHolds {
-    fn default() -> Self {
-        FanHolds {
-            shards: std::array::from_fn(|_| Mutex::default()),
-        }
-    }
+    lists: FanLists<HoldAt>,
 }
 
 /// A hold listed or ended, for the publisher to apply once durable.
@@ -71,10 +55,8 @@ impl FanHolds {
     /// The index of an event whose sections, in the event's order, are
     /// `sections`.
     pub fn new<'a>(sections: impl IntoIterator<Item = &'a Section>) -> FanHolds {
-        let mut all: Vec<(u64, HoldAt)> = Vec::new();
-        for (ix, section) in sections.into_iter().enumerate() {
-            let ix = u32::try_from(ix).expect("an event's sections are numbered in u32");
-            all.extend(section.holds().map(|h| {
+        let all = (0u32..).zip(sections).flat_map(|(ix, section)| {
+            section.holds().map(move |h| {
                 let at = HoldAt {
                     created_at_ms: h.created_at_ms,
                     section: ix,
@@ -82,63 +64,28 @@ impl FanHolds {
                     secret: h.secret,
                 };
                 (fan_tag(&h.fan), at)
-            }));
+            })
+        });
+        FanHolds {
+            lists: FanLists::from_all(all),
         }
-        // Sorted first, so each addition is the fan's last.
-        all.sort_by_key(|(_, at)| at.key());
-        let index = FanHolds::default();
-        for (fan, at) in all {
-            index.add(fan, at);
-        }
-        index
-    }
-
-    fn shard(&self, fan: u64) -> std::sync::MutexGuard<'_, HashMap<u64, Vec<HoldAt>>> {
-        self.shards[(fan % SHARDS as u64) as usize]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Moves the index as a durable change says.
     pub fn apply(&self, note: HoldNote) {
-        match note.live {
-            true => self.add(note.fan, note.at),
-            false => self.remove(note.fan, note.at.section, note.at.seq),
-        }
-    }
-
-    /// Lists a fan's hold in its place by [`HoldAt::key`] (almost always
-    /// the last).
-    fn add(&self, fan: u64, at: HoldAt) {
-        let mut shard = self.shard(fan);
-        let list = shard.entry(fan).or_default();
-        let place = list
-            .iter()
-            .rposition(|h| h.key() <= at.key())
-            .map_or(0, |i| i + 1);
-        list.insert(place, at);
-    }
-
-    fn remove(&self, fan: u64, section: u32, seq: u64) {
-        let mut shard = self.shard(fan);
-        let Some(list) = shard.get_mut(&fan) else {
-            return;
-        };
-        list.retain(|h| (h.section, h.seq) != (section, seq));
-        if list.is_empty() {
-            shard.remove(&fan);
+        let HoldNote { fan, at, live } = note;
+        match live {
+            true => self.lists.add(fan, at),
+            false => self
+                .lists
+                .remove(fan, |h| (h.section, h.seq) == (at.section, at.seq)),
         }
     }
 
     /// `fan`'s newest live holds, newest first, at most `max` (with any
     /// of a fan whose tag is the same: the section tells them apart).
     pub fn newest(&self, fan: &str, max: usize) -> Vec<HoldAt> {
-        let tag = fan_tag(fan);
-        let shard = self.shard(tag);
-        shard
-            .get(&tag)
-            .map(|all| all.iter().rev().take(max).copied().collect())
-            .unwrap_or_default()
+        self.lists.newest(fan, max).0
     }
 }
 
@@ -180,10 +127,7 @@ mod tests {
         assert_eq!(seqs("b"), [(0, 2)]);
         holds.apply(note("a", 3, 1, false));
         assert!(seqs("a").is_empty());
-        assert!(
-            holds.shard(fan_tag("a")).get(&fan_tag("a")).is_none(),
-            "forgotten"
-        );
+        assert_eq!(holds.lists.fans(), 1, "a forgotten, b left");
         // An end of a hold never listed changes nothing.
         holds.apply(note("c", 0, 9, false));
         assert!(seqs("c").is_empty());

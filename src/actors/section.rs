@@ -262,7 +262,7 @@ pub struct GetBooking {
 /// Some of one fan's bookings, read at once (its list: one message per
 /// section, however many of its bookings are there).
 #[derive(Message)]
-#[rtype(result = "Result<Vec<BookingRead>, SectionError>")]
+#[rtype(result = "Result<Vec<Option<BookingRead>>, SectionError>")]
 pub struct GetBookings {
     /// Each booking's number and secret, in the order answered.
     pub bookings: Vec<(u64, u64)>,
@@ -717,14 +717,17 @@ impl Handler<GetBooking> for SectionActor {
 }
 
 impl Handler<GetBookings> for SectionActor {
-    type Result = Result<Vec<BookingRead>, SectionError>;
+    type Result = Result<Vec<Option<BookingRead>>, SectionError>;
 
+    /// Each booking if it is the fan's (`None`: another fan's whose tag
+    /// is the same).
     fn handle(&mut self, msg: GetBookings, _: &mut Context<Self>) -> Self::Result {
         let by = Caller::Fan(msg.fan);
-        msg.bookings
+        Ok(msg
+            .bookings
             .into_iter()
-            .map(|(seq, secret)| Ok(self.section.read_booking(seq, secret, &by)?))
-            .collect()
+            .map(|(seq, secret)| self.section.read_booking(seq, secret, &by).ok())
+            .collect())
     }
 }
 

@@ -807,7 +807,9 @@ pub async fn my_bookings(
             bookings,
             fan: Arc::clone(&fan.id),
         },
-        |s, read| Some(booking_dto(&s.def, &s.layout, &read.booking)),
+        |s, read: Option<crate::domain::BookingRead>| {
+            read.map(|r| booking_dto(&s.def, &s.layout, &r.booking))
+        },
     )
     .await?;
     Ok(HttpResponse::Ok().json(MyBookingsDto { bookings, total }))

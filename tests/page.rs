@@ -449,6 +449,16 @@ async fn text_of(c: &Client, css: &str) -> String {
     }
 }
 
+/// The fan's token the page signed in with (what the fan club's login
+/// would hand another device).
+async fn session_token(c: &Client) -> String {
+    let token = c
+        .execute("return sessionStorage.getItem('token')", vec![])
+        .await
+        .unwrap();
+    token.as_str().expect("signed in").to_owned()
+}
+
 /// The view shows no "null" or "undefined": an optional part left out is
 /// left out, never printed (the standing floor's page once read
 /// "nullnull" where a seated section has its legend and map).
@@ -738,11 +748,7 @@ fn a_fan_buys_standing_places_on_the_floor_from_the_map() {
         }
         // On another device (a browser of its own, nothing kept from this
         // one), the same fan signed in finds the booking and its tickets.
-        let token = c
-            .execute("return sessionStorage.getItem('token')", vec![])
-            .await
-            .unwrap();
-        let token = token.as_str().unwrap().to_owned();
+        let token = session_token(c).await;
         b.close().await;
         let other = Browser::start().await;
         let c = other.client();
@@ -753,6 +759,12 @@ fn a_fan_buys_standing_places_on_the_floor_from_the_map() {
             text_of(c, "ul.bookings li").await,
             "Fan-club presale: Seoul encore night · Floor (standing): 3 standing places"
         );
+        let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+        std::fs::write(
+            tmp.join("fan-my-tickets.png"),
+            c.screenshot().await.unwrap(),
+        )
+        .unwrap();
         click(c, "ul.bookings li a").await;
         assert_eq!(tickets_verify(c, &s.data_dir, 3).await, said);
         other.close().await;
@@ -782,11 +794,7 @@ fn a_hold_made_on_one_device_is_booked_on_another() {
         }
         click(c, "#hold-chosen").await;
         wait_for(c, "#pay").await;
-        let token = c
-            .execute("return sessionStorage.getItem('token')", vec![])
-            .await
-            .unwrap();
-        let token = token.as_str().unwrap().to_owned();
+        let token = session_token(c).await;
         b.close().await;
 
         let other = Browser::start().await;
@@ -798,6 +806,12 @@ fn a_hold_made_on_one_device_is_booked_on_another() {
             text_of(c, "[role='status']:not(:empty)").await,
             "You already hold row 1, seat 1; row 1, seat 2: book or release it."
         );
+        let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+        std::fs::write(
+            tmp.join("fan-hold-found.png"),
+            c.screenshot().await.unwrap(),
+        )
+        .unwrap();
         for id in ["A/1/1", "A/1/2"] {
             let seat = wait_for(c, &format!("circle[data-seat='{id}']")).await;
             let label = seat.attr("aria-label").await.unwrap().unwrap();

@@ -18,35 +18,19 @@
 //! fans whose tags collide would share a list; each still sees only its
 //! own holds, since the section checks the fan.
 
-use super::fan_bookings::{FanLists, Listed};
+use super::fan_lists::{FanLists, FanRef};
 use crate::domain::{fan_tag, Section};
-
-/// Where one live hold is: its section (by position in the event) and
-/// its number and secret there, and when it was made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HoldAt {
-    pub created_at_ms: u64,
-    pub section: u32,
-    pub seq: u64,
-    pub secret: u64,
-}
-
-impl Listed for HoldAt {
-    fn key(&self) -> (u64, u32, u64) {
-        (self.created_at_ms, self.section, self.seq)
-    }
-}
 
 #[derive(Default)]
 pub struct FanHolds {
-    lists: FanLists<HoldAt>,
+    lists: FanLists,
 }
 
 /// A hold listed or ended, for the publisher to apply once durable.
 pub struct HoldNote {
     /// The fan's tag (`fan_tag`).
     pub fan: u64,
-    pub at: HoldAt,
+    pub at: FanRef,
     /// Created (listed), or ended (no longer).
     pub live: bool,
 }
@@ -57,8 +41,8 @@ impl FanHolds {
     pub fn new<'a>(sections: impl IntoIterator<Item = &'a Section>) -> FanHolds {
         let all = (0u32..).zip(sections).flat_map(|(ix, section)| {
             section.holds().map(move |h| {
-                let at = HoldAt {
-                    created_at_ms: h.created_at_ms,
+                let at = FanRef {
+                    made_at_ms: h.created_at_ms,
                     section: ix,
                     seq: h.seq,
                     secret: h.secret,
@@ -84,7 +68,7 @@ impl FanHolds {
 
     /// `fan`'s newest live holds, newest first, at most `max` (with any
     /// of a fan whose tag is the same: the section tells them apart).
-    pub fn newest(&self, fan: &str, max: usize) -> Vec<HoldAt> {
+    pub fn newest(&self, fan: &str, max: usize) -> Vec<FanRef> {
         self.lists.newest(fan, max).0
     }
 }
@@ -96,8 +80,8 @@ mod tests {
     fn note(fan: &str, section: u32, seq: u64, live: bool) -> HoldNote {
         HoldNote {
             fan: fan_tag(fan),
-            at: HoldAt {
-                created_at_ms: seq,
+            at: FanRef {
+                made_at_ms: seq,
                 section,
                 seq,
                 secret: seq + 1,

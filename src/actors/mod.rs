@@ -11,6 +11,7 @@
 
 mod fan_bookings;
 mod fan_holds;
+mod fan_lists;
 mod handoff;
 mod ledger;
 mod limit;
@@ -20,8 +21,9 @@ mod room;
 mod section;
 mod views;
 
-pub use fan_bookings::{BookingAt, FanBookings};
-pub use fan_holds::{FanHolds, HoldAt};
+pub use fan_bookings::FanBookings;
+pub use fan_holds::FanHolds;
+pub use fan_lists::FanRef;
 pub use ledger::FanLedger;
 pub use limit::{LimitSettings, Limiter};
 pub use payments::PaymentRefs;

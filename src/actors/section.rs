@@ -26,8 +26,9 @@ use actix::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::fan_bookings::{BookingAt, FanBookings};
-use super::fan_holds::{HoldAt, HoldNote};
+use super::fan_bookings::FanBookings;
+use super::fan_holds::HoldNote;
+use super::fan_lists::FanRef;
 use super::ledger::FanLedger;
 use super::payments::PaymentRefs;
 use super::views::{SeatBoard, SeatNote, FREE, HELD, SOLD};
@@ -518,8 +519,8 @@ impl SectionActor {
         };
         Some(HoldNote {
             fan,
-            at: HoldAt {
-                created_at_ms,
+            at: FanRef {
+                made_at_ms: created_at_ms,
                 section: self.in_event.ix,
                 seq,
                 secret,
@@ -656,8 +657,8 @@ impl SectionActor {
             Outcome::Confirmed(b) => Some((
                 Arc::clone(&self.in_event.bookings),
                 Arc::clone(&b.fan),
-                BookingAt {
-                    confirmed_at_ms: b.confirmed_at_ms,
+                FanRef {
+                    made_at_ms: b.confirmed_at_ms,
                     section: self.in_event.ix,
                     seq: b.seq,
                     secret: b.secret,

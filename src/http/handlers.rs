@@ -15,8 +15,8 @@ use super::{
     answer_response, idempotent, read_json, ApiError, AppState, BODY_LEN_MAX, EVENT_BODY_LEN_MAX,
 };
 use crate::actors::{
-    Command, EventEntry, GetBooking, GetBookings, GetHold, GetHolds, Payment, SectionHandle,
-    WhatToHold,
+    Command, EventEntry, FanRef, GetBooking, GetBookings, GetHold, GetHolds, Payment,
+    SectionHandle, WhatToHold,
 };
 use crate::api::dto::*;
 use crate::api::{self, Answer};
@@ -795,14 +795,11 @@ pub async fn my_bookings(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let fan = signed_in(&state, &req)?;
-    state.own(&path)?;
-    let e = event_entry(&state, &path)?;
+    let (fan, e) = fan_and_event(&state, &req, &path)?;
     let (newest, total) = e.bookings.newest(&fan.id, MY_BOOKINGS_LISTED_MAX);
-    let refs = newest.iter().map(|b| (b.section, b.seq, b.secret));
     let bookings = per_section(
         &e,
-        refs,
+        &newest,
         |bookings| GetBookings {
             bookings,
             fan: Arc::clone(&fan.id),
@@ -815,13 +812,24 @@ pub async fn my_bookings(
     Ok(HttpResponse::Ok().json(MyBookingsDto { bookings, total }))
 }
 
-/// Reads some of a fan's holds or bookings, `refs` (section position,
-/// number, secret), asking each section that has some once, with the
-/// message `ask_for` makes of its share; renders each answer with
-/// `render` (`None`: left out), in `refs`' order.
+/// The signed-in fan and the event of `path`, served here.
+fn fan_and_event(
+    state: &AppState,
+    req: &HttpRequest,
+    event: &str,
+) -> Result<(Arc<Fan>, Arc<EventEntry>), ApiError> {
+    let fan = signed_in(state, req)?;
+    state.own(event)?;
+    Ok((fan, event_entry(state, event)?))
+}
+
+/// Reads some of a fan's holds or bookings, `refs`, asking each section
+/// that has some once, with the message `ask_for` makes of its share
+/// (number, secret); renders each answer with `render` (`None`: left
+/// out), in `refs`' order.
 async fn per_section<M, A, D>(
     e: &EventEntry,
-    refs: impl Iterator<Item = (u32, u64, u64)>,
+    refs: &[FanRef],
     ask_for: impl Fn(Vec<(u64, u64)>) -> M,
     render: impl Fn(&SectionHandle, A) -> Option<D>,
 ) -> Result<Vec<D>, ApiError>
@@ -833,10 +841,10 @@ where
     /// A section's share: positions in `refs`, and (number, secret).
     type Share = (Vec<usize>, Vec<(u64, u64)>);
     let mut by_section: std::collections::BTreeMap<u32, Share> = Default::default();
-    for (k, (section, seq, secret)) in refs.enumerate() {
-        let (ks, ids) = by_section.entry(section).or_default();
+    for (k, r) in refs.iter().enumerate() {
+        let (ks, ids) = by_section.entry(r.section).or_default();
         ks.push(k);
-        ids.push((seq, secret));
+        ids.push((r.seq, r.secret));
     }
     let reads = by_section.into_iter().map(|(ix, (ks, ids))| {
         let s = usize::try_from(ix)
@@ -879,16 +887,13 @@ pub async fn my_holds(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let fan = signed_in(&state, &req)?;
-    state.own(&path)?;
-    let e = event_entry(&state, &path)?;
+    let (fan, e) = fan_and_event(&state, &req, &path)?;
     // The list moves as the views do: a hold just answered is in it.
     state.registry.caught_up().await;
     let newest = e.holds.newest(&fan.id, MY_HOLDS_LISTED_MAX);
-    let refs = newest.iter().map(|h| (h.section, h.seq, h.secret));
     let holds = per_section(
         &e,
-        refs,
+        &newest,
         |holds| GetHolds {
             holds,
             fan: Arc::clone(&fan.id),

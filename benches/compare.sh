@@ -103,27 +103,27 @@ boxoffice() {
     echo "== round $r: $tag, durable holds, 10,000 fans" >&2
     local db="$out/db"
     rm -rf "$db"
-    RUST_LOG=warn "${pin_server[@]}" "$server_bin" serve --listen 127.0.0.1:8291 --data-dir "$db" \
-        --admin-token bench-admin-token --demo false --fan-holds-per-sec 0 "$@" > "$db.log" 2>&1 &
+    RUST_LOG=warn "${pin_server[@]}" "$server_bin" serve --listen 127.0.0.1:8291 --metrics-listen 127.0.0.1:8293 --data-dir "$db" \
+        --admin-token bench-admin-token --demo-event false --fan-holds-per-sec 0 "$@" > "$db.log" 2>&1 &
     local server=$!
     pids+=($server)
     wait_ready http://127.0.0.1:8291
     curl -sf -X POST http://127.0.0.1:8291/v1/events -H 'Content-Type: application/json' \
         -H 'Authorization: Bearer bench-admin-token' --data-binary @"$out/bench.json" > /dev/null
     thread_cpu "$server" > "$out/$tag-threads-before.$r.json"
-    curl -sf http://127.0.0.1:8291/metrics > "$out/$tag-metrics64-before.$r.txt"
+    curl -sf http://127.0.0.1:8293/metrics > "$out/$tag-metrics64-before.$r.txt"
     timed "$out/$tag-loadgen-cpu.$r.txt" "${pin_load[@]}" "$bin" loadgen \
         --server http://127.0.0.1:8291 --fans "$holds" --seed "$r" "${holds_only[@]}" \
         --connections "$conns" --issuer-key "$db/issuer.key" --payment-key "$db/payment.key" \
         > "$out/$tag.$r.json"
     thread_cpu "$server" > "$out/$tag-threads-after.$r.json"
-    curl -sf http://127.0.0.1:8291/metrics > "$out/$tag-metrics64-after.$r.txt"
+    curl -sf http://127.0.0.1:8293/metrics > "$out/$tag-metrics64-after.$r.txt"
 
     echo "== round $r: $tag at 16 connections" >&2
     "${pin_load[@]}" "$bin" loadgen --server http://127.0.0.1:8291 --fans $((holds / 4)) \
         --seed "$((r + 1000))" --sold-before "$holds" "${holds_only[@]}" --connections 16 \
         --issuer-key "$db/issuer.key" --payment-key "$db/payment.key" > "$out/$tag-c16.$r.json"
-    curl -sf http://127.0.0.1:8291/metrics > "$out/$tag-metrics16-after.$r.txt"
+    curl -sf http://127.0.0.1:8293/metrics > "$out/$tag-metrics16-after.$r.txt"
     stop_last
 }
 

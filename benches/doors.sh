@@ -36,7 +36,7 @@ start_server() {
     local port=$1 dir=$2
     shift 2
     rm -rf "$dir"
-    RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$port" --data-dir "$dir" \
+    RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$port" --metrics-listen 127.0.0.1:0 --data-dir "$dir" \
         --admin-token bench-admin-token --scanner-token "$scanner" "$@" > "$dir.log" 2>&1 &
     pid=$!
     for _ in $(seq 200); do
@@ -57,7 +57,7 @@ python3 benches/bench_event.py > "$out/bench.json"
 
 for r in $(seq "$rounds"); do
     echo "== round $r: durable holds" >&2
-    start_server 8193 "$out/holds-db" --demo false --fan-holds-per-sec 0
+    start_server 8193 "$out/holds-db" --demo-event false --fan-holds-per-sec 0
     curl -sf -X POST http://127.0.0.1:8193/v1/events -H 'Content-Type: application/json' \
         -H 'Authorization: Bearer bench-admin-token' --data-binary @"$out/bench.json" > /dev/null
     "$bin" loadgen --server http://127.0.0.1:8193 --event bench --fans 100000 --seed "$r" \

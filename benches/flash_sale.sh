@@ -40,7 +40,7 @@ start_server() {
     local port=$1 dir=$2
     shift 2
     rm -rf "$dir"
-    RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$port" --data-dir "$dir" \
+    RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$port" --metrics-listen 127.0.0.1:0 --data-dir "$dir" \
         --admin-token bench-admin-token "$@" > "$dir.log" 2>&1 &
     pids+=($!)
     wait_ready "http://127.0.0.1:$port"
@@ -74,7 +74,7 @@ for r in $(seq "$rounds"); do
 
     echo "== round $r: peak durable holds" >&2
     # No pace per fan: the pooled runs send each fan's holds back to back.
-    start_server 8191 "$out/peak-db" --demo false --fan-holds-per-sec 0
+    start_server 8191 "$out/peak-db" --demo-event false --fan-holds-per-sec 0
     curl -sf -X POST http://127.0.0.1:8191/v1/events -H 'Content-Type: application/json' \
         -H 'Authorization: Bearer bench-admin-token' --data-binary @"$out/bench.json" > /dev/null
     "$bin" loadgen --server http://127.0.0.1:8191 --fans 200000 --seed "$r" "${holds_only[@]}" \

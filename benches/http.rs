@@ -56,6 +56,7 @@ fn start(rt: &tokio::runtime::Runtime) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let args = ServeArgs {
         listen: "127.0.0.1:0".into(),
+        metrics_listen: "127.0.0.1:0".into(),
         data_dir: dir.path().join("data"),
         admin_token: Some("bench-admin-token".into()),
         // One fan makes every hold here: no pace per fan.

@@ -416,6 +416,7 @@ fn snapshot_section() -> Box<dyn FnMut()> {
             &outbox,
             1,
             0,
+            None,
         );
         std::hint::black_box(snapshot::encode(&header, &body));
     })

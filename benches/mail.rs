@@ -62,10 +62,11 @@ fn start(sink: &SmtpSink, mail: bool, concurrency: usize) -> Server {
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_boxoffice").into());
     let mut child = Command::new(bin)
         .args(["serve", "--listen", "127.0.0.1:0", "--admin-token", TOKEN])
+        .args(["--metrics-listen", "127.0.0.1:0"])
         .args(["--smtp-url", &sink.url()])
         .args(["--mail-concurrency", &concurrency.to_string()])
         .args(["--mail-enabled", if mail { "true" } else { "false" }])
-        .args(["--mail-send-timeout-ms", "600000", "--demo", "false"])
+        .args(["--mail-send-timeout-ms", "600000", "--demo-event", "false"])
         // Each client is one fan holding back to back: no per-fan pace.
         .args(["--fan-holds-per-sec", "0"])
         .arg("--data-dir")

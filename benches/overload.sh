@@ -37,8 +37,8 @@ python3 benches/bench_event.py > "$out/bench.json"
 start_server() {
     local server=$1 port=$2 dir=$3
     rm -rf "$dir"
-    RUST_LOG=warn "${pin_server[@]}" "$server" serve --listen "127.0.0.1:$port" --data-dir "$dir" \
-        --admin-token bench-admin-token --demo false --fan-holds-per-sec 0 \
+    RUST_LOG=warn "${pin_server[@]}" "$server" serve --listen "127.0.0.1:$port" --metrics-listen 127.0.0.1:0 --data-dir "$dir" \
+        --admin-token bench-admin-token --demo-event false --fan-holds-per-sec 0 \
         > "$dir.log" 2>&1 &
     server_pid=$!
     pids+=("$server_pid")

@@ -46,7 +46,7 @@ trap cleanup EXIT
 start_server() {
     local port=$1 dir=$2
     rm -rf "$dir"
-    RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$port" --data-dir "$dir" \
+    RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$port" --metrics-listen 127.0.0.1:0 --data-dir "$dir" \
         --fan-holds-per-sec 0 --demo-tickets-per-fan-max 0 --mail-enabled false \
         --seat-streams-max $((watchers + 100)) --seat-streams-anonymous-max $((watchers + 100)) \
         > "$dir.log" 2>&1 &

@@ -65,7 +65,8 @@ fn rss_kib(pid: u32) -> u64 {
 fn start_server(dir: &Path) -> (f64, u64) {
     let t = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--demo", "false"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--demo-event", "false"])
+        .args(["--metrics-listen", "127.0.0.1:0"])
         .args(["--snapshot-every-secs", "86400"])
         .arg("--data-dir")
         .arg(dir)
@@ -165,6 +166,7 @@ fn main() {
         &Outbox::new(),
         2 * BOOKINGS as u64 + 1,
         0,
+        None,
     );
     let bytes = snapshot::encode(&header, &body);
     let capture_s = t.elapsed().as_secs_f64();

@@ -44,7 +44,7 @@ start_server() {
     local port=$1 dir=$2
     shift 2
     rm -rf "$dir"
-    RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$port" --data-dir "$dir" \
+    RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$port" --metrics-listen 127.0.0.1:0 --data-dir "$dir" \
         --admin-token "$admin" "$@" > "$dir.log" 2>&1 &
     pid=$!
     for _ in $(seq 200); do

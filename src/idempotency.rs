@@ -11,9 +11,16 @@
 //! scope each fan's keys to the fan, so two fans' equal keys are two
 //! requests. A scope's keys share one shard; past its bound its oldest
 //! answers go first, so one fan filling the store forgets its own
-//! answers and makes no other fan's keyed request fail.
+//! answers. Many fans together filling a shard make it forget its oldest
+//! answers, whoever gave them: a new key is refused (`Full`) only while
+//! every key of its shard is a request in flight, so no crowd can deny
+//! the keyed requests of others. Which shard a scope falls in is a hash
+//! keyed afresh by every store, so no one can aim a crowd at one shard;
+//! to push out an answer a fan may still retry (seconds old), a crowd
+//! must make as many new answers as the whole store holds in that time.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -50,8 +57,10 @@ struct Entry {
 }
 
 /// One lock's worth of keys.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shard {
+    /// The store's scope hasher (the same keys in every shard).
+    hasher: RandomState,
     map: HashMap<Arc<str>, Entry>,
     /// (seq, claimed at, key) of every claim, oldest first: expiry pops
     /// from the front instead of scanning the map. A claim whose key was
@@ -63,9 +72,11 @@ struct Shard {
     /// bounded. Claims go stale as in `order`; a scope's stale claims at
     /// the front are dropped whenever one of its keys goes, so a scope
     /// whose keys are all gone is gone too.
-    /// Keyed by [`scope_hash`]: two scopes sharing a hash (1 in 2^64)
+    /// Keyed by the scope's hash: two scopes sharing a hash (1 in 2^64)
     /// would merely share a bound.
     by_scope: HashMap<u64, VecDeque<(u64, Arc<str>)>>,
+    /// Answers forgotten to make room for others' keys.
+    evicted: u64,
 }
 
 /// The scope of a key: what comes before its first `\n` (the whole key
@@ -74,16 +85,28 @@ fn scope_of(key: &str) -> &str {
     key.split_once('\n').map_or(key, |(scope, _)| scope)
 }
 
-/// FNV-1a of a key's scope: picks its shard and names it in `by_scope`.
-fn scope_hash(key: &str) -> u64 {
-    scope_of(key)
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        })
+/// A key's scope hashed with `hasher`'s keys: picks its shard and names
+/// it in `by_scope`.
+fn scope_hash(hasher: &RandomState, key: &str) -> u64 {
+    hasher.hash_one(scope_of(key))
 }
 
 impl Shard {
+    fn new(hasher: RandomState) -> Shard {
+        Shard {
+            hasher,
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            next_seq: 0,
+            by_scope: HashMap::new(),
+            evicted: 0,
+        }
+    }
+
+    fn scope_hash(&self, key: &str) -> u64 {
+        scope_hash(&self.hasher, key)
+    }
+
     fn is_current(&self, seq: u64, key: &str) -> bool {
         self.map.get(key).is_some_and(|e| e.seq == seq)
     }
@@ -123,7 +146,7 @@ impl Shard {
         if self.map.remove(key).is_none() {
             return;
         }
-        let scope = scope_hash(key);
+        let scope = self.scope_hash(key);
         let Some(claims) = self.by_scope.get_mut(&scope) else {
             return;
         };
@@ -154,7 +177,7 @@ impl Shard {
     }
 
     fn bound_scope(&mut self, key: &Arc<str>, seq: u64, max: usize) {
-        let scope = scope_hash(key);
+        let scope = self.scope_hash(key);
         self.by_scope
             .entry(scope)
             .or_default()
@@ -188,6 +211,42 @@ impl Shard {
         }
     }
 
+    /// Makes room for one more key below `entries_max` by forgetting the
+    /// oldest answers first, whoever gave them (never a request in
+    /// flight). False if only requests in flight are left to forget.
+    fn make_room(&mut self, entries_max: usize) -> bool {
+        let mut i = 0;
+        while self.map.len() >= entries_max {
+            let Some((seq, _, key)) = self.order.get(i) else {
+                return false;
+            };
+            let (seq, key) = (*seq, Arc::clone(key));
+            let slot = self
+                .map
+                .get(&*key)
+                .filter(|e| e.seq == seq)
+                .map(|e| &e.slot);
+            let gone = match slot {
+                Some(Slot::Done { .. }) => {
+                    cov_mark::hit!(a_full_shard_forgets_its_oldest_answer);
+                    self.remove(&key);
+                    self.evicted += 1;
+                    true
+                }
+                Some(Slot::InFlight { .. }) => false,
+                None => true, // a stale claim
+            };
+            // A claim at the front goes with its key; one behind a request
+            // in flight stays, stale, until expiry or compaction.
+            if gone && i == 0 {
+                self.order.pop_front();
+            } else {
+                i += 1;
+            }
+        }
+        true
+    }
+
     /// Puts `slot` under `key`: in place if the key is claimed (its place
     /// in the order kept), else as a new claim.
     fn put(&mut self, key: &str, slot: Slot, at_ms: u64, scope_max: Option<usize>) {
@@ -212,6 +271,8 @@ pub struct Answer {
 
 #[derive(Debug)]
 pub struct IdempotencyStore {
+    /// Keys the scope hash: made afresh for every store.
+    hasher: RandomState,
     shards: Vec<Mutex<Shard>>,
     ttl_ms: u64,
     entries_max_per_shard: usize,
@@ -230,9 +291,9 @@ pub enum Begin {
     Mismatch,
     /// The first request with this key has not finished yet.
     InFlight,
-    /// No room for another key right now: every remembered answer is
-    /// younger than the TTL. Refused rather than forgetting one, since a
-    /// forgotten answer would let a retry apply twice.
+    /// No room for another key right now: every key of its shard is a
+    /// request in flight (answers are forgotten, oldest first, to make
+    /// room; requests in flight never are).
     Full,
 }
 
@@ -241,8 +302,12 @@ impl IdempotencyStore {
     /// no bound per scope), each for `ttl_ms`.
     pub fn new(ttl_ms: u64, entries_max: usize, scope_max: Option<usize>) -> Arc<IdempotencyStore> {
         assert!(scope_max != Some(0));
+        let hasher = RandomState::new();
         Arc::new(IdempotencyStore {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(Shard::new(hasher.clone())))
+                .collect(),
+            hasher,
             ttl_ms,
             entries_max_per_shard: entries_max.div_ceil(SHARDS),
             scope_max,
@@ -251,7 +316,7 @@ impl IdempotencyStore {
 
     /// The shard of a key's scope: a scope's keys share one.
     fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
-        self.shards[(scope_hash(key) % SHARDS as u64) as usize]
+        self.shards[(scope_hash(&self.hasher, key) % SHARDS as u64) as usize]
             .lock()
             .unwrap_or_else(|e| e.into_inner())
     }
@@ -290,9 +355,10 @@ impl IdempotencyStore {
         if let Some(max) = self.scope_max {
             // Room for this key in its scope first: a fan at its bound
             // makes room from its own answers, not from the store's.
-            shard.trim_scope(scope_hash(key), max - 1);
+            let scope = shard.scope_hash(key);
+            shard.trim_scope(scope, max - 1);
         }
-        if shard.map.len() >= self.entries_max_per_shard {
+        if !shard.make_room(self.entries_max_per_shard) {
             return Begin::Full;
         }
         let key = shard.claim(key, Slot::InFlight { fingerprint }, now_ms, self.scope_max);
@@ -370,6 +436,15 @@ impl IdempotencyStore {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Answers forgotten since start to make room for other keys (before
+    /// their TTL, and not by their own scope's bound).
+    pub fn evicted(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).evicted)
+            .sum()
     }
 }
 
@@ -472,23 +547,73 @@ mod tests {
         answered
     }
 
+    /// A full shard forgets its oldest answers to make room, never a
+    /// request in flight; it refuses a key only when nothing but requests
+    /// in flight is left.
     #[test]
-    fn a_full_store_refuses_until_answers_expire_then_makes_room() {
+    fn a_full_store_forgets_its_oldest_answers_first() {
+        cov_mark::check!(a_full_shard_forgets_its_oldest_answer);
         let store = IdempotencyStore::new(1_000, 64, None);
-        let first = fill(&store, "a", 0);
-        // Every shard full: 64 keys over 16 shards.
-        assert_eq!(first, 64);
-        // Still fresh: refused, and every answer is still there.
-        assert!(matches!(store.begin("late", [0; 32], 999), Begin::Full));
+        // Every shard full: 4 keys each over 16 shards.
+        assert_eq!(fill(&store, "a", 0), 1_000);
+        assert_eq!(store.len(), 64);
+        assert_eq!(store.evicted(), 1_000 - 64);
+        // The newest answers are the ones kept: each shard's last four.
         assert!(matches!(
-            store.begin("a0", [0; 32], 999),
+            store.begin("a999", [0; 32], 1),
             Begin::Replay { status: 201, .. }
         ));
-        // At the TTL the old answers go, oldest first, and make room.
-        assert_eq!(fill(&store, "b", 1_000), first);
-        assert!(matches!(store.begin("a0", [0; 32], 1_000), Begin::Full));
-        assert_eq!(store.len(), first);
-        assert!(store.answers(1_000).iter().all(|a| a.key.starts_with('b')));
+        assert!(!store.answers(1).iter().any(|a| a.key == "a0"));
+        // Requests in flight fill one shard: its next key is refused, and
+        // what is in flight stays.
+        let mut flying = Vec::new();
+        let mut i = 0;
+        let refused = loop {
+            match store.begin(&format!("f{i}"), [0; 32], 2) {
+                Begin::Fresh(p) => flying.push(p),
+                Begin::Full => break format!("f{i}"),
+                other => panic!("{other:?}"),
+            }
+            i += 1;
+        };
+        assert!(flying.len() <= 64, "{}", flying.len());
+        for p in &flying {
+            assert!(matches!(store.begin(p.key(), [0; 32], 2), Begin::InFlight));
+        }
+        drop(flying);
+        assert!(matches!(store.begin(&refused, [0; 32], 2), Begin::Fresh(_)));
+    }
+
+    /// The attack of a crowd: a thousand fans, each making its share of
+    /// 64 keyed answers, fill every shard many times over. Every other
+    /// fan's keyed request still has room, and keeps its answer while
+    /// the crowd goes on at a smaller pace.
+    #[test]
+    fn a_crowd_of_fans_cannot_take_the_room_of_others() {
+        let store = IdempotencyStore::new(86_400_000, 16 * 1_000, Some(64));
+        for fan in 0..1_000 {
+            for k in 0..64 {
+                answer(&store, &format!("crowd-{fan}\nk{k}"), 1);
+            }
+        }
+        assert_eq!(store.len(), 16_000);
+        for fan in 0..500 {
+            answer(&store, &format!("fan-{fan}\nbuy"), 2);
+        }
+        // The crowd goes on, with fresh fans: another 2,000 answers, an
+        // eighth of the store.
+        for fan in 1_000..1_100 {
+            for k in 0..20 {
+                answer(&store, &format!("crowd-{fan}\nk{k}"), 3);
+            }
+        }
+        for fan in 0..500 {
+            let key = format!("fan-{fan}\nbuy");
+            assert!(
+                matches!(store.begin(&key, [0; 32], 4), Begin::Replay { .. }),
+                "{key}"
+            );
+        }
     }
 
     fn answer(store: &Arc<IdempotencyStore>, key: &str, now_ms: u64) {

@@ -71,6 +71,10 @@ pub struct EdgeCounts<'a> {
     /// Of those, opened without a fan's token.
     pub seat_streams_anonymous: usize,
     pub seat_streams_cut: u64,
+    /// Idempotency-Key answers remembered now, and forgotten since start
+    /// to make room for others' keys.
+    pub idempotency_keys: usize,
+    pub idempotency_evicted: u64,
 }
 
 pub struct Metrics {
@@ -99,6 +103,8 @@ pub struct Metrics {
     seat_streams: IntGauge,
     seat_streams_anonymous: IntGauge,
     seat_streams_cut: prometheus::IntCounter,
+    idempotency_keys: IntGauge,
+    idempotency_evicted: prometheus::IntCounter,
     check_ins_refused: IntCounterVec,
     room_fans: IntGaugeVec,
     room_changes: IntCounterVec,
@@ -299,6 +305,24 @@ impl Metrics {
                 registry.register(Box::new(c.clone())).expect("unique");
                 c
             },
+            idempotency_keys: {
+                let g = IntGauge::new(
+                    "boxoffice_idempotency_keys",
+                    "Idempotency-Key answers remembered (at most --idempotency-keys-max)",
+                )
+                .expect("a valid metric");
+                registry.register(Box::new(g.clone())).expect("unique");
+                g
+            },
+            idempotency_evicted: {
+                let c = prometheus::IntCounter::new(
+                    "boxoffice_idempotency_evicted_total",
+                    "Idempotency-Key answers forgotten before their TTL to make room for other keys (the store was full: raise --idempotency-keys-max if this moves)",
+                )
+                .expect("a valid metric");
+                registry.register(Box::new(c.clone())).expect("unique");
+                c
+            },
             check_ins_refused: counter_vec(
                 &registry,
                 "boxoffice_check_ins_refused_total",
@@ -482,6 +506,8 @@ impl Metrics {
         self.seat_streams_anonymous
             .set(edge.seat_streams_anonymous as i64);
         set(&self.seat_streams_cut, edge.seat_streams_cut);
+        self.idempotency_keys.set(edge.idempotency_keys as i64);
+        set(&self.idempotency_evicted, edge.idempotency_evicted);
         for (reason, n) in edge.check_ins_refused {
             set(&self.check_ins_refused.with_label_values(&[reason]), *n);
         }

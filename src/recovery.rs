@@ -488,19 +488,22 @@ pub fn take_snapshot(
         idem_ttl_ms,
         position,
         now_ms,
+        crate::data_dir::Lineage::load(data_dir)?,
     ))
 }
 
 /// Encodes `state`, recovered up to journal `position`, with the
 /// answers `idem` remembers: those within one TTL of the newest (a pure
 /// function of the journal when `idem` kept every answer; whoever loads
-/// the snapshot drops what is stale by its own clock).
+/// the snapshot drops what is stale by its own clock), and the data
+/// directory's `lineage`.
 pub fn encode_snapshot(
     state: &State,
     idem: &IdempotencyStore,
     idem_ttl_ms: u64,
     position: u64,
     now_ms: u64,
+    lineage: Option<crate::data_dir::Lineage>,
 ) -> (snapshot::Header, Vec<u8>) {
     let mut answers = idem.answers(0);
     if let Some(newest) = answers.iter().map(|a| a.at_ms).max() {
@@ -518,6 +521,7 @@ pub fn encode_snapshot(
         &state.outbox,
         position,
         now_ms,
+        lineage,
     );
     let bytes = snapshot::encode(&header, &body);
     (header, bytes)

@@ -1,5 +1,6 @@
 //! The calling thread's name and priority, as the operating system sees
-//! them: what `top -H`, `perf` and `/proc/<pid>/task` show for each thread.
+//! them: what `top -H`, `perf` and `/proc/<pid>/task` show for each thread;
+//! and what a panic on any thread does to the process.
 
 /// Names the calling thread (Linux keeps the first 15 bytes). actix names
 /// every arbiter `actix-rt|system:…`, which tells the HTTP workers and the
@@ -40,6 +41,25 @@ pub fn lower_priority(nice: i32) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = nice;
+}
+
+/// Makes a panic on any thread end the process at once (SIGABRT), after
+/// the usual report. A panic means an invariant the code relies on broke:
+/// the memory of the thread that panicked (a section, the flusher, the
+/// mailer) can no longer be trusted, and a process that went on would
+/// answer 503 from a dead section forever, or exit 0 with its journal
+/// half-closed. The journal can be trusted: it holds every acknowledged
+/// change, so a restart (Kubernetes restarts the pod) is the recovery,
+/// and clients retry with their Idempotency-Key. Only the binary does
+/// this; a process embedding `Application` (the tests) keeps Rust's
+/// unwinding.
+pub fn abort_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        tracing::error!(%info, "a thread panicked: aborting (the journal holds every acknowledged change)");
+        std::process::abort();
+    }));
 }
 
 #[cfg(test)]

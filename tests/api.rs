@@ -93,7 +93,7 @@ fn events_and_seat_maps() {
         ("PATCH", "/v1/holds/x", "GET, DELETE"),
         ("GET", "/v1/holds/x/confirm", "POST"),
         ("DELETE", "/v1/events/demo/sale-phases", "PUT"),
-        ("POST", "/metrics", "GET"),
+        ("POST", "/healthz", "GET"),
         ("FOO", "/v1/admin/snapshots", "GET, POST"),
     ] {
         let r = s.raw(method, path, None, &[]);

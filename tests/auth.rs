@@ -285,7 +285,7 @@ fn every_way_a_token_can_be_wrong_is_a_401_that_changes_nothing() {
         Some(r#"Bearer error="invalid_token""#)
     );
     // The refusals are counted by reason (each case was sent twice).
-    let metrics = s.get("/metrics").text;
+    let metrics = s.metrics();
     assert!(
         metrics.contains(r#"boxoffice_auth_refused_total{reason="expired"} 2"#),
         "{metrics}"
@@ -512,7 +512,17 @@ fn the_demo_issuer_signs_tokens_the_server_takes() {
     child.wait().unwrap();
     // With --jwks, the demo issuer's key is never taken.
     let jwks = fixture("jwks.json");
-    let (mut child, base) = serve(dir.path(), &["--jwks", jwks.to_str().unwrap()]);
+    let (mut child, base) = serve(
+        dir.path(),
+        &[
+            "--jwks",
+            jwks.to_str().unwrap(),
+            "--jwt-issuer",
+            ISSUER,
+            "--jwt-audience",
+            AUDIENCE,
+        ],
+    );
     let r = request(
         "POST",
         &format!("{base}/v1/events/demo/holds"),
@@ -558,6 +568,22 @@ fn keyed_hold(s: &TestServer, fan: &str, key: &str) -> Resp {
     )
 }
 
+/// A keyed hold of `fan`, which it then releases: an answer remembered,
+/// its seat back on sale.
+fn keyed_hold_and_release(s: &TestServer, fan: &str, key: &str) {
+    let h = keyed_hold(s, fan, key);
+    assert_eq!(h.status, 201, "{fan}: {h:?}");
+    let id = h.body["id"].as_str().unwrap();
+    let auth = format!("Bearer {}", s.token_for(fan));
+    let r = s.raw(
+        "DELETE",
+        &format!("/v1/holds/{id}"),
+        None,
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(r.status, 204);
+}
+
 /// An Idempotency-Key is its fan's: the same key from two fans is two
 /// requests, and each fan's retry gets its own first answer.
 #[test]
@@ -586,18 +612,8 @@ fn one_fan_cannot_exhaust_the_keys_of_others() {
     a.idempotency_keys_max = 256;
     a.idempotency_keys_per_fan = 4;
     let s = TestServer::start_with(a, Arc::new(boxoffice::clock::ManualClock::new(T0_MS)));
-    let greedy = format!("Bearer {}", s.token_for("greedy"));
     for i in 0..150 {
-        let h = keyed_hold(&s, "greedy", &format!("h{i}"));
-        assert_eq!(h.status, 201, "{h:?}");
-        let id = h.body["id"].as_str().unwrap();
-        let r = s.raw(
-            "DELETE",
-            &format!("/v1/holds/{id}"),
-            None,
-            &[("Authorization", &greedy)],
-        );
-        assert_eq!(r.status, 204);
+        keyed_hold_and_release(&s, "greedy", &format!("h{i}"));
     }
     for f in 0..64 {
         let r = keyed_hold(&s, &format!("fan-{f}"), "mine");
@@ -610,4 +626,227 @@ fn one_fan_cannot_exhaust_the_keys_of_others() {
     let first = keyed_hold(&s, "greedy", "h0");
     assert!(!first.replayed);
     assert_eq!(first.status, 201);
+}
+
+/// Colluding fans, each using its whole share of keys, fill every shard of
+/// the store many times over: every other fan's keyed request still gets
+/// room (never a 503), and its answer is there for its retry. (256 keys
+/// in all, 16 per shard; 4 per fan; 100 fans of the crowd.)
+#[test]
+fn a_crowd_of_fans_cannot_take_the_keys_of_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = args(dir.path());
+    a.idempotency_keys_max = 256;
+    a.idempotency_keys_per_fan = 4;
+    let s = TestServer::start_with(a, Arc::new(boxoffice::clock::ManualClock::new(T0_MS)));
+    for f in 0..100 {
+        for k in 0..4 {
+            keyed_hold_and_release(&s, &format!("crowd-{f}"), &format!("h{k}"));
+        }
+    }
+    let metrics = s.metrics();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("boxoffice_idempotency_evicted_total ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    for f in 0..64 {
+        let r = keyed_hold(&s, &format!("fan-{f}"), "mine");
+        assert_eq!(r.status, 201, "fan-{f}: {r:?}");
+    }
+    for f in 0..64 {
+        let again = keyed_hold(&s, &format!("fan-{f}"), "mine");
+        assert!(again.replayed, "fan-{f}: {again:?}");
+    }
+}
+
+/// The signed-in fan's own live holds of the demo: a read that needs a
+/// token and changes nothing.
+fn my_holds(s: &TestServer, token: &str) -> Resp {
+    let auth = format!("Bearer {token}");
+    s.raw(
+        "GET",
+        "/v1/events/demo/me/holds",
+        None,
+        &[("Authorization", &auth)],
+    )
+}
+
+/// The issuer retires a key (it leaked, say): once the server has the new
+/// JWKS, the retired key's tokens prove nothing, even those it verified
+/// and remembered before; the other keys' tokens still hold.
+#[test]
+fn a_key_that_leaves_the_jwks_ends_its_tokens_at_the_next_refresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let all: Value = serde_json::from_slice(&std::fs::read(fixture("jwks.json")).unwrap()).unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, all.to_string()).unwrap();
+    let s = server(&dir.path().join("data"), jwks.to_str().unwrap());
+    let retired = sign(Algorithm::ES256, &claims("fan-es"));
+    let kept = sign(Algorithm::RS256, &claims("fan-rs"));
+    // Both verified, and remembered.
+    assert_eq!(my_holds(&s, &retired).status, 200);
+    assert_eq!(my_holds(&s, &kept).status, 200);
+    let without_es: Vec<Value> = all["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["kid"] != "test-es256")
+        .cloned()
+        .collect();
+    std::fs::write(&jwks, json!({ "keys": without_es }).to_string()).unwrap();
+    eventually(10, "the retired key's remembered token still holds", || {
+        my_holds(&s, &retired).status == 401
+    });
+    let r = my_holds(&s, &retired);
+    assert_eq!(r.body["reason"], "unknown-key", "{r:?}");
+    assert_eq!(my_holds(&s, &kept).status, 200);
+}
+
+/// A real sale with none of the settings its trust needs does not start:
+/// it says which are missing, all at once, and makes no demo key on the
+/// way out. With all of them it starts, and makes none either.
+#[test]
+fn a_real_sale_without_its_trust_settings_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        boxoffice()
+            .args(["serve", "--listen", "127.0.0.1:0", "--demo", "false"])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    for name in [
+        "--jwks (BOXOFFICE_JWKS)",
+        "--jwt-issuer (BOXOFFICE_JWT_ISSUER)",
+        "--jwt-audience (BOXOFFICE_JWT_AUDIENCE)",
+        "--payment-secret (BOXOFFICE_PAYMENT_SECRET) or --payment-jwks (BOXOFFICE_PAYMENT_JWKS)",
+    ] {
+        assert!(err.contains(name), "{name} not named: {err}");
+    }
+    // Only what is missing is named.
+    let jwks = fixture("jwks.json");
+    let out = run(&[
+        "--jwks",
+        jwks.to_str().unwrap(),
+        "--jwt-issuer",
+        ISSUER,
+        "--jwt-audience",
+        AUDIENCE,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("--payment-secret"), "{err}");
+    assert!(!err.contains("--jwt-issuer"), "{err}");
+    for demo_key in ["issuer.key", "payment.key"] {
+        assert!(!dir.path().join(demo_key).exists(), "{demo_key} was made");
+    }
+}
+
+/// A real sale checks tokens and receipts against its own services only:
+/// the demo's keys in its data directory (left by a demo run of the same
+/// directory, say) prove nothing; every `/v1/demo` path is a plain 404 and
+/// no demo event is made.
+#[test]
+fn a_real_sale_trusts_its_own_services_only() {
+    const PAYMENT_SECRET: &str = "a-secret-the-payment-service-shares-with-us";
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = args(dir.path());
+    a.demo = false;
+    a.jwks = Some(fixture("jwks.json").to_str().unwrap().to_owned());
+    a.jwt_issuer = Some(ISSUER.into());
+    a.jwt_audience = Some(AUDIENCE.into());
+    a.payment_secret = Some(PAYMENT_SECRET.into());
+    // (The helper signs its default fan with the data directory's demo
+    // issuer, which it makes: the key is there, and must not count.)
+    let s = TestServer::start_with(a, Arc::new(boxoffice::clock::ManualClock::new(T0_MS)));
+    assert_eq!(s.get("/v1/events").body, json!([]));
+    for (method, path) in [
+        ("GET", "/v1/demo"),
+        ("POST", "/v1/demo/fans"),
+        ("POST", "/v1/demo/payments"),
+    ] {
+        let r = s.unsigned(
+            method,
+            path,
+            Some("{}".into()),
+            &[("Content-Type", "application/json")],
+        );
+        check_problem(&r, 404, "not-found");
+    }
+    create_event(&s.base, &small_event("tour", &[10], 10, 4));
+    let hold = |token: &str| {
+        let auth = format!("Bearer {token}");
+        s.raw(
+            "POST",
+            "/v1/events/tour/holds",
+            Some(json!({"section": "S", "quantity": 2}).to_string()),
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+        )
+    };
+    let demo_token = token_at(&s.data_dir, "fan-demo", &["fanclub"], T0_MS);
+    let r = hold(&demo_token);
+    assert_eq!(
+        (r.status, r.body["reason"].as_str()),
+        (401, Some("unknown-key"))
+    );
+    let r = hold(&sign(Algorithm::EdDSA, &claims("fan-real")));
+    assert_eq!(r.status, 201, "{r:?}");
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let confirm = |receipt: &str| {
+        let auth = format!("Bearer {}", sign(Algorithm::EdDSA, &claims("fan-real")));
+        s.raw(
+            "POST",
+            &format!("/v1/holds/{id}/confirm"),
+            Some(json!({"email": "fan@example.com", "receipt": receipt}).to_string()),
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+        )
+    };
+    let r = confirm(&receipt(&s.data_dir, &r.body, "pay-demo"));
+    assert_eq!(
+        (r.status, r.body["reason"].as_str()),
+        (422, Some("signature")),
+        "{r:?}"
+    );
+    assert_eq!(s.get("/v1/events/tour").body["sold"], 0);
+}
+
+/// A demo that listens beyond loopback hands tokens and receipts to
+/// anyone who reaches it: it says so at start and to whoever asks.
+#[test]
+fn a_demo_reachable_from_other_machines_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    let (mut child, base) = spawn_listening(
+        boxoffice()
+            .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .stderr(std::fs::File::create(&log).unwrap()),
+    );
+    let base = base.replace("0.0.0.0", "127.0.0.1");
+    let r = request("GET", &format!("{base}/v1/demo"), None, &[]);
+    assert_eq!(r.body["exposed"], true, "{r:?}");
+    assert!(
+        r.body["warning"].as_str().unwrap().contains("for free"),
+        "{r:?}"
+    );
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        err.contains("WARNING: this is the demo, reachable"),
+        "{err}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

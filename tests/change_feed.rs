@@ -454,7 +454,7 @@ fn a_batch_readable_but_not_durable_is_shown_to_nobody() {
         let holding = scope.spawn(|| s.hold("A", &["A/1/1"]));
         let applied = r#"boxoffice_changes_total{event="demo",kind="hold",section="A"} 1"#;
         let began = std::time::Instant::now();
-        while !s.get("/metrics").text.lines().any(|l| l == applied) {
+        while !s.metrics().lines().any(|l| l == applied) {
             assert!(
                 began.elapsed() < Duration::from_secs(5),
                 "the hold never applied"

@@ -68,7 +68,7 @@ fn scan(s: &TestServer, token: &str) -> Resp {
 }
 
 fn metric(s: &TestServer, line_start: &str) -> u64 {
-    let text = s.get("/metrics").text;
+    let text = s.metrics();
     text.lines()
         .filter(|l| l.starts_with(line_start))
         .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
@@ -188,9 +188,25 @@ fn only_scanners_check_in_and_only_good_tickets() {
     let i = payload.len() - 3;
     payload[i] = if payload[i] == b'A' { b'B' } else { b'A' };
     let altered = format!("{}.{mac}", String::from_utf8(payload).unwrap());
+    let lineage = boxoffice::data_dir::Lineage::load(dir.path())
+        .unwrap()
+        .expect("the server began a lineage");
+    let secret_of = |booking: &Value| {
+        let id = booking["id"].as_str().unwrap();
+        u64::from_str_radix(id.rsplit('.').next().unwrap(), 16).unwrap()
+    };
+    let first = book(&s, "B", &["B/1/3"]);
     let other_key = boxoffice::mail::TicketKey::from_bytes([9; 32]);
-    let forged = other_key
-        .sign(&boxoffice::mail::Ticket::per_place("demo", "B", 0, &["B/1/1".into()], 1)[0]);
+    let forged = other_key.sign(
+        &boxoffice::mail::Ticket::per_place(
+            "demo",
+            "B",
+            (0, secret_of(&first)),
+            lineage,
+            &["B/1/3".into()],
+            1,
+        )[0],
+    );
     for (token, reason) in [
         (altered.as_str(), "bad-signature"),
         (forged.as_str(), "bad-signature"),
@@ -209,18 +225,31 @@ fn only_scanners_check_in_and_only_good_tickets() {
         b: 0,
         n: None,
         seat: None,
-        seats: vec!["B/1/1".into(), "B/1/2".into()],
+        seats: vec!["B/1/3".into()],
         qty: None,
+        k: None,
+        d: None,
     });
     check_problem(&scan(&s, &whole), 422, "ticket-superseded");
-    // Genuine signatures over places no booking has.
-    for (event, section, booking, seat) in [
-        ("demo", "B", 0, "B/1/3"),
-        ("demo", "B", 5, "B/1/1"),
-        ("demo", "Z", 0, "Z/1/1"),
-        ("gone", "B", 0, "B/1/1"),
+    // Genuine signatures over places no booking has, or of another
+    // booking than the one with the number now (another secret), or of
+    // another lineage of the data.
+    let (b0, b1) = (secret_of(&first), secret_of(&first) ^ 1);
+    let elsewhere = boxoffice::data_dir::Lineage {
+        id: lineage.id ^ 1,
+        ..lineage
+    };
+    // (`first` is booking 1 of section B.)
+    for (event, section, booking, lineage, seat) in [
+        ("demo", "B", (1, b0), lineage, "B/1/1"),
+        ("demo", "B", (5, b0), lineage, "B/1/3"),
+        ("demo", "Z", (1, b0), lineage, "Z/1/1"),
+        ("gone", "B", (1, b0), lineage, "B/1/3"),
+        ("demo", "B", (1, b1), lineage, "B/1/3"),
+        ("demo", "B", (1, b0), elsewhere, "B/1/3"),
     ] {
-        let ticket = boxoffice::mail::Ticket::per_place(event, section, booking, &[seat.into()], 1);
+        let ticket =
+            boxoffice::mail::Ticket::per_place(event, section, booking, lineage, &[seat.into()], 1);
         check_problem(&scan(&s, &key.sign(&ticket[0])), 404, "ticket-not-found");
     }
     // A bad body.
@@ -242,6 +271,11 @@ fn only_scanners_check_in_and_only_good_tickets() {
         ),
         0
     );
+    // The same ticket, its own booking's and of this lineage, admits.
+    let own =
+        boxoffice::mail::Ticket::per_place("demo", "B", (1, b0), lineage, &["B/1/3".into()], 1);
+    assert_eq!(scan(&s, &key.sign(&own[0])).status, 200);
+    assert_eq!(scan(&s, &key.sign(&own[0])).status, 409);
     // A cancelled booking's tickets are void.
     let booking = book(&s, "B", &["B/2/1"]);
     let void = tokens(&booking);
@@ -264,7 +298,7 @@ fn only_scanners_check_in_and_only_good_tickets() {
     assert_eq!(refused("unauthorized"), 3);
     assert_eq!(refused("ticket-invalid"), 4);
     assert_eq!(refused("ticket-superseded"), 1);
-    assert_eq!(refused("ticket-not-found"), 4);
+    assert_eq!(refused("ticket-not-found"), 6);
     assert_eq!(refused("ticket-cancelled"), 1);
     assert_eq!(refused("other"), 1);
     s.stop();
@@ -473,4 +507,68 @@ fn the_command_line_checks_in_at_the_server() {
     let admin = verify(common::ADMIN_TOKEN);
     assert_eq!(admin.status.code(), Some(1), "{admin:?}");
     assert!(String::from_utf8_lossy(&admin.stderr).contains("401 unauthorized"));
+}
+
+/// `boxoffice snapshot ...` on the real binary; it must succeed.
+fn snapshot_cli(args: &[&std::ffi::OsStr]) {
+    let out = common::boxoffice()
+        .arg("snapshot")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// A ticket names its booking, not only the booking's number: the ticket
+/// of a booking that was lost admits nobody into the booking that has its
+/// number now, after a restore of a snapshot older than the booking, or
+/// on a fresh volume that reuses the event's id and the ticket key. The
+/// tickets of the bookings the snapshot holds still admit after the
+/// restore (it goes on with their lineage).
+#[test]
+fn a_ticket_of_a_lost_booking_admits_nobody() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("before.snap");
+    let s = start(&data);
+    let kept = tokens(&book(&s, "A", &["A/1/1"]));
+    s.stop();
+    snapshot_cli(&[
+        "create".as_ref(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+        "--out".as_ref(),
+        file.as_os_str(),
+    ]);
+    // Booking 1 of A: its ticket is mailed, then the disk is lost.
+    let s = start(&data);
+    let lost = tokens(&book(&s, "A", &["A/1/2"]));
+    s.stop();
+    snapshot_cli(&[
+        "restore".as_ref(),
+        file.as_os_str(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+        "--force".as_ref(),
+    ]);
+    let s = start(&data);
+    let new = book(&s, "A", &["A/1/3"]);
+    assert_eq!(new["id"].as_str().unwrap().split('.').nth(2), Some("b1"));
+    check_problem(&scan(&s, &lost[0]), 404, "ticket-not-found");
+    assert_eq!(scan(&s, &kept[0]).status, 200);
+    assert_eq!(scan(&s, &tokens(&new)[0]).status, 200);
+    let key = std::fs::read_to_string(data.join("ticket.key")).unwrap();
+    s.stop();
+
+    // A fresh volume, the same event id and ticket key: booking 0 again.
+    let args = boxoffice::config::ServeArgs {
+        scanner_token: Some(SCANNER_TOKEN.into()),
+        ticket_key: Some(key.trim().to_owned()),
+        ..common::args(&dir.path().join("fresh"))
+    };
+    let s = TestServer::start_with(args, Arc::new(ManualClock::new(T0_MS)));
+    let again = book(&s, "A", &["A/1/1"]);
+    assert_eq!(again["id"].as_str().unwrap().split('.').nth(2), Some("b0"));
+    check_problem(&scan(&s, &kept[0]), 404, "ticket-not-found");
+    assert_eq!(scan(&s, &tokens(&again)[0]).status, 200);
 }

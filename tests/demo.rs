@@ -58,7 +58,10 @@ fn a_demo_fan_holds_pays_and_reads_its_ticket() {
     let s = TestServer::start(dir.path());
     let offers = s.unsigned("GET", "/v1/demo", None, &[]);
     assert_eq!(offers.status, 200);
-    assert_eq!(offers.body, json!({"fans": true, "payments": true}));
+    assert_eq!(
+        offers.body,
+        json!({"exposed": false, "fans": true, "payments": true})
+    );
 
     let fan = demo_fan(&s, None);
     assert_eq!(fan.status, 201, "{fan:?}");
@@ -250,10 +253,15 @@ fn no_demo_where_real_services_are_trusted() {
     );
     let mut args = args(dir.path());
     args.jwks = Some(jwks.into());
+    args.jwt_issuer = Some("https://fanclub.example".into());
+    args.jwt_audience = Some("boxoffice".into());
     args.payment_secret = Some("a-shared-secret-of-at-least-32-bytes!".into());
     let s = TestServer::start_with(args, Arc::new(ManualClock::new(T0_MS)));
     let offers = s.unsigned("GET", "/v1/demo", None, &[]);
-    assert_eq!(offers.body, json!({"fans": false, "payments": false}));
+    assert_eq!(
+        offers.body,
+        json!({"exposed": false, "fans": false, "payments": false})
+    );
     check_problem(&demo_fan(&s, None), 404, "demo-off");
     let r = s.post("/v1/demo/payments", &json!({"hold": "x"}));
     check_problem(&r, 404, "demo-off");

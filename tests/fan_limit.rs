@@ -172,7 +172,7 @@ fn the_limit_counts_holds_and_bookings_across_sections() {
         hold(&s, "a", json!({"section": "F0", "quantity": 4})).status,
         201
     );
-    let metrics = s.get("/metrics").text;
+    let metrics = s.metrics();
     assert!(
         metrics.contains(r#"boxoffice_holds_refused_total{event="lim",reason="fan_limit"} 5"#),
         "{metrics}"
@@ -591,7 +591,7 @@ fn a_fan_too_fast_is_told_to_wait_and_others_are_not() {
     // The limiter keeps real time (a fan's pace is the wall clock's).
     std::thread::sleep(Duration::from_millis(1_100));
     assert_eq!(hold(&s, "quick", one()).status, 201);
-    let metrics = s.get("/metrics").text;
+    let metrics = s.metrics();
     assert!(
         metrics.contains("boxoffice_fan_rate_limited_total 1"),
         "{metrics}"

@@ -24,7 +24,13 @@ fn a_short_flash_sale_sells_out_consistently() {
                 "--scanner-token",
                 "loadgen-scanner-token",
             ])
-            .args(["--demo", "false", "--mail-enabled", "false", "--data-dir"])
+            .args([
+                "--demo-event",
+                "false",
+                "--mail-enabled",
+                "false",
+                "--data-dir",
+            ])
             .arg(dir.path())
             .env("RUST_LOG", "warn"),
     );
@@ -149,7 +155,7 @@ fn queued_sale(wait: &str) {
             ADMIN_TOKEN,
             "--queue-streams-max",
             "50",
-            "--demo",
+            "--demo-event",
             "false",
             "--mail-enabled",
             "false",

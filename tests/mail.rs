@@ -762,6 +762,8 @@ fn ticket_verify_checks_tokens_against_the_data_dir_key() {
         seat: None,
         seats: vec!["A/1/1".into()],
         qty: None,
+        k: None,
+        d: None,
     });
     let verify = |token: &str| {
         common::boxoffice()
@@ -778,13 +780,18 @@ fn ticket_verify_checks_tokens_against_the_data_dir_key() {
     );
     assert!(String::from_utf8_lossy(&ok.stderr).contains("only the server knows"));
     // A ticket of one place names it.
-    let place = boxoffice::mail::Ticket::per_place("demo", "A", 7, &["A/1/1".into()], 1);
+    let lineage = boxoffice::data_dir::Lineage {
+        id: 0xabc,
+        since_ms: 0,
+    };
+    let place =
+        boxoffice::mail::Ticket::per_place("demo", "A", (7, 1), lineage, &["A/1/1".into()], 1);
     let ok = verify(&key.sign(&place[0]));
     assert_eq!(
         String::from_utf8_lossy(&ok.stdout).trim(),
         "valid: event demo, section A, booking 7, seat A/1/1 (place 1 of the booking)"
     );
-    let standing = boxoffice::mail::Ticket::per_place("demo", "FLOOR", 9, &[], 2);
+    let standing = boxoffice::mail::Ticket::per_place("demo", "FLOOR", (9, 1), lineage, &[], 2);
     let ok = verify(&key.sign(&standing[1]));
     assert_eq!(
         String::from_utf8_lossy(&ok.stdout).trim(),
@@ -894,7 +901,7 @@ fn without_smtp_emails_are_eml_files_in_the_data_dir() {
 /// The `boxoffice_mail_outbox{state="yielding"}` gauge: 1 while the
 /// mailer steps aside for a busy sale.
 fn yielding(s: &TestServer) -> u64 {
-    let text = s.get("/metrics").text;
+    let text = s.metrics();
     text.lines()
         .find_map(|l| l.strip_prefix("boxoffice_mail_outbox{state=\"yielding\"} "))
         .expect("the yielding gauge")

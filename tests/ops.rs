@@ -57,7 +57,7 @@ fn parse(text: &str) -> HashMap<String, f64> {
 }
 
 fn scrape(s: &TestServer) -> HashMap<String, f64> {
-    let r = s.get("/metrics");
+    let r = request("GET", &format!("{}/metrics", s.metrics_base), None, &[]);
     assert_eq!(r.status, 200);
     assert!(
         r.content_type.starts_with("text/plain"),
@@ -69,6 +69,21 @@ fn scrape(s: &TestServer) -> HashMap<String, f64> {
 
 fn at(m: &HashMap<String, f64>, key: &str) -> f64 {
     m.get(key).copied().unwrap_or(0.0)
+}
+
+/// The metrics are the scraper's: the fans' listener does not have them
+/// (they count refusals, queues and fans), and the metrics listener has
+/// nothing else.
+#[test]
+fn metrics_are_on_their_own_listener_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path());
+    check_problem(&s.unsigned("GET", "/metrics", None, &[]), 404, "not-found");
+    let on = |path: &str| request("GET", &format!("{}{path}", s.metrics_base), None, &[]);
+    assert_eq!(on("/metrics").status, 200);
+    for path in ["/v1/events", "/healthz", "/v1/demo"] {
+        check_problem(&on(path), 404, "not-found");
+    }
 }
 
 #[test]
@@ -312,10 +327,11 @@ fn configuration_file_environment_and_flags_layer_in_order() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // (The metrics listener's line comes first.)
         let line = BufReader::new(child.stdout.take().unwrap())
             .lines()
-            .next()
-            .map(|l| l.unwrap());
+            .map_while(Result::ok)
+            .find(|l| !l.starts_with("boxoffice metrics on "));
         child.kill().unwrap();
         child.wait().unwrap();
         line.unwrap_or_default()

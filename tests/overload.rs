@@ -32,7 +32,7 @@ fn a_flood_of_fans_is_refused_with_retry_after_and_nothing_else_fails() {
     let (mut server, base) = spawn_listening(
         common::boxoffice()
             .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(["--admin-token", ADMIN_TOKEN, "--demo", "false"])
+            .args(["--admin-token", ADMIN_TOKEN, "--demo-event", "false"])
             .args(["--mail-enabled", "false", "--fan-holds-per-sec", "0"])
             // Small limits, so that 400 connections overflow them: a
             // section admits 4 at once, the process (two sections) 6.
@@ -79,7 +79,7 @@ fn a_flood_of_fans_is_refused_with_retry_after_and_nothing_else_fails() {
     assert!(report["holds"].as_u64().unwrap() > 100, "{report}");
     // Refusals were counted where they were made: by the process (early,
     // or when asking a section) and by the sections.
-    let metrics = request("GET", &format!("{base}/metrics"), None, &[]).text;
+    let metrics = common::metrics_of(&base);
     let sum = |prefix: &str| -> f64 {
         metrics
             .lines()

@@ -604,7 +604,7 @@ fn a_fan_holds_two_seats_pays_and_gets_its_tickets() {
         .await;
         // The signed-in fan's page streams with its token: on a fan's
         // place, none of the anonymous ones.
-        let metrics = s.get("/metrics").text;
+        let metrics = s.metrics();
         for line in [
             "boxoffice_seat_streams 1",
             "boxoffice_seat_streams_anonymous 0",
@@ -755,6 +755,7 @@ fn a_fan_buys_standing_places_on_the_floor_from_the_map() {
         open(c, &s, "#/tickets").await;
         assert_eq!(text_of(c, "main p").await, "Sign in to see your tickets.");
         open(c, &s, &format!("#token={token}&to=/tickets")).await;
+        click(c, "#link-accept").await;
         assert_eq!(
             text_of(c, "ul.bookings li").await,
             "Fan-club presale: Seoul encore night · Floor (standing): 3 standing places"
@@ -800,6 +801,7 @@ fn a_hold_made_on_one_device_is_booked_on_another() {
         let other = Browser::start().await;
         let c = other.client();
         open(c, &s, &format!("#token={token}&to=/events/demo/sections/A")).await;
+        click(c, "#link-accept").await;
         wait_for(c, "#pay").await;
         assert_eq!(text_of(c, "#buy-h").await, "Your hold");
         assert_eq!(
@@ -832,6 +834,78 @@ fn a_hold_made_on_one_device_is_booked_on_another() {
         other.close().await;
     });
     assert_eq!(&s.states("A")[..2], "ss", "booked");
+}
+
+/// A sign-in link carries whatever token its sender put in it (its own,
+/// to have a victim buy for it): the page names the link's fan and the fan
+/// signed in now, and switches only when asked; a first sign-in from a
+/// link names its fan before anything can be held or bought.
+#[test]
+fn a_sign_in_link_names_its_fan_and_asks_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server_now(dir.path(), |_| {});
+    let sender = s.token_for("fan-sender");
+    let link = format!("#token={sender}&to=/events/demo/sections/A");
+    runtime().block_on(async {
+        let b = Browser::start().await;
+        let c = b.client();
+        sign_in_demo(c, &s, "#demo-fan").await;
+        let me = text_of(c, "#account .who").await;
+        assert!(me.starts_with("Signed in as demo-"), "{me}");
+        open(c, &s, &link).await;
+        wait_for(c, "#link-accept").await;
+        assert_eq!(text_of(c, "main h1").await, "Switch to another fan?");
+        let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+        std::fs::write(
+            tmp.join("fan-sign-in-link.png"),
+            c.screenshot().await.unwrap(),
+        )
+        .unwrap();
+        let said = text_of(c, "main p").await;
+        let mine = me.trim_start_matches("Signed in as ");
+        assert_eq!(
+            said,
+            format!("This link signs in as fan-sender (fanclub). You are signed in as {mine}.")
+        );
+        // Nothing switched yet, and the token is out of the address.
+        assert_eq!(text_of(c, "#account .who").await, me);
+        let url = c.current_url().await.unwrap();
+        assert_eq!(url.fragment(), Some("/sign-in/link"));
+        assert_ne!(session_token(c).await, sender);
+        assert_eq!(
+            text_of(c, "#link-decline").await,
+            format!("Stay signed in as {}", mine.trim_end_matches(" (fanclub)"))
+        );
+        click(c, "#link-decline").await;
+        wait_for(c, "circle[data-seat='A/1/1']").await;
+        assert_eq!(text_of(c, "#account .who").await, me);
+        // The same link again, and this time the fan says yes.
+        open(c, &s, &link).await;
+        assert_eq!(text_of(c, "#link-accept").await, "Switch to fan-sender");
+        click(c, "#link-accept").await;
+        wait_for(c, "circle[data-seat='A/1/1']").await;
+        assert_eq!(
+            text_of(c, "#account .who").await,
+            "Signed in as fan-sender (fanclub)"
+        );
+        assert_eq!(session_token(c).await, sender);
+        b.close().await;
+
+        // A browser signed in as nobody: the link names its fan first.
+        let other = Browser::start().await;
+        let c = other.client();
+        open(c, &s, &format!("#token={sender}&to=/tickets")).await;
+        wait_for(c, "#link-accept").await;
+        assert_eq!(
+            text_of(c, "main p").await,
+            "This link signs you in as fan-sender (fanclub)."
+        );
+        assert_eq!(text_of(c, "#account a").await, "Sign in");
+        click(c, "#link-decline").await;
+        wait_for(c, "ul.events").await;
+        assert_eq!(text_of(c, "#account a").await, "Sign in");
+        other.close().await;
+    });
 }
 
 /// The same with the keyboard alone: Tab to the demo sign-in, into the

@@ -215,7 +215,7 @@ fn only_a_receipt_for_exactly_this_hold_books() {
         confirm(&s, &other, &signed(SECRET, &claims(&s, &other, "pay_2"))).status,
         201
     );
-    let metrics = s.get("/metrics").text;
+    let metrics = s.metrics();
     assert!(
         metrics.contains(r#"boxoffice_receipts_refused_total{reason="signature"}"#),
         "{metrics}"
@@ -270,36 +270,64 @@ fn one_reference_books_once_whatever_the_race() {
 }
 
 /// A payment service that signs with its own keys, published as a JWKS
-/// (here ES256 and EdDSA): its receipts book; a shared-secret receipt does
-/// not, nor does a key it does not list.
+/// (here ES256 and EdDSA): its receipts book, if they name the payment
+/// service as issuer and this server as audience; a shared-secret receipt
+/// does not, nor does a key it does not list, nor a receipt the same keys
+/// signed for another issuer or another audience (one payment provider
+/// serving many shops).
 #[test]
 fn receipts_signed_with_the_payment_services_jwks() {
+    const ISSUER: &str = "https://pay.example";
+    const AUDIENCE: &str = "boxoffice-tickets";
     let dir = tempfile::tempdir().unwrap();
     let mut a = args(dir.path());
     a.payment_jwks = Some(fixture("jwks.json").to_str().unwrap().to_owned());
+    a.payment_issuer = Some(ISSUER.into());
+    a.payment_audience = Some(AUDIENCE.into());
     let s = TestServer::start_with(a, Arc::new(ManualClock::new(T0_MS)));
     let hold = s.hold("A", &["A/2/1"]);
-    let c = claims(&s, &hold, "pay_jwks");
+    let mut c = claims(&s, &hold, "pay_jwks");
+    c["iss"] = json!(ISSUER);
+    c["aud"] = json!(AUDIENCE);
     let der = |f: &str| std::fs::read(fixture(f)).unwrap();
-    let es = |kid: &str| {
+    let es = |kid: &str, c: &Value| {
         let mut h = Header::new(Algorithm::ES256);
         h.kid = Some(kid.into());
         jsonwebtoken::encode(
             &h,
-            &c,
+            c,
             &EncodingKey::from_ec_der(&der("ec-private.pkcs8.der")),
         )
         .unwrap()
     };
     assert_eq!(
-        confirm(&s, &hold, &es("no-such-key")).body["reason"],
+        confirm(&s, &hold, &es("no-such-key", &c)).body["reason"],
         "unknown-key"
     );
     assert_eq!(
         confirm(&s, &hold, &signed(SECRET, &c)).body["reason"],
         "algorithm"
     );
-    let b = confirm(&s, &hold, &es("test-es256"));
+    for (claim, value, reason) in [
+        ("aud", json!("another-shop"), "audience"),
+        ("aud", Value::Null, "audience"),
+        ("iss", json!("https://pay.example.evil"), "issuer"),
+        ("iss", Value::Null, "issuer"),
+    ] {
+        let mut other = c.clone();
+        match value {
+            Value::Null => other.as_object_mut().unwrap().remove(claim),
+            v => other.as_object_mut().unwrap().insert(claim.into(), v),
+        };
+        let r = confirm(&s, &hold, &es("test-es256", &other));
+        assert_eq!(
+            (r.status, r.body["reason"].as_str()),
+            (422, Some(reason)),
+            "{claim}: {r:?}"
+        );
+    }
+    assert_eq!(sold(&s), 0);
+    let b = confirm(&s, &hold, &es("test-es256", &c));
     assert_eq!(b.status, 201, "{b:?}");
     assert_eq!(b.body["payment_ref"], "pay_jwks");
 }

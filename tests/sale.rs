@@ -91,7 +91,7 @@ fn the_demo_presale_admits_members_first_and_counts_down_for_others() {
     s.clock.advance_ms(HOUR_MS);
     assert_eq!(hold(&s, "demo", "walk-in", &[]).status, 201);
     assert_eq!(hold(&s, "demo", "member", &["fanclub"]).status, 201);
-    let metrics = s.get("/metrics").text;
+    let metrics = s.metrics();
     for (reason, n) in [("membership_required", 1), ("not_open", 0), ("closed", 0)] {
         let line =
             format!(r#"boxoffice_holds_refused_total{{event="demo",reason="{reason}"}} {n}"#);

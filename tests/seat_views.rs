@@ -14,7 +14,7 @@ use serde_json::json;
 /// Whether the section's actor has applied `n` holds in memory (its
 /// change counter moves at apply time, before durability).
 fn applied_holds(s: &TestServer, section: &str, n: u64) -> bool {
-    let text = s.get("/metrics").text;
+    let text = s.metrics();
     let key =
         format!(r#"boxoffice_changes_total{{event="demo",kind="hold",section="{section}"}} {n}"#);
     text.lines().any(|l| l == key)

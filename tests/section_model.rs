@@ -13,7 +13,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use boxoffice::domain::{Caller, Change, Claim, CommandError, FanId, Section, SectionKind};
+use boxoffice::domain::{
+    Caller, Change, Claim, CommandError, FanId, Section, SectionKind, TicketBinding,
+};
 use boxoffice::journal::{decode_all, encode_into, ChangeRecord, Record};
 use boxoffice::layout::EventSpec;
 use boxoffice::snapshot::wire::SectionSnap;
@@ -486,7 +488,11 @@ impl Harness {
                     let k = (*place as usize).clamp(1, seats.len());
                     seats[k - 1]
                 });
-                let got = self.section.decide_check_in(b, *place, seat, self.now);
+                // (Which booking a ticket names has a test of its own.)
+                let any = TicketBinding::Unbound {
+                    confirmed_before_ms: u64::MAX,
+                };
+                let got = self.section.decide_check_in(b, *place, seat, any, self.now);
                 let key = (b, *place);
                 if !(1..=quantity).contains(place) {
                     assert_eq!(got, Err(CommandError::TicketNotFound));

@@ -168,7 +168,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// A metric's value as `/metrics` says it.
 fn metric(base: &str, name: &str) -> f64 {
-    let text = common::request("GET", &format!("{base}/metrics"), None, &[]).text;
+    let text = common::metrics_of(base);
     text.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
         .and_then(|v| v.parse().ok())

@@ -613,7 +613,7 @@ fn the_shipped_demo_snapshot_restores_and_serves() {
     let data = target.path().join("data");
     ok(&cli(&["restore"], &[&file, Path::new("--data-dir"), &data]));
     let mut a = args(&data);
-    a.demo = false; // the event comes from the snapshot, not the built-in
+    a.demo_event = false; // the event comes from the snapshot, not the built-in
     let s = TestServer::start_with(
         a,
         std::sync::Arc::new(boxoffice::clock::ManualClock::new(T0_MS)),

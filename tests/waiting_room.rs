@@ -128,7 +128,7 @@ fn fans_are_admitted_in_queue_order_and_holds_need_their_own_admission() {
     assert_eq!(room_when(&s, |_| true)["joined"], 10);
     // Before the shuffle nobody waits on admission (an alert on "fans
     // wait, nobody is admitted" must stay quiet through the pre-queue).
-    let metrics = s.get("/metrics").text;
+    let metrics = s.metrics();
     for line in [
         "boxoffice_waiting_room_fans{event=\"demo\",state=\"pre_queue\"} 10",
         "boxoffice_waiting_room_fans{event=\"demo\",state=\"waiting\"} 0",
@@ -229,7 +229,7 @@ fn fans_are_admitted_in_queue_order_and_holds_need_their_own_admission() {
     assert_eq!(me(&s, &expected[4]).body["state"], "admitted");
 
     // What an operator sees.
-    let metrics = s.get("/metrics").text;
+    let metrics = s.metrics();
     for line in [
         "boxoffice_waiting_room_total{event=\"demo\",kind=\"joined\"} 12",
         "boxoffice_waiting_room_total{event=\"demo\",kind=\"admitted\"} 5",

@@ -19,8 +19,8 @@ trap 'kill $(jobs -p) 2>/dev/null || true; wait; rm -rf "$data" || true' EXIT
 # A 1,000,000-seat event (20 sections of 50,000) so the run never sells out.
 python3 benches/bench_event.py > "$data/bench.json"
 
-RUST_LOG=warn ./target/release/boxoffice serve --listen 127.0.0.1:8091 --data-dir "$data/db" \
-    --admin-token bench-admin-token --demo false > "$data/server.log" 2>&1 &
+RUST_LOG=warn ./target/release/boxoffice serve --listen 127.0.0.1:8091 --metrics-listen 127.0.0.1:0 --data-dir "$data/db" \
+    --admin-token bench-admin-token --demo-event false > "$data/server.log" 2>&1 &
 for _ in $(seq 100); do curl -sf http://127.0.0.1:8091/readyz >/dev/null && break; sleep 0.1; done
 curl -sf -X POST http://127.0.0.1:8091/v1/events -H 'Content-Type: application/json' \
     -H 'Authorization: Bearer bench-admin-token' --data-binary @"$data/bench.json" >/dev/null

@@ -35,7 +35,7 @@ use super::views::{SeatBoard, SeatNote, FREE, HELD, SOLD};
 use crate::clock::Clock;
 use crate::domain::{
     fan_tag, Addressee, BookingRead, Caller, Change, Claim, CommandError, EventDef, FanId, Hold,
-    HoldView, Outcome, PlacesMoved, Section, SectionName,
+    HoldView, Outcome, PlacesMoved, Section, SectionName, TicketBinding,
 };
 use crate::journal::{encode, IdemTag, Journal, Note, Record};
 use crate::mail::{Enqueue, MailEntry};
@@ -212,11 +212,12 @@ pub enum Command {
     /// `booking`, whose seat (an index into the seat map) the ticket
     /// names in a seated section. The ticket's signature is checked
     /// before: it proves the place was sold, the booking's secret is not
-    /// needed.
+    /// needed; `binding` ties it to this booking, not only its number.
     CheckIn {
         booking: u64,
         place: u32,
         seat: Option<u32>,
+        binding: TicketBinding,
     },
 }
 
@@ -419,7 +420,8 @@ impl SectionActor {
                 booking,
                 place,
                 seat,
-            } => s.decide_check_in(booking, place, seat, now)?,
+                binding,
+            } => s.decide_check_in(booking, place, seat, binding, now)?,
         };
         let moved = self.section.places_moved(&change);
         if let Some(PlacesMoved::Taken { fan, places }) = &moved {

@@ -13,7 +13,7 @@ use crate::domain::{
     HoldRef, HoldView, SalePhases, SectionCounts, SectionKind, SectionLayout,
 };
 use crate::layout::{AreaSpec, SalePhaseSpec, WaitingRoomSpec};
-use crate::mail::{seat_name, OutboxList, Ticket, TicketKey};
+use crate::mail::{seat_name, OutboxList, Tickets};
 use crate::snapshot::{Header, SnapshotError};
 
 /// New sale phases for an event on sale.
@@ -361,12 +361,18 @@ pub fn booking_dto_with_tickets(
     def: &EventDef,
     layout: &SectionLayout,
     read: &BookingRead,
-    key: &TicketKey,
+    key: &Tickets,
 ) -> BookingDto {
     let b = &read.booking;
     let mut dto = booking_dto(def, layout, b);
     if b.status == BookingStatus::Confirmed {
-        let tickets = Ticket::per_place(&def.id, &layout.id, b.seq, &dto.seats, dto.quantity);
+        let tickets = key.of_booking(
+            &def.id,
+            &layout.id,
+            (b.seq, b.secret),
+            &dto.seats,
+            dto.quantity,
+        );
         dto.tickets = Some(
             tickets
                 .iter()

@@ -8,15 +8,20 @@
 //! without a restart); a URL is fetched every `refresh` and when a token
 //! names an unknown key id (at most once per `UNKNOWN_KID_REFETCH`). A read
 //! or fetch that fails, or yields no usable key, keeps the last good set.
+//! A set whose document changed gets a new [`Keys::generation`]: whoever
+//! remembers what a key proved checks it again (a key that left the set
+//! ends its tokens at the next refresh).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey};
+use sha2::{Digest, Sha256};
 
 /// Most keys one set may hold, and most bytes of a JWKS document.
 pub const KEYS_MAX: usize = 100;
@@ -162,6 +167,8 @@ pub enum Origin {
 /// URL.
 pub struct Keys {
     current: RwLock<Arc<KeySet>>,
+    /// Bumped whenever the set's document changes.
+    generation: AtomicU64,
     nudge: Sender<()>,
     origin: Origin,
 }
@@ -172,6 +179,7 @@ impl Keys {
         let (nudge, _) = crossbeam_channel::bounded(1);
         Arc::new(Keys {
             current: RwLock::new(Arc::new(set)),
+            generation: AtomicU64::new(0),
             nudge,
             origin: Origin::Fixed,
         })
@@ -180,23 +188,31 @@ impl Keys {
     /// Loads the set from `origin` now (an error if that fails: a server
     /// must not start without keys), then keeps it fresh.
     pub fn load(origin: Origin, refresh: Duration) -> Result<Arc<Keys>, String> {
-        let (first, stamp) = read(&origin)?;
+        let (first, stamp, digest) = read(&origin)?;
         let (nudge, nudged) = crossbeam_channel::bounded(1);
         let keys = Arc::new(Keys {
             current: RwLock::new(Arc::new(first)),
+            generation: AtomicU64::new(0),
             nudge,
             origin: origin.clone(),
         });
         let weak = Arc::downgrade(&keys);
         std::thread::Builder::new()
             .name("jwks-refresh".into())
-            .spawn(move || refresher(weak, nudged, origin, refresh, stamp))
+            .spawn(move || refresher(weak, nudged, origin, refresh, stamp, digest))
             .map_err(|e| format!("cannot start the key refresher: {e}"))?;
         Ok(keys)
     }
 
     pub fn get(&self) -> Arc<KeySet> {
         Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Which set `get` gives: a new number each time the document
+    /// changed. Read it before `get`, so that a number never claims a
+    /// newer set than the one a check used.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// A token named a key id the set lacks: look again soon (never
@@ -209,15 +225,20 @@ impl Keys {
 
     fn replace(&self, set: KeySet) {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }
 
 /// A file's modification time, to notice changes.
 type Stamp = Option<SystemTime>;
 
-fn read(origin: &Origin) -> Result<(KeySet, Stamp), String> {
+/// A document's SHA-256: a refresh that brings the same document changes
+/// nothing (and makes nobody check their tokens again).
+type DocDigest = [u8; 32];
+
+fn read(origin: &Origin) -> Result<(KeySet, Stamp, DocDigest), String> {
     match origin {
-        Origin::Fixed => Ok((KeySet::default(), None)),
+        Origin::Fixed => Ok((KeySet::default(), None, [0; 32])),
         Origin::File(path) => {
             let stamp = std::fs::metadata(path).and_then(|m| m.modified()).ok();
             let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -225,7 +246,7 @@ fn read(origin: &Origin) -> Result<(KeySet, Stamp), String> {
                 return Err(format!("{}: over {JWKS_LEN_MAX} bytes", path.display()));
             }
             let set = KeySet::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-            Ok((set, stamp))
+            Ok((set, stamp, Sha256::digest(&bytes).into()))
         }
         Origin::Url(url) => {
             let response = ureq::get(url)
@@ -242,7 +263,7 @@ fn read(origin: &Origin) -> Result<(KeySet, Stamp), String> {
                 return Err(format!("{url}: over {JWKS_LEN_MAX} bytes"));
             }
             let set = KeySet::parse(&bytes).map_err(|e| format!("{url}: {e}"))?;
-            Ok((set, None))
+            Ok((set, None, Sha256::digest(&bytes).into()))
         }
     }
 }
@@ -253,6 +274,7 @@ fn refresher(
     origin: Origin,
     refresh: Duration,
     mut stamp: Stamp,
+    mut digest: DocDigest,
 ) {
     let tick = match origin {
         Origin::File(_) => FILE_CHECK,
@@ -281,10 +303,13 @@ fn refresher(
         }
         last_fetch = Instant::now();
         match read(&origin) {
-            Ok((set, new_stamp)) => {
+            Ok((set, new_stamp, new_digest)) => {
                 stamp = new_stamp;
-                tracing::info!(keys = set.len(), origin = ?keys.origin, "issuer keys loaded");
-                keys.replace(set);
+                if new_digest != digest {
+                    digest = new_digest;
+                    tracing::info!(keys = set.len(), origin = ?keys.origin, "issuer keys loaded");
+                    keys.replace(set);
+                }
             }
             Err(error) => {
                 tracing::warn!(%error, "cannot refresh the issuer keys; keeping the last good ones");

@@ -151,13 +151,15 @@ struct Claims {
     rest: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Checks tokens; remembers each verified one until it expires (bounded,
-/// keyed by a hash of the token), so a fan's later requests do not pay for
-/// the signature again.
+/// Checks tokens; remembers each verified one until it expires or the
+/// issuer's keys change (bounded, keyed by a hash of the token), so a
+/// fan's later requests do not pay for the signature again, and a key
+/// that left the JWKS proves nothing more once the set is refreshed.
 pub struct Verifier {
     keys: Arc<Keys>,
     settings: AuthSettings,
-    cache: quick_cache::sync::Cache<[u8; 32], Arc<Fan>>,
+    /// What each token proved, and under which generation of the keys.
+    cache: quick_cache::sync::Cache<[u8; 32], (Arc<Fan>, u64)>,
     clock: Arc<dyn Clock>,
     /// Refusals by reason (`REASONS` order), for metrics.
     refused: [AtomicU64; REASONS.len()],
@@ -202,6 +204,11 @@ impl Verifier {
                 Keys::load(Origin::Url(url.to_owned()), refresh)
             }
             Some(path) => Keys::load(Origin::File(path.into()), refresh),
+            // `ServeArgs::check` refused a real sale without a JWKS; this
+            // is the second lock on the same door.
+            None if !args.demo => {
+                anyhow::bail!("a real sale needs --jwks: it never trusts the demo issuer")
+            }
             None => {
                 let issuer = LocalIssuer::load_or_create(&args.data_dir)?;
                 tracing::warn!(
@@ -255,15 +262,25 @@ impl Verifier {
         }
         let now_s = self.clock.now_ms() / 1000;
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(fan) = self.cache.get(&digest) {
+        let generation = self.keys.generation();
+        if let Some((fan, proved_under)) = self.cache.get(&digest) {
             if now_s > fan.expires_at_s.saturating_add(self.settings.leeway_secs) {
                 self.cache.remove(&digest);
                 return Err(AuthError::Expired);
             }
-            return Ok(fan);
+            if proved_under == generation {
+                return Ok(fan);
+            }
+            // The keys changed since: its key may have left the set.
         }
-        let fan = Arc::new(self.verify_signed(token, now_s)?);
-        self.cache.insert(digest, Arc::clone(&fan));
+        let fan = match self.verify_signed(token, now_s) {
+            Ok(fan) => Arc::new(fan),
+            Err(e) => {
+                self.cache.remove(&digest);
+                return Err(e);
+            }
+        };
+        self.cache.insert(digest, (Arc::clone(&fan), generation));
         Ok(fan)
     }
 

@@ -67,12 +67,16 @@ pub enum ReceiptError {
     Signature,
     #[error("the receipt has expired")]
     Expired,
+    #[error("the receipt's issuer is not the payment service's")]
+    Issuer,
+    #[error("the receipt's audience is not this server")]
+    Audience,
     #[error("the receipt's claims are missing or malformed (hold, amount, currency, ref, exp)")]
     Claims,
 }
 
 /// `ReceiptError::reason` values, in order: metrics count refusals by them.
-pub const RECEIPT_REASONS: [&str; 7] = [
+pub const RECEIPT_REASONS: [&str; 9] = [
     "malformed",
     "too-long",
     "algorithm",
@@ -80,6 +84,8 @@ pub const RECEIPT_REASONS: [&str; 7] = [
     "signature",
     "expired",
     "claims",
+    "issuer",
+    "audience",
 ];
 
 impl ReceiptError {
@@ -96,6 +102,8 @@ impl ReceiptError {
             ReceiptError::Signature => 4,
             ReceiptError::Expired => 5,
             ReceiptError::Claims => 6,
+            ReceiptError::Issuer => 7,
+            ReceiptError::Audience => 8,
         }
     }
 }
@@ -124,6 +132,9 @@ enum Trust {
 
 pub struct ReceiptVerifier {
     trust: Trust,
+    /// The `iss` and `aud` every receipt must carry, when set.
+    issuer: Option<String>,
+    audience: Option<String>,
     leeway_secs: u64,
     clock: Arc<dyn Clock>,
     refused: [AtomicU64; RECEIPT_REASONS.len()],
@@ -166,6 +177,9 @@ impl ReceiptVerifier {
                     })?,
                 )
             }
+            (None, None) if !args.demo => anyhow::bail!(
+                "a real sale needs --payment-secret or --payment-jwks: it never trusts the demo payment secret"
+            ),
             (None, None) => {
                 let local = LocalPayments::load_or_create(&args.data_dir)?;
                 tracing::warn!(
@@ -176,6 +190,8 @@ impl ReceiptVerifier {
         };
         Ok(ReceiptVerifier {
             trust,
+            issuer: args.payment_issuer.clone(),
+            audience: args.payment_audience.clone(),
             leeway_secs: args.jwt_leeway_secs,
             clock,
             refused: Default::default(),
@@ -224,13 +240,27 @@ impl ReceiptVerifier {
         let mut validation = Validation::new(alg);
         validation.validate_exp = false;
         validation.validate_nbf = false;
-        validation.validate_aud = false;
         validation.required_spec_claims.clear();
+        if let Some(iss) = &self.issuer {
+            validation.set_issuer(&[iss]);
+            validation.required_spec_claims.insert("iss".into());
+        }
+        match &self.audience {
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                validation.required_spec_claims.insert("aud".into());
+            }
+            None => validation.validate_aud = false,
+        }
         let claims = decode::<Claims>(token, key, &validation)
             .map_err(|e| {
                 use jsonwebtoken::errors::ErrorKind;
                 match e.kind() {
                     ErrorKind::InvalidSignature => ReceiptError::Signature,
+                    ErrorKind::InvalidIssuer => ReceiptError::Issuer,
+                    ErrorKind::InvalidAudience => ReceiptError::Audience,
+                    ErrorKind::MissingRequiredClaim(c) if c == "iss" => ReceiptError::Issuer,
+                    ErrorKind::MissingRequiredClaim(c) if c == "aud" => ReceiptError::Audience,
                     ErrorKind::InvalidAlgorithm => ReceiptError::Algorithm,
                     ErrorKind::Json(_) => ReceiptError::Claims,
                     ErrorKind::Base64(_) | ErrorKind::Utf8(_) | ErrorKind::InvalidToken => {

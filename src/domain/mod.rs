@@ -22,9 +22,9 @@ pub use ids::{is_valid_name, BookingRef, HoldRef, SectionName};
 pub use lang::Lang;
 pub use sale::{Admission, SalePhase, SalePhases};
 pub use section::{
-    fan_tag, Addressee, Booking, BookingRead, BookingStatus, Caller, CategoryCounts, Change, Claim,
-    CommandError, FanId, Hold, HoldEnd, HoldView, Outcome, PlacesMoved, Section, SectionCounts,
-    SectionParts, EMAIL_LEN_MAX,
+    booking_tag, fan_tag, Addressee, Booking, BookingRead, BookingStatus, Caller, CategoryCounts,
+    Change, Claim, CommandError, FanId, Hold, HoldEnd, HoldView, Outcome, PlacesMoved, Section,
+    SectionCounts, SectionParts, TicketBinding, EMAIL_LEN_MAX,
 };
 pub use venue::{Category, EventDef, Limits, MapArea, Row, SeatMap, SectionKind, SectionLayout};
 pub use waiting_room::{

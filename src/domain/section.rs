@@ -73,6 +73,30 @@ pub fn fan_tag(fan: &str) -> u64 {
     })
 }
 
+/// The tag of a booking that its tickets carry: the first 8 bytes of a
+/// SHA-256 of its secret. It ties a ticket to this booking, not merely to
+/// its number (which a fresh start or an older snapshot gives again),
+/// without putting the booking's id in every fan's QR code.
+pub fn booking_tag(secret: u64) -> u64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"boxoffice ticket of booking\0")
+        .chain_update(secret.to_le_bytes())
+        .finalize();
+    u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+/// What ties a scanned ticket to a booking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketBinding {
+    /// The ticket names its booking's tag ([`booking_tag`]).
+    Booking(u64),
+    /// A ticket from before tickets named their booking: it can be of a
+    /// booking confirmed before this time only (when the data directory's
+    /// lineage began), and proves only the booking's number.
+    Unbound { confirmed_before_ms: u64 },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hold {
     pub seq: u64,
@@ -777,9 +801,21 @@ impl Section {
         booking: u64,
         place: u32,
         seat: Option<u32>,
+        binding: TicketBinding,
         now_ms: u64,
     ) -> Result<Change, CommandError> {
         let b = self.booking(booking).ok_or(CommandError::TicketNotFound)?;
+        let this_booking = match binding {
+            TicketBinding::Booking(tag) => booking_tag(b.secret) == tag,
+            TicketBinding::Unbound {
+                confirmed_before_ms,
+            } => b.confirmed_at_ms < confirmed_before_ms,
+        };
+        if !this_booking {
+            // A ticket of a booking that had this number in another life
+            // of the data (a lost booking, a reused event id).
+            return Err(CommandError::TicketNotFound);
+        }
         let fits = match (&b.claim, seat) {
             (Claim::Seats(seats), Some(seat)) => {
                 place >= 1 && seats.get(place as usize - 1) == Some(&seat)
@@ -1833,6 +1869,39 @@ mod tests {
         assert_eq!((counts.free, counts.held, counts.sold), (0, 5, 0));
     }
 
+    /// What the tickets of the tests' bookings (secret 21) carry.
+    fn tag() -> TicketBinding {
+        TicketBinding::Booking(booking_tag(21))
+    }
+
+    /// A ticket admits its own booking only, not whichever booking has its
+    /// number now (a lost booking's number given again after a restore of
+    /// an older snapshot, or on a fresh volume); a ticket from before
+    /// tickets named their booking admits only a booking confirmed before
+    /// the data directory's lineage began.
+    #[test]
+    fn a_ticket_admits_its_own_booking_only() {
+        let (s, b) = booked();
+        let with = |binding| s.decide_check_in(b, 1, Some(1), binding, 100);
+        assert_eq!(
+            with(TicketBinding::Booking(booking_tag(22))),
+            Err(CommandError::TicketNotFound)
+        );
+        assert!(with(tag()).is_ok());
+        assert_ne!(booking_tag(21), booking_tag(22));
+        // Confirmed at 10.
+        assert!(with(TicketBinding::Unbound {
+            confirmed_before_ms: 11
+        })
+        .is_ok());
+        assert_eq!(
+            with(TicketBinding::Unbound {
+                confirmed_before_ms: 10
+            }),
+            Err(CommandError::TicketNotFound)
+        );
+    }
+
     /// A booking of places 1..=2 on seats 1 and 2 of `....`.
     fn booked() -> (Section, u64) {
         let mut s = seated(&["...."]);
@@ -1853,12 +1922,12 @@ mod tests {
     fn a_ticket_checks_in_once() {
         let (mut s, b) = booked();
         assert_eq!(s.seat_states(), "fssf");
-        let c = s.decide_check_in(b, 1, Some(1), 100).unwrap();
+        let c = s.decide_check_in(b, 1, Some(1), tag(), 100).unwrap();
         assert_eq!(s.places_moved(&c), None);
         s.apply(&c).unwrap();
         assert_eq!(s.checked_in(b, 1), Some(100));
         assert_eq!(
-            s.decide_check_in(b, 1, Some(1), 200),
+            s.decide_check_in(b, 1, Some(1), tag(), 200),
             Err(CommandError::AlreadyCheckedIn { at_ms: 100 })
         );
         // Applying it twice (a journal that does not fit) is an error.
@@ -1867,13 +1936,13 @@ mod tests {
         assert_eq!(s.checked_in(b, 2), None);
         for (place, seat) in [(0, Some(1)), (3, Some(3)), (2, Some(1)), (2, None)] {
             assert_eq!(
-                s.decide_check_in(b, place, seat, 300),
+                s.decide_check_in(b, place, seat, tag(), 300),
                 Err(CommandError::TicketNotFound),
                 "place {place}, seat {seat:?}"
             );
         }
         assert_eq!(
-            s.decide_check_in(b + 1, 1, Some(1), 300),
+            s.decide_check_in(b + 1, 1, Some(1), tag(), 300),
             Err(CommandError::TicketNotFound)
         );
         assert_eq!(
@@ -1884,7 +1953,7 @@ mod tests {
         let c = s.decide_cancel(b, 21, &Caller::Support, 400).unwrap();
         s.apply(&c).unwrap();
         assert_eq!(
-            s.decide_check_in(b, 2, Some(2), 500),
+            s.decide_check_in(b, 2, Some(2), tag(), 500),
             Err(CommandError::TicketCancelled)
         );
         // The check-in of place 1 outlives the cancellation, as history.
@@ -1910,7 +1979,7 @@ mod tests {
     #[test]
     fn check_ins_survive_parts_and_bad_ones_are_refused() {
         let (mut s, b) = booked();
-        let c = s.decide_check_in(b, 2, Some(2), 100).unwrap();
+        let c = s.decide_check_in(b, 2, Some(2), tag(), 100).unwrap();
         s.apply(&c).unwrap();
         let parts = s.parts();
         assert_eq!(parts.check_ins, vec![(b, 2, 100)]);
@@ -1943,14 +2012,14 @@ mod tests {
             .unwrap();
         s.apply(&c).unwrap();
         assert_eq!(
-            s.decide_check_in(0, 4, None, 20),
+            s.decide_check_in(0, 4, None, tag(), 20),
             Err(CommandError::TicketNotFound)
         );
         assert_eq!(
-            s.decide_check_in(0, 3, Some(0), 20),
+            s.decide_check_in(0, 3, Some(0), tag(), 20),
             Err(CommandError::TicketNotFound)
         );
-        let c = s.decide_check_in(0, 3, None, 20).unwrap();
+        let c = s.decide_check_in(0, 3, None, tag(), 20).unwrap();
         s.apply(&c).unwrap();
         assert_eq!(s.checked_in(0, 3), Some(20));
     }

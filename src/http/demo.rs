@@ -1,12 +1,14 @@
 //! The demo's stand-ins for the two services a real sale has around
 //! boxoffice: the fan club's login and the payment page. They exist only
-//! while the server trusts its own demo keys (no `--jwks`: the demo
-//! issuer; no `--payment-secret` or `--payment-jwks`: the demo payment
-//! secret), which is never the case in a real sale; otherwise each
-//! answers 404 as if it were not there.
+//! in the demo (`--demo`, the default), and there only while the server
+//! trusts its own demo keys (no `--jwks`: the demo issuer; no
+//! `--payment-secret` or `--payment-jwks`: the demo payment secret). A
+//! real sale (`--demo false`) never has them: every `/v1/demo` path is a
+//! 404, as if it were not there.
 //!
 //! - `GET /v1/demo`: which stand-ins this server offers (the fan's page
-//!   shows a "demo fan" button and a demo payment only if it does).
+//!   shows a "demo fan" button and a demo payment only if it does), and
+//!   whether it hands them to more than this machine.
 //! - `POST /v1/demo/fans`: a new fan's token, signed by the demo issuer,
 //!   as the agency's login would hand it to the page.
 //! - `POST /v1/demo/payments`: a payment receipt for the signed-in fan's
@@ -38,6 +40,11 @@ const MEMBERSHIP_LEN_MAX: usize = 64;
 
 /// The demo's signing keys, each present only while the server trusts it.
 pub struct Demo {
+    /// Whether this is the demo at all: a real sale serves no `/v1/demo`.
+    on: bool,
+    /// A demo listening beyond loopback: anyone who reaches it gets
+    /// tokens and receipts.
+    exposed: bool,
     issuer: Option<LocalIssuer>,
     payments: Option<LocalPayments>,
     /// The `aud` the server's verifier asks for, if any: a demo token
@@ -49,6 +56,15 @@ impl Demo {
     /// The keys the server's verifiers trust in the data directory (they
     /// made them first, so these are the same).
     pub fn from_args(args: &ServeArgs) -> anyhow::Result<Demo> {
+        if !args.demo {
+            return Ok(Demo {
+                on: false,
+                exposed: false,
+                issuer: None,
+                payments: None,
+                audience: None,
+            });
+        }
         let given = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
         // A `--jwt-issuer` other than the demo's refuses its tokens: no
         // button whose tokens the server would not take.
@@ -62,7 +78,14 @@ impl Demo {
         let payments = (!given(&args.payment_secret) && !given(&args.payment_jwks))
             .then(|| LocalPayments::load_or_create(&args.data_dir))
             .transpose()?;
+        let exposed = args.listens_beyond_loopback();
+        if exposed {
+            tracing::warn!(listen = %args.listen, "{EXPOSED_WARNING}");
+            eprintln!("WARNING: {EXPOSED_WARNING} (listening on {})", args.listen);
+        }
         Ok(Demo {
+            on: true,
+            exposed,
             issuer,
             payments,
             audience: args.jwt_audience.clone().filter(|a| !a.is_empty()),
@@ -70,9 +93,19 @@ impl Demo {
     }
 }
 
+/// What a demo listening beyond loopback says, at start and to whoever
+/// asks `GET /v1/demo`.
+pub const EXPOSED_WARNING: &str = "this is the demo, reachable from other machines: it signs a token and a payment receipt for anyone who asks, so every seat can be booked for free; never run it for a real sale (--demo false)";
+
 /// Which demo stand-ins this server offers.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DemoDto {
+    /// The server listens beyond loopback: anyone who reaches it may take
+    /// demo tokens and receipts (`warning` says so).
+    pub exposed: bool,
+    /// Present when `exposed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<&'static str>,
     /// `POST /v1/demo/fans` signs tokens (the server trusts the demo
     /// issuer).
     pub fans: bool,
@@ -118,18 +151,30 @@ pub struct DemoPaymentDto {
     pub reference: String,
 }
 
-fn demo_off(what: &str) -> ApiError {
+/// A real sale has no demo: as if the path were not there. A demo that
+/// trusts a real service for `what` has no stand-in for it.
+fn demo_off(state: &AppState, req: &HttpRequest, what: &str) -> ApiError {
+    if !state.demo.on {
+        return ApiError::not_found("not-found", format!("no resource at {}", req.path()));
+    }
     ApiError::not_found(
         "demo-off",
         format!("this server does not trust the demo {what}: no demo stand-in here"),
     )
 }
 
-/// Which demo stand-ins this server offers.
+/// Which demo stand-ins this server offers (a real sale has no demo:
+/// `404`).
 #[utoipa::path(get, path = "/v1/demo", tag = "demo",
-    responses((status = 200, body = DemoDto)))]
-pub async fn offers(state: web::Data<AppState>) -> HttpResponse {
+    responses((status = 200, body = DemoDto),
+        (status = 404, description = "A real sale: no demo here", body = Problem, content_type = "application/problem+json")))]
+pub async fn offers(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    if !state.demo.on {
+        return super::handlers::not_found(req).await;
+    }
     HttpResponse::Ok().json(DemoDto {
+        exposed: state.demo.exposed,
+        warning: state.demo.exposed.then_some(EXPOSED_WARNING),
         fans: state.demo.issuer.is_some(),
         payments: state.demo.payments.is_some(),
     })
@@ -154,7 +199,7 @@ pub async fn new_fan(
         .demo
         .issuer
         .as_ref()
-        .ok_or_else(|| demo_off("issuer"))?;
+        .ok_or_else(|| demo_off(&state, &req, "issuer"))?;
     // Empty, `null` or an object.
     let (body, _): (Option<DemoFanRequest>, Bytes) =
         read_json(&req, payload, BODY_LEN_MAX, true).await?;
@@ -217,7 +262,7 @@ pub async fn pay(
         .demo
         .payments
         .as_ref()
-        .ok_or_else(|| demo_off("payment secret"))?;
+        .ok_or_else(|| demo_off(&state, &req, "payment secret"))?;
     let fan = signed_in(&state, &req)?;
     let (body, _): (DemoPaymentRequest, Bytes) =
         read_json(&req, payload, BODY_LEN_MAX, false).await?;

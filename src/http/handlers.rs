@@ -769,7 +769,7 @@ pub async fn get_booking(
     )
     .await?;
     let dto = if own_fan {
-        booking_dto_with_tickets(&s.def, &s.layout, &read, &state.ticket_key)
+        booking_dto_with_tickets(&s.def, &s.layout, &read, &state.tickets)
     } else {
         booking_dto(&s.def, &s.layout, &read.booking)
     };
@@ -960,9 +960,8 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// Prometheus metrics, text format.
-#[utoipa::path(get, path = "/metrics", tag = "ops",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+/// Prometheus metrics, text format: on the metrics listener only
+/// (`--metrics-listen`), so not in the fans' OpenAPI document.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     // Seat counts come from the published views.
     state.registry.caught_up().await;
@@ -978,6 +977,8 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             seat_streams_open: state.streams.seats.open(),
             seat_streams_anonymous: state.streams.seats_anonymous.open(),
             seat_streams_cut: state.streams.seats.cut(),
+            idempotency_keys: state.idempotency.len(),
+            idempotency_evicted: state.idempotency.evicted(),
         },
     );
     HttpResponse::Ok()

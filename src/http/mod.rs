@@ -75,7 +75,7 @@ pub struct AppState {
     pub body_read_timeout: std::time::Duration,
     /// Signs the tickets a fan reads with its booking, and checks those
     /// a door scans.
-    pub ticket_key: crate::mail::TicketKey,
+    pub tickets: crate::mail::Tickets,
     /// Bearer token of door scanners; `None` disables check-in.
     pub scanner_token: Option<String>,
     pub check_ins_refused: tickets::CheckInRefusals,
@@ -286,7 +286,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         "/v1/demo/payments",
         [(post, route().to(demo::pay))],
     ))
-    .service(resource("/metrics", [(get.clone(), route().to(metrics))]))
     .service(resource("/healthz", [(get.clone(), route().to(healthz))]))
     .service(resource("/readyz", [(get, route().to(readyz))]))
     .default_service(web::to(not_found));

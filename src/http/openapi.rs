@@ -58,7 +58,6 @@ use crate::layout::{
         handlers::create_snapshot,
         handlers::list_snapshots,
         handlers::get_snapshot,
-        handlers::metrics,
         handlers::healthz,
         handlers::readyz,
     ),

@@ -90,6 +90,38 @@ pub fn start(
     .run())
 }
 
+/// Serves `GET /metrics` alone on `listener`, the scraper's own: the fans'
+/// listener does not have it (what the server counts is not theirs to
+/// read, and a scrape must not queue behind a crowd). One worker; the
+/// fans' workers stop it with them ([`super::super::app`]).
+pub fn start_metrics(state: web::Data<AppState>, listener: TcpListener) -> std::io::Result<Server> {
+    use actix_web::http::Method;
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .route(
+                "/metrics",
+                web::method(Method::GET).to(super::handlers::metrics),
+            )
+            .default_service(web::to(super::handlers::not_found))
+    })
+    .workers(1)
+    .max_connections(64)
+    .client_request_timeout(Duration::from_secs(5))
+    .disable_signals()
+    .shutdown_timeout(1)
+    .listen(listener)?
+    .run())
+}
+
+/// What a client dials for `listen` bound at `port` (port 0 picked one).
+pub fn address(listen: &str, port: u16) -> String {
+    match listen.rsplit_once(':') {
+        Some((host, _)) => format!("{host}:{port}"),
+        None => format!("{listen}:{port}"),
+    }
+}
+
 /// A connection's socket, for what a handler may tune on it while the
 /// connection lasts (it owns the descriptor: a handler's request keeps
 /// the connection, and so the descriptor, open).

@@ -120,12 +120,18 @@ async fn check_in_inner(
     check_scanner(state, req)?;
     let (body, raw): (CheckInRequest, Bytes) = read_json(req, payload, BODY_LEN_MAX, false).await?;
     let ticket = state
-        .ticket_key
+        .tickets
+        .key
         .verify(&body.token)
         .map_err(|e| ApiError::bad_ticket(&e))?;
     let place = ticket.n.ok_or_else(ApiError::ticket_superseded)?;
     state.own(&ticket.e)?;
     let not_found = ApiError::ticket_not_found;
+    // Of another life of this data (a fresh volume, the same key): no
+    // booking here is its.
+    let binding = ticket
+        .binding(state.tickets.lineage)
+        .ok_or_else(not_found)?;
     let section = state
         .registry
         .section(&ticket.e, &ticket.s)
@@ -139,6 +145,7 @@ async fn check_in_inner(
         booking: ticket.b,
         place,
         seat,
+        binding,
     };
     let scope = format!(
         "{SCANNER_SCOPE} {}/{}/{}/{place}",
@@ -176,7 +183,7 @@ pub async fn ticket_qr(
         },
     )
     .await?;
-    let token = booking_dto_with_tickets(&s.def, &s.layout, &read, &state.ticket_key)
+    let token = booking_dto_with_tickets(&s.def, &s.layout, &read, &state.tickets)
         .tickets
         .and_then(|t| t.into_iter().nth((place as usize).checked_sub(1)?))
         .map(|t| t.token)

@@ -39,7 +39,7 @@ use rand::{Rng, SeedableRng};
 pub use outbox::{MailEntry, MailKey, MailKind, MailOutcome, Outbox, RetryError, SlotState};
 pub use render::{qr_png, seat_name, Renderer};
 pub use setup::MailSetup;
-pub use ticket::{Ticket, TicketError, TicketKey, TICKET_KEY_FILE};
+pub use ticket::{Ticket, TicketError, TicketKey, Tickets, TICKET_KEY_FILE};
 
 use crate::clock::Clock;
 use crate::journal::Journal;

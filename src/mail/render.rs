@@ -17,7 +17,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::outbox::{MailEntry, MailKind};
-use super::ticket::{Ticket, TicketKey};
+use super::ticket::{Ticket, Tickets};
 use crate::domain::{BookingRef, Claim, Lang, SectionKind};
 
 /// The templates, as `templates/mail/<language>/<part>`: every language
@@ -114,7 +114,7 @@ pub struct Renderer {
     from: Mailbox,
     /// Right-hand side of every Message-ID.
     domain: String,
-    key: TicketKey,
+    tickets: Tickets,
 }
 
 #[derive(Serialize)]
@@ -126,7 +126,7 @@ struct Line {
 }
 
 impl Renderer {
-    pub fn new(from: Mailbox, key: TicketKey) -> Renderer {
+    pub fn new(from: Mailbox, tickets: Tickets) -> Renderer {
         let mut env = Environment::new();
         for (name, source) in TEMPLATES {
             env.add_template(name, source)
@@ -137,7 +137,7 @@ impl Renderer {
             env,
             from,
             domain,
-            key,
+            tickets,
         }
     }
 
@@ -145,8 +145,8 @@ impl Renderer {
         &self.from
     }
 
-    pub fn ticket_key(&self) -> &TicketKey {
-        &self.key
+    pub fn tickets_of(&self) -> &Tickets {
+        &self.tickets
     }
 
     /// `<confirmation.demo.A.b42.1f2e3d4c5b6a7988@example.com>`: a pure
@@ -167,10 +167,10 @@ impl Renderer {
     pub fn tickets(&self, entry: &MailEntry) -> Vec<Ticket> {
         let (seats, qty) = seats_of(entry);
         let places = qty.unwrap_or(seats.len() as u32);
-        Ticket::per_place(
+        self.tickets.of_booking(
             entry.key.event(),
             entry.key.section(),
-            entry.key.booking,
+            (entry.key.booking, entry.booking.secret),
             &seats,
             places,
         )
@@ -202,7 +202,7 @@ impl Renderer {
         // (name, token, Content-ID, QR image and its width) per ticket.
         let mut codes = Vec::with_capacity(tickets.len());
         for t in &tickets {
-            let token = self.key.sign(t);
+            let token = self.tickets.sign(t);
             let (png, width) = qr_png(&token)?;
             let cid = format!("{QR_CID_PREFIX}{}", t.n.unwrap_or(0));
             // What a person reads: the seat by row and number, or the place.

@@ -8,9 +8,10 @@ use std::time::Duration;
 use actix::prelude::*;
 use anyhow::Context;
 
-use super::{MailSettings, MailStats, Mailer, Outbox, Renderer, TicketKey, TransportSpec};
+use super::{MailSettings, MailStats, Mailer, Outbox, Renderer, TicketKey, Tickets, TransportSpec};
 use crate::clock::Clock;
 use crate::config::{PanicIn, ServeArgs};
+use crate::data_dir::Lineage;
 use crate::journal::Journal;
 
 /// The mailer's parts, built and checked before anything else starts, so a
@@ -22,7 +23,8 @@ pub struct MailSetup {
 }
 
 impl MailSetup {
-    pub fn from_args(args: &ServeArgs) -> anyhow::Result<MailSetup> {
+    /// `lineage`: the data directory's, which its tickets name.
+    pub fn from_args(args: &ServeArgs, lineage: Lineage) -> anyhow::Result<MailSetup> {
         let settings = MailSettings {
             concurrency: args.mail_concurrency as usize,
             busy_changes_per_sec: args.mail_busy_changes_per_sec,
@@ -56,14 +58,15 @@ impl MailSetup {
         };
         Ok(MailSetup {
             transport,
-            renderer: Renderer::new(from, key),
+            renderer: Renderer::new(from, Tickets { key, lineage }),
             settings,
         })
     }
 
-    /// The key that signs tickets, for the API's reads of bookings.
-    pub fn ticket_key(&self) -> TicketKey {
-        self.renderer.ticket_key().clone()
+    /// What signs and checks tickets, for the API's reads of bookings and
+    /// the door.
+    pub fn tickets(&self) -> Tickets {
+        self.renderer.tickets_of().clone()
     }
 
     /// Starts the mailer on an arbiter of its own (the SMTP pool is built

@@ -7,12 +7,22 @@
 //! key. Anyone with the key can check a ticket without asking the server;
 //! nobody without it can make one. (A scanner that must also refuse
 //! cancelled bookings asks the server for the booking's status.)
+//!
+//! A ticket names its booking twice over: by number (`b`), which a fresh
+//! start or a restore of an older snapshot hands out again, and by the
+//! booking's tag (`k`, from its secret) and the data directory's lineage
+//! (`d`), which it does not. The door checks all three, so a ticket of a
+//! booking that was lost admits nobody into the booking that now has its
+//! number. Tickets mailed before tickets carried `k` and `d` still verify,
+//! and admit only bookings confirmed before the lineage began.
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::auth::signed::{MacKey, SignedError};
+use crate::data_dir::Lineage;
+use crate::domain::{booking_tag, TicketBinding};
 
 const PREFIX: &str = "BXT1";
 pub use crate::auth::signed::KEY_LEN;
@@ -45,18 +55,29 @@ pub struct Ticket {
     /// A whole-booking ticket's standing places.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qty: Option<u32>,
+    /// The booking's tag (`domain::booking_tag`), 16 hex digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k: Option<String>,
+    /// The data directory's lineage (`data_dir::Lineage`), 16 hex digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub d: Option<String>,
 }
 
 impl Ticket {
-    /// One ticket per place of booking `booking` of `event`/`section`: a
-    /// seat each (`seats`), or places 1..=`quantity` when standing.
+    /// One ticket per place of booking `booking` (whose secret is
+    /// `secret`) of `event`/`section`, in the data directory of lineage
+    /// `lineage`: a seat each (`seats`), or places 1..=`quantity` when
+    /// standing.
     pub fn per_place(
         event: &str,
         section: &str,
-        booking: u64,
+        (booking, secret): (u64, u64),
+        lineage: Lineage,
         seats: &[String],
         quantity: u32,
     ) -> Vec<Ticket> {
+        let k = format!("{:016x}", booking_tag(secret));
+        let d = lineage.id_hex();
         let place = |n: u32, seat: Option<String>| Ticket {
             e: event.to_owned(),
             s: section.to_owned(),
@@ -65,6 +86,8 @@ impl Ticket {
             seat,
             seats: Vec::new(),
             qty: None,
+            k: Some(k.clone()),
+            d: Some(d.clone()),
         };
         if seats.is_empty() {
             (1..=quantity).map(|n| place(n, None)).collect()
@@ -73,6 +96,22 @@ impl Ticket {
                 .zip(seats)
                 .map(|(n, seat)| place(n, Some(seat.clone())))
                 .collect()
+        }
+    }
+
+    /// What ties this ticket to its booking, in the data directory of
+    /// lineage `here`; `None` when it is of another lineage, or its tag
+    /// does not parse: it admits nothing here.
+    pub fn binding(&self, here: Lineage) -> Option<TicketBinding> {
+        if self.d.as_deref().is_some_and(|d| d != here.id_hex()) {
+            return None;
+        }
+        match &self.k {
+            Some(k) if k.len() == 16 => u64::from_str_radix(k, 16).ok().map(TicketBinding::Booking),
+            Some(_) => None,
+            None => Some(TicketBinding::Unbound {
+                confirmed_before_ms: here.since_ms,
+            }),
         }
     }
 
@@ -141,6 +180,32 @@ impl TicketKey {
     }
 }
 
+/// What makes and checks the tickets of this data directory: the key
+/// that signs them and the lineage they name.
+#[derive(Clone, Debug)]
+pub struct Tickets {
+    pub key: TicketKey,
+    pub lineage: Lineage,
+}
+
+impl Tickets {
+    /// The tickets of one booking (number and secret), a place each.
+    pub fn of_booking(
+        &self,
+        event: &str,
+        section: &str,
+        booking: (u64, u64),
+        seats: &[String],
+        quantity: u32,
+    ) -> Vec<Ticket> {
+        Ticket::per_place(event, section, booking, self.lineage, seats, quantity)
+    }
+
+    pub fn sign(&self, ticket: &Ticket) -> String {
+        self.key.sign(ticket)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,28 +219,66 @@ mod tests {
             seat: None,
             seats: vec!["A/1/1".into(), "A/1/2".into()],
             qty: None,
+            k: None,
+            d: None,
         }
     }
+
+    const LINEAGE: Lineage = Lineage {
+        id: 0x0123_4567_89ab_cdef,
+        since_ms: 1_000,
+    };
 
     /// A place each, numbered from 1, naming its seat when seated; each
     /// signs to a token of its own.
     #[test]
     fn one_ticket_per_place() {
         let seats = vec!["A/1/1".to_owned(), "A/1/2".to_owned()];
-        let seated = Ticket::per_place("demo", "A", 7, &seats, 2);
+        let seated = Ticket::per_place("demo", "A", (7, 77), LINEAGE, &seats, 2);
         assert_eq!(seated.len(), 2);
         assert_eq!(
             (seated[1].n, seated[1].seat.as_deref()),
             (Some(2), Some("A/1/2"))
         );
         assert_eq!(seated[0].place(), "A/1/1");
-        let standing = Ticket::per_place("demo", "FLOOR", 8, &[], 3);
+        let standing = Ticket::per_place("demo", "FLOOR", (8, 88), LINEAGE, &[], 3);
         assert_eq!(standing.len(), 3);
         assert_eq!(standing[2].place(), "FLOOR, place 3");
         let key = TicketKey::from_bytes([7; KEY_LEN]);
         let tokens: Vec<String> = standing.iter().map(|t| key.sign(t)).collect();
         assert_ne!(tokens[0], tokens[1]);
         assert_eq!(key.verify(&tokens[2]), Ok(standing[2].clone()));
+    }
+
+    /// A ticket names its booking's tag and its lineage: in its own
+    /// lineage it binds to the tag; in another it binds to nothing; one
+    /// from before either binds to bookings confirmed before the lineage
+    /// began.
+    #[test]
+    fn a_ticket_binds_to_its_booking_in_its_lineage_only() {
+        let t = &Ticket::per_place("demo", "A", (7, 77), LINEAGE, &["A/1/1".into()], 1)[0];
+        assert_eq!(t.d.as_deref(), Some("0123456789abcdef"));
+        assert_eq!(
+            t.binding(LINEAGE),
+            Some(TicketBinding::Booking(booking_tag(77)))
+        );
+        let fresh = Lineage {
+            id: 0xfeed,
+            since_ms: 1_000,
+        };
+        assert_eq!(t.binding(fresh), None);
+        assert_eq!(
+            ticket().binding(LINEAGE),
+            Some(TicketBinding::Unbound {
+                confirmed_before_ms: 1_000
+            })
+        );
+        let mut bad = t.clone();
+        bad.k = Some("not hex at all!!".into());
+        assert_eq!(bad.binding(LINEAGE), None);
+        // Signed, every part of it is covered by the signature.
+        let key = TicketKey::from_bytes([7; KEY_LEN]);
+        assert_eq!(key.verify(&key.sign(t)).as_ref(), Ok(t));
     }
 
     #[test]

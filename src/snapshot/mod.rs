@@ -188,6 +188,10 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
     }
     let header: Header =
         serde_json::from_value(raw).map_err(|e| SnapshotError::Header(e.to_string()))?;
+    if let Some(lineage) = &header.lineage {
+        crate::data_dir::Lineage::parse(lineage)
+            .map_err(|e| SnapshotError::Header(format!("lineage {lineage:?}: {e:#}")))?;
+    }
     let body_error = |e: postcard::Error| SnapshotError::Body(e.to_string());
     let (body, rest) = match found.as_str() {
         FORMAT_V1 => postcard::take_from_bytes::<wire_v1::BodyV1>(body_bytes)
@@ -444,6 +448,7 @@ pub fn capture<'a>(
     outbox: &crate::mail::Outbox,
     position: u64,
     now_ms: u64,
+    lineage: Option<crate::data_dir::Lineage>,
 ) -> (Header, Body) {
     let mut header_events = Vec::new();
     let mut body_events = Vec::new();
@@ -510,6 +515,7 @@ pub fn capture<'a>(
         events: header_events,
         idempotency_answers: idempotency.len() as u64,
         outbox_entries: outbox.len() as u64,
+        lineage: lineage.map(|l| format!("{} {}", l.id_hex(), l.since_ms)),
     };
     (
         header,
@@ -536,6 +542,7 @@ mod tests {
             events: Vec::new(),
             idempotency_answers: 0,
             outbox_entries: 0,
+            lineage: None,
         }
     }
 

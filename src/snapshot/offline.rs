@@ -108,6 +108,12 @@ pub fn restore(file: &Path, data_dir: &Path, force: bool) -> anyhow::Result<snap
             File::open(&copied)?.sync_all()?;
         }
     }
+    // The lineage goes on: the tickets mailed for the bookings the
+    // snapshot holds still admit. (A file from before lineages has none:
+    // the server begins one at its first start.)
+    if let Some(lineage) = &snap.header.lineage {
+        data_dir::Lineage::parse(lineage)?.write(&tmp)?;
+    }
     File::open(&tmp)?.sync_all()?;
     // Swap: the old directory moves aside, the new one takes its name, and
     // only then is the old one removed. A crash in between leaves either

@@ -53,6 +53,18 @@ pub fn snapshot_long_replay(
     if recovered.records < every_records || recovered.position <= last {
         return last;
     }
+    // A snapshot without the lineage would end every ticket mailed so far
+    // at its restore: none rather than that.
+    let lineage = match crate::data_dir::Lineage::load(data_dir) {
+        Ok(l) => l,
+        Err(error) => {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "no snapshot after the long replay"
+            );
+            return last;
+        }
+    };
     let started = std::time::Instant::now();
     let (header, bytes) = recovery::encode_snapshot(
         &recovered.state,
@@ -60,6 +72,7 @@ pub fn snapshot_long_replay(
         idem_ttl_ms,
         recovered.position,
         now_ms,
+        lineage,
     );
     let path = snapshot::path_for(data_dir, header.journal_position);
     match write(data_dir, &path, &bytes) {

@@ -39,6 +39,11 @@ pub struct Header {
     pub events: Vec<HeaderEvent>,
     pub idempotency_answers: u64,
     pub outbox_entries: u64,
+    /// The data directory's lineage (`<id> <since_ms>`, see
+    /// `data_dir::Lineage`): a restore goes on with it, so the tickets
+    /// mailed before still admit. Absent in files from before lineages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -25,6 +25,8 @@ pub const T0_MS: u64 = 1_795_392_000_000;
 
 pub struct TestServer {
     pub base: String,
+    /// The metrics listener's base URL (`GET /metrics` is only there).
+    pub metrics_base: String,
     pub clock: Arc<ManualClock>,
     pub data_dir: PathBuf,
     /// The default fan's token (`fan-1`, a fanclub member): sent with
@@ -97,6 +99,7 @@ pub fn bearer(token: &str) -> (&'static str, String) {
 pub fn args(data_dir: &Path) -> ServeArgs {
     ServeArgs {
         listen: "127.0.0.1:0".into(),
+        metrics_listen: "127.0.0.1:0".into(),
         data_dir: data_dir.to_owned(),
         admin_token: Some(ADMIN_TOKEN.into()),
         workers: 2,
@@ -129,14 +132,16 @@ impl TestServer {
                         return;
                     }
                 };
-                tx.send(Ok((app.port(), app.handle()))).unwrap();
+                tx.send(Ok((app.port(), app.metrics_port(), app.handle())))
+                    .unwrap();
                 app.run_until_stopped().await.unwrap();
             })
         });
-        let (port, handle) = rx.recv().unwrap().expect("server starts");
+        let (port, metrics_port, handle) = rx.recv().unwrap().expect("server starts");
         let token = token_at(&data_dir, "fan-1", &["fanclub"], clock.now_ms());
         TestServer {
             base: format!("http://127.0.0.1:{port}"),
+            metrics_base: format!("http://127.0.0.1:{metrics_port}"),
             clock,
             data_dir,
             token,
@@ -194,6 +199,13 @@ impl TestServer {
             actix_web::rt::System::new().block_on(h.stop());
             t.join().unwrap();
         }
+    }
+
+    /// The Prometheus text of `GET /metrics`, from the metrics listener.
+    pub fn metrics(&self) -> String {
+        let r = request("GET", &format!("{}/metrics", self.metrics_base), None, &[]);
+        assert_eq!(r.status, 200, "{r:?}");
+        r.text
     }
 
     pub fn get(&self, path: &str) -> Resp {
@@ -385,6 +397,9 @@ pub fn boxoffice() -> Command {
             cmd.env_remove(name);
         }
     }
+    // Tests run servers side by side: the metrics listener's default
+    // port would let only one start (a flag still wins).
+    cmd.env("BOXOFFICE_METRICS_LISTEN", "127.0.0.1:0");
     // SAFETY: prctl is async-signal-safe and touches only the child.
     unsafe {
         cmd.pre_exec(|| {
@@ -410,18 +425,45 @@ pub fn serve(data_dir: &Path, extra: &[&str]) -> (Child, String) {
     )
 }
 
+/// The metrics listener of each server `spawn_listening` started, by the
+/// base URL of its API.
+static METRICS_OF: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// The Prometheus text of the server `spawn_listening` started at `base`.
+pub fn metrics_of(base: &str) -> String {
+    let metrics = METRICS_OF
+        .lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|(b, _)| b == base)
+        .map(|(_, m)| m.clone())
+        .unwrap_or_else(|| panic!("no metrics listener known for {base}"));
+    let r = request("GET", &format!("{metrics}/metrics"), None, &[]);
+    assert_eq!(r.status, 200, "{r:?}");
+    r.text
+}
+
 /// Spawns `cmd` (the real binary, `serve ...`) with stdout piped, waits
-/// for its "listening" line, and returns the child and its base URL.
+/// for its "listening" line, and returns the child and its base URL (its
+/// metrics listener's, from the line before, for `metrics_of`).
 pub fn spawn_listening(cmd: &mut Command) -> (Child, String) {
     let mut child = cmd
         .stdout(Stdio::piped())
         .spawn()
         .expect("start the boxoffice binary");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut metrics = None;
     loop {
         match lines.next() {
             Some(Ok(line)) => {
+                if let Some(url) = line.strip_prefix("boxoffice metrics on ") {
+                    metrics = Some(url.to_owned());
+                }
                 if let Some(url) = line.strip_prefix("boxoffice listening on ") {
+                    if let Some(m) = metrics {
+                        METRICS_OF.lock().unwrap().push((url.to_owned(), m));
+                    }
                     return (child, url.to_owned());
                 }
             }

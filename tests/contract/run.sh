@@ -40,7 +40,7 @@ trap cleanup EXIT
 export ADMIN_TOKEN=contract-admin-token SCANNER_TOKEN=contract-scanner-token
 # No per-fan pace or limit: the run holds far more often than a fan may
 # (both are tested elsewhere; their 429 and 409 are in the document).
-RUST_LOG=warn "$bin" serve --listen 127.0.0.1:0 --data-dir "$data" \
+RUST_LOG=warn "$bin" serve --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir "$data" \
     --admin-token "$ADMIN_TOKEN" --scanner-token "$SCANNER_TOKEN" --fan-holds-per-sec 0 --demo-tickets-per-fan-max 0 \
     > "$log" 2>&1 &
 server=$!

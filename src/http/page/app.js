@@ -233,13 +233,27 @@ async function api(path, { method = 'GET', body, auth = false, headers = {}, key
 async function route() {
   for (const stop of cleanup) stop();
   cleanup = [];
-  // The fan club's login sends the fan here with its token: keep it, and
-  // take it out of the address and the history.
+  // The fan club's login sends the fan here with its token: take it out
+  // of the address and the history at once. A link can carry anyone's
+  // token (one sent to trick a fan into buying for the sender), so the
+  // page names who it signs in, and whom it would replace, and asks
+  // first; only the same fan's fresh token is taken without asking.
   if (location.hash.startsWith('#token=')) {
     const q = new URLSearchParams(location.hash.slice(1));
-    if (session.claims(q.get('token') || '')) session.signIn(q.get('token'));
+    const t = q.get('token') || '';
     const to = q.get('to');
-    history.replaceState(null, '', `#${to && to.startsWith('/') ? to : '/'}`);
+    const next = `#${to && to.startsWith('/') ? to : '/'}`;
+    const claims = session.claims(t);
+    const current = session.fan;
+    if (claims && current && current.sub === claims.sub) {
+      session.signIn(t);
+      history.replaceState(null, '', next);
+    } else if (claims) {
+      signInLink = { token: t, claims, next };
+      history.replaceState(null, '', '#/sign-in/link');
+    } else {
+      history.replaceState(null, '', next);
+    }
   }
   try {
     // A hand-typed address may not decode: that is a message too.
@@ -248,6 +262,8 @@ async function route() {
       await sectionPage(parts[1], parts[3]);
     } else if (parts[0] === 'events' && parts[1]) {
       await eventPage(parts[1]);
+    } else if (parts[0] === 'sign-in' && parts[1] === 'link') {
+      linkPage();
     } else if (parts[0] === 'sign-in') {
       await signInPage();
     } else if (parts[0] === 'bookings' && parts[1]) {
@@ -284,6 +300,55 @@ function showAccount() {
 }
 
 // ---- Sign-in.
+
+// A sign-in link's token, until the fan says it is theirs: kept in this
+// page's memory only, never in the address or the session.
+let signInLink = null;
+
+// A fan as a person reads it: its id and its memberships.
+function fanName(c) {
+  return c.memberships && c.memberships.length ? `${c.sub} (${c.memberships.join(', ')})` : c.sub;
+}
+
+// Asks before a sign-in link signs anyone in: it names the link's fan,
+// and the fan signed in now whom it would replace.
+function linkPage() {
+  document.title = 'Sign in from a link: boxoffice';
+  const link = signInLink;
+  if (!link) {
+    fill(main, heading('Sign in from a link'),
+      el('p', {}, 'This sign-in link was used already. Sign in at the fan club again, or go on as you are.'),
+      el('p', {}, el('a', { href: '#/' }, 'All events')));
+    return;
+  }
+  const current = session.fan;
+  const done = (to) => {
+    signInLink = null;
+    location.hash = to;
+  };
+  if (link.claims.exp && link.claims.exp * 1000 < now()) {
+    signInLink = null;
+    fill(main, heading('Sign in from a link'),
+      el('p', { class: 'error', role: 'alert' }, 'This sign-in link has expired. Sign in at the fan club again.'),
+      el('p', {}, el('a', { href: '#/' }, 'All events')));
+    return;
+  }
+  const accept = () => {
+    session.signIn(link.token);
+    done(link.next);
+  };
+  fill(main,
+    heading(current ? 'Switch to another fan?' : 'Sign in from a link'),
+    current
+      ? el('p', {}, `This link signs in as ${fanName(link.claims)}. You are signed in as ${fanName(current)}.`)
+      : el('p', {}, `This link signs you in as ${fanName(link.claims)}.`),
+    el('p', {}, 'Go on only if this is you: whatever you hold or buy next belongs to the fan signed in.'),
+    el('p', { class: 'actions' },
+      el('button', { type: 'button', id: 'link-accept', onclick: accept },
+        current ? `Switch to ${link.claims.sub}` : `Sign in as ${link.claims.sub}`),
+      el('button', { type: 'button', id: 'link-decline', class: 'secondary', onclick: () => done(current ? link.next : '#/') },
+        current ? `Stay signed in as ${current.sub}` : 'Do not sign in')));
+}
 
 async function signInPage() {
   document.title = 'Sign in: boxoffice';

@@ -49,6 +49,7 @@ start_server() {
     RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$port" --metrics-listen 127.0.0.1:0 --data-dir "$dir" \
         --fan-holds-per-sec 0 --demo-tickets-per-fan-max 0 --mail-enabled false \
         --seat-streams-max $((watchers + 100)) --seat-streams-anonymous-max $((watchers + 100)) \
+        --seat-streams-per-address-max $((watchers + 100)) \
         > "$dir.log" 2>&1 &
     pid=$!
     for _ in $(seq 200); do

@@ -70,9 +70,9 @@ impl Application {
         data_dir::create_dir_durable(data_dir)
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
         let lock = data_dir::lock(data_dir)?;
-        let lineage = data_dir::Lineage::load_or_create(data_dir, clock.now_ms())?;
+        let (lineage, begun) = data_dir::Lineage::load_or_create(data_dir, clock.now_ms())?;
         let mail_setup = MailSetup::from_args(&args, lineage)?;
-        let tickets = mail_setup.tickets();
+        let mut tickets = mail_setup.tickets();
         let sharding = Sharding::from_args(&args)?;
         let auth = Arc::new(Verifier::from_args(&args, Arc::clone(&clock))?);
         let receipts = Arc::new(ReceiptVerifier::from_args(&args, Arc::clone(&clock))?);
@@ -103,6 +103,9 @@ impl Application {
             }),
         )?;
         store.advance_to(recovered.position);
+        if begun {
+            tickets.lineage = lineage.after(recovered.state.newest_confirmed_ms(), data_dir)?;
+        }
         drop(reader);
         let store = store.reopen()?;
         tracing::info!(
@@ -215,20 +218,14 @@ impl Application {
             check_ins_refused: Default::default(),
             admission_key: AdmissionKey::load_or_create(data_dir)?,
             feed_token: args.feed_token.clone(),
-            streams: Streams::from_args(&args),
+            streams: Streams::from_args(&args)?,
             demo: http::Demo::from_args(&args)?,
         });
         let listener = TcpListener::bind(&args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let metrics_listener = TcpListener::bind(&args.metrics_listen)
-            .with_context(|| format!("cannot listen on {} (metrics)", args.metrics_listen))?;
-        let (port, metrics_port) = (
-            listener.local_addr()?.port(),
-            metrics_listener.local_addr()?.port(),
-        );
-        let metrics = http::server::start_metrics(state.clone(), metrics_listener)?;
-        let metrics_server = metrics.handle();
-        actix_web::rt::spawn(metrics);
+        let port = listener.local_addr()?.port();
+        let (metrics_server, metrics_port) =
+            http::server::start_metrics(state.clone(), &args.metrics_listen)?;
         let server = http::server::start(state, listener, &HttpSettings::from_args(&args, cores))?;
         Ok(Application {
             port,

@@ -516,6 +516,22 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     pub seat_streams_anonymous_max: u64,
 
+    /// Of the streams without a token, most from one client address (an
+    /// IPv6 client's /64; behind `--trusted-proxies`, the address they
+    /// name): past it `429`, so one machine cannot take the places of a
+    /// crowd of watchers. Signed-in fans are counted by fan instead.
+    #[arg(long, env = "BOXOFFICE_SEAT_STREAMS_PER_ADDRESS_MAX", default_value_t = 32,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub seat_streams_per_address_max: u64,
+
+    /// The proxies in front of the server (the Ingress controller's pods),
+    /// as addresses or networks, comma-separated (`10.0.0.0/8,fd00::/8`):
+    /// behind them a client's address is the nearest hop of
+    /// `X-Forwarded-For` that is not one of them. Without it every client
+    /// is its TCP peer, and `X-Forwarded-For` is ignored.
+    #[arg(long, env = "BOXOFFICE_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
+
     /// Most change feeds (`GET /v1/events/{event}/changes`) open at once;
     /// each reads the journal while it catches up.
     #[arg(long, env = "BOXOFFICE_FEED_STREAMS_MAX", default_value_t = 64,

@@ -130,10 +130,11 @@ impl Lineage {
         }
     }
 
-    /// The lineage of `dir`, begun at `now_ms` if it has none yet.
-    pub fn load_or_create(dir: &Path, now_ms: u64) -> anyhow::Result<Lineage> {
+    /// The lineage of `dir`, begun at `now_ms` if it has none yet (then
+    /// `true`: see [`Lineage::after`]).
+    pub fn load_or_create(dir: &Path, now_ms: u64) -> anyhow::Result<(Lineage, bool)> {
         if let Some(l) = Lineage::load(dir)? {
-            return Ok(l);
+            return Ok((l, false));
         }
         let mut id = [0u8; 8];
         rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut id)
@@ -143,7 +144,7 @@ impl Lineage {
             since_ms: now_ms,
         };
         lineage.write(dir)?;
-        Ok(lineage)
+        Ok((lineage, true))
     }
 
     /// Writes it into `dir` whole: temporary file, synced, renamed.
@@ -173,6 +174,30 @@ impl Lineage {
     pub fn id_hex(self) -> String {
         format!("{:016x}", self.id)
     }
+
+    /// As a snapshot's header carries it: `<id> <since_ms>`.
+    pub fn header(self) -> String {
+        format!("{} {}", self.id_hex(), self.since_ms)
+    }
+
+    /// A lineage begun at this start, on a data directory that holds
+    /// bookings already (its first start since lineages): it must begin
+    /// after the newest of them was confirmed, whatever this machine's
+    /// clock says, or their tickets from before lineages would admit
+    /// nobody. Written back when moved.
+    pub fn after(self, newest_confirmed_ms: Option<u64>, dir: &Path) -> anyhow::Result<Lineage> {
+        match newest_confirmed_ms {
+            Some(t) if t >= self.since_ms => {
+                let moved = Lineage {
+                    since_ms: t + 1,
+                    ..self
+                };
+                moved.write(dir)?;
+                Ok(moved)
+            }
+            _ => Ok(self),
+        }
+    }
 }
 
 /// `len` bytes from exactly `2 * len` hex digits.
@@ -193,12 +218,22 @@ mod tests {
     fn a_lineage_is_begun_once_and_read_back() {
         let t = tempfile::tempdir().unwrap();
         assert_eq!(Lineage::load(t.path()).unwrap(), None);
-        let l = Lineage::load_or_create(t.path(), 42).unwrap();
-        assert_eq!(l.since_ms, 42);
-        assert_eq!(Lineage::load_or_create(t.path(), 99).unwrap(), l);
-        assert_eq!(Lineage::parse(&format!("{} 42", l.id_hex())).unwrap(), l);
+        let (l, begun) = Lineage::load_or_create(t.path(), 42).unwrap();
+        assert_eq!((l.since_ms, begun), (42, true));
+        assert_eq!(Lineage::load_or_create(t.path(), 99).unwrap(), (l, false));
+        assert_eq!(Lineage::parse(&l.header()).unwrap(), l);
         let other = tempfile::tempdir().unwrap();
-        assert_ne!(Lineage::load_or_create(other.path(), 42).unwrap().id, l.id);
+        assert_ne!(
+            Lineage::load_or_create(other.path(), 42).unwrap().0.id,
+            l.id
+        );
+        // Begun on bookings confirmed later than this clock says: after
+        // them, and kept so.
+        assert_eq!(l.after(None, t.path()).unwrap(), l);
+        assert_eq!(l.after(Some(41), t.path()).unwrap(), l);
+        let moved = l.after(Some(50), t.path()).unwrap();
+        assert_eq!((moved.id, moved.since_ms), (l.id, 51));
+        assert_eq!(Lineage::load(t.path()).unwrap(), Some(moved));
         for bad in ["", "zz 1", "0123456789abcdef", "0123456789abcdef x", "01 1"] {
             assert!(Lineage::parse(bad).is_err(), "{bad:?}");
         }

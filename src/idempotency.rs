@@ -124,7 +124,8 @@ impl Shard {
                 Some(e) if e.seq == *seq => match e.slot {
                     Slot::Done { at_ms, .. } if now_ms >= at_ms.saturating_add(ttl_ms) => {
                         let key = Arc::clone(key);
-                        self.remove(&key);
+                        let scope = self.scope_hash(&key);
+                        self.remove(&key, scope);
                     }
                     _ => break,
                 },
@@ -141,12 +142,12 @@ impl Shard {
         }
     }
 
-    /// Forgets `key`, and its scope's stale claims at the front.
-    fn remove(&mut self, key: &str) {
+    /// Forgets `key` (of scope hash `scope`), and its scope's stale
+    /// claims at the front.
+    fn remove(&mut self, key: &str, scope: u64) {
         if self.map.remove(key).is_none() {
             return;
         }
-        let scope = self.scope_hash(key);
         let Some(claims) = self.by_scope.get_mut(&scope) else {
             return;
         };
@@ -164,20 +165,26 @@ impl Shard {
     /// A new claim of `key`, which is not in the map. With `scope_max`,
     /// the oldest answers of the key's scope beyond it are forgotten
     /// (never a request in flight).
-    fn claim(&mut self, key: &str, slot: Slot, at_ms: u64, scope_max: Option<usize>) -> Arc<str> {
+    fn claim(
+        &mut self,
+        key: &str,
+        slot: Slot,
+        at_ms: u64,
+        scope_max: Option<usize>,
+        scope: u64,
+    ) -> Arc<str> {
         let key: Arc<str> = key.into();
         let seq = self.next_seq;
         self.next_seq += 1;
         self.map.insert(Arc::clone(&key), Entry { seq, slot });
         self.order.push_back((seq, at_ms, Arc::clone(&key)));
         if let Some(max) = scope_max {
-            self.bound_scope(&key, seq, max);
+            self.bound_scope(&key, seq, max, scope);
         }
         key
     }
 
-    fn bound_scope(&mut self, key: &Arc<str>, seq: u64, max: usize) {
-        let scope = self.scope_hash(key);
+    fn bound_scope(&mut self, key: &Arc<str>, seq: u64, max: usize, scope: u64) {
         self.by_scope
             .entry(scope)
             .or_default()
@@ -229,7 +236,8 @@ impl Shard {
             let gone = match slot {
                 Some(Slot::Done { .. }) => {
                     cov_mark::hit!(a_full_shard_forgets_its_oldest_answer);
-                    self.remove(&key);
+                    let scope = self.scope_hash(&key);
+                    self.remove(&key, scope);
                     self.evicted += 1;
                     true
                 }
@@ -249,11 +257,11 @@ impl Shard {
 
     /// Puts `slot` under `key`: in place if the key is claimed (its place
     /// in the order kept), else as a new claim.
-    fn put(&mut self, key: &str, slot: Slot, at_ms: u64, scope_max: Option<usize>) {
+    fn put(&mut self, key: &str, slot: Slot, at_ms: u64, scope_max: Option<usize>, scope: u64) {
         match self.map.get_mut(key) {
             Some(e) => e.slot = slot,
             None => {
-                self.claim(key, slot, at_ms, scope_max);
+                self.claim(key, slot, at_ms, scope_max, scope);
             }
         }
     }
@@ -314,15 +322,17 @@ impl IdempotencyStore {
         })
     }
 
-    /// The shard of a key's scope: a scope's keys share one.
-    fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
-        self.shards[(scope_hash(&self.hasher, key) % SHARDS as u64) as usize]
+    /// The shard of a scope (by its hash): a scope's keys share one.
+    fn shard(&self, scope: u64) -> MutexGuard<'_, Shard> {
+        self.shards[(scope % SHARDS as u64) as usize]
             .lock()
             .unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn begin(self: &Arc<Self>, key: &str, fingerprint: [u8; 32], now_ms: u64) -> Begin {
-        let mut shard = self.shard(key);
+        // Hashed once, for the shard, the scope's bound and its claim.
+        let scope = scope_hash(&self.hasher, key);
+        let mut shard = self.shard(scope);
         match shard.map.get(key).map(|e| &e.slot) {
             Some(Slot::Done {
                 fingerprint: f,
@@ -347,7 +357,7 @@ impl IdempotencyStore {
             }
             Some(Slot::Done { .. }) => {
                 // Expired: the key is free; its old claim goes stale.
-                shard.remove(key);
+                shard.remove(key, scope);
             }
             None => {}
         }
@@ -355,16 +365,22 @@ impl IdempotencyStore {
         if let Some(max) = self.scope_max {
             // Room for this key in its scope first: a fan at its bound
             // makes room from its own answers, not from the store's.
-            let scope = shard.scope_hash(key);
             shard.trim_scope(scope, max - 1);
         }
         if !shard.make_room(self.entries_max_per_shard) {
             return Begin::Full;
         }
-        let key = shard.claim(key, Slot::InFlight { fingerprint }, now_ms, self.scope_max);
+        let key = shard.claim(
+            key,
+            Slot::InFlight { fingerprint },
+            now_ms,
+            self.scope_max,
+            scope,
+        );
         Begin::Fresh(Pending {
             store: Arc::clone(self),
             key,
+            scope,
             fingerprint,
             finished: false,
         })
@@ -404,7 +420,26 @@ impl IdempotencyStore {
     /// found in the journal or a snapshot on start-up (give those oldest
     /// first: expiry goes in the order answers were remembered).
     pub fn restore(&self, key: &str, fingerprint: [u8; 32], status: u16, body: Bytes, at_ms: u64) {
-        self.shard(key).put(
+        self.put(
+            scope_hash(&self.hasher, key),
+            key,
+            fingerprint,
+            status,
+            body,
+            at_ms,
+        );
+    }
+
+    fn put(
+        &self,
+        scope: u64,
+        key: &str,
+        fingerprint: [u8; 32],
+        status: u16,
+        body: Bytes,
+        at_ms: u64,
+    ) {
+        self.shard(scope).put(
             key,
             Slot::Done {
                 fingerprint,
@@ -414,6 +449,7 @@ impl IdempotencyStore {
             },
             at_ms,
             self.scope_max,
+            scope,
         );
     }
 
@@ -454,6 +490,8 @@ impl IdempotencyStore {
 pub struct Pending {
     store: Arc<IdempotencyStore>,
     key: Arc<str>,
+    /// The key's scope, hashed.
+    scope: u64,
     fingerprint: [u8; 32],
     finished: bool,
 }
@@ -469,7 +507,7 @@ impl Pending {
 
     pub fn complete(mut self, status: u16, body: Bytes, at_ms: u64) {
         self.store
-            .restore(&self.key, self.fingerprint, status, body, at_ms);
+            .put(self.scope, &self.key, self.fingerprint, status, body, at_ms);
         self.finished = true;
     }
 }
@@ -477,12 +515,12 @@ impl Pending {
 impl Drop for Pending {
     fn drop(&mut self) {
         if !self.finished {
-            let mut shard = self.store.shard(&self.key);
+            let mut shard = self.store.shard(self.scope);
             if matches!(
                 shard.map.get(&*self.key).map(|e| &e.slot),
                 Some(Slot::InFlight { .. })
             ) {
-                shard.remove(&self.key);
+                shard.remove(&self.key, self.scope);
             }
         }
     }

@@ -82,6 +82,17 @@ pub struct State {
     pub outbox: Outbox,
 }
 
+impl State {
+    /// When the newest booking was confirmed, if there is one.
+    pub fn newest_confirmed_ms(&self) -> Option<u64> {
+        let sections = self.events.values().flat_map(|e| &e.sections);
+        sections
+            .flat_map(|s| s.bookings())
+            .map(|b| b.confirmed_at_ms)
+            .max()
+    }
+}
+
 /// What [`recover`] rebuilt, and from where.
 pub struct Recovered {
     pub state: State,

@@ -1042,6 +1042,31 @@ fn openapi_document_describes_the_api() {
         );
     }
     assert!(r.body["components"]["schemas"]["HoldRequest"].is_object());
+    // Every operation that takes a body says what an over-long one and
+    // one of another type get.
+    let mut with_body = 0;
+    for (path, item) in r.body["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if op.get("requestBody").is_none() {
+                continue;
+            }
+            with_body += 1;
+            for status in ["413", "415"] {
+                assert!(
+                    op["responses"].get(status).is_some(),
+                    "{method} {path} does not document {status}"
+                );
+            }
+        }
+    }
+    assert_eq!(with_body, 9, "the operations that take a body");
+    // What schemathesis found: an over-long receipt is a 413, and says so.
+    let hold = s.hold("A", &["A/1/1"]);
+    let r = s.post(
+        &format!("/v1/holds/{}/confirm", hold["id"].as_str().unwrap()),
+        &json!({"email": "fan@example.com", "receipt": "x".repeat(20_000)}),
+    );
+    check_problem(&r, 413, "payload-too-large");
     assert_eq!(s.get("/healthz").status, 200);
     assert_eq!(s.get("/readyz").status, 200);
 }

@@ -266,3 +266,27 @@ fn no_demo_where_real_services_are_trusted() {
     let r = s.post("/v1/demo/payments", &json!({"hold": "x"}));
     check_problem(&r, 404, "demo-off");
 }
+
+/// A demo that takes the fan club's real tokens (`--jwks`) but was given
+/// no payment setting still trusts the demo payment secret, yet never hands
+/// its receipts out: a real fan would book any seat for free with them.
+#[test]
+fn no_demo_payments_for_real_fans() {
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/issuer/jwks.json"
+    );
+    let mut args = args(dir.path());
+    args.jwks = Some(jwks.into());
+    args.jwt_issuer = Some("https://fanclub.example".into());
+    args.jwt_audience = Some("boxoffice".into());
+    let s = TestServer::start_with(args, Arc::new(ManualClock::new(T0_MS)));
+    let offers = s.unsigned("GET", "/v1/demo", None, &[]);
+    assert_eq!(
+        offers.body,
+        json!({"exposed": false, "fans": false, "payments": false})
+    );
+    let r = s.post("/v1/demo/payments", &json!({"hold": "x"}));
+    check_problem(&r, 404, "demo-off");
+}

@@ -310,6 +310,84 @@ fn seat_streams_keep_places_for_fans() {
     assert_eq!(kept.len(), 8);
 }
 
+/// A section's stream opened without a token, as the client `forwarded`
+/// says it is (`X-Forwarded-For`): its status.
+fn open_from(s: &TestServer, forwarded: &str) -> Result<SeatStream, (u16, String)> {
+    let r = agent()
+        .get(&format!("{}/v1/events/demo/sections/A/stream", s.base))
+        .set("X-Forwarded-For", forwarded);
+    match r.call() {
+        Ok(r) => Ok(SeatStream(std::io::BufReader::new(r.into_reader()))),
+        Err(ureq::Error::Status(status, r)) => Err((status, r.into_string().unwrap())),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Without a token, one client address gets at most
+/// `--seat-streams-per-address-max` streams (`429` past it); another
+/// address still gets its own. The address is the TCP peer, unless it is
+/// a proxy the server trusts: then the hop it names. What a client writes
+/// into `X-Forwarded-For` itself changes nothing.
+#[test]
+fn anonymous_seat_streams_are_bounded_per_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = |dir: &std::path::Path, trusted: Option<&str>| {
+        let mut a = args(dir);
+        a.seat_streams_anonymous_max = 10;
+        a.seat_streams_per_address_max = 2;
+        a.trusted_proxies = trusted.map(str::to_owned);
+        TestServer::start_with(
+            a,
+            std::sync::Arc::new(boxoffice::clock::ManualClock::new(T0_MS)),
+        )
+    };
+    // Behind a proxy (here, the test itself on 127.0.0.1).
+    let s = start(&dir.path().join("proxied"), Some("127.0.0.0/8"));
+    let mut kept = Vec::new();
+    for _ in 0..2 {
+        kept.push(open_from(&s, "198.51.100.7").unwrap());
+    }
+    let (status, body) = open_from(&s, "198.51.100.7").err().unwrap();
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("from your address"), "{body}");
+    // The client's own entry, left of the proxy's, is not believed.
+    let (status, _) = open_from(&s, "203.0.113.1, 198.51.100.7").err().unwrap();
+    assert_eq!(status, 429);
+    kept.push(open_from(&s, "198.51.100.8").unwrap());
+    // An IPv6 client counts by its /64.
+    kept.push(open_from(&s, "2001:db8::1").unwrap());
+    kept.push(open_from(&s, "2001:db8::2").unwrap());
+    assert_eq!(open_from(&s, "2001:db8::3").err().unwrap().0, 429);
+    kept.push(open_from(&s, "2001:db8:0:1::1").unwrap());
+    // A fan signed in is counted as a fan, not by its address.
+    let fan = s.token_for("fan-a");
+    kept.push(SeatStream::open_as(&s, "A", None, Some(&fan)).unwrap());
+    // A stream closed gives its address's place back (once the server
+    // next writes to it: at the section's next change).
+    drop(kept.remove(0));
+    let began = Instant::now();
+    for seat in 1.. {
+        match open_from(&s, "198.51.100.7") {
+            Ok(k) => {
+                kept.push(k);
+                break;
+            }
+            Err((429, _)) if began.elapsed() < Duration::from_secs(5) => {
+                s.hold("A", &[&format!("A/2/{seat}")]);
+                std::thread::sleep(Duration::from_millis(30));
+            }
+            Err(e) => panic!("the closed stream's place never came back: {e:?}"),
+        }
+    }
+    s.stop();
+    // No trusted proxy: every client is its peer, whatever it claims.
+    let s = start(&dir.path().join("direct"), None);
+    let a = open_from(&s, "198.51.100.1").unwrap();
+    let b = open_from(&s, "198.51.100.2").unwrap();
+    assert_eq!(open_from(&s, "198.51.100.3").err().unwrap().0, 429);
+    drop((a, b, kept));
+}
+
 /// A standing section has no seats to name: its stream sends the counts
 /// as they change.
 #[test]

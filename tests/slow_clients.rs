@@ -186,7 +186,15 @@ fn a_seat_stream_that_is_not_read_is_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let (mut server, base) = common::serve(
         dir.path(),
-        &["--send-timeout-secs", "2", "--fan-holds-per-sec", "0"],
+        &[
+            "--send-timeout-secs",
+            "2",
+            "--fan-holds-per-sec",
+            "0",
+            // Every stuck client is this test, on one address.
+            "--seat-streams-per-address-max",
+            "1000",
+        ],
     );
     let addr = base.trim_start_matches("http://").to_owned();
     let head = "GET /v1/events/demo/sections/A/stream HTTP/1.1\r\nHost: boxoffice\r\n\r\n";

@@ -11,8 +11,8 @@
 //! removed: a cancelled one stays listed, as cancelled. Rebuilt from the
 //! sections at every start (`FanBookings::new`), never persisted.
 
-use super::fan_lists::{FanLists, FanRef};
-use crate::domain::{fan_tag, FanId, Section};
+use super::fan_lists::{tag, FanLists, FanRef};
+use crate::domain::{FanId, Section};
 
 #[derive(Default)]
 pub struct FanBookings {
@@ -31,7 +31,7 @@ impl FanBookings {
                     seq: b.seq,
                     secret: b.secret,
                 };
-                (fan_tag(&b.fan), at)
+                (tag(&b.fan), at)
             })
         });
         FanBookings {
@@ -41,7 +41,7 @@ impl FanBookings {
 
     /// Lists a durable booking of `fan`'s.
     pub fn add(&self, fan: &FanId, at: FanRef) {
-        self.lists.add(fan_tag(fan), at);
+        self.lists.add(tag(fan), at);
     }
 
     /// `fan`'s newest bookings, newest first, at most `max` of them, and

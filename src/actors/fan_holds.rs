@@ -13,13 +13,13 @@
 //! own. Rebuilt from the sections at every start (`FanHolds::new`),
 //! never persisted.
 //!
-//! Kept by the fan's 64-bit tag (`fan_tag`), not its id: a note then
-//! carries no shared pointer to bump across threads on every hold. Two
-//! fans whose tags collide would share a list; each still sees only its
-//! own holds, since the section checks the fan.
+//! Kept by the fan's 64-bit tag (`fan_lists::tag`), not its id: a note
+//! then carries no shared pointer to bump across threads on every hold.
+//! Two fans whose tags collided would share a list; each would still see
+//! only its own holds, since the section checks the fan.
 
-use super::fan_lists::{FanLists, FanRef};
-use crate::domain::{fan_tag, Section};
+use super::fan_lists::{tag, FanLists, FanRef};
+use crate::domain::Section;
 
 #[derive(Default)]
 pub struct FanHolds {
@@ -28,7 +28,7 @@ pub struct FanHolds {
 
 /// A hold listed or ended, for the publisher to apply once durable.
 pub struct HoldNote {
-    /// The fan's tag (`fan_tag`).
+    /// The fan's tag (`fan_lists::tag`).
     pub fan: u64,
     pub at: FanRef,
     /// Created (listed), or ended (no longer).
@@ -47,7 +47,7 @@ impl FanHolds {
                     seq: h.seq,
                     secret: h.secret,
                 };
-                (fan_tag(&h.fan), at)
+                (tag(&h.fan), at)
             })
         });
         FanHolds {
@@ -79,7 +79,7 @@ mod tests {
 
     fn note(fan: &str, section: u32, seq: u64, live: bool) -> HoldNote {
         HoldNote {
-            fan: fan_tag(fan),
+            fan: tag(fan),
             at: FanRef {
                 made_at_ms: seq,
                 section,

@@ -2,9 +2,17 @@
 //! the fan's own lists (`actors/fan_holds.rs`, `actors/fan_bookings.rs`).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Mutex, OnceLock};
 
-use crate::domain::fan_tag;
+/// The 64-bit tag a fan's lists are kept by: its id hashed with a key made
+/// afresh by every process (the lists are rebuilt at every start, so no
+/// tag outlives it). Nobody can search for a `sub` whose tag is another
+/// fan's, to crowd that fan's list with entries it is never shown.
+pub fn tag(fan: &str) -> u64 {
+    static KEY: OnceLock<RandomState> = OnceLock::new();
+    KEY.get_or_init(RandomState::new).hash_one(fan)
+}
 
 /// Where one of a fan's holds or bookings is: its section (by position
 /// in the event), its number and secret there, and when it was made
@@ -29,10 +37,10 @@ impl FanRef {
 /// Locks a fan list is spread over, by fan.
 const SHARDS: usize = 16;
 
-/// A list per fan, kept by the fan's 64-bit tag (`fan_tag`), spread over
-/// locks by fan. Two fans whose tags collide would share a list; each
-/// still sees only its own entries, since the section reading them checks
-/// the fan. A fan with an empty list has no entry; a list's memory grows
+/// A list per fan, kept by the fan's 64-bit tag ([`tag`]), spread over
+/// locks by fan. Two fans whose tags collided (by chance: 1 in 2^64 a
+/// pair) would share a list; each would still see only its own entries,
+/// since the section reading them checks the fan. A fan with an empty list has no entry; a list's memory grows
 /// one entry at a time (most fans have one or two).
 pub struct FanLists {
     shards: [Mutex<HashMap<u64, Vec<FanRef>>>; SHARDS],
@@ -84,9 +92,9 @@ impl FanLists {
     /// The fan's newest entries, newest first, at most `max` of them, and
     /// how many it has in all.
     pub fn newest(&self, fan: &str, max: usize) -> (Vec<FanRef>, usize) {
-        let tag = fan_tag(fan);
-        let shard = self.shard(tag);
-        let Some(all) = shard.get(&tag) else {
+        let own = tag(fan);
+        let shard = self.shard(own);
+        let Some(all) = shard.get(&own) else {
             return (Vec::new(), 0);
         };
         (all.iter().rev().take(max).copied().collect(), all.len())

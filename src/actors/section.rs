@@ -28,14 +28,14 @@ use rand::{Rng, SeedableRng};
 
 use super::fan_bookings::FanBookings;
 use super::fan_holds::HoldNote;
-use super::fan_lists::FanRef;
+use super::fan_lists::{self, FanRef};
 use super::ledger::FanLedger;
 use super::payments::PaymentRefs;
 use super::views::{SeatBoard, SeatNote, FREE, HELD, SOLD};
 use crate::clock::Clock;
 use crate::domain::{
-    fan_tag, Addressee, BookingRead, Caller, Change, Claim, CommandError, EventDef, FanId, Hold,
-    HoldView, Outcome, PlacesMoved, Section, SectionName, TicketBinding,
+    Addressee, BookingRead, Caller, Change, Claim, CommandError, EventDef, FanId, Hold, HoldView,
+    Outcome, PlacesMoved, Section, SectionName, TicketBinding,
 };
 use crate::journal::{encode, IdemTag, Journal, Note, Record};
 use crate::mail::{Enqueue, MailEntry};
@@ -510,12 +510,18 @@ impl SectionActor {
                 fan,
                 created_at_ms,
                 ..
-            } => (fan_tag(fan), *created_at_ms, *hold, *secret, true),
+            } => (fan_lists::tag(fan), *created_at_ms, *hold, *secret, true),
             Change::HoldReleased { hold, .. }
             | Change::HoldExpired { hold, .. }
             | Change::HoldConfirmed { hold, .. } => {
                 let h = self.section.hold(*hold)?;
-                (fan_tag(&h.fan), h.created_at_ms, h.seq, h.secret, false)
+                (
+                    fan_lists::tag(&h.fan),
+                    h.created_at_ms,
+                    h.seq,
+                    h.secret,
+                    false,
+                )
             }
             Change::BookingCancelled { .. } | Change::TicketCheckedIn { .. } => return None,
         };

@@ -8,9 +8,12 @@
 //! without a restart); a URL is fetched every `refresh` and when a token
 //! names an unknown key id (at most once per `UNKNOWN_KID_REFETCH`). A read
 //! or fetch that fails, or yields no usable key, keeps the last good set.
-//! A set whose document changed gets a new [`Keys::generation`]: whoever
+//! A set whose keys changed gets a new [`Keys::generation`]: whoever
 //! remembers what a key proved checks it again (a key that left the set
-//! ends its tokens at the next refresh).
+//! ends its tokens at the next refresh). What counts is the usable keys
+//! themselves (`KeySet::fingerprint`), not the document's bytes: an
+//! issuer that serves its keys in another order on every fetch must not
+//! make every fan's token be checked again every few seconds.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -49,6 +52,8 @@ pub struct KeySet {
     /// Keys without an id; a token without `kid` is checked against the
     /// one key of its algorithm, if there is exactly one.
     unnamed: Vec<Key>,
+    /// A SHA-256 of the usable keys, in a canonical order.
+    fingerprint: [u8; 32],
 }
 
 impl KeySet {
@@ -83,7 +88,14 @@ impl KeySet {
         KeySet {
             by_kid: HashMap::from([(kid.to_owned(), key)]),
             unnamed: Vec::new(),
+            fingerprint: Sha256::digest(kid.as_bytes()).into(),
         }
+    }
+
+    /// The same for two sets of the same usable keys, however their
+    /// documents were written.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        self.fingerprint
     }
 
     /// The usable keys of a JWKS document; keys of other types, curves or
@@ -96,20 +108,33 @@ impl KeySet {
         }
         let mut out = KeySet::default();
         let mut skipped = Vec::new();
+        let mut canonical = Vec::new();
         for jwk in &set.keys {
             match usable(jwk) {
-                Ok(key) => match &jwk.common.key_id {
-                    Some(kid) => {
-                        out.by_kid.insert(kid.clone(), key);
+                Ok(key) => {
+                    // Serialized field by field in the type's order: the
+                    // same for the same key, whatever the document's.
+                    canonical.push(serde_json::to_vec(jwk).unwrap_or_default());
+                    match &jwk.common.key_id {
+                        Some(kid) => {
+                            out.by_kid.insert(kid.clone(), key);
+                        }
+                        None => out.unnamed.push(key),
                     }
-                    None => out.unnamed.push(key),
-                },
+                }
                 Err(why) => skipped.push(format!(
                     "{}: {why}",
                     jwk.common.key_id.as_deref().unwrap_or("a key without kid")
                 )),
             }
         }
+        canonical.sort();
+        let mut h = Sha256::new();
+        for key in &canonical {
+            h.update((key.len() as u64).to_le_bytes());
+            h.update(key);
+        }
+        out.fingerprint = h.finalize().into();
         if out.is_empty() {
             return Err(format!(
                 "no usable key (ES256, RS256 or EdDSA){}",
@@ -188,7 +213,8 @@ impl Keys {
     /// Loads the set from `origin` now (an error if that fails: a server
     /// must not start without keys), then keeps it fresh.
     pub fn load(origin: Origin, refresh: Duration) -> Result<Arc<Keys>, String> {
-        let (first, stamp, digest) = read(&origin)?;
+        let (first, stamp) = read(&origin)?;
+        let fingerprint = first.fingerprint();
         let (nudge, nudged) = crossbeam_channel::bounded(1);
         let keys = Arc::new(Keys {
             current: RwLock::new(Arc::new(first)),
@@ -199,7 +225,7 @@ impl Keys {
         let weak = Arc::downgrade(&keys);
         std::thread::Builder::new()
             .name("jwks-refresh".into())
-            .spawn(move || refresher(weak, nudged, origin, refresh, stamp, digest))
+            .spawn(move || refresher(weak, nudged, origin, refresh, stamp, fingerprint))
             .map_err(|e| format!("cannot start the key refresher: {e}"))?;
         Ok(keys)
     }
@@ -232,13 +258,9 @@ impl Keys {
 /// A file's modification time, to notice changes.
 type Stamp = Option<SystemTime>;
 
-/// A document's SHA-256: a refresh that brings the same document changes
-/// nothing (and makes nobody check their tokens again).
-type DocDigest = [u8; 32];
-
-fn read(origin: &Origin) -> Result<(KeySet, Stamp, DocDigest), String> {
+fn read(origin: &Origin) -> Result<(KeySet, Stamp), String> {
     match origin {
-        Origin::Fixed => Ok((KeySet::default(), None, [0; 32])),
+        Origin::Fixed => Ok((KeySet::default(), None)),
         Origin::File(path) => {
             let stamp = std::fs::metadata(path).and_then(|m| m.modified()).ok();
             let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -246,7 +268,7 @@ fn read(origin: &Origin) -> Result<(KeySet, Stamp, DocDigest), String> {
                 return Err(format!("{}: over {JWKS_LEN_MAX} bytes", path.display()));
             }
             let set = KeySet::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-            Ok((set, stamp, Sha256::digest(&bytes).into()))
+            Ok((set, stamp))
         }
         Origin::Url(url) => {
             let response = ureq::get(url)
@@ -263,7 +285,7 @@ fn read(origin: &Origin) -> Result<(KeySet, Stamp, DocDigest), String> {
                 return Err(format!("{url}: over {JWKS_LEN_MAX} bytes"));
             }
             let set = KeySet::parse(&bytes).map_err(|e| format!("{url}: {e}"))?;
-            Ok((set, None, Sha256::digest(&bytes).into()))
+            Ok((set, None))
         }
     }
 }
@@ -274,7 +296,7 @@ fn refresher(
     origin: Origin,
     refresh: Duration,
     mut stamp: Stamp,
-    mut digest: DocDigest,
+    mut fingerprint: [u8; 32],
 ) {
     let tick = match origin {
         Origin::File(_) => FILE_CHECK,
@@ -303,10 +325,11 @@ fn refresher(
         }
         last_fetch = Instant::now();
         match read(&origin) {
-            Ok((set, new_stamp, new_digest)) => {
+            Ok((set, new_stamp)) => {
                 stamp = new_stamp;
-                if new_digest != digest {
-                    digest = new_digest;
+                // The same keys: nothing to check again.
+                if set.fingerprint() != fingerprint {
+                    fingerprint = set.fingerprint();
                     tracing::info!(keys = set.len(), origin = ?keys.origin, "issuer keys loaded");
                     keys.replace(set);
                 }
@@ -315,5 +338,35 @@ fn refresher(
                 tracing::warn!(%error, "cannot refresh the issuer keys; keeping the last good ones");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture() -> serde_json::Value {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/issuer/jwks.json"
+        );
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    /// The same keys written otherwise (another order, other spacing) are
+    /// the same set; a key more or less is another.
+    #[test]
+    fn a_set_is_known_by_its_keys_not_its_bytes() {
+        let doc = fixture();
+        let set = |v: &serde_json::Value| KeySet::parse(v.to_string().as_bytes()).unwrap();
+        let same = set(&doc).fingerprint();
+        let mut reversed = doc.clone();
+        reversed["keys"].as_array_mut().unwrap().reverse();
+        assert_eq!(set(&reversed).fingerprint(), same);
+        let pretty = serde_json::to_vec_pretty(&doc).unwrap();
+        assert_eq!(KeySet::parse(&pretty).unwrap().fingerprint(), same);
+        let mut fewer = doc.clone();
+        fewer["keys"].as_array_mut().unwrap().pop();
+        assert_ne!(set(&fewer).fingerprint(), same);
     }
 }

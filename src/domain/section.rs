@@ -67,6 +67,11 @@ impl Caller {
 /// A 64-bit tag of a fan's id (FNV-1a): an ended hold's secret is kept
 /// masked by it, so the end of a hold answers only the fan who held it,
 /// at no cost in memory. Part of the snapshot format: never change it.
+/// Unkeyed, so a fan could search for a `sub` of the same tag as
+/// another's; what that buys is the end of the other fan's hold (and its
+/// booking's id, never usable without that fan's token), and only for
+/// whoever has that hold's id and secret already. Fans' lists, which
+/// anyone's tag would reach, use a keyed tag (`actors::fan_lists::tag`).
 pub fn fan_tag(fan: &str) -> u64 {
     fan.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)

@@ -75,9 +75,18 @@ impl Demo {
         let issuer = (!given(&args.jwks) && issuer_ok)
             .then(|| LocalIssuer::load_or_create(&args.data_dir))
             .transpose()?;
-        let payments = (!given(&args.payment_secret) && !given(&args.payment_jwks))
-            .then(|| LocalPayments::load_or_create(&args.data_dir))
-            .transpose()?;
+        // The demo payment page pays only demo fans: with the fan club's
+        // real tokens it would book any real fan's seats for free.
+        let payments =
+            (!given(&args.payment_secret) && !given(&args.payment_jwks) && !given(&args.jwks))
+                .then(|| LocalPayments::load_or_create(&args.data_dir))
+                .transpose()?;
+        if [&args.jwks, &args.payment_secret, &args.payment_jwks]
+            .into_iter()
+            .any(given)
+        {
+            tracing::warn!("the demo with real trust settings still trusts the demo's keys for the rest; a sale runs with --demo false, which needs them all");
+        }
         let exposed = args.listens_beyond_loopback();
         if exposed {
             tracing::warn!(listen = %args.listen, "{EXPOSED_WARNING}");

@@ -111,6 +111,8 @@ pub async fn get_event(
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The event exists", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "A body over the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
         (status = 421, description = "Another shard serves this event", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_event(
@@ -150,6 +152,8 @@ pub async fn create_event(
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "A body over the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
         (status = 421, description = "Another shard serves this event", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn move_sale_phases(
@@ -653,6 +657,8 @@ pub async fn release_hold(
     responses((status = 401, description = "No token, or one that proves nothing", body = Problem, content_type = "application/problem+json"), (status = 201, body = BookingDto), (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already confirmed (`hold-confirmed`), or the receipt's payment booked before (`payment-already-used`)", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "Expired or released", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "A body over the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad body, or a receipt that does not pay for this hold: `receipt-invalid` (with `reason`), `receipt-expired`, `receipt-wrong-hold`, `receipt-wrong-amount`, `receipt-wrong-currency`", body = Problem, content_type = "application/problem+json")))]
 pub async fn confirm_hold(
     state: web::Data<AppState>,
@@ -907,9 +913,14 @@ pub async fn my_holds(
 /// Cancel a booking: its seats return to free. The body may be empty.
 #[utoipa::path(post, path = "/v1/bookings/{id}/cancel", tag = "bookings",
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body(content = Option<CancelRequest>, description = "May be empty"),
     security(("fan_token" = []), ("admin_token" = [])),
     responses((status = 401, description = "No token, or one that proves nothing", body = Problem, content_type = "application/problem+json"), (status = 200, body = BookingDto), (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already cancelled (`booking-cancelled`), or a fan's booking whose ticket was used at the door (`booking-used`)", body = Problem, content_type = "application/problem+json")))]
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already cancelled (`booking-cancelled`), or a fan's booking whose ticket was used at the door (`booking-used`)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "A body over the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A body that is not an empty object", body = Problem, content_type = "application/problem+json")))]
 pub async fn cancel_booking(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -8,6 +8,7 @@
 //! - [`configure`] is the one place routes are declared, used by the server
 //!   and by tests alike.
 
+mod client_address;
 mod demo;
 pub mod error;
 mod feed;
@@ -36,6 +37,7 @@ use crate::api::Answer;
 use crate::idempotency::{Begin, IdempotencyStore};
 use crate::journal::IdemTag;
 use crate::shard::{event_of_path, Sharding};
+pub use client_address::ClientAddresses;
 pub use demo::Demo;
 pub use error::ApiError;
 

@@ -61,6 +61,8 @@ fn room_dto(event: &str, view: Option<RoomView>) -> WaitingRoomDto {
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "A body over the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
         (status = 421, description = "Another shard serves this event", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Settings no room runs by (`field` names which)", body = Problem, content_type = "application/problem+json")))]
 pub async fn set_waiting_room(

@@ -90,13 +90,21 @@ pub fn start(
     .run())
 }
 
-/// Serves `GET /metrics` alone on `listener`, the scraper's own: the fans'
+/// Serves `GET /metrics` alone on `listen`, the scraper's own: the fans'
 /// listener does not have it (what the server counts is not theirs to
-/// read, and a scrape must not queue behind a crowd). One worker; the
-/// fans' workers stop it with them ([`super::super::app`]).
-pub fn start_metrics(state: web::Data<AppState>, listener: TcpListener) -> std::io::Result<Server> {
+/// read, and a scrape must not queue behind a crowd). One worker, run as
+/// a task of the current system; returns its handle (the application
+/// stops it after the fans' server) and the port bound.
+pub fn start_metrics(
+    state: web::Data<AppState>,
+    listen: &str,
+) -> anyhow::Result<(ServerHandle, u16)> {
     use actix_web::http::Method;
-    Ok(HttpServer::new(move || {
+    use anyhow::Context;
+    let listener = TcpListener::bind(listen)
+        .with_context(|| format!("cannot listen on {listen} (--metrics-listen)"))?;
+    let port = listener.local_addr()?.port();
+    let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .route(
@@ -111,7 +119,10 @@ pub fn start_metrics(state: web::Data<AppState>, listener: TcpListener) -> std::
     .disable_signals()
     .shutdown_timeout(1)
     .listen(listener)?
-    .run())
+    .run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    Ok((handle, port))
 }
 
 /// What a client dials for `listen` bound at `port` (port 0 picked one).

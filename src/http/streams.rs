@@ -10,8 +10,9 @@
 //! Bounds: at most `--seat-streams-max` streams at once (503 past it), of
 //! which at most `--seat-streams-anonymous-max` without a fan's token (the
 //! rest kept for fans signed in, so a crowd of anonymous clients cannot
-//! take the live map from fans) and `SEAT_STREAMS_PER_FAN_MAX` a fan
-//! (429); a stream more than `STREAM_BUFFER` publications behind is cut (its
+//! take the live map from fans), of those `--seat-streams-per-address-max`
+//! a client address (429; `client_address`), and `SEAT_STREAMS_PER_FAN_MAX`
+//! a fan (429); a stream more than `STREAM_BUFFER` publications behind is cut (its
 //! client reconnects and catches up), so a client that stops reading
 //! costs a slot and a receiver, never a growing queue; publications are
 //! rendered once and shared by every stream.
@@ -58,14 +59,23 @@ pub struct Streams {
     pub seat_fans: Arc<FanStreams>,
     /// Seat streams without a token (within `seats`).
     pub seats_anonymous: Arc<StreamSlots>,
+    /// Those, by client address (within `seats_anonymous`).
+    pub seats_by_address: Arc<FanStreams>,
+    /// Which address a client without a token counts as.
+    pub addresses: super::ClientAddresses,
     /// Change feeds.
     pub feeds: Arc<StreamSlots>,
 }
 
 impl Streams {
-    pub fn from_args(args: &crate::config::ServeArgs) -> Streams {
+    pub fn from_args(args: &crate::config::ServeArgs) -> anyhow::Result<Streams> {
         let seats = Arc::new(StreamSlots::new(args.seat_streams_max as usize));
-        Streams {
+        let anonymous = Arc::new(StreamSlots::new(args.seat_streams_anonymous_max as usize));
+        let addresses = super::ClientAddresses::parse(
+            args.trusted_proxies.as_deref().unwrap_or(""),
+        )
+        .map_err(|e| anyhow::anyhow!("--trusted-proxies (BOXOFFICE_TRUSTED_PROXIES): {e}"))?;
+        Ok(Streams {
             queue: Arc::new(FanStreams::new(
                 Arc::new(StreamSlots::new(args.queue_streams_max as usize)),
                 super::queue::STREAMS_PER_FAN_MAX,
@@ -74,10 +84,15 @@ impl Streams {
                 Arc::clone(&seats),
                 SEAT_STREAMS_PER_FAN_MAX,
             )),
-            seats_anonymous: Arc::new(StreamSlots::new(args.seat_streams_anonymous_max as usize)),
+            seats_by_address: Arc::new(FanStreams::new(
+                Arc::clone(&anonymous),
+                u32::try_from(args.seat_streams_per_address_max).unwrap_or(u32::MAX),
+            )),
+            seats_anonymous: anonymous,
+            addresses,
             seats,
             feeds: Arc::new(StreamSlots::new(args.feed_streams_max as usize)),
-        }
+        })
     }
 }
 
@@ -127,9 +142,10 @@ impl Drop for StreamSlot {
     }
 }
 
-/// Streams of one kind that fans open with their token: at most
-/// `per_fan` a fan, and every one of them a place in `all`, so one fan's
-/// token cannot take every place.
+/// Streams of one kind that fans open with their token (or that clients
+/// without one open from one address): at most `per_fan` a fan (or an
+/// address), and every one of them a place in `all`, so one fan's token
+/// (or one machine) cannot take every place.
 pub struct FanStreams {
     all: Arc<StreamSlots>,
     per_fan: u32,
@@ -199,14 +215,12 @@ impl Drop for FanSlot {
     }
 }
 
-/// A seat stream's place: a fan's, or one of the anonymous places and
-/// one of all (held for the stream's life, given back when it ends).
+/// A seat stream's place: a fan's, or one of the anonymous places (its
+/// address's) and one of all (held for the stream's life, given back when
+/// it ends).
 enum SeatSlot {
     Fan(#[allow(dead_code)] FanSlot),
-    Anonymous(
-        #[allow(dead_code)] StreamSlot,
-        #[allow(dead_code)] StreamSlot,
-    ),
+    Anonymous(#[allow(dead_code)] FanSlot, #[allow(dead_code)] StreamSlot),
 }
 
 /// The frame of a section's whole state, rendered once per view.
@@ -316,10 +330,20 @@ fn seat_slot(state: &AppState, req: &HttpRequest) -> Result<SeatSlot, ApiError> 
     };
     let everyone = "as many seat streams are open as this server keeps: read GET .../seats instead";
     if bearer(req).is_none() {
-        let anonymous = state.streams.seats_anonymous.take().ok_or_else(|| {
-            full("as many seat streams without sign-in are open as this server keeps: sign in, or read GET .../seats instead")
-        })?;
-        let place = state.streams.seats.take().ok_or_else(|| full(everyone))?;
+        let streams = &state.streams;
+        let address: Arc<str> = streams.addresses.key(req).unwrap_or_default().into();
+        let anonymous = match streams.seats_by_address.take(&address) {
+            Ok(slot) => slot,
+            Err(Refused::Full) => return Err(full("as many seat streams without sign-in are open as this server keeps: sign in, or read GET .../seats instead")),
+            Err(Refused::FanFull) => return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-streams",
+                "Too many streams",
+                "as many seat streams without sign-in are open from your address as this server keeps for one: sign in, close one, or read GET .../seats instead",
+            )
+            .retry_after(5)),
+        };
+        let place = streams.seats.take().ok_or_else(|| full(everyone))?;
         return Ok(SeatSlot::Anonymous(anonymous, place));
     }
     let fan = signed_in(state, req)?;
@@ -355,7 +379,7 @@ fn seat_slot(state: &AppState, req: &HttpRequest) -> Result<SeatSlot, ApiError> 
     responses((status = 200, description = "`text/event-stream` of `seats` (SeatStatesDto) then `changes` (SeatChangesDto) events", content_type = "text/event-stream", body = String),
         (status = 401, description = "A token was sent and is not valid", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "This fan has four seat streams open already (`too-many-streams`); see Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "This fan has four seat streams open already, or without a token this client address as many as `--seat-streams-per-address-max` (`too-many-streams`); see Retry-After", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "As many seat streams open as the server keeps (`--seat-streams-max`), or without a token as it keeps for those (`--seat-streams-anonymous-max`); see Retry-After", body = Problem, content_type = "application/problem+json")))]
 pub async fn seat_stream(
     state: web::Data<AppState>,

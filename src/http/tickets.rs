@@ -98,6 +98,8 @@ fn check_scanner(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
         (status = 403, description = "The server has no scanner token (`check-in-disabled`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No booking has the ticket's place (`ticket-not-found`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Checked in before (`already-checked-in`, with `checked_in_at`), or the booking was cancelled (`ticket-cancelled`)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "A body over the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
         (status = 421, description = "Another shard serves the ticket's event", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A token that proves nothing (`ticket-invalid`, with `reason`), a whole-booking ticket (`ticket-superseded`), or a bad body", body = Problem, content_type = "application/problem+json")))]
 pub async fn check_in(

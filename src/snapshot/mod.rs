@@ -515,7 +515,7 @@ pub fn capture<'a>(
         events: header_events,
         idempotency_answers: idempotency.len() as u64,
         outbox_entries: outbox.len() as u64,
-        lineage: lineage.map(|l| format!("{} {}", l.id_hex(), l.since_ms)),
+        lineage: lineage.map(|l| l.header()),
     };
     (
         header,

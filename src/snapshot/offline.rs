@@ -109,10 +109,16 @@ pub fn restore(file: &Path, data_dir: &Path, force: bool) -> anyhow::Result<snap
         }
     }
     // The lineage goes on: the tickets mailed for the bookings the
-    // snapshot holds still admit. (A file from before lineages has none:
-    // the server begins one at its first start.)
-    if let Some(lineage) = &snap.header.lineage {
-        data_dir::Lineage::parse(lineage)?.write(&tmp)?;
+    // snapshot holds still admit. A file from before lineages has none:
+    // the directory replaced keeps its own (tickets still name their
+    // bookings), or the server begins one at its first start.
+    match &snap.header.lineage {
+        Some(lineage) => data_dir::Lineage::parse(lineage)?.write(&tmp)?,
+        None => {
+            if let Some(lineage) = data_dir::Lineage::load(data_dir)? {
+                lineage.write(&tmp)?;
+            }
+        }
     }
     File::open(&tmp)?.sync_all()?;
     // Swap: the old directory moves aside, the new one takes its name, and

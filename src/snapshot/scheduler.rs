@@ -232,10 +232,13 @@ impl SnapshotWorker {
         let end = self.journal.durable_position();
         if end <= self.last_position {
             // Only the header is needed: no reason to read and check the
-            // whole file (it was checked when written or loaded).
+            // whole file (it was checked when written or loaded). It must
+            // carry the lineage too (one restored from before lineages
+            // does not), or its restore would end every ticket mailed.
+            let lineage = crate::data_dir::Lineage::load(&self.data_dir)?.map(|l| l.header());
             if let Some((_, path)) = snapshot::list(&self.data_dir)?.first() {
                 if let Ok(h) = snapshot::read_header(path) {
-                    if h.journal_position == self.last_position {
+                    if h.journal_position == self.last_position && h.lineage == lineage {
                         return Ok(h);
                     }
                 }

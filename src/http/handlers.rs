@@ -928,7 +928,9 @@ pub async fn cancel_booking(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let by = caller(&state, &req)?;
-    let (_, raw): (CancelRequest, Bytes) = read_json(&req, payload, BODY_LEN_MAX, true).await?;
+    // Empty, `null` or `{}`.
+    let (_, raw): (Option<CancelRequest>, Bytes) =
+        read_json(&req, payload, BODY_LEN_MAX, true).await?;
     let (s, r) = booking_target(&state, &path)?;
     let scope: Arc<str> = match &by {
         Caller::Fan(fan) => Arc::clone(fan),

@@ -24,7 +24,7 @@ use crate::config::{PanicIn, ServeArgs};
 use crate::data_dir;
 use crate::http::rate::FanRate;
 use crate::http::server::{Drain, HttpSettings, StopHandle};
-use crate::http::streams::Streams;
+use crate::http::slots::Streams;
 use crate::http::{self, AppState};
 use crate::idempotency::IdempotencyStore;
 use crate::journal::{JournalConfig, Store};

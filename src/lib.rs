@@ -2,8 +2,10 @@
 //!
 //! Crate map, from the pure core outwards (the layers of ARCHITECTURE.md;
 //! `tests/tidy.rs` holds imports to them):
-//! - [`domain`]: venues, sections, holds, bookings, best-available search.
-//!   Pure: no I/O, no clock, no actix, no sled.
+//! - [`domain`]: the `boxoffice-domain` crate (`crates/domain`), re-exported:
+//!   venues, sections, holds, bookings, best-available search, waiting
+//!   rooms. Pure: no I/O, no clock, no actix, no sled, and its manifest
+//!   keeps it so.
 //! - [`clock`]: the injected clock (system time, or a manual one in tests).
 //! - [`threads`]: the calling thread's name and priority.
 //! - [`config`]: command-line flags, `BOXOFFICE_*` variables, the TOML file.
@@ -42,7 +44,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod data_dir;
-pub mod domain;
+pub use boxoffice_domain as domain;
 pub mod http;
 pub mod idempotency;
 pub mod journal;

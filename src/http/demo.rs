@@ -22,7 +22,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::Problem;
-use super::handlers::{read_hold, signed_in};
+use super::target::read_hold;
+use super::who::signed_in;
 use super::{read_json, ApiError, AppState, BODY_LEN_MAX};
 use crate::api::dto::hold_view_dto;
 use crate::auth::issuer::LocalIssuer;
@@ -179,7 +180,7 @@ fn demo_off(state: &AppState, req: &HttpRequest, what: &str) -> ApiError {
         (status = 404, description = "A real sale: no demo here", body = Problem, content_type = "application/problem+json")))]
 pub async fn offers(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     if !state.demo.on {
-        return super::handlers::not_found(req).await;
+        return super::error::not_found(req).await;
     }
     HttpResponse::Ok().json(DemoDto {
         exposed: state.demo.exposed,

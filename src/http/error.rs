@@ -6,7 +6,7 @@
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -547,4 +547,29 @@ impl ResponseError for ApiError {
         }
         res.body(self.body().to_string())
     }
+}
+
+/// `404` for a path no route serves, in problem+json like every other.
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    ApiError::not_found("not-found", format!("no resource at {}", req.path())).error_response()
+}
+
+/// `405` naming the methods `allow`ed (RFC 9110 §15.5.6: the `Allow`
+/// header is required).
+pub fn method_not_allowed(req: &HttpRequest, allow: &str) -> HttpResponse {
+    let mut res = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        format!(
+            "{} is not allowed on {}; allowed: {allow}",
+            req.method(),
+            req.path()
+        ),
+    )
+    .error_response();
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(allow) {
+        res.headers_mut().insert(actix_web::http::header::ALLOW, v);
+    }
+    res
 }

@@ -28,8 +28,10 @@ use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 
 use super::error::{ApiError, Problem};
-use super::handlers::{bearer, event_entry, same_secret};
-use super::streams::{StreamSlot, DRAIN_POLL, KEEPALIVE, KEEPALIVE_FRAME};
+use super::slots::StreamSlot;
+use super::streams::{DRAIN_POLL, KEEPALIVE, KEEPALIVE_FRAME};
+use super::target::event_entry;
+use super::who::{bearer, same_secret};
 use super::AppState;
 use crate::api::feed::{event_of, feed_change, FeedEntryDto};
 use crate::domain::EventDef;

@@ -6,34 +6,27 @@ use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes};
-use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::error::Problem;
 use super::rate::Verdict;
+use super::target::{
+    ask, booking_target, change, event_entry, hold_target, read_hold, section_entry,
+};
+use super::who::{caller, check_admin, signed_in, ADMIN_SCOPE};
 use super::{
     answer_response, idempotent, read_json, ApiError, AppState, BODY_LEN_MAX, EVENT_BODY_LEN_MAX,
 };
 use crate::actors::{
-    Command, EventEntry, FanRef, GetBooking, GetBookings, GetHold, GetHolds, Payment,
-    SectionHandle, WhatToHold,
+    Command, EventEntry, FanRef, GetBooking, GetBookings, GetHolds, Payment, SectionHandle,
+    WhatToHold,
 };
+use crate::api;
 use crate::api::dto::*;
-use crate::api::{self, Answer};
 use crate::auth::Fan;
-use crate::domain::{Addressee, BookingRef, Caller, HoldRef, Lang, SectionKind, EMAIL_LEN_MAX};
+use crate::domain::{Addressee, Caller, Lang, SectionKind, EMAIL_LEN_MAX};
 use crate::layout::{build_phases, EventSpec};
-
-/// The `Idempotency-Key` scope of admin requests (fans' keys are scoped to
-/// the fan; a fan id never contains a space).
-const ADMIN_SCOPE: &str = "admin token";
-
-pub(super) fn event_entry(state: &AppState, id: &str) -> Result<Arc<EventEntry>, ApiError> {
-    state
-        .registry
-        .get(id)
-        .ok_or_else(|| ApiError::not_found("event-not-found", format!("no event {id:?}")))
-}
 
 /// Each section's counts by category, as last published (durable).
 fn published_counts(e: &EventEntry) -> Vec<Vec<crate::domain::CategoryCounts>> {
@@ -45,33 +38,6 @@ fn published_counts(e: &EventEntry) -> Vec<Vec<crate::domain::CategoryCounts>> {
 
 fn event_detail_of(e: &EventEntry) -> EventDetail {
     event_detail(&e.def, &e.phases(), &published_counts(e))
-}
-
-/// Asks `section` for a change and renders its answer; the one way every
-/// change handler goes.
-pub(super) async fn change(
-    section: &SectionHandle,
-    command: Command,
-    idem: Option<crate::journal::IdemTag>,
-) -> Result<Answer, ApiError> {
-    let outcome = section
-        .change(command, idem)
-        .await
-        .map_err(|err| ApiError::from_section(err, &section.def.id, &section.layout))?;
-    Ok(api::answer(&section.def, &section.layout, &outcome))
-}
-
-/// Asks `section` something and maps its refusal.
-pub(super) async fn ask<M, T>(section: &SectionHandle, msg: M) -> Result<T, ApiError>
-where
-    M: actix::Message<Result = Result<T, crate::actors::SectionError>> + Send + 'static,
-    T: Send + 'static,
-    crate::actors::SectionActor: actix::Handler<M>,
-{
-    section
-        .ask(msg)
-        .await
-        .map_err(|err| ApiError::from_section(err, &section.def.id, &section.layout))
 }
 
 /// List events on sale.
@@ -348,89 +314,6 @@ pub async fn get_snapshot(
         .body(bytes))
 }
 
-/// The token of `Authorization: Bearer <token>`, if the request sends
-/// one (the scheme's case does not matter, RFC 7235).
-pub(super) fn bearer(req: &HttpRequest) -> Option<&str> {
-    let value = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-/// Whether `given` is `secret`, compared in time independent of where
-/// the two differ.
-pub(super) fn same_secret(given: &str, secret: &str) -> bool {
-    given.len() == secret.len()
-        && given
-            .bytes()
-            .zip(secret.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-}
-
-/// Whether the request carries the admin token.
-fn is_admin(state: &AppState, req: &HttpRequest) -> bool {
-    match (&state.admin_token, bearer(req)) {
-        (Some(token), Some(given)) => same_secret(given, token),
-        _ => false,
-    }
-}
-
-pub(super) fn check_admin(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
-    if state.admin_token.is_none() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "admin-disabled",
-            "Admin API disabled",
-            "start the server with --admin-token (BOXOFFICE_ADMIN_TOKEN) to enable it",
-        ));
-    }
-    if is_admin(state, req) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "Unauthorized",
-            "send Authorization: Bearer <admin token>",
-        ))
-    }
-}
-
-/// The fan a request is signed in as: `401` without a valid token.
-pub(super) fn signed_in(state: &AppState, req: &HttpRequest) -> Result<Arc<Fan>, ApiError> {
-    let token = bearer(req).ok_or_else(ApiError::sign_in_required)?;
-    state.auth.verify(token).map_err(ApiError::invalid_token)
-}
-
-/// Who asks about a booking: support (the admin token) or a signed-in
-/// fan.
-pub(super) fn caller(state: &AppState, req: &HttpRequest) -> Result<Caller, ApiError> {
-    if is_admin(state, req) {
-        return Ok(Caller::Support);
-    }
-    Ok(Caller::Fan(Arc::clone(&signed_in(state, req)?.id)))
-}
-
-/// An event's section by their ids: `404` naming the one missing.
-pub(super) fn section_entry(
-    state: &AppState,
-    event: &str,
-    section: &str,
-) -> Result<(Arc<EventEntry>, Arc<SectionHandle>), ApiError> {
-    let e = event_entry(state, event)?;
-    let s = e.section(section).cloned().ok_or_else(|| {
-        ApiError::not_found(
-            "section-not-found",
-            format!("event {event:?} has no section {section:?}"),
-        )
-    })?;
-    Ok((e, s))
-}
-
 /// Every seat of a section with its state, in columns.
 #[utoipa::path(get, path = "/v1/events/{event}/sections/{section}/seats", tag = "events",
     params(("event" = String, Path), ("section" = String, Path)),
@@ -511,7 +394,7 @@ pub async fn create_hold(
     let clock = Arc::clone(state.registry.clock());
     let admission = req
         .headers()
-        .get(super::queue::ADMISSION_HEADER)
+        .get(super::admission::ADMISSION_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let gate = state.clone();
@@ -523,7 +406,7 @@ pub async fn create_hold(
         if let Some(refusal) = ApiError::not_admitted(&e.def.id, admitted) {
             return Err(refusal);
         }
-        super::queue::check_admission(&gate, &e, &fan, admission.as_deref(), now)?;
+        super::admission::check_admission(&gate, &e, &fan, admission.as_deref(), now)?;
         let command = Command::Hold {
             what,
             fan: Arc::clone(&fan.id),
@@ -566,34 +449,6 @@ fn seat_indices(section: &SectionHandle, seats: &[String], max: u32) -> Result<V
         .collect()
 }
 
-/// The section a hold id names, and the id; 404 for anything else.
-pub(super) fn hold_target(
-    state: &AppState,
-    id: &str,
-) -> Result<(Arc<SectionHandle>, HoldRef), ApiError> {
-    let not_found = || ApiError::not_found("hold-not-found", "no such hold");
-    let r = HoldRef::parse(id).map_err(|_| not_found())?;
-    let section = state
-        .registry
-        .section(r.event(), r.section())
-        .ok_or_else(not_found)?;
-    Ok((section, r))
-}
-
-/// The section a booking id names, and the id; 404 for anything else.
-pub(super) fn booking_target(
-    state: &AppState,
-    id: &str,
-) -> Result<(Arc<SectionHandle>, BookingRef), ApiError> {
-    let not_found = || ApiError::not_found("booking-not-found", "no such booking");
-    let r = BookingRef::parse(id).map_err(|_| not_found())?;
-    let section = state
-        .registry
-        .section(r.event(), r.section())
-        .ok_or_else(not_found)?;
-    Ok((section, r))
-}
-
 /// A hold: while it lasts, or once confirmed (`status` names which, and a
 /// confirmed one names its booking); 410 once it expired or was released.
 #[utoipa::path(get, path = "/v1/holds/{id}", tag = "holds", params(("id" = String, Path)),
@@ -608,25 +463,6 @@ pub async fn get_hold(
     let fan = signed_in(&state, &req)?;
     let (s, hold) = read_hold(&state, &fan, &path).await?;
     Ok(HttpResponse::Ok().json(hold_view_dto(&s.def, &s.layout, &hold)))
-}
-
-/// Fan `fan`'s hold `id` as its section has it, and the section.
-pub(super) async fn read_hold(
-    state: &AppState,
-    fan: &Fan,
-    id: &str,
-) -> Result<(Arc<SectionHandle>, crate::domain::HoldView), ApiError> {
-    let (s, r) = hold_target(state, id)?;
-    let hold = ask(
-        &s,
-        GetHold {
-            hold: r.seq(),
-            secret: r.secret(),
-            fan: Arc::clone(&fan.id),
-        },
-    )
-    .await?;
-    Ok((s, hold))
 }
 
 /// Release a hold: its seats return to free.
@@ -945,80 +781,4 @@ pub async fn cancel_booking(
         change(&s, command, idem).await
     })
     .await
-}
-
-/// The process is alive.
-#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "Alive")))]
-pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain").body("ok\n")
-}
-
-/// The journal is replayed and writable, and the server is not shutting
-/// down.
-#[utoipa::path(get, path = "/readyz", tag = "ops",
-    responses((status = 200, description = "Ready"), (status = 503, description = "Journal failed, or shutting down")))]
-pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    if state.registry.journal().is_failed() {
-        HttpResponse::ServiceUnavailable()
-            .content_type("text/plain")
-            .body("journal failed\n")
-    } else if state.drain.is_shutting_down() {
-        HttpResponse::ServiceUnavailable()
-            .content_type("text/plain")
-            .body("shutting down\n")
-    } else {
-        HttpResponse::Ok()
-            .content_type("text/plain")
-            .body("ready\n")
-    }
-}
-
-/// Prometheus metrics, text format: on the metrics listener only
-/// (`--metrics-listen`), so not in the fans' OpenAPI document.
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    // Seat counts come from the published views.
-    state.registry.caught_up().await;
-    let text = state.metrics.render(
-        &state.registry,
-        state.registry.journal(),
-        &state.mail_stats,
-        &state.auth,
-        &state.receipts,
-        crate::metrics::EdgeCounts {
-            fan_rate_limited: state.fan_rate.as_ref().map_or(0, |r| r.limited()),
-            check_ins_refused: &state.check_ins_refused.counts(),
-            seat_streams_open: state.streams.seats.open(),
-            seat_streams_anonymous: state.streams.seats_anonymous.open(),
-            seat_streams_cut: state.streams.seats.cut(),
-            idempotency_keys: state.idempotency.len(),
-            idempotency_evicted: state.idempotency.evicted(),
-        },
-    );
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(text)
-}
-
-pub async fn not_found(req: HttpRequest) -> HttpResponse {
-    ApiError::not_found("not-found", format!("no resource at {}", req.path())).error_response()
-}
-
-/// `405` naming the methods `allow`ed (RFC 9110 §15.5.6: the `Allow`
-/// header is required).
-pub fn method_not_allowed(req: &HttpRequest, allow: &str) -> HttpResponse {
-    let mut res = ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
-        "Method not allowed",
-        format!(
-            "{} is not allowed on {}; allowed: {allow}",
-            req.method(),
-            req.path()
-        ),
-    )
-    .error_response();
-    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(allow) {
-        res.headers_mut().insert(actix_web::http::header::ALLOW, v);
-    }
-    res
 }

@@ -8,18 +8,23 @@
 //! - [`configure`] is the one place routes are declared, used by the server
 //!   and by tests alike.
 
+mod admission;
 mod client_address;
 mod demo;
 pub mod error;
 mod feed;
 mod handlers;
 pub mod openapi;
+mod ops;
 mod page;
 pub mod queue;
 pub mod rate;
 pub mod server;
+pub mod slots;
 pub mod streams;
+mod target;
 mod tickets;
+mod who;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -87,7 +92,7 @@ pub struct AppState {
     pub feed_token: Option<String>,
     /// The streams open now (waiting room, seats, change feeds), and the
     /// most kept at once.
-    pub streams: streams::Streams,
+    pub streams: slots::Streams,
     /// The demo's stand-ins for the fan club's login and the payment
     /// page, present only while the server trusts the demo's keys.
     pub demo: demo::Demo,
@@ -134,7 +139,9 @@ pub fn keep_tidy(
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     use actix_web::http::Method;
+    use error::{method_not_allowed, not_found};
     use handlers::*;
+    use ops::{healthz, readyz};
     use web::route;
     /// A resource answering `routes` (each a method and its handler), and
     /// every other method with `405` whose `Allow` lists exactly them.

@@ -13,6 +13,7 @@ use super::demo;
 use super::error::{Problem, PROBLEM_JSON};
 use super::feed;
 use super::handlers;
+use super::ops;
 use super::queue;
 use super::streams;
 use super::tickets;
@@ -58,8 +59,8 @@ use crate::layout::{
         handlers::create_snapshot,
         handlers::list_snapshots,
         handlers::get_snapshot,
-        handlers::healthz,
-        handlers::readyz,
+        ops::healthz,
+        ops::readyz,
     ),
     components(schemas(
         Problem, HoldRequest, HoldDto, ConfirmRequest, BookingDto, MyBookingsDto, MyHoldsDto, EventSummary, EventDetail,

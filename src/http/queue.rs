@@ -1,7 +1,7 @@
 //! The waiting room's endpoints: an operator switches an event's room on,
 //! changes it or switches it off; fans join, ask where they stand and,
-//! once admitted, send their admission with each hold
-//! ([`check_admission`], called by the hold handler).
+//! once admitted, send their admission with each hold (checked by
+//! `admission::check_admission`, which the hold handler calls).
 //!
 //! The room's public state (serving number, rate) is the same for every
 //! fan and cacheable for a second, so hundreds of thousands of waiting
@@ -17,8 +17,9 @@ use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 
 use super::error::Problem;
-use super::handlers::{check_admin, event_entry, signed_in};
-use super::streams::{FanSlot, Refused};
+use super::slots::{FanSlot, Refused, STREAMS_PER_FAN_MAX};
+use super::target::event_entry;
+use super::who::{check_admin, signed_in};
 use super::{read_json, ApiError, AppState, BODY_LEN_MAX};
 use crate::actors::{EventEntry, FanStanding, RoomHandle, RoomView};
 use crate::api::dto::{QueueStandingDto, WaitingRoomDto};
@@ -27,9 +28,6 @@ use crate::auth::Fan;
 use crate::clock::rfc3339_ms;
 use crate::domain::Standing;
 use crate::layout::WaitingRoomSpec;
-
-/// The header a hold carries its admission in.
-pub const ADMISSION_HEADER: &str = "boxoffice-admission";
 
 fn room_dto(event: &str, view: Option<RoomView>) -> WaitingRoomDto {
     let Some(v) = view else {
@@ -233,10 +231,6 @@ const STREAM_KEEPALIVE: Duration = Duration::from_secs(5);
 /// `EventSource` does so by itself), so no stream outlives its fan.
 const STREAM_LIFETIME: Duration = Duration::from_secs(600);
 
-/// Waiting-room streams one fan may keep open at once (a phone and a
-/// laptop).
-pub const STREAMS_PER_FAN_MAX: u32 = 2;
-
 struct Watch {
     state: web::Data<AppState>,
     room: Arc<RoomHandle>,
@@ -360,40 +354,4 @@ fn not_in_queue(event: &str) -> ApiError {
         "not-in-queue",
         format!("you are not in the queue of {event:?}: join first"),
     )
-}
-
-/// While `e`'s waiting room is on, a hold needs this fan's admission to
-/// this event, valid now, that the room still counts (one that ended in
-/// a booking, or expired, does not).
-pub(super) fn check_admission(
-    state: &AppState,
-    e: &EventEntry,
-    fan: &Fan,
-    token: Option<&str>,
-    now_ms: u64,
-) -> Result<(), ApiError> {
-    let Some(room) = e.room() else {
-        return Ok(());
-    };
-    let event = e.def.id.as_str();
-    let refuse = |reason, detail| Err(ApiError::admission_required(event, reason, detail));
-    let Some(token) = token else {
-        return refuse("missing", "no admission sent");
-    };
-    let Ok(admission) = state.admission_key.verify(token) else {
-        return refuse(
-            "invalid",
-            "the admission sent is not one this server signed",
-        );
-    };
-    if admission.e != event {
-        return refuse("another-event", "the admission sent is for another event");
-    }
-    if admission.f != *fan.id {
-        return refuse("another-fan", "the admission sent is another fan's");
-    }
-    if now_ms >= admission.x || !room.admits(&fan.id, admission.n, now_ms) {
-        return refuse("expired", "the admission sent is no longer valid");
-    }
-    Ok(())
 }

@@ -107,11 +107,8 @@ pub fn start_metrics(
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .route(
-                "/metrics",
-                web::method(Method::GET).to(super::handlers::metrics),
-            )
-            .default_service(web::to(super::handlers::not_found))
+            .route("/metrics", web::method(Method::GET).to(super::ops::metrics))
+            .default_service(web::to(super::error::not_found))
     })
     .workers(1)
     .max_connections(64)

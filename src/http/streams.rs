@@ -19,19 +19,19 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header::{CacheControl, CacheDirective};
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
-use rustc_hash::FxHashMap;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::error::{ApiError, Problem};
-use super::handlers::{bearer, section_entry, signed_in};
+use super::slots::{FanSlot, Refused, StreamSlot, SEAT_STREAMS_PER_FAN_MAX};
+use super::target::section_entry;
+use super::who::{bearer, signed_in};
 use super::AppState;
 use crate::actors::{Publication, SeatsPublished, Start};
 use crate::api::dto::{SeatChangesDto, SeatStatesDto};
@@ -44,176 +44,6 @@ pub(super) const DRAIN_POLL: Duration = Duration::from_secs(1);
 
 /// The comment line that keeps a quiet stream open.
 pub(super) const KEEPALIVE_FRAME: &[u8] = b": keep-alive\n\n";
-
-/// Seat streams one signed-in fan may keep open at once (a few tabs and
-/// devices).
-pub const SEAT_STREAMS_PER_FAN_MAX: u32 = 4;
-
-/// Every kind of stream the server keeps open, each bounded.
-pub struct Streams {
-    /// Waiting-room streams (two a fan at most).
-    pub queue: Arc<FanStreams>,
-    /// Seat streams, all of them.
-    pub seats: Arc<StreamSlots>,
-    /// Seat streams of signed-in fans (within `seats`).
-    pub seat_fans: Arc<FanStreams>,
-    /// Seat streams without a token (within `seats`).
-    pub seats_anonymous: Arc<StreamSlots>,
-    /// Those, by client address (within `seats_anonymous`).
-    pub seats_by_address: Arc<FanStreams>,
-    /// Which address a client without a token counts as.
-    pub addresses: super::ClientAddresses,
-    /// Change feeds.
-    pub feeds: Arc<StreamSlots>,
-}
-
-impl Streams {
-    pub fn from_args(args: &crate::config::ServeArgs) -> anyhow::Result<Streams> {
-        let seats = Arc::new(StreamSlots::new(args.seat_streams_max as usize));
-        let anonymous = Arc::new(StreamSlots::new(args.seat_streams_anonymous_max as usize));
-        let addresses = super::ClientAddresses::parse(
-            args.trusted_proxies.as_deref().unwrap_or(""),
-        )
-        .map_err(|e| anyhow::anyhow!("--trusted-proxies (BOXOFFICE_TRUSTED_PROXIES): {e}"))?;
-        Ok(Streams {
-            queue: Arc::new(FanStreams::new(
-                Arc::new(StreamSlots::new(args.queue_streams_max as usize)),
-                super::queue::STREAMS_PER_FAN_MAX,
-            )),
-            seat_fans: Arc::new(FanStreams::new(
-                Arc::clone(&seats),
-                SEAT_STREAMS_PER_FAN_MAX,
-            )),
-            seats_by_address: Arc::new(FanStreams::new(
-                Arc::clone(&anonymous),
-                u32::try_from(args.seat_streams_per_address_max).unwrap_or(u32::MAX),
-            )),
-            seats_anonymous: anonymous,
-            addresses,
-            seats,
-            feeds: Arc::new(StreamSlots::new(args.feed_streams_max as usize)),
-        })
-    }
-}
-
-/// Streams of one kind open, bounded, and how many were cut for falling
-/// behind.
-pub struct StreamSlots {
-    open: AtomicUsize,
-    max: usize,
-    cut: AtomicU64,
-}
-
-impl StreamSlots {
-    pub fn new(max: usize) -> StreamSlots {
-        StreamSlots {
-            open: AtomicUsize::new(0),
-            max,
-            cut: AtomicU64::new(0),
-        }
-    }
-
-    pub(super) fn take(self: &Arc<Self>) -> Option<StreamSlot> {
-        self.open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max).then_some(n + 1)
-            })
-            .ok()?;
-        Some(StreamSlot(Arc::clone(self)))
-    }
-
-    /// Streams open now.
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::Acquire)
-    }
-
-    /// Streams cut since start for falling behind.
-    pub fn cut(&self) -> u64 {
-        self.cut.load(Ordering::Relaxed)
-    }
-}
-
-/// A place among the streams open; given back however it ends.
-pub(super) struct StreamSlot(Arc<StreamSlots>);
-
-impl Drop for StreamSlot {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// Streams of one kind that fans open with their token (or that clients
-/// without one open from one address): at most `per_fan` a fan (or an
-/// address), and every one of them a place in `all`, so one fan's token
-/// (or one machine) cannot take every place.
-pub struct FanStreams {
-    all: Arc<StreamSlots>,
-    per_fan: u32,
-    by_fan: Mutex<FxHashMap<Arc<str>, u32>>,
-}
-
-/// Why a fan's stream was not opened.
-pub(super) enum Refused {
-    /// Every place is taken.
-    Full,
-    /// The fan has `per_fan` streams open already.
-    FanFull,
-}
-
-impl FanStreams {
-    pub fn new(all: Arc<StreamSlots>, per_fan: u32) -> FanStreams {
-        FanStreams {
-            all,
-            per_fan,
-            by_fan: Mutex::default(),
-        }
-    }
-
-    pub(super) fn take(self: &Arc<Self>, fan: &Arc<str>) -> Result<FanSlot, Refused> {
-        let mut by_fan = self.by_fan.lock().unwrap_or_else(|e| e.into_inner());
-        let mine = by_fan.get(fan).copied().unwrap_or(0);
-        if mine >= self.per_fan {
-            return Err(Refused::FanFull);
-        }
-        let place = self.all.take().ok_or(Refused::Full)?;
-        by_fan.insert(Arc::clone(fan), mine + 1);
-        Ok(FanSlot {
-            streams: Arc::clone(self),
-            fan: Arc::clone(fan),
-            _place: place,
-        })
-    }
-
-    /// Streams open now, of every fan.
-    pub fn open(&self) -> usize {
-        self.all.open()
-    }
-}
-
-/// A fan's place among the streams open at once; given back when the
-/// stream ends, however it ends.
-pub(super) struct FanSlot {
-    streams: Arc<FanStreams>,
-    fan: Arc<str>,
-    /// Its place in the bound on all of them, given back after the fan's.
-    _place: StreamSlot,
-}
-
-impl Drop for FanSlot {
-    fn drop(&mut self) {
-        let mut by_fan = self
-            .streams
-            .by_fan
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        match by_fan.get_mut(&self.fan) {
-            Some(n) if *n > 1 => *n -= 1,
-            _ => {
-                by_fan.remove(&self.fan);
-            }
-        }
-    }
-}
 
 /// A seat stream's place: a fan's, or one of the anonymous places (its
 /// address's) and one of all (held for the stream's life, given back when
@@ -299,7 +129,7 @@ impl SeatWatch {
                     return Some((Ok(changes_frame(&p)), self));
                 }
                 Ok(Err(RecvError::Lagged(_))) => {
-                    self.state.streams.seats.cut.fetch_add(1, Ordering::Relaxed);
+                    self.state.streams.seats.count_cut();
                     return None;
                 }
                 Ok(Err(RecvError::Closed)) => return None,
@@ -427,25 +257,4 @@ pub async fn seat_stream(
         .content_type("text/event-stream")
         .insert_header(CacheControl(vec![CacheDirective::NoCache]))
         .streaming(futures_util::stream::unfold(watch, SeatWatch::next)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fan_streams_are_bounded_in_all_and_per_fan() {
-        let streams = Arc::new(FanStreams::new(Arc::new(StreamSlots::new(3)), 2));
-        let (a, b): (Arc<str>, Arc<str>) = ("fan-a".into(), "fan-b".into());
-        let a1 = streams.take(&a).ok().unwrap();
-        let a2 = streams.take(&a).ok().unwrap();
-        assert!(matches!(streams.take(&a), Err(Refused::FanFull)));
-        let b1 = streams.take(&b).ok().unwrap();
-        assert!(matches!(streams.take(&b), Err(Refused::Full)));
-        drop(a1);
-        let a3 = streams.take(&a).ok().unwrap();
-        drop((a2, a3, b1));
-        assert_eq!(streams.open(), 0);
-        assert!(streams.by_fan.lock().unwrap().is_empty(), "nothing kept");
-    }
 }

@@ -17,7 +17,8 @@ use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 
 use super::error::Problem;
-use super::handlers::{ask, bearer, booking_target, change, same_secret, signed_in};
+use super::target::{ask, booking_target, change};
+use super::who::{bearer, same_secret, signed_in};
 use super::{idempotent, read_json, ApiError, AppState, BODY_LEN_MAX};
 use crate::actors::{Command, GetBooking};
 use crate::api::dto::{booking_dto_with_tickets, CheckInDto, CheckInRequest};

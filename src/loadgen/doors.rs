@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::client::{Conn, Target};
-use super::report::{Percentiles, Samples};
+use super::stats::{Percentiles, Samples};
 
 const ALREADY_CHECKED_IN: &str = "urn:boxoffice:problem:already-checked-in";
 

@@ -20,6 +20,7 @@ pub mod client;
 pub mod doors;
 pub mod queue;
 pub mod report;
+pub mod stats;
 pub mod watchers;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

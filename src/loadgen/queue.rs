@@ -27,7 +27,7 @@ use serde_json::Value;
 use tokio::sync::{oneshot, Semaphore};
 
 use super::client::Conn;
-use super::report::{Percentiles, Samples, Tally};
+use super::stats::{Percentiles, Samples, Tally};
 use super::{fan, Live, Plan, Session};
 use crate::config::QueueWait;
 

@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::client::{Conn, Target};
-use super::report::{Percentiles, Samples};
+use super::stats::{Percentiles, Samples};
 
 /// Watchers that measure delays; the others only count.
 const PROBES: usize = 16;

@@ -3,7 +3,10 @@
 //! Architecture invariant: nothing in `domain` does I/O, reads a clock, draws
 //! randomness or knows about actix, sled, tokio or serde. Time and secrets
 //! come in as arguments, so every function here is deterministic and can be
-//! unit-, property- and bench-tested at memory speed.
+//! unit-, property- and bench-tested at memory speed. The crate's manifest
+//! keeps it so: it depends on hashing and collections only, and on no
+//! other crate of the workspace (everything else depends on it). The
+//! `boxoffice` crate re-exports it as `boxoffice::domain`.
 //!
 //! A section is changed in two steps, in the manner of event sourcing:
 //! `Section::decide_*` validates a command against the current state and

@@ -1,7 +1,7 @@
 //! Venue layouts and event definitions: immutable once built, shared by every
 //! section of an event through an `Arc`.
 //!
-//! These types are only ever built by `crate::layout` from a validated
+//! These types are only ever built by `boxoffice::layout` from a validated
 //! layout file, so code here may assume what that validation established:
 //! names are valid, rows are non-empty, seat ids are unique, categories
 //! exist. Order matters: sections and rows are listed nearest the stage

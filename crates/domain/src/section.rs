@@ -1500,7 +1500,7 @@ fn longest_run(owner: &[Place], first: u32, len: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::venue::{Row, SeatMap};
+    use crate::venue::{Row, SeatMap};
 
     const TTL_MS: u64 = 60_000;
 

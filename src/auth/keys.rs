@@ -188,6 +188,17 @@ pub enum Origin {
     Url(String),
 }
 
+impl Origin {
+    /// A setting's JWKS: an http(s) URL, or else a file.
+    pub fn of(location: &str) -> Origin {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            Origin::Url(location.to_owned())
+        } else {
+            Origin::File(location.into())
+        }
+    }
+}
+
 /// The current key set, kept fresh by a thread of its own for a file or a
 /// URL.
 pub struct Keys {

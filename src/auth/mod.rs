@@ -19,6 +19,7 @@
 
 pub mod admission;
 pub mod issuer;
+pub mod jwt;
 pub mod keys;
 pub mod receipt;
 pub mod signed;
@@ -27,7 +28,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use jsonwebtoken::{decode, decode_header, Algorithm, Validation};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -35,6 +35,7 @@ use crate::clock::Clock;
 use crate::config::ServeArgs;
 use crate::domain::{FanId, Lang};
 use issuer::LocalIssuer;
+use jwt::{JwtCheck, JwtError, Trust};
 pub use keys::{KeySet, Keys, Origin};
 
 /// Longest token taken.
@@ -105,6 +106,20 @@ pub const REASONS: [&str; 10] = [
     "claims",
 ];
 
+impl From<JwtError> for AuthError {
+    fn from(e: JwtError) -> AuthError {
+        match e {
+            JwtError::Malformed => AuthError::Malformed,
+            JwtError::Algorithm => AuthError::Algorithm,
+            JwtError::UnknownKey => AuthError::UnknownKey,
+            JwtError::Signature => AuthError::Signature,
+            JwtError::Issuer => AuthError::Issuer,
+            JwtError::Audience => AuthError::Audience,
+            JwtError::Claims => AuthError::Claims,
+        }
+    }
+}
+
 impl AuthError {
     /// A short name: the problem's `reason` and the metric's label.
     pub fn reason(self) -> &'static str {
@@ -156,7 +171,8 @@ struct Claims {
 /// fan's later requests do not pay for the signature again, and a key
 /// that left the JWKS proves nothing more once the set is refreshed.
 pub struct Verifier {
-    keys: Arc<Keys>,
+    /// The issuer's keys, `iss` and `aud`.
+    jwt: JwtCheck,
     settings: AuthSettings,
     /// What each token proved, and under which generation of the keys.
     cache: quick_cache::sync::Cache<[u8; 32], (Arc<Fan>, u64)>,
@@ -165,45 +181,13 @@ pub struct Verifier {
     refused: [AtomicU64; REASONS.len()],
 }
 
-/// Why a token's header does not parse: a named algorithm we do not accept
-/// (`none`, which the library does not even name) is `Algorithm`; anything
-/// else `Malformed`.
-fn header_error(token: &str) -> AuthError {
-    use base64::Engine;
-    let named_alg = token
-        .split('.')
-        .next()
-        .and_then(|h| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(h)
-                .ok()
-        })
-        .and_then(|h| serde_json::from_slice::<serde_json::Value>(&h).ok())
-        .is_some_and(|h| {
-            h["alg"]
-                .as_str()
-                .is_some_and(|a| !["ES256", "RS256", "EdDSA"].contains(&a))
-        });
-    if named_alg {
-        AuthError::Algorithm
-    } else {
-        AuthError::Malformed
-    }
-}
-
-/// The accepted algorithms.
-const ALGORITHMS: [Algorithm; 3] = [Algorithm::ES256, Algorithm::RS256, Algorithm::EdDSA];
-
 impl Verifier {
     /// Checks fans' tokens against the issuer's keys: the JWKS `--jwks`
     /// names, or the demo issuer's key in the data directory.
     pub fn from_args(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Verifier> {
         let refresh = Duration::from_secs(args.jwks_refresh_secs);
         let keys = match args.jwks.as_deref().filter(|j| !j.is_empty()) {
-            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
-                Keys::load(Origin::Url(url.to_owned()), refresh)
-            }
-            Some(path) => Keys::load(Origin::File(path.into()), refresh),
+            Some(location) => Keys::load(Origin::of(location), refresh),
             // `ServeArgs::check` refused a real sale without a JWKS; this
             // is the second lock on the same door.
             None if !args.demo => {
@@ -234,7 +218,11 @@ impl Verifier {
     pub fn new(keys: Arc<Keys>, settings: AuthSettings, clock: Arc<dyn Clock>) -> Verifier {
         assert!(settings.cache_max >= 1);
         Verifier {
-            keys,
+            jwt: JwtCheck {
+                trust: Trust::Keys(keys),
+                issuer: settings.issuer.clone(),
+                audience: settings.audience.clone(),
+            },
             cache: quick_cache::sync::Cache::new(settings.cache_max),
             settings,
             clock,
@@ -262,7 +250,7 @@ impl Verifier {
         }
         let now_s = self.clock.now_ms() / 1000;
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let generation = self.keys.generation();
+        let generation = self.jwt.generation();
         if let Some((fan, proved_under)) = self.cache.get(&digest) {
             if now_s > fan.expires_at_s.saturating_add(self.settings.leeway_secs) {
                 self.cache.remove(&digest);
@@ -285,49 +273,7 @@ impl Verifier {
     }
 
     fn verify_signed(&self, token: &str, now_s: u64) -> Result<Fan, AuthError> {
-        let header = decode_header(token).map_err(|_| header_error(token))?;
-        if !ALGORITHMS.contains(&header.alg) {
-            return Err(AuthError::Algorithm);
-        }
-        let keys = self.keys.get();
-        let Some(key) = keys.find(header.kid.as_deref(), header.alg) else {
-            self.keys.unknown_kid();
-            return Err(AuthError::UnknownKey);
-        };
-        // The library checks the signature, `iss` and `aud`; time and
-        // `sub` are checked below, typed and on the server's clock.
-        let mut validation = Validation::new(key.alg);
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.required_spec_claims.clear();
-        if let Some(iss) = &self.settings.issuer {
-            validation.set_issuer(&[iss]);
-            validation.required_spec_claims.insert("iss".into());
-        }
-        match &self.settings.audience {
-            Some(aud) => {
-                validation.set_audience(&[aud]);
-                validation.required_spec_claims.insert("aud".into());
-            }
-            None => validation.validate_aud = false,
-        }
-        let data = decode::<Claims>(token, &key.key, &validation).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind;
-            match e.kind() {
-                ErrorKind::InvalidSignature => AuthError::Signature,
-                ErrorKind::InvalidIssuer => AuthError::Issuer,
-                ErrorKind::InvalidAudience => AuthError::Audience,
-                ErrorKind::MissingRequiredClaim(c) if c == "iss" => AuthError::Issuer,
-                ErrorKind::MissingRequiredClaim(c) if c == "aud" => AuthError::Audience,
-                ErrorKind::InvalidAlgorithm => AuthError::Algorithm,
-                ErrorKind::Json(_) => AuthError::Claims,
-                ErrorKind::Base64(_) | ErrorKind::Utf8(_) | ErrorKind::InvalidToken => {
-                    AuthError::Malformed
-                }
-                _ => AuthError::Signature,
-            }
-        })?;
-        let claims = data.claims;
+        let claims: Claims = self.jwt.claims(token).map_err(AuthError::from)?;
         let leeway = self.settings.leeway_secs as f64;
         let now = now_s as f64;
         let exp = claims.exp.ok_or(AuthError::Claims)?;

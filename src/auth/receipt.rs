@@ -19,11 +19,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use jsonwebtoken::{
-    decode, decode_header, Algorithm, DecodingKey, EncodingKey, Header, Validation,
-};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
+use super::jwt::{JwtCheck, JwtError, Trust};
 use super::keys::{Keys, Origin};
 use crate::clock::Clock;
 use crate::config::ServeArgs;
@@ -88,6 +87,20 @@ pub const RECEIPT_REASONS: [&str; 9] = [
     "audience",
 ];
 
+impl From<JwtError> for ReceiptError {
+    fn from(e: JwtError) -> ReceiptError {
+        match e {
+            JwtError::Malformed => ReceiptError::Malformed,
+            JwtError::Algorithm => ReceiptError::Algorithm,
+            JwtError::UnknownKey => ReceiptError::UnknownKey,
+            JwtError::Signature => ReceiptError::Signature,
+            JwtError::Issuer => ReceiptError::Issuer,
+            JwtError::Audience => ReceiptError::Audience,
+            JwtError::Claims => ReceiptError::Claims,
+        }
+    }
+}
+
 impl ReceiptError {
     pub fn reason(self) -> &'static str {
         RECEIPT_REASONS[self.index()]
@@ -122,26 +135,13 @@ struct Claims {
     iat: Option<u64>,
 }
 
-/// Whom receipts are checked against.
-enum Trust {
-    /// HS256 with a shared secret.
-    Secret(DecodingKey),
-    /// The payment service's public keys.
-    Keys(Arc<Keys>),
-}
-
 pub struct ReceiptVerifier {
-    trust: Trust,
-    /// The `iss` and `aud` every receipt must carry, when set.
-    issuer: Option<String>,
-    audience: Option<String>,
+    /// The payment service's secret or keys, `iss` and `aud`.
+    jwt: JwtCheck,
     leeway_secs: u64,
     clock: Arc<dyn Clock>,
     refused: [AtomicU64; RECEIPT_REASONS.len()],
 }
-
-/// The asymmetric algorithms a payment JWKS may use.
-const KEY_ALGORITHMS: [Algorithm; 3] = [Algorithm::ES256, Algorithm::RS256, Algorithm::EdDSA];
 
 impl ReceiptVerifier {
     /// Checks receipts against `--payment-secret`, `--payment-jwks`, or
@@ -166,13 +166,8 @@ impl ReceiptVerifier {
             }
             (None, Some(url)) => {
                 let refresh = Duration::from_secs(args.jwks_refresh_secs);
-                let origin = if url.starts_with("http://") || url.starts_with("https://") {
-                    Origin::Url(url.to_owned())
-                } else {
-                    Origin::File(url.into())
-                };
                 Trust::Keys(
-                    Keys::load(origin, refresh).map_err(|e| {
+                    Keys::load(Origin::of(url), refresh).map_err(|e| {
                         anyhow::anyhow!("--payment-jwks (BOXOFFICE_PAYMENT_JWKS): {e}")
                     })?,
                 )
@@ -189,9 +184,11 @@ impl ReceiptVerifier {
             }
         };
         Ok(ReceiptVerifier {
-            trust,
-            issuer: args.payment_issuer.clone(),
-            audience: args.payment_audience.clone(),
+            jwt: JwtCheck {
+                trust,
+                issuer: args.payment_issuer.clone(),
+                audience: args.payment_audience.clone(),
+            },
             leeway_secs: args.jwt_leeway_secs,
             clock,
             refused: Default::default(),
@@ -216,60 +213,7 @@ impl ReceiptVerifier {
         if token.len() > RECEIPT_LEN_MAX {
             return Err(ReceiptError::TooLong);
         }
-        let header = decode_header(token).map_err(|_| ReceiptError::Malformed)?;
-        let keys;
-        let (alg, key) = match &self.trust {
-            Trust::Secret(key) if header.alg == Algorithm::HS256 => (Algorithm::HS256, key),
-            Trust::Secret(_) => return Err(ReceiptError::Algorithm),
-            Trust::Keys(_) if !KEY_ALGORITHMS.contains(&header.alg) => {
-                return Err(ReceiptError::Algorithm)
-            }
-            Trust::Keys(set) => {
-                keys = set.get();
-                match keys.find(header.kid.as_deref(), header.alg) {
-                    Some(k) => (k.alg, &k.key),
-                    None => {
-                        set.unknown_kid();
-                        return Err(ReceiptError::UnknownKey);
-                    }
-                }
-            }
-        };
-        // The library checks the signature; time is checked below, on
-        // the server's clock.
-        let mut validation = Validation::new(alg);
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.required_spec_claims.clear();
-        if let Some(iss) = &self.issuer {
-            validation.set_issuer(&[iss]);
-            validation.required_spec_claims.insert("iss".into());
-        }
-        match &self.audience {
-            Some(aud) => {
-                validation.set_audience(&[aud]);
-                validation.required_spec_claims.insert("aud".into());
-            }
-            None => validation.validate_aud = false,
-        }
-        let claims = decode::<Claims>(token, key, &validation)
-            .map_err(|e| {
-                use jsonwebtoken::errors::ErrorKind;
-                match e.kind() {
-                    ErrorKind::InvalidSignature => ReceiptError::Signature,
-                    ErrorKind::InvalidIssuer => ReceiptError::Issuer,
-                    ErrorKind::InvalidAudience => ReceiptError::Audience,
-                    ErrorKind::MissingRequiredClaim(c) if c == "iss" => ReceiptError::Issuer,
-                    ErrorKind::MissingRequiredClaim(c) if c == "aud" => ReceiptError::Audience,
-                    ErrorKind::InvalidAlgorithm => ReceiptError::Algorithm,
-                    ErrorKind::Json(_) => ReceiptError::Claims,
-                    ErrorKind::Base64(_) | ErrorKind::Utf8(_) | ErrorKind::InvalidToken => {
-                        ReceiptError::Malformed
-                    }
-                    _ => ReceiptError::Signature,
-                }
-            })?
-            .claims;
+        let claims: Claims = self.jwt.claims(token).map_err(ReceiptError::from)?;
         let now_s = self.clock.now_ms() / 1000;
         if now_s > claims.exp.saturating_add(self.leeway_secs) {
             return Err(ReceiptError::Expired);

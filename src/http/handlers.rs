@@ -14,7 +14,7 @@ use super::rate::Verdict;
 use super::target::{
     ask, booking_target, change, event_entry, hold_target, read_hold, section_entry,
 };
-use super::who::{caller, check_admin, signed_in, ADMIN_SCOPE};
+use super::who::{Admin, AsCaller, SignedIn, ADMIN_SCOPE};
 use super::{
     answer_response, idempotent, read_json, ApiError, AppState, BODY_LEN_MAX, EVENT_BODY_LEN_MAX,
 };
@@ -85,8 +85,8 @@ pub async fn create_event(
     state: web::Data<AppState>,
     req: HttpRequest,
     payload: web::Payload,
+    _: Admin,
 ) -> Result<HttpResponse, ApiError> {
-    check_admin(&state, &req)?;
     let (spec, raw): (EventSpec, Bytes) =
         read_json(&req, payload, EVENT_BODY_LEN_MAX, false).await?;
     let def = spec
@@ -127,8 +127,8 @@ pub async fn move_sale_phases(
     req: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
+    _: Admin,
 ) -> Result<HttpResponse, ApiError> {
-    check_admin(&state, &req)?;
     let (body, _): (SalePhasesRequest, Bytes) =
         read_json(&req, payload, BODY_LEN_MAX, false).await?;
     let phases = build_phases("sale_phases", &body.sale_phases)
@@ -162,8 +162,8 @@ pub struct OutboxQuery {
 pub async fn list_outbox(
     state: web::Data<AppState>,
     req: HttpRequest,
+    _: Admin,
 ) -> Result<HttpResponse, ApiError> {
-    check_admin(&state, &req)?;
     let q = web::Query::<OutboxQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::bad_request(format!("query: {e}")))?
         .into_inner();
@@ -206,11 +206,10 @@ pub async fn list_outbox(
         (status = 503, body = Problem, content_type = "application/problem+json")))]
 pub async fn retry_outbox(
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<String>,
+    _: Admin,
 ) -> Result<HttpResponse, ApiError> {
     use crate::mail::{MailAdminError, RetryError};
-    check_admin(&state, &req)?;
     let not_found = || {
         ApiError::not_found(
             "outbox-entry-not-found",
@@ -246,9 +245,8 @@ pub async fn retry_outbox(
         (status = 503, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_snapshot(
     state: web::Data<AppState>,
-    req: HttpRequest,
+    _: Admin,
 ) -> Result<HttpResponse, ApiError> {
-    check_admin(&state, &req)?;
     match state.snapshotter.take().await {
         Ok(header) => Ok(HttpResponse::Created().json(header)),
         Err(e) => {
@@ -266,9 +264,8 @@ pub async fn create_snapshot(
         (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_snapshots(
     state: web::Data<AppState>,
-    req: HttpRequest,
+    _: Admin,
 ) -> Result<HttpResponse, ApiError> {
-    check_admin(&state, &req)?;
     let dir = state.data_dir.clone();
     let listed = web::block(move || {
         crate::snapshot::list(&dir).map(|l| {
@@ -298,10 +295,9 @@ pub async fn list_snapshots(
         (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_snapshot(
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<String>,
+    _: Admin,
 ) -> Result<HttpResponse, ApiError> {
-    check_admin(&state, &req)?;
     let not_found = || ApiError::not_found("snapshot-not-found", "no snapshot at that position");
     let position: u64 = path.parse().map_err(|_| not_found())?;
     let file = crate::snapshot::path_for(&state.data_dir, position);
@@ -357,8 +353,8 @@ pub async fn create_hold(
     req: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
+    SignedIn(fan): SignedIn,
 ) -> Result<HttpResponse, ApiError> {
-    let fan = signed_in(&state, &req)?;
     if let Some(rate) = &state.fan_rate {
         match rate.check(&fan.id) {
             Verdict::Go => {}
@@ -457,10 +453,9 @@ fn seat_indices(section: &SectionHandle, seats: &[String], max: u32) -> Result<V
         (status = 410, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_hold(
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<String>,
+    SignedIn(fan): SignedIn,
 ) -> Result<HttpResponse, ApiError> {
-    let fan = signed_in(&state, &req)?;
     let (s, hold) = read_hold(&state, &fan, &path).await?;
     Ok(HttpResponse::Ok().json(hold_view_dto(&s.def, &s.layout, &hold)))
 }
@@ -472,10 +467,9 @@ pub async fn get_hold(
         (status = 409, body = Problem, content_type = "application/problem+json"), (status = 410, body = Problem, content_type = "application/problem+json")))]
 pub async fn release_hold(
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<String>,
+    SignedIn(fan): SignedIn,
 ) -> Result<HttpResponse, ApiError> {
-    let fan = signed_in(&state, &req)?;
     let (s, r) = hold_target(&state, &path)?;
     let command = Command::Release {
         hold: r.seq(),
@@ -501,8 +495,8 @@ pub async fn confirm_hold(
     req: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
+    SignedIn(fan): SignedIn,
 ) -> Result<HttpResponse, ApiError> {
-    let fan = signed_in(&state, &req)?;
     let (body, raw): (ConfirmRequest, Bytes) =
         read_json(&req, payload, BODY_LEN_MAX, false).await?;
     let (s, r) = hold_target(&state, &path)?;
@@ -595,10 +589,9 @@ fn check_email(email: &str) -> Result<(), ApiError> {
     responses((status = 401, description = "No token, or one that proves nothing", body = Problem, content_type = "application/problem+json"), (status = 200, body = BookingDto), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_booking(
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<String>,
+    AsCaller(by): AsCaller,
 ) -> Result<HttpResponse, ApiError> {
-    let by = caller(&state, &req)?;
     let own_fan = matches!(by, Caller::Fan(_));
     let (s, r) = booking_target(&state, &path)?;
     let read = ask(
@@ -634,10 +627,10 @@ pub const MY_BOOKINGS_LISTED_MAX: usize = 50;
         (status = 404, description = "No such event (`event-not-found`)", body = Problem, content_type = "application/problem+json")))]
 pub async fn my_bookings(
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<String>,
+    SignedIn(fan): SignedIn,
 ) -> Result<HttpResponse, ApiError> {
-    let (fan, e) = fan_and_event(&state, &req, &path)?;
+    let e = served_event(&state, &path)?;
     let (newest, total) = e.bookings.newest(&fan.id, MY_BOOKINGS_LISTED_MAX);
     let bookings = per_section(
         &e,
@@ -654,15 +647,10 @@ pub async fn my_bookings(
     Ok(HttpResponse::Ok().json(MyBookingsDto { bookings, total }))
 }
 
-/// The signed-in fan and the event of `path`, served here.
-fn fan_and_event(
-    state: &AppState,
-    req: &HttpRequest,
-    event: &str,
-) -> Result<(Arc<Fan>, Arc<EventEntry>), ApiError> {
-    let fan = signed_in(state, req)?;
+/// The event of `path`, served here.
+fn served_event(state: &AppState, event: &str) -> Result<Arc<EventEntry>, ApiError> {
     state.own(event)?;
-    Ok((fan, event_entry(state, event)?))
+    event_entry(state, event)
 }
 
 /// Reads some of a fan's holds or bookings, `refs`, asking each section
@@ -726,10 +714,10 @@ pub const MY_HOLDS_LISTED_MAX: usize = 50;
         (status = 404, description = "No such event (`event-not-found`)", body = Problem, content_type = "application/problem+json")))]
 pub async fn my_holds(
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<String>,
+    SignedIn(fan): SignedIn,
 ) -> Result<HttpResponse, ApiError> {
-    let (fan, e) = fan_and_event(&state, &req, &path)?;
+    let e = served_event(&state, &path)?;
     // The list moves as the views do: a hold just answered is in it.
     state.registry.caught_up().await;
     let newest = e.holds.newest(&fan.id, MY_HOLDS_LISTED_MAX);
@@ -762,8 +750,8 @@ pub async fn cancel_booking(
     req: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
+    AsCaller(by): AsCaller,
 ) -> Result<HttpResponse, ApiError> {
-    let by = caller(&state, &req)?;
     // Empty, `null` or `{}`.
     let (_, raw): (Option<CancelRequest>, Bytes) =
         read_json(&req, payload, BODY_LEN_MAX, true).await?;

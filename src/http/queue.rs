@@ -19,7 +19,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use super::error::Problem;
 use super::slots::{FanSlot, Refused, STREAMS_PER_FAN_MAX};
 use super::target::event_entry;
-use super::who::{check_admin, signed_in};
+use super::who::{Admin, SignedIn};
 use super::{read_json, ApiError, AppState, BODY_LEN_MAX};
 use crate::actors::{EventEntry, FanStanding, RoomHandle, RoomView};
 use crate::api::dto::{QueueStandingDto, WaitingRoomDto};
@@ -68,8 +68,8 @@ pub async fn set_waiting_room(
     req: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
+    _: Admin,
 ) -> Result<HttpResponse, ApiError> {
-    check_admin(&state, &req)?;
     let (spec, _): (WaitingRoomSpec, Bytes) = read_json(&req, payload, BODY_LEN_MAX, false).await?;
     let e = event_entry(&state, &path)?;
     let settings = spec
@@ -114,14 +114,14 @@ fn open_room(e: &EventEntry) -> Result<Arc<RoomHandle>, ApiError> {
     })
 }
 
-/// The signed-in fan, the event its path names, and the event's room.
-type FanAndRoom = (Arc<Fan>, Arc<EventEntry>, Arc<RoomHandle>);
-
-fn fan_and_room(state: &AppState, req: &HttpRequest, event: &str) -> Result<FanAndRoom, ApiError> {
-    let fan = signed_in(state, req)?;
+/// The event a path names, and the event's room.
+fn event_and_room(
+    state: &AppState,
+    event: &str,
+) -> Result<(Arc<EventEntry>, Arc<RoomHandle>), ApiError> {
     let e = event_entry(state, event)?;
     let room = open_room(&e)?;
-    Ok((fan, e, room))
+    Ok((e, room))
 }
 
 fn standing_dto(state: &AppState, event: &str, fan: &Fan, s: FanStanding) -> QueueStandingDto {
@@ -190,10 +190,10 @@ fn standing_dto(state: &AppState, event: &str, fan: &Fan, s: FanStanding) -> Que
         (status = 503, description = "Joins cannot be made durable now, or the queue holds as many fans as it can (`queue-full`); see Retry-After", body = Problem, content_type = "application/problem+json")))]
 pub async fn join_queue(
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<String>,
+    SignedIn(fan): SignedIn,
 ) -> Result<HttpResponse, ApiError> {
-    let (fan, e, room) = fan_and_room(&state, &req, &path)?;
+    let (e, room) = event_and_room(&state, &path)?;
     let standing = room
         .join(&fan.id)
         .await
@@ -211,10 +211,10 @@ pub async fn join_queue(
         (status = 404, description = "No such event, no waiting room (`waiting-room-off`), or not in its queue (`not-in-queue`)", body = Problem, content_type = "application/problem+json")))]
 pub async fn my_place(
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<String>,
+    SignedIn(fan): SignedIn,
 ) -> Result<HttpResponse, ApiError> {
-    let (fan, e, room) = fan_and_room(&state, &req, &path)?;
+    let (e, room) = event_and_room(&state, &path)?;
     let standing = room
         .standing(&fan.id)
         .ok_or_else(|| not_in_queue(&e.def.id))?;
@@ -296,8 +296,9 @@ pub async fn my_place_stream(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
+    SignedIn(fan): SignedIn,
 ) -> Result<HttpResponse, ApiError> {
-    let (fan, e, room) = fan_and_room(&state, &req, &path)?;
+    let (e, room) = event_and_room(&state, &path)?;
     let standing = room
         .standing(&fan.id)
         .ok_or_else(|| not_in_queue(&e.def.id))?;

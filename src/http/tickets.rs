@@ -18,7 +18,7 @@ use actix_web::{HttpRequest, HttpResponse};
 
 use super::error::Problem;
 use super::target::{ask, booking_target, change};
-use super::who::{bearer, same_secret, signed_in};
+use super::who::{bearer, same_secret, SignedIn};
 use super::{idempotent, read_json, ApiError, AppState, BODY_LEN_MAX};
 use crate::actors::{Command, GetBooking};
 use crate::api::dto::{booking_dto_with_tickets, CheckInDto, CheckInRequest};
@@ -171,10 +171,9 @@ async fn check_in_inner(
         (status = 404, description = "No such booking of this fan, none confirmed, or no such place (`ticket-not-found`)", body = Problem, content_type = "application/problem+json")))]
 pub async fn ticket_qr(
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<(String, u32)>,
+    SignedIn(fan): SignedIn,
 ) -> Result<HttpResponse, ApiError> {
-    let fan = signed_in(&state, &req)?;
     let (id, place) = path.into_inner();
     let (s, r) = booking_target(&state, &id)?;
     let read = ask(

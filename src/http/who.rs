@@ -1,12 +1,17 @@
 //! Who is calling: the bearer token a request carries, and whom it
 //! proves: a signed-in fan (its JWT, checked by `auth::Verifier`), the
-//! admin, or support acting for a fan. The handlers of every kind ask
-//! here, so there is one check of each credential.
+//! admin, or support acting for a fan. Handlers say what they require in
+//! their signature, with the extractors [`SignedIn`], [`Admin`] and
+//! [`AsCaller`] (each given last, so that a bad path or query is refused
+//! before the token is looked at, as before); the few that must check
+//! later call the functions. One check of each credential either way.
 
+use std::future::{ready, Ready};
 use std::sync::Arc;
 
+use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
-use actix_web::HttpRequest;
+use actix_web::{web, FromRequest, HttpRequest};
 
 use super::{ApiError, AppState};
 use crate::auth::Fan;
@@ -81,4 +86,52 @@ pub(super) fn caller(state: &AppState, req: &HttpRequest) -> Result<Caller, ApiE
         return Ok(Caller::Support);
     }
     Ok(Caller::Fan(Arc::clone(&signed_in(state, req)?.id)))
+}
+
+/// The server's shared state, which every extractor reads.
+fn state_of(req: &HttpRequest) -> Result<&AppState, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .map(|d| d.get_ref())
+        .ok_or_else(|| {
+            tracing::error!("a route without the server's state");
+            ApiError::internal()
+        })
+}
+
+/// A request signed in as a fan: `401` without a token that proves one.
+pub struct SignedIn(pub Arc<Fan>);
+
+impl FromRequest for SignedIn {
+    type Error = ApiError;
+    type Future = Ready<Result<SignedIn, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(state_of(req).and_then(|state| signed_in(state, req).map(SignedIn)))
+    }
+}
+
+/// A request with the admin token: `403` when the server has none, `401`
+/// without it.
+pub struct Admin;
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Ready<Result<Admin, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(state_of(req).and_then(|state| check_admin(state, req).map(|()| Admin)))
+    }
+}
+
+/// Who asks about a booking: support (the admin token) or a signed-in
+/// fan; `401` for anyone else.
+pub struct AsCaller(pub Caller);
+
+impl FromRequest for AsCaller {
+    type Error = ApiError;
+    type Future = Ready<Result<AsCaller, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(state_of(req).and_then(|state| caller(state, req).map(AsCaller)))
+    }
 }

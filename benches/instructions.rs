@@ -294,7 +294,13 @@ fn replay_record() -> Box<dyn FnMut()> {
     // Leaked: the replay borrows the store for the life of the bench.
     let idem: &'static Arc<IdempotencyStore> =
         Box::leak(Box::new(IdempotencyStore::new(86_400_000, 1_000, Some(64))));
-    let mut replay = Replay::new(State::default(), idem, 0, 86_400_000);
+    let remember = boxoffice::recovery::Remember {
+        store: idem,
+        answers: &boxoffice::api::ApiAnswers,
+        now_ms: 0,
+        ttl_ms: 86_400_000,
+    };
+    let mut replay = Replay::new(State::default(), remember);
     let mut frames = frames.into_iter();
     for r in decode_all(&frames.next().expect("the event")).expect("decodes") {
         replay.apply(0, r).expect("the event applies");

@@ -27,7 +27,7 @@ use crate::http::server::{Drain, HttpSettings, StopHandle};
 use crate::http::slots::Streams;
 use crate::http::{self, AppState};
 use crate::idempotency::IdempotencyStore;
-use crate::journal::{JournalConfig, Store};
+use crate::journal::Store;
 use crate::layout::{demo_event, DemoSettings};
 use crate::mail::{MailSetup, MailStats, Mailer};
 use crate::recovery;
@@ -94,9 +94,12 @@ impl Application {
         let recovered = recovery::recover(
             data_dir,
             &reader,
-            &idempotency,
-            clock.now_ms(),
-            args.idempotency_ttl_secs * 1000,
+            recovery::Remember {
+                store: &idempotency,
+                answers: &crate::api::ApiAnswers,
+                now_ms: clock.now_ms(),
+                ttl_ms: args.idempotency_ttl_secs * 1000,
+            },
             None,
             &mut recovery::at_most_every_second(|records| {
                 tracing::info!(records, "replaying the journal");
@@ -119,7 +122,7 @@ impl Application {
         recovery::release_freed_memory();
 
         let snapshot_reader = store.reader();
-        let (journal, flusher) = store.start(JournalConfig::from_args(&args));
+        let (journal, flusher) = store.start(crate::settings::journal(&args));
         let settings = SectionSettings {
             mailbox_capacity: args.mailbox_capacity as usize,
             process_inflight_max: args.process_inflight_max as usize,

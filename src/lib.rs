@@ -53,6 +53,7 @@ pub mod loadgen;
 pub mod mail;
 pub mod metrics;
 pub mod recovery;
+pub mod settings;
 pub mod shard;
 pub mod snapshot;
 pub mod threads;

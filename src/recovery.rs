@@ -5,15 +5,19 @@
 //!
 //! [`Replay`] applies one journal record at a time to a [`State`] (events,
 //! their sections, the outbox, remembered idempotent answers); it is the
-//! only code that turns records back into state.
+//! only code that turns records back into state. The answers a record's
+//! change gave are rendered by whoever recovers ([`Answers`]: the API's
+//! own rendering), so recovery knows nothing of the API's wire types.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::api;
+use bytes::Bytes;
+
 use crate::domain::{
-    Change, EventDef, RoomChange, RoomSettings, SalePhases, Section, SectionName, WaitingRoom,
+    CategoryCounts, Change, EventDef, Outcome, RoomChange, RoomSettings, SalePhases, Section,
+    SectionLayout, SectionName, WaitingRoom,
 };
 use crate::idempotency::IdempotencyStore;
 use crate::journal::{IdemTag, JournalReader, OpenError, Record};
@@ -119,20 +123,39 @@ pub enum ReplayError {
 /// Applies journal records, in order, to a [`State`].
 pub struct Replay<'a> {
     state: State,
-    idem: &'a IdempotencyStore,
-    /// Answers older than `idem_ttl_ms` before `now_ms` are not restored.
-    now_ms: u64,
-    idem_ttl_ms: u64,
+    remember: Remember<'a>,
+}
+
+/// The answer a change gave its client, as the API renders it (status
+/// and body): what a replay remembers under the change's
+/// `Idempotency-Key`, so a retry after a restart gets it again.
+pub trait Answers: Sync {
+    /// The answer to the change that had `outcome` in a section of `def`.
+    fn change(&self, def: &EventDef, layout: &SectionLayout, outcome: &Outcome) -> (u16, Bytes);
+    /// The answer to creating `def`, whose sections' counts (per
+    /// category, in layout order) are `per_section`.
+    fn event_created(
+        &self,
+        def: &EventDef,
+        phases: &SalePhases,
+        per_section: &[Vec<CategoryCounts>],
+    ) -> (u16, Bytes);
+}
+
+/// What a replay does with the answers its records carry: renders each
+/// (`answers`) and remembers in `store` those younger than `ttl_ms` at
+/// `now_ms`.
+#[derive(Clone, Copy)]
+pub struct Remember<'a> {
+    pub store: &'a IdempotencyStore,
+    pub answers: &'a dyn Answers,
+    pub now_ms: u64,
+    pub ttl_ms: u64,
 }
 
 impl<'a> Replay<'a> {
-    pub fn new(state: State, idem: &'a IdempotencyStore, now_ms: u64, idem_ttl_ms: u64) -> Self {
-        Replay {
-            state,
-            idem,
-            now_ms,
-            idem_ttl_ms,
-        }
+    pub fn new(state: State, remember: Remember<'a>) -> Self {
+        Replay { state, remember }
     }
 
     pub fn into_state(self) -> State {
@@ -140,18 +163,15 @@ impl<'a> Replay<'a> {
     }
 
     fn fresh(&self, tag: &IdemTag) -> bool {
-        self.now_ms < tag.at_ms.saturating_add(self.idem_ttl_ms)
+        let r = &self.remember;
+        r.now_ms < tag.at_ms.saturating_add(r.ttl_ms)
     }
 
     /// Remembers `answer` as the first answer to the request `tag` names.
-    fn remember(&self, tag: &IdemTag, answer: api::Answer) {
-        self.idem.restore(
-            &tag.key,
-            tag.fingerprint,
-            answer.status,
-            answer.body,
-            tag.at_ms,
-        );
+    fn remember(&self, tag: &IdemTag, (status, body): (u16, Bytes)) {
+        self.remember
+            .store
+            .restore(&tag.key, tag.fingerprint, status, body, tag.at_ms);
     }
 
     /// Applies one record of journal batch `batch`. A record that does not
@@ -188,7 +208,8 @@ impl<'a> Replay<'a> {
                     .collect();
                 if let Some(tag) = tag.filter(|t| self.fresh(t)) {
                     let counts: Vec<_> = sections.iter().map(|s| s.counts().by_category).collect();
-                    self.remember(&tag, api::event_created(&def, &phases, &counts));
+                    let answer = self.remember.answers.event_created(&def, &phases, &counts);
+                    self.remember(&tag, answer);
                 }
                 self.state.events.insert(
                     def.id.clone(),
@@ -216,11 +237,11 @@ impl<'a> Replay<'a> {
                     .map_err(|e| invalid(format!("{event}/{section}: {e}")))?;
                 // The booking change is its email's outbox entry.
                 if let Some(entry) = MailEntry::owed(&e.def, &e.names[i], s, &change) {
-                    self.state.outbox.add(entry, self.now_ms);
+                    self.state.outbox.add(entry, self.remember.now_ms);
                 }
                 if let Some(tag) = fresh_tag {
                     if let Some(outcome) = s.outcome(&change) {
-                        let answer = api::answer(&e.def, s.layout(), &outcome);
+                        let answer = self.remember.answers.change(&e.def, s.layout(), &outcome);
                         self.remember(&tag, answer);
                     }
                 }
@@ -313,13 +334,14 @@ impl<'a> Replay<'a> {
         // Oldest first: the store expires answers in the order it got them.
         let mut answers: Vec<_> = snap.body.idempotency.iter().collect();
         answers.sort_by_key(|a| a.at_ms);
+        let r = self.remember;
         for a in answers {
-            if self.now_ms < a.at_ms.saturating_add(self.idem_ttl_ms) {
-                self.idem.restore(
+            if r.now_ms < a.at_ms.saturating_add(r.ttl_ms) {
+                r.store.restore(
                     &a.key,
                     a.fingerprint,
                     a.status,
-                    bytes::Bytes::from(a.body.clone()),
+                    Bytes::from(a.body.clone()),
                     a.at_ms,
                 );
             }
@@ -396,13 +418,11 @@ pub fn at_most_every_second(mut report: impl FnMut(u64)) -> impl FnMut(u64) {
 pub fn recover(
     data_dir: &Path,
     store: &JournalReader,
-    idem: &IdempotencyStore,
-    now_ms: u64,
-    idem_ttl_ms: u64,
+    remember: Remember<'_>,
     end: Option<u64>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Recovered, ReplayError> {
-    let mut replay = Replay::new(State::default(), idem, now_ms, idem_ttl_ms);
+    let mut replay = Replay::new(State::default(), remember);
     let mut records = 0u64;
 
     // The newest snapshot that reads, checks and rebuilds; a damaged one
@@ -481,6 +501,7 @@ pub fn recover(
 pub fn take_snapshot(
     data_dir: &Path,
     reader: &JournalReader,
+    answers: &dyn Answers,
     idem_ttl_ms: u64,
     end: Option<u64>,
     now_ms: u64,
@@ -491,7 +512,13 @@ pub fn take_snapshot(
     // carry every answer ever given. Whoever loads the snapshot drops
     // what is stale by its own clock.
     let idem = IdempotencyStore::new(idem_ttl_ms, usize::MAX, None);
-    let recovered = recover(data_dir, reader, &idem, 0, idem_ttl_ms, end, progress)?;
+    let remember = Remember {
+        store: &idem,
+        answers,
+        now_ms: 0,
+        ttl_ms: idem_ttl_ms,
+    };
+    let recovered = recover(data_dir, reader, remember, end, progress)?;
     let position = end.unwrap_or(recovered.position).max(recovered.position);
     Ok(encode_snapshot(
         &recovered.state,

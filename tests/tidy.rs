@@ -32,9 +32,10 @@ const LAYERS: &[(&str, u32)] = &[
     ("journal", 2),
     ("mail", 3),
     ("snapshot", 4),
-    ("api", 5),
-    // State rebuilt from snapshot and journal.
-    ("recovery", 6),
+    // State rebuilt from snapshot and journal (the answers it remembers
+    // rendered by the API, through a trait it defines).
+    ("recovery", 5),
+    ("api", 6),
     // What runs: actors, and snapshots of the live server or a stopped one.
     ("actors", 7),
     ("snapshot::scheduler", 7),
@@ -43,6 +44,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("http", 9),
     // Wiring and the commands on top.
     ("app", 10),
+    ("settings", 9),
     ("loadgen", 10),
     ("cli", 11),
     ("lib", 12),

@@ -53,6 +53,27 @@ pub fn answer(def: &EventDef, layout: &SectionLayout, outcome: &Outcome) -> Answ
     }
 }
 
+/// The API's rendering of the answers a replay remembers (recovery asks,
+/// so that it knows nothing of the wire types).
+pub struct ApiAnswers;
+
+impl crate::recovery::Answers for ApiAnswers {
+    fn change(&self, def: &EventDef, layout: &SectionLayout, outcome: &Outcome) -> (u16, Bytes) {
+        let a = answer(def, layout, outcome);
+        (a.status, a.body)
+    }
+
+    fn event_created(
+        &self,
+        def: &EventDef,
+        phases: &SalePhases,
+        per_section: &[Vec<CategoryCounts>],
+    ) -> (u16, Bytes) {
+        let a = event_created(def, phases, per_section);
+        (a.status, a.body)
+    }
+}
+
 /// The answer to creating `def`, whose sections' counts (per category, in
 /// layout order) are `per_section`: all free, since nothing can change
 /// between an event's creation and its answer.

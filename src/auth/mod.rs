@@ -41,7 +41,7 @@ pub use keys::{KeySet, Keys, Origin};
 /// Longest token taken.
 pub const TOKEN_LEN_MAX: usize = 8 << 10;
 /// Longest fan id (`sub`).
-pub const SUB_LEN_MAX: usize = 128;
+pub const SUB_LEN_MAX: usize = crate::domain::FAN_ID_LEN_MAX;
 /// Most memberships a token may list, and the longest.
 pub const MEMBERSHIPS_MAX: usize = 32;
 /// The claim naming the language a fan reads (a BCP 47 tag, as OpenID

@@ -34,7 +34,7 @@ pub const PAYMENT_KEY_FILE: &str = "payment.key";
 /// Longest receipt taken.
 pub const RECEIPT_LEN_MAX: usize = 8 << 10;
 /// Longest payment reference, and shortest shared secret.
-pub const REFERENCE_LEN_MAX: usize = 128;
+pub const REFERENCE_LEN_MAX: usize = crate::domain::PAYMENT_REF_LEN_MAX;
 pub const SECRET_LEN_MIN: usize = 32;
 /// Longest currency code and hold id a receipt may name.
 const HOLD_LEN_MAX: usize = 256;

@@ -73,22 +73,6 @@ pub struct JournalConfig {
     pub unsynced_delay: std::time::Duration,
 }
 
-impl JournalConfig {
-    /// The journal `boxoffice serve` runs with these settings.
-    pub fn from_args(args: &crate::config::ServeArgs) -> JournalConfig {
-        let ms = std::time::Duration::from_millis;
-        JournalConfig {
-            batch_records_max: args.batch_records_max as usize,
-            queue_capacity: 65_536,
-            sync_data: args.fdatasync,
-            fail_after_batches: args.journal_fail_after_batches,
-            panic_at_write: args.panic_in == Some(crate::config::PanicIn::Flusher),
-            write_delay: ms(args.journal_delay_ms),
-            unsynced_delay: ms(args.journal_unsynced_delay_ms),
-        }
-    }
-}
-
 impl Default for JournalConfig {
     fn default() -> Self {
         JournalConfig {

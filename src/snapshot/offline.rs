@@ -35,6 +35,7 @@ pub fn create(
     let (header, bytes) = recovery::take_snapshot(
         data_dir,
         &store.reader(),
+        &crate::api::ApiAnswers,
         IDEMPOTENCY_TTL_SECS_DEFAULT * 1000,
         None,
         now_ms,

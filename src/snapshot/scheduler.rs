@@ -247,6 +247,7 @@ impl SnapshotWorker {
         let (header, bytes) = recovery::take_snapshot(
             &self.data_dir,
             &self.reader,
+            &crate::api::ApiAnswers,
             self.idem_ttl_ms,
             Some(end),
             self.clock.now_ms(),

@@ -11,12 +11,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth::receipt::REFERENCE_LEN_MAX;
-use crate::auth::SUB_LEN_MAX;
 use crate::clock::TIME_MS_MAX;
 use crate::domain::{
     AdmissionPart, Booking, BookingStatus, Claim, FanKey, Hold, HoldEnd, Lang, RoomParts,
-    RoomSettings, SectionKind, SectionLayout, SectionParts, EMAIL_LEN_MAX,
+    RoomSettings, SectionKind, SectionLayout, SectionParts, EMAIL_LEN_MAX, FAN_ID_LEN_MAX,
+    PAYMENT_REF_LEN_MAX,
 };
 use crate::mail::MailKind;
 
@@ -429,7 +428,7 @@ impl SectionSnap {
         // Empty is the anonymous fan of holds made before fans signed in
         // (a `/1` snapshot's).
         let fan = |what: String, fan: &str| {
-            if fan.len() > SUB_LEN_MAX {
+            if fan.len() > FAN_ID_LEN_MAX {
                 Err(format!("{what}: a fan id of {} bytes", fan.len()))
             } else {
                 Ok(())
@@ -467,7 +466,7 @@ impl SectionSnap {
             if b.email.len() > EMAIL_LEN_MAX || b.email.parse::<lettre::Address>().is_err() {
                 return Err(format!("booking {}: not an email address", b.seq));
             }
-            if b.payment_ref.len() > REFERENCE_LEN_MAX {
+            if b.payment_ref.len() > PAYMENT_REF_LEN_MAX {
                 return Err(format!("booking {}: a payment reference too long", b.seq));
             }
         }

@@ -121,6 +121,13 @@ pub enum BookingStatus {
 /// Longest email address a booking keeps (RFC 5321's path limit).
 pub const EMAIL_LEN_MAX: usize = 254;
 
+/// Longest fan id (a token's `sub`): what holds, bookings and snapshots
+/// may name.
+pub const FAN_ID_LEN_MAX: usize = 128;
+
+/// Longest payment reference a booking keeps.
+pub const PAYMENT_REF_LEN_MAX: usize = 128;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Booking {
     pub seq: u64,

@@ -6,6 +6,10 @@
 //!   venues, sections, holds, bookings, best-available search, waiting
 //!   rooms. Pure: no I/O, no clock, no actix, no sled, and its manifest
 //!   keeps it so.
+//! - [`clock`], [`data_dir`], [`layout`], [`idempotency`], [`journal`],
+//!   [`recovery`], `snapshot`'s format and `mail`'s outbox: the
+//!   `boxoffice-store` crate (`crates/store`), re-exported under these
+//!   paths: formats and durable state, below everything that runs.
 //! - [`clock`]: the injected clock (system time, or a manual one in tests).
 //! - [`threads`]: the calling thread's name and priority.
 //! - [`config`]: command-line flags, `BOXOFFICE_*` variables, the TOML file.
@@ -41,18 +45,13 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod cli;
-pub mod clock;
 pub mod config;
-pub mod data_dir;
 pub use boxoffice_domain as domain;
+pub use boxoffice_store::{clock, data_dir, idempotency, journal, layout, recovery};
 pub mod http;
-pub mod idempotency;
-pub mod journal;
-pub mod layout;
 pub mod loadgen;
 pub mod mail;
 pub mod metrics;
-pub mod recovery;
 pub mod settings;
 pub mod shard;
 pub mod snapshot;

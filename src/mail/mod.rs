@@ -19,8 +19,7 @@
 //! - every send has its own timeout (lettre's covers only the connect,
 //!   lettre#1027) and at most `concurrency` sends are in flight.
 
-pub mod outbox;
-mod record;
+pub use boxoffice_store::outbox;
 pub mod render;
 mod setup;
 pub mod ticket;
@@ -43,7 +42,7 @@ pub use ticket::{Ticket, TicketError, TicketKey, Tickets, TICKET_KEY_FILE};
 
 use crate::clock::Clock;
 use crate::journal::Journal;
-use record::mail_record;
+use boxoffice_store::outbox_record::mail_record;
 
 /// Nice value of the mailer's thread. Emails are background work: under a
 /// sale's full CPU load the sections come first and the mailer catches up

@@ -2,8 +2,8 @@
 //! [`MailKind`] / [`MailOutcome`] and the journal's mail records. They live
 //! here, not in `journal`, because the journal knows nothing of mail.
 
-use super::{MailKey, MailKind, MailOutcome};
 use crate::journal::{encode, MailKindRecord, MailOutcomeRecord, Record};
+use crate::outbox::{MailKey, MailKind, MailOutcome};
 
 /// The journal record of what happened to one outbox entry.
 pub fn mail_record(key: &MailKey, outcome: &MailOutcome) -> Vec<u8> {

@@ -751,7 +751,7 @@ fn build_rows(
 
 /// The demo event served by `boxoffice serve` on first start, compiled in so
 /// the binary needs no files beside it.
-pub const DEMO_EVENT_JSON: &str = include_str!("../snapshots/demo-arena.event.json");
+pub const DEMO_EVENT_JSON: &str = include_str!("../../../snapshots/demo-arena.event.json");
 
 /// How `boxoffice serve` makes its demo event.
 #[derive(Debug, Clone, Copy)]

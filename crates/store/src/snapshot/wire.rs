@@ -17,7 +17,7 @@ use crate::domain::{
     RoomSettings, SectionKind, SectionLayout, SectionParts, EMAIL_LEN_MAX, FAN_ID_LEN_MAX,
     PAYMENT_REF_LEN_MAX,
 };
-use crate::mail::MailKind;
+use crate::outbox::MailKind;
 
 /// Highest hold or booking number a snapshot may carry: far past any
 /// sale (2^48), far from overflowing.

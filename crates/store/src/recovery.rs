@@ -22,7 +22,7 @@ use crate::domain::{
 use crate::idempotency::IdempotencyStore;
 use crate::journal::{IdemTag, JournalReader, OpenError, Record};
 use crate::layout::{build_phases, EventSpec, SalePhaseSpec};
-use crate::mail::{MailEntry, MailKey, Outbox};
+use crate::outbox::{MailEntry, MailKey, Outbox};
 use crate::snapshot;
 
 /// One event as recovery rebuilt it.

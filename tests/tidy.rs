@@ -243,7 +243,11 @@ fn src_keeps_its_layers_and_its_doc_lines() {
         let mut files = Vec::new();
         rust_files(&dir, &mut files);
         files.sort();
-        assert!(files.len() >= files_min, "{krate}: read {} files", files.len());
+        assert!(
+            files.len() >= files_min,
+            "{krate}: read {} files",
+            files.len()
+        );
         for path in &files {
             let rel = path.strip_prefix(&dir).unwrap().to_string_lossy();
             let shown = path.strip_prefix(root).unwrap().to_string_lossy();

@@ -17,8 +17,6 @@ use anyhow::Context;
 
 use crate::actors::{Registry, SectionSettings};
 use crate::auth::admission::AdmissionKey;
-use crate::auth::receipt::ReceiptVerifier;
-use crate::auth::Verifier;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{PanicIn, ServeArgs};
 use crate::data_dir;
@@ -31,6 +29,7 @@ use crate::journal::Store;
 use crate::layout::{demo_event, DemoSettings};
 use crate::mail::{MailSetup, MailStats, Mailer};
 use crate::recovery;
+use crate::settings;
 use crate::shard::Sharding;
 use crate::snapshot::offline::repair_interrupted_restore;
 use crate::snapshot::scheduler::{snapshot_long_replay, SnapshotSettings, Snapshotter};
@@ -74,8 +73,8 @@ impl Application {
         let mail_setup = MailSetup::from_args(&args, lineage)?;
         let mut tickets = mail_setup.tickets();
         let sharding = Sharding::from_args(&args)?;
-        let auth = Arc::new(Verifier::from_args(&args, Arc::clone(&clock))?);
-        let receipts = Arc::new(ReceiptVerifier::from_args(&args, Arc::clone(&clock))?);
+        let auth = Arc::new(settings::fan_verifier(&args, Arc::clone(&clock))?);
+        let receipts = Arc::new(settings::receipt_verifier(&args, Arc::clone(&clock))?);
         let fan_rate = FanRate::new(
             args.fan_holds_per_sec,
             args.fan_holds_burst,
@@ -122,7 +121,7 @@ impl Application {
         recovery::release_freed_memory();
 
         let snapshot_reader = store.reader();
-        let (journal, flusher) = store.start(crate::settings::journal(&args));
+        let (journal, flusher) = store.start(settings::journal(&args));
         let settings = SectionSettings {
             mailbox_capacity: args.mailbox_capacity as usize,
             process_inflight_max: args.process_inflight_max as usize,

@@ -17,8 +17,9 @@
 //! - [`layout`]: the versioned event/venue file format and its validation
 //!   into domain types.
 //! - [`idempotency`]: remembered answers per `Idempotency-Key`.
-//! - [`auth`]: fans known by signed JWTs: the issuer's keys, the demo
-//!   issuer, the verifier and its cache.
+//! - [`auth`]: the `boxoffice-auth` crate (`crates/auth`), re-exported:
+//!   fans known by signed JWTs (the issuer's keys, the demo issuer, the
+//!   verifier and its cache), payment receipts, admissions.
 //! - [`shard`]: the shard map (which shard owns which events) and the
 //!   Kubernetes routes rendered from it.
 //! - [`journal`]: journal records and the sled store with group commit.
@@ -43,9 +44,9 @@
 pub mod actors;
 pub mod api;
 pub mod app;
-pub mod auth;
 pub mod cli;
 pub mod config;
+pub use boxoffice_auth as auth;
 pub use boxoffice_domain as domain;
 pub use boxoffice_store::{clock, data_dir, idempotency, journal, layout, recovery};
 pub mod http;

@@ -2,6 +2,16 @@
 //! (`config::ServeArgs`) in one place: the subsystems below take their
 //! own settings structs and know nothing of clap.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::DecodingKey;
+
+use crate::auth::issuer::LocalIssuer;
+use crate::auth::jwt::Trust;
+use crate::auth::receipt::{LocalPayments, ReceiptVerifier, SECRET_LEN_MIN};
+use crate::auth::{AuthSettings, Keys, Origin, Verifier};
+use crate::clock::Clock;
 use crate::config::{PanicIn, ServeArgs};
 use crate::journal::JournalConfig;
 
@@ -17,4 +27,87 @@ pub fn journal(args: &ServeArgs) -> JournalConfig {
         write_delay: ms(args.journal_delay_ms),
         unsynced_delay: ms(args.journal_unsynced_delay_ms),
     }
+}
+
+/// Checks fans' tokens against the issuer's keys: the JWKS `--jwks`
+/// names, or (the demo only) the demo issuer's key in the data directory.
+pub fn fan_verifier(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Verifier> {
+    let refresh = Duration::from_secs(args.jwks_refresh_secs);
+    let keys = match args.jwks.as_deref().filter(|j| !j.is_empty()) {
+        Some(location) => Keys::load(Origin::of(location), refresh),
+        // `ServeArgs::check` refused a real sale without a JWKS; this is
+        // the second lock on the same door.
+        None if !args.demo => {
+            anyhow::bail!("a real sale needs --jwks: it never trusts the demo issuer")
+        }
+        None => {
+            let issuer = LocalIssuer::load_or_create(&args.data_dir)?;
+            tracing::warn!(
+                "no --jwks: fans sign in with the demo issuer's tokens (boxoffice token); never for a real sale"
+            );
+            Ok(Keys::fixed(issuer.key_set()))
+        }
+    }
+    .map_err(|e| anyhow::anyhow!("--jwks (BOXOFFICE_JWKS): {e}"))?;
+    Ok(Verifier::new(
+        keys,
+        AuthSettings {
+            issuer: args.jwt_issuer.clone().filter(|i| !i.is_empty()),
+            audience: args.jwt_audience.clone().filter(|a| !a.is_empty()),
+            membership_claim: args.jwt_membership_claim.clone(),
+            leeway_secs: args.jwt_leeway_secs,
+            cache_max: args.jwt_cache_max as usize,
+        },
+        clock,
+    ))
+}
+
+/// Checks receipts against `--payment-secret`, `--payment-jwks`, or (the
+/// demo only) the demo secret in the data directory.
+pub fn receipt_verifier(
+    args: &ServeArgs,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<ReceiptVerifier> {
+    let secret = args.payment_secret.as_deref().filter(|s| !s.is_empty());
+    let jwks = args.payment_jwks.as_deref().filter(|j| !j.is_empty());
+    let trust = match (secret, jwks) {
+        (Some(_), Some(_)) => anyhow::bail!(
+            "--payment-secret and --payment-jwks (BOXOFFICE_PAYMENT_*): give one, not both"
+        ),
+        (Some(secret), None) => {
+            if secret.len() < SECRET_LEN_MIN {
+                anyhow::bail!(
+                    "--payment-secret (BOXOFFICE_PAYMENT_SECRET): at least {SECRET_LEN_MIN} bytes"
+                );
+            }
+            Trust::Secret(
+                DecodingKey::from_secret(secret.as_bytes())
+                    .map_err(|e| anyhow::anyhow!("--payment-secret: {e}"))?,
+            )
+        }
+        (None, Some(url)) => {
+            let refresh = Duration::from_secs(args.jwks_refresh_secs);
+            Trust::Keys(
+                Keys::load(Origin::of(url), refresh)
+                    .map_err(|e| anyhow::anyhow!("--payment-jwks (BOXOFFICE_PAYMENT_JWKS): {e}"))?,
+            )
+        }
+        (None, None) if !args.demo => anyhow::bail!(
+            "a real sale needs --payment-secret or --payment-jwks: it never trusts the demo payment secret"
+        ),
+        (None, None) => {
+            let local = LocalPayments::load_or_create(&args.data_dir)?;
+            tracing::warn!(
+                "no --payment-secret or --payment-jwks: receipts are signed with the demo payment secret (boxoffice receipt); never for a real sale"
+            );
+            Trust::Secret(local.verifying_key())
+        }
+    };
+    Ok(ReceiptVerifier::new(
+        trust,
+        args.payment_issuer.clone(),
+        args.payment_audience.clone(),
+        args.jwt_leeway_secs,
+        clock,
+    ))
 }

@@ -309,11 +309,14 @@ mod tests {
     fn keys_parse_from_hex_and_persist() {
         assert!(TicketKey::from_hex("00").is_err());
         assert!(TicketKey::from_hex(&"zz".repeat(32)).is_err());
+        // Two keys are the same when they sign alike.
+        let t = ticket();
         let k = TicketKey::from_hex(&"ab".repeat(32)).unwrap();
-        assert_eq!(k.0.bytes(), &[0xab; 32]);
+        assert_eq!(k.sign(&t), TicketKey::from_bytes([0xab; 32]).sign(&t));
         let dir = tempfile::tempdir().unwrap();
         let a = TicketKey::load_or_create(dir.path()).unwrap();
         let b = TicketKey::load_or_create(dir.path()).unwrap();
-        assert_eq!(a.0.bytes(), b.0.bytes());
+        assert_eq!(a.sign(&t), b.sign(&t));
+        assert_ne!(a.sign(&t), k.sign(&t));
     }
 }

@@ -359,7 +359,7 @@ mod tests {
     fn fixture() -> serde_json::Value {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/issuer/jwks.json"
+            "/../../tests/fixtures/issuer/jwks.json"
         );
         serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
     }

@@ -17,15 +17,12 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
 use super::jwt::{JwtCheck, JwtError, Trust};
-use super::keys::{Keys, Origin};
 use crate::clock::Clock;
-use crate::config::ServeArgs;
 use crate::data_dir;
 
 /// The file in a data directory that holds the demo payment secret (64
@@ -144,55 +141,25 @@ pub struct ReceiptVerifier {
 }
 
 impl ReceiptVerifier {
-    /// Checks receipts against `--payment-secret`, `--payment-jwks`, or
-    /// the demo secret in the data directory.
-    pub fn from_args(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<ReceiptVerifier> {
-        let secret = args.payment_secret.as_deref().filter(|s| !s.is_empty());
-        let jwks = args.payment_jwks.as_deref().filter(|j| !j.is_empty());
-        let trust = match (secret, jwks) {
-            (Some(_), Some(_)) => anyhow::bail!(
-                "--payment-secret and --payment-jwks (BOXOFFICE_PAYMENT_*): give one, not both"
-            ),
-            (Some(secret), None) => {
-                if secret.len() < SECRET_LEN_MIN {
-                    anyhow::bail!(
-                        "--payment-secret (BOXOFFICE_PAYMENT_SECRET): at least {SECRET_LEN_MIN} bytes"
-                    );
-                }
-                Trust::Secret(
-                    DecodingKey::from_secret(secret.as_bytes())
-                        .map_err(|e| anyhow::anyhow!("--payment-secret: {e}"))?,
-                )
-            }
-            (None, Some(url)) => {
-                let refresh = Duration::from_secs(args.jwks_refresh_secs);
-                Trust::Keys(
-                    Keys::load(Origin::of(url), refresh).map_err(|e| {
-                        anyhow::anyhow!("--payment-jwks (BOXOFFICE_PAYMENT_JWKS): {e}")
-                    })?,
-                )
-            }
-            (None, None) if !args.demo => anyhow::bail!(
-                "a real sale needs --payment-secret or --payment-jwks: it never trusts the demo payment secret"
-            ),
-            (None, None) => {
-                let local = LocalPayments::load_or_create(&args.data_dir)?;
-                tracing::warn!(
-                    "no --payment-secret or --payment-jwks: receipts are signed with the demo payment secret (boxoffice receipt); never for a real sale"
-                );
-                Trust::Secret(local.verifying)
-            }
-        };
-        Ok(ReceiptVerifier {
+    /// Checks receipts against `trust`, requiring `issuer` and
+    /// `audience` when given, with `leeway_secs` forgiven on `exp`.
+    pub fn new(
+        trust: Trust,
+        issuer: Option<String>,
+        audience: Option<String>,
+        leeway_secs: u64,
+        clock: Arc<dyn Clock>,
+    ) -> ReceiptVerifier {
+        ReceiptVerifier {
             jwt: JwtCheck {
                 trust,
-                issuer: args.payment_issuer.clone(),
-                audience: args.payment_audience.clone(),
+                issuer,
+                audience,
             },
-            leeway_secs: args.jwt_leeway_secs,
+            leeway_secs,
             clock,
             refused: Default::default(),
-        })
+        }
     }
 
     /// What `token` proves, or why it proves nothing.
@@ -252,6 +219,11 @@ impl LocalPayments {
             PAYMENT_KEY_FILE,
             32,
         )?)
+    }
+
+    /// What checks the receipts it signs.
+    pub fn verifying_key(&self) -> DecodingKey {
+        self.verifying.clone()
     }
 
     /// The secret in an existing key file (`<data-dir>/payment.key`).

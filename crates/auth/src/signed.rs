@@ -40,12 +40,6 @@ impl MacKey {
         MacKey(bytes)
     }
 
-    /// The key's bytes, for tests that check where a key came from.
-    #[cfg(test)]
-    pub(crate) fn bytes(&self) -> &[u8; KEY_LEN] {
-        &self.0
-    }
-
     fn mac(&self) -> Hmac<Sha256> {
         Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length")
     }

@@ -1,10 +1,19 @@
 //! Fans, known by the JWTs (RFC 7519) the fan club's membership service
 //! signs: `sub` names the fan, a claim (`memberships` by default) lists
-//! the memberships that open presale phases to it.
+//! the memberships that open presale phases to it. And the other tokens
+//! this server checks or signs: payment receipts, admissions, its own
+//! MAC'd tokens. The `boxoffice-auth` crate, re-exported by the server as
+//! `boxoffice::auth`: it knows nothing of HTTP, actors or the command line
+//! (each verifier is built from its own settings by the server's
+//! `settings` module), and of the workspace only the domain and the
+//! store's clock and data directory.
 //!
 //! - [`keys`]: the issuer's public keys (a JWKS file or URL, kept fresh;
 //!   or the local demo issuer's key);
+//! - [`jwt`]: the one pipeline fans' tokens and receipts go through;
 //! - [`issuer`]: the local demo issuer, for the embedded default;
+//! - [`receipt`]: payment receipts; [`admission`]: waiting-room
+//!   admissions; [`signed`]: the MAC'd tokens this server signs itself;
 //! - [`Verifier`]: checks a token and caches what it proved.
 //!
 //! What a token must be: at most `TOKEN_LEN_MAX` bytes; ES256, RS256 or
@@ -24,17 +33,19 @@ pub mod keys;
 pub mod receipt;
 pub mod signed;
 
+// `crate::clock`, `crate::data_dir` and `crate::domain` read as they did
+// when these modules were the server's.
+use boxoffice_domain as domain;
+use boxoffice_store::{clock, data_dir};
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::clock::Clock;
-use crate::config::ServeArgs;
 use crate::domain::{FanId, Lang};
-use issuer::LocalIssuer;
 use jwt::{JwtCheck, JwtError, Trust};
 pub use keys::{KeySet, Keys, Origin};
 
@@ -182,39 +193,6 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    /// Checks fans' tokens against the issuer's keys: the JWKS `--jwks`
-    /// names, or the demo issuer's key in the data directory.
-    pub fn from_args(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Verifier> {
-        let refresh = Duration::from_secs(args.jwks_refresh_secs);
-        let keys = match args.jwks.as_deref().filter(|j| !j.is_empty()) {
-            Some(location) => Keys::load(Origin::of(location), refresh),
-            // `ServeArgs::check` refused a real sale without a JWKS; this
-            // is the second lock on the same door.
-            None if !args.demo => {
-                anyhow::bail!("a real sale needs --jwks: it never trusts the demo issuer")
-            }
-            None => {
-                let issuer = LocalIssuer::load_or_create(&args.data_dir)?;
-                tracing::warn!(
-                    "no --jwks: fans sign in with the demo issuer's tokens (boxoffice token); never for a real sale"
-                );
-                Ok(Keys::fixed(issuer.key_set()))
-            }
-        }
-        .map_err(|e| anyhow::anyhow!("--jwks (BOXOFFICE_JWKS): {e}"))?;
-        Ok(Verifier::new(
-            keys,
-            AuthSettings {
-                issuer: args.jwt_issuer.clone().filter(|i| !i.is_empty()),
-                audience: args.jwt_audience.clone().filter(|a| !a.is_empty()),
-                membership_claim: args.jwt_membership_claim.clone(),
-                leeway_secs: args.jwt_leeway_secs,
-                cache_max: args.jwt_cache_max as usize,
-            },
-            clock,
-        ))
-    }
-
     pub fn new(keys: Arc<Keys>, settings: AuthSettings, clock: Arc<dyn Clock>) -> Verifier {
         assert!(settings.cache_max >= 1);
         Verifier {

@@ -37,7 +37,9 @@
 //! - [`http`]: the REST API under `/v1` on actix-web: routes, body reading,
 //!   idempotency, problem+json errors, OpenAPI.
 //! - [`app`]: wiring: recover, start everything, bind, serve, stop.
-//! - [`loadgen`]: `boxoffice loadgen`, the flash-sale load generator.
+//! - [`loadgen`]: the `boxoffice-loadgen` crate (`crates/loadgen`),
+//!   re-exported: `boxoffice loadgen`, the flash-sale load generator, a
+//!   client that needs nothing of the server but the demo's keys.
 //! - [`cli`]: operator commands against a running server or a data
 //!   directory (`outbox`, `ticket verify`, `snapshot`).
 
@@ -48,9 +50,9 @@ pub mod cli;
 pub mod config;
 pub use boxoffice_auth as auth;
 pub use boxoffice_domain as domain;
+pub use boxoffice_loadgen as loadgen;
 pub use boxoffice_store::{clock, data_dir, idempotency, journal, layout, recovery};
 pub mod http;
-pub mod loadgen;
 pub mod mail;
 pub mod metrics;
 pub mod settings;

@@ -242,6 +242,7 @@ fn src_keeps_its_layers_and_its_doc_lines() {
         ("domain", "domain/", 7),
         ("store", "", 11),
         ("auth", "auth/", 7),
+        ("loadgen", "loadgen/", 8),
     ] {
         let dir = root.join("crates").join(krate).join("src");
         let mut files = Vec::new();

@@ -26,10 +26,10 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{oneshot, Semaphore};
 
+use super::args::QueueWait;
 use super::client::Conn;
 use super::stats::{Percentiles, Samples, Tally};
 use super::{fan, Live, Plan, Session};
-use crate::config::QueueWait;
 
 /// What a run through the waiting room measured.
 #[derive(Debug, Clone, Serialize)]

@@ -16,12 +16,15 @@
 //! keep-alive HTTP/1.1 connection running one fan at a time
 //! ([`client::Conn`]), so the generator needs little CPU beside the server.
 
+pub mod args;
 pub mod client;
 pub mod doors;
 pub mod queue;
 pub mod report;
 pub mod stats;
 pub mod watchers;
+
+pub use args::{LoadgenArgs, QueueWait};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -41,9 +44,8 @@ pub use report::{
     Percentiles, Report, Samples, Tally,
 };
 
-use crate::auth::issuer::LocalIssuer;
-use crate::auth::receipt::LocalPayments;
-use crate::config::LoadgenArgs;
+use boxoffice_auth::issuer::LocalIssuer;
+use boxoffice_auth::receipt::LocalPayments;
 
 /// Tries of a GET the checks make, while the server answers 503.
 const READ_ATTEMPTS_MAX: u32 = 100;

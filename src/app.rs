@@ -27,12 +27,11 @@ use crate::http::{self, AppState};
 use crate::idempotency::IdempotencyStore;
 use crate::journal::Store;
 use crate::layout::{demo_event, DemoSettings};
-use crate::mail::{MailSetup, MailStats, Mailer};
+use crate::mail::{MailStats, Mailer};
 use crate::recovery;
 use crate::settings;
-use crate::shard::Sharding;
 use crate::snapshot::offline::repair_interrupted_restore;
-use crate::snapshot::scheduler::{snapshot_long_replay, SnapshotSettings, Snapshotter};
+use crate::snapshot::scheduler::{snapshot_long_replay, Snapshotter};
 
 pub struct Application {
     port: u16,
@@ -70,9 +69,9 @@ impl Application {
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
         let lock = data_dir::lock(data_dir)?;
         let (lineage, begun) = data_dir::Lineage::load_or_create(data_dir, clock.now_ms())?;
-        let mail_setup = MailSetup::from_args(&args, lineage)?;
+        let mail_setup = settings::mail(&args, lineage)?;
         let mut tickets = mail_setup.tickets();
-        let sharding = Sharding::from_args(&args)?;
+        let sharding = settings::sharding(&args)?;
         let auth = Arc::new(settings::fan_verifier(&args, Arc::clone(&clock))?);
         let receipts = Arc::new(settings::receipt_verifier(&args, Arc::clone(&clock))?);
         let fan_rate = FanRate::new(
@@ -140,11 +139,7 @@ impl Application {
             journal.clone(),
             Arc::clone(&clock),
             args.idempotency_ttl_secs * 1000,
-            SnapshotSettings {
-                every_records: args.snapshot_every_records,
-                every: Duration::from_secs(args.snapshot_every_secs),
-                keep: args.snapshot_keep as usize,
-            },
+            settings::snapshots(&args),
             snapshot_long_replay(
                 data_dir,
                 &recovered,

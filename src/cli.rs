@@ -205,7 +205,13 @@ pub fn snapshot(cmd: SnapshotCommand) -> anyhow::Result<()> {
                             started.elapsed().as_secs_f64()
                         );
                     });
-                    crate::snapshot::offline::create(&dir, &out, now_ms, &mut progress)?
+                    crate::snapshot::offline::create(
+                        &dir,
+                        &out,
+                        &crate::api::ApiAnswers,
+                        now_ms,
+                        &mut progress,
+                    )?
                 }
                 (None, Some(server)) => {
                     let client = AdminClient {

@@ -8,9 +8,9 @@ use clap::{Args, Parser, Subcommand};
 /// The load generator's own flags live with it (`boxoffice-loadgen`).
 pub use boxoffice_loadgen::{LoadgenArgs, QueueWait};
 
-/// How long an `Idempotency-Key`'s answer is kept by default: a day. Also
-/// what offline snapshots keep, since they cannot know the server's.
-pub const IDEMPOTENCY_TTL_SECS_DEFAULT: u64 = 86_400;
+/// How long an `Idempotency-Key`'s answer is kept by default (the
+/// store's).
+pub const IDEMPOTENCY_TTL_SECS_DEFAULT: u64 = crate::idempotency::TTL_SECS_DEFAULT;
 
 #[derive(Debug, Parser)]
 #[command(

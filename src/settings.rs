@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use jsonwebtoken::DecodingKey;
 
 use crate::auth::issuer::LocalIssuer;
@@ -13,7 +14,11 @@ use crate::auth::receipt::{LocalPayments, ReceiptVerifier, SECRET_LEN_MIN};
 use crate::auth::{AuthSettings, Keys, Origin, Verifier};
 use crate::clock::Clock;
 use crate::config::{PanicIn, ServeArgs};
+use crate::data_dir::Lineage;
 use crate::journal::JournalConfig;
+use crate::mail::{MailSettings, MailSetup, Renderer, TicketKey, Tickets, TransportSpec};
+use crate::shard::{ShardMap, Sharding};
+use crate::snapshot::scheduler::SnapshotSettings;
 
 /// The journal `boxoffice serve` runs with these settings.
 pub fn journal(args: &ServeArgs) -> JournalConfig {
@@ -26,6 +31,17 @@ pub fn journal(args: &ServeArgs) -> JournalConfig {
         panic_at_write: args.panic_in == Some(PanicIn::Flusher),
         write_delay: ms(args.journal_delay_ms),
         unsynced_delay: ms(args.journal_unsynced_delay_ms),
+    }
+}
+
+/// When the server snapshots itself; the answers its snapshots keep are
+/// rendered as the API renders them.
+pub fn snapshots(args: &ServeArgs) -> SnapshotSettings {
+    SnapshotSettings {
+        every_records: args.snapshot_every_records,
+        every: Duration::from_secs(args.snapshot_every_secs),
+        keep: args.snapshot_keep as usize,
+        answers: &crate::api::ApiAnswers,
     }
 }
 
@@ -110,4 +126,79 @@ pub fn receipt_verifier(
         args.jwt_leeway_secs,
         clock,
     ))
+}
+
+/// The mailer's parts from the mail settings; `lineage`: the data
+/// directory's, which its tickets name.
+pub fn mail(args: &ServeArgs, lineage: Lineage) -> anyhow::Result<MailSetup> {
+    let settings = MailSettings {
+        concurrency: args.mail_concurrency as usize,
+        busy_changes_per_sec: args.mail_busy_changes_per_sec,
+        busy_concurrency: args.mail_busy_concurrency as usize,
+        delay_max_ms: args.mail_delay_max_secs.saturating_mul(1000),
+        send_timeout: Duration::from_millis(args.mail_send_timeout_ms),
+        attempts_max: args.mail_attempts_max,
+        backoff_base_ms: args.mail_backoff_ms,
+        backoff_max_ms: args.mail_backoff_max_ms.max(args.mail_backoff_ms),
+        panic_on_send: args.panic_in == Some(PanicIn::Mailer),
+    };
+    let from = args.mail_from.parse().map_err(|e| {
+        anyhow::anyhow!(
+            "--mail-from (BOXOFFICE_MAIL_FROM): {:?} is not an email address: {e}",
+            args.mail_from
+        )
+    })?;
+    let key = match &args.ticket_key {
+        Some(hex) => TicketKey::from_hex(hex)
+            .map_err(|e| anyhow::anyhow!("--ticket-key (BOXOFFICE_TICKET_KEY): {e}"))?,
+        None => TicketKey::load_or_create(&args.data_dir)?,
+    };
+    let transport = match args.smtp_url.as_deref().filter(|u| !u.is_empty()) {
+        Some(url) => TransportSpec::smtp(url)
+            .map_err(|e| anyhow::anyhow!("--smtp-url (BOXOFFICE_SMTP_URL): {e}"))?,
+        None => {
+            let dir = args.data_dir.join("mail");
+            TransportSpec::files(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?
+        }
+    };
+    Ok(MailSetup::new(
+        transport,
+        Renderer::new(from, Tickets { key, lineage }),
+        settings,
+    ))
+}
+
+/// This server's place among the shards, read and checked at start:
+/// `--shard` must name a shard of `--shard-map`.
+pub fn sharding(args: &ServeArgs) -> anyhow::Result<Option<Sharding>> {
+    let (path, me) = match (&args.shard_map, &args.shard) {
+        (None, None) => return Ok(None),
+        (Some(path), Some(me)) => (path, me),
+        (Some(_), None) => anyhow::bail!(
+            "--shard-map (BOXOFFICE_SHARD_MAP) needs --shard (BOXOFFICE_SHARD): which shard of the map is this server?"
+        ),
+        (None, Some(_)) => anyhow::bail!(
+            "--shard (BOXOFFICE_SHARD) needs --shard-map (BOXOFFICE_SHARD_MAP)"
+        ),
+    };
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "--shard-map (BOXOFFICE_SHARD_MAP): cannot read {}",
+            path.display()
+        )
+    })?;
+    let map = ShardMap::parse(&text)
+        .with_context(|| format!("--shard-map (BOXOFFICE_SHARD_MAP): {}", path.display()))?;
+    if !map.has_shard(me) {
+        anyhow::bail!(
+            "--shard (BOXOFFICE_SHARD): {me:?} is not a shard of {}",
+            path.display()
+        );
+    }
+    tracing::info!(shard = %me, "serving this shard's events only");
+    Ok(Some(Sharding {
+        map,
+        me: me.clone(),
+    }))
 }

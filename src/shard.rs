@@ -13,9 +13,6 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Context;
-
-use crate::config::ServeArgs;
 use crate::domain::is_valid_name;
 
 /// Most shards a map may name, and most events per shard: far above any
@@ -130,40 +127,6 @@ pub struct Sharding {
 }
 
 impl Sharding {
-    /// This server's place among the shards, read and checked at start:
-    /// `--shard` must name a shard of `--shard-map`.
-    pub fn from_args(args: &ServeArgs) -> anyhow::Result<Option<Sharding>> {
-        let (path, me) = match (&args.shard_map, &args.shard) {
-            (None, None) => return Ok(None),
-            (Some(path), Some(me)) => (path, me),
-            (Some(_), None) => anyhow::bail!(
-                "--shard-map (BOXOFFICE_SHARD_MAP) needs --shard (BOXOFFICE_SHARD): which shard of the map is this server?"
-            ),
-            (None, Some(_)) => anyhow::bail!(
-                "--shard (BOXOFFICE_SHARD) needs --shard-map (BOXOFFICE_SHARD_MAP)"
-            ),
-        };
-        let text = std::fs::read_to_string(path).with_context(|| {
-            format!(
-                "--shard-map (BOXOFFICE_SHARD_MAP): cannot read {}",
-                path.display()
-            )
-        })?;
-        let map = ShardMap::parse(&text)
-            .with_context(|| format!("--shard-map (BOXOFFICE_SHARD_MAP): {}", path.display()))?;
-        if !map.has_shard(me) {
-            anyhow::bail!(
-                "--shard (BOXOFFICE_SHARD): {me:?} is not a shard of {}",
-                path.display()
-            );
-        }
-        tracing::info!(shard = %me, "serving this shard's events only");
-        Ok(Some(Sharding {
-            map,
-            me: me.clone(),
-        }))
-    }
-
     /// `Ok` for an event of this shard; otherwise the shard that owns it,
     /// if any.
     pub fn check(&self, event: &str) -> Result<(), Option<&str>> {

@@ -21,7 +21,6 @@ const LAYERS: &[(&str, u32)] = &[
     // The pure core, and what needs nothing of the crate.
     ("domain", 0),
     ("clock", 0),
-    ("config", 0),
     ("data_dir", 0),
     ("threads", 0),
     // Formats and bookkeeping over the domain.
@@ -43,6 +42,8 @@ const LAYERS: &[(&str, u32)] = &[
     ("snapshot::scheduler", 7),
     ("snapshot::offline", 7),
     ("metrics", 8),
+    // The CLI's flags, read only by settings and the wiring above.
+    ("config", 8),
     ("http", 9),
     // Wiring and the commands on top.
     ("app", 10),

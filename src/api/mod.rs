@@ -55,6 +55,7 @@ pub fn answer(def: &EventDef, layout: &SectionLayout, outcome: &Outcome) -> Answ
 
 /// The API's rendering of the answers a replay remembers (recovery asks,
 /// so that it knows nothing of the wire types).
+#[derive(Debug)]
 pub struct ApiAnswers;
 
 impl crate::recovery::Answers for ApiAnswers {

@@ -3,7 +3,8 @@
 //!
 //! - [`outbox`]: which emails are still owed (pure state);
 //! - [`render`]: entry → email (templates, QR code, Message-ID);
-//! - [`ticket`]: the signed ticket token the QR code carries;
+//! - [`ticket`]: the signed ticket token the QR code carries (from
+//!   `boxoffice-auth`, which the door scanner's check shares);
 //! - [`Mailer`]: the actor that takes due entries, sends them over SMTP
 //!   (or into `.eml` files), and journals what happened.
 //!
@@ -22,7 +23,6 @@
 pub use boxoffice_store::outbox;
 pub mod render;
 mod setup;
-pub mod ticket;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +35,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+pub use boxoffice_auth::ticket;
 pub use outbox::{MailEntry, MailKey, MailKind, MailOutcome, Outbox, RetryError, SlotState};
 pub use render::{qr_png, seat_name, Renderer};
 pub use setup::MailSetup;

@@ -10,8 +10,8 @@ use anyhow::{bail, Context};
 use crate::auth::admission::ADMISSION_KEY_FILE;
 use crate::auth::issuer::ISSUER_KEY_FILE;
 use crate::auth::receipt::PAYMENT_KEY_FILE;
-use crate::config::IDEMPOTENCY_TTL_SECS_DEFAULT;
 use crate::data_dir;
+use crate::idempotency::TTL_SECS_DEFAULT as IDEMPOTENCY_TTL_SECS_DEFAULT;
 use crate::journal::Store;
 use crate::mail::TICKET_KEY_FILE;
 use crate::recovery;
@@ -23,6 +23,7 @@ use crate::snapshot;
 pub fn create(
     data_dir: &Path,
     out: &Path,
+    answers: &dyn recovery::Answers,
     now_ms: u64,
     progress: &mut dyn FnMut(u64),
 ) -> anyhow::Result<snapshot::Header> {
@@ -35,7 +36,7 @@ pub fn create(
     let (header, bytes) = recovery::take_snapshot(
         data_dir,
         &store.reader(),
-        &crate::api::ApiAnswers,
+        answers,
         IDEMPOTENCY_TTL_SECS_DEFAULT * 1000,
         None,
         now_ms,

@@ -30,6 +30,9 @@ pub struct SnapshotSettings {
     /// Snapshots kept in `<data-dir>/snapshots`; the journal keeps what
     /// the oldest of them needs.
     pub keep: usize,
+    /// The answers a replay remembers, as the API renders them (a
+    /// snapshot keeps them).
+    pub answers: &'static dyn recovery::Answers,
 }
 
 /// After a start that replayed at least `every_records` journal records
@@ -247,7 +250,7 @@ impl SnapshotWorker {
         let (header, bytes) = recovery::take_snapshot(
             &self.data_dir,
             &self.reader,
-            &crate::api::ApiAnswers,
+            self.settings.answers,
             self.idem_ttl_ms,
             Some(end),
             self.clock.now_ms(),

@@ -13,7 +13,9 @@
 //! - [`jwt`]: the one pipeline fans' tokens and receipts go through;
 //! - [`issuer`]: the local demo issuer, for the embedded default;
 //! - [`receipt`]: payment receipts; [`admission`]: waiting-room
-//!   admissions; [`signed`]: the MAC'd tokens this server signs itself;
+//!   admissions; [`signed`]: the MAC'd tokens this server signs itself,
+//!   and [`ticket`]: the tickets in the QR codes, which name their booking
+//!   and the data directory's lineage;
 //! - [`Verifier`]: checks a token and caches what it proved.
 //!
 //! What a token must be: at most `TOKEN_LEN_MAX` bytes; ES256, RS256 or
@@ -32,6 +34,7 @@ pub mod jwt;
 pub mod keys;
 pub mod receipt;
 pub mod signed;
+pub mod ticket;
 
 // `crate::clock`, `crate::data_dir` and `crate::domain` read as they did
 // when these modules were the server's.

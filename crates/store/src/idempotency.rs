@@ -25,6 +25,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
+/// How long an `Idempotency-Key`'s answer is kept by default: a day. Also
+/// what offline snapshots keep, since they cannot know the server's.
+pub const TTL_SECS_DEFAULT: u64 = 86_400;
+
 /// Longest `Idempotency-Key` a client may send.
 pub const KEY_LEN_MAX: usize = 255;
 /// Longest key as kept: its scope (a fan id of at most 128 bytes, or the

@@ -129,7 +129,7 @@ pub struct Replay<'a> {
 /// The answer a change gave its client, as the API renders it (status
 /// and body): what a replay remembers under the change's
 /// `Idempotency-Key`, so a retry after a restart gets it again.
-pub trait Answers: Sync {
+pub trait Answers: Sync + std::fmt::Debug {
     /// The answer to the change that had `outcome` in a section of `def`.
     fn change(&self, def: &EventDef, layout: &SectionLayout, outcome: &Outcome) -> (u16, Bytes);
     /// The answer to creating `def`, whose sections' counts (per

@@ -20,12 +20,12 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth::signed::{MacKey, SignedError};
+use super::signed::{MacKey, SignedError};
 use crate::data_dir::Lineage;
 use crate::domain::{booking_tag, TicketBinding};
 
 const PREFIX: &str = "BXT1";
-pub use crate::auth::signed::KEY_LEN;
+pub use super::signed::KEY_LEN;
 /// Longest token `verify` looks at; real ones are a few hundred bytes.
 pub const TOKEN_LEN_MAX: usize = 4096;
 

@@ -31,6 +31,9 @@
 //! - [`api`]: the REST API's wire types, and the answer of every change.
 //! - [`recovery`]: the state rebuilt from the newest snapshot and the
 //!   journal after it (start-up, the snapshotter, offline tools).
+//! - [`actors`], [`mail`]'s mailer, [`snapshot`]'s snapshotter and offline
+//!   tools, [`metrics`], [`shard`], [`threads`]: the `boxoffice-runtime`
+//!   crate (`crates/runtime`), re-exported: what runs below HTTP.
 //! - [`actors`]: one actix actor per section, and the registry that routes
 //!   to them.
 //! - [`metrics`]: Prometheus metrics at `/metrics`.
@@ -43,7 +46,6 @@
 //! - [`cli`]: operator commands against a running server or a data
 //!   directory (`outbox`, `ticket verify`, `snapshot`).
 
-pub mod actors;
 pub mod api;
 pub mod app;
 pub mod cli;
@@ -51,11 +53,7 @@ pub mod config;
 pub use boxoffice_auth as auth;
 pub use boxoffice_domain as domain;
 pub use boxoffice_loadgen as loadgen;
+pub use boxoffice_runtime::{actors, mail, metrics, shard, snapshot, threads};
 pub use boxoffice_store::{clock, data_dir, idempotency, journal, layout, recovery};
 pub mod http;
-pub mod mail;
-pub mod metrics;
 pub mod settings;
-pub mod shard;
-pub mod snapshot;
-pub mod threads;

@@ -225,7 +225,7 @@ fn src_keeps_its_layers_and_its_doc_lines() {
     let mut files = Vec::new();
     rust_files(&src, &mut files);
     files.sort();
-    assert!(files.len() > 30, "read {} files", files.len());
+    assert!(files.len() > 20, "read {} files", files.len());
     let mut problems: Vec<String> = files
         .iter()
         .flat_map(|path| {
@@ -244,6 +244,7 @@ fn src_keeps_its_layers_and_its_doc_lines() {
         ("store", "", 11),
         ("auth", "auth/", 7),
         ("loadgen", "loadgen/", 8),
+        ("runtime", "", 20),
     ] {
         let dir = root.join("crates").join(krate).join("src");
         let mut files = Vec::new();

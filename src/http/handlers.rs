@@ -565,7 +565,7 @@ fn check_email(email: &str) -> Result<(), ApiError> {
         return Err(bad());
     }
     // Every address taken must be one the mailer can send to.
-    if email.parse::<lettre::Address>().is_err() {
+    if !crate::mail::can_send_to(email) {
         return Err(bad());
     }
     let (local, domain) = email.split_once('@').ok_or_else(bad)?;

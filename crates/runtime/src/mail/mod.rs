@@ -57,6 +57,12 @@ const ERROR_LEN_MAX: usize = 300;
 /// Most entries one admin listing returns.
 pub const LIST_LEN_MAX: usize = 1000;
 
+/// Whether the mailer can send to `email`: an address as SMTP takes it
+/// (what the API checks before it takes an address for a booking).
+pub fn can_send_to(email: &str) -> bool {
+    email.parse::<lettre::Address>().is_ok()
+}
+
 #[derive(Debug, Clone)]
 pub struct MailSettings {
     /// Most sends in flight at once (and SMTP connections in the pool).

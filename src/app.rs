@@ -21,8 +21,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{PanicIn, ServeArgs};
 use crate::data_dir;
 use crate::http::rate::FanRate;
-use crate::http::server::{Drain, HttpSettings, StopHandle};
-use crate::http::slots::Streams;
+use crate::http::server::{Drain, StopHandle};
 use crate::http::{self, AppState};
 use crate::idempotency::IdempotencyStore;
 use crate::journal::Store;
@@ -215,15 +214,15 @@ impl Application {
             check_ins_refused: Default::default(),
             admission_key: AdmissionKey::load_or_create(data_dir)?,
             feed_token: args.feed_token.clone(),
-            streams: Streams::from_args(&args)?,
-            demo: http::Demo::from_args(&args)?,
+            streams: settings::streams(&args)?,
+            demo: settings::demo(&args)?,
         });
         let listener = TcpListener::bind(&args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let port = listener.local_addr()?.port();
         let (metrics_server, metrics_port) =
             http::server::start_metrics(state.clone(), &args.metrics_listen)?;
-        let server = http::server::start(state, listener, &HttpSettings::from_args(&args, cores))?;
+        let server = http::server::start(state, listener, &settings::http(&args, cores))?;
         Ok(Application {
             port,
             server,

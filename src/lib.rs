@@ -37,8 +37,10 @@
 //! - [`actors`]: one actix actor per section, and the registry that routes
 //!   to them.
 //! - [`metrics`]: Prometheus metrics at `/metrics`.
-//! - [`http`]: the REST API under `/v1` on actix-web: routes, body reading,
-//!   idempotency, problem+json errors, OpenAPI.
+//! - [`http`]: the `boxoffice-http` crate (`crates/http`), re-exported,
+//!   with its wire types as [`api`]: the REST API under `/v1` on
+//!   actix-web: routes, body reading, idempotency, problem+json errors,
+//!   OpenAPI, the fan's page.
 //! - [`app`]: wiring: recover, start everything, bind, serve, stop.
 //! - [`loadgen`]: the `boxoffice-loadgen` crate (`crates/loadgen`),
 //!   re-exported: `boxoffice loadgen`, the flash-sale load generator, a
@@ -46,14 +48,14 @@
 //! - [`cli`]: operator commands against a running server or a data
 //!   directory (`outbox`, `ticket verify`, `snapshot`).
 
-pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
 pub use boxoffice_auth as auth;
 pub use boxoffice_domain as domain;
+pub use boxoffice_http as http;
+pub use boxoffice_http::api;
 pub use boxoffice_loadgen as loadgen;
 pub use boxoffice_runtime::{actors, mail, metrics, shard, snapshot, threads};
 pub use boxoffice_store::{clock, data_dir, idempotency, journal, layout, recovery};
-pub mod http;
 pub mod settings;

@@ -15,6 +15,9 @@ use crate::auth::{AuthSettings, Keys, Origin, Verifier};
 use crate::clock::Clock;
 use crate::config::{PanicIn, ServeArgs};
 use crate::data_dir::Lineage;
+use crate::http::server::HttpSettings;
+use crate::http::slots::{StreamLimits, Streams};
+use crate::http::{ClientAddresses, Demo, EXPOSED_WARNING};
 use crate::journal::JournalConfig;
 use crate::mail::{MailSettings, MailSetup, Renderer, TicketKey, Tickets, TransportSpec};
 use crate::shard::{ShardMap, Sharding};
@@ -201,4 +204,73 @@ pub fn sharding(args: &ServeArgs) -> anyhow::Result<Option<Sharding>> {
         map,
         me: me.clone(),
     }))
+}
+
+/// How the HTTP server treats its clients; `cores` sets the workers when
+/// the flag leaves them to the machine.
+pub fn http(args: &ServeArgs, cores: usize) -> HttpSettings {
+    HttpSettings {
+        workers: if args.workers == 0 {
+            cores
+        } else {
+            args.workers as usize
+        },
+        header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
+        connections_per_worker_max: args.connections_per_worker_max as usize,
+        shutdown_timeout_secs: args.shutdown_timeout_secs,
+        send_timeout: Duration::from_secs(args.send_timeout_secs),
+    }
+}
+
+/// The streams' bounds, and which proxies a client's address may come
+/// through.
+pub fn streams(args: &ServeArgs) -> anyhow::Result<Streams> {
+    let addresses = ClientAddresses::parse(args.trusted_proxies.as_deref().unwrap_or(""))
+        .map_err(|e| anyhow::anyhow!("--trusted-proxies (BOXOFFICE_TRUSTED_PROXIES): {e}"))?;
+    let limits = StreamLimits {
+        queue: args.queue_streams_max as usize,
+        seats: args.seat_streams_max as usize,
+        seats_anonymous: args.seat_streams_anonymous_max as usize,
+        seats_per_address: u32::try_from(args.seat_streams_per_address_max).unwrap_or(u32::MAX),
+        feeds: args.feed_streams_max as usize,
+    };
+    Ok(Streams::new(&limits, addresses))
+}
+
+/// The demo's signing keys, each present only while the server trusts it:
+/// the keys the verifiers trust in the data directory (they made them
+/// first, so these are the same).
+pub fn demo(args: &ServeArgs) -> anyhow::Result<Demo> {
+    if !args.demo {
+        return Ok(Demo::off());
+    }
+    let given = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+    // A `--jwt-issuer` other than the demo's refuses its tokens: no
+    // button whose tokens the server would not take.
+    let issuer_ok = args
+        .jwt_issuer
+        .as_deref()
+        .is_none_or(|i| i.is_empty() || i == crate::auth::issuer::LOCAL_ISSUER);
+    let issuer = (!given(&args.jwks) && issuer_ok)
+        .then(|| LocalIssuer::load_or_create(&args.data_dir))
+        .transpose()?;
+    // The demo payment page pays only demo fans: with the fan club's
+    // real tokens it would book any real fan's seats for free.
+    let payments =
+        (!given(&args.payment_secret) && !given(&args.payment_jwks) && !given(&args.jwks))
+            .then(|| LocalPayments::load_or_create(&args.data_dir))
+            .transpose()?;
+    if [&args.jwks, &args.payment_secret, &args.payment_jwks]
+        .into_iter()
+        .any(given)
+    {
+        tracing::warn!("the demo with real trust settings still trusts the demo's keys for the rest; a sale runs with --demo false, which needs them all");
+    }
+    let exposed = args.listens_beyond_loopback();
+    if exposed {
+        tracing::warn!(listen = %args.listen, "{EXPOSED_WARNING}");
+        eprintln!("WARNING: {EXPOSED_WARNING} (listening on {})", args.listen);
+    }
+    let audience = args.jwt_audience.clone().filter(|a| !a.is_empty());
+    Ok(Demo::on(issuer, payments, audience, exposed))
 }

@@ -46,12 +46,12 @@ const LAYERS: &[(&str, u32)] = &[
     ("config", 8),
     ("http", 9),
     // Wiring and the commands on top.
-    ("app", 10),
-    ("settings", 9),
+    ("settings", 10),
+    ("app", 11),
     ("loadgen", 10),
-    ("cli", 11),
-    ("lib", 12),
-    ("main", 12),
+    ("cli", 12),
+    ("lib", 13),
+    ("main", 13),
 ];
 
 /// What `domain` must never name (in code; its comments may).
@@ -225,7 +225,7 @@ fn src_keeps_its_layers_and_its_doc_lines() {
     let mut files = Vec::new();
     rust_files(&src, &mut files);
     files.sort();
-    assert!(files.len() > 20, "read {} files", files.len());
+    assert!(files.len() >= 6, "read {} files", files.len());
     let mut problems: Vec<String> = files
         .iter()
         .flat_map(|path| {
@@ -245,6 +245,7 @@ fn src_keeps_its_layers_and_its_doc_lines() {
         ("auth", "auth/", 7),
         ("loadgen", "loadgen/", 8),
         ("runtime", "", 20),
+        ("http", "http/", 20),
     ] {
         let dir = root.join("crates").join(krate).join("src");
         let mut files = Vec::new();
@@ -258,6 +259,8 @@ fn src_keeps_its_layers_and_its_doc_lines() {
         for path in &files {
             let rel = path.strip_prefix(&dir).unwrap().to_string_lossy();
             let shown = path.strip_prefix(root).unwrap().to_string_lossy();
+            // The wire types keep their own layer under the HTTP crate.
+            let prefix = if rel.starts_with("api/") { "" } else { prefix };
             problems.extend(check_file_shown(
                 &format!("{prefix}{rel}"),
                 &shown,

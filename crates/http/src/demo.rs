@@ -28,7 +28,6 @@ use super::{read_json, ApiError, AppState, BODY_LEN_MAX};
 use crate::api::dto::hold_view_dto;
 use crate::auth::issuer::LocalIssuer;
 use crate::auth::receipt::LocalPayments;
-use crate::config::ServeArgs;
 use crate::domain::HoldView;
 
 /// How long a demo fan's token lasts: an evening of trying the page.
@@ -54,52 +53,33 @@ pub struct Demo {
 }
 
 impl Demo {
-    /// The keys the server's verifiers trust in the data directory (they
-    /// made them first, so these are the same).
-    pub fn from_args(args: &ServeArgs) -> anyhow::Result<Demo> {
-        if !args.demo {
-            return Ok(Demo {
-                on: false,
-                exposed: false,
-                issuer: None,
-                payments: None,
-                audience: None,
-            });
+    /// No demo: a real sale serves no `/v1/demo`.
+    pub fn off() -> Demo {
+        Demo {
+            on: false,
+            exposed: false,
+            issuer: None,
+            payments: None,
+            audience: None,
         }
-        let given = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
-        // A `--jwt-issuer` other than the demo's refuses its tokens: no
-        // button whose tokens the server would not take.
-        let issuer_ok = args
-            .jwt_issuer
-            .as_deref()
-            .is_none_or(|i| i.is_empty() || i == crate::auth::issuer::LOCAL_ISSUER);
-        let issuer = (!given(&args.jwks) && issuer_ok)
-            .then(|| LocalIssuer::load_or_create(&args.data_dir))
-            .transpose()?;
-        // The demo payment page pays only demo fans: with the fan club's
-        // real tokens it would book any real fan's seats for free.
-        let payments =
-            (!given(&args.payment_secret) && !given(&args.payment_jwks) && !given(&args.jwks))
-                .then(|| LocalPayments::load_or_create(&args.data_dir))
-                .transpose()?;
-        if [&args.jwks, &args.payment_secret, &args.payment_jwks]
-            .into_iter()
-            .any(given)
-        {
-            tracing::warn!("the demo with real trust settings still trusts the demo's keys for the rest; a sale runs with --demo false, which needs them all");
-        }
-        let exposed = args.listens_beyond_loopback();
-        if exposed {
-            tracing::warn!(listen = %args.listen, "{EXPOSED_WARNING}");
-            eprintln!("WARNING: {EXPOSED_WARNING} (listening on {})", args.listen);
-        }
-        Ok(Demo {
+    }
+
+    /// The demo, with the signing keys the server's verifiers trust (each
+    /// `None` when that trust is the real one's); `exposed` when it
+    /// listens beyond loopback; `audience` the `aud` the verifier asks.
+    pub fn on(
+        issuer: Option<LocalIssuer>,
+        payments: Option<LocalPayments>,
+        audience: Option<String>,
+        exposed: bool,
+    ) -> Demo {
+        Demo {
             on: true,
             exposed,
             issuer,
             payments,
-            audience: args.jwt_audience.clone().filter(|a| !a.is_empty()),
-        })
+            audience,
+        }
     }
 }
 

@@ -21,7 +21,6 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 
 use super::AppState;
-use crate::config::ServeArgs;
 
 /// How the HTTP server treats its clients.
 #[derive(Debug, Clone)]
@@ -36,22 +35,6 @@ pub struct HttpSettings {
     /// How long sent data may wait unacknowledged (a shut window
     /// included) before the kernel drops the connection.
     pub send_timeout: Duration,
-}
-
-impl HttpSettings {
-    pub fn from_args(args: &ServeArgs, cores: usize) -> HttpSettings {
-        HttpSettings {
-            workers: if args.workers == 0 {
-                cores
-            } else {
-                args.workers as usize
-            },
-            header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
-            connections_per_worker_max: args.connections_per_worker_max as usize,
-            shutdown_timeout_secs: args.shutdown_timeout_secs,
-            send_timeout: Duration::from_secs(args.send_timeout_secs),
-        }
-    }
 }
 
 /// Serves the routes on `listener` with every middleware.

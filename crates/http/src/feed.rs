@@ -416,9 +416,25 @@ mod tests {
             at = next;
         }
         assert_eq!(holds, (0..n).collect::<Vec<_>>(), "each once, in order");
-        // Ours are the odd records of their batches.
-        let (_, index) = ids[0].split_once('.').unwrap();
-        assert_eq!(index, "1");
+        // Another event's record sits between every two of ours, and
+        // counts in the positions: two of ours in one batch are two
+        // apart (wherever the flusher cut the batches).
+        let positions: Vec<(u64, u64)> = ids
+            .iter()
+            .map(|id| {
+                let (batch, index) = id.split_once('.').unwrap();
+                (batch.parse().unwrap(), index.parse().unwrap())
+            })
+            .collect();
+        let mut same_batch = 0;
+        for pair in positions.windows(2) {
+            assert!(pair[0] < pair[1], "positions increase: {pair:?}");
+            if pair[0].0 == pair[1].0 {
+                assert_eq!(pair[1].1, pair[0].1 + 2, "{pair:?}");
+                same_batch += 1;
+            }
+        }
+        assert!(same_batch > 0, "group commit put several in one batch");
         // Resuming right after any id gives exactly the rest.
         let k = FRAMES_PER_READ + 7;
         let after_k = after(&ids[k]).unwrap();

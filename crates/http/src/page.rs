@@ -1,5 +1,5 @@
 //! The fan's page, compiled into the binary: `GET /` and its script and
-//! style sheet (`src/http/page/`). No CDN, no external fonts: it works on
+//! style sheet (`page/`). No CDN, no external fonts: it works on
 //! a machine with no internet, and everything it reads is the REST API.
 //!
 //! Each asset goes out with a content security policy that lets the page

@@ -1,4 +1,5 @@
-//! The REST API under `/v1`: routing, request parsing, idempotency, errors.
+//! boxoffice-http: the REST API under `/v1` (routing, request parsing,
+//! idempotency, errors), its wire types ([`api`]) and the fan's page.
 //!
 //! Architecture invariants:
 //! - handlers parse and validate everything a client sends before a section
@@ -8,7 +9,14 @@
 //! - [`configure`] is the one place routes are declared, used by the server
 //!   and by tests alike.
 
+// The layers below, under the paths the modules name them by.
+use boxoffice_auth as auth;
+use boxoffice_domain as domain;
+use boxoffice_runtime::{actors, mail, metrics, shard, snapshot, threads};
+use boxoffice_store::{clock, idempotency, journal, layout, recovery};
+
 mod admission;
+pub mod api;
 mod client_address;
 mod demo;
 pub mod error;
@@ -43,7 +51,7 @@ use crate::idempotency::{Begin, IdempotencyStore};
 use crate::journal::IdemTag;
 use crate::shard::{event_of_path, Sharding};
 pub use client_address::ClientAddresses;
-pub use demo::Demo;
+pub use demo::{Demo, EXPOSED_WARNING};
 pub use error::ApiError;
 
 /// Largest body of a fan's request.

@@ -36,17 +36,23 @@ pub struct Streams {
     pub feeds: Arc<StreamSlots>,
 }
 
+/// How many streams of each kind may be open at once.
+#[derive(Debug, Clone)]
+pub struct StreamLimits {
+    pub queue: usize,
+    pub seats: usize,
+    pub seats_anonymous: usize,
+    pub seats_per_address: u32,
+    pub feeds: usize,
+}
+
 impl Streams {
-    pub fn from_args(args: &crate::config::ServeArgs) -> anyhow::Result<Streams> {
-        let seats = Arc::new(StreamSlots::new(args.seat_streams_max as usize));
-        let anonymous = Arc::new(StreamSlots::new(args.seat_streams_anonymous_max as usize));
-        let addresses = super::ClientAddresses::parse(
-            args.trusted_proxies.as_deref().unwrap_or(""),
-        )
-        .map_err(|e| anyhow::anyhow!("--trusted-proxies (BOXOFFICE_TRUSTED_PROXIES): {e}"))?;
-        Ok(Streams {
+    pub fn new(limits: &StreamLimits, addresses: super::ClientAddresses) -> Streams {
+        let seats = Arc::new(StreamSlots::new(limits.seats));
+        let anonymous = Arc::new(StreamSlots::new(limits.seats_anonymous));
+        Streams {
             queue: Arc::new(FanStreams::new(
-                Arc::new(StreamSlots::new(args.queue_streams_max as usize)),
+                Arc::new(StreamSlots::new(limits.queue)),
                 STREAMS_PER_FAN_MAX,
             )),
             seat_fans: Arc::new(FanStreams::new(
@@ -55,13 +61,13 @@ impl Streams {
             )),
             seats_by_address: Arc::new(FanStreams::new(
                 Arc::clone(&anonymous),
-                u32::try_from(args.seat_streams_per_address_max).unwrap_or(u32::MAX),
+                limits.seats_per_address,
             )),
             seats_anonymous: anonymous,
             addresses,
             seats,
-            feeds: Arc::new(StreamSlots::new(args.feed_streams_max as usize)),
-        })
+            feeds: Arc::new(StreamSlots::new(limits.feeds)),
+        }
     }
 }
 

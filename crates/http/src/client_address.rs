@@ -81,8 +81,8 @@ impl ClientAddresses {
         self.of(req).map(|ip| match ip {
             IpAddr::V4(v4) => v4.to_string(),
             IpAddr::V6(v6) => {
-                let net = ipnet::Ipv6Net::new(v6, 64).expect("64 is a prefix length");
-                net.trunc().to_string()
+                let prefix = std::net::Ipv6Addr::from(u128::from(v6) & !(u128::from(u64::MAX)));
+                format!("{prefix}/64")
             }
         })
     }

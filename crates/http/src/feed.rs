@@ -141,7 +141,7 @@ fn frame(batch: u64, index: u32, event: &str, change: crate::api::feed::FeedChan
         event: event.to_owned(),
         change,
     };
-    let json = serde_json::to_string(&entry).expect("feed entries serialize");
+    let json = crate::api::dto::json_text(&entry);
     Bytes::from(format!(
         "id: {}\nevent: {kind}\ndata: {json}\n\n",
         entry.position

@@ -258,7 +258,7 @@ impl Watch {
             }
             let standing = self.room.standing(&self.fan.id)?;
             let dto = standing_dto(&self.state, &self.event, &self.fan, standing);
-            let json = serde_json::to_string(&dto).expect("standings serialize");
+            let json = crate::api::dto::json_text(&dto);
             if self.last.as_ref() != Some(&json) {
                 self.ended = !matches!(dto.state, "pre-queue" | "waiting");
                 let line = Bytes::from(format!("event: standing\ndata: {json}\n\n"));

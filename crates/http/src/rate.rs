@@ -52,7 +52,7 @@ impl FanRate<DefaultClock> {
 impl<C: Clock + Clone> FanRate<C> {
     pub fn with_clock(per_sec: u32, burst: u32, keys_max: usize, clock: C) -> Option<FanRate<C>> {
         let quota = Quota::per_second(NonZeroU32::new(per_sec)?)
-            .allow_burst(NonZeroU32::new(burst.max(1)).expect("at least 1"));
+            .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
         Some(FanRate {
             limiter: RateLimiter::dashmap_with_clock(quota, clock.clone()),
             clock,

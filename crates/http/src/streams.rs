@@ -62,7 +62,7 @@ fn whole_frame(view: &SeatsPublished) -> Bytes {
                 availability: view.counts.total.into(),
                 states: &view.states,
             };
-            let json = serde_json::to_string(&dto).expect("seat states serialize");
+            let json = crate::api::dto::json_text(&dto);
             Bytes::from(format!(
                 "id: {}\nevent: seats\ndata: {json}\n\n",
                 view.position
@@ -90,7 +90,7 @@ fn changes_frame(p: &Publication) -> Bytes {
                     _ => dto.free.push(seat),
                 }
             }
-            let json = serde_json::to_string(&dto).expect("seat changes serialize");
+            let json = crate::api::dto::json_text(&dto);
             Bytes::from(format!(
                 "id: {}\nevent: changes\ndata: {json}\n\n",
                 p.position

@@ -552,9 +552,19 @@ pub fn seat_map(
 /// kept (a sale keeps a million), and a serializer's buffer has up to
 /// twice the room. Shrinking in place is nearly free.
 pub fn to_json<T: Serialize>(value: &T) -> bytes::Bytes {
-    let mut body = serde_json::to_vec(value).expect("DTOs always serialize");
+    let mut body = json_text(value).into_bytes();
     body.shrink_to_fit();
     bytes::Bytes::from(body)
+}
+
+/// A wire type as JSON text. They hold strings, numbers and sequences,
+/// which serde_json cannot fail on; were one ever to, the answer is
+/// `null` and an error in the log, not a panic on a request's thread.
+pub fn json_text<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a wire type did not serialize");
+        "null".to_owned()
+    })
 }
 
 /// One email still owed, as operators see it.

@@ -8,6 +8,7 @@
 //! caller's to check, typed and on its own clock: `exp` and `nbf` are
 //! never left to the library.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
@@ -26,18 +27,128 @@ pub enum Trust {
 /// The asymmetric algorithms a key set may use.
 const KEY_ALGORITHMS: [Algorithm; 3] = [Algorithm::ES256, Algorithm::RS256, Algorithm::EdDSA];
 
-/// Why a token proves nothing, as far as its signature, header and
-/// registered claims can tell.
+/// Longest JWT looked at, a fan's or a receipt; real ones are a few
+/// hundred bytes.
+pub const JWT_LEN_MAX: usize = 8 << 10;
+
+/// Why a token proves nothing: one list for fans' tokens and payment
+/// receipts alike, so the edge and the metrics name refusals the same
+/// way (a receipt is never refused as `NotYetValid`: it has no `nbf`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JwtError {
+pub enum Refusal {
     Malformed,
+    TooLong,
     Algorithm,
     UnknownKey,
     Signature,
+    Expired,
+    NotYetValid,
     Issuer,
     Audience,
-    /// The claims do not decode into the caller's type.
+    /// The claims are missing, malformed, or do not decode into the
+    /// caller's type.
     Claims,
+}
+
+/// `Refusal::reason` values, in order: metrics count refusals by them.
+pub const REASONS: [&str; 10] = [
+    "malformed",
+    "too-long",
+    "algorithm",
+    "unknown-key",
+    "signature",
+    "expired",
+    "not-yet-valid",
+    "issuer",
+    "audience",
+    "claims",
+];
+
+impl Refusal {
+    /// A short name: the problem's `reason` and the metric's label.
+    pub fn reason(self) -> &'static str {
+        REASONS[self as usize]
+    }
+}
+
+/// What was refused: the words a refusal says it with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// A fan's token, from the fan club's issuer.
+    FanToken,
+    /// A payment receipt, from the payment service.
+    Receipt,
+}
+
+/// A token refused, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    pub of: Credential,
+    pub why: Refusal,
+}
+
+impl Refused {
+    /// A short name: the problem's `reason` and the metric's label.
+    pub fn reason(self) -> &'static str {
+        self.why.reason()
+    }
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (noun, signer, claims) = match self.of {
+            Credential::FanToken => ("token", "the issuer", "sub, exp, nbf, memberships"),
+            Credential::Receipt => (
+                "receipt",
+                "the payment service",
+                "hold, amount, currency, ref, exp",
+            ),
+        };
+        let fan = self.of == Credential::FanToken;
+        match self.why {
+            Refusal::Malformed => write!(f, "the {noun} is not a JWT"),
+            Refusal::TooLong => write!(f, "the {noun} is longer than {JWT_LEN_MAX} bytes"),
+            Refusal::Algorithm if fan => write!(
+                f,
+                "the token's algorithm is not accepted (ES256, RS256 or EdDSA)"
+            ),
+            Refusal::Algorithm => write!(f, "the {noun}'s algorithm is not accepted"),
+            Refusal::UnknownKey => {
+                write!(
+                    f,
+                    "no key of {signer} has the {noun}'s key id and algorithm"
+                )
+            }
+            Refusal::Signature => write!(f, "the {noun}'s signature does not verify"),
+            Refusal::Expired => write!(f, "the {noun} has expired"),
+            Refusal::NotYetValid => write!(f, "the {noun} is not valid yet"),
+            Refusal::Issuer if fan => write!(f, "the token's issuer is not accepted"),
+            Refusal::Issuer => write!(f, "the receipt's issuer is not the payment service's"),
+            Refusal::Audience if fan => write!(f, "the token's audience is not accepted"),
+            Refusal::Audience => write!(f, "the receipt's audience is not this server"),
+            Refusal::Claims => write!(f, "the {noun}'s claims are missing or malformed ({claims})"),
+        }
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// Refusals since start, counted by reason (`REASONS` order).
+#[derive(Default)]
+pub struct Refusals([AtomicU64; REASONS.len()]);
+
+impl Refusals {
+    /// Counts `result`'s refusal, if any, and says it of `of`.
+    pub fn note<T>(&self, of: Credential, result: Result<T, Refusal>) -> Result<T, Refused> {
+        result.map_err(|why| {
+            self.0[why as usize].fetch_add(1, Ordering::Relaxed);
+            Refused { of, why }
+        })
+    }
+
+    pub fn counts(&self) -> [u64; REASONS.len()] {
+        std::array::from_fn(|i| self.0[i].load(Ordering::Relaxed))
+    }
 }
 
 /// A trust and the `iss` and `aud` its tokens must carry.
@@ -48,16 +159,26 @@ pub struct JwtCheck {
 }
 
 impl JwtCheck {
-    /// The claims of `token`, once its signature, algorithm, key, `iss`
-    /// and `aud` are as they must be.
-    pub fn claims<C: DeserializeOwned>(&self, token: &str) -> Result<C, JwtError> {
+    /// Whether `token` is short enough to look at (before hashing it or
+    /// decoding anything).
+    pub fn fits(token: &str) -> Result<(), Refusal> {
+        if token.len() > JWT_LEN_MAX {
+            return Err(Refusal::TooLong);
+        }
+        Ok(())
+    }
+
+    /// The claims of `token`, once its length, signature, algorithm, key,
+    /// `iss` and `aud` are as they must be.
+    pub fn claims<C: DeserializeOwned>(&self, token: &str) -> Result<C, Refusal> {
+        JwtCheck::fits(token)?;
         let header = decode_header(token).map_err(|_| self.header_error(token))?;
         let keys;
         let (alg, key) = match &self.trust {
             Trust::Secret(key) if header.alg == Algorithm::HS256 => (Algorithm::HS256, key),
-            Trust::Secret(_) => return Err(JwtError::Algorithm),
+            Trust::Secret(_) => return Err(Refusal::Algorithm),
             Trust::Keys(_) if !KEY_ALGORITHMS.contains(&header.alg) => {
-                return Err(JwtError::Algorithm)
+                return Err(Refusal::Algorithm)
             }
             Trust::Keys(set) => {
                 keys = set.get();
@@ -65,7 +186,7 @@ impl JwtCheck {
                     Some(k) => (k.alg, &k.key),
                     None => {
                         set.unknown_kid();
-                        return Err(JwtError::UnknownKey);
+                        return Err(Refusal::UnknownKey);
                     }
                 }
             }
@@ -90,17 +211,17 @@ impl JwtCheck {
             .map_err(|e| {
                 use jsonwebtoken::errors::ErrorKind;
                 match e.kind() {
-                    ErrorKind::InvalidSignature => JwtError::Signature,
-                    ErrorKind::InvalidIssuer => JwtError::Issuer,
-                    ErrorKind::InvalidAudience => JwtError::Audience,
-                    ErrorKind::MissingRequiredClaim(c) if c == "iss" => JwtError::Issuer,
-                    ErrorKind::MissingRequiredClaim(c) if c == "aud" => JwtError::Audience,
-                    ErrorKind::InvalidAlgorithm => JwtError::Algorithm,
-                    ErrorKind::Json(_) => JwtError::Claims,
+                    ErrorKind::InvalidSignature => Refusal::Signature,
+                    ErrorKind::InvalidIssuer => Refusal::Issuer,
+                    ErrorKind::InvalidAudience => Refusal::Audience,
+                    ErrorKind::MissingRequiredClaim(c) if c == "iss" => Refusal::Issuer,
+                    ErrorKind::MissingRequiredClaim(c) if c == "aud" => Refusal::Audience,
+                    ErrorKind::InvalidAlgorithm => Refusal::Algorithm,
+                    ErrorKind::Json(_) => Refusal::Claims,
                     ErrorKind::Base64(_) | ErrorKind::Utf8(_) | ErrorKind::InvalidToken => {
-                        JwtError::Malformed
+                        Refusal::Malformed
                     }
-                    _ => JwtError::Signature,
+                    _ => Refusal::Signature,
                 }
             })
     }
@@ -117,7 +238,7 @@ impl JwtCheck {
     /// Why a token's header does not parse: a named algorithm this trust
     /// does not take (`none`, which the library does not even name) is
     /// `Algorithm`; anything else `Malformed`.
-    fn header_error(&self, token: &str) -> JwtError {
+    fn header_error(&self, token: &str) -> Refusal {
         use base64::Engine;
         let taken: &[&str] = match self.trust {
             Trust::Secret(_) => &["HS256"],
@@ -134,9 +255,9 @@ impl JwtCheck {
             .and_then(|h| serde_json::from_slice::<serde_json::Value>(&h).ok())
             .is_some_and(|h| h["alg"].as_str().is_some_and(|a| !taken.contains(&a)));
         if named_alg {
-            JwtError::Algorithm
+            Refusal::Algorithm
         } else {
-            JwtError::Malformed
+            Refusal::Malformed
         }
     }
 }

@@ -41,7 +41,6 @@ pub mod ticket;
 use boxoffice_domain as domain;
 use boxoffice_store::{clock, data_dir};
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -49,11 +48,11 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::Clock;
 use crate::domain::{FanId, Lang};
-use jwt::{JwtCheck, JwtError, Trust};
+use jwt::{Credential, JwtCheck, Refusals, Trust};
 pub use keys::{KeySet, Keys, Origin};
 
 /// Longest token taken.
-pub const TOKEN_LEN_MAX: usize = 8 << 10;
+pub const TOKEN_LEN_MAX: usize = jwt::JWT_LEN_MAX;
 /// Longest fan id (`sub`).
 pub const SUB_LEN_MAX: usize = crate::domain::FAN_ID_LEN_MAX;
 /// Most memberships a token may list, and the longest.
@@ -81,80 +80,9 @@ impl Fan {
     }
 }
 
-/// Why a token was refused. Each is a `401` at the edge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
-    #[error("the token is not a JWT")]
-    Malformed,
-    #[error("the token is longer than {TOKEN_LEN_MAX} bytes")]
-    TooLong,
-    #[error("the token's algorithm is not accepted (ES256, RS256 or EdDSA)")]
-    Algorithm,
-    #[error("no key of the issuer has the token's key id and algorithm")]
-    UnknownKey,
-    #[error("the token's signature does not verify")]
-    Signature,
-    #[error("the token has expired")]
-    Expired,
-    #[error("the token is not valid yet")]
-    NotYetValid,
-    #[error("the token's issuer is not accepted")]
-    Issuer,
-    #[error("the token's audience is not accepted")]
-    Audience,
-    #[error("the token's claims are missing or malformed (sub, exp, nbf, memberships)")]
-    Claims,
-}
-
-/// `AuthError::reason` values, in order: metrics count refusals by them.
-pub const REASONS: [&str; 10] = [
-    "malformed",
-    "too-long",
-    "algorithm",
-    "unknown-key",
-    "signature",
-    "expired",
-    "not-yet-valid",
-    "issuer",
-    "audience",
-    "claims",
-];
-
-impl From<JwtError> for AuthError {
-    fn from(e: JwtError) -> AuthError {
-        match e {
-            JwtError::Malformed => AuthError::Malformed,
-            JwtError::Algorithm => AuthError::Algorithm,
-            JwtError::UnknownKey => AuthError::UnknownKey,
-            JwtError::Signature => AuthError::Signature,
-            JwtError::Issuer => AuthError::Issuer,
-            JwtError::Audience => AuthError::Audience,
-            JwtError::Claims => AuthError::Claims,
-        }
-    }
-}
-
-impl AuthError {
-    /// A short name: the problem's `reason` and the metric's label.
-    pub fn reason(self) -> &'static str {
-        REASONS[self.index()]
-    }
-
-    fn index(self) -> usize {
-        match self {
-            AuthError::Malformed => 0,
-            AuthError::TooLong => 1,
-            AuthError::Algorithm => 2,
-            AuthError::UnknownKey => 3,
-            AuthError::Signature => 4,
-            AuthError::Expired => 5,
-            AuthError::NotYetValid => 6,
-            AuthError::Issuer => 7,
-            AuthError::Audience => 8,
-            AuthError::Claims => 9,
-        }
-    }
-}
+/// Why a fan's token was refused (each is a `401` at the edge): the one
+/// list receipts are refused by too.
+pub use jwt::{Refusal, Refused, REASONS};
 
 #[derive(Debug, Clone)]
 pub struct AuthSettings {
@@ -191,8 +119,8 @@ pub struct Verifier {
     /// What each token proved, and under which generation of the keys.
     cache: quick_cache::sync::Cache<[u8; 32], (Arc<Fan>, u64)>,
     clock: Arc<dyn Clock>,
-    /// Refusals by reason (`REASONS` order), for metrics.
-    refused: [AtomicU64; REASONS.len()],
+    /// Refusals by reason, for metrics.
+    refused: Refusals,
 }
 
 impl Verifier {
@@ -212,30 +140,24 @@ impl Verifier {
     }
 
     /// The fan a token proves, or why it proves nothing.
-    pub fn verify(&self, token: &str) -> Result<Arc<Fan>, AuthError> {
-        let result = self.check(token);
-        if let Err(e) = result {
-            self.refused[e.index()].fetch_add(1, Ordering::Relaxed);
-        }
-        result
+    pub fn verify(&self, token: &str) -> Result<Arc<Fan>, Refused> {
+        self.refused.note(Credential::FanToken, self.check(token))
     }
 
     /// Refusals since start, in `REASONS` order.
     pub fn refused(&self) -> [u64; REASONS.len()] {
-        std::array::from_fn(|i| self.refused[i].load(Ordering::Relaxed))
+        self.refused.counts()
     }
 
-    fn check(&self, token: &str) -> Result<Arc<Fan>, AuthError> {
-        if token.len() > TOKEN_LEN_MAX {
-            return Err(AuthError::TooLong);
-        }
+    fn check(&self, token: &str) -> Result<Arc<Fan>, Refusal> {
+        JwtCheck::fits(token)?;
         let now_s = self.clock.now_ms() / 1000;
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let generation = self.jwt.generation();
         if let Some((fan, proved_under)) = self.cache.get(&digest) {
             if now_s > fan.expires_at_s.saturating_add(self.settings.leeway_secs) {
                 self.cache.remove(&digest);
-                return Err(AuthError::Expired);
+                return Err(Refusal::Expired);
             }
             if proved_under == generation {
                 return Ok(fan);
@@ -253,25 +175,25 @@ impl Verifier {
         Ok(fan)
     }
 
-    fn verify_signed(&self, token: &str, now_s: u64) -> Result<Fan, AuthError> {
-        let claims: Claims = self.jwt.claims(token).map_err(AuthError::from)?;
+    fn verify_signed(&self, token: &str, now_s: u64) -> Result<Fan, Refusal> {
+        let claims: Claims = self.jwt.claims(token)?;
         let leeway = self.settings.leeway_secs as f64;
         let now = now_s as f64;
-        let exp = claims.exp.ok_or(AuthError::Claims)?;
+        let exp = claims.exp.ok_or(Refusal::Claims)?;
         if !exp.is_finite() || now > exp + leeway {
-            return Err(AuthError::Expired);
+            return Err(Refusal::Expired);
         }
         if let Some(nbf) = claims.nbf {
             if !nbf.is_finite() || now + leeway < nbf {
-                return Err(AuthError::NotYetValid);
+                return Err(Refusal::NotYetValid);
             }
         }
-        let sub = claims.sub.ok_or(AuthError::Claims)?;
+        let sub = claims.sub.ok_or(Refusal::Claims)?;
         if sub.is_empty()
             || sub.len() > SUB_LEN_MAX
             || sub.chars().any(|c| c.is_control() || c.is_whitespace())
         {
-            return Err(AuthError::Claims);
+            return Err(Refusal::Claims);
         }
         let memberships = match claims.rest.get(&self.settings.membership_claim) {
             None => Vec::new(),
@@ -279,10 +201,10 @@ impl Verifier {
                 .iter()
                 .map(|m| match m.as_str() {
                     Some(m) if m.len() <= MEMBERSHIP_LEN_MAX => Ok(m.into()),
-                    _ => Err(AuthError::Claims),
+                    _ => Err(Refusal::Claims),
                 })
                 .collect::<Result<Vec<Box<str>>, _>>()?,
-            Some(_) => return Err(AuthError::Claims),
+            Some(_) => return Err(Refusal::Claims),
         };
         let lang = claims
             .rest

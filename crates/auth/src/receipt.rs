@@ -15,13 +15,12 @@
 //! are checked where those facts live (the handler, the section actor).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
-use super::jwt::{JwtCheck, JwtError, Trust};
+use super::jwt::{Credential, JwtCheck, Refusal, Refusals, Refused, Trust};
 use crate::clock::Clock;
 use crate::data_dir;
 
@@ -29,7 +28,7 @@ use crate::data_dir;
 /// hex digits).
 pub const PAYMENT_KEY_FILE: &str = "payment.key";
 /// Longest receipt taken.
-pub const RECEIPT_LEN_MAX: usize = 8 << 10;
+pub const RECEIPT_LEN_MAX: usize = super::jwt::JWT_LEN_MAX;
 /// Longest payment reference, and shortest shared secret.
 pub const REFERENCE_LEN_MAX: usize = crate::domain::PAYMENT_REF_LEN_MAX;
 pub const SECRET_LEN_MIN: usize = 32;
@@ -46,76 +45,6 @@ pub struct Receipt {
     pub currency: String,
     /// The payment service's unique reference: books once, ever.
     pub reference: String,
-}
-
-/// Why a receipt proves nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ReceiptError {
-    #[error("the receipt is not a JWT")]
-    Malformed,
-    #[error("the receipt is longer than {RECEIPT_LEN_MAX} bytes")]
-    TooLong,
-    #[error("the receipt's algorithm is not accepted")]
-    Algorithm,
-    #[error("no key of the payment service has the receipt's key id and algorithm")]
-    UnknownKey,
-    #[error("the receipt's signature does not verify")]
-    Signature,
-    #[error("the receipt has expired")]
-    Expired,
-    #[error("the receipt's issuer is not the payment service's")]
-    Issuer,
-    #[error("the receipt's audience is not this server")]
-    Audience,
-    #[error("the receipt's claims are missing or malformed (hold, amount, currency, ref, exp)")]
-    Claims,
-}
-
-/// `ReceiptError::reason` values, in order: metrics count refusals by them.
-pub const RECEIPT_REASONS: [&str; 9] = [
-    "malformed",
-    "too-long",
-    "algorithm",
-    "unknown-key",
-    "signature",
-    "expired",
-    "claims",
-    "issuer",
-    "audience",
-];
-
-impl From<JwtError> for ReceiptError {
-    fn from(e: JwtError) -> ReceiptError {
-        match e {
-            JwtError::Malformed => ReceiptError::Malformed,
-            JwtError::Algorithm => ReceiptError::Algorithm,
-            JwtError::UnknownKey => ReceiptError::UnknownKey,
-            JwtError::Signature => ReceiptError::Signature,
-            JwtError::Issuer => ReceiptError::Issuer,
-            JwtError::Audience => ReceiptError::Audience,
-            JwtError::Claims => ReceiptError::Claims,
-        }
-    }
-}
-
-impl ReceiptError {
-    pub fn reason(self) -> &'static str {
-        RECEIPT_REASONS[self.index()]
-    }
-
-    fn index(self) -> usize {
-        match self {
-            ReceiptError::Malformed => 0,
-            ReceiptError::TooLong => 1,
-            ReceiptError::Algorithm => 2,
-            ReceiptError::UnknownKey => 3,
-            ReceiptError::Signature => 4,
-            ReceiptError::Expired => 5,
-            ReceiptError::Claims => 6,
-            ReceiptError::Issuer => 7,
-            ReceiptError::Audience => 8,
-        }
-    }
 }
 
 /// The claims, typed: an amount or `exp` that is a string or a fraction
@@ -137,7 +66,8 @@ pub struct ReceiptVerifier {
     jwt: JwtCheck,
     leeway_secs: u64,
     clock: Arc<dyn Clock>,
-    refused: [AtomicU64; RECEIPT_REASONS.len()],
+    /// Refusals by reason, for metrics.
+    refused: Refusals,
 }
 
 impl ReceiptVerifier {
@@ -163,27 +93,20 @@ impl ReceiptVerifier {
     }
 
     /// What `token` proves, or why it proves nothing.
-    pub fn verify(&self, token: &str) -> Result<Receipt, ReceiptError> {
-        let result = self.check(token);
-        if let Err(e) = result {
-            self.refused[e.index()].fetch_add(1, Ordering::Relaxed);
-        }
-        result
+    pub fn verify(&self, token: &str) -> Result<Receipt, Refused> {
+        self.refused.note(Credential::Receipt, self.check(token))
     }
 
-    /// Refusals since start, in `RECEIPT_REASONS` order.
-    pub fn refused(&self) -> [u64; RECEIPT_REASONS.len()] {
-        std::array::from_fn(|i| self.refused[i].load(Ordering::Relaxed))
+    /// Refusals since start, in `REASONS` order.
+    pub fn refused(&self) -> [u64; super::jwt::REASONS.len()] {
+        self.refused.counts()
     }
 
-    fn check(&self, token: &str) -> Result<Receipt, ReceiptError> {
-        if token.len() > RECEIPT_LEN_MAX {
-            return Err(ReceiptError::TooLong);
-        }
-        let claims: Claims = self.jwt.claims(token).map_err(ReceiptError::from)?;
+    fn check(&self, token: &str) -> Result<Receipt, Refusal> {
+        let claims: Claims = self.jwt.claims(token)?;
         let now_s = self.clock.now_ms() / 1000;
         if now_s > claims.exp.saturating_add(self.leeway_secs) {
-            return Err(ReceiptError::Expired);
+            return Err(Refusal::Expired);
         }
         let printable = |s: &str, max: usize| {
             !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_graphic())
@@ -193,7 +116,7 @@ impl ReceiptVerifier {
             || claims.currency.len() != 3
             || !claims.currency.bytes().all(|b| b.is_ascii_uppercase())
         {
-            return Err(ReceiptError::Claims);
+            return Err(Refusal::Claims);
         }
         Ok(Receipt {
             hold: claims.hold,

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::actors::{RegistryError, SectionError};
-use crate::auth::receipt::ReceiptError;
+use crate::auth::{Refusal, Refused};
 use crate::clock::{rfc3339, rfc3339_ms};
 use crate::domain::{Admission, CommandError, SectionKind, SectionLayout};
 use crate::mail::TicketError;
@@ -187,7 +187,7 @@ impl ApiError {
     }
 
     /// A bearer token that proves nothing: RFC 6750's `invalid_token`.
-    pub fn invalid_token(e: crate::auth::AuthError) -> ApiError {
+    pub fn invalid_token(e: Refused) -> ApiError {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid-token",
@@ -286,9 +286,9 @@ impl ApiError {
     }
 
     /// A receipt that proves nothing.
-    pub fn bad_receipt(e: ReceiptError) -> ApiError {
-        let (kind, title) = match e {
-            ReceiptError::Expired => ("receipt-expired", "Receipt expired"),
+    pub fn bad_receipt(e: Refused) -> ApiError {
+        let (kind, title) = match e.why {
+            Refusal::Expired => ("receipt-expired", "Receipt expired"),
             _ => ("receipt-invalid", "Invalid receipt"),
         };
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, kind, title, e.to_string())

@@ -17,7 +17,7 @@ use prometheus::{
 use crate::actors::{
     Registry as Sections, RoomHandle, ADMISSION_REFUSALS, CHANGE_KINDS, WAIT_BUCKETS_S,
 };
-use crate::auth::receipt::{ReceiptVerifier, RECEIPT_REASONS};
+use crate::auth::receipt::ReceiptVerifier;
 use crate::auth::{Verifier, REASONS};
 use crate::domain::CategoryCounts;
 use crate::journal::Journal;
@@ -498,7 +498,7 @@ impl Metrics {
         for (reason, n) in REASONS.iter().zip(auth.refused()) {
             set(&self.auth_refused.with_label_values(&[reason]), n);
         }
-        for (reason, n) in RECEIPT_REASONS.iter().zip(receipts.refused()) {
+        for (reason, n) in REASONS.iter().zip(receipts.refused()) {
             set(&self.receipts_refused.with_label_values(&[reason]), n);
         }
         set(&self.fan_rate_limited, edge.fan_rate_limited);

@@ -23,7 +23,7 @@ mod waiting_room;
 
 pub use ids::{is_valid_name, BookingRef, HoldRef, SectionName};
 pub use lang::Lang;
-pub use sale::{Admission, SalePhase, SalePhases};
+pub use sale::{take_places, Admission, SalePhase, SalePhases};
 pub use section::{
     booking_tag, fan_tag, Addressee, Booking, BookingRead, BookingStatus, Caller, CategoryCounts,
     Change, Claim, CommandError, FanId, Hold, HoldEnd, HoldView, Outcome, PlacesMoved, Section,

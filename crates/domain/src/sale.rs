@@ -4,6 +4,9 @@
 //! [`SalePhases::admit`] is the one answer to "may this fan hold now?",
 //! and when not, what the fan's app should say: count down to the next
 //! phase open to the fan, or tell the fan this phase is for members.
+//! [`take_places`] is the other: may this fan own that many more places?
+
+use crate::section::CommandError;
 
 /// One phase: open from `opens_at_ms` until `closes_at_ms` (excluded; none
 /// = until the show), to the fans holding one of `memberships` (none
@@ -77,9 +80,36 @@ impl SalePhases {
     }
 }
 
+/// The places a fan owns of an event once it takes `places` more, held
+/// plus booked across all its sections: refused past the event's
+/// `limit` (invariant 7), and then the fan owns what it did.
+pub fn take_places(limit: u32, owned: u32, places: u32) -> Result<u32, CommandError> {
+    match owned.checked_add(places) {
+        Some(after) if after <= limit => Ok(after),
+        _ => Err(CommandError::FanLimitReached { limit, owned }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fan_takes_places_up_to_the_limit_and_no_further() {
+        assert_eq!(take_places(4, 0, 4), Ok(4));
+        assert_eq!(take_places(4, 3, 1), Ok(4));
+        assert_eq!(
+            take_places(4, 3, 2),
+            Err(CommandError::FanLimitReached { limit: 4, owned: 3 })
+        );
+        assert_eq!(
+            take_places(u32::MAX, u32::MAX, 1),
+            Err(CommandError::FanLimitReached {
+                limit: u32::MAX,
+                owned: u32::MAX
+            })
+        );
+    }
 
     const H: u64 = 3_600_000;
 

@@ -15,13 +15,14 @@
 //! the journal is written in order, so any hold that the returned places
 //! let through is behind the change that freed them, and no crash can
 //! keep the hold but lose the change. The ledger is rebuilt from the
-//! sections at every start (`FanLedger::new`), never persisted.
+//! sections at every start (`FanLedger::new`), never persisted. The rule
+//! itself is the domain's (`take_places`); this is where it is shared.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::domain::{fan_tag, CommandError, FanId, Section};
+use crate::domain::{fan_tag, take_places, CommandError, FanId, Section};
 
 /// Locks the counts are spread over, by fan: holds of different fans
 /// rarely wait for each other.
@@ -73,13 +74,17 @@ impl FanLedger {
         };
         let mut shard = self.shard(fan);
         let owned = shard.get(&**fan).copied().unwrap_or(0);
-        if owned.saturating_add(places) > limit {
-            drop(shard);
-            self.refused.fetch_add(1, Ordering::Relaxed);
-            return Err(CommandError::FanLimitReached { limit, owned });
+        match take_places(limit, owned, places) {
+            Ok(after) => {
+                shard.insert(fan.clone(), after);
+                Ok(())
+            }
+            Err(e) => {
+                drop(shard);
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
         }
-        shard.insert(fan.clone(), owned + places);
-        Ok(())
     }
 
     /// Counts `places` fewer for `fan`.

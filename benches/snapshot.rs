@@ -6,6 +6,8 @@
 //! it listens), and its resident memory per seat against an empty server.
 //!
 //!     cargo bench --bench snapshot
+//!
+//! With `BOXOFFICE_BENCH_KEEP=<dir>` it keeps its data directories there.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -246,6 +248,22 @@ fn main() {
     }
     restarts.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let (_, rss_bare) = start_server(&bare);
+    // To look into the memory of a server on these data directories
+    // (massif, heaptrack): they are copied there, `restored` (snapshot
+    // + tail) and `bare` (the snapshot alone).
+    if let Some(keep) = std::env::var_os("BOXOFFICE_BENCH_KEEP") {
+        let keep = Path::new(&keep);
+        for (from, name) in [(&restored, "restored"), (&bare, "bare")] {
+            let status = Command::new("cp")
+                .arg("-a")
+                .arg(from)
+                .arg(keep.join(name))
+                .status()
+                .unwrap();
+            assert!(status.success(), "cp {from:?} to {keep:?}");
+        }
+        eprintln!("kept the data directories in {}", keep.display());
+    }
     let per_seat = (rss.saturating_sub(rss_empty) * 1024) as f64 / seats as f64;
     let per_seat_bare = (rss_bare.saturating_sub(rss_empty) * 1024) as f64 / seats as f64;
     println!("\nsnapshot bench: {seats} seats, {BOOKINGS} bookings, {TAIL}-record tail");

@@ -1,6 +1,7 @@
 //! Snapshot and restart at stadium-tour scale: 1,000,000 seats (100
 //! sections of 100 rows of 100), 100,000 bookings, then a 1,000,000-record
-//! journal tail. Measures, in one run: snapshot capture + encode time and
+//! journal tail; each booking its own fan, address and payment reference,
+//! as in a sale. Measures, in one run: snapshot capture + encode time and
 //! file size, verify time (decode, checksum, rebuild every section),
 //! restart time of the release binary (snapshot load + tail replay, until
 //! it listens), and its resident memory per seat against an empty server.
@@ -119,9 +120,11 @@ fn main() {
         .iter()
         .map(|l| Section::new(Arc::clone(l), def.limits))
         .collect();
-    let fan: boxoffice::domain::FanId = "fan-1".into();
     let t = Instant::now();
     for i in 0..BOOKINGS {
+        // As in a sale: each booking its own fan, address and payment
+        // (a fan club's member id, a payment service's reference).
+        let fan: boxoffice::domain::FanId = format!("member-{i:013}").into();
         let s = &mut sections[i % SECTIONS];
         let id = s.layout().id.clone();
         let n = 1 + (i % 4) as u32;
@@ -136,8 +139,8 @@ fn main() {
                 h,
                 i as u64,
                 &fan,
-                "fan@example.com".into(),
-                "pay".into(),
+                format!("member-{i:013}@example.com").into(),
+                format!("pi_{i:024}"),
                 2_000,
                 7,
             )

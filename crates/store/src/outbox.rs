@@ -54,6 +54,13 @@ impl MailKind {
     }
 }
 
+/// Whether an address is one the mailer can send to, as SMTP takes it:
+/// what the API checks before a booking takes it, and what a snapshot's
+/// bookings must hold.
+pub fn can_send_to(email: &str) -> bool {
+    email.parse::<lettre::Address>().is_ok()
+}
+
 /// Names one email: `demo.A.b2a.confirmation` (the booking number in hex,
 /// as in booking ids). Carries no secret, so it is safe in logs and admin
 /// listings. Ordered by event, section, booking, kind.

@@ -36,7 +36,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 pub use boxoffice_auth::ticket;
-pub use outbox::{MailEntry, MailKey, MailKind, MailOutcome, Outbox, RetryError, SlotState};
+pub use outbox::{
+    can_send_to, MailEntry, MailKey, MailKind, MailOutcome, Outbox, RetryError, SlotState,
+};
 pub use render::{qr_png, seat_name, Renderer};
 pub use setup::MailSetup;
 pub use ticket::{Ticket, TicketError, TicketKey, Tickets, TICKET_KEY_FILE};
@@ -56,12 +58,6 @@ const TICK: Duration = Duration::from_millis(50);
 const ERROR_LEN_MAX: usize = 300;
 /// Most entries one admin listing returns.
 pub const LIST_LEN_MAX: usize = 1000;
-
-/// Whether the mailer can send to `email`: an address as SMTP takes it
-/// (what the API checks before it takes an address for a booking).
-pub fn can_send_to(email: &str) -> bool {
-    email.parse::<lettre::Address>().is_ok()
-}
 
 #[derive(Debug, Clone)]
 pub struct MailSettings {

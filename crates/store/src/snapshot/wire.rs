@@ -463,7 +463,7 @@ impl SectionSnap {
                 ));
             }
             fan(format!("booking {}", b.seq), &b.fan)?;
-            if b.email.len() > EMAIL_LEN_MAX || b.email.parse::<lettre::Address>().is_err() {
+            if b.email.len() > EMAIL_LEN_MAX || !crate::outbox::can_send_to(&b.email) {
                 return Err(format!("booking {}: not an email address", b.seq));
             }
             if b.payment_ref.len() > PAYMENT_REF_LEN_MAX {

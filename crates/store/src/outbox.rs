@@ -11,15 +11,16 @@
 //! Bounded by construction: one entry per booking change, and bookings are
 //! bounded by the seats on sale. Small by construction too, since a sale
 //! can leave a hundred thousand emails waiting for a slow mail server: an
-//! entry points at its booking (shared with the section), its section's
-//! name (shared by the section's keys), its event and its layout, and
-//! copies nothing.
+//! entry is 24 bytes in one hash table (its booking, shared with the
+//! section; when it is due; its attempts), its section's name, event and
+//! layout are kept once per section, and the rare last error aside.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fmt;
 use std::sync::Arc;
 
+use hashbrown::HashTable;
 use rustc_hash::FxHashMap;
 
 use crate::domain::{
@@ -217,40 +218,17 @@ pub enum SlotState {
     Dead,
 }
 
-/// One email owed: what to render (less the key, which the outbox keys it
-/// by) and where its sending stands.
-#[derive(Debug, Clone)]
-pub struct Slot {
-    pub booking: Arc<Booking>,
-    pub def: Arc<EventDef>,
-    pub layout: Arc<SectionLayout>,
+/// One email owed, as read: what to render (less the key) and where its
+/// sending stands. Borrowed from the outbox, which keeps it smaller.
+#[derive(Debug, Clone, Copy)]
+pub struct Slot<'a> {
+    pub booking: &'a Arc<Booking>,
+    pub def: &'a Arc<EventDef>,
+    pub layout: &'a Arc<SectionLayout>,
     pub state: SlotState,
     pub attempts: u32,
     pub next_at_ms: u64,
-    pub last_error: Option<String>,
-}
-
-impl Slot {
-    fn new(entry: MailEntry, state: SlotState, attempts: u32, next_at_ms: u64) -> Slot {
-        Slot {
-            booking: entry.booking,
-            def: entry.def,
-            layout: entry.layout,
-            state,
-            attempts,
-            next_at_ms,
-            last_error: None,
-        }
-    }
-
-    pub fn entry(&self, key: &MailKey) -> MailEntry {
-        MailEntry {
-            key: key.clone(),
-            booking: Arc::clone(&self.booking),
-            def: Arc::clone(&self.def),
-            layout: Arc::clone(&self.layout),
-        }
-    }
+    pub last_error: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -261,11 +239,63 @@ pub enum RetryError {
     NotDead,
 }
 
+/// The section an entry's booking is of: its name, event and layout, kept
+/// once and named by its index in `Outbox::origins`.
+#[derive(Debug)]
+struct Origin {
+    name: Arc<SectionName>,
+    def: Arc<EventDef>,
+    layout: Arc<SectionLayout>,
+}
+
+/// An entry's key inside the outbox: its origin's index for the section's
+/// name (16 bytes where a `MailKey` with its `Arc` is 24).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Id {
+    origin: u32,
+    booking: u64,
+    kind: MailKind,
+}
+
+/// One email owed, as kept: 24 bytes, since a sale can leave a hundred
+/// thousand waiting (the booking is the section's own, shared; its last
+/// error, rare, is kept aside in `Outbox::errors`).
+#[derive(Debug)]
+struct Owed {
+    booking: Arc<Booking>,
+    next_at_ms: u64,
+    origin: u32,
+    /// Attempts so far; the mailer gives up long before 65,535
+    /// (`--mail-attempts-max` is at most 1,000).
+    attempts: u16,
+    kind: MailKind,
+    state: SlotState,
+}
+
+impl Owed {
+    fn id(&self) -> Id {
+        Id {
+            origin: self.origin,
+            booking: self.booking.seq,
+            kind: self.kind,
+        }
+    }
+}
+
+fn hash(id: &Id) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(id)
+}
+
 #[derive(Debug, Default)]
 pub struct Outbox {
-    slots: FxHashMap<MailKey, Slot>,
-    /// (next_at_ms, key) of pending slots; stale entries are skipped.
-    schedule: BinaryHeap<Reverse<(u64, MailKey)>>,
+    origins: Vec<Origin>,
+    origin_of: FxHashMap<Arc<SectionName>, u32>,
+    owed: HashTable<Owed>,
+    /// (next_at_ms, id) of pending entries; stale ones are skipped.
+    schedule: BinaryHeap<Reverse<(u64, Id)>>,
+    /// The last error of each entry that has failed.
+    errors: FxHashMap<Id, Box<str>>,
     dead: usize,
 }
 
@@ -274,16 +304,90 @@ impl Outbox {
         Outbox::default()
     }
 
+    /// The id of `key`, if its section is known here.
+    fn id(&self, key: &MailKey) -> Option<Id> {
+        Some(Id {
+            origin: *self.origin_of.get(&*key.name)?,
+            booking: key.booking,
+            kind: key.kind,
+        })
+    }
+
+    fn key(&self, id: Id) -> MailKey {
+        MailKey {
+            name: Arc::clone(&self.origins[id.origin as usize].name),
+            booking: id.booking,
+            kind: id.kind,
+        }
+    }
+
+    /// The id `entry` gets, its section's origin kept (once) if new. An
+    /// event's definition never changes, so the first entry of a section
+    /// names its event and layout for all.
+    fn intern(&mut self, entry: &MailEntry) -> Id {
+        let origin = match self.origin_of.get(&*entry.key.name) {
+            Some(&o) => o,
+            None => {
+                let o = u32::try_from(self.origins.len()).expect("fewer than 2^32 sections");
+                self.origins.push(Origin {
+                    name: Arc::clone(&entry.key.name),
+                    def: Arc::clone(&entry.def),
+                    layout: Arc::clone(&entry.layout),
+                });
+                self.origin_of.insert(Arc::clone(&entry.key.name), o);
+                o
+            }
+        };
+        Id {
+            origin,
+            booking: entry.key.booking,
+            kind: entry.key.kind,
+        }
+    }
+
+    fn find(&self, id: Id) -> Option<&Owed> {
+        self.owed.find(hash(&id), |o| o.id() == id)
+    }
+
+    fn slot<'a>(&'a self, owed: &'a Owed, id: Id) -> Slot<'a> {
+        let origin = &self.origins[owed.origin as usize];
+        Slot {
+            booking: &owed.booking,
+            def: &origin.def,
+            layout: &origin.layout,
+            state: owed.state,
+            attempts: u32::from(owed.attempts),
+            next_at_ms: owed.next_at_ms,
+            last_error: self.errors.get(&id).map(|e| &**e),
+        }
+    }
+
+    fn insert(&mut self, entry: MailEntry, state: SlotState, attempts: u32, next_at_ms: u64) {
+        let id = self.intern(&entry);
+        if self.find(id).is_some() {
+            return;
+        }
+        if state == SlotState::Pending {
+            self.schedule.push(Reverse((next_at_ms, id)));
+        }
+        self.owed.insert_unique(
+            hash(&id),
+            Owed {
+                booking: entry.booking,
+                next_at_ms,
+                origin: id.origin,
+                attempts: u16::try_from(attempts).unwrap_or(u16::MAX),
+                kind: id.kind,
+                state,
+            },
+            |o| hash(&o.id()),
+        );
+    }
+
     /// Queues a new entry, due at once. A second add of the same key (a
     /// replayed change) keeps the first.
     pub fn add(&mut self, entry: MailEntry, now_ms: u64) {
-        if self.slots.contains_key(&entry.key) {
-            return;
-        }
-        let key = entry.key.clone();
-        self.schedule.push(Reverse((now_ms, key.clone())));
-        self.slots
-            .insert(key, Slot::new(entry, SlotState::Pending, 0, now_ms));
+        self.insert(entry, SlotState::Pending, 0, now_ms);
     }
 
     /// Puts back an entry as a snapshot kept it (a sending entry is kept
@@ -296,27 +400,33 @@ impl Outbox {
         last_error: Option<String>,
         dead: bool,
     ) {
-        if self.slots.contains_key(&entry.key) {
+        let id = self.intern(&entry);
+        if self.find(id).is_some() {
             return;
         }
-        let key = entry.key.clone();
         let state = if dead {
             self.dead += 1;
             SlotState::Dead
         } else {
-            self.schedule.push(Reverse((next_at_ms, key.clone())));
             SlotState::Pending
         };
-        let mut slot = Slot::new(entry, state, attempts, next_at_ms);
-        slot.last_error = last_error;
-        self.slots.insert(key, slot);
+        if let Some(error) = last_error {
+            self.errors.insert(id, error.into_boxed_str());
+        }
+        self.insert(entry, state, attempts, next_at_ms);
     }
 
-    /// Every slot, in key order.
-    pub fn slots(&self) -> Vec<(&MailKey, &Slot)> {
-        let mut all: Vec<(&MailKey, &Slot)> = self.slots.iter().collect();
-        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        all
+    /// Gives back what growing left unused, once a replay or restore has
+    /// added everything it owed.
+    pub fn shrink_to_fit(&mut self) {
+        self.owed.shrink_to_fit(|o| hash(&o.id()));
+        self.schedule.shrink_to_fit();
+        self.errors.shrink_to_fit();
+    }
+
+    /// Every entry, in key order.
+    pub fn slots(&self) -> Vec<(MailKey, Slot<'_>)> {
+        self.list(None, usize::MAX)
     }
 
     /// When the entry due first is due (it may be stale: an entry sent or
@@ -336,14 +446,26 @@ impl Outbox {
             if *at > now_ms {
                 break;
             }
-            let Some(Reverse((at, key))) = self.schedule.pop() else {
+            let Some(Reverse((at, id))) = self.schedule.pop() else {
                 break;
             };
-            if let Some(slot) = self.slots.get_mut(&key) {
-                if slot.state == SlotState::Pending && slot.next_at_ms == at {
-                    slot.state = SlotState::Sending;
-                    out.push(slot.entry(&key));
-                }
+            let Some(owed) = self.owed.find_mut(hash(&id), |o| o.id() == id) else {
+                continue;
+            };
+            if owed.state == SlotState::Pending && owed.next_at_ms == at {
+                owed.state = SlotState::Sending;
+                let booking = Arc::clone(&owed.booking);
+                let origin = &self.origins[id.origin as usize];
+                out.push(MailEntry {
+                    key: MailKey {
+                        name: Arc::clone(&origin.name),
+                        booking: id.booking,
+                        kind: id.kind,
+                    },
+                    booking,
+                    def: Arc::clone(&origin.def),
+                    layout: Arc::clone(&origin.layout),
+                });
             }
         }
         out
@@ -352,41 +474,46 @@ impl Outbox {
     /// Applies what happened to `key`. Unknown keys are ignored: the
     /// outcome of an entry that is gone changes nothing.
     pub fn apply(&mut self, key: &MailKey, outcome: &MailOutcome) {
-        let Some(slot) = self.slots.get_mut(key) else {
+        let Some(id) = self.id(key) else {
             return;
         };
-        let was_dead = slot.state == SlotState::Dead;
-        match outcome {
-            MailOutcome::Sent { .. } => {
-                self.slots.remove(key);
+        let Some(was_dead) = self.find(id).map(|o| o.state == SlotState::Dead) else {
+            return;
+        };
+        let attempts = |n: u32| u16::try_from(n).unwrap_or(u16::MAX);
+        if let MailOutcome::Sent { .. } = outcome {
+            if let Ok(found) = self.owed.find_entry(hash(&id), |o| o.id() == id) {
+                found.remove();
             }
-            MailOutcome::Failed {
-                attempts,
-                error,
-                next_at_ms,
-            } => {
-                slot.state = SlotState::Pending;
-                slot.attempts = *attempts;
-                slot.last_error = Some(error.clone());
-                slot.next_at_ms = *next_at_ms;
-                self.schedule.push(Reverse((*next_at_ms, key.clone())));
-            }
-            MailOutcome::Dead { attempts, error } => {
-                slot.state = SlotState::Dead;
-                slot.attempts = *attempts;
-                slot.last_error = Some(error.clone());
-            }
-            MailOutcome::Requeued { at_ms } => {
-                slot.state = SlotState::Pending;
-                slot.attempts = 0;
-                slot.next_at_ms = *at_ms;
-                self.schedule.push(Reverse((*at_ms, key.clone())));
+            self.errors.remove(&id);
+        } else if let Some(owed) = self.owed.find_mut(hash(&id), |o| o.id() == id) {
+            match outcome {
+                MailOutcome::Sent { .. } => {}
+                MailOutcome::Failed {
+                    attempts: n,
+                    error,
+                    next_at_ms,
+                } => {
+                    owed.state = SlotState::Pending;
+                    owed.attempts = attempts(*n);
+                    owed.next_at_ms = *next_at_ms;
+                    self.errors.insert(id, error.as_str().into());
+                    self.schedule.push(Reverse((*next_at_ms, id)));
+                }
+                MailOutcome::Dead { attempts: n, error } => {
+                    owed.state = SlotState::Dead;
+                    owed.attempts = attempts(*n);
+                    self.errors.insert(id, error.as_str().into());
+                }
+                MailOutcome::Requeued { at_ms } => {
+                    owed.state = SlotState::Pending;
+                    owed.attempts = 0;
+                    owed.next_at_ms = *at_ms;
+                    self.schedule.push(Reverse((*at_ms, id)));
+                }
             }
         }
-        let is_dead = self
-            .slots
-            .get(key)
-            .is_some_and(|s| s.state == SlotState::Dead);
+        let is_dead = self.find(id).is_some_and(|o| o.state == SlotState::Dead);
         match (was_dead, is_dead) {
             (false, true) => self.dead += 1,
             (true, false) => self.dead -= 1,
@@ -396,64 +523,80 @@ impl Outbox {
 
     /// Checks that `key` may be requeued.
     pub fn check_retry(&self, key: &MailKey) -> Result<(), RetryError> {
-        match self.slots.get(key) {
+        match self.id(key).and_then(|id| self.find(id)) {
             None => Err(RetryError::NotFound),
-            Some(s) if s.state != SlotState::Dead => Err(RetryError::NotDead),
+            Some(o) if o.state != SlotState::Dead => Err(RetryError::NotDead),
             Some(_) => Ok(()),
         }
     }
 
-    pub fn get(&self, key: &MailKey) -> Option<&Slot> {
-        self.slots.get(key)
+    pub fn get(&self, key: &MailKey) -> Option<Slot<'_>> {
+        let id = self.id(key)?;
+        Some(self.slot(self.find(id)?, id))
     }
 
     /// Entries not yet sent, dead ones included.
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.owed.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.owed.is_empty()
     }
 
     pub fn dead_len(&self) -> usize {
         self.dead
     }
 
-    /// Slots in key order, optionally only dead (or only live) ones, at
+    /// Entries in key order, optionally only dead (or only live) ones, at
     /// most `limit`.
-    pub fn list(&self, dead: Option<bool>, limit: usize) -> Vec<(&MailKey, &Slot)> {
-        let mut found: Vec<(&MailKey, &Slot)> = self
-            .slots
+    pub fn list(&self, dead: Option<bool>, limit: usize) -> Vec<(MailKey, Slot<'_>)> {
+        let mut found: Vec<(MailKey, &Owed)> = self
+            .owed
             .iter()
-            .filter(|(_, s)| dead.is_none_or(|d| (s.state == SlotState::Dead) == d))
+            .filter(|o| dead.is_none_or(|d| (o.state == SlotState::Dead) == d))
+            .map(|o| (self.key(o.id()), o))
             .collect();
         if found.len() > limit && limit > 0 {
-            found.select_nth_unstable_by(limit - 1, |a, b| a.0.cmp(b.0));
+            found.select_nth_unstable_by(limit - 1, |a, b| a.0.cmp(&b.0));
         }
         found.truncate(limit);
-        found.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         found
+            .into_iter()
+            .map(|(key, o)| (key, self.slot(o, o.id())))
+            .collect()
     }
 
     /// Recounts and panics on disagreement (tests, debug builds).
     pub fn check_invariants(&self) {
         let dead = self
-            .slots
-            .values()
-            .filter(|s| s.state == SlotState::Dead)
+            .owed
+            .iter()
+            .filter(|o| o.state == SlotState::Dead)
             .count();
         assert_eq!(dead, self.dead, "dead-letter count");
-        for (k, s) in &self.slots {
-            assert_eq!(k.booking, s.booking.seq);
-            if s.state == SlotState::Pending {
+        assert_eq!(
+            self.origins.len(),
+            self.origin_of.len(),
+            "one origin a name"
+        );
+        for o in &self.owed {
+            let id = o.id();
+            assert_eq!(self.find(id).map(Owed::id), Some(id), "found by its id");
+            assert_eq!(self.id(&self.key(id)), Some(id), "its key names it");
+            if o.state == SlotState::Pending {
                 assert!(
                     self.schedule
                         .iter()
-                        .any(|Reverse((at, key))| key == k && *at == s.next_at_ms),
-                    "pending {k} is scheduled"
+                        .any(|Reverse((at, s))| *s == id && *at == o.next_at_ms),
+                    "pending {} is scheduled",
+                    self.key(id)
                 );
             }
+        }
+        for id in self.errors.keys() {
+            assert!(self.find(*id).is_some(), "an error of an entry owed");
         }
     }
 }
@@ -464,8 +607,12 @@ mod tests {
     use crate::domain::{BookingStatus, Claim, Limits, SectionKind};
 
     fn entry(booking: u64) -> MailEntry {
+        entry_of("F", booking)
+    }
+
+    fn entry_of(section: &str, booking: u64) -> MailEntry {
         let layout = Arc::new(SectionLayout {
-            id: "F".into(),
+            id: section.into(),
             name: "Floor".into(),
             kind: SectionKind::Standing {
                 capacity: 10,
@@ -475,7 +622,7 @@ mod tests {
             category_count: 1,
         });
         MailEntry {
-            key: MailKey::new("demo", "F", booking, MailKind::Confirmation),
+            key: MailKey::new("demo", section, booking, MailKind::Confirmation),
             booking: Arc::new(Booking {
                 seq: booking,
                 secret: 1,
@@ -573,6 +720,65 @@ mod tests {
         assert_eq!(o.get(&entry(2).key).unwrap().attempts, 0);
         // Outcomes for entries that are gone are ignored.
         o.apply(&entry(1).key, &MailOutcome::Sent { at_ms: 0 });
+        o.check_invariants();
+    }
+
+    #[test]
+    fn an_entry_is_small_and_found_by_any_key_that_names_it() {
+        // What a hundred thousand owed emails cost: the entry itself
+        // (its booking is the section's), plus its hash slot.
+        assert!(
+            std::mem::size_of::<Owed>() <= 24,
+            "{}",
+            std::mem::size_of::<Owed>()
+        );
+        let mut o = Outbox::new();
+        for (section, booking) in [("B", 2), ("A", 7), ("B", 1), ("A", 3)] {
+            o.add(entry_of(section, booking), 10);
+        }
+        o.restore(entry_of("C", 1), 3, 50, Some("451 try later".into()), true);
+        o.check_invariants();
+        assert_eq!(o.origins.len(), 3, "one origin a section");
+        let keys: Vec<String> = o.slots().iter().map(|(k, _)| k.to_string()).collect();
+        assert_eq!(
+            keys,
+            [
+                "demo.A.b3.confirmation",
+                "demo.A.b7.confirmation",
+                "demo.B.b1.confirmation",
+                "demo.B.b2.confirmation",
+                "demo.C.b1.confirmation",
+            ]
+        );
+        // A key parsed from text (its own Arc) finds the same entry.
+        let parsed = MailKey::parse("demo.C.b1.confirmation").unwrap();
+        let slot = o.get(&parsed).unwrap();
+        assert_eq!(
+            (
+                slot.state,
+                slot.attempts,
+                slot.last_error,
+                slot.layout.id.as_str()
+            ),
+            (SlotState::Dead, 3, Some("451 try later"), "C")
+        );
+        assert_eq!(
+            o.get(&MailKey::parse("demo.Z.b1.confirmation").unwrap())
+                .map(|s| s.attempts),
+            None
+        );
+        assert_eq!(o.check_retry(&parsed), Ok(()));
+        o.apply(&parsed, &MailOutcome::Sent { at_ms: 60 });
+        o.check_invariants();
+        assert!(o.get(&parsed).is_none());
+        assert!(o.errors.is_empty(), "a sent entry's error goes with it");
+        let due: Vec<String> = o
+            .take_due(10, 10)
+            .iter()
+            .map(|e| e.key.to_string())
+            .collect();
+        assert_eq!(due.len(), 4);
+        o.shrink_to_fit();
         o.check_invariants();
     }
 }

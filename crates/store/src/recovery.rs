@@ -486,8 +486,10 @@ pub fn recover(
         }
         replay.apply(batch, record)
     })?;
+    let mut state = replay.into_state();
+    state.outbox.shrink_to_fit();
     Ok(Recovered {
-        state: replay.into_state(),
+        state,
         records,
         snapshot: snapshot_pos,
         position,

@@ -513,7 +513,7 @@ impl Mailer {
         self.record(&key, outcome);
     }
 
-    fn item((key, slot): (&MailKey, &outbox::Slot)) -> OutboxItem {
+    fn item(key: &MailKey, slot: outbox::Slot<'_>) -> OutboxItem {
         OutboxItem {
             id: key.to_string(),
             kind: key.kind,
@@ -521,7 +521,7 @@ impl Mailer {
             state: slot.state,
             attempts: slot.attempts,
             next_at_ms: slot.next_at_ms,
-            last_error: slot.last_error.clone(),
+            last_error: slot.last_error.map(str::to_owned),
         }
     }
 }
@@ -589,7 +589,7 @@ impl Handler<ListOutbox> for Mailer {
                 .outbox
                 .list(msg.dead, msg.limit.min(LIST_LEN_MAX))
                 .into_iter()
-                .map(Mailer::item)
+                .map(|(key, slot)| Mailer::item(&key, slot))
                 .collect(),
             pending: self.outbox.len() - self.outbox.dead_len(),
             dead: self.outbox.dead_len(),
@@ -616,7 +616,7 @@ impl Handler<RetryDead> for Mailer {
                 .map_err(|_| MailAdminError::Unavailable)?;
             self.outbox.apply(&key, &outcome);
             self.publish();
-            let item = self.outbox.get(&key).map(|slot| Mailer::item((&key, slot)));
+            let item = self.outbox.get(&key).map(|slot| Mailer::item(&key, slot));
             Ok((receipt, item))
         })();
         self.pump(ctx);

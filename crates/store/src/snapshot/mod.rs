@@ -501,7 +501,7 @@ pub fn capture<'a>(
             kind: key.kind.into(),
             attempts: slot.attempts,
             next_at_ms: slot.next_at_ms,
-            last_error: slot.last_error.clone(),
+            last_error: slot.last_error.map(str::to_owned),
             dead: slot.state == crate::outbox::SlotState::Dead,
         })
         .collect();

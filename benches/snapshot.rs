@@ -176,7 +176,7 @@ fn main() {
     let bytes = snapshot::encode(&header, &body);
     let capture_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let snap = snapshot::decode(&bytes).unwrap();
+    let mut snap = snapshot::decode(&bytes).unwrap();
     snap.restore().unwrap();
     let verify_s = t.elapsed().as_secs_f64();
     drop(sections);
@@ -215,7 +215,7 @@ fn main() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    let snap = snapshot::read(&file).unwrap();
+    let mut snap = snapshot::read(&file).unwrap();
     let mut sections = snap.restore().unwrap().events.remove(0).sections;
     let mut store = Store::open(&restored.join("journal")).unwrap();
     store.advance_to(snap.header.journal_position);

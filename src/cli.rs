@@ -225,7 +225,7 @@ pub fn snapshot(cmd: SnapshotCommand) -> anyhow::Result<()> {
                         .as_u64()
                         .context("the server's answer names no journal position")?;
                     let bytes = download(&client, &format!("/v1/admin/snapshots/{position}"))?;
-                    let snap = snapshot::decode(&bytes).context("the downloaded snapshot")?;
+                    let mut snap = snapshot::decode(&bytes).context("the downloaded snapshot")?;
                     snap.restore().context("the downloaded snapshot")?;
                     snapshot::write_atomic(&out, &bytes)
                         .with_context(|| format!("cannot write {}", out.display()))?;
@@ -244,7 +244,7 @@ pub fn snapshot(cmd: SnapshotCommand) -> anyhow::Result<()> {
         }
         SnapshotCommand::Verify { file } => {
             let started = std::time::Instant::now();
-            let snap = snapshot::read(&file)?;
+            let mut snap = snapshot::read(&file)?;
             snap.restore()?;
             println!(
                 "{}: valid ({}, journal position {}, checked in {:.1} s): {}",

@@ -67,7 +67,7 @@ fn resealed(mut bytes: Vec<u8>) -> Vec<u8> {
 }
 
 fn refusal(bytes: &[u8]) -> String {
-    match snapshot::decode(bytes).and_then(|s| s.restore().map(|_| ())) {
+    match snapshot::decode(bytes).and_then(|mut s| s.restore().map(|_| ())) {
         Ok(()) => panic!("an inconsistent snapshot was taken"),
         Err(e) => e.to_string(),
     }
@@ -333,7 +333,7 @@ proptest! {
     /// Arbitrary bytes: every decoder answers, none panics.
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2_048)) {
-        let _ = snapshot::decode(&bytes).map(|s| s.restore());
+        let _ = snapshot::decode(&bytes).map(|mut s| s.restore());
         let _ = boxoffice::journal::record::decode_all(&bytes);
         if let Ok(spec) = EventSpec::from_json(&bytes) {
             let _ = spec.build();
@@ -360,7 +360,7 @@ proptest! {
             bytes[body_start + at.index(body_len)] = value;
         }
         let bytes = resealed(bytes);
-        if let Ok(restored) = snapshot::decode(&bytes).and_then(|s| s.restore()) {
+        if let Ok(restored) = snapshot::decode(&bytes).and_then(|mut s| s.restore()) {
             for e in &restored.events {
                 let _ = boxoffice::clock::rfc3339_ms(e.created_at_ms);
                 for s in &e.sections {
@@ -389,6 +389,6 @@ fn a_truncated_or_resealed_garbage_body_is_refused() {
     let mut garbage = good.clone();
     let n = garbage.len();
     garbage[n - 200..n - 32].fill(0xFF);
-    let e = snapshot::decode(&resealed(garbage)).and_then(|s| s.restore().map(|_| ()));
+    let e = snapshot::decode(&resealed(garbage)).and_then(|mut s| s.restore().map(|_| ()));
     assert!(e.is_err());
 }

@@ -26,9 +26,9 @@ use proptest::prelude::*;
 fn snapshot_round_trip(def: &boxoffice::domain::EventDef, s: &Section) -> Section {
     let snap = SectionSnap::from_parts(&s.layout().id, &s.parts());
     let bytes = postcard::to_stdvec(&snap).unwrap();
-    let back: SectionSnap = postcard::from_bytes(&bytes).unwrap();
+    let mut back: SectionSnap = postcard::from_bytes(&bytes).unwrap();
     assert_eq!(back, snap);
-    let parts = back.to_parts(s.layout()).expect("parts fit the layout");
+    let parts = back.take_parts(s.layout()).expect("parts fit the layout");
     Section::from_parts(Arc::clone(s.layout()), def.limits, parts).expect("a snapshot restores")
 }
 

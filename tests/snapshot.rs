@@ -269,7 +269,7 @@ fn every_kind_of_damage_is_named_and_loads_nothing() {
         .unwrap();
     b[at + 16] = b'7';
     reseal(&mut b);
-    let snap = snapshot::decode(&b).expect("well-formed");
+    let mut snap = snapshot::decode(&b).expect("well-formed");
     match snap.restore() {
         Err(SnapshotError::Layout { event, message }) => {
             assert_eq!(event, "demo");
@@ -404,7 +404,7 @@ fn sigkill_during_restore_or_create_leaves_old_or_new() {
             (true, 0) => old += 1,
             (false, 1) => {
                 snapshot::read(&snaps[0].1)
-                    .and_then(|s| s.restore().map(|_| ()))
+                    .and_then(|mut s| s.restore().map(|_| ()))
                     .unwrap_or_else(|e| panic!("cycle {cycle}: restored a bad snapshot: {e}"));
                 new += 1;
                 reset(&target);
@@ -431,7 +431,7 @@ fn sigkill_during_restore_or_create_leaves_old_or_new() {
         child.wait().unwrap();
         if out.exists() {
             snapshot::read(&out)
-                .and_then(|s| s.restore().map(|_| ()))
+                .and_then(|mut s| s.restore().map(|_| ()))
                 .unwrap_or_else(|e| panic!("cycle {cycle} (seed {seed}): a half snapshot: {e}"));
         }
     }

@@ -435,7 +435,7 @@ pub fn recover(
         message: e.to_string(),
     })?;
     for (_, path) in listed {
-        let loaded = snapshot::read(&path).and_then(|snap| {
+        let loaded = snapshot::read(&path).and_then(|mut snap| {
             let restored = snap.restore()?;
             Ok((snap, restored))
         });

@@ -54,7 +54,7 @@ pub fn create(
 pub fn restore(file: &Path, data_dir: &Path, force: bool) -> anyhow::Result<snapshot::Header> {
     repair_interrupted_restore(data_dir)?;
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let snap = snapshot::decode(&bytes).with_context(|| format!("{}", file.display()))?;
+    let mut snap = snapshot::decode(&bytes).with_context(|| format!("{}", file.display()))?;
     snap.restore()
         .with_context(|| format!("{}", file.display()))?;
     let non_empty = std::fs::read_dir(data_dir)

@@ -306,8 +306,9 @@ impl Snapshot {
 
     /// Rebuilds every event and section, checking each section's state
     /// (no seat with two owners, counts that add up) and that the header's
-    /// counts match the body.
-    pub fn restore(&self) -> Result<Restored, SnapshotError> {
+    /// counts match the body. Takes the sections' holds and bookings out
+    /// of the body (`SectionSnap::take_parts`): a snapshot restores once.
+    pub fn restore(&mut self) -> Result<Restored, SnapshotError> {
         self.check_ranges()?;
         let mut events = Vec::new();
         let mut rooms = std::collections::HashMap::new();
@@ -330,7 +331,7 @@ impl Snapshot {
                 "the header and the body list different events".into(),
             ));
         }
-        for (e, h) in self.body.events.iter().zip(&self.header.events) {
+        for (e, h) in self.body.events.iter_mut().zip(&self.header.events) {
             let layout_err = |message: String| SnapshotError::Layout {
                 event: h.id.clone(),
                 message,
@@ -355,14 +356,14 @@ impl Snapshot {
             }
             let mut sections = Vec::new();
             let (mut held, mut sold) = (0u64, 0u64);
-            for (layout, s) in def.sections.iter().zip(&e.sections) {
+            for (layout, s) in def.sections.iter().zip(&mut e.sections) {
                 if layout.id != s.id {
                     return Err(SnapshotError::Inconsistent(format!(
                         "event {:?}: section {:?} where the layout has {:?}",
                         def.id, s.id, layout.id
                     )));
                 }
-                let parts = s.to_parts(layout).map_err(|m| {
+                let parts = s.take_parts(layout).map_err(|m| {
                     SnapshotError::Inconsistent(format!("{}/{}: {m}", def.id, s.id))
                 })?;
                 let section =

@@ -348,10 +348,10 @@ fn claim_snap(c: &Claim) -> ClaimSnap {
     }
 }
 
-fn claim(c: &ClaimSnap) -> Claim {
+fn claim(c: ClaimSnap) -> Claim {
     match c {
-        ClaimSnap::Seats(s) => Claim::Seats(s.clone().into()),
-        ClaimSnap::Quantity(n) => Claim::Quantity(*n),
+        ClaimSnap::Seats(s) => Claim::Seats(s.into()),
+        ClaimSnap::Quantity(n) => Claim::Quantity(n),
     }
 }
 
@@ -494,43 +494,46 @@ impl SectionSnap {
     /// write, hold numbers that cannot overflow, ids and texts within the
     /// lengths the API takes) and claims that fit the layout's kind; the
     /// section checks the rest (sequences, seats with one owner each).
-    pub fn to_parts(&self, layout: &SectionLayout) -> Result<SectionParts, String> {
+    /// Moves the holds' and bookings' texts and seats out (what the
+    /// sections keep is what was decoded, not a copy of it: a copy would
+    /// leave the decoded half free between kept ones, memory that stays
+    /// resident); `self` keeps its numbers, with no holds, bookings, ended
+    /// holds or check-ins.
+    pub fn take_parts(&mut self, layout: &SectionLayout) -> Result<SectionParts, String> {
         self.check_ranges()?;
         let seated = matches!(layout.kind, SectionKind::Seated(_));
-        let check = |c: &ClaimSnap| match (c, seated) {
-            (ClaimSnap::Seats(_), true) | (ClaimSnap::Quantity(_), false) => Ok(claim(c)),
+        let check = |c: ClaimSnap| match (c, seated) {
+            (c @ ClaimSnap::Seats(_), true) | (c @ ClaimSnap::Quantity(_), false) => Ok(claim(c)),
             _ => Err("a claim does not match the section's kind".to_owned()),
         };
         Ok(SectionParts {
             next_hold: self.next_hold,
             next_booking: self.next_booking,
-            holds: self
-                .holds
-                .iter()
+            holds: std::mem::take(&mut self.holds)
+                .into_iter()
                 .map(|h| {
                     Ok(Hold {
                         seq: h.seq,
                         secret: h.secret,
-                        fan: Arc::clone(&h.fan),
-                        claim: check(&h.claim)?,
+                        fan: h.fan,
+                        claim: check(h.claim)?,
                         created_at_ms: h.created_at_ms,
                         expires_at_ms: h.expires_at_ms,
                     })
                 })
                 .collect::<Result<_, String>>()?,
-            bookings: self
-                .bookings
-                .iter()
+            bookings: std::mem::take(&mut self.bookings)
+                .into_iter()
                 .map(|b| {
                     Ok(Booking {
                         seq: b.seq,
                         secret: b.secret,
                         hold_seq: b.hold_seq,
-                        fan: Arc::clone(&b.fan),
-                        claim: check(&b.claim)?,
-                        email: b.email.clone(),
+                        fan: b.fan,
+                        claim: check(b.claim)?,
+                        email: b.email,
                         lang: b.lang.into(),
-                        payment_ref: b.payment_ref.clone(),
+                        payment_ref: b.payment_ref,
                         confirmed_at_ms: b.confirmed_at_ms,
                         status: match b.cancelled_at_ms {
                             None => BookingStatus::Confirmed,
@@ -539,9 +542,8 @@ impl SectionSnap {
                     })
                 })
                 .collect::<Result<_, String>>()?,
-            ended: self
-                .ended
-                .iter()
+            ended: std::mem::take(&mut self.ended)
+                .into_iter()
                 .map(|e| {
                     (
                         e.seq,
@@ -554,9 +556,8 @@ impl SectionSnap {
                     )
                 })
                 .collect(),
-            check_ins: self
-                .check_ins
-                .iter()
+            check_ins: std::mem::take(&mut self.check_ins)
+                .into_iter()
                 .map(|c| (c.booking, c.place, c.at_ms))
                 .collect(),
         })

@@ -188,7 +188,7 @@ mod tests {
         };
         let bytes = postcard::to_stdvec(&v1).unwrap();
         let back: BodyV1 = postcard::from_bytes(&bytes).unwrap();
-        let body = Body::from(back);
+        let mut body = Body::from(back);
         let layout = Arc::new(SectionLayout {
             id: "F".into(),
             name: "Floor".into(),
@@ -204,7 +204,7 @@ mod tests {
             hold_ttl_ms: 60_000,
             tickets_per_fan_max: None,
         };
-        let parts = body.events[0].sections[0].to_parts(&layout).unwrap();
+        let parts = body.events[0].sections[0].take_parts(&layout).unwrap();
         let s = Section::from_parts(layout, limits, parts).unwrap();
         assert_eq!(&*s.find_hold(2, 22, ANONYMOUS).unwrap().fan, ANONYMOUS);
         assert_eq!(

@@ -68,6 +68,8 @@ pub struct State {
     /// Calls of `fsync` on files and on directories.
     pub file_syncs: u64,
     pub dir_syncs: u64,
+    /// Files and directories open (opened or created, not yet released).
+    open: u64,
 }
 
 /// What a cut dropped.
@@ -88,10 +90,25 @@ pub struct CutReport {
 pub struct CutFs(Arc<Mutex<State>>);
 
 /// A mount of it; unmounted when dropped.
-pub struct Mounted(Option<fuser::BackgroundSession>);
+pub struct Mounted(Option<fuser::BackgroundSession>, CutFs);
+
+/// How long an unmount waits for the kernel to release what was closed.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Mounted {
+    /// The kernel releases a closed file after `close` returns (FUSE's
+    /// RELEASE is sent asynchronously), and a mount with a release still
+    /// to come is busy: unmounting then fails with EBUSY and leaves it
+    /// mounted. So wait until everything opened was released.
+    fn wait_released(&self) {
+        let started = std::time::Instant::now();
+        while self.1.state().open > 0 && started.elapsed() < RELEASE_WAIT {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     pub fn unmount(mut self) {
+        self.wait_released();
         if let Some(s) = self.0.take() {
             match s.umount_and_join() {
                 Ok(()) => {}
@@ -110,6 +127,9 @@ impl Mounted {
 
 impl Drop for Mounted {
     fn drop(&mut self) {
+        if self.0.is_some() {
+            self.wait_released();
+        }
         if let Some(s) = self.0.take() {
             let _ = s.umount_and_join();
         }
@@ -141,6 +161,7 @@ impl CutFs {
             nodes,
             next_ino: 2,
             file_syncs: 0,
+            open: 0,
             dir_syncs: 0,
         })))
     }
@@ -158,7 +179,7 @@ impl CutFs {
         ];
         let session = fuser::spawn_mount(Fs(self.clone()), dir, &config)
             .unwrap_or_else(|e| panic!("mount the power-cut filesystem on {}: {e}", dir.display()));
-        Mounted(Some(session))
+        Mounted(Some(session), self.clone())
     }
 
     /// The power goes: everything not synced is dropped; with `tear`
@@ -548,10 +569,47 @@ impl Filesystem for Fs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.st().nodes.get(&ino.0) {
-            Some(_) => reply.opened(FileHandle(0), FopenFlags::empty()),
+        let mut st = self.st();
+        match st.nodes.get(&ino.0) {
+            Some(_) => {
+                st.open += 1;
+                reply.opened(FileHandle(0), FopenFlags::empty())
+            }
             None => reply.error(Errno::ENOENT),
         }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let mut st = self.st();
+        st.open = st.open.saturating_sub(1);
+        reply.ok()
+    }
+
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.st().open += 1;
+        reply.opened(FileHandle(0), FopenFlags::empty())
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        let mut st = self.st();
+        st.open = st.open.saturating_sub(1);
+        reply.ok()
     }
 
     fn read(
@@ -683,13 +741,16 @@ impl Filesystem for Fs {
     ) {
         let mut st = self.st();
         match st.add(parent.0, name, new_file(), (mode & !umask & 0o7777) as u16) {
-            Ok(ino) => reply.created(
-                &TTL,
-                &st.attr(ino).expect("made"),
-                Generation(0),
-                FileHandle(0),
-                FopenFlags::empty(),
-            ),
+            Ok(ino) => {
+                st.open += 1;
+                reply.created(
+                    &TTL,
+                    &st.attr(ino).expect("made"),
+                    Generation(0),
+                    FileHandle(0),
+                    FopenFlags::empty(),
+                )
+            }
             Err(e) => reply.error(e),
         }
     }

@@ -19,7 +19,7 @@ use super::venue::{Limits, SectionKind, SectionLayout};
 /// How many holds, by number, a section remembers the end of, so that
 /// confirming a hold that expired answers "expired" rather than "not
 /// found": at least the last `HOLD_TOMBSTONES_MAX` holds created. Older
-/// ones are forgotten (16 bytes each are kept, live or ended).
+/// ones are forgotten (8 bytes each are kept, live or ended).
 pub const HOLD_TOMBSTONES_MAX: usize = 65_536;
 
 /// Stale expiry entries (of holds that ended otherwise) a section keeps
@@ -200,8 +200,9 @@ pub struct SectionParts {
     pub next_booking: u64,
     pub holds: Vec<Hold>,
     pub bookings: Vec<Booking>,
-    /// (hold, its secret masked by its fan's [`fan_tag`], how it ended),
-    /// oldest first.
+    /// (hold, the low 32 bits of its secret masked by its fan's
+    /// [`fan_tag`] (all a section keeps, [`ended_check`]), how it
+    /// ended), oldest first.
     pub ended: Vec<(u64, u64, HoldEnd)>,
     /// Tickets checked in: (booking, place from 1, when), in that order.
     pub check_ins: Vec<(u64, u32, u64)>,
@@ -421,41 +422,63 @@ enum Places {
 }
 
 /// Slots per chunk of the tombstone window (4 KiB): the window grows and
-/// drops a chunk at a time, so it costs 16 bytes a hold and at most one
+/// drops a chunk at a time, so it costs 8 bytes a hold and at most one
 /// chunk of slack, where a ring that doubles would keep up to twice that.
-const TOMBSTONE_CHUNK: usize = 256;
+const TOMBSTONE_CHUNK: usize = 512;
 
-type TombstoneChunk = Box<[(u64, u64); TOMBSTONE_CHUNK]>;
+type TombstoneChunk = Box<[(u32, u32); TOMBSTONE_CHUNK]>;
+
+/// What an ended hold keeps of its secret, masked by its fan's tag: the
+/// low 32 bits. Enough, since only the fan who held it (its token) ever
+/// gets an answer, and only with the hold's number and this check: a
+/// fan guessing their own hold's check learns, at odds of 2^-32 a try,
+/// how a hold of theirs ended.
+pub fn ended_check(secret: u64, fan: &str) -> u64 {
+    u64::from((secret ^ fan_tag(fan)) as u32)
+}
 
 /// How the holds numbered `first..first + len` ended: a window over at
 /// least the last `HOLD_TOMBSTONES_MAX` hold numbers (and fewer than
-/// `TOMBSTONE_CHUNK` more), one 16-byte slot each, found by subtraction.
+/// `TOMBSTONE_CHUNK` more), one 8-byte slot each, found by subtraction.
 #[derive(Debug, Default)]
 struct Tombstones {
     /// A multiple of `TOMBSTONE_CHUNK`.
     first: u64,
     len: usize,
-    /// (secret, `end_code`) by hold number from `first`; the last chunk
-    /// may be partly used.
+    /// ([`ended_check`], `end_code`) by hold number from `first`; the
+    /// last chunk may be partly used.
     chunks: VecDeque<TombstoneChunk>,
 }
 
 /// A hold's end as one number: 0 not ended (live, or never known),
-/// 1 released, 2 expired, 3 + n confirmed as booking n.
-fn end_code(end: HoldEnd) -> u64 {
+/// 1 released, 2 expired, 3 + n confirmed as booking n, and
+/// `CONFIRMED_FAR` confirmed as a booking numbered past what 32 bits
+/// hold (never in a sale: each booking takes a seat), found by its hold.
+fn end_code(end: HoldEnd) -> u32 {
     match end {
         HoldEnd::Released => 1,
         HoldEnd::Expired => 2,
-        HoldEnd::Confirmed { booking } => 3 + booking,
+        HoldEnd::Confirmed { booking } => u32::try_from(booking)
+            .ok()
+            .and_then(|b| b.checked_add(3))
+            .filter(|&c| c != CONFIRMED_FAR)
+            .unwrap_or(CONFIRMED_FAR),
     }
 }
 
-fn end_of(code: u64) -> Option<HoldEnd> {
+const CONFIRMED_FAR: u32 = u32::MAX;
+
+/// How a hold ended, from its code; `None` for a hold not ended, and
+/// `Some(Err(()))` for one confirmed as a booking to look up by hold.
+fn end_of(code: u32) -> Option<Result<HoldEnd, ()>> {
     match code {
         0 => None,
-        1 => Some(HoldEnd::Released),
-        2 => Some(HoldEnd::Expired),
-        n => Some(HoldEnd::Confirmed { booking: n - 3 }),
+        1 => Some(Ok(HoldEnd::Released)),
+        2 => Some(Ok(HoldEnd::Expired)),
+        CONFIRMED_FAR => Some(Err(())),
+        n => Some(Ok(HoldEnd::Confirmed {
+            booking: u64::from(n - 3),
+        })),
     }
 }
 
@@ -495,25 +518,26 @@ impl Tombstones {
         (i < self.len).then_some(i)
     }
 
-    fn slot(&mut self, seq: u64) -> Option<&mut (u64, u64)> {
+    fn slot(&mut self, seq: u64) -> Option<&mut (u32, u32)> {
         let i = self.index(seq)?;
         Some(&mut self.chunks[i / TOMBSTONE_CHUNK][i % TOMBSTONE_CHUNK])
     }
 
-    fn ended(&self, seq: u64) -> Option<(u64, HoldEnd)> {
+    /// The check and end code of hold `seq`, if it ended.
+    fn ended(&self, seq: u64) -> Option<(u64, Result<HoldEnd, ()>)> {
         let i = self.index(seq)?;
-        let (secret, code) = self.chunks[i / TOMBSTONE_CHUNK][i % TOMBSTONE_CHUNK];
-        Some((secret, end_of(code)?))
+        let (check, code) = self.chunks[i / TOMBSTONE_CHUNK][i % TOMBSTONE_CHUNK];
+        Some((u64::from(check), end_of(code)?))
     }
 
-    /// (seq, secret, end) of every remembered end, by hold number.
-    fn iter(&self) -> impl Iterator<Item = (u64, u64, HoldEnd)> + '_ {
+    /// (seq, check, end code) of every remembered end, by hold number.
+    fn iter(&self) -> impl Iterator<Item = (u64, u64, Result<HoldEnd, ()>)> + '_ {
         self.chunks
             .iter()
             .flat_map(|c| c.iter())
             .take(self.len)
             .zip(self.first..)
-            .filter_map(|(&(secret, code), seq)| Some((seq, secret, end_of(code)?)))
+            .filter_map(|(&(check, code), seq)| Some((seq, u64::from(check), end_of(code)?)))
     }
 }
 
@@ -960,6 +984,18 @@ impl Section {
         }
     }
 
+    /// How hold `seq` ended, its code read: a booking number past 32
+    /// bits is found by its hold (`from_parts` checked it is there).
+    fn end(&self, seq: u64, end: Result<HoldEnd, ()>) -> HoldEnd {
+        end.unwrap_or_else(|()| {
+            let booking = self.bookings.iter().rev().find(|b| b.hold_seq == seq);
+            debug_assert!(booking.is_some(), "hold {seq} confirmed as a booking");
+            HoldEnd::Confirmed {
+                booking: booking.map_or(u64::MAX, |b| b.seq),
+            }
+        })
+    }
+
     fn live_hold(&self, seq: u64, secret: u64, fan: &str) -> Result<&Hold, CommandError> {
         if let Some(h) = self.holds.get(&seq) {
             if h.secret == secret && &*h.fan == fan {
@@ -968,14 +1004,16 @@ impl Section {
             return Err(CommandError::HoldNotFound);
         }
         match self.ended.ended(seq) {
-            Some((s, end)) if s == secret ^ fan_tag(fan) => Err(match end {
-                HoldEnd::Released => CommandError::HoldReleased,
-                HoldEnd::Expired => CommandError::HoldExpired,
-                HoldEnd::Confirmed { booking } => CommandError::HoldConfirmed {
-                    booking,
-                    booking_secret: self.booking(booking).map_or(0, |b| b.secret),
-                },
-            }),
+            Some((check, end)) if check == ended_check(secret, fan) => {
+                Err(match self.end(seq, end) {
+                    HoldEnd::Released => CommandError::HoldReleased,
+                    HoldEnd::Expired => CommandError::HoldExpired,
+                    HoldEnd::Confirmed { booking } => CommandError::HoldConfirmed {
+                        booking,
+                        booking_secret: self.booking(booking).map_or(0, |b| b.secret),
+                    },
+                })
+            }
             _ => Err(CommandError::HoldNotFound),
         }
     }
@@ -1060,7 +1098,11 @@ impl Section {
         let mut holds: Vec<Hold> = self.holds.values().cloned().collect();
         holds.sort_by_key(|h| h.seq);
         let bookings: Vec<Booking> = self.bookings().cloned().collect();
-        let ended = self.ended.iter().collect();
+        let ended = self
+            .ended
+            .iter()
+            .map(|(seq, check, end)| (seq, check, self.end(seq, end)))
+            .collect();
         let mut check_ins: Vec<(u64, u32, u64)> = self
             .check_ins
             .iter()
@@ -1133,7 +1175,17 @@ impl Section {
                 if slot.1 != 0 {
                     return Err(ApplyError(format!("hold {seq} ended twice")));
                 }
-                *slot = (secret, end_code(end));
+                *slot = (secret as u32, end_code(end));
+                if slot.1 == CONFIRMED_FAR
+                    && !s
+                        .bookings
+                        .iter()
+                        .any(|b| b.hold_seq == seq && end == HoldEnd::Confirmed { booking: b.seq })
+                {
+                    return Err(ApplyError(format!(
+                        "hold {seq} ended in a booking it did not make"
+                    )));
+                }
             }
         }
         for (booking, place, at_ms) in parts.check_ins {
@@ -1375,7 +1427,7 @@ impl Section {
         // A hold older than the window is forgotten, as if it had ended
         // long ago.
         if let Some(slot) = self.ended.slot(h.seq) {
-            *slot = (h.secret ^ fan_tag(&h.fan), end_code(end));
+            *slot = (ended_check(h.secret, &h.fan) as u32, end_code(end));
         }
     }
 
@@ -1508,6 +1560,33 @@ fn longest_run(owner: &[Place], first: u32, len: u32) -> u32 {
 mod tests {
     use super::*;
     use crate::venue::{Row, SeatMap};
+
+    #[test]
+    fn an_end_fits_its_code_whatever_the_booking_number() {
+        for end in [
+            HoldEnd::Released,
+            HoldEnd::Expired,
+            HoldEnd::Confirmed { booking: 0 },
+            HoldEnd::Confirmed {
+                booking: u64::from(u32::MAX) - 4,
+            },
+        ] {
+            assert_eq!(end_of(end_code(end)), Some(Ok(end)), "{end:?}");
+        }
+        // Past 32 bits, the code says "confirmed, look up the booking by
+        // its hold" rather than a wrong number.
+        for booking in [u64::from(u32::MAX) - 3, u64::from(u32::MAX), 1 << 40] {
+            let code = end_code(HoldEnd::Confirmed { booking });
+            assert_eq!(end_of(code), Some(Err(())), "{booking}");
+        }
+        assert_eq!(end_of(0), None);
+        // A check is what the section compares: 32 bits of the masked
+        // secret, the same from live operation and from a snapshot.
+        let fan = "member-1";
+        assert_eq!(ended_check(0xdead_beef_0123_4567, fan) >> 32, 0);
+        assert_ne!(ended_check(1, fan), ended_check(2, fan));
+        assert_ne!(ended_check(1, fan), ended_check(1, "member-2"));
+    }
 
     const TTL_MS: u64 = 60_000;
 

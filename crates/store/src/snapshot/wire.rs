@@ -282,7 +282,9 @@ pub enum EndSnap {
 pub struct EndedSnap {
     pub seq: u64,
     /// The hold's secret xor its fan's `domain::fan_tag`: the end of a hold
-    /// answers only the fan who held it.
+    /// answers only the fan who held it. Sections keep and compare its
+    /// low 32 bits (`domain::ended_check`), and write only those since
+    /// 2026-12-07; older files' full 64 bits read the same.
     pub secret: u64,
     pub end: EndSnap,
 }

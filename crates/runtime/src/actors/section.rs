@@ -35,7 +35,7 @@ use super::views::{SeatBoard, SeatNote, FREE, HELD, SOLD};
 use crate::clock::Clock;
 use crate::domain::{
     Addressee, BookingRead, Caller, Change, Claim, CommandError, EventDef, FanId, Hold, HoldView,
-    Outcome, PlacesMoved, Section, SectionName, TicketBinding,
+    Outcome, PlacesMoved, Seats, Section, SectionName, TicketBinding,
 };
 use crate::journal::{encode, IdemTag, Journal, Note, Record};
 use crate::mail::{Enqueue, MailEntry};
@@ -539,7 +539,7 @@ impl SectionActor {
 
     /// The seats `change` (not applied yet) moves and the state they all
     /// end in; `None` when it moves none (a check-in).
-    fn seats_moved(&self, change: &Change) -> Option<(Box<[u32]>, u8)> {
+    fn seats_moved(&self, change: &Change) -> Option<(Seats, u8)> {
         let s = &self.section;
         let (claim, to) = match change {
             Change::HoldCreated { claim, .. } => (claim, HELD),
@@ -552,7 +552,7 @@ impl SectionActor {
         };
         let seats = match claim {
             Claim::Seats(seats) => seats.clone(),
-            Claim::Quantity(_) => Box::default(),
+            Claim::Quantity(_) => Seats::default(),
         };
         Some((seats, to))
     }

@@ -312,7 +312,7 @@ impl SeatBoard {
 /// state, and the section's counts after it.
 pub struct SeatNote {
     pub board: Arc<SeatBoard>,
-    pub seats: Box<[u32]>,
+    pub seats: crate::domain::Seats,
     pub to: u8,
     pub counts: SectionCounts,
     /// A hold it creates or ends, for its fan's list of live holds.

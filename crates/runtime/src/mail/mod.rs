@@ -517,7 +517,7 @@ impl Mailer {
         OutboxItem {
             id: key.to_string(),
             kind: key.kind,
-            email: slot.booking.email.clone(),
+            email: slot.booking.email.to_string(),
             state: slot.state,
             attempts: slot.attempts,
             next_at_ms: slot.next_at_ms,

@@ -181,7 +181,7 @@ impl Renderer {
             .booking
             .email
             .parse()
-            .map_err(|_| RenderError::Recipient(entry.booking.email.clone()))?;
+            .map_err(|_| RenderError::Recipient(entry.booking.email.to_string()))?;
         let def = &entry.def;
         let layout = &entry.layout;
         let (seats, qty) = seats_of(entry);

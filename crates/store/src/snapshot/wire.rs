@@ -384,9 +384,9 @@ impl SectionSnap {
                     hold_seq: b.hold_seq,
                     fan: Arc::clone(&b.fan),
                     claim: claim_snap(&b.claim),
-                    email: b.email.clone(),
+                    email: b.email.to_string(),
                     lang: b.lang.into(),
-                    payment_ref: b.payment_ref.clone(),
+                    payment_ref: b.payment_ref.to_string(),
                     confirmed_at_ms: b.confirmed_at_ms,
                     cancelled_at_ms: match b.status {
                         BookingStatus::Confirmed => None,
@@ -533,9 +533,9 @@ impl SectionSnap {
                         hold_seq: b.hold_seq,
                         fan: b.fan,
                         claim: check(b.claim)?,
-                        email: b.email,
+                        email: b.email.into_boxed_str(),
                         lang: b.lang.into(),
-                        payment_ref: b.payment_ref,
+                        payment_ref: b.payment_ref.into_boxed_str(),
                         confirmed_at_ms: b.confirmed_at_ms,
                         status: match b.cancelled_at_ms {
                             None => BookingStatus::Confirmed,

@@ -163,11 +163,9 @@ impl Application {
             arbiters,
             args.mail_enabled.then(|| mailer.clone().recipient()),
         ));
-        for (_, e) in recovered.state.events {
-            registry
-                .start_event(e.def, e.phases, e.sections, e.room, e.created_at_ms)
-                .context("starting the recovered events")?;
-        }
+        registry
+            .start_recovered(recovered.state.events.into_values())
+            .context("starting the recovered events")?;
 
         let demo_is_ours = sharding.as_ref().is_none_or(|s| s.check("demo").is_ok());
         if args.demo && args.demo_event && demo_is_ours && registry.get("demo").is_none() {

@@ -30,7 +30,7 @@ const FN_LINES_MAX: usize = 120;
 /// kind. Shorten one, lower its figure; none is added.
 const LONG_FNS: &[(&str, &str, usize)] = &[
     ("crates/runtime/src/metrics.rs", "new", 232),
-    ("src/app.rs", "build", 180),
+    ("src/app.rs", "build", 178),
     ("crates/store/src/layout.rs", "build", 178),
     ("crates/loadgen/src/lib.rs", "execute", 170),
     ("crates/http/src/lib.rs", "configure", 162),
@@ -263,7 +263,7 @@ fn planted_violations_are_caught() {
             FN_LINES_MAX + 1
         )]
     );
-    assert!(check_file("src/app.rs", &body("build", 180)).is_empty());
+    assert!(check_file("src/app.rs", &body("build", 178)).is_empty());
     assert_eq!(check_file("src/app.rs", &body("build", 181)).len(), 1);
     // A trait's declaration has no body to count.
     assert!(check_file(

@@ -369,6 +369,21 @@ impl Registry {
             .collect()
     }
 
+    /// Starts the events recovery rebuilt, then gives back to the OS what
+    /// recovery freed and starting them did not take again (their indexes
+    /// built from the sections: fans' lists and counts, payment
+    /// references, seat boards).
+    pub fn start_recovered(
+        &self,
+        events: impl IntoIterator<Item = crate::recovery::RecoveredEvent>,
+    ) -> Result<(), RegistryError> {
+        for e in events {
+            self.start_event(e.def, e.phases, e.sections, e.room, e.created_at_ms)?;
+        }
+        crate::recovery::release_freed_memory();
+        Ok(())
+    }
+
     /// Starts the actors of an event whose sections are already built
     /// (fresh, or replayed from the journal). `Unavailable` once the
     /// registry is shutting down (a journaled event starts on the next

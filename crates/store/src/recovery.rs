@@ -158,7 +158,10 @@ impl<'a> Replay<'a> {
         Replay { state, remember }
     }
 
-    pub fn into_state(self) -> State {
+    /// The state replayed, its tables no larger than what they hold now
+    /// that nothing more is added at once.
+    pub fn into_state(mut self) -> State {
+        self.state.outbox.shrink_to_fit();
         self.state
     }
 
@@ -312,8 +315,9 @@ impl<'a> Replay<'a> {
         Ok(())
     }
 
-    /// Puts a checked snapshot's state in place of an empty start.
-    fn load_snapshot(
+    /// Puts a checked snapshot's state (`restored`, from `snap`) in place
+    /// of an empty start.
+    pub fn load_snapshot(
         &mut self,
         snap: &snapshot::Snapshot,
         restored: snapshot::Restored,
@@ -486,10 +490,8 @@ pub fn recover(
         }
         replay.apply(batch, record)
     })?;
-    let mut state = replay.into_state();
-    state.outbox.shrink_to_fit();
     Ok(Recovered {
-        state,
+        state: replay.into_state(),
         records,
         snapshot: snapshot_pos,
         position,

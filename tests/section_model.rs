@@ -577,9 +577,7 @@ impl Harness {
                 }
             }
             for b in self.section.bookings() {
-                if let (Claim::Seats(s), boxoffice::domain::BookingStatus::Confirmed) =
-                    (&b.claim, b.status)
-                {
+                if let (Claim::Seats(s), true) = (&b.claim, b.status.is_confirmed()) {
                     s.iter().for_each(|&i| owners[i as usize] += 1);
                 }
             }

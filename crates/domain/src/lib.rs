@@ -25,10 +25,10 @@ pub use ids::{is_valid_name, BookingRef, HoldRef, SectionName};
 pub use lang::Lang;
 pub use sale::{take_places, Admission, SalePhase, SalePhases};
 pub use section::{
-    booking_tag, ended_check, fan_tag, Addressee, Booking, BookingRead, BookingStatus, Caller,
-    CategoryCounts, Change, Claim, CommandError, FanId, Hold, HoldEnd, HoldView, Outcome,
-    PlacesMoved, Seats, Section, SectionCounts, SectionParts, TicketBinding, EMAIL_LEN_MAX,
-    FAN_ID_LEN_MAX, PAYMENT_REF_LEN_MAX,
+    booking_tag, ended_check, fan_tag, Addressee, Booking, BookingRead, BookingStatus,
+    BookingTexts, Caller, CategoryCounts, Change, Claim, CommandError, FanId, Hold, HoldEnd,
+    HoldView, Outcome, PlacesMoved, Seats, Section, SectionCounts, SectionParts, TicketBinding,
+    EMAIL_LEN_MAX, FAN_ID_LEN_MAX, PAYMENT_REF_LEN_MAX,
 };
 pub use venue::{Category, EventDef, Limits, MapArea, Row, SeatMap, SectionKind, SectionLayout};
 pub use waiting_room::{

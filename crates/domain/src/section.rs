@@ -190,10 +190,36 @@ pub struct Hold {
     pub expires_at_ms: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BookingStatus {
-    Confirmed,
-    Cancelled { at_ms: u64 },
+/// Whether a booking stands, or when it was cancelled: one `u64` (an
+/// enum holding the time would take 16 bytes, in every booking).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct BookingStatus(u64);
+
+impl BookingStatus {
+    pub const CONFIRMED: BookingStatus = BookingStatus(u64::MAX);
+
+    /// Cancelled at `at_ms` (a time no clock reaches is kept one less).
+    pub fn cancelled(at_ms: u64) -> BookingStatus {
+        BookingStatus(at_ms.min(u64::MAX - 1))
+    }
+
+    /// When it was cancelled, if it was.
+    pub fn cancelled_at(self) -> Option<u64> {
+        (self != BookingStatus::CONFIRMED).then_some(self.0)
+    }
+
+    pub fn is_confirmed(self) -> bool {
+        self == BookingStatus::CONFIRMED
+    }
+}
+
+impl std::fmt::Debug for BookingStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.cancelled_at() {
+            None => f.write_str("Confirmed"),
+            Some(at_ms) => write!(f, "Cancelled {{ at_ms: {at_ms} }}"),
+        }
+    }
 }
 
 /// Longest email address a booking keeps (RFC 5321's path limit).
@@ -214,14 +240,77 @@ pub struct Booking {
     /// The fan whose hold this booking confirmed.
     pub fan: FanId,
     pub claim: Claim,
-    /// Boxed, not `String`: kept for every booking of a sale, and a
-    /// capacity of its own would cost 8 bytes each.
-    pub email: Box<str>,
-    /// The language of its emails.
-    pub lang: Lang,
-    pub payment_ref: Box<str>,
+    /// Where its emails go, in which language, and what paid for it.
+    pub texts: BookingTexts,
     pub confirmed_at_ms: u64,
     pub status: BookingStatus,
+}
+
+impl Booking {
+    pub fn email(&self) -> &str {
+        self.texts.email()
+    }
+
+    /// The language of its emails.
+    pub fn lang(&self) -> Lang {
+        self.texts.lang
+    }
+
+    pub fn payment_ref(&self) -> &str {
+        self.texts.payment_ref()
+    }
+}
+
+/// A booking's email address and payment reference, one after the other
+/// in one allocation, and the language of its emails: 24 bytes and one
+/// malloc chunk, where two boxed strings took 32 bytes and two chunks.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BookingTexts {
+    text: Box<str>,
+    email_len: u32,
+    pub lang: Lang,
+}
+
+impl BookingTexts {
+    pub fn new(email: &str, lang: Lang, payment_ref: &str) -> BookingTexts {
+        let mut text = String::with_capacity(email.len() + payment_ref.len());
+        text.push_str(email);
+        text.push_str(payment_ref);
+        BookingTexts {
+            text: text.into_boxed_str(),
+            // Emails are at most `EMAIL_LEN_MAX` bytes wherever they come
+            // from; past 4 GiB the split would fall short, never panic.
+            email_len: u32::try_from(email.len()).unwrap_or(u32::MAX),
+            lang,
+        }
+    }
+
+    fn split(&self) -> usize {
+        let at = (self.email_len as usize).min(self.text.len());
+        if self.text.is_char_boundary(at) {
+            at
+        } else {
+            self.text.len()
+        }
+    }
+
+    pub fn email(&self) -> &str {
+        &self.text[..self.split()]
+    }
+
+    pub fn payment_ref(&self) -> &str {
+        &self.text[self.split()..]
+    }
+}
+
+impl std::fmt::Debug for BookingTexts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BookingTexts")
+            .field("email", &self.email())
+            .field("lang", &self.lang)
+            .field("payment_ref", &self.payment_ref())
+            .finish()
+    }
 }
 
 /// Where a booking's emails go, and in which language.
@@ -894,7 +983,7 @@ impl Section {
         now_ms: u64,
     ) -> Result<Change, CommandError> {
         let b = self.find_booking(booking, secret, by)?;
-        if b.status != BookingStatus::Confirmed {
+        if b.status != BookingStatus::CONFIRMED {
             return Err(CommandError::BookingCancelled);
         }
         // A ticket used at the door: its seat is taken tonight, so the fan
@@ -942,7 +1031,7 @@ impl Section {
         if !fits {
             return Err(CommandError::TicketNotFound);
         }
-        if let BookingStatus::Cancelled { .. } = b.status {
+        if !b.status.is_confirmed() {
             return Err(CommandError::TicketCancelled);
         }
         if let Some(at_ms) = self.checked_in(booking, place) {
@@ -969,7 +1058,7 @@ impl Section {
         let booked = self
             .bookings
             .iter()
-            .filter(|b| b.status == BookingStatus::Confirmed)
+            .filter(|b| b.status == BookingStatus::CONFIRMED)
             .map(|b| (&b.fan, b.claim.count()));
         held.chain(booked)
     }
@@ -1224,7 +1313,7 @@ impl Section {
             if b.seq != i as u64 {
                 return Err(ApplyError(format!("booking {} is out of sequence", b.seq)));
             }
-            if b.status == BookingStatus::Confirmed {
+            if b.status == BookingStatus::CONFIRMED {
                 check_claim(&s, &b.claim, &format!("booking {}", b.seq))?;
                 s.move_places(&b.claim, Move::Hold);
                 s.move_places(&b.claim, Move::Sell);
@@ -1373,11 +1462,9 @@ impl Section {
                     hold_seq: *hold,
                     fan: h.fan,
                     claim: h.claim,
-                    email: email.as_str().into(),
-                    lang: *lang,
-                    payment_ref: payment_ref.as_str().into(),
+                    texts: BookingTexts::new(email, *lang, payment_ref),
                     confirmed_at_ms: *at_ms,
-                    status: BookingStatus::Confirmed,
+                    status: BookingStatus::CONFIRMED,
                 }));
                 self.next_booking = booking + 1;
                 self.compact_expiries();
@@ -1386,11 +1473,11 @@ impl Section {
                 let b = usize::try_from(*booking)
                     .ok()
                     .and_then(|i| self.bookings.get_mut(i))
-                    .filter(|b| b.status == BookingStatus::Confirmed)
+                    .filter(|b| b.status == BookingStatus::CONFIRMED)
                     .ok_or_else(|| ApplyError(format!("booking {booking} is not confirmed")))?;
                 // An email still owed for the confirmation keeps the
                 // booking as it was; this copies it only then.
-                Arc::make_mut(b).status = BookingStatus::Cancelled { at_ms: *at_ms };
+                Arc::make_mut(b).status = BookingStatus::cancelled(*at_ms);
                 let claim = b.claim.clone();
                 self.move_places(&claim, Move::Cancel);
             }
@@ -1401,7 +1488,7 @@ impl Section {
             } => {
                 let b = self
                     .booking(*booking)
-                    .filter(|b| b.status == BookingStatus::Confirmed && Self::has_place(b, *place))
+                    .filter(|b| b.status == BookingStatus::CONFIRMED && Self::has_place(b, *place))
                     .ok_or_else(|| {
                         ApplyError(format!(
                             "booking {booking} has no confirmed place {place} to check in"
@@ -1551,7 +1638,7 @@ impl Section {
                     claim(&h.claim, Place::Held, format!("hold {}", h.seq));
                 }
                 for b in self.bookings() {
-                    if b.status == BookingStatus::Confirmed {
+                    if b.status == BookingStatus::CONFIRMED {
                         claim(&b.claim, Place::Sold, format!("booking {}", b.seq));
                     }
                 }
@@ -1579,7 +1666,7 @@ impl Section {
                 let h: u32 = self.holds.values().map(|h| h.claim.count()).sum();
                 let s: u32 = self
                     .bookings()
-                    .filter(|b| b.status == BookingStatus::Confirmed)
+                    .filter(|b| b.status == BookingStatus::CONFIRMED)
                     .map(|b| b.claim.count())
                     .sum();
                 assert_eq!((*held, *sold), (h, s));
@@ -1642,6 +1729,32 @@ mod tests {
     use crate::venue::{Row, SeatMap};
 
     #[test]
+    fn a_bookings_texts_split_where_the_email_ends() {
+        let t = BookingTexts::new("fan@example.com", Lang::Ko, "pi_123");
+        assert_eq!(
+            (t.email(), t.payment_ref(), t.lang),
+            ("fan@example.com", "pi_123", Lang::Ko)
+        );
+        let t = BookingTexts::new("", Lang::En, "");
+        assert_eq!((t.email(), t.payment_ref()), ("", ""));
+        let t = BookingTexts::new("팬@example.com", Lang::Ko, "결제-1");
+        assert_eq!((t.email(), t.payment_ref()), ("팬@example.com", "결제-1"));
+        assert_eq!(BookingStatus::cancelled(7).cancelled_at(), Some(7));
+        assert_eq!(
+            BookingStatus::cancelled(u64::MAX).cancelled_at(),
+            Some(u64::MAX - 1)
+        );
+        assert_eq!(BookingStatus::CONFIRMED.cancelled_at(), None);
+        assert!(
+            BookingStatus::CONFIRMED.is_confirmed() && !BookingStatus::cancelled(0).is_confirmed()
+        );
+        assert_eq!(
+            format!("{:?}", BookingStatus::cancelled(5)),
+            "Cancelled { at_ms: 5 }"
+        );
+    }
+
+    #[test]
     fn seats_are_a_slice_kept_inline_up_to_four() {
         for n in 0..=9u32 {
             let v: Vec<u32> = (0..n).map(|i| i * 3 + 1).collect();
@@ -1658,11 +1771,12 @@ mod tests {
         assert_ne!(Seats::from([1, 2]), Seats::from([1, 2, 0]));
         assert_eq!(Seats::default().len(), 0);
         // What every booking keeps: a claim of up to four seats with no
-        // allocation, and the booking in 128 bytes (with its Arc's
-        // counts, 144: one 160-byte malloc chunk).
+        // allocation, and the booking in 104 bytes (with its Arc's
+        // counts, 120: one 128-byte malloc chunk; 8 more would take 144).
         assert_eq!(std::mem::size_of::<Claim>(), 24);
+        assert_eq!(std::mem::size_of::<BookingTexts>(), 24);
         assert!(
-            std::mem::size_of::<Booking>() <= 128,
+            std::mem::size_of::<Booking>() <= 104,
             "{}",
             std::mem::size_of::<Booking>()
         );

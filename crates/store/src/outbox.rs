@@ -23,9 +23,7 @@ use std::sync::Arc;
 use hashbrown::HashTable;
 use rustc_hash::FxHashMap;
 
-use crate::domain::{
-    Booking, BookingStatus, Change, EventDef, Section, SectionLayout, SectionName,
-};
+use crate::domain::{Booking, Change, EventDef, Section, SectionLayout, SectionName};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum MailKind {
@@ -185,8 +183,8 @@ impl MailEntry {
     /// When the booking was confirmed (or cancelled): the email's Date, so
     /// that a resend is the same message.
     pub fn at_ms(&self) -> u64 {
-        match (self.key.kind, self.booking.status) {
-            (MailKind::Cancellation, BookingStatus::Cancelled { at_ms }) => at_ms,
+        match (self.key.kind, self.booking.status.cancelled_at()) {
+            (MailKind::Cancellation, Some(at_ms)) => at_ms,
             _ => self.booking.confirmed_at_ms,
         }
     }
@@ -604,7 +602,7 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{BookingStatus, Claim, Limits, SectionKind};
+    use crate::domain::{BookingStatus, BookingTexts, Claim, Limits, SectionKind};
 
     fn entry(booking: u64) -> MailEntry {
         entry_of("F", booking)
@@ -629,11 +627,9 @@ mod tests {
                 hold_seq: 0,
                 fan: "fan".into(),
                 claim: Claim::Quantity(1),
-                email: "a@b.c".into(),
-                lang: crate::domain::Lang::En,
-                payment_ref: "p".into(),
+                texts: BookingTexts::new("a@b.c", crate::domain::Lang::En, "p"),
                 confirmed_at_ms: 0,
-                status: BookingStatus::Confirmed,
+                status: BookingStatus::CONFIRMED,
             }),
             def: Arc::new(EventDef {
                 id: "demo".into(),

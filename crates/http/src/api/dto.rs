@@ -9,8 +9,8 @@ use utoipa::ToSchema;
 
 use crate::clock::rfc3339_ms;
 use crate::domain::{
-    Booking, BookingRead, BookingRef, BookingStatus, CategoryCounts, Claim, EventDef, Hold,
-    HoldRef, HoldView, SalePhases, SectionCounts, SectionKind, SectionLayout,
+    Booking, BookingRead, BookingRef, CategoryCounts, Claim, EventDef, Hold, HoldRef, HoldView,
+    SalePhases, SectionCounts, SectionKind, SectionLayout,
 };
 use crate::layout::{AreaSpec, SalePhaseSpec, WaitingRoomSpec};
 use crate::mail::{seat_name, OutboxList, Tickets};
@@ -365,7 +365,7 @@ pub fn booking_dto_with_tickets(
 ) -> BookingDto {
     let b = &read.booking;
     let mut dto = booking_dto(def, layout, b);
-    if b.status == BookingStatus::Confirmed {
+    if b.status.is_confirmed() {
         let tickets = key.of_booking(
             &def.id,
             &layout.id,
@@ -425,9 +425,9 @@ pub fn check_in_dto(
 
 pub fn booking_dto(def: &EventDef, layout: &SectionLayout, b: &Booking) -> BookingDto {
     let (seats, quantity) = claim_seats(layout, &b.claim);
-    let (status, cancelled_at) = match b.status {
-        BookingStatus::Confirmed => ("confirmed", None),
-        BookingStatus::Cancelled { at_ms } => ("cancelled", Some(rfc3339_ms(at_ms))),
+    let (status, cancelled_at) = match b.status.cancelled_at() {
+        None => ("confirmed", None),
+        Some(at_ms) => ("cancelled", Some(rfc3339_ms(at_ms))),
     };
     BookingDto {
         id: BookingRef::id(&def.id, &layout.id, b.seq, b.secret),
@@ -435,9 +435,9 @@ pub fn booking_dto(def: &EventDef, layout: &SectionLayout, b: &Booking) -> Booki
         section: layout.id.clone(),
         seats,
         quantity,
-        email: b.email.to_string(),
-        language: b.lang.tag().to_owned(),
-        payment_ref: b.payment_ref.to_string(),
+        email: b.email().to_owned(),
+        language: b.lang().tag().to_owned(),
+        payment_ref: b.payment_ref().to_owned(),
         status: status.to_owned(),
         confirmed_at: rfc3339_ms(b.confirmed_at_ms),
         cancelled_at,

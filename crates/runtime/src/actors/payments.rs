@@ -63,7 +63,7 @@ impl PaymentRefs {
 
     pub fn add_bookings(&self, section: &Section) {
         for b in section.bookings() {
-            self.insert(digest(&b.payment_ref));
+            self.insert(digest(b.payment_ref()));
         }
     }
 

@@ -458,7 +458,7 @@ impl Mailer {
             self.stats.attempts.fetch_add(1, Ordering::Relaxed);
             let transport = transport.clone();
             let timeout = self.settings.send_timeout;
-            let span = tracing::info_span!("mail.send", mail = %key, to = %entry.booking.email);
+            let span = tracing::info_span!("mail.send", mail = %key, to = %entry.booking.email());
             let sent_key = key.clone();
             let fut = async move {
                 let started = Instant::now();
@@ -517,7 +517,7 @@ impl Mailer {
         OutboxItem {
             id: key.to_string(),
             kind: key.kind,
-            email: slot.booking.email.to_string(),
+            email: slot.booking.email().to_owned(),
             state: slot.state,
             attempts: slot.attempts,
             next_at_ms: slot.next_at_ms,

@@ -179,13 +179,13 @@ impl Renderer {
     pub fn render(&self, entry: &MailEntry) -> Result<Message, RenderError> {
         let to: Mailbox = entry
             .booking
-            .email
+            .email()
             .parse()
-            .map_err(|_| RenderError::Recipient(entry.booking.email.to_string()))?;
+            .map_err(|_| RenderError::Recipient(entry.booking.email().to_owned()))?;
         let def = &entry.def;
         let layout = &entry.layout;
         let (seats, qty) = seats_of(entry);
-        let lang = entry.booking.lang;
+        let lang = entry.booking.lang();
         let lines = price_lines(entry);
         let total: u64 = lines.iter().map(|(_, n, p)| u64::from(*n) * p).sum();
         let booking_id = BookingRef::new(
@@ -233,7 +233,7 @@ impl Renderer {
             booking => context! {
                 id => booking_id,
                 number => format!("{}/{}/{}", def.id, layout.id, entry.key.booking),
-                payment_ref => entry.booking.payment_ref,
+                payment_ref => entry.booking.payment_ref(),
             },
             tickets => codes.iter().map(|(name, token, cid, _, width)| context! {
                 name => name, token => token, cid => cid, width => width,

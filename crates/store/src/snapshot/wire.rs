@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::TIME_MS_MAX;
 use crate::domain::{
-    AdmissionPart, Booking, BookingStatus, Claim, FanKey, Hold, HoldEnd, Lang, RoomParts,
-    RoomSettings, SectionKind, SectionLayout, SectionParts, EMAIL_LEN_MAX, FAN_ID_LEN_MAX,
-    PAYMENT_REF_LEN_MAX,
+    AdmissionPart, Booking, BookingStatus, BookingTexts, Claim, FanKey, Hold, HoldEnd, Lang,
+    RoomParts, RoomSettings, SectionKind, SectionLayout, SectionParts, EMAIL_LEN_MAX,
+    FAN_ID_LEN_MAX, PAYMENT_REF_LEN_MAX,
 };
 use crate::outbox::MailKind;
 
@@ -384,14 +384,11 @@ impl SectionSnap {
                     hold_seq: b.hold_seq,
                     fan: Arc::clone(&b.fan),
                     claim: claim_snap(&b.claim),
-                    email: b.email.to_string(),
-                    lang: b.lang.into(),
-                    payment_ref: b.payment_ref.to_string(),
+                    email: b.email().to_owned(),
+                    lang: b.lang().into(),
+                    payment_ref: b.payment_ref().to_owned(),
                     confirmed_at_ms: b.confirmed_at_ms,
-                    cancelled_at_ms: match b.status {
-                        BookingStatus::Confirmed => None,
-                        BookingStatus::Cancelled { at_ms } => Some(at_ms),
-                    },
+                    cancelled_at_ms: b.status.cancelled_at(),
                 })
                 .collect(),
             ended: p
@@ -533,14 +530,11 @@ impl SectionSnap {
                         hold_seq: b.hold_seq,
                         fan: b.fan,
                         claim: check(b.claim)?,
-                        email: b.email.into_boxed_str(),
-                        lang: b.lang.into(),
-                        payment_ref: b.payment_ref.into_boxed_str(),
+                        texts: BookingTexts::new(&b.email, b.lang.into(), &b.payment_ref),
                         confirmed_at_ms: b.confirmed_at_ms,
-                        status: match b.cancelled_at_ms {
-                            None => BookingStatus::Confirmed,
-                            Some(at_ms) => BookingStatus::Cancelled { at_ms },
-                        },
+                        status: b
+                            .cancelled_at_ms
+                            .map_or(BookingStatus::CONFIRMED, BookingStatus::cancelled),
                     })
                 })
                 .collect::<Result<_, String>>()?,

@@ -4,7 +4,8 @@
 //! as in a sale. Measures, in one run: snapshot capture + encode time and
 //! file size, verify time (decode, checksum, rebuild every section),
 //! restart time of the release binary (snapshot load + tail replay, until
-//! it listens), and its resident memory per seat against an empty server.
+//! it listens), and its resident memory per seat against an empty server,
+//! with its mailer off (and, for the record, on).
 //!
 //!     cargo bench --bench snapshot
 //!
@@ -38,7 +39,7 @@ fn spec_json() -> String {
         .collect();
     serde_json::json!({
         "format": "boxoffice.event/1", "id": "tour", "name": "Stadium tour", "starts_at": "2026-12-24T10:00:00Z",
-        "currency": "KRW", "hold_ttl_secs": 3600, "seats_per_hold_max": 4,
+        "currency": "KRW", "hold_ttl_secs": 3600, "seats_per_hold_max": 4, "tickets_per_fan_max": 4,
         "categories": [{"id": "R", "name": "R seat", "price": 150000}],
         "venue": {"name": "Stadium", "sections": sections}
     })
@@ -63,14 +64,15 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Starts the release binary on `dir`; returns seconds until it listened,
-/// and its RSS then.
-fn start_server(dir: &Path) -> (f64, u64) {
+/// Starts the release binary on `dir`, sending emails or not; returns
+/// seconds until it listened, and its RSS 300 ms later.
+fn start_server(dir: &Path, mail: bool) -> (f64, u64) {
     let t = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
         .args(["serve", "--listen", "127.0.0.1:0", "--demo-event", "false"])
         .args(["--metrics-listen", "127.0.0.1:0"])
         .args(["--snapshot-every-secs", "86400"])
+        .args(["--mail-enabled", if mail { "true" } else { "false" }])
         .arg("--data-dir")
         .arg(dir)
         .env("RUST_LOG", "warn")
@@ -240,17 +242,21 @@ fn main() {
     flusher.join().unwrap();
     drop(sections);
 
+    // The state's memory is measured with the mailer off: sending, it
+    // journals each email's outcome, and sled keeps the pages it writes
+    // (up to its cache capacity, whatever the seats), which the figure
+    // with the mailer on (the same data, a fourth start) shows beside.
     let empty = dir.path().join("empty");
-    let (_, rss_empty) = start_server(&empty);
+    let (_, rss_empty) = start_server(&empty, false);
     let mut restarts = Vec::new();
     let mut rss = 0;
     for _ in 0..3 {
-        let (secs, r) = start_server(&restored);
+        let (secs, r) = start_server(&restored, false);
         restarts.push(secs);
         rss = r;
     }
     restarts.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let (_, rss_bare) = start_server(&bare);
+    let (_, rss_bare) = start_server(&bare, false);
     // To look into the memory of a server on these data directories
     // (massif, heaptrack): they are copied there, `restored` (snapshot
     // + tail) and `bare` (the snapshot alone).
@@ -267,8 +273,13 @@ fn main() {
         }
         eprintln!("kept the data directories in {}", keep.display());
     }
+    // Last: sending writes to the data directory.
+    let (_, rss_empty_mailing) = start_server(&empty, true);
+    let (_, rss_mailing) = start_server(&restored, true);
     let per_seat = (rss.saturating_sub(rss_empty) * 1024) as f64 / seats as f64;
     let per_seat_bare = (rss_bare.saturating_sub(rss_empty) * 1024) as f64 / seats as f64;
+    let per_seat_mailing =
+        (rss_mailing.saturating_sub(rss_empty_mailing) * 1024) as f64 / seats as f64;
     println!("\nsnapshot bench: {seats} seats, {BOOKINGS} bookings, {TAIL}-record tail");
     println!("| measure | value |");
     println!("| --- | --- |");
@@ -301,4 +312,7 @@ fn main() {
         rss as f64 / 1024.0
     );
     println!("| RSS per seat, snapshot + tail | {per_seat:.0} bytes |");
+    println!(
+        "| RSS per seat, snapshot + tail, sending its {BOOKINGS} owed emails | {per_seat_mailing:.0} bytes |"
+    );
 }

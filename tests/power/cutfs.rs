@@ -85,6 +85,70 @@ pub struct CutReport {
     pub bytes_torn_in: u64,
 }
 
+/// Detaches the cut filesystems no process serves any more, and says how
+/// many. A test that is killed (SIGKILL, a CI timeout) cannot unmount its
+/// own: the mount stays in the temporary directory, dead (every access
+/// answers ENOTCONN, "Transport endpoint is not connected"). A live mount,
+/// of this process or another, answers, and is left alone.
+pub fn sweep_dead_mounts() -> usize {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return 0;
+    };
+    let mut swept = 0;
+    for line in mounts.lines() {
+        // id parent major:minor root mount-point options ... - type source ...
+        let Some((mine, theirs)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut theirs = theirs.split(' ');
+        let (Some(kind), Some(source)) = (theirs.next(), theirs.next()) else {
+            continue;
+        };
+        let Some(point) = mine.split(' ').nth(4) else {
+            continue;
+        };
+        if !kind.starts_with("fuse") || source != "cutfs" {
+            continue;
+        }
+        // mountinfo writes a space, tab, newline or backslash as \ooo.
+        let point = unescape_octal(point);
+        let dead = std::fs::metadata(OsStr::from_bytes(&point))
+            .is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN));
+        let Ok(path) = std::ffi::CString::new(point) else {
+            continue;
+        };
+        // SAFETY: a NUL-terminated path; MNT_DETACH only unlinks the
+        // mount from the tree.
+        if dead && unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) } == 0 {
+            swept += 1;
+        }
+    }
+    swept
+}
+
+fn unescape_octal(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push(d.iter().fold(0u8, |n, c| n.wrapping_mul(8) + (c - b'0')));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 /// The filesystem: shared by its mounts and the test that cuts it.
 #[derive(Clone)]
 pub struct CutFs(Arc<Mutex<State>>);
@@ -170,8 +234,10 @@ impl CutFs {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Mounts it on `dir` (an empty directory).
+    /// Mounts it on `dir` (an empty directory), having detached the dead
+    /// mounts of tests killed before ([`sweep_dead_mounts`]).
     pub fn mount(&self, dir: &Path) -> Mounted {
+        sweep_dead_mounts();
         let mut config = fuser::Config::default();
         config.mount_options = vec![
             fuser::MountOption::FSName("cutfs".into()),

@@ -371,6 +371,89 @@ fn the_page_loads_nothing_from_elsewhere_and_says_what_is_wrong() {
     });
 }
 
+/// What a phone downloads: each asset gzipped when the client takes it,
+/// tagged, and not sent again to a client that has it (304, no body);
+/// the icon served where browsers look for it.
+#[test]
+fn assets_are_gzipped_tagged_and_not_sent_twice() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path());
+    let get = |path: &str, headers: &[(&str, &str)]| {
+        let mut req = agent().get(&format!("{}{path}", s.base));
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        let r = req.call().unwrap();
+        let head = |h: &str| r.header(h).map(str::to_owned);
+        let (status, tag, encoding, cache, vary, kind) = (
+            r.status(),
+            head("ETag"),
+            head("Content-Encoding"),
+            head("Cache-Control"),
+            head("Vary"),
+            head("Content-Type"),
+        );
+        let mut body = Vec::new();
+        r.into_reader().read_to_end(&mut body).unwrap();
+        (status, tag, encoding, cache, vary, kind, body)
+    };
+    for path in ["/", "/app.js", "/app.css", "/favicon.svg", "/favicon.ico"] {
+        let (status, tag, encoding, cache, vary, kind, plain) = get(path, &[]);
+        assert_eq!((status, encoding), (200, None), "{path}");
+        let tag = tag.unwrap_or_else(|| panic!("{path} has an ETag"));
+        assert!(
+            tag.starts_with('"') && tag.len() == 34,
+            "{path}: a strong tag: {tag}"
+        );
+        assert_eq!(cache.as_deref(), Some("public, no-cache"), "{path}");
+        assert_eq!(vary.as_deref(), Some("Accept-Encoding"), "{path}");
+        assert!(!plain.is_empty());
+        if path.starts_with("/favicon") {
+            assert_eq!(kind.as_deref(), Some("image/svg+xml"), "{path}");
+        }
+
+        // A second visit: not modified, nothing sent.
+        let (status, again, _, _, _, _, body) = get(path, &[("If-None-Match", &tag)]);
+        assert_eq!(
+            (status, again.as_deref(), body.len()),
+            (304, Some(&*tag), 0),
+            "{path}"
+        );
+        let (status, ..) = get(path, &[("If-None-Match", "\"something-else\"")]);
+        assert_eq!(status, 200, "{path}: another tag gets the asset");
+
+        // Gzipped for a client that takes it: its own tag, the same bytes.
+        let (status, gz_tag, encoding, ..) = get(path, &[("Accept-Encoding", "br, gzip;q=0.8")]);
+        assert_eq!((status, encoding.as_deref()), (200, Some("gzip")), "{path}");
+        let gz_tag = gz_tag.unwrap();
+        assert_ne!(gz_tag, tag, "{path}: two encodings, two tags");
+        let (.., zipped) = get(path, &[("Accept-Encoding", "gzip")]);
+        let mut unzipped = Vec::new();
+        flate2::read::GzDecoder::new(&zipped[..])
+            .read_to_end(&mut unzipped)
+            .unwrap();
+        assert_eq!(unzipped, plain, "{path}");
+        let (status, .., body) = get(
+            path,
+            &[("Accept-Encoding", "gzip"), ("If-None-Match", &gz_tag)],
+        );
+        assert_eq!((status, body.len()), (304, 0), "{path}");
+        // Refused by weight: sent as it is.
+        let (_, _, encoding, ..) = get(path, &[("Accept-Encoding", "gzip;q=0, identity")]);
+        assert_eq!(encoding, None, "{path}");
+    }
+    // The script, the bulk of a visit, shrinks to under a third.
+    let (.., plain) = get("/app.js", &[]);
+    let (.., zipped) = get("/app.js", &[("Accept-Encoding", "gzip")]);
+    assert!(
+        zipped.len() * 3 < plain.len(),
+        "{} of {}",
+        zipped.len(),
+        plain.len()
+    );
+}
+
 /// A server on the real time of day (the page counts a hold's time down
 /// on the browser's clock), with `tweak` applied to its settings.
 fn server_now(

@@ -232,15 +232,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         "/v1/events/{event}/sections/{section}/stream",
         [(get.clone(), route().to(streams::seat_stream))],
     ))
-    .service(resource("/", [(get.clone(), route().to(page::index))]))
-    .service(resource(
-        "/app.js",
-        [(get.clone(), route().to(page::script))],
-    ))
-    .service(resource(
-        "/app.css",
-        [(get.clone(), route().to(page::style))],
-    ))
     .service(resource(
         "/v1/events/{event}/changes",
         [(get.clone(), route().to(feed::changes))],
@@ -306,6 +297,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/healthz", [(get.clone(), route().to(healthz))]))
     .service(resource("/readyz", [(get, route().to(readyz))]))
     .default_service(web::to(not_found));
+    for (path, to) in page::routes() {
+        cfg.service(resource(path, [(Method::GET, to)]));
+    }
 }
 
 /// Reads a JSON body: checks the media type (415), the size (413), the

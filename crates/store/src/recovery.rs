@@ -165,6 +165,13 @@ impl<'a> Replay<'a> {
         self.state
     }
 
+    /// The state as replayed so far, left as it is: for whoever applies
+    /// a few records at a time and goes on (a replicated state machine),
+    /// where [`Replay::into_state`]'s trim would cost every step.
+    pub fn into_inner(self) -> State {
+        self.state
+    }
+
     fn fresh(&self, tag: &IdemTag) -> bool {
         let r = &self.remember;
         r.now_ms < tag.at_ms.saturating_add(r.ttl_ms)

@@ -242,50 +242,9 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`.
-    ///
-    /// sled 0.34 lets go of its file lock only when its IO threads have
-    /// finished with a dropped `Db`, a little after the drop
-    /// (spacejam/sled#1234, #1289), so opening a store this process just
-    /// closed can find it locked. Another process is kept out earlier, by
-    /// the data directory's own lock, so a locked store here is our own
-    /// closing one: wait for it, up to `SLED_LOCK_WAIT`.
+    /// Opens (or creates) the store in `dir` (see [`open_sled`]).
     pub fn open(dir: &Path) -> Result<Store, OpenError> {
-        let config = sled::Config::new()
-            .path(dir)
-            .cache_capacity(64 << 20)
-            .mode(sled::Mode::HighThroughput)
-            // Only our flusher flushes (spacejam/sled#1308).
-            .flush_every_ms(None);
-        // sled makes its directory and files without syncing any name.
-        crate::data_dir::create_dir_durable(dir).map_err(|source| OpenError::DataFile {
-            path: dir.to_owned(),
-            source,
-        })?;
-        let waited = Instant::now();
-        let db = loop {
-            match config.open() {
-                Ok(db) => break db,
-                Err(source) if is_lock_held(&source) && waited.elapsed() < SLED_LOCK_WAIT => {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                Err(source) => {
-                    return Err(OpenError::Sled {
-                        path: dir.to_owned(),
-                        source,
-                    })
-                }
-            }
-        };
-        let data_path = dir.join("db");
-        let data_file = File::open(&data_path).map_err(|source| OpenError::DataFile {
-            path: data_path,
-            source,
-        })?;
-        sync_files_and_names(dir).map_err(|source| OpenError::DataFile {
-            path: dir.to_owned(),
-            source,
-        })?;
+        let (db, data_file) = open_sled(dir)?;
         Ok(Store {
             db,
             dir: dir.to_owned(),
@@ -835,6 +794,56 @@ impl Journal {
 /// the store is made and never synced by sled; its data file; its own
 /// snapshots) and then `dir` itself, so the names are durable too: after
 /// this a power cut finds the store as it was opened.
+/// Opens (or creates) a sled store in `dir` the way every durable store
+/// of ours needs it: only its owner flushes (spacejam/sled#1308), its
+/// directory and names synced, and its data file open for `fdatasync`
+/// (sled's own flush only `sync_file_range`s, spacejam/sled#1351).
+///
+/// sled 0.34 lets go of its file lock only when its IO threads have
+/// finished with a dropped `Db`, a little after the drop
+/// (spacejam/sled#1234, #1289), so opening a store this process just
+/// closed can find it locked. Another process is kept out earlier, by
+/// the data directory's own lock, so a locked store here is our own
+/// closing one: wait for it, up to `SLED_LOCK_WAIT`.
+pub fn open_sled(dir: &Path) -> Result<(sled::Db, File), OpenError> {
+    let config = sled::Config::new()
+        .path(dir)
+        .cache_capacity(64 << 20)
+        .mode(sled::Mode::HighThroughput)
+        // Only the store's owner flushes (spacejam/sled#1308).
+        .flush_every_ms(None);
+    // sled makes its directory and files without syncing any name.
+    crate::data_dir::create_dir_durable(dir).map_err(|source| OpenError::DataFile {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let waited = Instant::now();
+    let db = loop {
+        match config.open() {
+            Ok(db) => break db,
+            Err(source) if is_lock_held(&source) && waited.elapsed() < SLED_LOCK_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(source) => {
+                return Err(OpenError::Sled {
+                    path: dir.to_owned(),
+                    source,
+                })
+            }
+        }
+    };
+    let data_path = dir.join("db");
+    let data_file = File::open(&data_path).map_err(|source| OpenError::DataFile {
+        path: data_path,
+        source,
+    })?;
+    sync_files_and_names(dir).map_err(|source| OpenError::DataFile {
+        path: dir.to_owned(),
+        source,
+    })?;
+    Ok((db, data_file))
+}
+
 fn sync_files_and_names(dir: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;

@@ -27,9 +27,13 @@
 
 pub mod log;
 pub mod machine;
+pub mod network;
+pub mod sink;
 
 pub use log::{LogConfig, LogStore};
 pub use machine::{Machine, MachineConfig};
+pub use network::{Network, PeerConfig};
+pub use sink::RaftSink;
 
 use std::io::Cursor;
 
@@ -40,10 +44,10 @@ openraft::declare_raft_types!(
     pub Shard:
         D = Batch,
         R = Applied,
+        Node = Node,
 );
 
 pub type NodeId = u64;
-pub type Node = openraft::BasicNode;
 pub type LogId = openraft::LogId<NodeId>;
 pub type Entry = openraft::Entry<Shard>;
 pub type Raft = openraft::Raft<Shard>;
@@ -59,6 +63,24 @@ pub struct Batch {
 impl std::fmt::Debug for Batch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Batch({} bytes)", self.records.len())
+    }
+}
+
+/// Where a replica is: the listener its peers send Raft's messages to
+/// (`host:port`), and its public API's base URL, where a follower sends
+/// the fans it cannot serve.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    pub peer: String,
+    pub api: String,
+}
+
+impl Node {
+    pub fn new(peer: impl Into<String>, api: impl Into<String>) -> Node {
+        Node {
+            peer: peer.into(),
+            api: api.into(),
+        }
     }
 }
 

@@ -10,10 +10,13 @@
 //! truncation's caller. Many appends share one sync as many records share
 //! one in the journal.
 //!
-//! Keys: `e | index (u64 BE) | chunk (u32 BE)` for an entry (postcard,
-//! cut into `CHUNK_BYTES` chunks, so sled never moves one into a blob file
-//! it writes without syncing), `m/vote`, `m/committed` and `m/purged` for
-//! the rest.
+//! The log is the journal: entry `i`'s records are journal batch `i`, in
+//! the journal's own keys and chunks, so everything that reads a journal
+//! (recovery, the snapshotter, the change feed) reads a replica's log
+//! with `JournalReader::over`. What Raft adds lives in the `raft` tree:
+//! `e | index (u64 BE)` → the entry's log id and kind (an entry exists
+//! when this key does; its batch is written first and removed last),
+//! `m/vote`, `m/committed` and `m/purged`.
 //!
 //! Invariants:
 //! - only the syncer flushes sled (spacejam/sled#1308);
@@ -28,15 +31,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 
-use boxoffice_store::journal::{open_sled, OpenError, CHUNK_BYTES};
+use boxoffice_store::journal::{
+    batch_key, open_sled, parse_batch_key, JournalReader, OpenError, CHUNK_BYTES,
+};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{RaftLogReader, StorageIOError};
+use openraft::{EntryPayload, RaftLogReader, StorageIOError};
 use tokio::sync::oneshot;
 
-use crate::{Entry, LogId, NodeId, Shard, StorageError};
+use crate::{Batch, Entry, LogId, Node, NodeId, Shard, StorageError};
 
 type Vote = openraft::Vote<NodeId>;
 
+/// The tree of what Raft adds to the journal.
+const RAFT_TREE: &str = "raft";
 const ENTRY: u8 = b'e';
 /// Above every entry key, below every meta key.
 const ENTRIES_END: &[u8] = &[ENTRY + 1];
@@ -54,8 +61,26 @@ pub struct LogConfig {
 /// A replica's Raft log: a cheap handle, cloned for openraft's readers.
 #[derive(Clone)]
 pub struct LogStore {
+    /// The journal's keys (batch `i`: entry `i`'s records).
     db: sled::Db,
+    /// Entries' log ids and kinds, the vote, the committed and purged ids.
+    raft: sled::Tree,
     shared: Arc<Shared>,
+}
+
+/// What the `raft` tree keeps of an entry.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct EntryMeta {
+    log_id: LogId,
+    kind: Kind,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+enum Kind {
+    Blank,
+    /// Its records are journal batch `log_id.index`.
+    Normal,
+    Membership(openraft::Membership<NodeId, Node>),
 }
 
 struct Shared {
@@ -87,16 +112,24 @@ impl Waiter {
 
 impl LogStore {
     /// Opens (or creates) the log in `dir` and starts its syncer, which
-    /// ends once every clone of the store is dropped.
+    /// ends once every clone of the store is dropped. Journal batches
+    /// after the last entry (written by an append a crash cut short) are
+    /// removed first.
     pub fn open(dir: &Path, config: LogConfig) -> Result<LogStore, OpenError> {
         let (db, data_file) = open_sled(dir)?;
+        let raft = db.open_tree(RAFT_TREE).map_err(OpenError::Read)?;
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared {
             tx,
             failed: AtomicBool::new(false),
         });
-        let syncer_db = db.clone();
-        let syncer_shared = Arc::downgrade(&shared);
+        let store = LogStore { db, raft, shared };
+        store.remove_orphans().map_err(|e| OpenError::Corrupt {
+            batch: 0,
+            message: e.to_string(),
+        })?;
+        let syncer_db = store.db.clone();
+        let syncer_shared = Arc::downgrade(&store.shared);
         std::thread::Builder::new()
             .name("raft-log-sync".into())
             .spawn(move || syncer(syncer_db, data_file, rx, syncer_shared, config))
@@ -104,14 +137,34 @@ impl LogStore {
                 path: dir.to_owned(),
                 source,
             })?;
-        Ok(LogStore { db, shared })
+        Ok(store)
     }
 
-    fn write(&self, batch: sled::Batch) -> io::Result<()> {
+    /// Reads the log as a journal: batch `i` holds entry `i`'s records.
+    pub fn journal_reader(&self) -> JournalReader {
+        JournalReader::over(self.db.clone())
+    }
+
+    fn remove_orphans(&self) -> io::Result<()> {
+        let next = match self.last_meta()? {
+            Some(meta) => meta.log_id.index + 1,
+            None => 0,
+        };
+        let mut batch = sled::Batch::default();
+        for k in self.db.range(&batch_key(next, 0)[..]..).keys() {
+            let k = k.map_err(io_error)?;
+            if parse_batch_key(&k).is_some() {
+                batch.remove(k);
+            }
+        }
+        self.db.apply_batch(batch).map_err(io_error)
+    }
+
+    fn check(&self) -> io::Result<()> {
         if self.shared.failed.load(Ordering::SeqCst) {
             return Err(failed());
         }
-        self.db.apply_batch(batch).map_err(io_error)
+        Ok(())
     }
 
     /// Waits until everything written so far is on stable storage.
@@ -125,73 +178,95 @@ impl LogStore {
     }
 
     fn meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> io::Result<Option<T>> {
-        match self.db.get(key).map_err(io_error)? {
+        match self.raft.get(key).map_err(io_error)? {
             Some(bytes) => postcard::from_bytes(&bytes)
                 .map(Some)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+                .map_err(|e| corrupt(format!("{}: {e}", String::from_utf8_lossy(key)))),
             None => Ok(None),
         }
+    }
+
+    fn put_meta<T: serde::Serialize>(&self, key: &[u8], value: &T) -> io::Result<()> {
+        self.check()?;
+        self.raft.insert(key, encode(value)).map_err(io_error)?;
+        Ok(())
+    }
+
+    fn last_meta(&self) -> io::Result<Option<EntryMeta>> {
+        match self.raft.range(&entry_key(0)[..]..ENTRIES_END).next_back() {
+            Some(item) => {
+                let (k, v) = item.map_err(io_error)?;
+                Ok(Some(decode_meta(&k, &v)?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The records of journal batch `index`.
+    fn records(&self, index: u64) -> io::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        let lo = batch_key(index, 0);
+        let hi = batch_key(index + 1, 0);
+        for (expected, item) in self.db.range(&lo[..]..&hi[..]).enumerate() {
+            let (k, v) = item.map_err(io_error)?;
+            if parse_batch_key(&k).map(|(_, c)| c as usize) != Some(expected) {
+                return Err(corrupt(format!("entry {index}: a chunk out of order")));
+            }
+            bytes.extend_from_slice(&v);
+        }
+        Ok(bytes)
     }
 
     /// The entries with indexes in `[start, end)` (`end: None`: to the
     /// last one), in order.
     fn read(&self, start: u64, end: Option<u64>) -> io::Result<Vec<Entry>> {
-        let lo = entry_key(start, 0);
-        let hi = end.map(|end| entry_key(end, 0));
+        let lo = entry_key(start);
+        let hi = end.map(entry_key);
         let hi: &[u8] = hi.as_ref().map_or(ENTRIES_END, |hi| &hi[..]);
-        let range = self.db.range(&lo[..]..hi);
         let mut entries = Vec::new();
-        let mut current: Option<(u64, u32, Vec<u8>)> = None;
-        for item in range {
-            let (k, value) = item.map_err(io_error)?;
-            let (index, chunk) = parse_entry_key(&k)
-                .ok_or_else(|| corrupt(format!("a log key of {} bytes", k.len())))?;
-            match &mut current {
-                Some((i, c, buf)) if *i == index => {
-                    if chunk != *c + 1 {
-                        return Err(corrupt(format!("entry {index}: chunk {chunk} after {c}")));
-                    }
-                    *c = chunk;
-                    buf.extend_from_slice(&value);
-                }
-                _ => {
-                    if let Some((i, _, buf)) = current.take() {
-                        entries.push(decode_entry(i, &buf)?);
-                    }
-                    if chunk != 0 {
-                        return Err(corrupt(format!("entry {index} starts at chunk {chunk}")));
-                    }
-                    current = Some((index, 0, value.to_vec()));
-                }
-            }
-        }
-        if let Some((i, _, buf)) = current {
-            entries.push(decode_entry(i, &buf)?);
+        for item in self.raft.range(&lo[..]..hi) {
+            let (k, v) = item.map_err(io_error)?;
+            let meta = decode_meta(&k, &v)?;
+            let payload = match meta.kind {
+                Kind::Blank => EntryPayload::Blank,
+                Kind::Normal => EntryPayload::Normal(Batch {
+                    records: self.records(meta.log_id.index)?,
+                }),
+                Kind::Membership(m) => EntryPayload::Membership(m),
+            };
+            entries.push(Entry {
+                log_id: meta.log_id,
+                payload,
+            });
         }
         Ok(entries)
     }
 
-    fn last_index(&self) -> io::Result<Option<u64>> {
-        let lo = entry_key(0, 0);
-        let last = self.db.range(&lo[..]..ENTRIES_END).next_back();
-        match last {
-            Some(item) => {
-                let (k, _) = item.map_err(io_error)?;
-                let (index, _) = parse_entry_key(&k)
-                    .ok_or_else(|| corrupt(format!("a log key of {} bytes", k.len())))?;
-                Ok(Some(index))
+    /// Removes entries `[from, to)`: their metadata first, their batches
+    /// after (a batch without its entry is an orphan `open` removes).
+    fn remove(&self, from: u64, to: Option<u64>) -> io::Result<()> {
+        self.check()?;
+        let mut metas = sled::Batch::default();
+        let lo = entry_key(from);
+        let hi = to.map(entry_key);
+        let hi: &[u8] = hi.as_ref().map_or(ENTRIES_END, |hi| &hi[..]);
+        for k in self.raft.range(&lo[..]..hi).keys() {
+            metas.remove(k.map_err(io_error)?);
+        }
+        self.raft.apply_batch(metas).map_err(io_error)?;
+        let mut batches = sled::Batch::default();
+        let lo = batch_key(from, 0);
+        let range = match to {
+            Some(to) => self.db.range(&lo[..]..&batch_key(to, 0)[..]),
+            None => self.db.range(&lo[..]..),
+        };
+        for k in range.keys() {
+            let k = k.map_err(io_error)?;
+            if parse_batch_key(&k).is_some() {
+                batches.remove(k);
             }
-            None => Ok(None),
         }
-    }
-
-    /// A batch removing every entry key in `range`.
-    fn removal(&self, from: &[u8], to: &[u8]) -> io::Result<sled::Batch> {
-        let mut batch = sled::Batch::default();
-        for k in self.db.range(from..to).keys() {
-            batch.remove(k.map_err(io_error)?);
-        }
-        Ok(batch)
+        self.db.apply_batch(batches).map_err(io_error)
     }
 }
 
@@ -260,14 +335,7 @@ impl RaftLogStorage<Shard> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<Shard>, StorageError> {
         let read = |e: io::Error| StorageError::from(StorageIOError::read_logs(&e));
         let purged: Option<LogId> = self.meta(PURGED).map_err(read)?;
-        let last = match self.last_index().map_err(read)? {
-            Some(index) => self
-                .read(index, Some(index + 1))
-                .map_err(read)?
-                .pop()
-                .map(|e| e.log_id),
-            None => None,
-        };
+        let last = self.last_meta().map_err(read)?.map(|m| m.log_id);
         Ok(LogState {
             last_purged_log_id: purged,
             last_log_id: last.or(purged),
@@ -280,9 +348,7 @@ impl RaftLogStorage<Shard> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let write = |e: io::Error| StorageError::from(StorageIOError::write_vote(&e));
-        let mut batch = sled::Batch::default();
-        batch.insert(VOTE, encode(vote));
-        self.write(batch).map_err(write)?;
+        self.put_meta(VOTE, vote).map_err(write)?;
         self.sync().await.map_err(write)
     }
 
@@ -295,9 +361,7 @@ impl RaftLogStorage<Shard> for LogStore {
     /// restarted replica then applies less at once, never more than was
     /// committed).
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        let mut batch = sled::Batch::default();
-        batch.insert(COMMITTED, encode(&committed));
-        self.write(batch)
+        self.put_meta(COMMITTED, &committed)
             .map_err(|e| StorageIOError::write(&e).into())
     }
 
@@ -317,44 +381,58 @@ impl RaftLogStorage<Shard> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let mut batch = sled::Batch::default();
+        let write = |e: io::Error| StorageError::from(StorageIOError::write_logs(&e));
+        self.check().map_err(write)?;
+        let mut batches = sled::Batch::default();
+        let mut metas = sled::Batch::default();
         for entry in entries {
-            let bytes = encode(&entry);
-            for (i, chunk) in bytes.chunks(CHUNK_BYTES).enumerate() {
-                batch.insert(&entry_key(entry.log_id.index, i as u32)[..], chunk);
-            }
+            let index = entry.log_id.index;
+            let kind = match entry.payload {
+                EntryPayload::Blank => Kind::Blank,
+                EntryPayload::Normal(batch) => {
+                    for (i, chunk) in batch.records.chunks(CHUNK_BYTES).enumerate() {
+                        batches.insert(&batch_key(index, i as u32)[..], chunk);
+                    }
+                    Kind::Normal
+                }
+                EntryPayload::Membership(m) => Kind::Membership(m),
+            };
+            let meta = EntryMeta {
+                log_id: entry.log_id,
+                kind,
+            };
+            metas.insert(&entry_key(index)[..], encode(&meta));
         }
-        self.write(batch)
-            .map_err(|e| StorageError::from(StorageIOError::write_logs(&e)))?;
+        // The records first: an entry exists once its metadata does.
+        self.db
+            .apply_batch(batches)
+            .map_err(io_error)
+            .map_err(write)?;
+        self.raft
+            .apply_batch(metas)
+            .map_err(io_error)
+            .map_err(write)?;
         self.shared
             .tx
             .send(Waiter::Appended(callback))
-            .map_err(|_| StorageIOError::write_logs(&failed()).into())
+            .map_err(|_| write(failed()))
     }
 
     /// Removes the entries from `log_id` on, durably before it returns
     /// (a conflicting entry must not come back after a restart).
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let write = |e: io::Error| StorageError::from(StorageIOError::write_logs(&e));
-        let batch = self
-            .removal(&entry_key(log_id.index, 0), ENTRIES_END)
-            .map_err(write)?;
-        self.write(batch).map_err(write)?;
+        self.remove(log_id.index, None).map_err(write)?;
         self.sync().await.map_err(write)
     }
 
-    /// Removes the entries up to `log_id`, and remembers it as the last
-    /// purged, in one sled batch: kept with the next sync (lost, both come
-    /// back together, which is only a longer log).
+    /// Removes the entries up to `log_id` and remembers it as the last
+    /// purged: kept with the next sync (lost, the entries come back,
+    /// which is only a longer log).
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let write = |e: io::Error| StorageError::from(StorageIOError::write_logs(&e));
-        let end = log_id
-            .index
-            .checked_add(1)
-            .map_or(ENTRIES_END.to_vec(), |i| entry_key(i, 0).to_vec());
-        let mut batch = self.removal(&entry_key(0, 0), &end).map_err(write)?;
-        batch.insert(PURGED, encode(&log_id));
-        self.write(batch).map_err(write)
+        self.put_meta(PURGED, &log_id).map_err(write)?;
+        self.remove(0, log_id.index.checked_add(1)).map_err(write)
     }
 }
 
@@ -362,34 +440,32 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     postcard::to_allocvec(value).expect("postcard encodes our Raft types into a Vec")
 }
 
-fn decode_entry(index: u64, bytes: &[u8]) -> io::Result<Entry> {
-    let entry: Entry = postcard::from_bytes(bytes)
+fn decode_meta(k: &[u8], v: &[u8]) -> io::Result<EntryMeta> {
+    let index =
+        parse_entry_key(k).ok_or_else(|| corrupt(format!("a log key of {} bytes", k.len())))?;
+    let meta: EntryMeta = postcard::from_bytes(v)
         .map_err(|e| corrupt(format!("entry {index} does not decode: {e}")))?;
-    if entry.log_id.index != index {
+    if meta.log_id.index != index {
         return Err(corrupt(format!(
             "entry {index} holds the log id of {}",
-            entry.log_id.index
+            meta.log_id.index
         )));
     }
-    Ok(entry)
+    Ok(meta)
 }
 
-fn entry_key(index: u64, chunk: u32) -> [u8; 13] {
-    let mut k = [0; 13];
+fn entry_key(index: u64) -> [u8; 9] {
+    let mut k = [0; 9];
     k[0] = ENTRY;
-    k[1..9].copy_from_slice(&index.to_be_bytes());
-    k[9..].copy_from_slice(&chunk.to_be_bytes());
+    k[1..].copy_from_slice(&index.to_be_bytes());
     k
 }
 
-fn parse_entry_key(k: &[u8]) -> Option<(u64, u32)> {
-    if k.len() != 13 || k[0] != ENTRY {
+fn parse_entry_key(k: &[u8]) -> Option<u64> {
+    if k.len() != 9 || k[0] != ENTRY {
         return None;
     }
-    Some((
-        u64::from_be_bytes(k[1..9].try_into().ok()?),
-        u32::from_be_bytes(k[9..].try_into().ok()?),
-    ))
+    Some(u64::from_be_bytes(k[1..].try_into().ok()?))
 }
 
 fn failed() -> io::Error {

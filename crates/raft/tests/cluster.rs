@@ -32,6 +32,38 @@ async fn every_replica_applies_the_same_records() {
     }
     let states = cluster.converged(&[0, 1, 2], SETTLE).await;
     assert_eq!(held(&states[0]), 80);
+
+    // Each replica's log reads as a journal: the event, then the holds in
+    // the order they were written, batch `i` holding entry `i`'s records.
+    let events = cluster.replicas[&leader]
+        .raft
+        .metrics()
+        .borrow()
+        .last_log_index;
+    for (id, r) in &cluster.replicas {
+        let mut seen = Vec::new();
+        let end = r
+            .log
+            .journal_reader()
+            .replay_range(0, None, |batch, record| {
+                seen.push((batch, record));
+                Ok::<(), boxoffice_store::journal::OpenError>(())
+            })
+            .unwrap();
+        assert_eq!(Some(end - 1), events, "replica {id}");
+        assert_eq!(seen.len(), 81, "replica {id}");
+        assert_eq!(seen[0].1, event_created("e"));
+        for (i, (batch, record)) in seen[1..].iter().enumerate() {
+            let seat = i as u32;
+            assert_eq!(
+                *record,
+                hold("e", "A", u64::from(seat), seat),
+                "replica {id}"
+            );
+            // Entry 2 is the event; each later entry two holds.
+            assert_eq!(*batch, 3 + i as u64 / 2, "replica {id}");
+        }
+    }
     cluster.stop().await;
 }
 
@@ -136,7 +168,11 @@ async fn a_new_replica_after_the_log_was_purged_installs_a_snapshot() {
     cluster.add_replica(3).await;
     cluster.replicas[&leader]
         .raft
-        .add_learner(3, boxoffice_raft::Node::new("replica-3"), true)
+        .add_learner(
+            3,
+            boxoffice_raft::Node::new("replica-3", "http://replica-3"),
+            true,
+        )
         .await
         .expect("the new replica joins as a learner");
     let states = cluster.converged(&[0, 1, 2, 3], SETTLE).await;

@@ -158,6 +158,7 @@ pub fn config(snapshot_every: u64) -> Arc<Config> {
 pub struct Replica {
     pub raft: Raft,
     pub machine: Machine,
+    pub log: LogStore,
     /// Set: every sync of its log fails from now on.
     pub fail_syncs: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -192,7 +193,12 @@ impl Cluster {
             cluster.start_replica(id).await;
         }
         let members: BTreeMap<NodeId, Node> = (0..n)
-            .map(|id| (id, Node::new(format!("replica-{id}"))))
+            .map(|id| {
+                (
+                    id,
+                    Node::new(format!("replica-{id}"), format!("http://replica-{id}")),
+                )
+            })
             .collect();
         cluster.replicas[&0]
             .raft
@@ -213,9 +219,15 @@ impl Cluster {
             id,
             router: self.router.clone(),
         };
-        let raft = Raft::new(id, self.config.clone(), network, log, machine.clone())
-            .await
-            .expect("a replica starts");
+        let raft = Raft::new(
+            id,
+            self.config.clone(),
+            network,
+            log.clone(),
+            machine.clone(),
+        )
+        .await
+        .expect("a replica starts");
         self.router
             .inner
             .lock()
@@ -243,6 +255,7 @@ impl Cluster {
             Replica {
                 raft,
                 machine,
+                log,
                 fail_syncs,
             },
         );

@@ -197,6 +197,31 @@ pub struct DurableBatch {
     pub notes: Vec<Note>,
 }
 
+/// Where the flusher makes a batch durable: this process's sled store
+/// ([`Store`], a lone server), or a majority of a shard's replicas (the
+/// Raft log of `boxoffice-raft`). Only the flusher calls it, one batch at
+/// a time, in order.
+pub trait Sink: Send + 'static {
+    /// Makes `bytes` (whole encoded records) durable as the next batch
+    /// and returns its position; an error fails the journal for good.
+    fn write(&mut self, bytes: &[u8], config: &JournalConfig) -> std::io::Result<u64>;
+
+    /// Removes up to `max` keys of batches below `below` (covered by a
+    /// durable snapshot) and returns how many; called while the flusher
+    /// is idle. A sink that compacts itself removes nothing.
+    fn compact(&mut self, below: u64, max: usize) -> std::io::Result<usize>;
+}
+
+impl Sink for Store {
+    fn write(&mut self, bytes: &[u8], config: &JournalConfig) -> std::io::Result<u64> {
+        Store::write(self, bytes, config.sync_data, config.unsynced_delay)
+    }
+
+    fn compact(&mut self, below: u64, max: usize) -> std::io::Result<usize> {
+        compact_step(&self.db, below, max).map_err(io_error)
+    }
+}
+
 /// What the flusher's queue carries.
 enum Queued {
     Record(Entry),
@@ -298,7 +323,7 @@ impl Store {
         let batch = self.next_batch;
         let mut b = sled::Batch::default();
         for (i, chunk) in bytes.chunks(CHUNK_BYTES).enumerate() {
-            b.insert(&key(batch, i as u32)[..], chunk);
+            b.insert(&batch_key(batch, i as u32)[..], chunk);
         }
         self.db.apply_batch(b).map_err(io_error)?;
         if !unsynced_delay.is_zero() {
@@ -316,24 +341,8 @@ impl Store {
     /// thread, which ends once every `Journal` clone is dropped and the
     /// queue is drained.
     pub fn start(self, config: JournalConfig) -> (Journal, JoinHandle<()>) {
-        assert!(config.batch_records_max >= 1 && config.queue_capacity >= 1);
-        let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity);
-        let shared = Arc::new(Shared {
-            tx,
-            failed: AtomicBool::new(false),
-            capacity: config.queue_capacity,
-            stats: JournalStats::default(),
-            durable: AtomicU64::new(self.next_batch),
-            compact_below: AtomicU64::new(0),
-            durable_tx: std::sync::Mutex::new(None),
-            reader: std::sync::Mutex::new(Some(self.reader())),
-        });
-        let weak = Arc::downgrade(&shared);
-        let thread = std::thread::Builder::new()
-            .name("journal-flusher".into())
-            .spawn(move || flusher(self, rx, weak, config))
-            .expect("spawn the journal flusher");
-        (Journal { shared }, thread)
+        let (position, reader) = (self.next_batch, self.reader());
+        Journal::start(Box::new(self), position, Some(reader), config)
     }
 }
 
@@ -345,6 +354,12 @@ pub struct JournalReader {
 }
 
 impl JournalReader {
+    /// A reader of a sled store that someone else writes in the
+    /// journal's format (a shard's Raft log: batch `i` is entry `i`).
+    pub fn over(db: sled::Db) -> JournalReader {
+        JournalReader { db }
+    }
+
     /// Replays batches in `[start, end)` (`end: None`: to the last one) and
     /// returns the position after the last batch seen.
     pub fn replay_range<E: From<OpenError>>(
@@ -358,7 +373,7 @@ impl JournalReader {
 
     pub fn first_batch(&self) -> Result<Option<u64>, OpenError> {
         match self.db.first().map_err(OpenError::Read)? {
-            Some((k, _)) => Ok(parse_key(&k).map(|(b, _)| b)),
+            Some((k, _)) => Ok(parse_batch_key(&k).map(|(b, _)| b)),
             None => Ok(None),
         }
     }
@@ -383,12 +398,12 @@ fn replay_range<E: From<OpenError>>(
         Ok::<(), E>(())
     };
     let range = match end {
-        Some(end) => db.range(key(start, 0)..key(end, 0)),
-        None => db.range(key(start, 0)..),
+        Some(end) => db.range(batch_key(start, 0)..batch_key(end, 0)),
+        None => db.range(batch_key(start, 0)..),
     };
     for item in range {
         let (k, value) = item.map_err(OpenError::Read)?;
-        let Some((batch, chunk)) = parse_key(&k) else {
+        let Some((batch, chunk)) = parse_batch_key(&k) else {
             return Err(OpenError::Corrupt {
                 batch: next,
                 message: format!("unexpected key of {} bytes", k.len()),
@@ -434,7 +449,7 @@ fn replay_range<E: From<OpenError>>(
 fn compact_step(db: &sled::Db, below: u64, max: usize) -> Result<usize, sled::Error> {
     let mut batch = sled::Batch::default();
     let mut n = 0;
-    for item in db.range(..key(below, 0)).keys().take(max) {
+    for item in db.range(..batch_key(below, 0)).keys().take(max) {
         batch.remove(item?);
         n += 1;
     }
@@ -458,14 +473,17 @@ fn io_error(e: sled::Error) -> std::io::Error {
     }
 }
 
-fn key(batch: u64, chunk: u32) -> [u8; 12] {
+/// The sled key of chunk `chunk` of batch `batch`: whoever writes a
+/// store in the journal's format (a Raft log) writes these.
+pub fn batch_key(batch: u64, chunk: u32) -> [u8; 12] {
     let mut k = [0; 12];
     k[..8].copy_from_slice(&batch.to_be_bytes());
     k[8..].copy_from_slice(&chunk.to_be_bytes());
     k
 }
 
-fn parse_key(k: &[u8]) -> Option<(u64, u32)> {
+/// The batch and chunk a journal key names; `None` for any other key.
+pub fn parse_batch_key(k: &[u8]) -> Option<(u64, u32)> {
     if k.len() != 12 {
         return None;
     }
@@ -480,7 +498,7 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn flusher(
-    store: Store,
+    sink: Box<dyn Sink>,
     rx: Receiver<Queued>,
     shared: std::sync::Weak<Shared>,
     config: JournalConfig,
@@ -498,11 +516,11 @@ fn flusher(
         }
     }
     let _ended = Ended(&shared);
-    write_batches(store, rx, &shared, config);
+    write_batches(sink, rx, &shared, config);
 }
 
 fn write_batches(
-    mut store: Store,
+    mut sink: Box<dyn Sink>,
     rx: Receiver<Queued>,
     shared: &std::sync::Weak<Shared>,
     config: JournalConfig,
@@ -523,7 +541,7 @@ fn write_batches(
             match rx.recv_timeout(std::time::Duration::from_millis(5)) {
                 Ok(e) => e,
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    match compact_step(&store.db, below, COMPACT_KEYS_PER_STEP) {
+                    match sink.compact(below, COMPACT_KEYS_PER_STEP) {
                         Ok(n) if n < COMPACT_KEYS_PER_STEP => compacted = below,
                         Ok(_) => {}
                         Err(error) => {
@@ -571,7 +589,7 @@ fn write_batches(
         let result = if config.fail_after_batches.is_some_and(|n| written >= n) {
             Err(std::io::Error::other("failpoint: journal write refused"))
         } else {
-            store.write(&buf, config.sync_data, config.unsynced_delay)
+            sink.write(&buf, &config)
         };
         written += 1;
         let elapsed = started.elapsed();
@@ -645,6 +663,36 @@ fn write_batches(
 }
 
 impl Journal {
+    /// Starts a flusher that writes to `sink` from batch `position` on
+    /// (`reader`: what reads the batches it writes, for the change feed
+    /// and the snapshotter). The thread ends once every `Journal` clone is
+    /// dropped and the queue is drained.
+    pub fn start(
+        sink: Box<dyn Sink>,
+        position: u64,
+        reader: Option<JournalReader>,
+        config: JournalConfig,
+    ) -> (Journal, JoinHandle<()>) {
+        assert!(config.batch_records_max >= 1 && config.queue_capacity >= 1);
+        let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity);
+        let shared = Arc::new(Shared {
+            tx,
+            failed: AtomicBool::new(false),
+            capacity: config.queue_capacity,
+            stats: JournalStats::default(),
+            durable: AtomicU64::new(position),
+            compact_below: AtomicU64::new(0),
+            durable_tx: std::sync::Mutex::new(None),
+            reader: std::sync::Mutex::new(reader),
+        });
+        let weak = Arc::downgrade(&shared);
+        let thread = std::thread::Builder::new()
+            .name("journal-flusher".into())
+            .spawn(move || flusher(sink, rx, weak, config))
+            .expect("spawn the journal flusher");
+        (Journal { shared }, thread)
+    }
+
     /// Queues an encoded record (see [`record::encode`]); the receipt
     /// resolves once it is durable.
     pub fn append(&self, bytes: Vec<u8>) -> Result<Receipt, JournalError> {
@@ -790,10 +838,6 @@ impl Journal {
     }
 }
 
-/// Syncs every file sled keeps in `dir` (its `conf`, written once when
-/// the store is made and never synced by sled; its data file; its own
-/// snapshots) and then `dir` itself, so the names are durable too: after
-/// this a power cut finds the store as it was opened.
 /// Opens (or creates) a sled store in `dir` the way every durable store
 /// of ours needs it: only its owner flushes (spacejam/sled#1308), its
 /// directory and names synced, and its data file open for `fdatasync`
@@ -844,6 +888,10 @@ pub fn open_sled(dir: &Path) -> Result<(sled::Db, File), OpenError> {
     Ok((db, data_file))
 }
 
+/// Syncs every file sled keeps in `dir` (its `conf`, written once when
+/// the store is made and never synced by sled; its data file; its own
+/// snapshots) and then `dir` itself, so the names are durable too: after
+/// this a power cut finds the store as it was opened.
 fn sync_files_and_names(dir: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;

@@ -28,11 +28,13 @@
 pub mod log;
 pub mod machine;
 pub mod network;
+pub mod replica;
 pub mod sink;
 
 pub use log::{LogConfig, LogStore};
 pub use machine::{Machine, MachineConfig};
 pub use network::{Network, PeerConfig};
+pub use replica::{Replica, ReplicaConfig};
 pub use sink::RaftSink;
 
 use std::io::Cursor;

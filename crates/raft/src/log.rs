@@ -124,6 +124,18 @@ impl LogStore {
             failed: AtomicBool::new(false),
         });
         let store = LogStore { db, raft, shared };
+        if store.raft.is_empty() && store.db.first().map_err(OpenError::Read)?.is_some() {
+            // A lone server's journal: its batches are no Raft entries,
+            // and "orphans" below would be every one of them.
+            return Err(OpenError::Corrupt {
+                batch: 0,
+                message: format!(
+                    "{} holds a lone server's journal, not a replica's log: \
+                     a replica starts from an empty data directory",
+                    dir.display()
+                ),
+            });
+        }
         store.remove_orphans().map_err(|e| OpenError::Corrupt {
             batch: 0,
             message: e.to_string(),

@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use boxoffice_store::clock::Clock;
-use boxoffice_store::idempotency::IdempotencyStore;
-use boxoffice_store::journal::decode_all;
+use boxoffice_store::idempotency::{Answer, IdempotencyStore};
+use boxoffice_store::journal::{decode_all, JournalReader};
 use boxoffice_store::recovery::{encode_snapshot, Answers, Remember, Replay, State};
 use boxoffice_store::snapshot;
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -71,6 +71,20 @@ struct Inner {
     idem: Arc<IdempotencyStore>,
     last_applied: Option<LogId>,
     membership: Membership,
+    /// Set once this replica leads and its sections own the state (see
+    /// [`Machine::take_for_serving`]): entries are then the sections' own
+    /// records, already applied, and snapshots are built from disk
+    /// through this reader.
+    serving: Option<JournalReader>,
+}
+
+/// What a replica that now leads starts its sections from.
+pub struct Taken {
+    pub state: State,
+    /// The answers remembered for retries, oldest first.
+    pub answers: Vec<Answer>,
+    /// The journal position after the last entry applied.
+    pub position: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +116,7 @@ impl Machine {
                     idem: fresh_answers(&config),
                     last_applied: None,
                     membership: Membership::default(),
+                    serving: None,
                 },
                 None,
             ),
@@ -117,6 +132,26 @@ impl Machine {
     /// The last entry applied.
     pub fn last_applied(&self) -> Option<LogId> {
         lock(&self.inner).last_applied
+    }
+
+    /// Hands the state as applied so far to this replica's sections,
+    /// which lead from now on: later entries are their own records (not
+    /// applied again here), and snapshots are built from the newest
+    /// snapshot file and `reader` (the log read as a journal), as a lone
+    /// server's snapshotter builds them. For good: a replica that stops
+    /// leading starts again from its disk.
+    pub fn take_for_serving(&self, reader: JournalReader) -> Taken {
+        let mut inner = lock(&self.inner);
+        let state = std::mem::take(&mut inner.state);
+        let mut answers = inner.idem.answers(0);
+        answers.sort_by_key(|a| a.at_ms);
+        inner.idem = fresh_answers(&self.config);
+        inner.serving = Some(reader);
+        Taken {
+            state,
+            answers,
+            position: position(inner.last_applied),
+        }
     }
 
     /// Calls `f` with the state as applied so far.
@@ -220,6 +255,7 @@ fn load(config: &MachineConfig, bytes: &[u8]) -> Result<(SnapshotMeta, Inner), S
         idem,
         last_applied: meta.last_log_id,
         membership: meta.last_membership.clone(),
+        serving: None,
     };
     Ok((meta, inner))
 }
@@ -243,18 +279,45 @@ fn store_snapshot(
     Ok(())
 }
 
-/// A snapshot being built: the state was encoded when it was asked for;
-/// the file is written off the state machine's worker.
+/// A snapshot being built: the state encoded when it was asked for, or
+/// (while the sections own the state) rebuilt from disk off the
+/// machine's worker.
 pub struct Builder {
     meta: SnapshotMeta,
-    body: Vec<u8>,
+    body: Body,
     path: PathBuf,
     current: Arc<Mutex<Option<SnapshotMeta>>>,
 }
 
+enum Body {
+    Encoded(Vec<u8>),
+    FromDisk {
+        config: Arc<MachineConfig>,
+        reader: JournalReader,
+    },
+}
+
 impl RaftSnapshotBuilder<Shard> for Builder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<Shard>, StorageError> {
-        let bytes = assemble(&self.meta, &self.body);
+        let signature = self.meta.signature();
+        let failed = |message: String| {
+            StorageError::from(StorageIOError::write_snapshot(
+                Some(signature.clone()),
+                &std::io::Error::other(message),
+            ))
+        };
+        let body = match &self.body {
+            Body::Encoded(bytes) => bytes.clone(),
+            Body::FromDisk { config, reader } => {
+                let (config, reader) = (config.clone(), reader.clone());
+                let (path, upto) = (self.path.clone(), self.meta.last_log_id);
+                tokio::task::spawn_blocking(move || from_disk(&config, &path, &reader, upto))
+                    .await
+                    .map_err(|e| failed(e.to_string()))?
+                    .map_err(failed)?
+            }
+        };
+        let bytes = assemble(&self.meta, &body);
         store_snapshot(&self.current, &self.path, &self.meta, &bytes)
             .map_err(|e| StorageIOError::write_snapshot(Some(self.meta.signature()), &e))?;
         Ok(Snapshot {
@@ -262,6 +325,53 @@ impl RaftSnapshotBuilder<Shard> for Builder {
             snapshot: Box::new(Cursor::new(bytes)),
         })
     }
+}
+
+/// The state up to `upto`, rebuilt from the snapshot file at `path` (if
+/// any) and the journal after it, encoded: what a lone server's
+/// snapshotter does, for a replica whose sections own the live state.
+fn from_disk(
+    config: &MachineConfig,
+    path: &Path,
+    reader: &JournalReader,
+    upto: Option<LogId>,
+) -> Result<Vec<u8>, String> {
+    let inner = match std::fs::read(path) {
+        Ok(bytes) => load(config, &bytes)?.1,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Inner {
+            state: State::default(),
+            idem: fresh_answers(config),
+            last_applied: None,
+            membership: Membership::default(),
+            serving: None,
+        },
+        Err(e) => return Err(e.to_string()),
+    };
+    let remember = Remember {
+        store: &inner.idem,
+        answers: &*config.answers,
+        now_ms: config.clock.now_ms(),
+        ttl_ms: config.idem_ttl_ms,
+    };
+    let mut replay = Replay::new(inner.state, remember);
+    let (start, end) = (position(inner.last_applied), position(upto));
+    if start < end {
+        reader
+            .replay_range(start, Some(end), |batch, record| {
+                replay.apply(batch, record)
+            })
+            .map_err(|e| e.to_string())?;
+    }
+    let state = replay.into_inner();
+    let (_, body) = encode_snapshot(
+        &state,
+        &inner.idem,
+        config.idem_ttl_ms,
+        end,
+        config.clock.now_ms(),
+        None,
+    );
+    Ok(body)
 }
 
 impl RaftStateMachine<Shard> for Machine {
@@ -281,6 +391,7 @@ impl RaftStateMachine<Shard> for Machine {
         let mut inner = lock(&self.inner);
         let inner = &mut *inner;
         let idem = inner.idem.clone();
+        let serving = inner.serving.is_some();
         let remember = Remember {
             store: &idem,
             answers: &*config.answers,
@@ -294,6 +405,8 @@ impl RaftStateMachine<Shard> for Machine {
             let log_id = entry.log_id;
             let applied = match entry.payload {
                 EntryPayload::Blank => Ok(()),
+                // The sections applied their own records before proposing.
+                EntryPayload::Normal(_) if serving => Ok(()),
                 EntryPayload::Normal(batch) => decode_all(&batch.records)
                     .map_err(|e| e.to_string())
                     .and_then(|records| {
@@ -329,15 +442,24 @@ impl RaftStateMachine<Shard> for Machine {
     async fn get_snapshot_builder(&mut self) -> Builder {
         let inner = lock(&self.inner);
         let now_ms = self.config.clock.now_ms();
-        inner.idem.prune(now_ms);
-        let (_, body) = encode_snapshot(
-            &inner.state,
-            &inner.idem,
-            self.config.idem_ttl_ms,
-            position(inner.last_applied),
-            now_ms,
-            None,
-        );
+        let body = match &inner.serving {
+            Some(reader) => Body::FromDisk {
+                config: self.config.clone(),
+                reader: reader.clone(),
+            },
+            None => {
+                inner.idem.prune(now_ms);
+                let (_, body) = encode_snapshot(
+                    &inner.state,
+                    &inner.idem,
+                    self.config.idem_ttl_ms,
+                    position(inner.last_applied),
+                    now_ms,
+                    None,
+                );
+                Body::Encoded(body)
+            }
+        };
         let last = inner.last_applied;
         let meta = SnapshotMeta {
             last_log_id: last,

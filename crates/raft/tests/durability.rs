@@ -136,3 +136,38 @@ async fn a_damaged_snapshot_file_is_refused_by_name() {
     assert!(last.index >= 5);
     assert_eq!(held(&machine.encoded()), last.index - 2);
 }
+
+#[test]
+fn a_lone_servers_journal_is_refused_and_left_whole() {
+    use boxoffice_store::journal::{encode, JournalConfig, OpenError, Store};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("journal");
+    let (journal, flusher) = Store::open(&dir).unwrap().start(JournalConfig::default());
+    let receipt = journal.append(encode(&event_created("e"))).unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(receipt)
+        .unwrap()
+        .unwrap();
+    journal.close();
+    drop(journal);
+    flusher.join().unwrap();
+
+    let refused = boxoffice_raft::LogStore::open(&dir, Default::default());
+    let message = refused
+        .err()
+        .expect("a lone journal is no Raft log")
+        .to_string();
+    assert!(message.contains("lone server's journal"), "{message}");
+    let mut records = 0;
+    Store::open(&dir)
+        .unwrap()
+        .reader()
+        .replay_range(0, None, |_, _| {
+            records += 1;
+            Ok::<(), OpenError>(())
+        })
+        .unwrap();
+    assert_eq!(records, 1, "the journal is left as it was");
+}

@@ -29,8 +29,8 @@ pub const MACHINE_DIR: &str = "raft";
 
 pub struct ReplicaConfig {
     pub id: NodeId,
-    /// Every replica of the shard, this one included: the group a fresh
-    /// replica initialises (every replica may; the first wins).
+    /// Every replica of the shard, this one included: the group that the
+    /// one with the lowest id forms on its first start.
     pub members: BTreeMap<NodeId, Node>,
     pub data_dir: PathBuf,
     /// Bound by the caller (so that it can say where), not yet accepting.
@@ -114,9 +114,11 @@ impl Replica {
         let fresh = !runtime
             .block_on(raft.is_initialized())
             .map_err(|e| error("reading Raft's state", e))?;
-        if fresh {
-            // Every fresh replica may propose the same group; once one
-            // has, the others are told so (and that is no error).
+        // The member with the lowest id forms the group, the others wait
+        // to hear from it: two fresh replicas forming it at once would
+        // each elect a leader, and the first would be deposed at once.
+        let first = config.members.keys().next() == Some(&id);
+        if fresh && first {
             if let Err(e) = runtime.block_on(raft.initialize(config.members)) {
                 tracing::info!(error = %e, "the group is already formed");
             }

@@ -34,7 +34,6 @@ const LONG_FNS: &[(&str, &str, usize)] = &[
     ("crates/store/src/layout.rs", "build", 178),
     ("crates/loadgen/src/lib.rs", "execute", 170),
     ("crates/http/src/lib.rs", "configure", 156),
-    ("crates/store/src/journal/mod.rs", "write_batches", 142),
     ("crates/http/src/error.rs", "from_section", 139),
     ("crates/store/src/recovery.rs", "apply", 134),
 ];

@@ -37,6 +37,25 @@ struct Figures {
     records_per_sec: f64,
     p50_ms: f64,
     per_commit: f64,
+    /// CPU of the whole process (every replica, the writers) a record.
+    cpu_us: f64,
+}
+
+/// User and system CPU this process has used, in seconds (from
+/// /proc/self/stat, in clock ticks of 1/100 s).
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after
+    // the command's closing parenthesis.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// `writers` writers for `secs` seconds against `journal`.
@@ -86,6 +105,7 @@ fn run(journal: &Journal, writers: u32, secs: u64) -> Figures {
             }));
         }
         let started = Instant::now();
+        let cpu_before = cpu_secs();
         let mut all = local
             .run_until(async {
                 let mut all = Vec::new();
@@ -96,6 +116,7 @@ fn run(journal: &Journal, writers: u32, secs: u64) -> Figures {
             })
             .await;
         let elapsed = started.elapsed().as_secs_f64();
+        let cpu = cpu_secs() - cpu_before;
         let batches = journal
             .stats()
             .batches
@@ -106,6 +127,7 @@ fn run(journal: &Journal, writers: u32, secs: u64) -> Figures {
             records_per_sec: all.len() as f64 / elapsed,
             p50_ms: all[all.len() / 2].as_secs_f64() * 1e3,
             per_commit: all.len() as f64 / batches.max(1) as f64,
+            cpu_us: cpu * 1e6 / all.len().max(1) as f64,
         }
     })
 }
@@ -122,7 +144,7 @@ fn lone(writers: u32, secs: u64) -> Figures {
     f
 }
 
-fn replicated(writers: u32, secs: u64) -> Figures {
+fn replicated(writers: u32, secs: u64, in_flight: usize) -> Figures {
     let root = tempfile::tempdir().unwrap();
     let listeners: Vec<_> = (0..3)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
@@ -175,7 +197,7 @@ fn replicated(writers: u32, secs: u64) -> Figures {
     let taken = rt.block_on(leader.take_lead());
 
     let (journal, flusher) = Journal::start(
-        Box::new(leader.sink(Duration::from_secs(10))),
+        Box::new(leader.sink(Duration::from_secs(10), in_flight)),
         taken.position,
         Some(leader.journal_reader()),
         JournalConfig::default(),
@@ -205,22 +227,30 @@ fn main() {
         .collect();
     let secs: u64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(3);
     let rounds: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3);
-    println!("writers | lone records/s | 3 replicas records/s | ratio | lone p50 ms | replicated p50 ms | records a commit (lone / replicated)");
+    println!("writers | lone records/s | 3 replicas, 1 batch in flight | 3 replicas, 4 in flight | ratios to lone | p50 ms (lone / 1 / 4) | records a commit (lone / 1 / 4) | CPU µs a record (lone / 1 / 4)");
     for writers in [1u32, 16, 64] {
-        let (mut l, mut r) = (Vec::new(), Vec::new());
+        let (mut l, mut one, mut four) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
             l.push(lone(writers, secs));
-            r.push(replicated(writers, secs));
+            one.push(replicated(writers, secs, 1));
+            four.push(replicated(writers, secs, 4));
         }
         let m = |v: &[Figures], f: fn(&Figures) -> f64| median(v.iter().map(f).collect());
-        let (lr, rr) = (m(&l, |f| f.records_per_sec), m(&r, |f| f.records_per_sec));
+        let rate = |v: &[Figures]| m(v, |f| f.records_per_sec);
+        let (lr, r1, r4) = (rate(&l), rate(&one), rate(&four));
         println!(
-            "{writers} | {lr:.0} | {rr:.0} | {:.2}x | {:.2} | {:.2} | {:.1} / {:.1}",
-            rr / lr,
+            "{writers} | {lr:.0} | {r1:.0} | {r4:.0} | {:.2}x / {:.2}x | {:.2} / {:.2} / {:.2} | {:.1} / {:.1} / {:.1} | {:.0} / {:.0} / {:.0}",
+            r1 / lr,
+            r4 / lr,
             m(&l, |f| f.p50_ms),
-            m(&r, |f| f.p50_ms),
+            m(&one, |f| f.p50_ms),
+            m(&four, |f| f.p50_ms),
             m(&l, |f| f.per_commit),
-            m(&r, |f| f.per_commit),
+            m(&one, |f| f.per_commit),
+            m(&four, |f| f.per_commit),
+            m(&l, |f| f.cpu_us),
+            m(&one, |f| f.cpu_us),
+            m(&four, |f| f.cpu_us),
         );
     }
 }

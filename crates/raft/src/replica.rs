@@ -196,15 +196,15 @@ impl Replica {
         }
     }
 
-    /// The journal's sink while this replica leads.
-    pub fn sink(&self, commit_timeout: Duration) -> RaftSink {
+    /// The journal's sink while this replica leads (see [`RaftSink::new`]).
+    pub fn sink(&self, commit_timeout: Duration, in_flight_max: usize) -> RaftSink {
         let handle = self
             .runtime
             .as_ref()
             .expect("the runtime lives as long as the replica")
             .handle()
             .clone();
-        RaftSink::new(self.raft.clone(), handle, commit_timeout)
+        RaftSink::new(self.raft.clone(), handle, commit_timeout, in_flight_max)
     }
 
     /// The log, read as a journal.

@@ -23,6 +23,7 @@ fn journal_on(cluster: &Cluster, leader: u64, commit_timeout: Duration) -> Journ
         r.raft.clone(),
         tokio::runtime::Handle::current(),
         commit_timeout,
+        4,
     );
     let (journal, _flusher) = Journal::start(
         Box::new(sink),

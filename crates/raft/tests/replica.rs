@@ -90,7 +90,7 @@ fn lead(replicas: &BTreeMap<NodeId, Replica>) -> (NodeId, u64, u64, Journal) {
         .1,
     );
     let (journal, _flusher) = Journal::start(
-        Box::new(r.sink(Duration::from_secs(5))),
+        Box::new(r.sink(Duration::from_secs(5), 4)),
         taken.position,
         Some(r.journal_reader()),
         JournalConfig::default(),

@@ -162,7 +162,8 @@ struct Entry {
 enum Done {
     /// The sending half of a [`Receipt`].
     Receipt(oneshot::Sender<Result<u64, JournalError>>),
-    /// Called on the flusher's thread (see [`Journal::append_noted_then`]).
+    /// Called where the batch's outcome is learnt (see
+    /// [`Journal::append_noted_then`]).
     Then(Then),
 }
 
@@ -199,12 +200,18 @@ pub struct DurableBatch {
 
 /// Where the flusher makes a batch durable: this process's sled store
 /// ([`Store`], a lone server), or a majority of a shard's replicas (the
-/// Raft log of `boxoffice-raft`). Only the flusher calls it, one batch at
-/// a time, in order.
+/// Raft log of `boxoffice-raft`). Only the flusher calls it.
 pub trait Sink: Send + 'static {
-    /// Makes `bytes` (whole encoded records) durable as the next batch
-    /// and returns its position; an error fails the journal for good.
-    fn write(&mut self, bytes: &[u8], config: &JournalConfig) -> std::io::Result<u64>;
+    /// Makes `bytes` (whole encoded records) durable as the next batch,
+    /// then calls `done` with its position, or with the error (which
+    /// fails the journal for good). `done` runs once per batch, in the
+    /// order the batches were submitted, on any thread; a sink may keep
+    /// several batches in flight, and block here while it has as many as
+    /// it takes.
+    fn submit(&mut self, bytes: Vec<u8>, config: &JournalConfig, done: Completion);
+
+    /// Returns once every submitted batch's `done` has run.
+    fn drain(&mut self) {}
 
     /// Removes up to `max` keys of batches below `below` (covered by a
     /// durable snapshot) and returns how many; called while the flusher
@@ -212,9 +219,13 @@ pub trait Sink: Send + 'static {
     fn compact(&mut self, below: u64, max: usize) -> std::io::Result<usize>;
 }
 
+/// What a [`Sink`] calls with a batch's outcome.
+pub type Completion = Box<dyn FnOnce(std::io::Result<u64>) + Send>;
+
 impl Sink for Store {
-    fn write(&mut self, bytes: &[u8], config: &JournalConfig) -> std::io::Result<u64> {
-        Store::write(self, bytes, config.sync_data, config.unsynced_delay)
+    /// One batch at a time: durable (or failed) before this returns.
+    fn submit(&mut self, bytes: Vec<u8>, config: &JournalConfig, done: Completion) {
+        done(self.write(&bytes, config.sync_data, config.unsynced_delay))
     }
 
     fn compact(&mut self, below: u64, max: usize) -> std::io::Result<usize> {
@@ -235,7 +246,12 @@ pub type Receipt = oneshot::Receiver<Result<u64, JournalError>>;
 
 struct Shared {
     tx: Sender<Queued>,
+    /// No more appends: a write failed, or the journal is closing.
     failed: AtomicBool,
+    /// A write failed: no batch after it may be acknowledged, even one
+    /// its sink made durable (what decided it may stand on the failed
+    /// one).
+    broken: AtomicBool,
     capacity: usize,
     stats: JournalStats,
     /// Position after the last durable batch: every batch below it is on
@@ -525,59 +541,29 @@ fn write_batches(
     shared: &std::sync::Weak<Shared>,
     config: JournalConfig,
 ) {
-    let mut batch: Vec<Entry> = Vec::with_capacity(config.batch_records_max);
-    let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
-    let mut stopping = false;
     let mut written = 0u64;
     // Batches below this are already removed (or never existed).
     let mut compacted = 0u64;
     loop {
-        let below = shared
-            .upgrade()
-            .map_or(0, |s| s.compact_below.load(Ordering::Relaxed));
-        let first = if below > compacted {
-            // Compaction pending: remove a slice of old batches whenever
-            // the queue is idle, so commits never wait behind it.
-            match rx.recv_timeout(std::time::Duration::from_millis(5)) {
-                Ok(e) => e,
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    match sink.compact(below, COMPACT_KEYS_PER_STEP) {
-                        Ok(n) if n < COMPACT_KEYS_PER_STEP => compacted = below,
-                        Ok(_) => {}
-                        Err(error) => {
-                            tracing::error!(%error, "journal compaction failed; old batches stay");
-                            compacted = below;
-                        }
-                    }
-                    continue;
-                }
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
-            }
-        } else {
-            // Wake now and then to notice new compaction work.
-            match rx.recv_timeout(std::time::Duration::from_millis(50)) {
-                Ok(e) => e,
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
-            }
-        };
-        let Queued::Record(first) = first else {
+        let Some((batch, stopping)) = next_batch(&rx, &mut *sink, shared, &mut compacted, &config)
+        else {
             break;
         };
-        batch.push(first);
-        while batch.len() < config.batch_records_max {
-            match rx.try_recv() {
-                Ok(Queued::Stop) => {
-                    stopping = true;
-                    break;
+        if shared
+            .upgrade()
+            .is_some_and(|s| s.broken.load(Ordering::SeqCst))
+        {
+            // A write failed (perhaps while this batch gathered): nothing
+            // more goes to the sink.
+            for e in batch {
+                if let Some(done) = e.done {
+                    done.finish(Err(JournalError::Failed));
                 }
-                Ok(Queued::Record(e)) => batch.push(e),
-                Err(_) => break,
             }
-        }
-        buf.clear();
-        for e in &batch {
-            buf.extend_from_slice(&e.bytes);
+            if !stopping {
+                refuse_queued(&rx);
+            }
+            break;
         }
         if config.panic_at_write {
             panic!("failpoint: the flusher panics at its first write");
@@ -585,34 +571,133 @@ fn write_batches(
         if !config.write_delay.is_zero() {
             std::thread::sleep(config.write_delay);
         }
-        let started = Instant::now();
-        let result = if config.fail_after_batches.is_some_and(|n| written >= n) {
-            Err(std::io::Error::other("failpoint: journal write refused"))
-        } else {
-            sink.write(&buf, &config)
+        let mut bytes = Vec::with_capacity(batch.iter().map(|e| e.bytes.len()).sum());
+        for e in &batch {
+            bytes.extend_from_slice(&e.bytes);
+        }
+        let submitted = Submitted {
+            records: batch.len(),
+            bytes: bytes.len(),
+            entries: batch,
+            started: Instant::now(),
+            shared: shared.clone(),
         };
+        if config.fail_after_batches.is_some_and(|n| written >= n) {
+            submitted.finish(Err(std::io::Error::other(
+                "failpoint: journal write refused",
+            )));
+        } else {
+            sink.submit(bytes, &config, Box::new(move |r| submitted.finish(r)));
+        }
         written += 1;
-        let elapsed = started.elapsed();
-        if let Some(s) = shared.upgrade() {
+        if stopping {
+            break;
+        }
+    }
+    sink.drain();
+}
+
+/// The next batch: the first record to come (compacting old batches
+/// while none does), and what else is queued, up to the batch's size;
+/// whether a stop came with it. `None` once stopped with nothing queued.
+fn next_batch(
+    rx: &Receiver<Queued>,
+    sink: &mut dyn Sink,
+    shared: &std::sync::Weak<Shared>,
+    compacted: &mut u64,
+    config: &JournalConfig,
+) -> Option<(Vec<Entry>, bool)> {
+    use crossbeam_channel::RecvTimeoutError;
+    let first = loop {
+        let below = shared
+            .upgrade()
+            .map_or(0, |s| s.compact_below.load(Ordering::Relaxed));
+        // Compaction pending: remove a slice of old batches whenever the
+        // queue is idle, so commits never wait behind it; otherwise wake
+        // now and then to notice new compaction work.
+        let idle = if below > *compacted { 5 } else { 50 };
+        match rx.recv_timeout(std::time::Duration::from_millis(idle)) {
+            Ok(Queued::Record(e)) => break e,
+            Ok(Queued::Stop) | Err(RecvTimeoutError::Disconnected) => return None,
+            Err(RecvTimeoutError::Timeout) if below > *compacted => {
+                match sink.compact(below, COMPACT_KEYS_PER_STEP) {
+                    Ok(n) if n < COMPACT_KEYS_PER_STEP => *compacted = below,
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::error!(%error, "journal compaction failed; old batches stay");
+                        *compacted = below;
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+    };
+    let mut batch = Vec::with_capacity(config.batch_records_max.min(1024));
+    batch.push(first);
+    while batch.len() < config.batch_records_max {
+        match rx.try_recv() {
+            Ok(Queued::Stop) => return Some((batch, true)),
+            Ok(Queued::Record(e)) => batch.push(e),
+            Err(_) => break,
+        }
+    }
+    Some((batch, false))
+}
+
+/// After a failed write: refuses what is still queued or racing in,
+/// until `close` sends its stop marker (or every handle is gone):
+/// shutdown must not wait for senders that live as long as it does.
+fn refuse_queued(rx: &Receiver<Queued>) {
+    for queued in rx.iter() {
+        let Queued::Record(e) = queued else {
+            return;
+        };
+        if let Some(done) = e.done {
+            done.finish(Err(JournalError::Failed));
+        }
+    }
+}
+
+/// A batch handed to the sink, and whoever waits for its records.
+struct Submitted {
+    entries: Vec<Entry>,
+    records: usize,
+    bytes: usize,
+    started: Instant,
+    shared: std::sync::Weak<Shared>,
+}
+
+impl Submitted {
+    /// Tells everyone waiting for the batch's records its outcome (in
+    /// the order batches were submitted: the sink's promise).
+    fn finish(self, result: std::io::Result<u64>) {
+        let elapsed = self.started.elapsed();
+        let shared = self.shared.upgrade();
+        if let Some(s) = &shared {
             s.stats.batches.fetch_add(1, Ordering::Relaxed);
             s.stats.flush_seconds.observe(elapsed.as_secs_f64());
-            s.stats.batch_records.observe(batch.len() as f64);
+            s.stats.batch_records.observe(self.records as f64);
             s.stats
                 .records
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            s.stats.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+                .fetch_add(self.records as u64, Ordering::Relaxed);
+            s.stats
+                .bytes
+                .fetch_add(self.bytes as u64, Ordering::Relaxed);
             s.stats
                 .flush_ns
                 .fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
         }
+        let broken_before = shared
+            .as_ref()
+            .is_some_and(|s| s.broken.load(Ordering::SeqCst));
         match result {
-            Ok(position) => {
-                let handed_on = shared.upgrade().and_then(|s| {
+            Ok(position) if !broken_before => {
+                let handed_on = shared.as_ref().and_then(|s| {
                     s.durable.store(position + 1, Ordering::Release);
                     lock(&s.durable_tx).clone()
                 });
                 let mut notes = Vec::new();
-                for e in batch.drain(..) {
+                for e in self.entries {
                     if let Some(done) = e.done {
                         done.finish(Ok(position));
                     }
@@ -628,35 +713,22 @@ fn write_batches(
                         notes,
                     });
                 }
-                if stopping {
-                    break;
-                }
             }
-            Err(error) => {
-                tracing::error!(%error, records = batch.len(), "journal write failed; refusing all further changes");
-                if let Some(s) = shared.upgrade() {
+            outcome => {
+                if let Err(error) = outcome {
+                    if !broken_before {
+                        tracing::error!(%error, records = self.records, "journal write failed; refusing all further changes");
+                    }
+                }
+                if let Some(s) = &shared {
+                    s.broken.store(true, Ordering::SeqCst);
                     s.failed.store(true, Ordering::SeqCst);
                 }
-                for e in batch.drain(..) {
+                for e in self.entries {
                     if let Some(done) = e.done {
                         done.finish(Err(JournalError::Failed));
                     }
                 }
-                if stopping {
-                    return;
-                }
-                // Refuse what is still queued or racing in, until `close`
-                // sends its stop marker (or every handle is gone): shutdown
-                // must not wait for senders that live as long as it does.
-                for queued in rx.iter() {
-                    let Queued::Record(e) = queued else {
-                        return;
-                    };
-                    if let Some(done) = e.done {
-                        done.finish(Err(JournalError::Failed));
-                    }
-                }
-                return;
             }
         }
     }
@@ -678,6 +750,7 @@ impl Journal {
         let shared = Arc::new(Shared {
             tx,
             failed: AtomicBool::new(false),
+            broken: AtomicBool::new(false),
             capacity: config.queue_capacity,
             stats: JournalStats::default(),
             durable: AtomicU64::new(position),
@@ -718,9 +791,10 @@ impl Journal {
 
     /// Queues an encoded record with a note, and `then` to be called with
     /// its batch's position once it is durable (or with the failure): on
-    /// the flusher's thread, in the record's order, so it must only hand
-    /// the news on (a channel send), never wait. Whoever waits for the
-    /// change is woken by the flusher itself, with no thread in between.
+    /// the thread that learns it (the flusher's for a lone store, the
+    /// sink's ack thread for a replicated one), in the record's order, so
+    /// it must only hand the news on (a channel send), never wait. Whoever
+    /// waits for the change is woken by that thread, none in between.
     /// Refused (`Err`), `then` is dropped uncalled.
     pub fn append_noted_then(
         &self,
@@ -905,6 +979,66 @@ fn sync_files_and_names(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sink that keeps every batch in flight until the test completes
+    /// it, as a replicated sink keeps batches waiting for their commits.
+    struct Held(Arc<std::sync::Mutex<Vec<Completion>>>);
+
+    impl Sink for Held {
+        fn submit(&mut self, _bytes: Vec<u8>, _config: &JournalConfig, done: Completion) {
+            lock(&self.0).push(done);
+        }
+
+        fn compact(&mut self, _below: u64, _max: usize) -> std::io::Result<usize> {
+            Ok(0)
+        }
+    }
+
+    #[test]
+    fn a_batch_after_a_failed_one_is_never_acknowledged() {
+        let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (journal, thread) = Journal::start(
+            Box::new(Held(held.clone())),
+            7,
+            None,
+            JournalConfig {
+                batch_records_max: 1,
+                ..JournalConfig::default()
+            },
+        );
+        let submitted = |n: usize| {
+            let waited = Instant::now();
+            while lock(&held).len() < n {
+                assert!(waited.elapsed() < std::time::Duration::from_secs(5));
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        };
+        let first = journal.append(vec![1]).unwrap();
+        submitted(1);
+        let second = journal.append(vec![2]).unwrap();
+        let third = journal.append(vec![3]).unwrap();
+        submitted(3);
+        let mut done: Vec<Completion> = lock(&held).drain(..).collect();
+        let (c3, c2, c1) = (
+            done.pop().unwrap(),
+            done.pop().unwrap(),
+            done.pop().unwrap(),
+        );
+        // The first is durable; the second fails; the third reached the
+        // disk all the same, and still must not be acknowledged.
+        c1(Ok(7));
+        c2(Err(std::io::Error::other("the disk is gone")));
+        c3(Ok(9));
+        assert_eq!(first.blocking_recv().unwrap(), Ok(7));
+        assert_eq!(second.blocking_recv().unwrap(), Err(JournalError::Failed));
+        assert_eq!(third.blocking_recv().unwrap(), Err(JournalError::Failed));
+        assert_eq!(journal.durable_position(), 8);
+        assert!(journal.is_failed());
+        assert!(journal.append(vec![4]).is_err());
+        journal.close();
+        drop(journal);
+        thread.join().unwrap();
+    }
 
     /// Every record of the store, with its batch, and the position after
     /// the last batch.

@@ -175,11 +175,13 @@ fn replicated(writers: u32, secs: u64, in_flight: usize) -> Figures {
                 peers: PeerConfig {
                     secret: Arc::from("bench"),
                     body_bytes_max: 64 << 20,
+                    snapshot_bytes_max: 1 << 30,
                 },
                 raft: raft.clone(),
                 answers: Arc::new(support::TestAnswers),
                 clock: Arc::new(boxoffice_store::clock::SystemClock),
                 idem_ttl_ms: support::IDEM_TTL_MS,
+                log: Default::default(),
             })
             .unwrap()
         })

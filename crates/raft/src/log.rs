@@ -56,6 +56,9 @@ pub struct LogConfig {
     /// Failpoint for tests: once set, every sync fails, as on a broken
     /// or full disk.
     pub fail_syncs: Arc<AtomicBool>,
+    /// Failpoint for tests: once set, the committed id kept stays where it
+    /// is, as when a crash comes before its lazy write.
+    pub freeze_committed: Arc<AtomicBool>,
 }
 
 /// A replica's Raft log: a cheap handle, cloned for openraft's readers.
@@ -63,6 +66,7 @@ pub struct LogConfig {
 pub struct LogStore {
     /// The journal's keys (batch `i`: entry `i`'s records).
     db: sled::Db,
+    freeze_committed: Arc<AtomicBool>,
     /// Entries' log ids and kinds, the vote, the committed and purged ids.
     raft: sled::Tree,
     shared: Arc<Shared>,
@@ -123,7 +127,12 @@ impl LogStore {
             tx,
             failed: AtomicBool::new(false),
         });
-        let store = LogStore { db, raft, shared };
+        let store = LogStore {
+            db,
+            freeze_committed: config.freeze_committed.clone(),
+            raft,
+            shared,
+        };
         if store.raft.is_empty() && store.db.first().map_err(OpenError::Read)?.is_some() {
             // A lone server's journal: its batches are no Raft entries,
             // and "orphans" below would be every one of them.
@@ -214,7 +223,9 @@ impl LogStore {
         }
     }
 
-    /// The records of journal batch `index`.
+    /// The records of journal batch `index`; an error if there are none
+    /// (a batch is never empty: one removed under a reader must not read
+    /// as an entry with no records).
     fn records(&self, index: u64) -> io::Result<Vec<u8>> {
         let mut bytes = Vec::new();
         let lo = batch_key(index, 0);
@@ -225,6 +236,9 @@ impl LogStore {
                 return Err(corrupt(format!("entry {index}: a chunk out of order")));
             }
             bytes.extend_from_slice(&v);
+        }
+        if bytes.is_empty() {
+            return Err(corrupt(format!("entry {index}'s records are missing")));
         }
         Ok(bytes)
     }
@@ -254,11 +268,15 @@ impl LogStore {
         Ok(entries)
     }
 
-    /// Removes entries `[from, to)`: their metadata first, their batches
-    /// after (a batch without its entry is an orphan `open` removes).
-    fn remove(&self, from: u64, to: Option<u64>) -> io::Result<()> {
+    /// Removes entries `[from, to)`: their metadata first (with `also`,
+    /// in the same batch), their batches after (a batch without its entry
+    /// is an orphan `open` removes).
+    fn remove(&self, from: u64, to: Option<u64>, also: Option<(&[u8], Vec<u8>)>) -> io::Result<()> {
         self.check()?;
         let mut metas = sled::Batch::default();
+        if let Some((key, value)) = also {
+            metas.insert(key, value);
+        }
         let lo = entry_key(from);
         let hi = to.map(entry_key);
         let hi: &[u8] = hi.as_ref().map_or(ENTRIES_END, |hi| &hi[..]);
@@ -373,6 +391,9 @@ impl RaftLogStorage<Shard> for LogStore {
     /// restarted replica then applies less at once, never more than was
     /// committed).
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        if self.freeze_committed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         self.put_meta(COMMITTED, &committed)
             .map_err(|e| StorageIOError::write(&e).into())
     }
@@ -434,17 +455,18 @@ impl RaftLogStorage<Shard> for LogStore {
     /// (a conflicting entry must not come back after a restart).
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let write = |e: io::Error| StorageError::from(StorageIOError::write_logs(&e));
-        self.remove(log_id.index, None).map_err(write)?;
+        self.remove(log_id.index, None, None).map_err(write)?;
         self.sync().await.map_err(write)
     }
 
     /// Removes the entries up to `log_id` and remembers it as the last
-    /// purged: kept with the next sync (lost, the entries come back,
+    /// purged (in the same batch as their metadata): kept with the next sync (lost, the entries come back,
     /// which is only a longer log).
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let write = |e: io::Error| StorageError::from(StorageIOError::write_logs(&e));
-        self.put_meta(PURGED, &log_id).map_err(write)?;
-        self.remove(0, log_id.index.checked_add(1)).map_err(write)
+        let purged = Some((PURGED, encode(&log_id)));
+        self.remove(0, log_id.index.checked_add(1), purged)
+            .map_err(write)
     }
 }
 

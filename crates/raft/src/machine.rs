@@ -488,24 +488,38 @@ impl RaftStateMachine<Shard> for Machine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let bytes = snapshot.into_inner();
-        let refuse = |message: String| {
-            tracing::error!(snapshot = %meta, %message, "refusing a snapshot sent to this replica");
-            StorageError::from(StorageIOError::read_snapshot(
-                Some(meta.signature()),
-                &std::io::Error::new(std::io::ErrorKind::InvalidData, message),
-            ))
-        };
-        let (loaded_meta, inner) = load(&self.config, &bytes).map_err(refuse)?;
-        if loaded_meta.last_log_id != meta.last_log_id {
-            return Err(refuse(format!(
-                "it holds the state up to {:?}, not {:?}",
-                loaded_meta.last_log_id, meta.last_log_id
-            )));
+        let (config, current, path) = (self.config.clone(), self.current.clone(), self.path());
+        let given = meta.clone();
+        // Decoding, rebuilding and writing a stadium's state is seconds of
+        // work: off the runtime's workers.
+        let installed = tokio::task::spawn_blocking(move || {
+            let (loaded_meta, inner) = load(&config, &bytes)?;
+            if loaded_meta.last_log_id != given.last_log_id {
+                return Err(format!(
+                    "it holds the state up to {:?}, not {:?}",
+                    loaded_meta.last_log_id, given.last_log_id
+                ));
+            }
+            store_snapshot(&current, &path, &given, &bytes)
+                .map_err(|e| format!("writing it: {e}"))?;
+            Ok(inner)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+        match installed {
+            Ok(inner) => {
+                *lock(&self.inner) = inner;
+                Ok(())
+            }
+            Err(message) => {
+                tracing::error!(snapshot = %meta, %message, "refusing a snapshot sent to this replica");
+                Err(StorageError::from(StorageIOError::read_snapshot(
+                    Some(meta.signature()),
+                    &std::io::Error::new(std::io::ErrorKind::InvalidData, message),
+                )))
+            }
         }
-        store_snapshot(&self.current, &self.path(), meta, &bytes)
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        *lock(&self.inner) = inner;
-        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<Shard>>, StorageError> {

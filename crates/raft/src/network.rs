@@ -44,15 +44,24 @@ pub struct PeerConfig {
     /// Every request carries it; a request without it is refused unread.
     pub secret: Arc<str>,
     /// Largest request body a replica reads (an append of many entries,
-    /// a snapshot's chunk).
+    /// a snapshot's chunk), and largest answer it reads back.
     pub body_bytes_max: usize,
+    /// Largest snapshot a replica takes from a leader: a chunk that would
+    /// reach past it is refused before openraft writes it (a chunk at a
+    /// far offset would make the receiving buffer that large).
+    pub snapshot_bytes_max: u64,
 }
+
+/// Most peer connections served at once (the replicas of a shard need a
+/// handful; the rest is someone else).
+pub const CONNECTIONS_MAX: usize = 64;
 
 impl std::fmt::Debug for PeerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PeerConfig")
             .field("secret", &"<hidden>")
             .field("body_bytes_max", &self.body_bytes_max)
+            .field("snapshot_bytes_max", &self.snapshot_bytes_max)
             .finish()
     }
 }
@@ -139,11 +148,10 @@ impl Peer {
                 }
             })?;
             let status = response.status();
-            let bytes = response
-                .into_body()
+            let bytes = Limited::new(response.into_body(), self.config.body_bytes_max)
                 .collect()
                 .await
-                .map_err(network)?
+                .map_err(|e| network(std::io::Error::other(e.to_string())))?
                 .to_bytes();
             if status != StatusCode::OK {
                 return Err(network(std::io::Error::other(format!(
@@ -244,15 +252,30 @@ pub async fn serve(
     config: PeerConfig,
 ) -> std::io::Result<()> {
     let secret = Arc::new(Sha256::digest(format!("Bearer {}", config.secret)));
+    let connections = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
     loop {
-        let (stream, peer) = listener.accept().await?;
+        // A failed accept (no file descriptors left, a connection reset
+        // before it was taken) must not end the listener for good.
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "the peer listener could not accept; trying again");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "too many peer connections; closing this one");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let raft = raft.clone();
         let secret = secret.clone();
-        let limit = config.body_bytes_max;
+        let limits = (config.body_bytes_max, config.snapshot_bytes_max);
         tokio::spawn(async move {
+            let _permit = permit;
             let service = hyper::service::service_fn(move |req| {
-                handle(req, raft.clone(), secret.clone(), limit, peer)
+                handle(req, raft.clone(), secret.clone(), limits, peer)
             });
             let served = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -278,7 +301,7 @@ async fn handle(
     req: Request<Incoming>,
     raft: Raft,
     secret: Arc<sha2::digest::Output<Sha256>>,
-    limit: usize,
+    (limit, snapshot_max): (usize, u64),
     peer: SocketAddr,
 ) -> Result<Answer, Infallible> {
     let given = req
@@ -314,7 +337,13 @@ async fn handle(
             Ok(rpc) => encode_answer(raft.vote(rpc).await),
             Err(e) => return Ok(undecodable(e)),
         },
-        "/raft/snapshot" => match postcard::from_bytes(&body) {
+        "/raft/snapshot" => match postcard::from_bytes::<InstallSnapshotRequest<Shard>>(&body) {
+            Ok(rpc) if rpc.offset.saturating_add(rpc.data.len() as u64) > snapshot_max => {
+                return Ok(plain(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("a snapshot beyond {snapshot_max} bytes is refused"),
+                ))
+            }
             Ok(rpc) => encode_answer(raft.install_snapshot(rpc).await),
             Err(e) => return Ok(undecodable(e)),
         },

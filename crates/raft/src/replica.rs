@@ -40,6 +40,8 @@ pub struct ReplicaConfig {
     pub answers: Arc<dyn Answers + Send + Sync>,
     pub clock: Arc<dyn Clock>,
     pub idem_ttl_ms: u64,
+    /// The log's failpoints (tests); `LogConfig::default()` otherwise.
+    pub log: LogConfig,
 }
 
 pub struct Replica {
@@ -70,7 +72,7 @@ impl Replica {
             .build()
             .map_err(|e| error("starting Raft's runtime", e))?;
         let dir = &config.data_dir;
-        let log = LogStore::open(&dir.join("journal"), LogConfig::default())
+        let log = LogStore::open(&dir.join("journal"), config.log.clone())
             .map_err(|e| error("opening the Raft log", e))?;
         let machine = Machine::open(MachineConfig {
             dir: dir.join(MACHINE_DIR),
@@ -158,19 +160,25 @@ impl Replica {
         m.state == ServerState::Leader && m.current_leader == Some(self.id)
     }
 
-    /// Waits until this replica leads and has applied every entry before
-    /// its term (its term's first entry is applied), then hands over the
-    /// state (see [`Machine::take_for_serving`]). Needs no particular
+    /// Waits until this replica leads and has applied every entry of its
+    /// log (its term's first among them), then hands over the state (see [`Machine::take_for_serving`]). Needs no particular
     /// runtime.
     pub async fn take_lead(&self) -> Taken {
         let mut metrics = self.raft.metrics();
         loop {
+            // Leading, with every entry of its log applied, its term's
+            // included: a replica that restarts as the leader of the same
+            // term (its vote was its own) proposes no new entry, and its
+            // log may hold entries of that term it had not seen committed;
+            // they must be in the state before the sections take it, since
+            // the machine applies none of the sections' records after.
             let ready = {
                 let m = metrics.borrow_and_update();
                 m.state == ServerState::Leader
                     && m.current_leader == Some(self.id)
                     && m.last_applied
                         .is_some_and(|l| l.leader_id.term == m.current_term)
+                    && m.last_applied.map(|l| l.index) == m.last_log_index
             };
             if ready {
                 return self.machine.take_for_serving(self.journal_reader());

@@ -60,10 +60,9 @@ impl RaftSink {
             let _ = free.send(());
         }
         let (tx, rx) = crossbeam_channel::unbounded();
-        let handle = runtime.clone();
         let acks = std::thread::Builder::new()
             .name("journal-acks".into())
-            .spawn(move || complete_in_order(rx, handle, commit_timeout, free))
+            .spawn(move || complete_in_order(rx, commit_timeout, free))
             .expect("spawn the journal's ack thread");
         RaftSink {
             raft,
@@ -76,19 +75,38 @@ impl RaftSink {
 }
 
 /// Completes each batch once its commit is known, in the order proposed.
-fn complete_in_order(
-    rx: Receiver<Pending>,
-    runtime: tokio::runtime::Handle,
-    timeout: Duration,
-    free: Sender<()>,
-) {
+/// Its timer is its own (a runtime of this thread), not Raft's: the
+/// replica's runtime may be gone while batches still wait. Once a batch
+/// failed, the later ones fail at once (none may be acknowledged).
+fn complete_in_order(rx: Receiver<Pending>, timeout: Duration, free: Sender<()>) {
+    let timer = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(timer) => timer,
+        Err(error) => {
+            tracing::error!(%error, "the journal's ack thread has no timer");
+            for pending in rx {
+                let (Pending::Proposed(_, done) | Pending::Refused(_, done)) = pending;
+                done(Err(io::Error::other(
+                    "the journal's ack thread has no timer",
+                )));
+            }
+            return;
+        }
+    };
+    let mut failed = false;
     for pending in rx {
         match pending {
-            Pending::Refused(error, done) => done(Err(error)),
+            Pending::Refused(error, done) => {
+                failed = true;
+                done(Err(error))
+            }
+            Pending::Proposed(_, done) if failed => {
+                done(Err(io::Error::other("an earlier batch was not committed")))
+            }
             Pending::Proposed(answer, done) => {
-                // The timer is made inside the runtime's context.
-                let answer =
-                    runtime.block_on(async { tokio::time::timeout(timeout, answer).await });
+                let answer = timer.block_on(async { tokio::time::timeout(timeout, answer).await });
                 let result = match answer {
                     Ok(Ok(Ok(response))) => Ok(response.log_id.index),
                     Ok(Ok(Err(e))) => {
@@ -101,6 +119,7 @@ fn complete_in_order(
                     )),
                 };
                 if let Err(error) = &result {
+                    failed = true;
                     tracing::error!(%error, "a batch was not committed; the journal stops acknowledging");
                 }
                 done(result);

@@ -25,6 +25,7 @@ fn peers() -> PeerConfig {
     PeerConfig {
         secret: Arc::from("test-shard-secret"),
         body_bytes_max: 1 << 20,
+        snapshot_bytes_max: 1 << 30,
     }
 }
 
@@ -127,8 +128,8 @@ async fn a_peer_listener_refuses_strangers_and_floods_unread() {
     let root = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let replica = start(root.path(), 0, listener).await;
-    let vote = |secret: &str, body: Vec<u8>| {
-        let url = format!("http://{}/raft/vote", replica.addr);
+    let post = |path: &str, secret: &str, body: Vec<u8>| {
+        let url = format!("http://{}/raft/{path}", replica.addr);
         let secret = secret.to_owned();
         tokio::task::spawn_blocking(move || {
             let mut request = ureq::post(&url);
@@ -142,6 +143,7 @@ async fn a_peer_listener_refuses_strangers_and_floods_unread() {
             }
         })
     };
+    let vote = |secret: &str, body: Vec<u8>| post("vote", secret, body);
     // A vote for term 7 from a stranger would move this replica's term.
     let ballot = postcard::to_allocvec(&openraft::raft::VoteRequest::<NodeId>::new(
         openraft::Vote::new(7, 9),
@@ -157,6 +159,24 @@ async fn a_peer_listener_refuses_strangers_and_floods_unread() {
         413
     );
     assert_eq!(vote("test-shard-secret", vec![0xff; 7]).await.unwrap(), 400);
+    // A snapshot's chunk far past the bound (openraft would grow its
+    // buffer to the offset) is refused before it reaches Raft.
+    let far = openraft::raft::InstallSnapshotRequest::<boxoffice_raft::Shard> {
+        vote: openraft::Vote::new(7, 9),
+        meta: openraft::SnapshotMeta {
+            last_log_id: None,
+            last_membership: Default::default(),
+            snapshot_id: "far".into(),
+        },
+        offset: 1 << 40,
+        data: vec![1; 16],
+        done: false,
+    };
+    let far = postcard::to_allocvec(&far).unwrap();
+    assert_eq!(
+        post("snapshot", "test-shard-secret", far).await.unwrap(),
+        413
+    );
     assert_eq!(
         replica.raft.metrics().borrow().current_term,
         0,

@@ -42,11 +42,13 @@ fn start_all(root: &std::path::Path) -> BTreeMap<NodeId, Replica> {
                 peers: PeerConfig {
                     secret: Arc::from("s"),
                     body_bytes_max: 8 << 20,
+                    snapshot_bytes_max: 1 << 30,
                 },
                 raft: (*support::cluster::config(1_000)).clone(),
                 answers: Arc::new(support::TestAnswers),
                 clock: Arc::new(boxoffice_store::clock::SystemClock),
                 idem_ttl_ms: support::IDEM_TTL_MS,
+                log: Default::default(),
             };
             (id, Replica::start(config).unwrap())
         })
@@ -78,17 +80,7 @@ fn lead(replicas: &BTreeMap<NodeId, Replica>) -> (NodeId, u64, u64, Journal) {
     });
     let (id, taken) = taken;
     let r = &replicas[&id];
-    let held = support::held(
-        &boxoffice_store::recovery::encode_snapshot(
-            &taken.state,
-            &boxoffice_store::idempotency::IdempotencyStore::new(1, 1, None),
-            1,
-            taken.position,
-            0,
-            None,
-        )
-        .1,
-    );
+    let held = held_in(&taken);
     let (journal, _flusher) = Journal::start(
         Box::new(r.sink(Duration::from_secs(5), 4)),
         taken.position,
@@ -182,4 +174,88 @@ fn a_replica_takes_the_lead_with_everything_acknowledged() {
         assert!(started.elapsed() < Duration::from_secs(10));
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The holds in a state handed over.
+fn held_in(taken: &Taken) -> u64 {
+    held(
+        &boxoffice_store::recovery::encode_snapshot(
+            &taken.state,
+            &boxoffice_store::idempotency::IdempotencyStore::new(1, 1, None),
+            1,
+            taken.position,
+            0,
+            None,
+        )
+        .1,
+    )
+}
+
+#[test]
+fn a_replica_restarted_as_leader_takes_every_entry_of_its_log() {
+    // Alone in its group: its vote is its own, so it leads again at once
+    // after a restart, in the same term, with no new entry; what its log
+    // holds beyond the commit it had saved must be in the state it hands
+    // over.
+    let root = tempfile::tempdir().unwrap();
+    let freeze = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let start = || {
+        let peer_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = peer_listener.local_addr().unwrap().to_string();
+        Replica::start(ReplicaConfig {
+            id: 0,
+            members: BTreeMap::from([(0, Node::new(addr, "http://api-0"))]),
+            data_dir: root.path().join("replica-0"),
+            peer_listener,
+            peers: PeerConfig {
+                secret: Arc::from("s"),
+                body_bytes_max: 8 << 20,
+                snapshot_bytes_max: 1 << 30,
+            },
+            raft: (*support::cluster::config(1_000)).clone(),
+            answers: Arc::new(support::TestAnswers),
+            clock: Arc::new(boxoffice_store::clock::SystemClock),
+            idem_ttl_ms: support::IDEM_TTL_MS,
+            log: boxoffice_raft::LogConfig {
+                freeze_committed: freeze.clone(),
+                ..Default::default()
+            },
+        })
+        .unwrap()
+    };
+    let first = start();
+    let taken = block_on(first.take_lead());
+    let (journal, flusher) = Journal::start(
+        Box::new(first.sink(Duration::from_secs(5), 4)),
+        taken.position,
+        Some(first.journal_reader()),
+        JournalConfig::default(),
+    );
+    let mut records = vec![event_created("e")];
+    records.extend((0..10u32).map(|seat| hold("e", "A", u64::from(seat), seat)));
+    append(&journal, &records);
+    // The commit known on disk stays here; 20 more holds are committed
+    // and acknowledged after it.
+    freeze.store(true, std::sync::atomic::Ordering::SeqCst);
+    let more: Vec<_> = (10..30u32)
+        .map(|seat| hold("e", "A", u64::from(seat), seat))
+        .collect();
+    append(&journal, &more);
+    journal.close();
+    drop(journal);
+    flusher.join().unwrap();
+    drop(first);
+
+    freeze.store(false, std::sync::atomic::Ordering::SeqCst);
+    let again = start();
+    let taken = block_on(async {
+        tokio::time::timeout(Duration::from_secs(10), again.take_lead())
+            .await
+            .expect("the lone replica leads again")
+    });
+    assert_eq!(
+        held_in(&taken),
+        30,
+        "every acknowledged hold is handed over"
+    );
 }

@@ -13,12 +13,9 @@
 mod support;
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use boxoffice_raft::{Node, NodeId, PeerConfig, Replica, ReplicaConfig};
 use boxoffice_store::journal::{encode, ChangeRecord, Journal, JournalConfig, Record, Store};
 
 fn release(hold: u64) -> Record {
@@ -146,52 +143,17 @@ fn lone(writers: u32, secs: u64) -> Figures {
 
 fn replicated(writers: u32, secs: u64, in_flight: usize) -> Figures {
     let root = tempfile::tempdir().unwrap();
-    let listeners: Vec<_> = (0..3)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let members: BTreeMap<NodeId, Node> = listeners
-        .iter()
-        .enumerate()
-        .map(|(id, l)| {
-            (
-                id as NodeId,
-                Node::new(l.local_addr().unwrap().to_string(), ""),
-            )
-        })
-        .collect();
     let mut raft = (*support::cluster::config(100_000)).clone();
     raft.heartbeat_interval = 100;
     raft.election_timeout_min = 1_000;
     raft.election_timeout_max = 2_000;
-    let replicas: Vec<Replica> = listeners
-        .into_iter()
-        .enumerate()
-        .map(|(id, peer_listener)| {
-            Replica::start(ReplicaConfig {
-                id: id as NodeId,
-                members: members.clone(),
-                data_dir: root.path().join(format!("r{id}")),
-                peer_listener,
-                peers: PeerConfig {
-                    secret: Arc::from("bench"),
-                    body_bytes_max: 64 << 20,
-                    snapshot_bytes_max: 1 << 30,
-                },
-                raft: raft.clone(),
-                answers: Arc::new(support::TestAnswers),
-                clock: Arc::new(boxoffice_store::clock::SystemClock),
-                idem_ttl_ms: support::IDEM_TTL_MS,
-                log: Default::default(),
-            })
-            .unwrap()
-        })
-        .collect();
+    let replicas = support::start_replicas(root.path(), 3, &raft);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let leader = loop {
-        if let Some(r) = replicas.iter().find(|r| r.is_leader()) {
+        if let Some(r) = replicas.values().find(|r| r.is_leader()) {
             break r;
         }
         std::thread::sleep(Duration::from_millis(10));

@@ -10,49 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use boxoffice_raft::machine::Taken;
-use boxoffice_raft::{Node, NodeId, PeerConfig, Replica, ReplicaConfig};
+use boxoffice_raft::{Node, NodeId, Replica};
 use boxoffice_store::journal::{encode, Journal, JournalConfig};
 use support::{event_created, held, hold};
 
 fn start_all(root: &std::path::Path) -> BTreeMap<NodeId, Replica> {
-    let listeners: Vec<_> = (0..3)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let members: BTreeMap<NodeId, Node> = listeners
-        .iter()
-        .enumerate()
-        .map(|(id, l)| {
-            let addr = l.local_addr().unwrap().to_string();
-            (
-                id as NodeId,
-                Node::new(addr.clone(), format!("http://api-{id}")),
-            )
-        })
-        .collect();
-    listeners
-        .into_iter()
-        .enumerate()
-        .map(|(id, peer_listener)| {
-            let id = id as NodeId;
-            let config = ReplicaConfig {
-                id,
-                members: members.clone(),
-                data_dir: root.join(format!("replica-{id}")),
-                peer_listener,
-                peers: PeerConfig {
-                    secret: Arc::from("s"),
-                    body_bytes_max: 8 << 20,
-                    snapshot_bytes_max: 1 << 30,
-                },
-                raft: (*support::cluster::config(1_000)).clone(),
-                answers: Arc::new(support::TestAnswers),
-                clock: Arc::new(boxoffice_store::clock::SystemClock),
-                idem_ttl_ms: support::IDEM_TTL_MS,
-                log: Default::default(),
-            };
-            (id, Replica::start(config).unwrap())
-        })
-        .collect()
+    support::start_replicas(root, 3, &support::cluster::config(1_000))
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -202,25 +165,20 @@ fn a_replica_restarted_as_leader_takes_every_entry_of_its_log() {
     let start = || {
         let peer_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = peer_listener.local_addr().unwrap().to_string();
-        Replica::start(ReplicaConfig {
-            id: 0,
-            members: BTreeMap::from([(0, Node::new(addr, "http://api-0"))]),
-            data_dir: root.path().join("replica-0"),
+        let members = BTreeMap::from([(0, Node::new(addr, "http://api-0"))]);
+        let log = boxoffice_raft::LogConfig {
+            freeze_committed: freeze.clone(),
+            ..Default::default()
+        };
+        let raft = (*support::cluster::config(1_000)).clone();
+        Replica::start(support::replica_config(
+            root.path(),
+            0,
+            members,
             peer_listener,
-            peers: PeerConfig {
-                secret: Arc::from("s"),
-                body_bytes_max: 8 << 20,
-                snapshot_bytes_max: 1 << 30,
-            },
-            raft: (*support::cluster::config(1_000)).clone(),
-            answers: Arc::new(support::TestAnswers),
-            clock: Arc::new(boxoffice_store::clock::SystemClock),
-            idem_ttl_ms: support::IDEM_TTL_MS,
-            log: boxoffice_raft::LogConfig {
-                freeze_committed: freeze.clone(),
-                ..Default::default()
-            },
-        })
+            raft,
+            log,
+        ))
         .unwrap()
     };
     let first = start();

@@ -9,7 +9,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use boxoffice_domain::{CategoryCounts, EventDef, Outcome, SalePhases, SectionLayout};
-use boxoffice_raft::{Batch, LogConfig, LogStore, Machine, MachineConfig};
+use boxoffice_raft::{
+    Batch, LogConfig, LogStore, Machine, MachineConfig, Node, NodeId, PeerConfig, Replica,
+    ReplicaConfig,
+};
 use boxoffice_store::clock::SystemClock;
 use boxoffice_store::journal::{encode_into, ChangeRecord, ClaimRecord, Record};
 use boxoffice_store::recovery::Answers;
@@ -116,4 +119,66 @@ pub fn small_event(event: &str) -> Record {
         at_ms: 1_700_000_000_000,
         idem: None,
     }
+}
+
+/// Replica `id`'s settings as the tests run it: its directory under
+/// `root`, the tests' answers and secret.
+pub fn replica_config(
+    root: &Path,
+    id: NodeId,
+    members: std::collections::BTreeMap<NodeId, Node>,
+    peer_listener: std::net::TcpListener,
+    raft: openraft::Config,
+    log: LogConfig,
+) -> ReplicaConfig {
+    ReplicaConfig {
+        id,
+        members,
+        data_dir: root.join(format!("replica-{id}")),
+        peer_listener,
+        peers: PeerConfig {
+            secret: Arc::from("test-shard-secret"),
+            body_bytes_max: 64 << 20,
+            snapshot_bytes_max: 1 << 30,
+        },
+        raft,
+        answers: Arc::new(TestAnswers),
+        clock: Arc::new(SystemClock),
+        idem_ttl_ms: IDEM_TTL_MS,
+        log,
+    }
+}
+
+/// `n` replicas on loopback, each with its own directory under `root`
+/// and its own peer listener (replica `i`'s API is `http://api-i`);
+/// replica 0 forms the group.
+pub fn start_replicas(
+    root: &Path,
+    n: u64,
+    raft: &openraft::Config,
+) -> std::collections::BTreeMap<NodeId, Replica> {
+    let listeners: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let members: std::collections::BTreeMap<NodeId, Node> = (0..n)
+        .zip(&listeners)
+        .map(|(id, l)| {
+            let peer = l.local_addr().unwrap().to_string();
+            (id, Node::new(peer, format!("http://api-{id}")))
+        })
+        .collect();
+    (0..n)
+        .zip(listeners)
+        .map(|(id, listener)| {
+            let config = replica_config(
+                root,
+                id,
+                members.clone(),
+                listener,
+                raft.clone(),
+                LogConfig::default(),
+            );
+            (id, Replica::start(config).unwrap())
+        })
+        .collect()
 }
